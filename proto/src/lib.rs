@@ -1,0 +1,32 @@
+//! Protobuf types for Remora.
+//!
+//! - [`xds`]: the Envoy xDS v3 types and services (from `envoy-types`), re-exported
+//!   so the proxy and the control plane agree on one version.
+//! - [`demo`]: Remora's own demo/test service (`remora.demo.v1.Echo`).
+#![forbid(unsafe_code)]
+
+pub use envoy_types::pb as xds;
+pub use prost;
+pub use prost_types;
+
+/// `remora.demo.v1`: the echo service used by the demo and the end-to-end tests.
+pub mod demo {
+    #![allow(clippy::all)]
+    tonic::include_proto!("remora.demo.v1");
+}
+
+/// Type URLs of the xDS resources Remora serves and consumes.
+pub mod type_url {
+    pub const LISTENER: &str = "type.googleapis.com/envoy.config.listener.v3.Listener";
+    pub const ROUTE: &str = "type.googleapis.com/envoy.config.route.v3.RouteConfiguration";
+    pub const CLUSTER: &str = "type.googleapis.com/envoy.config.cluster.v3.Cluster";
+    pub const ENDPOINT: &str = "type.googleapis.com/envoy.config.endpoint.v3.ClusterLoadAssignment";
+    pub const HTTP_CONNECTION_MANAGER: &str = "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager";
+    pub const ROUTER: &str = "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router";
+    pub const HTTP_PROTOCOL_OPTIONS: &str =
+        "type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions";
+
+    /// The order in which a change is pushed: what is referenced goes before what
+    /// references it (make before break).
+    pub const PUSH_ORDER: [&str; 4] = [CLUSTER, ENDPOINT, LISTENER, ROUTE];
+}

@@ -1,0 +1,133 @@
+//! The admin listener: liveness, readiness and a dump of the active config.
+
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
+use bytes::Bytes;
+use http::{header, HeaderValue, Method, Request, Response, StatusCode};
+use http_body_util::{Either, Full};
+use hyper::body::Incoming;
+use serde_json::json;
+
+use crate::http::ResponseBody;
+use crate::snapshot::{RouteAction, Snapshot, Target};
+use crate::upstream::Transport;
+use crate::xds::XdsStatus;
+
+pub struct Admin {
+    pub node_id: String,
+    pub snapshot: Arc<ArcSwap<Snapshot>>,
+    pub status: Arc<XdsStatus>,
+}
+
+impl Admin {
+    fn answer(&self, req: &Request<Incoming>) -> Response<ResponseBody> {
+        match (req.method(), req.uri().path()) {
+            (&Method::GET, "/live") => text(StatusCode::OK, "live\n"),
+            (&Method::GET, "/ready") => {
+                if self.snapshot.load().is_ready() {
+                    text(StatusCode::OK, "ready\n")
+                } else {
+                    text(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        "waiting for configuration\n",
+                    )
+                }
+            }
+            (&Method::GET, "/config_dump") => {
+                let body = self.config_dump().to_string();
+                let mut r = text(StatusCode::OK, "");
+                *r.body_mut() = Either::Right(Full::new(Bytes::from(body)));
+                r.headers_mut().insert(
+                    header::CONTENT_TYPE,
+                    HeaderValue::from_static("application/json"),
+                );
+                r
+            }
+            _ => text(StatusCode::NOT_FOUND, "not found\n"),
+        }
+    }
+
+    fn config_dump(&self) -> serde_json::Value {
+        let snapshot = self.snapshot.load();
+        let mut clusters: Vec<_> = snapshot
+            .clusters
+            .values()
+            .map(|c| {
+                let endpoints: Vec<_> = c
+                    .endpoints
+                    .iter()
+                    .map(|e| {
+                        json!({
+                            "address": e.endpoint.addr().to_string(),
+                            "weight": e.weight,
+                            "meshed": e.endpoint.transport() == Transport::MeshH2,
+                            "in_flight": e.endpoint.in_flight(),
+                            "latency_ewma_ms": e.endpoint.ewma().get() / 1e6,
+                        })
+                    })
+                    .collect();
+                json!({"name": &*c.name, "protocol": format!("{:?}", c.protocol), "endpoints": endpoints})
+            })
+            .collect();
+        clusters.sort_by(|a, b| a["name"].as_str().cmp(&b["name"].as_str()));
+        let routes = snapshot.outbound.as_ref().map(|t| {
+            let hosts: Vec<_> = t
+                .virtual_hosts
+                .iter()
+                .map(|vh| {
+                    let routes: Vec<_> = vh
+                        .routes
+                        .iter()
+                        .map(|r| {
+                            let RouteAction::Split(split) = &r.action;
+                            let mut previous = 0;
+                            let targets: Vec<_> = split
+                                .targets
+                                .iter()
+                                .map(|(cumulative, target)| {
+                                    let weight = cumulative - previous;
+                                    previous = *cumulative;
+                                    let (name, known) = match target {
+                                        Target::Cluster(c) => (c.name.to_string(), true),
+                                        Target::Missing(n) => (n.to_string(), false),
+                                    };
+                                    json!({"cluster": name, "weight": weight, "known": known})
+                                })
+                                .collect();
+                            json!({"name": &*r.name, "targets": targets})
+                        })
+                        .collect();
+                    json!({"name": vh.name, "routes": routes})
+                })
+                .collect();
+            json!({"name": t.name, "virtual_hosts": hosts})
+        });
+        json!({
+            "node_id": self.node_id,
+            "ready": snapshot.is_ready(),
+            "xds": self.status.view(),
+            "versions": snapshot.versions,
+            "clusters": clusters,
+            "routes": routes,
+        })
+    }
+}
+
+impl crate::http::server::Handler for Admin {
+    fn handle(
+        self: Arc<Self>,
+        req: Request<Incoming>,
+    ) -> impl std::future::Future<Output = Response<ResponseBody>> + Send + 'static {
+        let response = self.answer(&req);
+        async move { response }
+    }
+}
+
+fn text(status: StatusCode, body: &'static str) -> Response<ResponseBody> {
+    let mut r = Response::new(Either::Right(Full::new(Bytes::from_static(
+        body.as_bytes(),
+    ))));
+    *r.status_mut() = status;
+    r
+}

@@ -1,0 +1,62 @@
+//! Power of two choices: sample two endpoints, take the one with the lower cost,
+//! where cost is the latency estimate times the requests in flight, over the weight.
+
+use crate::upstream::WeightedEndpoint;
+
+/// Picks an endpoint, or `None` when there is none.
+pub fn pick(endpoints: &[WeightedEndpoint]) -> Option<&WeightedEndpoint> {
+    match endpoints.len() {
+        0 => None,
+        1 => endpoints.first(),
+        n => {
+            let a = rand::random_range(0..n);
+            let mut b = rand::random_range(0..n - 1);
+            if b >= a {
+                b += 1;
+            }
+            let (ea, eb) = (&endpoints[a], &endpoints[b]);
+            Some(if cost(ea) <= cost(eb) { ea } else { eb })
+        }
+    }
+}
+
+fn cost(e: &WeightedEndpoint) -> f64 {
+    let load = e.endpoint.ewma().get() * (e.endpoint.in_flight() as f64 + 1.0);
+    load / f64::from(e.weight.max(1))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::upstream::{Endpoint, Transport};
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    fn endpoint(port: u16) -> WeightedEndpoint {
+        WeightedEndpoint {
+            endpoint: Arc::new(Endpoint::new(
+                ([127, 0, 0, 1], port).into(),
+                Transport::MeshH2,
+            )),
+            weight: 1,
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn prefers_the_faster_endpoint() {
+        let eps = vec![endpoint(1), endpoint(2)];
+        eps[0].endpoint.ewma().observe(Duration::from_millis(50));
+        eps[1].endpoint.ewma().observe(Duration::from_millis(5));
+        for _ in 0..100 {
+            let chosen = pick(&eps).unwrap();
+            assert_eq!(chosen.endpoint.addr().port(), 2);
+        }
+    }
+
+    #[test]
+    fn empty_and_single() {
+        assert!(pick(&[]).is_none());
+        let one = vec![endpoint(9)];
+        assert_eq!(pick(&one).unwrap().endpoint.addr().port(), 9);
+    }
+}

@@ -1,0 +1,193 @@
+//! The bootstrap file: who this proxy is, where its control plane is and where it
+//! listens. Everything else arrives over xDS.
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+/// Errors reading a bootstrap file; each names the file and, where it can, the field.
+#[derive(Debug, thiserror::Error)]
+pub enum BootstrapError {
+    #[error("bootstrap {path}: cannot read: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("bootstrap {path}: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("bootstrap {path}: field `{field}`: {message}")]
+    Field {
+        path: PathBuf,
+        field: &'static str,
+        message: String,
+    },
+}
+
+/// The parsed bootstrap, with defaults from DESIGN.md applied.
+#[derive(Debug, Clone)]
+pub struct Bootstrap {
+    pub node_id: String,
+    pub service: String,
+    pub namespace: String,
+    pub control_plane: SocketAddr,
+    /// The local application: the inbound listener forwards here.
+    pub app: SocketAddr,
+    pub outbound: SocketAddr,
+    pub inbound: SocketAddr,
+    pub admin: SocketAddr,
+    /// Where other proxies reach the inbound listener; `None` means derive it from
+    /// the bound inbound address.
+    pub advertise: Option<SocketAddr>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawBootstrap {
+    node_id: Option<String>,
+    service: Option<String>,
+    namespace: Option<String>,
+    control_plane: Option<String>,
+    app: Option<String>,
+    outbound: Option<String>,
+    inbound: Option<String>,
+    admin: Option<String>,
+    advertise: Option<String>,
+}
+
+impl Bootstrap {
+    pub fn load(path: &Path) -> Result<Self, BootstrapError> {
+        let text = std::fs::read_to_string(path).map_err(|source| BootstrapError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        Self::parse(path, &text)
+    }
+
+    pub fn parse(path: &Path, text: &str) -> Result<Self, BootstrapError> {
+        let raw: RawBootstrap =
+            serde_yaml_ng::from_str(text).map_err(|e| BootstrapError::Parse {
+                path: path.to_owned(),
+                message: e.to_string(),
+            })?;
+        let field_error = |field: &'static str, message: String| BootstrapError::Field {
+            path: path.to_owned(),
+            field,
+            message,
+        };
+        let addr = |field: &'static str, value: Option<String>, default: SocketAddr| match value {
+            None => Ok(default),
+            Some(v) => v
+                .parse::<SocketAddr>()
+                .map_err(|e| field_error(field, format!("`{v}` is not an ip:port address: {e}"))),
+        };
+        let service = match raw.service {
+            Some(s) if is_dns_label(&s) => s,
+            Some(s) => {
+                return Err(field_error(
+                    "service",
+                    format!("`{s}` is not a valid service name (lowercase DNS label)"),
+                ))
+            }
+            None => return Err(field_error("service", "is required".into())),
+        };
+        let namespace = match raw.namespace {
+            Some(ns) if is_dns_label(&ns) => ns,
+            Some(ns) => {
+                return Err(field_error(
+                    "namespace",
+                    format!("`{ns}` is not a valid namespace (lowercase DNS label)"),
+                ))
+            }
+            None => "default".to_owned(),
+        };
+        let loopback = |port| SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), port);
+        let app = match raw.app {
+            Some(v) => addr("app", Some(v), loopback(0))?,
+            None => return Err(field_error("app", "is required".into())),
+        };
+        Ok(Bootstrap {
+            node_id: raw
+                .node_id
+                .unwrap_or_else(|| format!("{service}-{}", std::process::id())),
+            control_plane: addr("control_plane", raw.control_plane, loopback(7700))?,
+            app,
+            outbound: addr("outbound", raw.outbound, loopback(7001))?,
+            inbound: addr(
+                "inbound",
+                raw.inbound,
+                SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), 7002),
+            )?,
+            admin: addr("admin", raw.admin, loopback(7900))?,
+            advertise: raw
+                .advertise
+                .map(|v| addr("advertise", Some(v), loopback(0)))
+                .transpose()?,
+            service,
+            namespace,
+        })
+    }
+
+    /// The address peers dial, given where the inbound listener actually bound.
+    pub fn advertised_inbound(&self, bound: SocketAddr) -> SocketAddr {
+        if let Some(a) = self.advertise {
+            return a;
+        }
+        if bound.ip().is_unspecified() {
+            SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), bound.port())
+        } else {
+            bound
+        }
+    }
+}
+
+fn is_dns_label(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 63
+        && s.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && !s.starts_with('-')
+        && !s.ends_with('-')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<Bootstrap, BootstrapError> {
+        Bootstrap::parse(Path::new("b.yaml"), text)
+    }
+
+    #[test]
+    fn defaults_come_from_the_design() {
+        let b = parse("service: orders\napp: 127.0.0.1:8080\n").unwrap();
+        assert_eq!(b.namespace, "default");
+        assert_eq!(b.control_plane, "127.0.0.1:7700".parse().unwrap());
+        assert_eq!(b.outbound, "127.0.0.1:7001".parse().unwrap());
+        assert_eq!(b.inbound, "0.0.0.0:7002".parse().unwrap());
+        assert_eq!(b.admin, "127.0.0.1:7900".parse().unwrap());
+        assert!(b.node_id.starts_with("orders-"));
+        assert_eq!(
+            b.advertised_inbound("0.0.0.0:7002".parse().unwrap()),
+            "127.0.0.1:7002".parse().unwrap()
+        );
+    }
+
+    #[test]
+    fn errors_name_the_field() {
+        let err = parse("service: orders\napp: nowhere\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("field `app`"), "{err}");
+        let err = parse("app: 127.0.0.1:1\n").unwrap_err().to_string();
+        assert!(err.contains("field `service`: is required"), "{err}");
+        let err = parse("service: Orders\napp: 127.0.0.1:1\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("field `service`"), "{err}");
+        let err = parse("service: a\napp: 127.0.0.1:1\nlistner: x\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("unknown field `listner`"), "{err}");
+    }
+}

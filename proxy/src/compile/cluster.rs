@@ -1,0 +1,232 @@
+//! Cluster + ClusterLoadAssignment -> a compiled cluster of long-lived endpoints.
+
+use std::collections::BTreeMap;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+
+use remora_proto::prost::Message;
+use remora_proto::type_url;
+use remora_proto::xds::envoy::config::cluster::v3::cluster::{
+    ClusterDiscoveryType, DiscoveryType, LbPolicy,
+};
+use remora_proto::xds::envoy::config::cluster::v3::Cluster as XdsCluster;
+use remora_proto::xds::envoy::config::core::v3::{
+    address, socket_address::PortSpecifier, HealthStatus, Metadata,
+};
+use remora_proto::xds::envoy::config::endpoint::v3::{lb_endpoint, ClusterLoadAssignment};
+use remora_proto::xds::envoy::extensions::upstreams::http::v3::http_protocol_options::{
+    explicit_http_config::ProtocolConfig, UpstreamProtocolOptions,
+};
+use remora_proto::xds::envoy::extensions::upstreams::http::v3::HttpProtocolOptions;
+
+use super::CompileError;
+use crate::upstream::{Cluster, EndpointRegistry, Protocol, Transport, WeightedEndpoint};
+
+/// The name under which a cluster's endpoints arrive over EDS, if it uses EDS.
+pub fn eds_service_name(c: &XdsCluster) -> Result<Option<String>, CompileError> {
+    match discovery_type(c)? {
+        DiscoveryType::Eds => Ok(Some(
+            c.eds_cluster_config
+                .as_ref()
+                .map(|e| e.service_name.clone())
+                .filter(|n| !n.is_empty())
+                .unwrap_or_else(|| c.name.clone()),
+        )),
+        _ => Ok(None),
+    }
+}
+
+fn discovery_type(c: &XdsCluster) -> Result<DiscoveryType, CompileError> {
+    let err = |m: String| CompileError::new("Cluster", &c.name, "type", m);
+    match &c.cluster_discovery_type {
+        None => Ok(DiscoveryType::Static),
+        Some(ClusterDiscoveryType::Type(t)) => match DiscoveryType::try_from(*t) {
+            Ok(t @ (DiscoveryType::Eds | DiscoveryType::Static)) => Ok(t),
+            Ok(other) => Err(err(format!(
+                "discovery type {} is not supported (EDS and STATIC are)",
+                other.as_str_name()
+            ))),
+            Err(_) => Err(err(format!("unknown discovery type {t}"))),
+        },
+        Some(ClusterDiscoveryType::ClusterType(custom)) => Err(CompileError::new(
+            "Cluster",
+            &c.name,
+            "cluster_type",
+            format!("custom cluster type `{}` is not supported", custom.name),
+        )),
+    }
+}
+
+pub fn compile(
+    c: &XdsCluster,
+    assignments: &BTreeMap<String, ClusterLoadAssignment>,
+    registry: &EndpointRegistry,
+) -> Result<Cluster, CompileError> {
+    if c.name.is_empty() {
+        return Err(CompileError::new("Cluster", "", "name", "empty"));
+    }
+    match LbPolicy::try_from(c.lb_policy) {
+        Ok(LbPolicy::RoundRobin | LbPolicy::LeastRequest) => {}
+        Ok(other) => {
+            return Err(CompileError::new(
+                "Cluster",
+                &c.name,
+                "lb_policy",
+                format!(
+                    "{} is not supported (ROUND_ROBIN and LEAST_REQUEST are)",
+                    other.as_str_name()
+                ),
+            ))
+        }
+        Err(_) => {
+            return Err(CompileError::new(
+                "Cluster",
+                &c.name,
+                "lb_policy",
+                format!("unknown policy {}", c.lb_policy),
+            ))
+        }
+    }
+    let protocol = protocol(c)?;
+    let assignment = match eds_service_name(c)? {
+        Some(service) => assignments.get(&service),
+        None => c.load_assignment.as_ref(),
+    };
+    let endpoints = match assignment {
+        None => Vec::new(),
+        Some(cla) => endpoints(&c.name, cla)?
+            .into_iter()
+            .map(|e| {
+                let transport = match (e.meshed, protocol) {
+                    (true, _) => Transport::MeshH2,
+                    (false, Protocol::Http1) => Transport::PlainH1,
+                    (false, Protocol::Http2) => Transport::PlainH2,
+                };
+                WeightedEndpoint {
+                    endpoint: registry.endpoint(e.addr, transport),
+                    weight: e.weight,
+                }
+            })
+            .collect(),
+    };
+    Ok(Cluster {
+        name: Arc::from(c.name.as_str()),
+        protocol,
+        endpoints,
+    })
+}
+
+fn protocol(c: &XdsCluster) -> Result<Protocol, CompileError> {
+    let Some(any) = c
+        .typed_extension_protocol_options
+        .get("envoy.extensions.upstreams.http.v3.HttpProtocolOptions")
+    else {
+        #[allow(deprecated)]
+        let legacy_h2 = c.http2_protocol_options.is_some();
+        return Ok(if legacy_h2 {
+            Protocol::Http2
+        } else {
+            Protocol::Http1
+        });
+    };
+    let field =
+        "typed_extension_protocol_options[envoy.extensions.upstreams.http.v3.HttpProtocolOptions]";
+    let err = |m: String| CompileError::new("Cluster", &c.name, field, m);
+    if any.type_url != type_url::HTTP_PROTOCOL_OPTIONS {
+        return Err(err(format!("unexpected type {}", any.type_url)));
+    }
+    let options = HttpProtocolOptions::decode(any.value.as_slice())
+        .map_err(|e| err(format!("cannot decode: {e}")))?;
+    match options.upstream_protocol_options {
+        None => Ok(Protocol::Http1),
+        Some(UpstreamProtocolOptions::ExplicitHttpConfig(explicit)) => {
+            match explicit.protocol_config {
+                Some(ProtocolConfig::Http2ProtocolOptions(_)) => Ok(Protocol::Http2),
+                Some(ProtocolConfig::HttpProtocolOptions(_)) | None => Ok(Protocol::Http1),
+                Some(ProtocolConfig::Http3ProtocolOptions(_)) => {
+                    Err(err("HTTP/3 upstreams are not supported".into()))
+                }
+            }
+        }
+        Some(_) => Err(err("only explicit_http_config is supported upstream".into())),
+    }
+}
+
+pub struct ParsedEndpoint {
+    pub addr: SocketAddr,
+    pub weight: u32,
+    pub meshed: bool,
+}
+
+pub fn check_assignment(name: &str, cla: &ClusterLoadAssignment) -> Result<(), CompileError> {
+    endpoints(name, cla).map(|_| ())
+}
+
+/// The usable endpoints of an assignment; unhealthy ones are left out.
+pub fn endpoints(
+    name: &str,
+    cla: &ClusterLoadAssignment,
+) -> Result<Vec<ParsedEndpoint>, CompileError> {
+    let mut out = Vec::new();
+    for (i, locality) in cla.endpoints.iter().enumerate() {
+        for (j, lb) in locality.lb_endpoints.iter().enumerate() {
+            let field = format!("endpoints[{i}].lb_endpoints[{j}]");
+            let err = |f: &str, m: String| {
+                CompileError::new("ClusterLoadAssignment", name, format!("{field}.{f}"), m)
+            };
+            let health = HealthStatus::try_from(lb.health_status).unwrap_or(HealthStatus::Unknown);
+            if matches!(
+                health,
+                HealthStatus::Unhealthy | HealthStatus::Draining | HealthStatus::Timeout
+            ) {
+                continue;
+            }
+            let socket = match &lb.host_identifier {
+                Some(lb_endpoint::HostIdentifier::Endpoint(e)) => e
+                    .address
+                    .as_ref()
+                    .and_then(|a| match &a.address {
+                        Some(address::Address::SocketAddress(s)) => Some(s),
+                        _ => None,
+                    })
+                    .ok_or_else(|| {
+                        err("endpoint.address", "a socket address is required".into())
+                    })?,
+                _ => return Err(err("endpoint", "missing".into())),
+            };
+            let ip: IpAddr = socket.address.parse().map_err(|_| {
+                err(
+                    "endpoint.address.socket_address.address",
+                    format!("`{}` is not an IP address", socket.address),
+                )
+            })?;
+            let port = match socket.port_specifier {
+                Some(PortSpecifier::PortValue(p)) if (1..=65535).contains(&p) => p as u16,
+                _ => {
+                    return Err(err(
+                        "endpoint.address.socket_address.port_value",
+                        "a port between 1 and 65535 is required".into(),
+                    ))
+                }
+            };
+            let weight = lb.load_balancing_weight.map(|w| w.value).unwrap_or(1);
+            if weight == 0 {
+                return Err(err("load_balancing_weight", "must be at least 1".into()));
+            }
+            out.push(ParsedEndpoint {
+                addr: SocketAddr::new(ip, port),
+                weight,
+                meshed: is_meshed(lb.metadata.as_ref()),
+            });
+        }
+    }
+    Ok(out)
+}
+
+fn is_meshed(metadata: Option<&Metadata>) -> bool {
+    use remora_proto::xds::google::protobuf::value::Kind;
+    metadata
+        .and_then(|m| m.filter_metadata.get("remora"))
+        .and_then(|s| s.fields.get("meshed"))
+        .is_some_and(|v| matches!(v.kind, Some(Kind::BoolValue(true))))
+}

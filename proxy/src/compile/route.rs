@@ -1,0 +1,272 @@
+//! RouteConfiguration -> a route table whose actions point at compiled clusters.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use http::{HeaderName, HeaderValue, Method};
+use remora_proto::xds::envoy::config::route::v3::{
+    header_matcher::HeaderMatchSpecifier, route, route_action::ClusterSpecifier,
+    route_match::PathSpecifier, HeaderMatcher, RouteConfiguration,
+};
+use remora_proto::xds::envoy::r#type::matcher::v3::string_matcher::MatchPattern;
+
+use super::CompileError;
+use crate::snapshot::{
+    HeaderMatch, HeaderValueMatch, PathMatch, Route, RouteAction, RouteMatch, RouteTable, Target,
+    VirtualHost, WeightedClusters,
+};
+use crate::upstream::Cluster;
+
+type Clusters = HashMap<Arc<str>, Arc<Cluster>>;
+
+pub fn compile(rc: &RouteConfiguration, clusters: &Clusters) -> Result<RouteTable, CompileError> {
+    let err =
+        |field: String, m: String| CompileError::new("RouteConfiguration", &rc.name, field, m);
+    let mut table = RouteTable {
+        name: rc.name.clone(),
+        virtual_hosts: Vec::with_capacity(rc.virtual_hosts.len()),
+        exact: HashMap::new(),
+        suffixes: Vec::new(),
+        any: None,
+    };
+    for (i, vh) in rc.virtual_hosts.iter().enumerate() {
+        for (d, domain) in vh.domains.iter().enumerate() {
+            let field = format!("virtual_hosts[{i}].domains[{d}]");
+            let domain = domain.to_ascii_lowercase();
+            let duplicate = if domain == "*" {
+                table.any.replace(i).is_some()
+            } else if let Some(suffix) = domain.strip_prefix('*') {
+                if suffix.contains('*') {
+                    return Err(err(
+                        field,
+                        format!("`{domain}`: only a leading `*` is supported"),
+                    ));
+                }
+                let dup = table.suffixes.iter().any(|(s, _)| **s == *suffix);
+                table.suffixes.push((suffix.into(), i));
+                dup
+            } else if domain.contains('*') || domain.is_empty() {
+                return Err(err(field, format!("`{domain}` is not a valid domain")));
+            } else {
+                table.exact.insert(domain.clone().into(), i).is_some()
+            };
+            if duplicate {
+                return Err(err(
+                    field,
+                    format!("domain `{domain}` appears in more than one virtual host"),
+                ));
+            }
+        }
+        let mut routes = Vec::with_capacity(vh.routes.len());
+        for (r, xr) in vh.routes.iter().enumerate() {
+            let field = format!("virtual_hosts[{i}].routes[{r}]");
+            let matcher = route_match(xr.r#match.as_ref(), &field).map_err(|(f, m)| err(f, m))?;
+            let action =
+                action(xr.action.as_ref(), clusters, &field).map_err(|(f, m)| err(f, m))?;
+            let name = if xr.name.is_empty() {
+                format!("{}/{r}", vh.name)
+            } else {
+                xr.name.clone()
+            };
+            routes.push(Route {
+                name: name.into(),
+                matcher,
+                action,
+            });
+        }
+        table.virtual_hosts.push(VirtualHost {
+            name: vh.name.clone(),
+            routes,
+        });
+    }
+    // Longest suffix wins, as in Envoy.
+    table.suffixes.sort_by(|a, b| b.0.len().cmp(&a.0.len()));
+    Ok(table)
+}
+
+type FieldError = (String, String);
+
+fn route_match(
+    m: Option<&remora_proto::xds::envoy::config::route::v3::RouteMatch>,
+    field: &str,
+) -> Result<RouteMatch, FieldError> {
+    let field = format!("{field}.match");
+    let m = m.ok_or_else(|| (field.clone(), "missing".to_owned()))?;
+    if m.case_sensitive.is_some_and(|c| !c.value) {
+        return Err((
+            format!("{field}.case_sensitive"),
+            "case-insensitive paths are not supported".into(),
+        ));
+    }
+    if !m.query_parameters.is_empty() {
+        return Err((
+            format!("{field}.query_parameters"),
+            "query parameter matches are not supported yet".into(),
+        ));
+    }
+    let path = match &m.path_specifier {
+        Some(PathSpecifier::Prefix(p)) => PathMatch::Prefix(p.clone()),
+        Some(PathSpecifier::Path(p)) => PathMatch::Exact(p.clone()),
+        Some(PathSpecifier::PathSeparatedPrefix(p)) => {
+            PathMatch::SegmentPrefix(p.trim_end_matches('/').to_owned())
+        }
+        Some(_) => {
+            return Err((
+                format!("{field}.path_specifier"),
+                "only prefix, path and path_separated_prefix are supported".into(),
+            ))
+        }
+        None => return Err((format!("{field}.path_specifier"), "missing".into())),
+    };
+    let mut method = None;
+    let mut headers = Vec::with_capacity(m.headers.len());
+    for (h, hm) in m.headers.iter().enumerate() {
+        let hfield = format!("{field}.headers[{h}]");
+        if hm.name == ":method" {
+            method = Some(method_match(hm, &hfield)?);
+            continue;
+        }
+        headers.push(header_match(hm, &hfield)?);
+    }
+    Ok(RouteMatch {
+        path,
+        method,
+        headers,
+    })
+}
+
+fn exact_value(hm: &HeaderMatcher) -> Option<&str> {
+    #[allow(deprecated)]
+    match &hm.header_match_specifier {
+        Some(HeaderMatchSpecifier::ExactMatch(v)) => Some(v),
+        Some(HeaderMatchSpecifier::StringMatch(s)) if !s.ignore_case => match &s.match_pattern {
+            Some(MatchPattern::Exact(v)) => Some(v),
+            _ => None,
+        },
+        _ => None,
+    }
+}
+
+fn method_match(hm: &HeaderMatcher, field: &str) -> Result<Method, FieldError> {
+    let value = exact_value(hm)
+        .filter(|_| !hm.invert_match)
+        .ok_or_else(|| {
+            (
+                field.to_owned(),
+                "`:method` supports exact matches only".to_owned(),
+            )
+        })?;
+    Method::from_bytes(value.as_bytes())
+        .map_err(|_| (field.to_owned(), format!("`{value}` is not an HTTP method")))
+}
+
+fn header_match(hm: &HeaderMatcher, field: &str) -> Result<HeaderMatch, FieldError> {
+    let name = HeaderName::from_bytes(hm.name.as_bytes()).map_err(|_| {
+        (
+            format!("{field}.name"),
+            format!("`{}` is not a header name", hm.name),
+        )
+    })?;
+    #[allow(deprecated)]
+    let value = match &hm.header_match_specifier {
+        Some(HeaderMatchSpecifier::PresentMatch(true)) => HeaderValueMatch::Present,
+        Some(HeaderMatchSpecifier::PrefixMatch(p)) => HeaderValueMatch::Prefix(p.clone()),
+        Some(HeaderMatchSpecifier::StringMatch(s)) if !s.ignore_case => match &s.match_pattern {
+            Some(MatchPattern::Exact(v)) => HeaderValueMatch::Exact(header_value(v, field)?),
+            Some(MatchPattern::Prefix(p)) => HeaderValueMatch::Prefix(p.clone()),
+            _ => {
+                return Err((
+                    format!("{field}.string_match"),
+                    "only exact and prefix are supported".into(),
+                ))
+            }
+        },
+        Some(HeaderMatchSpecifier::ExactMatch(v)) => {
+            HeaderValueMatch::Exact(header_value(v, field)?)
+        }
+        _ => {
+            return Err((
+                field.to_owned(),
+                "only exact, prefix and present matches are supported".into(),
+            ))
+        }
+    };
+    Ok(HeaderMatch {
+        name,
+        value,
+        invert: hm.invert_match,
+    })
+}
+
+fn header_value(v: &str, field: &str) -> Result<HeaderValue, FieldError> {
+    HeaderValue::from_str(v).map_err(|_| {
+        (
+            field.to_owned(),
+            format!("`{v}` is not a valid header value"),
+        )
+    })
+}
+
+fn action(
+    a: Option<&route::Action>,
+    clusters: &Clusters,
+    field: &str,
+) -> Result<RouteAction, FieldError> {
+    let target = |name: &str| match clusters.get(name) {
+        Some(c) => Target::Cluster(c.clone()),
+        None => Target::Missing(name.into()),
+    };
+    let route = match a {
+        Some(route::Action::Route(r)) => r,
+        Some(_) => {
+            return Err((
+                format!("{field}.action"),
+                "only `route` actions are supported".into(),
+            ))
+        }
+        None => return Err((format!("{field}.action"), "missing".into())),
+    };
+    let field = format!("{field}.route");
+    match &route.cluster_specifier {
+        Some(ClusterSpecifier::Cluster(name)) if !name.is_empty() => {
+            Ok(RouteAction::Split(WeightedClusters {
+                targets: vec![(1, target(name))],
+                total: 1,
+            }))
+        }
+        Some(ClusterSpecifier::WeightedClusters(wc)) => {
+            let mut total: u32 = 0;
+            let mut targets = Vec::with_capacity(wc.clusters.len());
+            for (i, cw) in wc.clusters.iter().enumerate() {
+                if cw.name.is_empty() {
+                    return Err((
+                        format!("{field}.weighted_clusters.clusters[{i}].name"),
+                        "empty".into(),
+                    ));
+                }
+                let weight = cw.weight.map(|w| w.value).unwrap_or(0);
+                if weight == 0 {
+                    continue;
+                }
+                total = total.checked_add(weight).ok_or_else(|| {
+                    (
+                        format!("{field}.weighted_clusters"),
+                        "weights overflow".to_owned(),
+                    )
+                })?;
+                targets.push((total, target(&cw.name)));
+            }
+            if total == 0 {
+                return Err((
+                    format!("{field}.weighted_clusters"),
+                    "the weights add up to zero".into(),
+                ));
+            }
+            Ok(RouteAction::Split(WeightedClusters { targets, total }))
+        }
+        _ => Err((
+            format!("{field}.cluster_specifier"),
+            "a cluster or weighted_clusters is required".into(),
+        )),
+    }
+}

@@ -1,0 +1,307 @@
+use remora_proto::prost::{Message, Name};
+use remora_proto::type_url;
+use remora_proto::xds::envoy::config::cluster::v3::cluster::{
+    ClusterDiscoveryType, DiscoveryType, EdsClusterConfig, LbPolicy,
+};
+use remora_proto::xds::envoy::config::core::v3::{
+    address, socket_address::PortSpecifier, Address, SocketAddress,
+};
+use remora_proto::xds::envoy::config::endpoint::v3::{
+    lb_endpoint::HostIdentifier, Endpoint, LbEndpoint, LocalityLbEndpoints,
+};
+use remora_proto::xds::envoy::config::listener::v3::{filter, Filter, FilterChain};
+use remora_proto::xds::envoy::config::route::v3::{
+    route, route_action::ClusterSpecifier, route_match::PathSpecifier,
+    weighted_cluster::ClusterWeight, Route as XdsRoute, RouteAction as XdsRouteAction,
+    RouteMatch as XdsRouteMatch, VirtualHost, WeightedCluster,
+};
+use remora_proto::xds::envoy::extensions::filters::http::router::v3::Router;
+use remora_proto::xds::envoy::extensions::filters::network::http_connection_manager::v3::{
+    http_connection_manager::RouteSpecifier, http_filter, HttpConnectionManager, HttpFilter, Rds,
+};
+use remora_proto::xds::google::protobuf::{Any, UInt32Value};
+
+use super::*;
+use crate::snapshot::Target;
+
+fn any<M: Message + Name>(m: &M) -> Any {
+    Any {
+        type_url: M::type_url(),
+        value: m.encode_to_vec(),
+    }
+}
+
+fn cluster(name: &str) -> XdsCluster {
+    XdsCluster {
+        name: name.into(),
+        cluster_discovery_type: Some(ClusterDiscoveryType::Type(DiscoveryType::Eds as i32)),
+        eds_cluster_config: Some(EdsClusterConfig {
+            service_name: name.into(),
+            ..Default::default()
+        }),
+        lb_policy: LbPolicy::LeastRequest as i32,
+        ..Default::default()
+    }
+}
+
+fn assignment(name: &str, ip: &str, port: u32) -> ClusterLoadAssignment {
+    ClusterLoadAssignment {
+        cluster_name: name.into(),
+        endpoints: vec![LocalityLbEndpoints {
+            lb_endpoints: vec![LbEndpoint {
+                host_identifier: Some(HostIdentifier::Endpoint(Endpoint {
+                    address: Some(Address {
+                        address: Some(address::Address::SocketAddress(SocketAddress {
+                            address: ip.into(),
+                            port_specifier: Some(PortSpecifier::PortValue(port)),
+                            ..Default::default()
+                        })),
+                    }),
+                    ..Default::default()
+                })),
+                ..Default::default()
+            }],
+            load_balancing_weight: Some(UInt32Value { value: 1 }),
+            ..Default::default()
+        }],
+        ..Default::default()
+    }
+}
+
+fn listener(route_config: &str) -> Listener {
+    let hcm = HttpConnectionManager {
+        stat_prefix: "outbound".into(),
+        route_specifier: Some(RouteSpecifier::Rds(Rds {
+            route_config_name: route_config.into(),
+            config_source: None,
+        })),
+        http_filters: vec![HttpFilter {
+            name: "envoy.filters.http.router".into(),
+            config_type: Some(http_filter::ConfigType::TypedConfig(
+                any(&Router::default()),
+            )),
+            ..Default::default()
+        }],
+        ..Default::default()
+    };
+    Listener {
+        name: OUTBOUND_LISTENER.into(),
+        filter_chains: vec![FilterChain {
+            filters: vec![Filter {
+                name: "envoy.filters.network.http_connection_manager".into(),
+                config_type: Some(filter::ConfigType::TypedConfig(any(&hcm))),
+            }],
+            ..Default::default()
+        }],
+        ..Default::default()
+    }
+}
+
+fn split_route(path: PathSpecifier, weights: &[(&str, u32)]) -> XdsRoute {
+    XdsRoute {
+        name: "split".into(),
+        r#match: Some(XdsRouteMatch {
+            path_specifier: Some(path),
+            ..Default::default()
+        }),
+        action: Some(route::Action::Route(XdsRouteAction {
+            cluster_specifier: Some(ClusterSpecifier::WeightedClusters(WeightedCluster {
+                clusters: weights
+                    .iter()
+                    .map(|(name, w)| ClusterWeight {
+                        name: (*name).into(),
+                        weight: Some(UInt32Value { value: *w }),
+                        ..Default::default()
+                    })
+                    .collect(),
+                ..Default::default()
+            })),
+            ..Default::default()
+        })),
+        ..Default::default()
+    }
+}
+
+fn route_config(route: XdsRoute) -> RouteConfiguration {
+    RouteConfiguration {
+        name: "outbound".into(),
+        virtual_hosts: vec![VirtualHost {
+            name: "default/orders:80".into(),
+            domains: vec![
+                "orders".into(),
+                "orders.default.svc.cluster.local:80".into(),
+            ],
+            routes: vec![route],
+            ..Default::default()
+        }],
+        ..Default::default()
+    }
+}
+
+fn resources() -> Resources {
+    let mut r = Resources::default();
+    for (name, port) in [("v1", 9001), ("v2", 9002)] {
+        r.clusters.insert(name.into(), cluster(name));
+        r.endpoints
+            .insert(name.into(), assignment(name, "127.0.0.1", port));
+    }
+    r.listeners
+        .insert(OUTBOUND_LISTENER.into(), listener("outbound"));
+    r.routes.insert(
+        "outbound".into(),
+        route_config(split_route(
+            PathSpecifier::Prefix("/".into()),
+            &[("v1", 80), ("v2", 20)],
+        )),
+    );
+    r.versions.insert(type_url::CLUSTER, "1".into());
+    r
+}
+
+#[test]
+fn a_complete_set_compiles_into_a_routable_snapshot() {
+    let registry = EndpointRegistry::new();
+    let snapshot = compile(&resources(), &registry).unwrap();
+    assert!(snapshot.is_ready());
+    let table = snapshot.outbound.as_ref().unwrap();
+    for authority in [
+        "orders",
+        "orders:80",
+        "ORDERS",
+        "orders.default.svc.cluster.local:80",
+    ] {
+        assert!(table.virtual_host(authority).is_some(), "{authority}");
+    }
+    assert!(table.virtual_host("payments").is_none());
+    let vh = table.virtual_host("orders").unwrap();
+    let route = vh
+        .route(&http::Method::GET, "/anything", &http::HeaderMap::new())
+        .unwrap();
+    let crate::snapshot::RouteAction::Split(split) = &route.action;
+    assert_eq!(split.total, 100);
+    match split.pick(85) {
+        Some(Target::Cluster(c)) => assert_eq!(&*c.name, "v2"),
+        other => panic!("unexpected target {other:?}"),
+    }
+    assert_eq!(
+        resources().subscriptions().unwrap(),
+        Subscriptions {
+            routes: vec!["outbound".into()],
+            endpoints: vec!["v1".into(), "v2".into()],
+        }
+    );
+}
+
+#[test]
+fn endpoint_state_survives_a_recompile() {
+    let registry = EndpointRegistry::new();
+    let first = compile(&resources(), &registry).unwrap();
+    let mut changed = resources();
+    changed.routes.insert(
+        "outbound".into(),
+        route_config(split_route(
+            PathSpecifier::Prefix("/".into()),
+            &[("v1", 0), ("v2", 100)],
+        )),
+    );
+    let second = compile(&changed, &registry).unwrap();
+    let endpoint = |s: &Snapshot| s.clusters["v1"].endpoints[0].endpoint.clone();
+    assert!(Arc::ptr_eq(&endpoint(&first), &endpoint(&second)));
+}
+
+#[test]
+fn an_unsupported_match_is_rejected_naming_the_resource_and_field() {
+    use remora_proto::xds::envoy::r#type::matcher::v3::RegexMatcher;
+    let mut r = resources();
+    r.routes.insert(
+        "outbound".into(),
+        route_config(split_route(
+            PathSpecifier::SafeRegex(RegexMatcher {
+                regex: ".*".into(),
+                ..Default::default()
+            }),
+            &[("v1", 1)],
+        )),
+    );
+    let err = compile(&r, &EndpointRegistry::new()).unwrap_err();
+    assert_eq!(err.kind, "RouteConfiguration");
+    assert_eq!(err.name, "outbound");
+    assert_eq!(err.field, "virtual_hosts[0].routes[0].match.path_specifier");
+}
+
+#[test]
+fn all_zero_weights_are_rejected() {
+    let mut r = resources();
+    r.routes.insert(
+        "outbound".into(),
+        route_config(split_route(
+            PathSpecifier::Prefix("/".into()),
+            &[("v1", 0), ("v2", 0)],
+        )),
+    );
+    let err = compile(&r, &EndpointRegistry::new()).unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("weighted_clusters: the weights add up to zero"),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_bad_endpoint_address_is_rejected() {
+    let mut r = resources();
+    r.endpoints
+        .insert("v1".into(), assignment("v1", "not-an-ip", 9001));
+    let err = compile(&r, &EndpointRegistry::new()).unwrap_err();
+    assert_eq!(err.kind, "ClusterLoadAssignment");
+    assert_eq!(
+        err.field,
+        "endpoints[0].lb_endpoints[0].endpoint.address.socket_address.address"
+    );
+    let mut r = resources();
+    r.endpoints
+        .insert("v1".into(), assignment("v1", "127.0.0.1", 0));
+    assert!(compile(&r, &EndpointRegistry::new()).is_err());
+}
+
+#[test]
+fn unsupported_cluster_settings_are_rejected() {
+    let mut r = resources();
+    let mut c = cluster("v1");
+    c.lb_policy = LbPolicy::Maglev as i32;
+    r.clusters.insert("v1".into(), c);
+    let err = compile(&r, &EndpointRegistry::new()).unwrap_err();
+    assert_eq!((err.kind, err.field.as_str()), ("Cluster", "lb_policy"));
+}
+
+#[test]
+fn a_listener_without_the_router_filter_is_rejected() {
+    let mut r = resources();
+    let mut l = listener("outbound");
+    let Some(filter::ConfigType::TypedConfig(any_hcm)) =
+        &mut l.filter_chains[0].filters[0].config_type
+    else {
+        unreachable!()
+    };
+    let mut hcm = HttpConnectionManager::decode(any_hcm.value.as_slice()).unwrap();
+    hcm.http_filters.clear();
+    *any_hcm = any(&hcm);
+    r.listeners.insert(OUTBOUND_LISTENER.into(), l);
+    let err = compile(&r, &EndpointRegistry::new()).unwrap_err();
+    assert_eq!(err.kind, "Listener");
+    assert!(err.field.ends_with("http_filters"), "{err}");
+}
+
+#[test]
+fn a_route_to_an_unknown_cluster_compiles_to_a_missing_target() {
+    let mut r = resources();
+    r.routes.insert(
+        "outbound".into(),
+        route_config(split_route(PathSpecifier::Prefix("/".into()), &[("v9", 1)])),
+    );
+    let snapshot = compile(&r, &EndpointRegistry::new()).unwrap();
+    let table = snapshot.outbound.unwrap();
+    let route = &table.virtual_hosts[0].routes[0];
+    let crate::snapshot::RouteAction::Split(split) = &route.action;
+    assert!(matches!(split.pick(0), Some(Target::Missing(_))));
+}

@@ -1,0 +1,98 @@
+//! Inbound: a request from another proxy (or a plain client) -> the local app, in the
+//! protocol the calling app used.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use http::uri::{Authority, PathAndQuery, Scheme};
+use http::{header, HeaderValue, Request, Response, StatusCode, Uri, Version};
+use http_body_util::Either;
+use hyper::body::Incoming;
+
+use super::headers::{parse_version, strip_hop_by_hop};
+use super::outbound::upstream_failure;
+use super::reply::local;
+use super::server::Handler;
+use super::{ResponseBody, ORIG_PROTO};
+use crate::upstream::{Endpoint, Transport};
+
+pub struct Inbound {
+    app_h1: Endpoint,
+    app_h2: Endpoint,
+    app_authority: Authority,
+}
+
+impl Inbound {
+    pub fn new(app: SocketAddr) -> Result<Self, http::uri::InvalidUri> {
+        Ok(Self {
+            app_h1: Endpoint::new(app, Transport::PlainH1),
+            app_h2: Endpoint::new(app, Transport::PlainH2),
+            app_authority: Authority::try_from(app.to_string())?,
+        })
+    }
+
+    async fn forward(&self, req: Request<Incoming>) -> Response<ResponseBody> {
+        let (mut parts, body) = req.into_parts();
+        let downstream_version = parts.version;
+        let app_version = parts
+            .headers
+            .remove(ORIG_PROTO)
+            .and_then(|v| parse_version(v.as_bytes()))
+            .unwrap_or(downstream_version);
+        strip_hop_by_hop(&mut parts.headers);
+        let authority = parts.uri.authority().cloned().or_else(|| {
+            parts
+                .headers
+                .get(header::HOST)
+                .and_then(|h| Authority::try_from(h.as_bytes()).ok())
+        });
+        let path = parts
+            .uri
+            .path_and_query()
+            .cloned()
+            .unwrap_or_else(|| PathAndQuery::from_static("/"));
+        let (endpoint, uri_authority) = if app_version == Version::HTTP_2 {
+            parts.version = Version::HTTP_2;
+            parts.headers.remove(header::HOST);
+            (
+                &self.app_h2,
+                authority.unwrap_or_else(|| self.app_authority.clone()),
+            )
+        } else {
+            parts.version = Version::HTTP_11;
+            if let Some(a) = authority {
+                if let Ok(host) = HeaderValue::from_str(a.as_str()) {
+                    parts.headers.insert(header::HOST, host);
+                }
+            }
+            (&self.app_h1, self.app_authority.clone())
+        };
+        parts.uri = match Uri::builder()
+            .scheme(Scheme::HTTP)
+            .authority(uri_authority)
+            .path_and_query(path)
+            .build()
+        {
+            Ok(uri) => uri,
+            Err(_) => return local(StatusCode::BAD_REQUEST, "invalid request target"),
+        };
+        match endpoint.send(Request::from_parts(parts, body)).await {
+            Ok(response) => {
+                let (mut parts, body) = response.into_parts();
+                strip_hop_by_hop(&mut parts.headers);
+                parts.version = downstream_version;
+                Response::from_parts(parts, Either::Left(body))
+            }
+            Err(error) => upstream_failure(&error),
+        }
+    }
+}
+
+impl Handler for Inbound {
+    fn handle(
+        self: Arc<Self>,
+        req: Request<Incoming>,
+    ) -> impl std::future::Future<Output = Response<ResponseBody>> + Send + 'static {
+        async move { self.forward(req).await }
+    }
+}

@@ -1,0 +1,20 @@
+//! The HTTP request path: accept, serve HTTP/1 and HTTP/2, and the outbound and
+//! inbound handlers.
+
+mod body;
+mod headers;
+mod inbound;
+mod outbound;
+mod reply;
+pub(crate) mod server;
+
+pub use body::ResponseBody;
+pub use inbound::Inbound;
+pub use outbound::Outbound;
+pub use server::serve;
+
+/// Carries the app's original protocol across the HTTP/2 hop between proxies, so the
+/// far side talks to its app the way the calling app talked to us.
+pub const ORIG_PROTO: http::HeaderName = http::HeaderName::from_static("remora-orig-proto");
+/// Says why the proxy answered a request itself.
+pub const ERROR_HEADER: http::HeaderName = http::HeaderName::from_static("remora-error");

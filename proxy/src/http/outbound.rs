@@ -1,0 +1,159 @@
+//! Outbound: the app's request -> virtual host by authority -> first matching route ->
+//! weighted split -> P2C over the cluster's endpoints -> that endpoint.
+
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
+use http::uri::{Authority, PathAndQuery, Scheme};
+use http::{header, HeaderValue, Request, Response, StatusCode, Uri, Version};
+use http_body_util::Either;
+use hyper::body::Incoming;
+use tokio::time::Instant;
+
+use super::headers::{strip_hop_by_hop, version_name};
+use super::reply::local;
+use super::server::Handler;
+use super::{ResponseBody, ORIG_PROTO};
+use crate::balance;
+use crate::snapshot::{RouteAction, Snapshot, Target};
+use crate::upstream::{Endpoint, Transport, UpstreamError};
+
+/// How much a failed attempt counts against an endpoint's latency estimate, so the
+/// balancer steers away from endpoints that fail fast.
+const FAILURE_PENALTY: std::time::Duration = std::time::Duration::from_secs(1);
+
+pub struct Outbound {
+    snapshot: Arc<ArcSwap<Snapshot>>,
+}
+
+impl Outbound {
+    pub fn new(snapshot: Arc<ArcSwap<Snapshot>>) -> Self {
+        Self { snapshot }
+    }
+
+    async fn route(&self, req: Request<Incoming>) -> Response<ResponseBody> {
+        let snapshot = self.snapshot.load_full();
+        let Some(table) = &snapshot.outbound else {
+            return local(StatusCode::SERVICE_UNAVAILABLE, "no configuration yet");
+        };
+        let Some(authority) = request_authority(&req) else {
+            return local(StatusCode::BAD_REQUEST, "missing host");
+        };
+        let Some(vhost) = table.virtual_host(authority.as_str()) else {
+            return local(StatusCode::NOT_FOUND, "unknown service");
+        };
+        let Some(route) = vhost.route(req.method(), req.uri().path(), req.headers()) else {
+            return local(StatusCode::NOT_FOUND, "no route matched");
+        };
+        let RouteAction::Split(split) = &route.action;
+        let target = match split.targets.as_slice() {
+            [(_, only)] => Some(only),
+            _ => split.pick(rand::random_range(0..split.total)),
+        };
+        let cluster = match target {
+            Some(Target::Cluster(c)) => c,
+            Some(Target::Missing(name)) => {
+                tracing::debug!(cluster = %name, route = %route.name, "route names an unknown cluster");
+                return local(StatusCode::SERVICE_UNAVAILABLE, "cluster not found");
+            }
+            None => return local(StatusCode::SERVICE_UNAVAILABLE, "no backend"),
+        };
+        let Some(chosen) = balance::pick(&cluster.endpoints) else {
+            return local(StatusCode::SERVICE_UNAVAILABLE, "no endpoints");
+        };
+        forward(&chosen.endpoint, req, authority).await
+    }
+}
+
+impl Handler for Outbound {
+    fn handle(
+        self: Arc<Self>,
+        req: Request<Incoming>,
+    ) -> impl std::future::Future<Output = Response<ResponseBody>> + Send + 'static {
+        async move { self.route(req).await }
+    }
+}
+
+/// The authority the app asked for: absolute-form or HTTP/2 `:authority`, else `Host`.
+fn request_authority(req: &Request<Incoming>) -> Option<Authority> {
+    if let Some(a) = req.uri().authority() {
+        return Some(a.clone());
+    }
+    req.headers()
+        .get(header::HOST)
+        .and_then(|h| Authority::try_from(h.as_bytes()).ok())
+}
+
+async fn forward(
+    endpoint: &Endpoint,
+    req: Request<Incoming>,
+    authority: Authority,
+) -> Response<ResponseBody> {
+    let (mut parts, body) = req.into_parts();
+    let downstream_version = parts.version;
+    strip_hop_by_hop(&mut parts.headers);
+    let path = parts
+        .uri
+        .path_and_query()
+        .cloned()
+        .unwrap_or_else(|| PathAndQuery::from_static("/"));
+    let uri_authority = match endpoint.transport() {
+        Transport::MeshH2 | Transport::PlainH2 => {
+            parts.version = Version::HTTP_2;
+            parts.headers.remove(header::HOST);
+            if endpoint.transport() == Transport::MeshH2 && downstream_version != Version::HTTP_2 {
+                parts.headers.insert(
+                    ORIG_PROTO,
+                    HeaderValue::from_static(version_name(downstream_version)),
+                );
+            }
+            authority.clone()
+        }
+        Transport::PlainH1 => {
+            parts.version = Version::HTTP_11;
+            if !parts.headers.contains_key(header::HOST) {
+                if let Ok(host) = HeaderValue::from_str(authority.as_str()) {
+                    parts.headers.insert(header::HOST, host);
+                }
+            }
+            match Authority::try_from(endpoint.addr().to_string()) {
+                Ok(a) => a,
+                Err(_) => return local(StatusCode::INTERNAL_SERVER_ERROR, "bad endpoint address"),
+            }
+        }
+    };
+    parts.uri = match Uri::builder()
+        .scheme(Scheme::HTTP)
+        .authority(uri_authority)
+        .path_and_query(path)
+        .build()
+    {
+        Ok(uri) => uri,
+        Err(_) => return local(StatusCode::BAD_REQUEST, "invalid request target"),
+    };
+
+    let _in_flight = endpoint.start();
+    let started = Instant::now();
+    match endpoint.send(Request::from_parts(parts, body)).await {
+        Ok(response) => {
+            endpoint.ewma().observe(started.elapsed());
+            let (mut parts, body) = response.into_parts();
+            strip_hop_by_hop(&mut parts.headers);
+            parts.version = downstream_version;
+            Response::from_parts(parts, Either::Left(body))
+        }
+        Err(error) => {
+            endpoint.ewma().observe(FAILURE_PENALTY);
+            upstream_failure(&error)
+        }
+    }
+}
+
+pub(super) fn upstream_failure(error: &UpstreamError) -> Response<ResponseBody> {
+    tracing::debug!(%error, "upstream request failed");
+    if error.is_connect() {
+        local(StatusCode::SERVICE_UNAVAILABLE, "upstream connect failed")
+    } else {
+        local(StatusCode::BAD_GATEWAY, "upstream request failed")
+    }
+}

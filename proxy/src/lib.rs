@@ -1,0 +1,22 @@
+//! remora-proxy: the data-plane proxy.
+//!
+//! - [`bootstrap`]: who this proxy is and where it listens (the bootstrap file).
+//! - [`xds`]: the ADS client that keeps the config current and survives outages.
+//! - [`compile`]: xDS resources -> an immutable [`snapshot::Snapshot`], or rejections.
+//! - [`snapshot`]: the compiled config the request path reads (routes, clusters).
+//! - [`upstream`]: long-lived endpoints, their connections and balancer state.
+//! - [`balance`]: power-of-two-choices over peak-EWMA latency.
+//! - [`http`]: the request path: server, outbound and inbound handlers.
+//! - [`admin`]: `/live`, `/ready`, `/config_dump`.
+//! - [`run`]: wires it all together.
+#![forbid(unsafe_code)]
+
+pub mod admin;
+pub mod balance;
+pub mod bootstrap;
+pub mod compile;
+pub mod http;
+pub mod run;
+pub mod snapshot;
+pub mod upstream;
+pub mod xds;

@@ -1,0 +1,150 @@
+//! Assembles the proxy: binds the listeners, starts the xDS client and serves until
+//! shutdown.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+use tokio::net::TcpListener;
+
+use crate::admin::Admin;
+use crate::bootstrap::Bootstrap;
+use crate::http::{serve, Inbound, Outbound};
+use crate::snapshot::Snapshot;
+use crate::upstream::EndpointRegistry;
+use crate::xds::{node, XdsClient, XdsStatus};
+
+/// How long in-flight requests get to finish on shutdown.
+pub const DRAIN: Duration = Duration::from_secs(10);
+
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error("cannot bind the {listener} listener on {addr}: {source}")]
+    Bind {
+        listener: &'static str,
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("cannot write the addresses file {path}: {source}")]
+    AddressesFile {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("app address {0} cannot be used as an authority")]
+    AppAddress(SocketAddr),
+}
+
+pub struct Options {
+    pub bootstrap: Bootstrap,
+    /// Where to write the bound addresses as JSON once listening.
+    pub addresses_file: Option<PathBuf>,
+}
+
+pub async fn run(options: Options, shutdown: impl Future<Output = ()>) -> Result<(), RunError> {
+    let b = &options.bootstrap;
+    let outbound = bind("outbound", b.outbound).await?;
+    let inbound = bind("inbound", b.inbound).await?;
+    let admin = bind("admin", b.admin).await?;
+    let local = |l: &TcpListener, name, addr| {
+        l.local_addr().map_err(|source| RunError::Bind {
+            listener: name,
+            addr,
+            source,
+        })
+    };
+    let outbound_addr = local(&outbound, "outbound", b.outbound)?;
+    let inbound_addr = local(&inbound, "inbound", b.inbound)?;
+    let admin_addr = local(&admin, "admin", b.admin)?;
+    let advertised = b.advertised_inbound(inbound_addr);
+    tracing::info!(outbound = %outbound_addr, inbound = %inbound_addr, admin = %admin_addr, %advertised, service = %b.service, namespace = %b.namespace, "listening");
+    if let Some(path) = &options.addresses_file {
+        write_addresses(path, outbound_addr, inbound_addr, admin_addr)?;
+    }
+
+    let snapshot = Arc::new(ArcSwap::from_pointee(Snapshot::default()));
+    let status = Arc::new(XdsStatus::default());
+    let registry = Arc::new(EndpointRegistry::new());
+    let xds = XdsClient::new(
+        b.control_plane,
+        node(b, advertised),
+        registry,
+        snapshot.clone(),
+        status.clone(),
+    );
+    let xds = tokio::spawn(xds.run());
+
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let stopped = move || {
+        let mut rx = stop_rx.clone();
+        async move {
+            let _ = rx.wait_for(|s| *s).await;
+        }
+    };
+    let inbound_handler = Inbound::new(b.app).map_err(|_| RunError::AppAddress(b.app))?;
+    let admin_handler = Admin {
+        node_id: b.node_id.clone(),
+        snapshot: snapshot.clone(),
+        status,
+    };
+    let servers = async {
+        tokio::join!(
+            serve(
+                outbound,
+                Arc::new(Outbound::new(snapshot)),
+                stopped(),
+                DRAIN
+            ),
+            serve(inbound, Arc::new(inbound_handler), stopped(), DRAIN),
+            serve(
+                admin,
+                Arc::new(admin_handler),
+                stopped(),
+                Duration::from_secs(1)
+            ),
+        )
+    };
+    tokio::pin!(servers);
+    tokio::select! {
+        _ = &mut servers => {}
+        () = shutdown => {
+            tracing::info!("shutting down: draining connections");
+            let _ = stop_tx.send(true);
+            servers.await;
+        }
+    }
+    xds.abort();
+    Ok(())
+}
+
+async fn bind(listener: &'static str, addr: SocketAddr) -> Result<TcpListener, RunError> {
+    TcpListener::bind(addr)
+        .await
+        .map_err(|source| RunError::Bind {
+            listener,
+            addr,
+            source,
+        })
+}
+
+fn write_addresses(
+    path: &std::path::Path,
+    outbound: SocketAddr,
+    inbound: SocketAddr,
+    admin: SocketAddr,
+) -> Result<(), RunError> {
+    let json = serde_json::json!({
+        "outbound": outbound.to_string(),
+        "inbound": inbound.to_string(),
+        "admin": admin.to_string(),
+    });
+    let tmp = path.with_extension("tmp");
+    let err = |source| RunError::AddressesFile {
+        path: path.to_owned(),
+        source,
+    };
+    std::fs::write(&tmp, json.to_string()).map_err(err)?;
+    std::fs::rename(&tmp, path).map_err(err)
+}

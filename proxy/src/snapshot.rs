@@ -1,0 +1,213 @@
+//! The compiled, immutable configuration the request path reads. One `Snapshot` is
+//! published at a time with arc-swap; a request loads it once and keeps it.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+use http::{HeaderName, HeaderValue, Method};
+
+use crate::upstream::Cluster;
+
+/// Accepted xDS versions, by type URL.
+pub type Versions = BTreeMap<&'static str, String>;
+
+#[derive(Debug, Default)]
+pub struct Snapshot {
+    pub versions: Versions,
+    pub clusters: HashMap<Arc<str>, Arc<Cluster>>,
+    /// The outbound route table, once a listener and its routes have arrived.
+    pub outbound: Option<RouteTable>,
+}
+
+impl Snapshot {
+    /// Ready to route: the outbound listener and its route table are in place.
+    pub fn is_ready(&self) -> bool {
+        self.outbound.is_some()
+    }
+}
+
+#[derive(Debug)]
+pub struct RouteTable {
+    pub name: String,
+    pub virtual_hosts: Vec<VirtualHost>,
+    /// Exact domains (lowercase) to the index of their virtual host.
+    pub exact: HashMap<Box<str>, usize>,
+    /// Suffix wildcards like `*.example.com`, stored as `.example.com`.
+    pub suffixes: Vec<(Box<str>, usize)>,
+    /// The `*` virtual host, if any.
+    pub any: Option<usize>,
+}
+
+impl RouteTable {
+    /// The virtual host for an authority (`host` or `host:port`), following Envoy's
+    /// rules: exact first, then suffix wildcards, then `*`.
+    pub fn virtual_host(&self, authority: &str) -> Option<&VirtualHost> {
+        let index = self.lookup(authority).or_else(|| {
+            // `orders:80` may be listed without its port.
+            let host = authority.rsplit_once(':').map(|(h, _)| h)?;
+            self.lookup(host)
+        });
+        index.or(self.any).and_then(|i| self.virtual_hosts.get(i))
+    }
+
+    fn lookup(&self, authority: &str) -> Option<usize> {
+        let found = if authority.bytes().any(|b| b.is_ascii_uppercase()) {
+            self.exact.get(authority.to_ascii_lowercase().as_str())
+        } else {
+            self.exact.get(authority)
+        };
+        found.copied().or_else(|| {
+            self.suffixes
+                .iter()
+                .find(|(suffix, _)| authority.ends_with(&**suffix))
+                .map(|(_, i)| *i)
+        })
+    }
+}
+
+#[derive(Debug)]
+pub struct VirtualHost {
+    pub name: String,
+    pub routes: Vec<Route>,
+}
+
+impl VirtualHost {
+    pub fn route(&self, method: &Method, path: &str, headers: &http::HeaderMap) -> Option<&Route> {
+        self.routes
+            .iter()
+            .find(|r| r.matcher.matches(method, path, headers))
+    }
+}
+
+#[derive(Debug)]
+pub struct Route {
+    pub name: Arc<str>,
+    pub matcher: RouteMatch,
+    pub action: RouteAction,
+}
+
+#[derive(Debug)]
+pub struct RouteMatch {
+    pub path: PathMatch,
+    pub method: Option<Method>,
+    pub headers: Vec<HeaderMatch>,
+}
+
+impl RouteMatch {
+    pub fn matches(&self, method: &Method, path: &str, headers: &http::HeaderMap) -> bool {
+        self.path.matches(path)
+            && self.method.as_ref().is_none_or(|m| m == method)
+            && self.headers.iter().all(|h| h.matches(headers))
+    }
+}
+
+#[derive(Debug)]
+pub enum PathMatch {
+    /// A string prefix (Envoy `prefix`).
+    Prefix(String),
+    /// A prefix that ends at a `/` boundary (Envoy `path_separated_prefix`).
+    SegmentPrefix(String),
+    Exact(String),
+}
+
+impl PathMatch {
+    pub fn matches(&self, path: &str) -> bool {
+        match self {
+            PathMatch::Prefix(p) => path.starts_with(p.as_str()),
+            PathMatch::Exact(p) => path == p,
+            PathMatch::SegmentPrefix(p) => {
+                path.starts_with(p.as_str())
+                    && (path.len() == p.len() || path.as_bytes()[p.len()] == b'/')
+            }
+        }
+    }
+}
+
+#[derive(Debug)]
+pub struct HeaderMatch {
+    pub name: HeaderName,
+    pub value: HeaderValueMatch,
+    pub invert: bool,
+}
+
+#[derive(Debug)]
+pub enum HeaderValueMatch {
+    Exact(HeaderValue),
+    Prefix(String),
+    Present,
+}
+
+impl HeaderMatch {
+    fn matches(&self, headers: &http::HeaderMap) -> bool {
+        let found = headers
+            .get_all(&self.name)
+            .iter()
+            .any(|v| match &self.value {
+                HeaderValueMatch::Exact(expected) => v == expected,
+                HeaderValueMatch::Prefix(p) => v.as_bytes().starts_with(p.as_bytes()),
+                HeaderValueMatch::Present => true,
+            });
+        found != self.invert
+    }
+}
+
+#[derive(Debug)]
+pub enum RouteAction {
+    /// Split across clusters by weight; the cumulative weights are precomputed.
+    Split(WeightedClusters),
+}
+
+#[derive(Debug)]
+pub struct WeightedClusters {
+    /// `(cumulative weight, target)`, ascending; zero-weight targets are dropped.
+    pub targets: Vec<(u32, Target)>,
+    pub total: u32,
+}
+
+impl WeightedClusters {
+    /// Picks a target; `draw` is uniform in `0..total`.
+    pub fn pick(&self, draw: u32) -> Option<&Target> {
+        self.targets
+            .iter()
+            .find(|(cumulative, _)| draw < *cumulative)
+            .map(|(_, t)| t)
+    }
+}
+
+/// A route's destination, resolved when config compiles.
+#[derive(Debug, Clone)]
+pub enum Target {
+    Cluster(Arc<Cluster>),
+    /// Named by a route but not (yet) known: requests get 503.
+    Missing(Arc<str>),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn segment_prefix_stops_at_a_slash() {
+        let m = PathMatch::SegmentPrefix("/api".into());
+        assert!(m.matches("/api"));
+        assert!(m.matches("/api/v1"));
+        assert!(!m.matches("/apis"));
+    }
+
+    #[test]
+    fn weighted_pick_follows_the_cumulative_weights() {
+        let missing = |n: &str| Target::Missing(n.into());
+        let w = WeightedClusters {
+            targets: vec![(30, missing("a")), (100, missing("b"))],
+            total: 100,
+        };
+        let name = |t: &Target| match t {
+            Target::Missing(n) => n.to_string(),
+            Target::Cluster(c) => c.name.to_string(),
+        };
+        assert_eq!(name(w.pick(0).unwrap()), "a");
+        assert_eq!(name(w.pick(29).unwrap()), "a");
+        assert_eq!(name(w.pick(30).unwrap()), "b");
+        assert_eq!(name(w.pick(99).unwrap()), "b");
+    }
+}

@@ -1,0 +1,159 @@
+//! One upstream address with its balancer state and its connection.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU32, Ordering::Relaxed};
+use std::sync::Arc;
+
+use http::{Request, Response};
+use hyper::body::Incoming;
+use hyper_util::client::legacy::{connect::HttpConnector, Client};
+
+use super::H2Connection;
+use crate::balance::PeakEwma;
+
+/// How a request reaches this endpoint.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Transport {
+    /// Another Remora proxy: HTTP/2 (the app's HTTP/1 is restored on the far side).
+    MeshH2,
+    /// A plain HTTP/1.1 server.
+    PlainH1,
+    /// A plain HTTP/2 (h2c) server.
+    PlainH2,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum UpstreamError {
+    #[error("connect to {addr} failed: {source}")]
+    Connect {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("connect to {addr} timed out")]
+    ConnectTimeout { addr: SocketAddr },
+    #[error("HTTP/2 handshake with {addr} failed: {source}")]
+    Handshake {
+        addr: SocketAddr,
+        source: hyper::Error,
+    },
+    #[error("request to {addr} failed: {source}")]
+    Request {
+        addr: SocketAddr,
+        source: hyper::Error,
+    },
+    #[error("request to {addr} failed: {source}")]
+    Http1 {
+        addr: SocketAddr,
+        source: hyper_util::client::legacy::Error,
+    },
+}
+
+impl UpstreamError {
+    /// True when nothing reached the upstream (so the request was never seen there).
+    pub fn is_connect(&self) -> bool {
+        match self {
+            Self::Connect { .. } | Self::ConnectTimeout { .. } | Self::Handshake { .. } => true,
+            Self::Http1 { source, .. } => source.is_connect(),
+            Self::Request { .. } => false,
+        }
+    }
+}
+
+enum Connection {
+    H2(H2Connection),
+    H1(Client<HttpConnector, Incoming>),
+}
+
+impl std::fmt::Debug for Connection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Connection::H2(_) => "h2",
+            Connection::H1(_) => "http/1.1",
+        })
+    }
+}
+
+#[derive(Debug)]
+pub struct Endpoint {
+    addr: SocketAddr,
+    transport: Transport,
+    ewma: PeakEwma,
+    in_flight: Arc<AtomicU32>,
+    connection: Connection,
+}
+
+impl Endpoint {
+    /// An endpoint with its own connection (HTTP/2) or a fresh HTTP/1 pool.
+    pub fn new(addr: SocketAddr, transport: Transport) -> Self {
+        Self::with_http1_pool(addr, transport, super::registry::http1_client())
+    }
+
+    pub(super) fn with_http1_pool(
+        addr: SocketAddr,
+        transport: Transport,
+        http1: Client<HttpConnector, Incoming>,
+    ) -> Self {
+        let connection = match transport {
+            Transport::MeshH2 | Transport::PlainH2 => Connection::H2(H2Connection::new(addr)),
+            Transport::PlainH1 => Connection::H1(http1),
+        };
+        Self {
+            addr,
+            transport,
+            ewma: PeakEwma::new(),
+            in_flight: Arc::new(AtomicU32::new(0)),
+            connection,
+        }
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    pub fn transport(&self) -> Transport {
+        self.transport
+    }
+
+    pub fn ewma(&self) -> &PeakEwma {
+        &self.ewma
+    }
+
+    pub fn in_flight(&self) -> u32 {
+        self.in_flight.load(Relaxed)
+    }
+
+    /// Counts a request in flight until the returned guard drops (with the response
+    /// body, so a long stream keeps counting).
+    pub fn start(&self) -> InFlight {
+        self.in_flight.fetch_add(1, Relaxed);
+        InFlight(self.in_flight.clone())
+    }
+
+    /// Sends a request already shaped for this endpoint's transport: for HTTP/2 the
+    /// URI carries the authority to present; for HTTP/1 the URI's authority is this
+    /// endpoint's address and `Host` carries the authority.
+    pub async fn send(&self, req: Request<Incoming>) -> Result<Response<Incoming>, UpstreamError> {
+        match &self.connection {
+            Connection::H2(conn) => conn.send(req).await,
+            Connection::H1(client) => {
+                client
+                    .request(req)
+                    .await
+                    .map_err(|source| UpstreamError::Http1 {
+                        addr: self.addr,
+                        source,
+                    })
+            }
+        }
+    }
+}
+
+/// Decrements an endpoint's in-flight count on drop.
+#[derive(Debug)]
+pub struct InFlight(Arc<AtomicU32>);
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Relaxed);
+    }
+}

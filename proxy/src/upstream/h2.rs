@@ -1,0 +1,84 @@
+//! One shared HTTP/2 connection to an endpoint, made on first use and remade when it
+//! closes. Requests multiplex over it; a single connect is in progress at a time.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use arc_swap::ArcSwapOption;
+use http::{Request, Response};
+use hyper::body::Incoming;
+use hyper::client::conn::http2::{self, SendRequest};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use tokio::net::TcpStream;
+
+use super::{UpstreamError, DEFAULT_CONNECT_TIMEOUT};
+
+pub struct H2Connection {
+    addr: SocketAddr,
+    current: ArcSwapOption<SendRequest<Incoming>>,
+    connecting: tokio::sync::Mutex<()>,
+}
+
+impl H2Connection {
+    pub fn new(addr: SocketAddr) -> Self {
+        Self {
+            addr,
+            current: ArcSwapOption::empty(),
+            connecting: tokio::sync::Mutex::new(()),
+        }
+    }
+
+    pub async fn send(&self, req: Request<Incoming>) -> Result<Response<Incoming>, UpstreamError> {
+        let mut sender = self.sender().await?;
+        sender
+            .send_request(req)
+            .await
+            .map_err(|source| UpstreamError::Request {
+                addr: self.addr,
+                source,
+            })
+    }
+
+    async fn sender(&self) -> Result<SendRequest<Incoming>, UpstreamError> {
+        if let Some(s) = self.live() {
+            return Ok(s);
+        }
+        let _connecting = self.connecting.lock().await;
+        if let Some(s) = self.live() {
+            return Ok(s);
+        }
+        let sender = self.connect().await?;
+        self.current.store(Some(Arc::new(sender.clone())));
+        Ok(sender)
+    }
+
+    fn live(&self) -> Option<SendRequest<Incoming>> {
+        let guard = self.current.load();
+        guard
+            .as_ref()
+            .filter(|s| !s.is_closed())
+            .map(|s| SendRequest::clone(s))
+    }
+
+    async fn connect(&self) -> Result<SendRequest<Incoming>, UpstreamError> {
+        let addr = self.addr;
+        let stream = tokio::time::timeout(DEFAULT_CONNECT_TIMEOUT, TcpStream::connect(addr))
+            .await
+            .map_err(|_| UpstreamError::ConnectTimeout { addr })?
+            .map_err(|source| UpstreamError::Connect { addr, source })?;
+        let _ = stream.set_nodelay(true);
+        let (sender, connection) = http2::Builder::new(TokioExecutor::new())
+            .timer(TokioTimer::new())
+            .adaptive_window(true)
+            .handshake(TokioIo::new(stream))
+            .await
+            .map_err(|source| UpstreamError::Handshake { addr, source })?;
+        tokio::spawn(async move {
+            if let Err(error) = connection.await {
+                tracing::debug!(%addr, %error, "upstream HTTP/2 connection ended");
+            }
+        });
+        tracing::debug!(%addr, "upstream HTTP/2 connection established");
+        Ok(sender)
+    }
+}

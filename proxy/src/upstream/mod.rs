@@ -1,0 +1,15 @@
+//! Upstream state that outlives config: endpoints (latency estimate, requests in
+//! flight, their connection) and the clusters a snapshot groups them into.
+
+mod cluster;
+mod endpoint;
+mod h2;
+mod registry;
+
+pub use cluster::{Cluster, Protocol, WeightedEndpoint};
+pub use endpoint::{Endpoint, InFlight, Transport, UpstreamError};
+pub use h2::H2Connection;
+pub use registry::EndpointRegistry;
+
+/// Connect timeout when the cluster does not set one.
+pub const DEFAULT_CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(1);

@@ -1,0 +1,251 @@
+//! The ADS stream: subscribe, apply each response as one atomic update, ACK or NACK,
+//! and reconnect with backoff. The last good snapshot stays published throughout.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+use remora_proto::type_url;
+use remora_proto::xds::envoy::config::core::v3::Node;
+use remora_proto::xds::envoy::service::discovery::v3::{
+    aggregated_discovery_service_client::AggregatedDiscoveryServiceClient, DiscoveryRequest,
+    DiscoveryResponse,
+};
+use remora_proto::xds::google::rpc::Status;
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+
+use super::{decode, Backoff, XdsStatus};
+use crate::compile::{self, Resources, Subscriptions};
+use crate::snapshot::Snapshot;
+use crate::upstream::EndpointRegistry;
+
+pub struct XdsClient {
+    control_plane: SocketAddr,
+    node: Node,
+    registry: Arc<EndpointRegistry>,
+    snapshot: Arc<ArcSwap<Snapshot>>,
+    status: Arc<XdsStatus>,
+    /// The accepted resources; survives reconnects.
+    accepted: Resources,
+}
+
+#[derive(Debug, thiserror::Error)]
+enum StreamError {
+    #[error("connect: {0}")]
+    Connect(#[from] tonic::transport::Error),
+    #[error("stream: {0}")]
+    Status(#[from] tonic::Status),
+    #[error("the control plane closed the stream")]
+    Closed,
+}
+
+/// Per-stream protocol state for one type.
+#[derive(Default)]
+struct TypeState {
+    nonce: String,
+    subscribed: Vec<String>,
+}
+
+impl XdsClient {
+    pub fn new(
+        control_plane: SocketAddr,
+        node: Node,
+        registry: Arc<EndpointRegistry>,
+        snapshot: Arc<ArcSwap<Snapshot>>,
+        status: Arc<XdsStatus>,
+    ) -> Self {
+        Self {
+            control_plane,
+            node,
+            registry,
+            snapshot,
+            status,
+            accepted: Resources::default(),
+        }
+    }
+
+    /// Runs until the task is dropped.
+    pub async fn run(mut self) {
+        let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(5));
+        loop {
+            let mut received = false;
+            let result = self.stream(&mut received).await;
+            self.status.set_connected(false);
+            if received {
+                backoff.reset();
+            }
+            let delay = backoff.next_delay();
+            match result {
+                Ok(()) | Err(StreamError::Closed) => {
+                    tracing::info!(control_plane = %self.control_plane, ?delay, "xDS stream closed; reconnecting")
+                }
+                Err(error) => {
+                    tracing::warn!(control_plane = %self.control_plane, %error, ?delay, "xDS stream failed; serving the last good config")
+                }
+            }
+            tokio::time::sleep(delay).await;
+        }
+    }
+
+    async fn stream(&mut self, received: &mut bool) -> Result<(), StreamError> {
+        let endpoint =
+            tonic::transport::Endpoint::from_shared(format!("http://{}", self.control_plane))?
+                .connect_timeout(Duration::from_secs(2))
+                .tcp_nodelay(true)
+                .http2_keep_alive_interval(Duration::from_secs(10))
+                .keep_alive_timeout(Duration::from_secs(5));
+        let channel = endpoint.connect().await?;
+        let mut client = AggregatedDiscoveryServiceClient::new(channel)
+            .max_decoding_message_size(64 * 1024 * 1024);
+        let (tx, rx) = mpsc::channel::<DiscoveryRequest>(16);
+        let mut types: HashMap<&'static str, TypeState> = HashMap::new();
+
+        // Resume with what we hold: versions let the server skip what we already have.
+        let subs = self.accepted.subscriptions().unwrap_or_default();
+        let initial = [
+            (type_url::CLUSTER, Vec::new()),
+            (type_url::ENDPOINT, subs.endpoints.clone()),
+            (type_url::LISTENER, Vec::new()),
+            (type_url::ROUTE, subs.routes.clone()),
+        ];
+        let mut first = true;
+        for (t, names) in initial {
+            let wildcard = t == type_url::CLUSTER || t == type_url::LISTENER;
+            if !wildcard && names.is_empty() {
+                continue;
+            }
+            types.entry(t).or_default().subscribed = names.clone();
+            let req = DiscoveryRequest {
+                version_info: self.accepted.versions.get(t).cloned().unwrap_or_default(),
+                node: first.then(|| self.node.clone()),
+                resource_names: names,
+                type_url: t.to_owned(),
+                ..Default::default()
+            };
+            first = false;
+            let _ = tx.send(req).await;
+        }
+
+        let mut responses = client
+            .stream_aggregated_resources(ReceiverStream::new(rx))
+            .await?
+            .into_inner();
+        self.status.set_connected(true);
+        tracing::info!(control_plane = %self.control_plane, "xDS stream open");
+
+        while let Some(response) = responses.message().await? {
+            *received = true;
+            for req in self.on_response(response, &mut types) {
+                if tx.send(req).await.is_err() {
+                    return Err(StreamError::Closed);
+                }
+            }
+        }
+        Err(StreamError::Closed)
+    }
+
+    /// Applies one response and returns what to send: the ACK or NACK, then any
+    /// subscription changes it caused.
+    fn on_response(
+        &mut self,
+        response: DiscoveryResponse,
+        types: &mut HashMap<&'static str, TypeState>,
+    ) -> Vec<DiscoveryRequest> {
+        let Some(t) = decode::known_type(&response.type_url) else {
+            tracing::warn!(type_url = %response.type_url, "ignoring a response of a type we did not ask for");
+            return vec![DiscoveryRequest {
+                type_url: response.type_url,
+                response_nonce: response.nonce,
+                error_detail: Some(Status {
+                    code: tonic::Code::InvalidArgument as i32,
+                    message: "unsupported type".into(),
+                    details: vec![],
+                }),
+                ..Default::default()
+            }];
+        };
+        types.entry(t).or_default().nonce = response.nonce.clone();
+        let mut out = Vec::with_capacity(3);
+        match self.apply(t, &response) {
+            Ok(()) => {
+                tracing::info!(type_url = t, version = %response.version_info, resources = response.resources.len(), "xDS update accepted");
+                self.status.accepted(t, &response.version_info);
+                out.push(self.request(t, types, None));
+                if let Ok(subs) = self.accepted.subscriptions() {
+                    out.extend(self.resubscribe(subs, types));
+                }
+            }
+            Err(error) => {
+                let message = error.to_string();
+                tracing::warn!(type_url = t, version = %response.version_info, %message, "xDS update rejected; keeping the previous config");
+                self.status.rejected(t, &message);
+                out.push(self.request(t, types, Some(message)));
+            }
+        }
+        out
+    }
+
+    fn apply(
+        &mut self,
+        t: &'static str,
+        response: &DiscoveryResponse,
+    ) -> Result<(), compile::CompileError> {
+        let mut candidate = self.accepted.clone();
+        decode::apply(&mut candidate, t, &response.resources)?;
+        candidate.versions.insert(t, response.version_info.clone());
+        let subs = candidate.subscriptions()?;
+        candidate
+            .routes
+            .retain(|name, _| subs.routes.contains(name));
+        candidate
+            .endpoints
+            .retain(|name, _| subs.endpoints.contains(name));
+        let snapshot = compile::compile(&candidate, &self.registry)?;
+        self.snapshot.store(Arc::new(snapshot));
+        self.accepted = candidate;
+        Ok(())
+    }
+
+    fn request(
+        &self,
+        t: &'static str,
+        types: &HashMap<&'static str, TypeState>,
+        nack: Option<String>,
+    ) -> DiscoveryRequest {
+        let state = types.get(t);
+        DiscoveryRequest {
+            version_info: self.accepted.versions.get(t).cloned().unwrap_or_default(),
+            resource_names: state.map(|s| s.subscribed.clone()).unwrap_or_default(),
+            type_url: t.to_owned(),
+            response_nonce: state.map(|s| s.nonce.clone()).unwrap_or_default(),
+            error_detail: nack.map(|message| Status {
+                code: tonic::Code::InvalidArgument as i32,
+                message,
+                details: vec![],
+            }),
+            ..Default::default()
+        }
+    }
+
+    fn resubscribe(
+        &self,
+        subs: Subscriptions,
+        types: &mut HashMap<&'static str, TypeState>,
+    ) -> Vec<DiscoveryRequest> {
+        let mut out = Vec::new();
+        for (t, names) in [
+            (type_url::ENDPOINT, subs.endpoints),
+            (type_url::ROUTE, subs.routes),
+        ] {
+            let state = types.entry(t).or_default();
+            if state.subscribed != names {
+                state.subscribed = names;
+                out.push(self.request(t, types, None));
+            }
+        }
+        out
+    }
+}

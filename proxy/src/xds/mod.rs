@@ -1,0 +1,13 @@
+//! The xDS client: an ADS stream to the control plane that keeps the last good
+//! snapshot published while the control plane is away.
+
+mod backoff;
+mod client;
+mod decode;
+mod node;
+mod status;
+
+pub use backoff::Backoff;
+pub use client::XdsClient;
+pub use node::node;
+pub use status::{TypeStatus, XdsStatus};

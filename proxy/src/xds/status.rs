@@ -1,0 +1,49 @@
+//! What the admin endpoint reports about the xDS stream. Written by the client,
+//! read rarely; never touched by the request path.
+
+use std::collections::BTreeMap;
+use std::sync::Mutex;
+
+use serde::Serialize;
+
+#[derive(Debug, Default, Clone, Serialize)]
+pub struct TypeStatus {
+    pub version: String,
+    pub last_nack: Option<String>,
+}
+
+#[derive(Debug, Default)]
+pub struct XdsStatus {
+    inner: Mutex<StatusInner>,
+}
+
+#[derive(Debug, Default, Clone, Serialize)]
+pub struct StatusInner {
+    pub connected: bool,
+    pub types: BTreeMap<&'static str, TypeStatus>,
+}
+
+impl XdsStatus {
+    pub fn set_connected(&self, connected: bool) {
+        self.lock().connected = connected;
+    }
+
+    pub fn accepted(&self, type_url: &'static str, version: &str) {
+        let mut inner = self.lock();
+        let entry = inner.types.entry(type_url).or_default();
+        entry.version = version.to_owned();
+        entry.last_nack = None;
+    }
+
+    pub fn rejected(&self, type_url: &'static str, message: &str) {
+        self.lock().types.entry(type_url).or_default().last_nack = Some(message.to_owned());
+    }
+
+    pub fn view(&self) -> StatusInner {
+        self.lock().clone()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, StatusInner> {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
