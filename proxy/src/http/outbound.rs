@@ -116,10 +116,7 @@ async fn forward(
                     parts.headers.insert(header::HOST, host);
                 }
             }
-            match Authority::try_from(endpoint.addr().to_string()) {
-                Ok(a) => a,
-                Err(_) => return local(StatusCode::INTERNAL_SERVER_ERROR, "bad endpoint address"),
-            }
+            endpoint.authority().clone()
         }
     };
     parts.uri = match Uri::builder()

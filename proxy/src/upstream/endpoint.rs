@@ -76,6 +76,8 @@ impl std::fmt::Debug for Connection {
 #[derive(Debug)]
 pub struct Endpoint {
     addr: SocketAddr,
+    /// `addr` as an authority, made once: HTTP/1 request URIs carry it.
+    authority: http::uri::Authority,
     transport: Transport,
     ewma: PeakEwma,
     in_flight: Arc<AtomicU32>,
@@ -97,8 +99,11 @@ impl Endpoint {
             Transport::MeshH2 | Transport::PlainH2 => Connection::H2(H2Connection::new(addr)),
             Transport::PlainH1 => Connection::H1(http1),
         };
+        let authority = http::uri::Authority::try_from(addr.to_string())
+            .expect("a socket address is a valid authority");
         Self {
             addr,
+            authority,
             transport,
             ewma: PeakEwma::new(),
             in_flight: Arc::new(AtomicU32::new(0)),
@@ -108,6 +113,10 @@ impl Endpoint {
 
     pub fn addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    pub fn authority(&self) -> &http::uri::Authority {
+        &self.authority
     }
 
     pub fn transport(&self) -> Transport {
