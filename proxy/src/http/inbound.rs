@@ -13,6 +13,7 @@ use super::headers::{parse_version, strip_hop_by_hop};
 use super::outbound::upstream_failure;
 use super::reply::local;
 use super::server::Handler;
+use super::body::Tracked;
 use super::{ResponseBody, ORIG_PROTO};
 use crate::upstream::{Endpoint, Transport};
 
@@ -81,7 +82,7 @@ impl Inbound {
                 let (mut parts, body) = response.into_parts();
                 strip_hop_by_hop(&mut parts.headers);
                 parts.version = downstream_version;
-                Response::from_parts(parts, Either::Left(body))
+                Response::from_parts(parts, Either::Left(Tracked::new(body, None)))
             }
             Err(error) => upstream_failure(&error),
         }

@@ -13,6 +13,7 @@ use tokio::time::Instant;
 use super::headers::{strip_hop_by_hop, version_name};
 use super::reply::local;
 use super::server::Handler;
+use super::body::Tracked;
 use super::{ResponseBody, ORIG_PROTO};
 use crate::balance;
 use crate::snapshot::{RouteAction, Snapshot, Target};
@@ -129,7 +130,7 @@ async fn forward(
         Err(_) => return local(StatusCode::BAD_REQUEST, "invalid request target"),
     };
 
-    let _in_flight = endpoint.start();
+    let in_flight = endpoint.start();
     let started = Instant::now();
     match endpoint.send(Request::from_parts(parts, body)).await {
         Ok(response) => {
@@ -137,7 +138,7 @@ async fn forward(
             let (mut parts, body) = response.into_parts();
             strip_hop_by_hop(&mut parts.headers);
             parts.version = downstream_version;
-            Response::from_parts(parts, Either::Left(body))
+            Response::from_parts(parts, Either::Left(Tracked::new(body, Some(in_flight))))
         }
         Err(error) => {
             endpoint.ewma().observe(FAILURE_PENALTY);

@@ -1,0 +1,114 @@
+//! The HTTP test app's behaviour.
+//!
+//! Every request gets `200` with body `"<name>\n"` (a `POST` gets its own body
+//! back instead) and these headers:
+//!
+//! - `x-backend: <name>`;
+//! - `x-seen-host`: the `Host` header it received, else the URI authority (h2);
+//! - `x-seen-version`: the HTTP version it received (`HTTP/1.1`, `HTTP/2.0`).
+//!
+//! Request headers that change the answer, for tests of retries and timeouts:
+//!
+//! - `x-app-status: N` answers status N;
+//! - `x-app-delay-ms: N` waits N ms before answering.
+//!
+//! [`super::TestApp::set_status`] makes every request fail the same way.
+
+use std::convert::Infallible;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::header::HOST;
+use http::{HeaderValue, Method, Request, Response, StatusCode};
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+
+use super::AppState;
+
+pub const BACKEND_HEADER: &str = "x-backend";
+pub const SEEN_HOST_HEADER: &str = "x-seen-host";
+pub const SEEN_VERSION_HEADER: &str = "x-seen-version";
+pub const STATUS_REQUEST_HEADER: &str = "x-app-status";
+pub const DELAY_REQUEST_HEADER: &str = "x-app-delay-ms";
+
+/// The hyper service answering as described in the module docs.
+pub(crate) fn service(
+    state: Arc<AppState>,
+) -> impl hyper::service::Service<
+    Request<Incoming>,
+    Response = Response<Full<Bytes>>,
+    Error = Infallible,
+    Future = impl Send,
+> + Clone
+       + Send
+       + Sync
+       + 'static {
+    service_fn(move |request| answer(state.clone(), request))
+}
+
+async fn answer(
+    state: Arc<AppState>,
+    request: Request<Incoming>,
+) -> Result<Response<Full<Bytes>>, Infallible> {
+    state.requests.fetch_add(1, Ordering::Relaxed);
+    let seen_host = request.headers().get(HOST).cloned().or_else(|| {
+        let authority = request.uri().authority()?;
+        HeaderValue::from_str(authority.as_str()).ok()
+    });
+    let seen_version = format!("{:?}", request.version());
+    if let Some(ms) = number_header(&request, DELAY_REQUEST_HEADER) {
+        tokio::time::sleep(Duration::from_millis(ms)).await;
+    }
+    let status = match number_header(&request, STATUS_REQUEST_HEADER) {
+        Some(code) => code,
+        None => u64::from(state.forced_status.load(Ordering::Relaxed)),
+    };
+    let status = u16::try_from(status)
+        .ok()
+        .and_then(|s| StatusCode::from_u16(s).ok())
+        .unwrap_or(StatusCode::OK);
+    let body = if request.method() == Method::POST {
+        match request.into_body().collect().await {
+            Ok(collected) => collected.to_bytes(),
+            Err(e) => {
+                tracing::debug!(error = %e, "test app could not read a request body");
+                return Ok(plain(StatusCode::BAD_REQUEST, format!("bad body: {e}\n")));
+            }
+        }
+    } else {
+        Bytes::from(format!("{}\n", state.name))
+    };
+    let mut response = Response::new(Full::new(body));
+    *response.status_mut() = status;
+    let headers = response.headers_mut();
+    if let Ok(name) = HeaderValue::from_str(&state.name) {
+        headers.insert(BACKEND_HEADER, name);
+    }
+    if let Some(host) = seen_host {
+        headers.insert(SEEN_HOST_HEADER, host);
+    }
+    if let Ok(version) = HeaderValue::from_str(&seen_version) {
+        headers.insert(SEEN_VERSION_HEADER, version);
+    }
+    Ok(response)
+}
+
+fn number_header(request: &Request<Incoming>, name: &str) -> Option<u64> {
+    request
+        .headers()
+        .get(name)?
+        .to_str()
+        .ok()?
+        .trim()
+        .parse()
+        .ok()
+}
+
+fn plain(status: StatusCode, text: String) -> Response<Full<Bytes>> {
+    let mut response = Response::new(Full::new(Bytes::from(text)));
+    *response.status_mut() = status;
+    response
+}

@@ -1,0 +1,140 @@
+//! Tiny in-process backends for the tests and the benchmark.
+//!
+//! - [`TestApp::http`]: HTTP/1.1 and h2c; answers 200 with its name, and tells what
+//!   it saw (see [`http`] for the headers).
+//! - [`TestApp::grpc`]: the `remora.demo.v1.Echo` gRPC service, naming itself as
+//!   the backend; [`echo_client`] reaches it directly or through a proxy.
+//!
+//! A `TestApp` stops when dropped: its listener closes and its open connections are
+//! cut, like a process that died.
+
+mod grpc;
+pub mod http;
+mod server;
+
+use std::net::{Ipv4Addr, SocketAddr};
+use std::sync::atomic::{AtomicU16, AtomicU64, Ordering};
+use std::sync::Arc;
+
+use anyhow::{Context, Result};
+use tokio::task::JoinHandle;
+
+pub use grpc::echo_client;
+
+/// A running backend. Dropping it stops it.
+pub struct TestApp {
+    /// Where it listens.
+    pub addr: SocketAddr,
+    /// The name it answers with (`x-backend`, the body, `EchoReply.backend`).
+    pub name: String,
+    state: Arc<AppState>,
+    task: JoinHandle<()>,
+}
+
+/// What a backend shares between its connections.
+#[derive(Debug)]
+pub(crate) struct AppState {
+    pub(crate) name: Arc<str>,
+    pub(crate) requests: AtomicU64,
+    /// 0 = answer normally; otherwise the status every HTTP request gets.
+    pub(crate) forced_status: AtomicU16,
+}
+
+impl AppState {
+    fn new(name: &str) -> Arc<Self> {
+        Arc::new(Self {
+            name: name.into(),
+            requests: AtomicU64::new(0),
+            forced_status: AtomicU16::new(0),
+        })
+    }
+}
+
+fn loopback_any_port() -> SocketAddr {
+    SocketAddr::from((Ipv4Addr::LOCALHOST, 0))
+}
+
+impl TestApp {
+    /// An HTTP/1.1 + h2c backend on 127.0.0.1:0.
+    ///
+    /// # Panics
+    /// Outside a tokio runtime, or if no loopback port can be bound.
+    pub fn http(name: &str) -> TestApp {
+        match Self::try_http(name, loopback_any_port()) {
+            Ok(app) => app,
+            Err(e) => panic!("cannot start HTTP test app `{name}`: {e:#}"),
+        }
+    }
+
+    /// An HTTP/1.1 + h2c backend on `listen`. Needs a tokio runtime.
+    pub fn try_http(name: &str, listen: SocketAddr) -> Result<TestApp> {
+        let listener = bind(listen)?;
+        let state = AppState::new(name);
+        let addr = listener.local_addr().context("listener has no address")?;
+        let task = tokio::spawn(server::serve(listener, http::service(state.clone())));
+        tracing::debug!(name, %addr, "HTTP test app up");
+        Ok(TestApp {
+            addr,
+            name: name.to_owned(),
+            state,
+            task,
+        })
+    }
+
+    /// A gRPC `remora.demo.v1.Echo` backend on 127.0.0.1:0.
+    ///
+    /// # Panics
+    /// Outside a tokio runtime, or if no loopback port can be bound.
+    pub fn grpc(name: &str) -> TestApp {
+        match Self::try_grpc(name, loopback_any_port()) {
+            Ok(app) => app,
+            Err(e) => panic!("cannot start gRPC test app `{name}`: {e:#}"),
+        }
+    }
+
+    /// A gRPC `remora.demo.v1.Echo` backend on `listen`. Needs a tokio runtime.
+    pub fn try_grpc(name: &str, listen: SocketAddr) -> Result<TestApp> {
+        let listener = bind(listen)?;
+        let state = AppState::new(name);
+        let addr = listener.local_addr().context("listener has no address")?;
+        let task = tokio::spawn(server::serve(listener, grpc::service(state.clone())));
+        tracing::debug!(name, %addr, "gRPC test app up");
+        Ok(TestApp {
+            addr,
+            name: name.to_owned(),
+            state,
+            task,
+        })
+    }
+
+    /// How many requests (HTTP requests or gRPC calls) it has received.
+    pub fn requests(&self) -> u64 {
+        self.state.requests.load(Ordering::Relaxed)
+    }
+
+    /// Answer every HTTP request with `status` from now on (e.g. 503 to make this
+    /// backend fail); 0 goes back to normal answers. No effect on gRPC.
+    pub fn set_status(&self, status: u16) {
+        self.state.forced_status.store(status, Ordering::Relaxed);
+    }
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// Bind with std (so the constructors need not be async) and hand to tokio.
+fn bind(listen: SocketAddr) -> Result<tokio::net::TcpListener> {
+    let std_listener =
+        std::net::TcpListener::bind(listen).with_context(|| format!("cannot bind {listen}"))?;
+    std_listener
+        .set_nonblocking(true)
+        .context("cannot make the listener non-blocking")?;
+    tokio::net::TcpListener::from_std(std_listener)
+        .context("cannot register the listener with tokio (is a runtime running?)")
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,151 @@
+//! `remora control` as a child process.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use anyhow::{anyhow, Context, Result};
+use serde::Deserialize;
+
+use super::http::{self, HttpReply};
+use super::{bin_path, Process, START_TIMEOUT};
+
+/// How many times [`ControlPlane::start_on`] tries again when the process exits
+/// before binding (a port just released by a killed predecessor).
+const START_ATTEMPTS: u32 = 3;
+
+/// A running control plane serving the file source in `config_dir`.
+///
+/// Killed when dropped; [`ControlPlane::start_on`] starts a new one on the same
+/// ports (a restart as proxies see it).
+pub struct ControlPlane {
+    /// xDS (ADS) gRPC address: give it to proxies as `control_plane`.
+    pub xds_addr: SocketAddr,
+    /// HTTP API address (`/api/v1/...`).
+    pub api_addr: SocketAddr,
+    /// The config directory it watches.
+    pub config_dir: PathBuf,
+    process: Process,
+}
+
+/// What `remora control --addresses-file` writes once it has bound.
+#[derive(Debug, Deserialize)]
+struct Addresses {
+    xds: SocketAddr,
+    api: SocketAddr,
+}
+
+impl ControlPlane {
+    /// Start `remora control` on `config_dir` with both listeners on 127.0.0.1:0,
+    /// and return once it has bound (its addresses file is written).
+    pub async fn start(config_dir: impl AsRef<Path>) -> Result<Self> {
+        Self::start_on(config_dir, 0, 0).await
+    }
+
+    /// Start on the given loopback ports (0 = any), e.g. the ports of a control
+    /// plane that was killed, to restart it where the proxies expect it.
+    pub async fn start_on(
+        config_dir: impl AsRef<Path>,
+        xds_port: u16,
+        api_port: u16,
+    ) -> Result<Self> {
+        let config_dir = config_dir.as_ref().to_path_buf();
+        let mut attempt = 1;
+        loop {
+            match Self::launch(&config_dir, xds_port, api_port).await {
+                Ok(cp) => return Ok(cp),
+                Err(LaunchError::Exited(e))
+                    if attempt < START_ATTEMPTS && (xds_port, api_port) != (0, 0) =>
+                {
+                    tracing::warn!(attempt, error = %e, "control plane exited at start; trying again");
+                    attempt += 1;
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+                Err(LaunchError::Exited(e) | LaunchError::Other(e)) => return Err(e),
+            }
+        }
+    }
+
+    async fn launch(config_dir: &Path, xds_port: u16, api_port: u16) -> Result<Self, LaunchError> {
+        let bin = bin_path("remora")?;
+        let dir = tempfile::Builder::new()
+            .prefix("remora-control-")
+            .tempdir()
+            .context("cannot create a temporary folder")?;
+        let addresses_file = dir.path().join("addresses.json");
+        let mut command = Command::new(bin);
+        command
+            .arg("control")
+            .arg("--config-dir")
+            .arg(config_dir)
+            .arg("--xds-addr")
+            .arg(format!("127.0.0.1:{xds_port}"))
+            .arg("--api-addr")
+            .arg(format!("127.0.0.1:{api_port}"))
+            .arg("--addresses-file")
+            .arg(&addresses_file);
+        let mut process = Process::spawn("remora control", command, dir)?;
+        match process
+            .wait_addresses::<Addresses>(&addresses_file, START_TIMEOUT)
+            .await
+        {
+            Ok(addresses) => {
+                tracing::info!(xds = %addresses.xds, api = %addresses.api, pid = process.pid(), "control plane up");
+                Ok(Self {
+                    xds_addr: addresses.xds,
+                    api_addr: addresses.api,
+                    config_dir: config_dir.to_path_buf(),
+                    process,
+                })
+            }
+            Err(e) if process.exit_status().is_some() => Err(LaunchError::Exited(e)),
+            Err(e) => Err(LaunchError::Other(e)),
+        }
+    }
+
+    /// Kill the process (SIGKILL) and reap it. Proxies keep their last config.
+    pub fn kill(&mut self) {
+        self.process.kill();
+    }
+
+    /// The process id.
+    pub fn pid(&self) -> u32 {
+        self.process.pid()
+    }
+
+    /// Everything the control plane logged so far.
+    pub fn logs(&self) -> String {
+        self.process.logs()
+    }
+
+    /// `GET` a path on the HTTP API.
+    pub async fn api_get(&self, path: &str) -> Result<HttpReply> {
+        http::get(self.api_addr, path).await
+    }
+
+    /// The connected proxies, as `GET /api/v1/proxies` returns them.
+    pub async fn proxies(&self) -> Result<serde_json::Value> {
+        let reply = self.api_get("/api/v1/proxies").await?;
+        if reply.status != 200 {
+            return Err(anyhow!(
+                "GET /api/v1/proxies answered {}: {}",
+                reply.status,
+                reply.text()
+            ));
+        }
+        reply.json()
+    }
+}
+
+enum LaunchError {
+    /// The process exited before binding: worth another try on fixed ports.
+    Exited(anyhow::Error),
+    Other(anyhow::Error),
+}
+
+impl From<anyhow::Error> for LaunchError {
+    fn from(e: anyhow::Error) -> Self {
+        LaunchError::Other(e)
+    }
+}
