@@ -9,11 +9,11 @@ use http::{header, HeaderValue, Request, Response, StatusCode, Uri, Version};
 use http_body_util::Either;
 use hyper::body::Incoming;
 
+use super::body::Tracked;
 use super::headers::{parse_version, strip_hop_by_hop};
 use super::outbound::upstream_failure;
 use super::reply::local;
 use super::server::Handler;
-use super::body::Tracked;
 use super::{ResponseBody, ORIG_PROTO};
 use crate::upstream::{Endpoint, Transport};
 

@@ -10,10 +10,10 @@ use http_body_util::Either;
 use hyper::body::Incoming;
 use tokio::time::Instant;
 
+use super::body::Tracked;
 use super::headers::{strip_hop_by_hop, version_name};
 use super::reply::local;
 use super::server::Handler;
-use super::body::Tracked;
 use super::{ResponseBody, ORIG_PROTO};
 use crate::balance;
 use crate::snapshot::{RouteAction, Snapshot, Target};

@@ -1,0 +1,203 @@
+//! Running the control plane: bind the xDS and API listeners, load and watch the
+//! config directory, serve until shut down.
+//!
+//! [`run_control`] does it all; [`ControlPlane`] splits binding from serving for
+//! callers that need the bound addresses first (the demo runs it in-process).
+
+mod addresses;
+mod config;
+
+use std::future::Future;
+use std::net::{Ipv4Addr, SocketAddr};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tonic::transport::server::TcpIncoming;
+
+use crate::api::{self, ApiState};
+use crate::signal::stopped;
+use crate::source::DirWatcher;
+use crate::xds::{AdsServer, Registry, Snapshot};
+use crate::Error;
+
+pub const DEFAULT_XDS_ADDR: SocketAddr =
+    SocketAddr::new(std::net::IpAddr::V4(Ipv4Addr::LOCALHOST), 7700);
+pub const DEFAULT_API_ADDR: SocketAddr =
+    SocketAddr::new(std::net::IpAddr::V4(Ipv4Addr::LOCALHOST), 7780);
+
+/// How often an idle ADS connection is probed, and how long a probe may go
+/// unanswered: a proxy that vanished without closing its connection stops being an
+/// endpoint after at most the sum.
+const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(15);
+const KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(10);
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ControlOptions {
+    /// The directory of `*.yaml` / `*.yml` resources (file source).
+    pub config_dir: PathBuf,
+    /// gRPC (ADS) listen address; port 0 picks a free port.
+    pub xds_addr: SocketAddr,
+    /// HTTP API listen address; port 0 picks a free port.
+    pub api_addr: SocketAddr,
+    /// Where to write `{"xds": ..., "api": ...}` once bound.
+    pub addresses_file: Option<PathBuf>,
+}
+
+impl ControlOptions {
+    /// Default addresses (127.0.0.1:7700 and 127.0.0.1:7780), no addresses file.
+    pub fn new(config_dir: impl Into<PathBuf>) -> Self {
+        ControlOptions {
+            config_dir: config_dir.into(),
+            xds_addr: DEFAULT_XDS_ADDR,
+            api_addr: DEFAULT_API_ADDR,
+            addresses_file: None,
+        }
+    }
+}
+
+/// A bound control plane, config loaded, not serving yet (connections wait in the
+/// listen backlog).
+#[derive(Debug)]
+pub struct ControlPlane {
+    options: ControlOptions,
+    watcher: DirWatcher,
+    snapshots: watch::Sender<Snapshot>,
+    xds: TcpListener,
+    api: TcpListener,
+    xds_addr: SocketAddr,
+    api_addr: SocketAddr,
+}
+
+impl ControlPlane {
+    /// Loads the config directory (it must exist) and binds both listeners.
+    pub async fn bind(options: ControlOptions) -> Result<Self, Error> {
+        let read_err = |source| Error::ReadConfig {
+            path: options.config_dir.clone(),
+            source,
+        };
+        if !std::fs::metadata(&options.config_dir)
+            .map_err(read_err)?
+            .is_dir()
+        {
+            let kind = std::io::ErrorKind::NotADirectory;
+            return Err(read_err(std::io::Error::new(kind, "not a directory")));
+        }
+        // Watch first: a change made while loading is then not missed.
+        let watcher = DirWatcher::new(&options.config_dir)?;
+        let dir = options.config_dir.clone();
+        let outcome = tokio::task::spawn_blocking(move || config::load(&dir))
+            .await
+            .map_err(|e| read_err(std::io::Error::other(e)))??;
+        let (snapshots, _) = watch::channel(Snapshot::default());
+        config::publish(&snapshots, outcome);
+
+        let bind = |addr: SocketAddr| async move {
+            let listener = TcpListener::bind(addr)
+                .await
+                .map_err(|source| Error::Bind { addr, source })?;
+            let local = listener
+                .local_addr()
+                .map_err(|source| Error::Bind { addr, source })?;
+            Ok::<_, Error>((listener, local))
+        };
+        let (xds, xds_addr) = bind(options.xds_addr).await?;
+        let (api, api_addr) = bind(options.api_addr).await?;
+        Ok(ControlPlane {
+            options,
+            watcher,
+            snapshots,
+            xds,
+            api,
+            xds_addr,
+            api_addr,
+        })
+    }
+
+    /// The bound xDS address (the real port when bound to port 0).
+    pub fn xds_addr(&self) -> SocketAddr {
+        self.xds_addr
+    }
+
+    /// The bound API address.
+    pub fn api_addr(&self) -> SocketAddr {
+        self.api_addr
+    }
+
+    /// Serves xDS and the API, and reloads the config on changes, until `shutdown`
+    /// resolves. Open ADS streams are ended with UNAVAILABLE.
+    pub async fn serve(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> Result<(), Error> {
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let trigger = {
+            let stop_tx = stop_tx.clone();
+            tokio::spawn(async move {
+                shutdown.await;
+                let _ = stop_tx.send(true);
+            })
+        };
+        tracing::info!(
+            xds = %self.xds_addr,
+            api = %self.api_addr,
+            config_dir = %self.options.config_dir.display(),
+            "control plane serving"
+        );
+
+        let registry = Registry::new(self.snapshots.clone());
+        let api_state = ApiState {
+            registry: registry.clone(),
+            snapshots: self.snapshots.subscribe(),
+        };
+        let api = tokio::spawn(api::serve(self.api, api_state, stop_rx.clone()));
+        let reload = tokio::spawn(config::watch(
+            self.options.config_dir.clone(),
+            self.watcher,
+            self.snapshots.clone(),
+            stop_rx.clone(),
+        ));
+        let ads = AdsServer::new(self.snapshots.subscribe(), registry, stop_rx.clone());
+        let mut stop = stop_rx.clone();
+        let served = tonic::transport::Server::builder()
+            .http2_keepalive_interval(Some(KEEPALIVE_INTERVAL))
+            .http2_keepalive_timeout(Some(KEEPALIVE_TIMEOUT))
+            .add_service(ads.into_service())
+            .serve_with_incoming_shutdown(
+                TcpIncoming::from(self.xds).with_nodelay(Some(true)),
+                async move { stopped(&mut stop).await },
+            )
+            .await;
+
+        // However xDS ended, stop the rest.
+        let _ = stop_tx.send(true);
+        trigger.abort();
+        let _ = api.await;
+        let _ = reload.await;
+        tracing::info!("control plane stopped");
+        served.map_err(Error::from)
+    }
+}
+
+/// Binds, writes the addresses file if asked, and serves until `shutdown`
+/// resolves.
+pub async fn run_control(
+    options: ControlOptions,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), Error> {
+    let addresses_file = options.addresses_file.clone();
+    let plane = ControlPlane::bind(options).await?;
+    if let Some(path) = &addresses_file {
+        addresses::write(path, plane.xds_addr(), plane.api_addr()).map_err(|source| {
+            Error::AddressesFile {
+                path: path.clone(),
+                source,
+            }
+        })?;
+    }
+    plane.serve(shutdown).await
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,63 @@
+//! The control plane's errors: each names the address or path it is about. The
+//! underlying error is the `source`, not repeated in the message; [`Chain`]
+//! displays both.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("cannot read {path}")]
+    ReadConfig {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("cannot watch {path}")]
+    Watch {
+        path: PathBuf,
+        source: notify::Error,
+    },
+    #[error("cannot listen on {addr}")]
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("cannot write the addresses file {path}")]
+    AddressesFile {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("xDS server failed")]
+    XdsServer(#[from] tonic::transport::Error),
+}
+
+/// Displays an error followed by its causes: `cannot read /x: No such file or
+/// directory (os error 2)`.
+pub struct Chain<'a>(pub &'a (dyn std::error::Error + 'static));
+
+impl fmt::Display for Chain<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.0)?;
+        let mut cause = self.0.source();
+        while let Some(e) = cause {
+            write!(f, ": {e}")?;
+            cause = e.source();
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn chain_shows_the_cause_once() {
+        let e = Error::ReadConfig {
+            path: "/x".into(),
+            source: std::io::Error::new(std::io::ErrorKind::NotFound, "not found"),
+        };
+        assert_eq!(Chain(&e).to_string(), "cannot read /x: not found");
+    }
+}

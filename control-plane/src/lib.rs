@@ -1,0 +1,24 @@
+//! Remora's control plane: reads traffic policy, computes each proxy's xDS
+//! configuration, and serves it over ADS.
+//!
+//! Config flows `source` -> `validate` -> `store` -> `translate` -> `xds`;
+//! `control` wires the pieces together and `api` shows their state.
+#![forbid(unsafe_code)]
+
+pub mod api; //       HTTP API: /api/v1/proxies, /api/v1/config, /live
+pub mod check; //     `remora check`: offline validation
+pub mod cli; //       the command line (clap)
+pub mod control; //   `run_control`: bind, load, watch, serve
+pub mod demo; //           `remora demo`: a whole mesh on loopback, the split moving
+mod error; //         the library's error type
+pub mod problem; //   a config problem: file, resource, field, message
+pub mod resources; // the typed resources users write (Service, HTTPRoute)
+pub mod signal; //    waiting for Ctrl-C / SIGTERM
+pub mod source; //    YAML files in a watched directory -> documents
+pub mod store; //     the valid resources in force
+pub mod translate; // store + proxy -> xDS resources (pure)
+pub mod validate; //  documents -> valid resources + every problem (pure)
+pub mod xds; //       the ADS server: versions, nonces, ACK/NACK, pushes
+
+pub use control::{run_control, ControlOptions, ControlPlane};
+pub use error::{Chain, Error};

@@ -1,0 +1,71 @@
+//! `remora`: the control plane and operator CLI. Parses the command line and hands
+//! off to the library.
+#![forbid(unsafe_code)]
+
+use std::path::Path;
+use std::process::ExitCode;
+
+use clap::Parser;
+use remora_control::cli::{Cli, Command};
+use tracing_subscriber::EnvFilter;
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    // The demo's output is its report; its own logs only say what went wrong.
+    let default_level = match cli.command {
+        Command::Demo(_) => "warn",
+        _ => "info",
+    };
+    init_tracing(default_level);
+    let result = match cli.command {
+        Command::Control(args) => {
+            let shutdown = remora_control::signal::terminate();
+            remora_control::run_control(args.into(), shutdown)
+                .await
+                .map(|()| ExitCode::SUCCESS)
+                .map_err(anyhow::Error::from)
+        }
+        Command::Check(args) => check(&args.path),
+        Command::Demo(args) => remora_control::demo::run(args.into())
+            .await
+            .map(|()| ExitCode::SUCCESS)
+            .map_err(anyhow::Error::from),
+    };
+    result.unwrap_or_else(|error| {
+        eprintln!("remora: {error:#}");
+        ExitCode::FAILURE
+    })
+}
+
+/// Logs to stderr; `RUST_LOG` filters (default `info`).
+fn init_tracing(default_level: &str) {
+    let filter =
+        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_level));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .init();
+}
+
+/// Prints every problem (stdout: it is the command's output); exit code 1 if any.
+fn check(path: &Path) -> anyhow::Result<ExitCode> {
+    let report = remora_control::check::check(path)?;
+    for problem in &report.problems {
+        println!("{problem}");
+    }
+    let n = report.problems.len();
+    if n == 0 {
+        println!("{}: ok ({})", path.display(), report.summary());
+        Ok(ExitCode::SUCCESS)
+    } else {
+        let s = if n == 1 { "" } else { "s" };
+        println!(
+            "{}: {n} problem{s} ({} valid)",
+            path.display(),
+            report.summary()
+        );
+        Ok(ExitCode::FAILURE)
+    }
+}

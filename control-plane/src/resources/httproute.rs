@@ -1,0 +1,68 @@
+//! `HTTPRoute` (gateway.networking.k8s.io/v1) attached to Services (the GAMMA mesh
+//! profile): matches and weighted backends.
+
+use super::ObjectKey;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HttpRoute {
+    pub key: ObjectKey,
+    pub parents: Vec<ParentRef>,
+    pub rules: Vec<Rule>,
+}
+
+/// The Service (and optionally one of its ports) a route applies to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ParentRef {
+    pub service: ObjectKey,
+    /// `None`: every port of the Service.
+    pub port: Option<u16>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rule {
+    /// Never empty: an absent `matches` is one match on `PathPrefix /`.
+    pub matches: Vec<RouteMatch>,
+    pub backends: Vec<Backend>,
+}
+
+/// One entry of `matches`: every condition must hold.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RouteMatch {
+    pub path: PathMatch,
+    /// Header names are lower-cased (HTTP header names are case-insensitive).
+    pub headers: Vec<HeaderMatch>,
+    /// An HTTP method in upper case (`GET`, `POST`, ...).
+    pub method: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PathMatch {
+    Exact(String),
+    /// Element-wise prefix: `/foo` matches `/foo` and `/foo/bar`, not `/foobar`.
+    /// Stored without a trailing slash, except for `/` itself.
+    Prefix(String),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HeaderMatch {
+    pub name: String,
+    pub value: String,
+}
+
+/// A weighted reference to a Service port.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Backend {
+    pub service: ObjectKey,
+    /// `None`: the Service's only port.
+    pub port: Option<u16>,
+    pub weight: u32,
+}
+
+impl HttpRoute {
+    /// Whether this route applies to `port` of `service`.
+    pub fn attaches_to(&self, service: &ObjectKey, port: u16) -> bool {
+        self.parents
+            .iter()
+            .any(|p| &p.service == service && p.port.is_none_or(|p| p == port))
+    }
+}

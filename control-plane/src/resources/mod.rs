@@ -1,0 +1,78 @@
+//! The resources users write (Kubernetes-shaped YAML), as typed values.
+//!
+//! These types hold what has been decoded and checked by [`crate::validate`]; they
+//! are not a serde mirror of the YAML (the decoder reports every problem with its
+//! field path instead of stopping at the first one).
+
+mod httproute;
+mod service;
+
+use std::fmt;
+
+pub use httproute::{Backend, HeaderMatch, HttpRoute, ParentRef, PathMatch, RouteMatch, Rule};
+pub use service::{AppProtocol, Service, ServicePort, StaticEndpoint};
+
+/// The namespace every resource without `metadata.namespace` belongs to.
+pub const DEFAULT_NAMESPACE: &str = "default";
+
+/// The kinds of resource Remora reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Kind {
+    Service,
+    HttpRoute,
+}
+
+impl Kind {
+    /// The name as written in `kind:`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::Service => "Service",
+            Kind::HttpRoute => "HTTPRoute",
+        }
+    }
+
+    /// The `apiVersion` values accepted for this kind; the first is the preferred one.
+    pub fn api_versions(self) -> &'static [&'static str] {
+        match self {
+            Kind::Service => &["v1"],
+            Kind::HttpRoute => &[
+                "gateway.networking.k8s.io/v1",
+                "gateway.networking.k8s.io/v1beta1",
+            ],
+        }
+    }
+
+    pub fn from_name(kind: &str) -> Option<Kind> {
+        [Kind::Service, Kind::HttpRoute]
+            .into_iter()
+            .find(|k| k.as_str() == kind)
+    }
+}
+
+impl fmt::Display for Kind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A resource's namespace and name; ordered by namespace, then name.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct ObjectKey {
+    pub namespace: String,
+    pub name: String,
+}
+
+impl ObjectKey {
+    pub fn new(namespace: impl Into<String>, name: impl Into<String>) -> Self {
+        ObjectKey {
+            namespace: namespace.into(),
+            name: name.into(),
+        }
+    }
+}
+
+impl fmt::Display for ObjectKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.namespace, self.name)
+    }
+}

@@ -1,0 +1,70 @@
+//! `Service` (core/v1 subset) plus Remora's static `endpoints` extension.
+
+use std::net::IpAddr;
+
+use super::ObjectKey;
+
+/// A Service: a name other services call, its ports, and (file mode) static
+/// endpoints for backends that run no proxy.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Service {
+    pub key: ObjectKey,
+    /// In the order written; the first port owns the port-less host names.
+    pub ports: Vec<ServicePort>,
+    pub endpoints: Vec<StaticEndpoint>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServicePort {
+    pub name: Option<String>,
+    pub port: u16,
+    pub protocol: AppProtocol,
+}
+
+/// How the service speaks HTTP on a port (`spec.ports[].appProtocol`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AppProtocol {
+    /// `http` (also the default): HTTP/1.1 to the backend.
+    Http,
+    /// `kubernetes.io/h2c`: HTTP/2 without TLS.
+    H2c,
+    /// `grpc`: HTTP/2.
+    Grpc,
+}
+
+impl AppProtocol {
+    pub const ACCEPTED: &'static [&'static str] = &["http", "kubernetes.io/h2c", "grpc"];
+
+    pub fn parse(value: &str) -> Option<AppProtocol> {
+        match value {
+            "http" => Some(AppProtocol::Http),
+            "kubernetes.io/h2c" => Some(AppProtocol::H2c),
+            "grpc" => Some(AppProtocol::Grpc),
+            _ => None,
+        }
+    }
+
+    pub fn is_http2(self) -> bool {
+        matches!(self, AppProtocol::H2c | AppProtocol::Grpc)
+    }
+}
+
+/// A backend that runs no proxy: `address:port` serves the Service's `service_port`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StaticEndpoint {
+    pub address: IpAddr,
+    pub port: u16,
+    pub service_port: u16,
+}
+
+impl Service {
+    /// The port a reference means: the given number, or the only port when none is
+    /// given. `None` when the port does not exist or the choice is ambiguous.
+    pub fn resolve_port(&self, port: Option<u16>) -> Option<&ServicePort> {
+        match port {
+            Some(p) => self.ports.iter().find(|sp| sp.port == p),
+            None if self.ports.len() == 1 => self.ports.first(),
+            None => None,
+        }
+    }
+}

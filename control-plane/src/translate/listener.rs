@@ -1,0 +1,67 @@
+//! Listeners: `outbound` for Remora proxies, and one API listener per Service port
+//! for gRPC's xDS client. Both hand HTTP to RDS `outbound`.
+
+use std::net::{Ipv4Addr, SocketAddr};
+
+use remora_proto::xds::envoy::config::listener::v3::{
+    filter, ApiListener, Filter, FilterChain, Listener,
+};
+use remora_proto::xds::envoy::extensions::filters::http::router::v3::Router;
+use remora_proto::xds::envoy::extensions::filters::network::http_connection_manager::v3::{
+    http_connection_manager::RouteSpecifier, http_filter, HttpConnectionManager, HttpFilter, Rds,
+};
+
+use super::{ads_config_source, encode, names, socket_address};
+use crate::resources::ObjectKey;
+
+pub const HTTP_CONNECTION_MANAGER: &str = "envoy.filters.network.http_connection_manager";
+pub const ROUTER: &str = "envoy.filters.http.router";
+/// Informational: a proxy binds what its bootstrap says.
+const OUTBOUND_ADDRESS: SocketAddr =
+    SocketAddr::new(std::net::IpAddr::V4(Ipv4Addr::LOCALHOST), 7001);
+
+pub fn outbound() -> Listener {
+    Listener {
+        name: names::OUTBOUND.to_owned(),
+        address: Some(socket_address(OUTBOUND_ADDRESS)),
+        filter_chains: vec![FilterChain {
+            filters: vec![Filter {
+                name: HTTP_CONNECTION_MANAGER.to_owned(),
+                config_type: Some(filter::ConfigType::TypedConfig(encode::message(
+                    &http_connection_manager(names::OUTBOUND),
+                ))),
+            }],
+            ..Default::default()
+        }],
+        ..Default::default()
+    }
+}
+
+pub fn api_listener(service: &ObjectKey, port: u16) -> Listener {
+    let name = names::listener(service, port);
+    Listener {
+        api_listener: Some(ApiListener {
+            api_listener: Some(encode::message(&http_connection_manager(&name))),
+        }),
+        name,
+        ..Default::default()
+    }
+}
+
+fn http_connection_manager(stat_prefix: &str) -> HttpConnectionManager {
+    HttpConnectionManager {
+        stat_prefix: stat_prefix.to_owned(),
+        route_specifier: Some(RouteSpecifier::Rds(Rds {
+            config_source: Some(ads_config_source()),
+            route_config_name: names::OUTBOUND.to_owned(),
+        })),
+        http_filters: vec![HttpFilter {
+            name: ROUTER.to_owned(),
+            config_type: Some(http_filter::ConfigType::TypedConfig(encode::message(
+                &Router::default(),
+            ))),
+            ..Default::default()
+        }],
+        ..Default::default()
+    }
+}

@@ -1,0 +1,153 @@
+//! Store + one proxy -> the xDS resources that proxy should hold, exactly as
+//! docs/architecture.md describes them, consumable by Remora proxies and by gRPC's
+//! xDS client (gRFC A27/A28).
+//!
+//! Pure: the same inputs always give the same resources, byte for byte, so a hash
+//! of them is a version. Not here: which of them a proxy asked for, or when they
+//! are sent ([`crate::xds`]).
+
+pub mod names;
+
+mod cluster;
+mod encode;
+mod endpoint;
+mod listener;
+mod metadata;
+mod route;
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+
+use remora_proto::type_url;
+use remora_proto::xds::envoy::config::core::v3::{
+    address, config_source::ConfigSourceSpecifier, socket_address::PortSpecifier, Address,
+    AggregatedConfigSource, ApiVersion, ConfigSource, SocketAddress,
+};
+use remora_proto::xds::google::protobuf::Any;
+
+use crate::resources::ObjectKey;
+use crate::store::Store;
+
+/// The xDS resource types Remora serves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum ResourceType {
+    Cluster,
+    Endpoint,
+    Listener,
+    Route,
+}
+
+impl ResourceType {
+    /// Make before break: what is referenced goes before what references it.
+    pub const PUSH_ORDER: [ResourceType; 4] = [
+        ResourceType::Cluster,
+        ResourceType::Endpoint,
+        ResourceType::Listener,
+        ResourceType::Route,
+    ];
+
+    pub fn type_url(self) -> &'static str {
+        match self {
+            ResourceType::Cluster => type_url::CLUSTER,
+            ResourceType::Endpoint => type_url::ENDPOINT,
+            ResourceType::Listener => type_url::LISTENER,
+            ResourceType::Route => type_url::ROUTE,
+        }
+    }
+
+    pub fn from_type_url(url: &str) -> Option<ResourceType> {
+        Self::PUSH_ORDER.into_iter().find(|t| t.type_url() == url)
+    }
+
+    /// Listeners and Clusters: every response holds the full set a client
+    /// subscribed to, and a resource missing from it is deleted. Routes and
+    /// endpoints are only ever sent by name.
+    pub fn is_full_set(self) -> bool {
+        matches!(self, ResourceType::Cluster | ResourceType::Listener)
+    }
+}
+
+/// Resources by name.
+pub type ResourceMap = BTreeMap<String, Any>;
+
+/// All the resources of one proxy, by type.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Resources {
+    pub clusters: ResourceMap,
+    pub endpoints: ResourceMap,
+    pub listeners: ResourceMap,
+    pub routes: ResourceMap,
+}
+
+impl Resources {
+    pub fn get(&self, t: ResourceType) -> &ResourceMap {
+        match t {
+            ResourceType::Cluster => &self.clusters,
+            ResourceType::Endpoint => &self.endpoints,
+            ResourceType::Listener => &self.listeners,
+            ResourceType::Route => &self.routes,
+        }
+    }
+}
+
+/// A connected proxy that fronts a Service: it receives that Service's traffic, on
+/// every port, at `address` (its inbound listener).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct MeshEndpoint {
+    pub service: ObjectKey,
+    pub address: SocketAddr,
+    pub node_id: String,
+}
+
+/// The resources for a proxy in `namespace`, given the Services' connected proxies.
+pub fn translate(store: &Store, endpoints: &[MeshEndpoint], namespace: &str) -> Resources {
+    let mut by_service: BTreeMap<&ObjectKey, Vec<&MeshEndpoint>> = BTreeMap::new();
+    for e in endpoints {
+        by_service.entry(&e.service).or_default().push(e);
+    }
+    let mut out = Resources::default();
+    for service in store.services() {
+        let meshed = by_service
+            .get(&service.key)
+            .map(Vec::as_slice)
+            .unwrap_or_default();
+        for port in &service.ports {
+            let c = cluster::cluster(service, port);
+            out.clusters.insert(c.name.clone(), encode::cluster(&c));
+            let cla = endpoint::assignment(service, port, meshed);
+            out.endpoints
+                .insert(cla.cluster_name.clone(), encode::assignment(&cla));
+            let l = listener::api_listener(&service.key, port.port);
+            out.listeners.insert(l.name.clone(), encode::message(&l));
+        }
+    }
+    let outbound = listener::outbound();
+    out.listeners
+        .insert(outbound.name.clone(), encode::message(&outbound));
+    let routes = route::route_configuration(store, namespace);
+    out.routes
+        .insert(routes.name.clone(), encode::message(&routes));
+    out
+}
+
+/// "Over the same ADS stream", xDS v3.
+fn ads_config_source() -> ConfigSource {
+    ConfigSource {
+        resource_api_version: ApiVersion::V3 as i32,
+        config_source_specifier: Some(ConfigSourceSpecifier::Ads(AggregatedConfigSource {})),
+        ..Default::default()
+    }
+}
+
+fn socket_address(addr: SocketAddr) -> Address {
+    Address {
+        address: Some(address::Address::SocketAddress(SocketAddress {
+            address: addr.ip().to_string(),
+            port_specifier: Some(PortSpecifier::PortValue(addr.port().into())),
+            ..Default::default()
+        })),
+    }
+}
+
+#[cfg(test)]
+mod tests;

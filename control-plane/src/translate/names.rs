@@ -1,0 +1,104 @@
+//! The names of the xDS resources, derived from a Service's namespace, name and port
+//! (see docs/architecture.md). The proxy and gRPC clients look resources up by these.
+
+use crate::resources::ObjectKey;
+
+/// The trust domain, also the cluster DNS suffix (`*.svc.cluster.local`).
+pub const CLUSTER_DOMAIN: &str = "cluster.local";
+/// The listener a Remora proxy serves its application's outbound traffic on, and the
+/// RouteConfiguration it uses.
+pub const OUTBOUND: &str = "outbound";
+/// Key of Remora's entry in `metadata.filter_metadata`.
+pub const METADATA_KEY: &str = "remora";
+
+/// `orders.default.svc.cluster.local`
+pub fn fqdn(service: &ObjectKey) -> String {
+    format!(
+        "{}.{}.svc.{CLUSTER_DOMAIN}",
+        service.name, service.namespace
+    )
+}
+
+/// `outbound|80||orders.default.svc.cluster.local` (also the EDS service name).
+pub fn cluster(service: &ObjectKey, port: u16) -> String {
+    format!("outbound|{port}||{}", fqdn(service))
+}
+
+/// `orders.default.svc.cluster.local:80`: the listener a gRPC xDS client asks for.
+pub fn listener(service: &ObjectKey, port: u16) -> String {
+    format!("{}:{port}", fqdn(service))
+}
+
+/// `default/orders:80`
+pub fn virtual_host(service: &ObjectKey, port: u16) -> String {
+    format!("{service}:{port}")
+}
+
+/// The host names (`Host` / `:authority`) a Service port answers to, as seen from a
+/// proxy in `client_namespace`. Port-less names belong to the Service's first port;
+/// the short name only resolves within the Service's own namespace.
+pub fn domains(
+    service: &ObjectKey,
+    port: u16,
+    first_port: bool,
+    client_namespace: &str,
+) -> Vec<String> {
+    let mut hosts = vec![
+        fqdn(service),
+        format!("{}.{}.svc", service.name, service.namespace),
+        format!("{}.{}", service.name, service.namespace),
+    ];
+    if service.namespace == client_namespace {
+        hosts.push(service.name.clone());
+    }
+    let mut out = Vec::with_capacity(hosts.len() * 2);
+    for host in hosts {
+        out.push(format!("{host}:{port}"));
+        if first_port {
+            out.push(host);
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_follow_the_contract() {
+        let orders = ObjectKey::new("default", "orders");
+        assert_eq!(
+            cluster(&orders, 80),
+            "outbound|80||orders.default.svc.cluster.local"
+        );
+        assert_eq!(listener(&orders, 80), "orders.default.svc.cluster.local:80");
+        assert_eq!(virtual_host(&orders, 80), "default/orders:80");
+    }
+
+    #[test]
+    fn short_names_only_in_the_same_namespace_and_bare_names_only_for_the_first_port() {
+        let orders = ObjectKey::new("default", "orders");
+        assert_eq!(
+            domains(&orders, 80, true, "default"),
+            [
+                "orders.default.svc.cluster.local:80",
+                "orders.default.svc.cluster.local",
+                "orders.default.svc:80",
+                "orders.default.svc",
+                "orders.default:80",
+                "orders.default",
+                "orders:80",
+                "orders",
+            ]
+        );
+        assert_eq!(
+            domains(&orders, 9090, false, "shop"),
+            [
+                "orders.default.svc.cluster.local:9090",
+                "orders.default.svc:9090",
+                "orders.default:9090",
+            ]
+        );
+    }
+}

@@ -1,0 +1,231 @@
+//! HTTPRoutes -> RouteConfiguration `outbound`: one virtual host per Service port,
+//! routes in Gateway API precedence order.
+//!
+//! Which HTTPRoutes apply (GAMMA): a route in the Service's own namespace (a
+//! producer route) applies to every client; a route in another namespace (a
+//! consumer route) only to clients in that namespace. Hence one configuration per
+//! client namespace.
+
+use std::cmp::Reverse;
+
+use remora_proto::xds::envoy::config::route::v3::{
+    header_matcher::HeaderMatchSpecifier, route::Action, route_action::ClusterSpecifier,
+    route_match::PathSpecifier, weighted_cluster::ClusterWeight, HeaderMatcher, Route, RouteAction,
+    RouteConfiguration, RouteMatch, VirtualHost, WeightedCluster,
+};
+use remora_proto::xds::envoy::r#type::matcher::v3::{string_matcher::MatchPattern, StringMatcher};
+use remora_proto::xds::google::protobuf::UInt32Value;
+
+use super::names;
+use crate::resources::{self, HttpRoute, PathMatch, Rule, Service, ServicePort};
+use crate::store::Store;
+
+pub fn route_configuration(store: &Store, client_namespace: &str) -> RouteConfiguration {
+    let virtual_hosts =
+        store
+            .services()
+            .flat_map(|service| {
+                service.ports.iter().enumerate().map(move |(i, port)| {
+                    virtual_host(store, service, port, i == 0, client_namespace)
+                })
+            })
+            .collect();
+    RouteConfiguration {
+        name: names::OUTBOUND.to_owned(),
+        virtual_hosts,
+        ..Default::default()
+    }
+}
+
+fn virtual_host(
+    store: &Store,
+    service: &Service,
+    port: &ServicePort,
+    first_port: bool,
+    client_namespace: &str,
+) -> VirtualHost {
+    let attached: Vec<&HttpRoute> = store
+        .routes()
+        .filter(|r| r.attaches_to(&service.key, port.port))
+        .filter(|r| r.key.namespace == service.key.namespace || r.key.namespace == client_namespace)
+        .collect();
+    let routes = if attached.is_empty() {
+        vec![default_route(service, port)]
+    } else {
+        ordered(&attached)
+            .into_iter()
+            .flat_map(|entry| entry.to_routes(store))
+            .collect()
+    };
+    VirtualHost {
+        name: names::virtual_host(&service.key, port.port),
+        domains: names::domains(&service.key, port.port, first_port, client_namespace),
+        routes,
+        ..Default::default()
+    }
+}
+
+/// Everything to a Service port's own cluster (a Service without HTTPRoutes).
+fn default_route(service: &Service, port: &ServicePort) -> Route {
+    Route {
+        name: "default".to_owned(),
+        r#match: Some(RouteMatch {
+            path_specifier: Some(PathSpecifier::Prefix("/".to_owned())),
+            ..Default::default()
+        }),
+        action: Some(Action::Route(RouteAction {
+            cluster_specifier: Some(ClusterSpecifier::Cluster(names::cluster(
+                &service.key,
+                port.port,
+            ))),
+            ..Default::default()
+        })),
+        ..Default::default()
+    }
+}
+
+/// One match of one rule of one HTTPRoute.
+struct Entry<'a> {
+    route: &'a HttpRoute,
+    rule_index: usize,
+    match_index: usize,
+    rule: &'a Rule,
+    matched: &'a resources::RouteMatch,
+}
+
+/// Gateway API precedence: exact path, then longer prefix, then a method match,
+/// then more header matches, then (no creation time in files) namespace/name, then
+/// rule order, then match order.
+fn ordered<'a>(routes: &[&'a HttpRoute]) -> Vec<Entry<'a>> {
+    let mut entries: Vec<Entry<'a>> = routes
+        .iter()
+        .flat_map(|route| {
+            route
+                .rules
+                .iter()
+                .enumerate()
+                .flat_map(move |(rule_index, rule)| {
+                    rule.matches
+                        .iter()
+                        .enumerate()
+                        .map(move |(match_index, matched)| Entry {
+                            route,
+                            rule_index,
+                            match_index,
+                            rule,
+                            matched,
+                        })
+                })
+        })
+        .collect();
+    entries.sort_by_key(|e| {
+        let (exact, len) = match &e.matched.path {
+            PathMatch::Exact(p) => (true, p.len()),
+            PathMatch::Prefix(p) => (false, p.len()),
+        };
+        (
+            Reverse(exact),
+            Reverse(len),
+            Reverse(e.matched.method.is_some()),
+            Reverse(e.matched.headers.len()),
+            &e.route.key,
+            e.rule_index,
+            e.match_index,
+        )
+    });
+    entries
+}
+
+impl Entry<'_> {
+    /// A prefix match is element-wise (`/api` matches `/api` and `/api/x`, not
+    /// `/apix`); with only exact and prefix matchers (all gRPC and the proxy
+    /// support) that is two routes: exact `/api`, then prefix `/api/`.
+    fn to_routes(&self, store: &Store) -> Vec<Route> {
+        let Some(action) = self.action(store) else {
+            return Vec::new();
+        };
+        let paths = match &self.matched.path {
+            PathMatch::Exact(p) => vec![PathSpecifier::Path(p.clone())],
+            PathMatch::Prefix(p) if p == "/" => vec![PathSpecifier::Prefix(p.clone())],
+            PathMatch::Prefix(p) => vec![
+                PathSpecifier::Path(p.clone()),
+                PathSpecifier::Prefix(format!("{p}/")),
+            ],
+        };
+        let name = format!(
+            "{}/rules[{}]/matches[{}]",
+            self.route.key, self.rule_index, self.match_index
+        );
+        paths
+            .into_iter()
+            .map(|path| Route {
+                name: name.clone(),
+                r#match: Some(RouteMatch {
+                    path_specifier: Some(path),
+                    headers: self.headers(),
+                    ..Default::default()
+                }),
+                action: Some(Action::Route(action.clone())),
+                ..Default::default()
+            })
+            .collect()
+    }
+
+    fn headers(&self) -> Vec<HeaderMatcher> {
+        let method = self.matched.method.iter().map(|m| (":method", m.as_str()));
+        let headers = self
+            .matched
+            .headers
+            .iter()
+            .map(|h| (h.name.as_str(), h.value.as_str()));
+        method
+            .chain(headers)
+            .map(|(name, value)| HeaderMatcher {
+                name: name.to_owned(),
+                header_match_specifier: Some(HeaderMatchSpecifier::StringMatch(StringMatcher {
+                    match_pattern: Some(MatchPattern::Exact(value.to_owned())),
+                    ignore_case: false,
+                })),
+                ..Default::default()
+            })
+            .collect()
+    }
+
+    /// One backend: `cluster`; several: `weighted_clusters` (zero weights kept,
+    /// backends naming the same cluster merged, as gRPC requires unique names).
+    fn action(&self, store: &Store) -> Option<RouteAction> {
+        let mut clusters: Vec<(String, u32)> = Vec::new();
+        for backend in &self.rule.backends {
+            let Some(port) = store
+                .service(&backend.service)
+                .and_then(|s| s.resolve_port(backend.port))
+            else {
+                continue; // validation guarantees this does not happen
+            };
+            let name = names::cluster(&backend.service, port.port);
+            match clusters.iter_mut().find(|(n, _)| *n == name) {
+                Some((_, weight)) => *weight = weight.saturating_add(backend.weight),
+                None => clusters.push((name, backend.weight)),
+            }
+        }
+        let specifier = match clusters.as_slice() {
+            [] => return None,
+            [(name, _)] => ClusterSpecifier::Cluster(name.clone()),
+            _ => ClusterSpecifier::WeightedClusters(WeightedCluster {
+                clusters: clusters
+                    .into_iter()
+                    .map(|(name, weight)| ClusterWeight {
+                        name,
+                        weight: Some(UInt32Value { value: weight }),
+                        ..Default::default()
+                    })
+                    .collect(),
+                ..Default::default()
+            }),
+        };
+        Some(RouteAction {
+            cluster_specifier: Some(specifier),
+            ..Default::default()
+        })
+    }
+}

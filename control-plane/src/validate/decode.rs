@@ -1,0 +1,257 @@
+//! A small reader over `serde_yaml_ng::Value` that records every problem with its
+//! field path and keeps going, so a user sees all that is wrong at once.
+
+use std::ops::RangeInclusive;
+
+use serde_yaml_ng::{Mapping, Value};
+
+/// A problem inside one resource.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FieldError {
+    pub field: String,
+    pub message: String,
+}
+
+/// `parent.key` (or `key` at the top).
+pub fn field(parent: &str, key: &str) -> String {
+    if parent.is_empty() {
+        key.to_owned()
+    } else {
+        format!("{parent}.{key}")
+    }
+}
+
+/// `parent[i]`.
+pub fn index(parent: &str, i: usize) -> String {
+    format!("{parent}[{i}]")
+}
+
+/// The value of `key`, treating an explicit `null` as absent.
+pub fn get<'v>(m: &'v Mapping, key: &str) -> Option<&'v Value> {
+    m.get(key).filter(|v| !v.is_null())
+}
+
+fn type_name(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Sequence(_) => "a list",
+        Value::Mapping(_) => "a mapping",
+        Value::Tagged(_) => "a tagged value",
+    }
+}
+
+#[derive(Debug, Default)]
+pub struct Decoder {
+    pub errors: Vec<FieldError>,
+}
+
+impl Decoder {
+    pub fn error(&mut self, field: impl Into<String>, message: impl Into<String>) {
+        self.errors.push(FieldError {
+            field: field.into(),
+            message: message.into(),
+        });
+    }
+
+    pub fn is_clean(&self) -> bool {
+        self.errors.is_empty()
+    }
+
+    pub fn mapping<'v>(&mut self, value: &'v Value, path: &str) -> Option<&'v Mapping> {
+        match value {
+            Value::Mapping(m) => Some(m),
+            other => {
+                self.error(path, format!("must be a mapping, not {}", type_name(other)));
+                None
+            }
+        }
+    }
+
+    /// A mapping that must be present.
+    pub fn required_mapping<'v>(
+        &mut self,
+        m: &'v Mapping,
+        parent: &str,
+        key: &str,
+    ) -> Option<&'v Mapping> {
+        let path = field(parent, key);
+        match get(m, key) {
+            None => {
+                self.error(path, "required");
+                None
+            }
+            Some(v) => self.mapping(v, &path),
+        }
+    }
+
+    /// An optional string; an empty string counts as absent.
+    pub fn string(&mut self, m: &Mapping, parent: &str, key: &str) -> Option<String> {
+        match get(m, key)? {
+            Value::String(s) if s.is_empty() => None,
+            Value::String(s) => Some(s.clone()),
+            other => {
+                let message = format!("must be a string, not {}", type_name(other));
+                self.error(field(parent, key), message);
+                None
+            }
+        }
+    }
+
+    pub fn required_string(&mut self, m: &Mapping, parent: &str, key: &str) -> Option<String> {
+        let before = self.errors.len();
+        let value = self.string(m, parent, key);
+        if value.is_none() && self.errors.len() == before {
+            self.error(field(parent, key), "required");
+        }
+        value
+    }
+
+    /// An optional integer within `range`.
+    pub fn integer(
+        &mut self,
+        m: &Mapping,
+        parent: &str,
+        key: &str,
+        range: RangeInclusive<u64>,
+    ) -> Option<u64> {
+        let value = get(m, key)?;
+        let path = field(parent, key);
+        let Some(n) = value.as_i64() else {
+            let message = match value {
+                Value::Number(_) => "must be a whole number".to_owned(),
+                other => format!("must be a number, not {}", type_name(other)),
+            };
+            self.error(path, message);
+            return None;
+        };
+        match u64::try_from(n) {
+            Ok(n) if range.contains(&n) => Some(n),
+            _ => {
+                let message = format!("{n} is out of range ({} to {})", range.start(), range.end());
+                self.error(path, message);
+                None
+            }
+        }
+    }
+
+    /// An optional port number (1 to 65535).
+    pub fn port(&mut self, m: &Mapping, parent: &str, key: &str) -> Option<u16> {
+        self.integer(m, parent, key, 1..=65535)
+            .and_then(|p| u16::try_from(p).ok())
+    }
+
+    pub fn required_port(&mut self, m: &Mapping, parent: &str, key: &str) -> Option<u16> {
+        if get(m, key).is_none() {
+            self.error(field(parent, key), "required");
+            return None;
+        }
+        self.port(m, parent, key)
+    }
+
+    /// An optional list (absent is empty).
+    pub fn sequence<'v>(&mut self, m: &'v Mapping, parent: &str, key: &str) -> &'v [Value] {
+        match get(m, key) {
+            None => &[],
+            Some(Value::Sequence(items)) => items,
+            Some(other) => {
+                let message = format!("must be a list, not {}", type_name(other));
+                self.error(field(parent, key), message);
+                &[]
+            }
+        }
+    }
+
+    /// A list that must have at least one item.
+    pub fn required_sequence<'v>(
+        &mut self,
+        m: &'v Mapping,
+        parent: &str,
+        key: &str,
+    ) -> &'v [Value] {
+        let before = self.errors.len();
+        let items = self.sequence(m, parent, key);
+        if items.is_empty() && self.errors.len() == before {
+            self.error(field(parent, key), "at least one entry is required");
+        }
+        items
+    }
+
+    /// Reports keys of `m` that are not in `known`, and those in `unsupported`
+    /// (valid in the upstream API, not implemented by Remora yet).
+    pub fn known_fields(
+        &mut self,
+        m: &Mapping,
+        parent: &str,
+        known: &[&str],
+        unsupported: &[&str],
+    ) {
+        for key in m.keys() {
+            let Some(key) = key.as_str() else {
+                self.error(parent, "field names must be strings");
+                continue;
+            };
+            if unsupported.contains(&key) {
+                self.error(field(parent, key), "not supported by Remora yet");
+            } else if !known.contains(&key) {
+                let message = format!("unknown field (expected one of: {})", known.join(", "));
+                self.error(field(parent, key), message);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn mapping(yaml: &str) -> Mapping {
+        serde_yaml_ng::from_str(yaml).unwrap()
+    }
+
+    #[test]
+    fn reports_wrong_types_with_their_path() {
+        let m = mapping("name: 3\nport: x\nlist: {a: 1}\n");
+        let mut d = Decoder::default();
+        assert_eq!(d.string(&m, "spec", "name"), None);
+        assert_eq!(d.port(&m, "spec", "port"), None);
+        assert!(d.sequence(&m, "spec", "list").is_empty());
+        let fields: Vec<_> = d.errors.iter().map(|e| e.field.as_str()).collect();
+        assert_eq!(fields, ["spec.name", "spec.port", "spec.list"]);
+    }
+
+    #[test]
+    fn ports_must_be_in_range() {
+        let m = mapping("a: 0\nb: 65536\nc: 65535\nd: -1\n");
+        let mut d = Decoder::default();
+        assert_eq!(d.port(&m, "", "a"), None);
+        assert_eq!(d.port(&m, "", "b"), None);
+        assert_eq!(d.port(&m, "", "c"), Some(65535));
+        assert_eq!(d.port(&m, "", "d"), None);
+        assert_eq!(d.errors.len(), 3);
+        assert_eq!(d.errors[0].message, "0 is out of range (1 to 65535)");
+    }
+
+    #[test]
+    fn required_fields_report_once() {
+        let m = mapping("x: 1\n");
+        let mut d = Decoder::default();
+        assert_eq!(d.required_string(&m, "metadata", "name"), None);
+        assert_eq!(d.required_port(&m, "spec", "port"), None);
+        assert_eq!(
+            d.errors,
+            [
+                FieldError {
+                    field: "metadata.name".into(),
+                    message: "required".into()
+                },
+                FieldError {
+                    field: "spec.port".into(),
+                    message: "required".into()
+                },
+            ]
+        );
+    }
+}

@@ -1,0 +1,94 @@
+//! References between resources: every Service an HTTPRoute names (as parent or
+//! backend) must be valid and have the port it names.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use super::decode::{field, index, FieldError};
+use crate::resources::{HttpRoute, ObjectKey, Service};
+
+/// The Services a route may refer to.
+pub struct Services<'a> {
+    /// Services that passed validation.
+    pub valid: BTreeMap<&'a ObjectKey, &'a Service>,
+    /// Every Service written anywhere, valid or not (for a better message).
+    pub declared: BTreeSet<&'a ObjectKey>,
+}
+
+impl Services<'_> {
+    fn lookup(&self, from: &ObjectKey, key: &ObjectKey) -> Result<&Service, String> {
+        let shown = if key.namespace == from.namespace {
+            key.name.clone()
+        } else {
+            key.to_string()
+        };
+        match self.valid.get(key) {
+            Some(service) => Ok(service),
+            None if self.declared.contains(key) => Err(format!(
+                "Service \"{shown}\" is invalid (see its own errors)"
+            )),
+            None => Err(format!("Service \"{shown}\" does not exist")),
+        }
+    }
+}
+
+fn ports_list(service: &Service) -> String {
+    let ports: Vec<String> = service.ports.iter().map(|p| p.port.to_string()).collect();
+    ports.join(", ")
+}
+
+/// Every broken reference of `route`, with its field path. The route must have
+/// decoded cleanly (its lists line up with the YAML's).
+pub fn check_route(route: &HttpRoute, services: &Services<'_>) -> Vec<FieldError> {
+    let mut errors = Vec::new();
+    let mut error = |field: String, message: String| errors.push(FieldError { field, message });
+
+    for (i, parent) in route.parents.iter().enumerate() {
+        let path = index("spec.parentRefs", i);
+        match services.lookup(&route.key, &parent.service) {
+            Err(message) => error(field(&path, "name"), message),
+            Ok(service) => {
+                if let Some(port) = parent.port {
+                    if service.resolve_port(Some(port)).is_none() {
+                        error(
+                            field(&path, "port"),
+                            format!(
+                                "Service \"{}\" has no port {port} (it has {})",
+                                service.key.name,
+                                ports_list(service)
+                            ),
+                        );
+                    }
+                }
+            }
+        }
+    }
+
+    for (r, rule) in route.rules.iter().enumerate() {
+        for (b, backend) in rule.backends.iter().enumerate() {
+            let path = index(&format!("spec.rules[{r}].backendRefs"), b);
+            let service = match services.lookup(&route.key, &backend.service) {
+                Ok(service) => service,
+                Err(message) => {
+                    error(field(&path, "name"), message);
+                    continue;
+                }
+            };
+            if service.resolve_port(backend.port).is_none() {
+                let message = match backend.port {
+                    Some(port) => format!(
+                        "Service \"{}\" has no port {port} (it has {})",
+                        service.key.name,
+                        ports_list(service)
+                    ),
+                    None => format!(
+                        "required: Service \"{}\" has several ports ({})",
+                        service.key.name,
+                        ports_list(service)
+                    ),
+                };
+                error(field(&path, "port"), message);
+            }
+        }
+    }
+    errors
+}

@@ -1,0 +1,146 @@
+//! Decoding a Service's `spec`: ports and Remora's static endpoints.
+//!
+//! Kubernetes fields that do not matter to the mesh (`selector`, `type`,
+//! `clusterIP`, ...) are accepted and ignored, so a cluster's manifests can be used
+//! unchanged.
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+
+use serde_yaml_ng::Mapping;
+
+use super::decode::{field, index, Decoder};
+use super::names;
+use crate::resources::{AppProtocol, ObjectKey, Service, ServicePort, StaticEndpoint};
+
+const ENDPOINT_FIELDS: &[&str] = &["address", "port", "servicePort"];
+
+pub fn decode(spec: &Mapping, key: ObjectKey, d: &mut Decoder) -> Option<Service> {
+    let ports = ports(spec, d);
+    let endpoints = endpoints(spec, &ports, d);
+    Some(Service {
+        key,
+        ports,
+        endpoints,
+    })
+}
+
+fn ports(spec: &Mapping, d: &mut Decoder) -> Vec<ServicePort> {
+    let mut out = Vec::new();
+    let mut seen_numbers = BTreeMap::new();
+    let mut seen_names = BTreeMap::new();
+    for (i, item) in d
+        .required_sequence(spec, "spec", "ports")
+        .iter()
+        .enumerate()
+    {
+        let path = index("spec.ports", i);
+        let Some(m) = d.mapping(item, &path) else {
+            continue;
+        };
+        let name = d.string(m, &path, "name");
+        if let Some(name) = &name {
+            if let Err(message) = names::dns1123_label(name) {
+                d.error(field(&path, "name"), message);
+            }
+            if let Some(first) = seen_names.insert(name.clone(), i) {
+                d.error(
+                    field(&path, "name"),
+                    format!("\"{name}\" is already the name of spec.ports[{first}]"),
+                );
+            }
+        }
+        let port = d.required_port(m, &path, "port");
+        if let Some(port) = port {
+            if let Some(first) = seen_numbers.insert(port, i) {
+                d.error(
+                    field(&path, "port"),
+                    format!("port {port} is already listed in spec.ports[{first}]"),
+                );
+            }
+        }
+        let protocol = match d.string(m, &path, "appProtocol") {
+            None => Some(AppProtocol::Http),
+            Some(value) => {
+                let parsed = AppProtocol::parse(&value);
+                if parsed.is_none() {
+                    d.error(
+                        field(&path, "appProtocol"),
+                        format!(
+                            "\"{value}\" is not supported (use one of: {})",
+                            AppProtocol::ACCEPTED.join(", ")
+                        ),
+                    );
+                }
+                parsed
+            }
+        };
+        if let Some(transport) = d.string(m, &path, "protocol") {
+            if transport != "TCP" {
+                d.error(
+                    field(&path, "protocol"),
+                    format!("\"{transport}\" is not supported (only TCP)"),
+                );
+            }
+        }
+        if let (Some(port), Some(protocol)) = (port, protocol) {
+            out.push(ServicePort {
+                name,
+                port,
+                protocol,
+            });
+        }
+    }
+    out
+}
+
+fn endpoints(spec: &Mapping, ports: &[ServicePort], d: &mut Decoder) -> Vec<StaticEndpoint> {
+    let mut out = Vec::new();
+    for (i, item) in d.sequence(spec, "spec", "endpoints").iter().enumerate() {
+        let path = index("spec.endpoints", i);
+        let Some(m) = d.mapping(item, &path) else {
+            continue;
+        };
+        d.known_fields(m, &path, ENDPOINT_FIELDS, &[]);
+        let address = d.required_string(m, &path, "address").and_then(|a| {
+            let parsed = a.parse::<IpAddr>().ok();
+            if parsed.is_none() {
+                d.error(
+                    field(&path, "address"),
+                    format!("\"{a}\" is not an IP address"),
+                );
+            }
+            parsed
+        });
+        let port = d.required_port(m, &path, "port");
+        let service_port = match d.port(m, &path, "servicePort") {
+            Some(p) if ports.iter().any(|sp| sp.port == p) => Some(p),
+            Some(p) => {
+                d.error(
+                    field(&path, "servicePort"),
+                    format!("the Service has no port {p}"),
+                );
+                None
+            }
+            None => match ports {
+                [only] => Some(only.port),
+                [] => None,
+                _ => {
+                    d.error(
+                        field(&path, "servicePort"),
+                        "required: the Service has several ports",
+                    );
+                    None
+                }
+            },
+        };
+        if let (Some(address), Some(port), Some(service_port)) = (address, port, service_port) {
+            out.push(StaticEndpoint {
+                address,
+                port,
+                service_port,
+            });
+        }
+    }
+    out
+}

@@ -1,0 +1,463 @@
+use super::*;
+use crate::resources::{AppProtocol, PathMatch};
+use crate::source::parse;
+
+const SERVICES: &str = "
+apiVersion: v1
+kind: Service
+metadata: {name: orders}
+spec:
+  ports: [{name: http, port: 80}]
+---
+apiVersion: v1
+kind: Service
+metadata: {name: orders-v1}
+spec:
+  ports: [{port: 80}]
+---
+apiVersion: v1
+kind: Service
+metadata: {name: orders-v2}
+spec:
+  ports: [{port: 80, appProtocol: kubernetes.io/h2c}, {port: 9090, appProtocol: grpc}]
+";
+
+const ROUTE: &str = "
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {name: orders}
+spec:
+  parentRefs: [{group: '', kind: Service, name: orders, port: 80}]
+  rules:
+  - matches: [{headers: [{name: X-Canary, value: 'true'}]}]
+    backendRefs: [{name: orders-v2, port: 80}]
+  - backendRefs:
+    - {name: orders-v1, port: 80, weight: 90}
+    - {name: orders-v2, port: 80, weight: 10}
+";
+
+fn run(files: &[(&str, &str)]) -> Outcome {
+    let mut loaded = Loaded::default();
+    for (file, text) in files {
+        let l = parse(file, text);
+        loaded.documents.extend(l.documents);
+        loaded.problems.extend(l.problems);
+    }
+    validate_loaded(&loaded)
+}
+
+fn messages(outcome: &Outcome) -> Vec<String> {
+    outcome.problems.iter().map(|p| p.to_string()).collect()
+}
+
+fn route_with_rules(rules: &str) -> String {
+    format!(
+        "
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {{name: orders}}
+spec:
+  parentRefs: [{{kind: Service, name: orders}}]
+  rules:
+{rules}"
+    )
+}
+
+fn service_with_ports(ports: &str) -> String {
+    format!("apiVersion: v1\nkind: Service\nmetadata: {{name: svc}}\nspec:\n  ports: {ports}\n")
+}
+
+#[test]
+fn a_valid_config_has_no_problems() {
+    let outcome = run(&[("svc.yaml", SERVICES), ("routes.yaml", ROUTE)]);
+    assert_eq!(messages(&outcome), Vec::<String>::new());
+    assert_eq!(outcome.store.services().count(), 3);
+    let route = outcome.store.routes().next().unwrap();
+    assert_eq!(route.key, ObjectKey::new("default", "orders"));
+    assert_eq!(route.rules[0].matches[0].headers[0].name, "x-canary");
+    assert_eq!(
+        route.rules[0].matches[0].path,
+        PathMatch::Prefix("/".into())
+    );
+    assert_eq!(route.rules[1].backends[0].weight, 90);
+    let v2 = outcome
+        .store
+        .service(&ObjectKey::new("default", "orders-v2"))
+        .unwrap();
+    assert_eq!(v2.ports[1].protocol, AppProtocol::Grpc);
+}
+
+#[test]
+fn backend_to_a_missing_service_names_file_route_and_field() {
+    let rules = "  - backendRefs: [{name: orders, port: 80}, {name: orders-v3, port: 80}]\n";
+    let outcome = run(&[
+        ("config/svc.yaml", SERVICES),
+        ("config/routes.yaml", &route_with_rules(rules)),
+    ]);
+    assert_eq!(
+        messages(&outcome),
+        ["config/routes.yaml: HTTPRoute default/orders: spec.rules[0].backendRefs[1].name: Service \"orders-v3\" does not exist"]
+    );
+    assert_eq!(
+        outcome.store.routes().count(),
+        0,
+        "an invalid route is left out"
+    );
+    assert_eq!(outcome.store.services().count(), 3, "its neighbours stay");
+}
+
+#[test]
+fn backend_to_a_missing_port() {
+    let outcome = run(&[
+        ("s.yaml", SERVICES),
+        (
+            "r.yaml",
+            &route_with_rules("  - backendRefs: [{name: orders, port: 8080}]\n"),
+        ),
+    ]);
+    assert_eq!(
+        messages(&outcome),
+        ["r.yaml: HTTPRoute default/orders: spec.rules[0].backendRefs[0].port: Service \"orders\" has no port 8080 (it has 80)"]
+    );
+}
+
+#[test]
+fn backend_port_is_required_when_the_service_has_several() {
+    let outcome = run(&[
+        ("s.yaml", SERVICES),
+        (
+            "r.yaml",
+            &route_with_rules("  - backendRefs: [{name: orders-v2}]\n"),
+        ),
+    ]);
+    assert_eq!(
+        messages(&outcome),
+        ["r.yaml: HTTPRoute default/orders: spec.rules[0].backendRefs[0].port: required: Service \"orders-v2\" has several ports (80, 9090)"]
+    );
+}
+
+#[test]
+fn backend_port_defaults_to_the_only_port() {
+    let outcome = run(&[
+        ("s.yaml", SERVICES),
+        (
+            "r.yaml",
+            &route_with_rules("  - backendRefs: [{name: orders-v1}]\n"),
+        ),
+    ]);
+    assert!(outcome.problems.is_empty(), "{:?}", messages(&outcome));
+}
+
+#[test]
+fn all_zero_weights_in_a_rule_are_rejected() {
+    let rules = "  - backendRefs: [{name: orders-v1, weight: 0}, {name: orders, weight: 0}]\n";
+    let outcome = run(&[("s.yaml", SERVICES), ("r.yaml", &route_with_rules(rules))]);
+    assert_eq!(
+        messages(&outcome),
+        ["r.yaml: HTTPRoute default/orders: spec.rules[0].backendRefs: every weight is 0: the rule would send no traffic"]
+    );
+}
+
+#[test]
+fn some_zero_weights_are_fine() {
+    let rules = "  - backendRefs: [{name: orders-v1, weight: 0}, {name: orders, weight: 1}]\n";
+    let outcome = run(&[("s.yaml", SERVICES), ("r.yaml", &route_with_rules(rules))]);
+    assert!(outcome.problems.is_empty(), "{:?}", messages(&outcome));
+}
+
+#[test]
+fn parent_ref_to_a_missing_service_or_port() {
+    let route = "
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {name: r, namespace: shop}
+spec:
+  parentRefs:
+  - {kind: Service, name: nope}
+  - {kind: Service, name: orders, namespace: default, port: 81}
+  rules: [{backendRefs: [{name: orders, namespace: default}]}]
+";
+    let outcome = run(&[("s.yaml", SERVICES), ("r.yaml", route)]);
+    assert_eq!(
+        messages(&outcome),
+        [
+            "r.yaml: HTTPRoute shop/r: spec.parentRefs[0].name: Service \"nope\" does not exist",
+            "r.yaml: HTTPRoute shop/r: spec.parentRefs[1].port: Service \"orders\" has no port 81 (it has 80)",
+        ]
+    );
+}
+
+#[test]
+fn a_reference_to_an_invalid_service_says_so() {
+    let bad =
+        "apiVersion: v1\nkind: Service\nmetadata: {name: orders}\nspec: {ports: [{port: 0}]}\n";
+    let outcome = run(&[
+        (
+            "r.yaml",
+            &route_with_rules("  - backendRefs: [{name: orders}]\n"),
+        ),
+        ("s.yaml", bad),
+    ]);
+    assert_eq!(
+        messages(&outcome),
+        [
+            "r.yaml: HTTPRoute default/orders: spec.parentRefs[0].name: Service \"orders\" is invalid (see its own errors)",
+            "r.yaml: HTTPRoute default/orders: spec.rules[0].backendRefs[0].name: Service \"orders\" is invalid (see its own errors)",
+            "s.yaml: Service default/orders: spec.ports[0].port: 0 is out of range (1 to 65535)",
+        ]
+    );
+}
+
+#[test]
+fn unknown_kind_and_api_version() {
+    let text = "
+apiVersion: v1
+kind: Deployment
+metadata: {name: web}
+---
+apiVersion: networking.istio.io/v1
+kind: HTTPRoute
+metadata: {name: r}
+spec:
+  parentRefs: [{kind: Service, name: orders}]
+  rules: [{backendRefs: [{name: orders}]}]
+";
+    let outcome = run(&[("s.yaml", SERVICES), ("x.yaml", text)]);
+    assert_eq!(
+        messages(&outcome),
+        [
+            "x.yaml: Deployment default/web: kind: unknown kind \"Deployment\" (Remora reads Service and HTTPRoute)",
+            "x.yaml: HTTPRoute default/r: apiVersion: \"networking.istio.io/v1\" is not supported for HTTPRoute (use gateway.networking.k8s.io/v1)",
+        ]
+    );
+}
+
+#[test]
+fn missing_kind_and_missing_name() {
+    let text = "apiVersion: v1\nmetadata: {name: a}\n---\napiVersion: v1\nkind: Service\nmetadata: {}\nspec: {ports: [{port: 80}]}\n";
+    let outcome = run(&[("x.yaml", text)]);
+    assert_eq!(
+        messages(&outcome),
+        [
+            "x.yaml: document 1: kind: required",
+            "x.yaml: Service in document 2: metadata.name: required",
+        ]
+    );
+    assert_eq!(outcome.store.services().count(), 0);
+}
+
+#[test]
+fn a_duplicate_keeps_the_first_definition() {
+    let svc = |port: u16| {
+        format!("apiVersion: v1\nkind: Service\nmetadata: {{name: web}}\nspec: {{ports: [{{port: {port}}}]}}\n")
+    };
+    let outcome = run(&[("a.yaml", &svc(80)), ("b.yaml", &svc(81))]);
+    assert_eq!(
+        messages(&outcome),
+        ["b.yaml: Service default/web: metadata.name: duplicate: Service default/web is already defined in a.yaml (document 1)"]
+    );
+    let web = outcome
+        .store
+        .service(&ObjectKey::new("default", "web"))
+        .unwrap();
+    assert_eq!(web.ports[0].port, 80);
+}
+
+#[test]
+fn same_name_in_other_namespace_or_kind_is_not_a_duplicate() {
+    let text = "
+apiVersion: v1
+kind: Service
+metadata: {name: orders, namespace: shop}
+spec: {ports: [{port: 80}]}
+";
+    let outcome = run(&[("s.yaml", SERVICES), ("shop.yaml", text), ("r.yaml", ROUTE)]);
+    assert!(outcome.problems.is_empty(), "{:?}", messages(&outcome));
+    assert_eq!(outcome.store.services().count(), 4);
+}
+
+#[test]
+fn bad_paths_are_rejected() {
+    let rules = "
+  - matches:
+    - path: {type: PathPrefix, value: orders}
+    - path: {type: Exact, value: '/a?b'}
+    - path: {type: Regex, value: /x}
+    backendRefs: [{name: orders}]
+";
+    let outcome = run(&[("s.yaml", SERVICES), ("r.yaml", &route_with_rules(rules))]);
+    assert_eq!(
+        messages(&outcome),
+        [
+            "r.yaml: HTTPRoute default/orders: spec.rules[0].matches[0].path.value: \"orders\" must start with /",
+            "r.yaml: HTTPRoute default/orders: spec.rules[0].matches[1].path.value: \"/a?b\" must not contain '?', '#' or spaces",
+            "r.yaml: HTTPRoute default/orders: spec.rules[0].matches[2].path.type: \"Regex\" is not a path match type (use Exact or PathPrefix)",
+        ]
+    );
+}
+
+#[test]
+fn path_prefix_ignores_a_trailing_slash() {
+    let rules = "  - matches: [{path: {value: /api/}}, {path: {type: Exact, value: /x/}}]\n    backendRefs: [{name: orders}]\n";
+    let outcome = run(&[("s.yaml", SERVICES), ("r.yaml", &route_with_rules(rules))]);
+    let route = outcome.store.routes().next().unwrap();
+    assert_eq!(
+        route.rules[0].matches[0].path,
+        PathMatch::Prefix("/api".into())
+    );
+    assert_eq!(
+        route.rules[0].matches[1].path,
+        PathMatch::Exact("/x/".into())
+    );
+}
+
+#[test]
+fn bad_app_protocol_and_port_out_of_range() {
+    let outcome = run(&[(
+        "s.yaml",
+        &service_with_ports("[{port: 80, appProtocol: http2}, {port: 70000}, {port: '80'}]"),
+    )]);
+    assert_eq!(
+        messages(&outcome),
+        [
+            "s.yaml: Service default/svc: spec.ports[0].appProtocol: \"http2\" is not supported (use one of: http, kubernetes.io/h2c, grpc)",
+            "s.yaml: Service default/svc: spec.ports[1].port: 70000 is out of range (1 to 65535)",
+            "s.yaml: Service default/svc: spec.ports[2].port: must be a number, not a string",
+        ]
+    );
+}
+
+#[test]
+fn duplicate_ports_and_no_ports() {
+    let outcome = run(&[
+        ("a.yaml", &service_with_ports("[{port: 80}, {port: 80}]")),
+        ("b.yaml", &service_with_ports("[]").replace("svc", "other")),
+    ]);
+    assert_eq!(
+        messages(&outcome),
+        [
+            "a.yaml: Service default/svc: spec.ports[1].port: port 80 is already listed in spec.ports[0]",
+            "b.yaml: Service default/other: spec.ports: at least one entry is required",
+        ]
+    );
+}
+
+#[test]
+fn every_problem_of_a_resource_is_reported() {
+    let text = "
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {name: Bad_Name}
+spec:
+  parentRefs: [{kind: Gateway, name: gw}]
+  rules:
+  - matches: [{method: FETCH, queryParams: [{name: a, value: b}]}]
+    filters: []
+    backendRefs: [{name: orders, weight: -1}]
+";
+    let outcome = run(&[("s.yaml", SERVICES), ("r.yaml", text)]);
+    let fields: Vec<_> = outcome
+        .problems
+        .iter()
+        .map(|p| p.field.clone().unwrap_or_default())
+        .collect();
+    assert_eq!(
+        fields,
+        [
+            "metadata.name",
+            "spec.parentRefs[0].kind",
+            "spec.rules[0].filters",
+            "spec.rules[0].matches[0].queryParams",
+            "spec.rules[0].matches[0].method",
+            "spec.rules[0].backendRefs[0].weight",
+        ],
+        "{:#?}",
+        messages(&outcome)
+    );
+}
+
+#[test]
+fn yaml_syntax_errors_name_the_line_and_keep_other_files() {
+    let outcome = run(&[
+        ("bad.yaml", "kind: Service\n  name: [x\n"),
+        ("s.yaml", SERVICES),
+    ]);
+    let [problem] = outcome.problems.as_slice() else {
+        panic!("{:?}", messages(&outcome));
+    };
+    assert_eq!(problem.file, "bad.yaml");
+    assert!(problem.line.is_some(), "{problem}");
+    assert_eq!(outcome.store.services().count(), 3);
+}
+
+#[test]
+fn static_endpoints() {
+    let text = "
+apiVersion: v1
+kind: Service
+metadata: {name: legacy}
+spec:
+  ports: [{port: 80}, {port: 81}]
+  endpoints:
+  - {address: 127.0.0.1, port: 9000, servicePort: 80}
+  - {address: localhost, port: 9001, servicePort: 82}
+  - {address: 127.0.0.1, port: 9002, adress: x}
+";
+    let outcome = run(&[("s.yaml", text)]);
+    assert_eq!(
+        messages(&outcome),
+        [
+            "s.yaml: Service default/legacy: spec.endpoints[1].address: \"localhost\" is not an IP address",
+            "s.yaml: Service default/legacy: spec.endpoints[1].servicePort: the Service has no port 82",
+            "s.yaml: Service default/legacy: spec.endpoints[2].adress: unknown field (expected one of: address, port, servicePort)",
+            "s.yaml: Service default/legacy: spec.endpoints[2].servicePort: required: the Service has several ports",
+        ]
+    );
+}
+
+#[test]
+fn static_endpoint_port_defaults_to_the_only_service_port() {
+    let text = "
+apiVersion: v1
+kind: Service
+metadata: {name: legacy, namespace: old}
+spec:
+  selector: {app: legacy}
+  type: ClusterIP
+  ports: [{port: 80, targetPort: 8080, protocol: TCP}]
+  endpoints: [{address: 10.0.0.1, port: 8080}]
+";
+    let outcome = run(&[("s.yaml", text)]);
+    assert!(outcome.problems.is_empty(), "{:?}", messages(&outcome));
+    let svc = outcome
+        .store
+        .service(&ObjectKey::new("old", "legacy"))
+        .unwrap();
+    assert_eq!(svc.endpoints[0].service_port, 80);
+}
+
+#[test]
+fn a_cross_namespace_reference_shows_the_namespace() {
+    let text = "
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {name: r, namespace: shop}
+spec:
+  parentRefs: [{kind: Service, name: orders, namespace: default}]
+  rules: [{backendRefs: [{name: gone, namespace: default}]}]
+";
+    let outcome = run(&[("s.yaml", SERVICES), ("r.yaml", text)]);
+    assert_eq!(
+        messages(&outcome),
+        ["r.yaml: HTTPRoute shop/r: spec.rules[0].backendRefs[0].name: Service \"default/gone\" does not exist"]
+    );
+}
+
+#[test]
+fn a_document_that_is_not_a_mapping() {
+    let outcome = run(&[("x.yaml", "- a\n- b\n")]);
+    assert_eq!(
+        messages(&outcome),
+        ["x.yaml: document 1: a resource must be a mapping with apiVersion, kind, metadata and spec"]
+    );
+}

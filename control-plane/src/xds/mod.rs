@@ -1,0 +1,15 @@
+//! The xDS server: state-of-the-world ADS (Envoy's `AggregatedDiscoveryService`).
+//!
+//! Not here: what the resources are ([`crate::translate`]).
+
+mod registry;
+mod server;
+mod snapshot;
+mod stream;
+mod subscription;
+mod version;
+
+pub use registry::{Nack, ProxyIdentity, ProxyStatus, Registry, TypeStatus};
+pub use server::AdsServer;
+pub use snapshot::{publish_config, Snapshot, TranslationCache};
+pub use stream::StreamState;

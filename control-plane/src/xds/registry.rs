@@ -1,0 +1,253 @@
+//! The connected proxies: who they are (from their Node), what each was sent and
+//! ACKed, and, for those that front a Service, the endpoints they add to it.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::SystemTime;
+
+use remora_proto::xds::envoy::config::core::v3::Node;
+use remora_proto::xds::google::protobuf::value::Kind;
+use tokio::sync::watch;
+
+use super::snapshot::{self, Snapshot};
+use crate::resources::{ObjectKey, DEFAULT_NAMESPACE};
+use crate::translate::{MeshEndpoint, ResourceType};
+
+/// What a proxy says about itself in `node` (see docs/architecture.md).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProxyIdentity {
+    pub node_id: String,
+    /// The Service this proxy fronts.
+    pub service: Option<String>,
+    pub namespace: String,
+    /// Where other proxies reach its inbound listener.
+    pub inbound_address: Option<SocketAddr>,
+}
+
+impl ProxyIdentity {
+    /// Reads `node.id` and the string fields `service`, `namespace` and
+    /// `inbound_address` of `node.metadata`. A malformed address is logged and
+    /// ignored (the proxy still gets its config, it just receives no traffic).
+    pub fn from_node(node: Option<&Node>) -> Self {
+        let field = |key: &str| {
+            node.and_then(|n| n.metadata.as_ref())
+                .and_then(|m| m.fields.get(key))
+                .and_then(|v| match &v.kind {
+                    Some(Kind::StringValue(s)) if !s.is_empty() => Some(s.clone()),
+                    _ => None,
+                })
+        };
+        let node_id = node.map(|n| n.id.clone()).unwrap_or_default();
+        let inbound_address = field("inbound_address").and_then(|a| match a.parse() {
+            Ok(addr) => Some(addr),
+            Err(_) => {
+                tracing::warn!(node_id = %node_id, inbound_address = %a, "node metadata inbound_address is not ip:port; the proxy is not registered as an endpoint");
+                None
+            }
+        });
+        ProxyIdentity {
+            service: field("service"),
+            namespace: field("namespace").unwrap_or_else(|| DEFAULT_NAMESPACE.to_owned()),
+            inbound_address,
+            node_id,
+        }
+    }
+
+    fn endpoint(&self) -> Option<MeshEndpoint> {
+        Some(MeshEndpoint {
+            service: ObjectKey::new(self.namespace.clone(), self.service.clone()?),
+            address: self.inbound_address?,
+            node_id: self.node_id.clone(),
+        })
+    }
+}
+
+/// A response the proxy rejected.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Nack {
+    pub version: String,
+    pub nonce: String,
+    pub message: String,
+}
+
+/// Where one resource type stands with one proxy.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TypeStatus {
+    pub sent_version: Option<String>,
+    pub acked_version: Option<String>,
+    /// Cleared when a later response is ACKed.
+    pub last_nack: Option<Nack>,
+}
+
+#[derive(Debug, Clone)]
+pub struct ProxyStatus {
+    pub identity: ProxyIdentity,
+    pub connected_since: SystemTime,
+    pub types: BTreeMap<ResourceType, TypeStatus>,
+}
+
+/// The connected proxies. Connecting or disconnecting one that fronts a Service
+/// publishes the new endpoints on the snapshot channel.
+#[derive(Debug)]
+pub struct Registry {
+    proxies: Mutex<Proxies>,
+    snapshots: watch::Sender<Snapshot>,
+}
+
+#[derive(Debug, Default)]
+struct Proxies {
+    next_id: u64,
+    by_id: BTreeMap<u64, ProxyStatus>,
+}
+
+impl Registry {
+    pub fn new(snapshots: watch::Sender<Snapshot>) -> Arc<Self> {
+        Arc::new(Registry {
+            proxies: Mutex::new(Proxies::default()),
+            snapshots,
+        })
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Proxies> {
+        self.proxies.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Registers a proxy until the returned guard is dropped.
+    pub fn connect(self: &Arc<Self>, identity: ProxyIdentity) -> Connection {
+        let mut proxies = self.lock();
+        let id = proxies.next_id;
+        proxies.next_id += 1;
+        proxies.by_id.insert(
+            id,
+            ProxyStatus {
+                identity,
+                connected_since: SystemTime::now(),
+                types: BTreeMap::new(),
+            },
+        );
+        self.publish_endpoints(&proxies);
+        Connection {
+            registry: Arc::clone(self),
+            id,
+        }
+    }
+
+    /// Every connected proxy, in connection order.
+    pub fn proxies(&self) -> Vec<ProxyStatus> {
+        self.lock().by_id.values().cloned().collect()
+    }
+
+    /// One endpoint per (Service, address): if a proxy reconnects before its old
+    /// stream is gone, the newer connection wins.
+    fn publish_endpoints(&self, proxies: &Proxies) {
+        let mut latest: BTreeMap<(ObjectKey, SocketAddr), MeshEndpoint> = BTreeMap::new();
+        for status in proxies.by_id.values() {
+            if let Some(e) = status.identity.endpoint() {
+                latest.insert((e.service.clone(), e.address), e);
+            }
+        }
+        let endpoints: BTreeSet<MeshEndpoint> = latest.into_values().collect();
+        snapshot::publish_endpoints(&self.snapshots, endpoints.into_iter().collect());
+    }
+}
+
+/// A registered proxy; dropping it unregisters the proxy.
+#[derive(Debug)]
+pub struct Connection {
+    registry: Arc<Registry>,
+    id: u64,
+}
+
+impl Connection {
+    pub fn update(&self, types: BTreeMap<ResourceType, TypeStatus>) {
+        if let Some(status) = self.registry.lock().by_id.get_mut(&self.id) {
+            status.types = types;
+        }
+    }
+}
+
+impl Drop for Connection {
+    fn drop(&mut self) {
+        let mut proxies = self.registry.lock();
+        proxies.by_id.remove(&self.id);
+        self.registry.publish_endpoints(&proxies);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use remora_proto::xds::google::protobuf::{Struct, Value};
+
+    use super::*;
+
+    fn node(id: &str, fields: &[(&str, &str)]) -> Node {
+        let fields = fields
+            .iter()
+            .map(|(k, v)| {
+                let v = Value {
+                    kind: Some(Kind::StringValue((*v).into())),
+                };
+                ((*k).to_owned(), v)
+            })
+            .collect();
+        Node {
+            id: id.into(),
+            metadata: Some(Struct { fields }),
+            ..Default::default()
+        }
+    }
+
+    fn endpoints(rx: &watch::Receiver<Snapshot>) -> Vec<(String, String)> {
+        rx.borrow()
+            .endpoints
+            .iter()
+            .map(|e| (e.node_id.clone(), e.address.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn reads_identity_from_node_metadata() {
+        let n = node(
+            "a-1",
+            &[("service", "orders"), ("inbound_address", "127.0.0.1:7002")],
+        );
+        let id = ProxyIdentity::from_node(Some(&n));
+        assert_eq!(id.node_id, "a-1");
+        assert_eq!(id.service.as_deref(), Some("orders"));
+        assert_eq!(id.namespace, "default");
+        assert_eq!(id.inbound_address, Some("127.0.0.1:7002".parse().unwrap()));
+        let bad = node(
+            "b",
+            &[("service", "orders"), ("inbound_address", "nowhere")],
+        );
+        assert_eq!(ProxyIdentity::from_node(Some(&bad)).inbound_address, None);
+        assert_eq!(ProxyIdentity::from_node(None).namespace, "default");
+    }
+
+    #[test]
+    fn a_proxy_is_an_endpoint_while_connected() {
+        let (tx, rx) = watch::channel(Snapshot::default());
+        let registry = Registry::new(tx);
+        let with_address = |id: &str, addr: &str| {
+            ProxyIdentity::from_node(Some(&node(
+                id,
+                &[("service", "orders"), ("inbound_address", addr)],
+            )))
+        };
+        let a = registry.connect(with_address("a", "127.0.0.1:7002"));
+        let _client = registry.connect(ProxyIdentity::from_node(Some(&node("client", &[]))));
+        assert_eq!(endpoints(&rx), [("a".into(), "127.0.0.1:7002".into())]);
+        // The same address again (a reconnect): the newer one wins, no duplicate.
+        let a2 = registry.connect(with_address("a-again", "127.0.0.1:7002"));
+        assert_eq!(
+            endpoints(&rx),
+            [("a-again".into(), "127.0.0.1:7002".into())]
+        );
+        drop(a2);
+        assert_eq!(endpoints(&rx), [("a".into(), "127.0.0.1:7002".into())]);
+        drop(a);
+        assert!(endpoints(&rx).is_empty());
+        assert_eq!(registry.proxies().len(), 1);
+    }
+}

@@ -1,0 +1,188 @@
+//! The tonic service: one task per ADS stream, driving a [`StreamState`] with the
+//! client's requests and the snapshot channel's changes.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use remora_proto::xds::envoy::service::discovery::v3::aggregated_discovery_service_server::{
+    AggregatedDiscoveryService, AggregatedDiscoveryServiceServer,
+};
+use remora_proto::xds::envoy::service::discovery::v3::{
+    DeltaDiscoveryRequest, DeltaDiscoveryResponse, DiscoveryRequest, DiscoveryResponse,
+};
+use tokio::sync::{mpsc, watch};
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::{Request, Response, Status, Streaming};
+
+use super::registry::{ProxyIdentity, Registry};
+use super::snapshot::{Snapshot, TranslationCache};
+use super::stream::StreamState;
+use crate::signal::stopped;
+
+/// Responses a stream may queue before its task waits for the client.
+const RESPONSE_BUFFER: usize = 16;
+
+/// The ADS service. Cheap to clone into tonic.
+#[derive(Debug, Clone)]
+pub struct AdsServer {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    snapshots: watch::Receiver<Snapshot>,
+    registry: Arc<Registry>,
+    cache: TranslationCache,
+    shutdown: watch::Receiver<bool>,
+    /// Random per process, so nonces never repeat across restarts either.
+    nonce_prefix: String,
+    next_stream: AtomicU64,
+}
+
+impl AdsServer {
+    /// `shutdown` turning `true` ends every stream (with UNAVAILABLE, so clients
+    /// reconnect elsewhere or later).
+    pub fn new(
+        snapshots: watch::Receiver<Snapshot>,
+        registry: Arc<Registry>,
+        shutdown: watch::Receiver<bool>,
+    ) -> Self {
+        AdsServer {
+            inner: Arc::new(Inner {
+                snapshots,
+                registry,
+                cache: TranslationCache::default(),
+                shutdown,
+                nonce_prefix: format!("{:08x}", rand::random::<u32>()),
+                next_stream: AtomicU64::new(0),
+            }),
+        }
+    }
+
+    pub fn into_service(self) -> AggregatedDiscoveryServiceServer<Self> {
+        AggregatedDiscoveryServiceServer::new(self)
+    }
+}
+
+#[tonic::async_trait]
+impl AggregatedDiscoveryService for AdsServer {
+    type StreamAggregatedResourcesStream = ReceiverStream<Result<DiscoveryResponse, Status>>;
+    type DeltaAggregatedResourcesStream =
+        tokio_stream::Empty<Result<DeltaDiscoveryResponse, Status>>;
+
+    async fn stream_aggregated_resources(
+        &self,
+        request: Request<Streaming<DiscoveryRequest>>,
+    ) -> Result<Response<Self::StreamAggregatedResourcesStream>, Status> {
+        let (tx, rx) = mpsc::channel(RESPONSE_BUFFER);
+        let stream_id = self.inner.next_stream.fetch_add(1, Ordering::Relaxed);
+        let inner = Arc::clone(&self.inner);
+        tokio::spawn(async move { inner.serve(stream_id, request.into_inner(), tx).await });
+        Ok(Response::new(ReceiverStream::new(rx)))
+    }
+
+    async fn delta_aggregated_resources(
+        &self,
+        _request: Request<Streaming<DeltaDiscoveryRequest>>,
+    ) -> Result<Response<Self::DeltaAggregatedResourcesStream>, Status> {
+        Err(Status::unimplemented(
+            "Remora serves state-of-the-world ADS (StreamAggregatedResources) only",
+        ))
+    }
+}
+
+type Responses = mpsc::Sender<Result<DiscoveryResponse, Status>>;
+
+/// What woke the stream up.
+enum Event {
+    Request(Box<DiscoveryRequest>),
+    Changed,
+    Closed,
+    Shutdown,
+}
+
+impl Inner {
+    async fn serve(
+        &self,
+        stream_id: u64,
+        mut requests: Streaming<DiscoveryRequest>,
+        tx: Responses,
+    ) {
+        let mut shutdown = self.shutdown.clone();
+        let first = tokio::select! {
+            first = requests.message() => first,
+            _ = stopped(&mut shutdown) => return,
+        };
+        let first = match first {
+            Ok(Some(first)) => first,
+            Ok(None) => return,
+            Err(status) => {
+                tracing::debug!(%status, "ADS stream failed before its first request");
+                return;
+            }
+        };
+        let identity = ProxyIdentity::from_node(first.node.as_ref());
+        let node_id = identity.node_id.clone();
+        let namespace = identity.namespace.clone();
+        tracing::info!(
+            node_id = %identity.node_id,
+            service = identity.service.as_deref().unwrap_or(""),
+            namespace = %identity.namespace,
+            inbound_address = ?identity.inbound_address,
+            "proxy connected"
+        );
+        let mut snapshots = self.snapshots.clone();
+        let connection = self.registry.connect(identity);
+        let mut state = StreamState::new(
+            node_id.clone(),
+            format!("{}-{stream_id}", self.nonce_prefix),
+        );
+
+        let mut event = Event::Request(Box::new(first));
+        loop {
+            let responses = match event {
+                Event::Request(req) => {
+                    let snapshot = snapshots.borrow_and_update().clone();
+                    let resources = self.cache.resources(&snapshot, &namespace);
+                    state.on_request(&req, &resources)
+                }
+                Event::Changed => {
+                    let snapshot = snapshots.borrow_and_update().clone();
+                    let resources = self.cache.resources(&snapshot, &namespace);
+                    state.on_change(&resources)
+                }
+                Event::Closed => break,
+                Event::Shutdown => {
+                    let status = Status::unavailable("control plane shutting down");
+                    let _ = tx.send(Err(status)).await;
+                    break;
+                }
+            };
+            for response in responses {
+                if tx.send(Ok(response)).await.is_err() {
+                    break;
+                }
+            }
+            connection.update(state.status());
+            event = tokio::select! {
+                req = requests.message() => match req {
+                    Ok(Some(req)) => Event::Request(Box::new(req)),
+                    Ok(None) => Event::Closed,
+                    Err(status) => {
+                        tracing::debug!(node_id = %node_id, %status, "ADS stream error");
+                        Event::Closed
+                    }
+                },
+                changed = snapshots.changed() => match changed {
+                    Ok(()) => Event::Changed,
+                    Err(_) => Event::Shutdown,
+                },
+                _ = stopped(&mut shutdown) => Event::Shutdown,
+            };
+            if tx.is_closed() {
+                break;
+            }
+        }
+        tracing::info!(node_id = %node_id, "proxy disconnected");
+    }
+}

@@ -1,0 +1,167 @@
+//! The state-of-the-world ADS protocol for one stream, as a state machine with no
+//! I/O: a request or a config change in, the responses to send out.
+//!
+//! - Each response has a fresh nonce and, as its version, the hash of the
+//!   resources in it. A response is only sent when its version differs from the
+//!   last one sent for the type, so an ACKed or NACKed version is never resent and
+//!   an unchanged set never goes out twice.
+//! - A request whose nonce is not the latest sent for its type is stale and ignored.
+//! - Listener and Cluster responses hold the whole subscribed set (a missing one is
+//!   deleted); routes and endpoints only the subscribed names that exist.
+//! - A change goes out make before break: Clusters (old and new), endpoints,
+//!   Listeners, routes, then the Clusters without the removed ones.
+
+use std::collections::BTreeMap;
+
+use remora_proto::xds::envoy::service::discovery::v3::{DiscoveryRequest, DiscoveryResponse};
+
+use super::registry::{Nack, TypeStatus};
+use super::subscription::{Sent, Subscription, TypeState};
+use super::version;
+use crate::translate::{ResourceMap, ResourceType, Resources};
+
+#[derive(Debug)]
+pub struct StreamState {
+    node_id: String,
+    nonce_prefix: String,
+    next_nonce: u64,
+    types: BTreeMap<ResourceType, TypeState>,
+}
+
+impl StreamState {
+    /// `nonce_prefix` must differ between streams (nonces are unique per response).
+    pub fn new(node_id: impl Into<String>, nonce_prefix: impl Into<String>) -> Self {
+        StreamState {
+            node_id: node_id.into(),
+            nonce_prefix: nonce_prefix.into(),
+            next_nonce: 0,
+            types: BTreeMap::new(),
+        }
+    }
+
+    pub fn status(&self) -> BTreeMap<ResourceType, TypeStatus> {
+        self.types.iter().map(|(t, s)| (*t, s.status())).collect()
+    }
+
+    pub fn on_request(
+        &mut self,
+        req: &DiscoveryRequest,
+        all: &Resources,
+    ) -> Vec<DiscoveryResponse> {
+        let node_id = self.node_id.as_str();
+        let Some(t) = ResourceType::from_type_url(&req.type_url) else {
+            tracing::warn!(node_id, type_url = %req.type_url, "request for an unknown resource type ignored");
+            return Vec::new();
+        };
+        let subscription = Subscription::from_request(t, &req.resource_names);
+        let initial = req.response_nonce.is_empty();
+        let state = self
+            .types
+            .entry(t)
+            .or_insert_with(|| TypeState::new(subscription.clone()));
+
+        if !initial {
+            let Some(sent) = state
+                .sent
+                .as_ref()
+                .filter(|s| s.nonce == req.response_nonce)
+            else {
+                tracing::debug!(node_id, type_url = %req.type_url, nonce = %req.response_nonce, "stale nonce ignored");
+                return Vec::new();
+            };
+            match &req.error_detail {
+                Some(error) => {
+                    tracing::warn!(node_id, type_url = %req.type_url, version = %sent.version, nonce = %sent.nonce, error = %error.message, "proxy rejected config (NACK)");
+                    state.last_nack = Some(Nack {
+                        version: sent.version.clone(),
+                        nonce: sent.nonce.clone(),
+                        message: error.message.clone(),
+                    });
+                }
+                None => {
+                    tracing::debug!(node_id, type_url = %req.type_url, version = %sent.version, "ACK");
+                    state.acked = Some(sent.version.clone());
+                    state.last_nack = None;
+                }
+            }
+        }
+
+        let changed = state.subscription != subscription;
+        state.subscription = subscription;
+        let current = state.subscription.select(all.get(t));
+        let version = version::of(&current);
+        let send = match &state.sent {
+            // The first request for a type is always answered, except when a
+            // named type has nothing to say (nothing subscribed exists yet).
+            None => t.is_full_set() || !current.is_empty(),
+            Some(sent) => {
+                (changed && sent.version != version) || (initial && req.version_info != version)
+            }
+        };
+        if !send {
+            return Vec::new();
+        }
+        vec![self.respond(t, current)]
+    }
+
+    /// The resources changed: push every type whose version changed, make before
+    /// break.
+    pub fn on_change(&mut self, all: &Resources) -> Vec<DiscoveryResponse> {
+        let mut out = Vec::new();
+        let mut clusters_after = None;
+        for t in ResourceType::PUSH_ORDER {
+            let Some(state) = self.types.get(&t) else {
+                continue; // never asked for
+            };
+            let current = state.subscription.select(all.get(t));
+            let version = version::of(&current);
+            match &state.sent {
+                None if !t.is_full_set() && current.is_empty() => continue,
+                Some(sent) if sent.version == version => continue,
+                _ => {}
+            }
+            if let (ResourceType::Cluster, Some(sent)) = (t, &state.sent) {
+                // Keep the clusters being removed until routes stop using them.
+                let mut union = sent.resources.clone();
+                union.extend(current.clone());
+                if union.len() > current.len() {
+                    if version::of(&union) != sent.version {
+                        out.push(self.respond(t, union));
+                    }
+                    clusters_after = Some(current);
+                    continue;
+                }
+            }
+            out.push(self.respond(t, current));
+        }
+        if let Some(current) = clusters_after {
+            out.push(self.respond(ResourceType::Cluster, current));
+        }
+        out
+    }
+
+    fn respond(&mut self, t: ResourceType, resources: ResourceMap) -> DiscoveryResponse {
+        let version = version::of(&resources);
+        let nonce = format!("{}-{}", self.nonce_prefix, self.next_nonce);
+        self.next_nonce += 1;
+        tracing::debug!(node_id = %self.node_id, type_url = t.type_url(), %version, %nonce, count = resources.len(), "sending");
+        let response = DiscoveryResponse {
+            version_info: version.clone(),
+            resources: resources.values().cloned().collect(),
+            type_url: t.type_url().to_owned(),
+            nonce: nonce.clone(),
+            ..Default::default()
+        };
+        if let Some(state) = self.types.get_mut(&t) {
+            state.sent = Some(Sent {
+                version,
+                nonce,
+                resources,
+            });
+        }
+        response
+    }
+}
+
+#[cfg(test)]
+mod tests;
