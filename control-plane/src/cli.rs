@@ -75,6 +75,11 @@ pub struct ControlArgs {
     /// Once listening, write the bound addresses here as JSON ({"xds": ..., "api": ...}).
     #[arg(long, value_name = "FILE")]
     pub addresses_file: Option<PathBuf>,
+    /// Seconds after start during which reconnecting proxies keep the endpoints
+    /// they have, while the other proxies re-register (0 turns it off).
+    #[arg(long, value_name = "SECONDS", default_value_t = crate::xds::DEFAULT_RECONNECT_GRACE.as_secs(),
+          value_parser = clap::value_parser!(u64).range(0..=3600))]
+    pub reconnect_grace: u64,
 }
 
 impl From<ControlArgs> for ControlOptions {
@@ -84,6 +89,7 @@ impl From<ControlArgs> for ControlOptions {
             xds_addr: a.xds_addr,
             api_addr: a.api_addr,
             addresses_file: a.addresses_file,
+            reconnect_grace: std::time::Duration::from_secs(a.reconnect_grace),
         }
     }
 }

@@ -18,7 +18,9 @@ pub fn load(dir: &Path) -> Result<Outcome, Error> {
 }
 
 /// Publishes `outcome`; logs its problems when they differ from the last ones.
-pub fn publish(tx: &watch::Sender<Snapshot>, outcome: Outcome) {
+pub fn publish(tx: &watch::Sender<Snapshot>, mut outcome: Outcome) {
+    let previous = tx.borrow().store.clone();
+    validate::retain_last_good(&previous, &mut outcome);
     let problems_changed = *tx.borrow().problems != *outcome.problems;
     if problems_changed {
         for p in &outcome.problems {
@@ -28,7 +30,7 @@ pub fn publish(tx: &watch::Sender<Snapshot>, outcome: Outcome) {
                 namespace = p.namespace.as_deref().unwrap_or(""),
                 name = p.name.as_deref().unwrap_or(""),
                 field = p.field.as_deref().unwrap_or(""),
-                "invalid config left out: {p}"
+                "invalid config: {p}"
             );
         }
     }

@@ -43,6 +43,9 @@ pub struct ControlOptions {
     pub api_addr: SocketAddr,
     /// Where to write `{"xds": ..., "api": ...}` once bound.
     pub addresses_file: Option<PathBuf>,
+    /// For this long after start, proxies that reconnect keep their endpoints
+    /// (see [`crate::xds::DEFAULT_RECONNECT_GRACE`]).
+    pub reconnect_grace: std::time::Duration,
 }
 
 impl ControlOptions {
@@ -53,6 +56,7 @@ impl ControlOptions {
             xds_addr: DEFAULT_XDS_ADDR,
             api_addr: DEFAULT_API_ADDR,
             addresses_file: None,
+            reconnect_grace: crate::xds::DEFAULT_RECONNECT_GRACE,
         }
     }
 }
@@ -158,7 +162,12 @@ impl ControlPlane {
             self.snapshots.clone(),
             stop_rx.clone(),
         ));
-        let ads = AdsServer::new(self.snapshots.subscribe(), registry, stop_rx.clone());
+        let ads = AdsServer::new(
+            self.snapshots.subscribe(),
+            registry,
+            stop_rx.clone(),
+            self.options.reconnect_grace,
+        );
         let mut stop = stop_rx.clone();
         let served = tonic::transport::Server::builder()
             .http2_keepalive_interval(Some(KEEPALIVE_INTERVAL))

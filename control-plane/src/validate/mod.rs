@@ -10,6 +10,7 @@ mod document;
 mod httproute;
 mod names;
 mod refs;
+mod retain;
 mod service;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -19,6 +20,7 @@ use crate::resources::{Kind, ObjectKey};
 use crate::source::{Document, Loaded};
 use crate::store::Store;
 use document::{Candidate, Decoded};
+pub use retain::retain_last_good;
 
 /// The result of validating a set of documents.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

@@ -461,3 +461,65 @@ fn a_document_that_is_not_a_mapping() {
         ["x.yaml: document 1: a resource must be a mapping with apiVersion, kind, metadata and spec"]
     );
 }
+
+mod last_good {
+    use super::*;
+
+    fn route_names(outcome: &Outcome) -> Vec<String> {
+        outcome.store.routes().map(|r| r.key.name.clone()).collect()
+    }
+
+    #[test]
+    fn an_invalid_edit_keeps_the_last_valid_version() {
+        let good = run(&[("services.yaml", SERVICES), ("route.yaml", ROUTE)]);
+        assert!(good.problems.is_empty(), "{:?}", messages(&good));
+        let broken_route = ROUTE.replace("name: orders-v1, port: 80", "name: orders-v3, port: 80");
+        let mut broken = run(&[("services.yaml", SERVICES), ("route.yaml", &broken_route)]);
+        assert!(route_names(&broken).is_empty());
+        retain_last_good(&good.store, &mut broken);
+        assert_eq!(route_names(&broken), ["orders"]);
+        let route = broken.store.routes().next().unwrap();
+        assert_eq!(
+            route,
+            good.store.routes().next().unwrap(),
+            "the old version, not the new"
+        );
+        let text = messages(&broken).join("\n");
+        assert!(text.contains("orders-v3"), "{text}");
+        assert!(
+            text.contains("the last valid version stays in force"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn a_deleted_resource_goes_and_an_unparsable_file_keeps_everything() {
+        let good = run(&[("services.yaml", SERVICES), ("route.yaml", ROUTE)]);
+        let mut deleted = run(&[("services.yaml", SERVICES)]);
+        retain_last_good(&good.store, &mut deleted);
+        assert!(
+            route_names(&deleted).is_empty(),
+            "a deleted route is deleted"
+        );
+
+        let mut unparsable = run(&[
+            ("services.yaml", SERVICES),
+            ("route.yaml", "kind: [unclosed"),
+        ]);
+        retain_last_good(&good.store, &mut unparsable);
+        assert_eq!(route_names(&unparsable), ["orders"]);
+    }
+
+    #[test]
+    fn a_kept_route_must_still_resolve() {
+        let good = run(&[("services.yaml", SERVICES), ("route.yaml", ROUTE)]);
+        // orders-v1 is deleted and the route broken in the same edit: the old route
+        // would point at a Service that is gone, so it is not kept.
+        let services =
+            SERVICES.replace("metadata: {name: orders-v1}", "metadata: {name: orders-v9}");
+        let broken_route = ROUTE.replace("weight: 90", "weight: -1");
+        let mut outcome = run(&[("services.yaml", &services), ("route.yaml", &broken_route)]);
+        retain_last_good(&good.store, &mut outcome);
+        assert!(route_names(&outcome).is_empty());
+    }
+}

@@ -10,6 +10,6 @@ mod subscription;
 mod version;
 
 pub use registry::{Nack, ProxyIdentity, ProxyStatus, Registry, TypeStatus};
-pub use server::AdsServer;
+pub use server::{AdsServer, DEFAULT_RECONNECT_GRACE};
 pub use snapshot::{publish_config, Snapshot, TranslationCache};
 pub use stream::StreamState;

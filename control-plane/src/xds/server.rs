@@ -10,7 +10,10 @@ use remora_proto::xds::envoy::service::discovery::v3::aggregated_discovery_servi
 use remora_proto::xds::envoy::service::discovery::v3::{
     DeltaDiscoveryRequest, DeltaDiscoveryResponse, DiscoveryRequest, DiscoveryResponse,
 };
+use std::time::Duration;
+
 use tokio::sync::{mpsc, watch};
+use tokio::time::Instant;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
 
@@ -37,7 +40,15 @@ struct Inner {
     /// Random per process, so nonces never repeat across restarts either.
     nonce_prefix: String,
     next_stream: AtomicU64,
+    /// Until then, proxies that reconnect (they already hold config) get no
+    /// endpoints: the other proxies have not all re-registered yet.
+    reconnect_grace_until: Instant,
 }
+
+/// How long after start a reconnecting proxy's endpoints are held back by default:
+/// the proxies' reconnect backoff is capped at 5 s, so by then every proxy that was
+/// connected before has come back.
+pub const DEFAULT_RECONNECT_GRACE: Duration = Duration::from_secs(6);
 
 impl AdsServer {
     /// `shutdown` turning `true` ends every stream (with UNAVAILABLE, so clients
@@ -46,6 +57,7 @@ impl AdsServer {
         snapshots: watch::Receiver<Snapshot>,
         registry: Arc<Registry>,
         shutdown: watch::Receiver<bool>,
+        reconnect_grace: Duration,
     ) -> Self {
         AdsServer {
             inner: Arc::new(Inner {
@@ -55,6 +67,7 @@ impl AdsServer {
                 shutdown,
                 nonce_prefix: format!("{:08x}", rand::random::<u32>()),
                 next_stream: AtomicU64::new(0),
+                reconnect_grace_until: Instant::now() + reconnect_grace,
             }),
         }
     }
@@ -97,6 +110,7 @@ type Responses = mpsc::Sender<Result<DiscoveryResponse, Status>>;
 enum Event {
     Request(Box<DiscoveryRequest>),
     Changed,
+    ReleaseEndpoints,
     Closed,
     Shutdown,
 }
@@ -121,6 +135,10 @@ impl Inner {
                 return;
             }
         };
+        // A proxy that sends a version already holds config from before a restart.
+        let reconnecting = !first.version_info.is_empty();
+        let mut hold_until = (reconnecting && Instant::now() < self.reconnect_grace_until)
+            .then_some(self.reconnect_grace_until);
         let identity = ProxyIdentity::from_node(first.node.as_ref());
         let node_id = identity.node_id.clone();
         let namespace = identity.namespace.clone();
@@ -137,6 +155,10 @@ impl Inner {
             node_id.clone(),
             format!("{}-{stream_id}", self.nonce_prefix),
         );
+        if hold_until.is_some() {
+            tracing::info!(node_id = %node_id, "proxy reconnected during the grace period: its endpoints stay as they are until the other proxies are back");
+            state.hold_endpoints();
+        }
 
         let mut event = Event::Request(Box::new(first));
         loop {
@@ -150,6 +172,12 @@ impl Inner {
                     let snapshot = snapshots.borrow_and_update().clone();
                     let resources = self.cache.resources(&snapshot, &namespace);
                     state.on_change(&resources)
+                }
+                Event::ReleaseEndpoints => {
+                    hold_until = None;
+                    let snapshot = snapshots.borrow_and_update().clone();
+                    let resources = self.cache.resources(&snapshot, &namespace);
+                    state.release_endpoints(&resources)
                 }
                 Event::Closed => break,
                 Event::Shutdown => {
@@ -178,11 +206,20 @@ impl Inner {
                     Err(_) => Event::Shutdown,
                 },
                 _ = stopped(&mut shutdown) => Event::Shutdown,
+                () = sleep_until_some(hold_until) => Event::ReleaseEndpoints,
             };
             if tx.is_closed() {
                 break;
             }
         }
         tracing::info!(node_id = %node_id, "proxy disconnected");
+    }
+}
+
+/// Sleeps until `deadline`, or forever when there is none.
+async fn sleep_until_some(deadline: Option<Instant>) {
+    match deadline {
+        Some(d) => tokio::time::sleep_until(d).await,
+        None => std::future::pending().await,
     }
 }

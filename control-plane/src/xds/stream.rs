@@ -10,6 +10,10 @@
 //!   deleted); routes and endpoints only the subscribed names that exist.
 //! - A change goes out make before break: Clusters (old and new), endpoints,
 //!   Listeners, routes, then the Clusters without the removed ones.
+//! - Endpoints can be held back (see [`StreamState::hold_endpoints`]): a restarted
+//!   control plane does not yet know the proxies that have not reconnected, and
+//!   an early answer would take their endpoints away from a proxy that still has
+//!   them.
 
 use std::collections::BTreeMap;
 
@@ -26,6 +30,7 @@ pub struct StreamState {
     nonce_prefix: String,
     next_nonce: u64,
     types: BTreeMap<ResourceType, TypeState>,
+    endpoints_held: bool,
 }
 
 impl StreamState {
@@ -36,7 +41,24 @@ impl StreamState {
             nonce_prefix: nonce_prefix.into(),
             next_nonce: 0,
             types: BTreeMap::new(),
+            endpoints_held: false,
         }
+    }
+
+    /// Sends no endpoints until [`StreamState::release_endpoints`]; the proxy keeps
+    /// the ones it has. Requests are still tracked (subscriptions, ACKs).
+    pub fn hold_endpoints(&mut self) {
+        self.endpoints_held = true;
+    }
+
+    /// Ends the hold and returns what is now due, as a change would.
+    pub fn release_endpoints(&mut self, all: &Resources) -> Vec<DiscoveryResponse> {
+        self.endpoints_held = false;
+        self.on_change(all)
+    }
+
+    fn held(&self, t: ResourceType) -> bool {
+        self.endpoints_held && t == ResourceType::Endpoint
     }
 
     pub fn status(&self) -> BTreeMap<ResourceType, TypeStatus> {
@@ -98,7 +120,7 @@ impl StreamState {
                 (changed && sent.version != version) || (initial && req.version_info != version)
             }
         };
-        if !send {
+        if !send || self.held(t) {
             return Vec::new();
         }
         vec![self.respond(t, current)]
@@ -110,6 +132,9 @@ impl StreamState {
         let mut out = Vec::new();
         let mut clusters_after = None;
         for t in ResourceType::PUSH_ORDER {
+            if self.held(t) {
+                continue;
+            }
             let Some(state) = self.types.get(&t) else {
                 continue; // never asked for
             };

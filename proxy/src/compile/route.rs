@@ -80,7 +80,7 @@ pub fn compile(rc: &RouteConfiguration, clusters: &Clusters) -> Result<RouteTabl
         });
     }
     // Longest suffix wins, as in Envoy.
-    table.suffixes.sort_by(|a, b| b.0.len().cmp(&a.0.len()));
+    table.suffixes.sort_by_key(|s| std::cmp::Reverse(s.0.len()));
     Ok(table)
 }
 

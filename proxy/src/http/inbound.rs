@@ -90,10 +90,7 @@ impl Inbound {
 }
 
 impl Handler for Inbound {
-    fn handle(
-        self: Arc<Self>,
-        req: Request<Incoming>,
-    ) -> impl std::future::Future<Output = Response<ResponseBody>> + Send + 'static {
-        async move { self.forward(req).await }
+    async fn handle(self: Arc<Self>, req: Request<Incoming>) -> Response<ResponseBody> {
+        self.forward(req).await
     }
 }

@@ -67,11 +67,8 @@ impl Outbound {
 }
 
 impl Handler for Outbound {
-    fn handle(
-        self: Arc<Self>,
-        req: Request<Incoming>,
-    ) -> impl std::future::Future<Output = Response<ResponseBody>> + Send + 'static {
-        async move { self.route(req).await }
+    async fn handle(self: Arc<Self>, req: Request<Incoming>) -> Response<ResponseBody> {
+        self.route(req).await
     }
 }
 

@@ -61,7 +61,8 @@ impl UpstreamError {
 
 enum Connection {
     H2(H2Connection),
-    H1(Client<HttpConnector, Incoming>),
+    // Boxed: the pool handle is large and most endpoints are HTTP/2.
+    H1(Box<Client<HttpConnector, Incoming>>),
 }
 
 impl std::fmt::Debug for Connection {
@@ -97,7 +98,7 @@ impl Endpoint {
     ) -> Self {
         let connection = match transport {
             Transport::MeshH2 | Transport::PlainH2 => Connection::H2(H2Connection::new(addr)),
-            Transport::PlainH1 => Connection::H1(http1),
+            Transport::PlainH1 => Connection::H1(Box::new(http1)),
         };
         let authority = http::uri::Authority::try_from(addr.to_string())
             .expect("a socket address is a valid authority");

@@ -325,3 +325,23 @@ fn types_never_requested_are_never_pushed() {
     all.routes = map(RDS, &[("outbound", "r2")]);
     assert!(s.on_change(&all).is_empty());
 }
+
+#[test]
+fn held_endpoints_are_sent_only_on_release() {
+    let mut s = StreamState::new("p", "n");
+    s.hold_endpoints();
+    let cds = one(s.on_request(&request(CDS, &[], "old", ""), &base()));
+    assert_eq!(contents(&cds), ["a1", "b1"]);
+    // A reconnecting proxy asks for its endpoints: nothing until the hold ends,
+    // so it keeps the ones it has.
+    assert!(s
+        .on_request(&request(EDS, &["a"], "old", ""), &base())
+        .is_empty());
+    // Changes to other types still flow; endpoint changes wait.
+    let changed = resources(&[("a", "a2"), ("b", "b1")], &[("a", "ea2"), ("b", "eb1")]);
+    let pushed = s.on_change(&changed);
+    assert_eq!(summary(&pushed), [(CDS, vec!["a2".into(), "b1".into()])]);
+    let released = one(s.release_endpoints(&changed));
+    assert_eq!(released.type_url, EDS.type_url());
+    assert_eq!(contents(&released), ["ea2"]);
+}
