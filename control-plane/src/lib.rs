@@ -9,7 +9,7 @@ pub mod api; //       HTTP API: /api/v1/proxies, /api/v1/config, /live
 pub mod check; //     `remora check`: offline validation
 pub mod cli; //       the command line (clap)
 pub mod control; //   `run_control`: bind, load, watch, serve
-pub mod demo; //           `remora demo`: a whole mesh on loopback, the split moving
+pub mod demo; //      `remora demo`: a whole mesh on loopback, the split moving
 mod error; //         the library's error type
 pub mod problem; //   a config problem: file, resource, field, message
 pub mod resources; // the typed resources users write (Service, HTTPRoute)
