@@ -52,7 +52,7 @@ outbound: 127.0.0.1:0
 inbound: 127.0.0.1:0
 admin: 127.0.0.1:0
 YAML
-    start_bg "$dir/$name.log" env TOKIO_WORKER_THREADS="$PROXY_THREADS" \
+    start_bg "$dir/$name.log" env REMORA_PROXY_THREADS="$PROXY_THREADS" \
         "$BIN/remora-proxy" --bootstrap "$dir/$name.yaml" --addresses-file "$dir/$name.json"
     wait_file "$dir/$name.json" "$LAST_PID" "$dir/$name.log"
 }

@@ -9,10 +9,12 @@ mod route;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
+use remora_proto::prost::Message;
 use remora_proto::xds::envoy::config::{
     cluster::v3::Cluster as XdsCluster, endpoint::v3::ClusterLoadAssignment,
     listener::v3::Listener, route::v3::RouteConfiguration,
 };
+use remora_proto::xds::google::protobuf::Any;
 
 pub use error::CompileError;
 
@@ -22,14 +24,28 @@ use crate::upstream::EndpointRegistry;
 /// The listener whose routes carry the app's outbound traffic.
 pub const OUTBOUND_LISTENER: &str = "outbound";
 
-/// The accepted resources of every type, as the xDS client holds them.
+/// The accepted resources of every type, as the xDS client holds them: encoded, as
+/// they arrived (checked to decode). A decoded Envoy `Cluster` or `Listener` is
+/// several kilobytes of mostly empty fields; with hundreds of services the encoded
+/// form is what keeps the proxy small. Compiling decodes them again, which costs
+/// microseconds per resource and happens only when config changes.
 #[derive(Debug, Default, Clone)]
 pub struct Resources {
-    pub listeners: BTreeMap<String, Listener>,
-    pub routes: BTreeMap<String, RouteConfiguration>,
-    pub clusters: BTreeMap<String, XdsCluster>,
-    pub endpoints: BTreeMap<String, ClusterLoadAssignment>,
+    pub listeners: BTreeMap<String, Any>,
+    pub routes: BTreeMap<String, Any>,
+    pub clusters: BTreeMap<String, Any>,
+    pub endpoints: BTreeMap<String, Any>,
     pub versions: Versions,
+}
+
+/// Decodes one held resource; `kind` names it in the error.
+pub fn decode<T: Message + Default>(
+    kind: &'static str,
+    name: &str,
+    any: &Any,
+) -> Result<T, CompileError> {
+    T::decode(any.value.as_slice())
+        .map_err(|e| CompileError::new(kind, name, "", format!("cannot decode: {e}")))
 }
 
 /// What the proxy must subscribe to, given the resources it holds.
@@ -43,13 +59,15 @@ impl Resources {
     pub fn subscriptions(&self) -> Result<Subscriptions, CompileError> {
         let mut routes = Vec::new();
         if let Some(l) = self.listeners.get(OUTBOUND_LISTENER) {
-            if let listener::RouteSource::Rds(name) = listener::route_source(l)? {
+            let l: Listener = decode("Listener", OUTBOUND_LISTENER, l)?;
+            if let listener::RouteSource::Rds(name) = listener::route_source(&l)? {
                 routes.push(name);
             }
         }
         let mut endpoints = Vec::new();
-        for c in self.clusters.values() {
-            if let Some(name) = cluster::eds_service_name(c)? {
+        for (name, c) in &self.clusters {
+            let c: XdsCluster = decode("Cluster", name, c)?;
+            if let Some(name) = cluster::eds_service_name(&c)? {
                 endpoints.push(name);
             }
         }
@@ -65,33 +83,41 @@ pub fn compile(
     resources: &Resources,
     registry: &EndpointRegistry,
 ) -> Result<Snapshot, CompileError> {
+    let mut assignments = BTreeMap::new();
+    for (name, cla) in &resources.endpoints {
+        let cla: ClusterLoadAssignment = decode("ClusterLoadAssignment", name, cla)?;
+        cluster::check_assignment(name, &cla)?;
+        assignments.insert(name.clone(), cla);
+    }
     let mut clusters = HashMap::with_capacity(resources.clusters.len());
     for (name, c) in &resources.clusters {
-        let compiled = cluster::compile(c, &resources.endpoints, registry)?;
+        let c: XdsCluster = decode("Cluster", name, c)?;
+        let compiled = cluster::compile(&c, &assignments, registry)?;
         clusters.insert(Arc::from(name.as_str()), Arc::new(compiled));
     }
-    for (name, cla) in &resources.endpoints {
-        cluster::check_assignment(name, cla)?;
+    let mut outbound_source = None;
+    for (name, l) in &resources.listeners {
+        let l: Listener = decode("Listener", name, l)?;
+        let source = listener::route_source(&l)?;
+        if name == OUTBOUND_LISTENER {
+            outbound_source = Some(source);
+        }
     }
-    for l in resources.listeners.values() {
-        listener::route_source(l)?;
-    }
-
-    let outbound = match resources.listeners.get(OUTBOUND_LISTENER) {
+    let mut outbound = None;
+    let wanted = match &outbound_source {
+        Some(listener::RouteSource::Inline(rc)) => {
+            outbound = Some(route::compile(rc, &clusters)?);
+            None
+        }
+        Some(listener::RouteSource::Rds(name)) => Some(name.as_str()),
         None => None,
-        Some(l) => match listener::route_source(l)? {
-            listener::RouteSource::Inline(rc) => Some(route::compile(&rc, &clusters)?),
-            listener::RouteSource::Rds(name) => resources
-                .routes
-                .get(&name)
-                .map(|rc| route::compile(rc, &clusters))
-                .transpose()?,
-        },
     };
     // Route configurations nobody uses yet are still checked, so errors surface early.
     for (name, rc) in &resources.routes {
-        if outbound.as_ref().is_none_or(|t| &t.name != name) {
-            route::compile(rc, &clusters)?;
+        let rc: RouteConfiguration = decode("RouteConfiguration", name, rc)?;
+        let table = route::compile(&rc, &clusters)?;
+        if wanted == Some(name.as_str()) {
+            outbound = Some(table);
         }
     }
 

@@ -141,18 +141,18 @@ fn route_config(route: XdsRoute) -> RouteConfiguration {
 fn resources() -> Resources {
     let mut r = Resources::default();
     for (name, port) in [("v1", 9001), ("v2", 9002)] {
-        r.clusters.insert(name.into(), cluster(name));
+        r.clusters.insert(name.into(), any(&cluster(name)));
         r.endpoints
-            .insert(name.into(), assignment(name, "127.0.0.1", port));
+            .insert(name.into(), any(&assignment(name, "127.0.0.1", port)));
     }
     r.listeners
-        .insert(OUTBOUND_LISTENER.into(), listener("outbound"));
+        .insert(OUTBOUND_LISTENER.into(), any(&listener("outbound")));
     r.routes.insert(
         "outbound".into(),
-        route_config(split_route(
+        any(&route_config(split_route(
             PathSpecifier::Prefix("/".into()),
             &[("v1", 80), ("v2", 20)],
-        )),
+        ))),
     );
     r.versions.insert(type_url::CLUSTER, "1".into());
     r
@@ -199,10 +199,10 @@ fn endpoint_state_survives_a_recompile() {
     let mut changed = resources();
     changed.routes.insert(
         "outbound".into(),
-        route_config(split_route(
+        any(&route_config(split_route(
             PathSpecifier::Prefix("/".into()),
             &[("v1", 0), ("v2", 100)],
-        )),
+        ))),
     );
     let second = compile(&changed, &registry).unwrap();
     let endpoint = |s: &Snapshot| s.clusters["v1"].endpoints[0].endpoint.clone();
@@ -215,13 +215,13 @@ fn an_unsupported_match_is_rejected_naming_the_resource_and_field() {
     let mut r = resources();
     r.routes.insert(
         "outbound".into(),
-        route_config(split_route(
+        any(&route_config(split_route(
             PathSpecifier::SafeRegex(RegexMatcher {
                 regex: ".*".into(),
                 ..Default::default()
             }),
             &[("v1", 1)],
-        )),
+        ))),
     );
     let err = compile(&r, &EndpointRegistry::new()).unwrap_err();
     assert_eq!(err.kind, "RouteConfiguration");
@@ -234,10 +234,10 @@ fn all_zero_weights_are_rejected() {
     let mut r = resources();
     r.routes.insert(
         "outbound".into(),
-        route_config(split_route(
+        any(&route_config(split_route(
             PathSpecifier::Prefix("/".into()),
             &[("v1", 0), ("v2", 0)],
-        )),
+        ))),
     );
     let err = compile(&r, &EndpointRegistry::new()).unwrap_err();
     assert!(
@@ -251,7 +251,7 @@ fn all_zero_weights_are_rejected() {
 fn a_bad_endpoint_address_is_rejected() {
     let mut r = resources();
     r.endpoints
-        .insert("v1".into(), assignment("v1", "not-an-ip", 9001));
+        .insert("v1".into(), any(&assignment("v1", "not-an-ip", 9001)));
     let err = compile(&r, &EndpointRegistry::new()).unwrap_err();
     assert_eq!(err.kind, "ClusterLoadAssignment");
     assert_eq!(
@@ -260,7 +260,7 @@ fn a_bad_endpoint_address_is_rejected() {
     );
     let mut r = resources();
     r.endpoints
-        .insert("v1".into(), assignment("v1", "127.0.0.1", 0));
+        .insert("v1".into(), any(&assignment("v1", "127.0.0.1", 0)));
     assert!(compile(&r, &EndpointRegistry::new()).is_err());
 }
 
@@ -269,7 +269,7 @@ fn unsupported_cluster_settings_are_rejected() {
     let mut r = resources();
     let mut c = cluster("v1");
     c.lb_policy = LbPolicy::Maglev as i32;
-    r.clusters.insert("v1".into(), c);
+    r.clusters.insert("v1".into(), any(&c));
     let err = compile(&r, &EndpointRegistry::new()).unwrap_err();
     assert_eq!((err.kind, err.field.as_str()), ("Cluster", "lb_policy"));
 }
@@ -286,7 +286,7 @@ fn a_listener_without_the_router_filter_is_rejected() {
     let mut hcm = HttpConnectionManager::decode(any_hcm.value.as_slice()).unwrap();
     hcm.http_filters.clear();
     *any_hcm = any(&hcm);
-    r.listeners.insert(OUTBOUND_LISTENER.into(), l);
+    r.listeners.insert(OUTBOUND_LISTENER.into(), any(&l));
     let err = compile(&r, &EndpointRegistry::new()).unwrap_err();
     assert_eq!(err.kind, "Listener");
     assert!(err.field.ends_with("http_filters"), "{err}");
@@ -297,7 +297,10 @@ fn a_route_to_an_unknown_cluster_compiles_to_a_missing_target() {
     let mut r = resources();
     r.routes.insert(
         "outbound".into(),
-        route_config(split_route(PathSpecifier::Prefix("/".into()), &[("v9", 1)])),
+        any(&route_config(split_route(
+            PathSpecifier::Prefix("/".into()),
+            &[("v9", 1)],
+        ))),
     );
     let snapshot = compile(&r, &EndpointRegistry::new()).unwrap();
     let table = snapshot.outbound.unwrap();

@@ -15,6 +15,7 @@ use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
 
 use super::ResponseBody;
+use crate::upstream::{CONNECTION_WINDOW, STREAM_WINDOW};
 
 /// Something that answers requests; implemented by the inbound and outbound handlers.
 pub trait Handler: Send + Sync + 'static {
@@ -39,7 +40,8 @@ pub async fn serve<H: Handler>(
     builder
         .http2()
         .timer(TokioTimer::new())
-        .adaptive_window(true)
+        .initial_stream_window_size(STREAM_WINDOW)
+        .initial_connection_window_size(CONNECTION_WINDOW)
         .max_concurrent_streams(1024);
     let graceful = GracefulShutdown::new();
     tokio::pin!(shutdown);

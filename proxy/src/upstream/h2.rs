@@ -13,6 +13,12 @@ use tokio::net::TcpStream;
 
 use super::{UpstreamError, DEFAULT_CONNECT_TIMEOUT};
 
+/// Flow-control windows between proxies: large and fixed, so a request rarely waits
+/// for a WINDOW_UPDATE and no BDP pings are sent (adaptive windows cost a ping per
+/// estimate on every connection).
+pub const STREAM_WINDOW: u32 = 1024 * 1024;
+pub const CONNECTION_WINDOW: u32 = 4 * 1024 * 1024;
+
 pub struct H2Connection {
     addr: SocketAddr,
     current: ArcSwapOption<SendRequest<Incoming>>,
@@ -69,7 +75,8 @@ impl H2Connection {
         let _ = stream.set_nodelay(true);
         let (sender, connection) = http2::Builder::new(TokioExecutor::new())
             .timer(TokioTimer::new())
-            .adaptive_window(true)
+            .initial_stream_window_size(STREAM_WINDOW)
+            .initial_connection_window_size(CONNECTION_WINDOW)
             .handshake(TokioIo::new(stream))
             .await
             .map_err(|source| UpstreamError::Handshake { addr, source })?;

@@ -18,7 +18,7 @@ use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 
 use super::{decode, Backoff, XdsStatus};
-use crate::compile::{self, Resources, Subscriptions};
+use crate::compile::{self, Resources, Subscriptions, OUTBOUND_LISTENER};
 use crate::snapshot::Snapshot;
 use crate::upstream::EndpointRegistry;
 
@@ -105,16 +105,17 @@ impl XdsClient {
 
         // Resume with what we hold: versions let the server skip what we already have.
         let subs = self.accepted.subscriptions().unwrap_or_default();
+        // Clusters: all of them (wildcard). Listeners: only ours by name; the
+        // control plane also serves one API listener per service for gRPC clients.
         let initial = [
             (type_url::CLUSTER, Vec::new()),
             (type_url::ENDPOINT, subs.endpoints.clone()),
-            (type_url::LISTENER, Vec::new()),
+            (type_url::LISTENER, vec![OUTBOUND_LISTENER.to_owned()]),
             (type_url::ROUTE, subs.routes.clone()),
         ];
         let mut first = true;
         for (t, names) in initial {
-            let wildcard = t == type_url::CLUSTER || t == type_url::LISTENER;
-            if !wildcard && names.is_empty() {
+            if t != type_url::CLUSTER && names.is_empty() {
                 continue;
             }
             types.entry(t).or_default().subscribed = names.clone();

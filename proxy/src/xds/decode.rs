@@ -60,7 +60,7 @@ fn decode_all<T: Message + Default>(
     type_url: &str,
     kind: &'static str,
     name: impl Fn(&T) -> &String,
-) -> Result<BTreeMap<String, T>, CompileError> {
+) -> Result<BTreeMap<String, Any>, CompileError> {
     let mut out = BTreeMap::new();
     for (i, any) in resources.iter().enumerate() {
         let position = format!("resources[{i}]");
@@ -79,7 +79,7 @@ fn decode_all<T: Message + Default>(
         if n.is_empty() {
             return Err(CompileError::new(kind, position, "name", "empty"));
         }
-        if out.insert(n.clone(), value).is_some() {
+        if out.insert(n.clone(), any.clone()).is_some() {
             return Err(CompileError::new(
                 kind,
                 n,
