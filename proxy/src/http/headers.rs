@@ -1,7 +1,8 @@
 //! Hop-by-hop header handling (RFC 9110 section 7.6.1) and protocol bridging.
 
-use http::header::{self, HeaderMap, HeaderName};
-use http::Version;
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::uri::{Authority, InvalidUriParts, PathAndQuery, Scheme};
+use http::{Uri, Version};
 
 const HOP_BY_HOP: [HeaderName; 6] = [
     header::CONNECTION,
@@ -34,6 +35,32 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
         headers.remove(name);
     }
     headers.remove("proxy-connection");
+}
+
+/// Points a request at `authority`, keeping its path and query (`/` if it had none).
+pub fn retarget(
+    parts: &mut http::request::Parts,
+    authority: Authority,
+) -> Result<(), InvalidUriParts> {
+    let mut uri = http::uri::Parts::default();
+    uri.scheme = Some(Scheme::HTTP);
+    uri.authority = Some(authority);
+    uri.path_and_query = Some(
+        parts
+            .uri
+            .path_and_query()
+            .cloned()
+            .unwrap_or_else(|| PathAndQuery::from_static("/")),
+    );
+    parts.uri = Uri::from_parts(uri)?;
+    Ok(())
+}
+
+/// Sets `Host` to `authority` (for HTTP/1, where the URI no longer carries it).
+pub fn set_host(headers: &mut HeaderMap, authority: &Authority) {
+    if let Ok(host) = HeaderValue::from_str(authority.as_str()) {
+        headers.insert(header::HOST, host);
+    }
 }
 
 pub fn version_name(v: Version) -> &'static str {

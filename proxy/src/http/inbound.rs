@@ -4,13 +4,13 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use http::uri::{Authority, PathAndQuery, Scheme};
-use http::{header, HeaderValue, Request, Response, StatusCode, Uri, Version};
+use http::uri::Authority;
+use http::{header, Request, Response, StatusCode, Version};
 use http_body_util::Either;
 use hyper::body::Incoming;
 
 use super::body::Tracked;
-use super::headers::{parse_version, strip_hop_by_hop};
+use super::headers::{parse_version, retarget, set_host, strip_hop_by_hop};
 use super::outbound::upstream_failure;
 use super::reply::local;
 use super::server::Handler;
@@ -47,11 +47,6 @@ impl Inbound {
                 .get(header::HOST)
                 .and_then(|h| Authority::try_from(h.as_bytes()).ok())
         });
-        let path = parts
-            .uri
-            .path_and_query()
-            .cloned()
-            .unwrap_or_else(|| PathAndQuery::from_static("/"));
         let (endpoint, uri_authority) = if app_version == Version::HTTP_2 {
             parts.version = Version::HTTP_2;
             parts.headers.remove(header::HOST);
@@ -61,22 +56,14 @@ impl Inbound {
             )
         } else {
             parts.version = Version::HTTP_11;
-            if let Some(a) = authority {
-                if let Ok(host) = HeaderValue::from_str(a.as_str()) {
-                    parts.headers.insert(header::HOST, host);
-                }
+            if let Some(a) = &authority {
+                set_host(&mut parts.headers, a);
             }
             (&self.app_h1, self.app_authority.clone())
         };
-        parts.uri = match Uri::builder()
-            .scheme(Scheme::HTTP)
-            .authority(uri_authority)
-            .path_and_query(path)
-            .build()
-        {
-            Ok(uri) => uri,
-            Err(_) => return local(StatusCode::BAD_REQUEST, "invalid request target"),
-        };
+        if retarget(&mut parts, uri_authority).is_err() {
+            return local(StatusCode::BAD_REQUEST, "invalid request target");
+        }
         match endpoint.send(Request::from_parts(parts, body)).await {
             Ok(response) => {
                 let (mut parts, body) = response.into_parts();

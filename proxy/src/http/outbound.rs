@@ -4,14 +4,14 @@
 use std::sync::Arc;
 
 use arc_swap::ArcSwap;
-use http::uri::{Authority, PathAndQuery, Scheme};
-use http::{header, HeaderValue, Request, Response, StatusCode, Uri, Version};
+use http::uri::Authority;
+use http::{header, HeaderValue, Request, Response, StatusCode, Version};
 use http_body_util::Either;
 use hyper::body::Incoming;
 use tokio::time::Instant;
 
 use super::body::Tracked;
-use super::headers::{strip_hop_by_hop, version_name};
+use super::headers::{retarget, set_host, strip_hop_by_hop, version_name};
 use super::reply::local;
 use super::server::Handler;
 use super::{ResponseBody, ORIG_PROTO};
@@ -90,11 +90,6 @@ async fn forward(
     let (mut parts, body) = req.into_parts();
     let downstream_version = parts.version;
     strip_hop_by_hop(&mut parts.headers);
-    let path = parts
-        .uri
-        .path_and_query()
-        .cloned()
-        .unwrap_or_else(|| PathAndQuery::from_static("/"));
     let uri_authority = match endpoint.transport() {
         Transport::MeshH2 | Transport::PlainH2 => {
             parts.version = Version::HTTP_2;
@@ -110,22 +105,14 @@ async fn forward(
         Transport::PlainH1 => {
             parts.version = Version::HTTP_11;
             if !parts.headers.contains_key(header::HOST) {
-                if let Ok(host) = HeaderValue::from_str(authority.as_str()) {
-                    parts.headers.insert(header::HOST, host);
-                }
+                set_host(&mut parts.headers, &authority);
             }
             endpoint.authority().clone()
         }
     };
-    parts.uri = match Uri::builder()
-        .scheme(Scheme::HTTP)
-        .authority(uri_authority)
-        .path_and_query(path)
-        .build()
-    {
-        Ok(uri) => uri,
-        Err(_) => return local(StatusCode::BAD_REQUEST, "invalid request target"),
-    };
+    if retarget(&mut parts, uri_authority).is_err() {
+        return local(StatusCode::BAD_REQUEST, "invalid request target");
+    }
 
     let in_flight = endpoint.start();
     let started = Instant::now();

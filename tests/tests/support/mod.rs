@@ -118,3 +118,100 @@ pub async fn wait_split(proxy: &Proxy, timeout: Duration, vhost: &str, split: &[
 pub fn config_dir(root: &Path) -> PathBuf {
     root.join("config")
 }
+
+/// The tests' standard mesh: `web` calls `orders`, which an HTTPRoute
+/// (`orders-split`) splits between `orders-v1` and `orders-v2`; each app runs
+/// behind its own proxy.
+pub struct SplitMesh {
+    pub config: PathBuf,
+    pub cp: remora_tests::harness::ControlPlane,
+    pub web: Proxy,
+    pub v1: Proxy,
+    pub v2: Proxy,
+    _apps: [remora_tests::app::TestApp; 3],
+    _root: tempfile::TempDir,
+}
+
+impl SplitMesh {
+    /// Starts everything with the split at `v1`/`v2` and waits until web's proxy
+    /// routes by it, with endpoints for both versions.
+    pub async fn start(v1: u32, v2: u32) -> SplitMesh {
+        use remora_tests::app::TestApp;
+        use remora_tests::harness::{ControlPlane, ProxySpec};
+        let root = tempfile::tempdir().unwrap();
+        let config = config_dir(root.path());
+        write_config(
+            &config,
+            "services.yaml",
+            &services(&[
+                ("web", 80, "http"),
+                ("orders", 80, "http"),
+                ("orders-v1", 80, "http"),
+                ("orders-v2", 80, "http"),
+            ]),
+        );
+        write_config(
+            &config,
+            "route.yaml",
+            &Self::route(&[("orders-v1", v1), ("orders-v2", v2)]),
+        );
+        let cp = ControlPlane::start(&config).await.unwrap();
+        let apps = [
+            TestApp::http("web"),
+            TestApp::http("orders-v1"),
+            TestApp::http("orders-v2"),
+        ];
+        let web = Proxy::start(ProxySpec::new("web", cp.xds_addr, apps[0].addr))
+            .await
+            .unwrap();
+        let v1_proxy = Proxy::start(ProxySpec::new("orders-v1", cp.xds_addr, apps[1].addr))
+            .await
+            .unwrap();
+        let v2_proxy = Proxy::start(ProxySpec::new("orders-v2", cp.xds_addr, apps[2].addr))
+            .await
+            .unwrap();
+        let mesh = SplitMesh {
+            config,
+            cp,
+            web,
+            v1: v1_proxy,
+            v2: v2_proxy,
+            _apps: apps,
+            _root: root,
+        };
+        mesh.wait_split(Duration::from_secs(10), v1, v2).await;
+        wait_config(
+            &mesh.web,
+            Duration::from_secs(10),
+            "endpoints for both versions",
+            |d| endpoint_count(d, "orders-v1") == 1 && endpoint_count(d, "orders-v2") == 1,
+        )
+        .await;
+        mesh
+    }
+
+    /// The HTTPRoute `orders-split` with these backends and weights.
+    pub fn route(backends: &[(&str, u32)]) -> String {
+        split_route("orders-split", "orders", backends)
+    }
+
+    /// Rewrites the route file with this split.
+    pub fn set_split(&self, v1: u32, v2: u32) {
+        self.write_route(&[("orders-v1", v1), ("orders-v2", v2)]);
+    }
+
+    pub fn write_route(&self, backends: &[(&str, u32)]) {
+        write_config(&self.config, "route.yaml", &Self::route(backends));
+    }
+
+    /// Waits until web's proxy routes `orders` by this split.
+    pub async fn wait_split(&self, timeout: Duration, v1: u32, v2: u32) {
+        wait_split(
+            &self.web,
+            timeout,
+            "orders",
+            &[("orders-v1", v1), ("orders-v2", v2)],
+        )
+        .await;
+    }
+}
