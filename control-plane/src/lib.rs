@@ -6,6 +6,7 @@
 #![forbid(unsafe_code)]
 
 pub mod api; //       HTTP API: /api/v1/proxies, /api/v1/config, /live
+pub mod ca; //        the certificate authority: root or operator CA, SPIFFE leaves from CSRs
 pub mod check; //     `remora check`: offline validation
 pub mod cli; //       the command line (clap)
 pub mod control; //   `run_control`: bind, load, watch, serve

@@ -1,0 +1,196 @@
+//! The mesh's certificate authority: a root (or an operator's intermediate) that
+//! signs short-lived SPIFFE certificates for proxies from their CSRs.
+//!
+//! - [`spiffe`]: workload identities.
+//! - [`files`]: the CA's key and certificate on disk (created once, mode 0600).
+//! - [`CertificateAuthority::sign`]: CSR + the identity a token grants -> leaf.
+//!
+//! Not here: who may ask for which identity (tokens), or the gRPC service.
+
+mod files;
+mod spiffe;
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime};
+
+use rcgen::{
+    BasicConstraints, CertificateParams, CertificateSigningRequestParams, DistinguishedName,
+    DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair, KeyUsagePurpose, SanType,
+};
+
+pub use files::{CaFiles, CA_CERT_FILE, CA_KEY_FILE};
+pub use spiffe::{InvalidSpiffeId, SpiffeId};
+
+/// Default leaf lifetime.
+pub const DEFAULT_LEAF_TTL: Duration = Duration::from_secs(24 * 3600);
+/// Lifetime of a root the control plane makes itself.
+const ROOT_TTL: Duration = Duration::from_secs(10 * 365 * 24 * 3600);
+/// Leaves start a little in the past: clocks across machines disagree.
+const BACKDATE: Duration = Duration::from_secs(60);
+
+#[derive(Debug, thiserror::Error)]
+pub enum CaError {
+    #[error("CA file {path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("CA file {path}: {message}")]
+    Invalid { path: PathBuf, message: String },
+    #[error("certificate signing request: {0}")]
+    Csr(String),
+    #[error("cannot sign: {0}")]
+    Sign(rcgen::Error),
+    #[error(transparent)]
+    Identity(#[from] InvalidSpiffeId),
+}
+
+pub struct CertificateAuthority {
+    issuer: Issuer<'static, KeyPair>,
+    /// The CA certificate (PEM); for an intermediate, followed by its chain.
+    chain_pem: String,
+    /// What proxies must trust (the root(s), PEM).
+    trust_bundle_pem: String,
+    trust_domain: String,
+}
+
+/// A signed leaf certificate.
+#[derive(Debug, Clone)]
+pub struct Signed {
+    pub leaf_pem: String,
+    /// Intermediates up to (not including) the root, PEM; empty for a root CA.
+    pub chain_pem: String,
+    pub not_after: SystemTime,
+}
+
+impl CertificateAuthority {
+    /// Uses `files` if given, else the CA in `data_dir`, creating it on first use.
+    pub fn load_or_create(
+        data_dir: &Path,
+        files: Option<&CaFiles>,
+        trust_domain: &str,
+    ) -> Result<Self, CaError> {
+        let loaded = match files {
+            Some(f) => f.load()?,
+            None => files::load_or_create_root(data_dir, || root(trust_domain))?,
+        };
+        let issuer = Issuer::from_ca_cert_pem(&loaded.cert_pem, loaded.key).map_err(|e| {
+            CaError::Invalid {
+                path: loaded.cert_path.clone(),
+                message: format!("not a usable CA certificate: {e}"),
+            }
+        })?;
+        Ok(CertificateAuthority {
+            issuer,
+            chain_pem: loaded.cert_pem.clone(),
+            trust_bundle_pem: loaded.bundle_pem,
+            trust_domain: trust_domain.to_owned(),
+        })
+    }
+
+    pub fn trust_domain(&self) -> &str {
+        &self.trust_domain
+    }
+
+    /// The PEM roots proxies verify peers against.
+    pub fn trust_bundle_pem(&self) -> &str {
+        &self.trust_bundle_pem
+    }
+
+    /// Signs a leaf for `identity` with the CSR's public key. The CSR's signature
+    /// is checked (the requester holds the key); everything else in it is ignored:
+    /// the CA alone decides the name, lifetime and usages.
+    pub fn sign(
+        &self,
+        csr_pem: &str,
+        identity: &SpiffeId,
+        ttl: Duration,
+    ) -> Result<Signed, CaError> {
+        if identity.trust_domain != self.trust_domain {
+            return Err(CaError::Csr(format!(
+                "identity {identity} is outside trust domain {}",
+                self.trust_domain
+            )));
+        }
+        let csr = CertificateSigningRequestParams::from_pem(csr_pem)
+            .map_err(|e| CaError::Csr(format!("not a valid PEM CSR: {e}")))?;
+        let requested: Vec<String> = csr
+            .params
+            .subject_alt_names
+            .iter()
+            .filter_map(|san| match san {
+                SanType::URI(uri) => Some(uri.as_str().to_owned()),
+                _ => None,
+            })
+            .collect();
+        if requested != [identity.to_string()] {
+            return Err(CaError::Csr(format!(
+                "the CSR must name exactly the URI {identity}, it names {requested:?}"
+            )));
+        }
+        let now = SystemTime::now();
+        let not_after = now + ttl;
+        let mut params = CertificateParams::default();
+        params.not_before = (now - BACKDATE).into();
+        params.not_after = not_after.into();
+        params.subject_alt_names =
+            vec![SanType::URI(identity.to_string().try_into().map_err(
+                |e| CaError::Csr(format!("identity is not ASCII: {e}")),
+            )?)];
+        params.distinguished_name = DistinguishedName::new();
+        params.key_usages = vec![
+            KeyUsagePurpose::DigitalSignature,
+            KeyUsagePurpose::KeyEncipherment,
+        ];
+        params.extended_key_usages = vec![
+            ExtendedKeyUsagePurpose::ServerAuth,
+            ExtendedKeyUsagePurpose::ClientAuth,
+        ];
+        params.is_ca = IsCa::ExplicitNoCa;
+        params.use_authority_key_identifier_extension = true;
+        let leaf = params
+            .signed_by(&csr.public_key, &self.issuer)
+            .map_err(CaError::Sign)?;
+        Ok(Signed {
+            leaf_pem: leaf.pem(),
+            chain_pem: self.intermediates_pem(),
+            not_after,
+        })
+    }
+
+    /// The CA certificate when it is an intermediate (the root is in the bundle).
+    fn intermediates_pem(&self) -> String {
+        if self.chain_pem == self.trust_bundle_pem {
+            String::new()
+        } else {
+            self.chain_pem.clone()
+        }
+    }
+}
+
+/// A new self-signed root for `trust_domain`, with its key.
+fn root(trust_domain: &str) -> Result<(String, KeyPair), rcgen::Error> {
+    let key = KeyPair::generate()?;
+    let mut params = CertificateParams::default();
+    let now = SystemTime::now();
+    params.not_before = (now - BACKDATE).into();
+    params.not_after = (now + ROOT_TTL).into();
+    params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    params.key_usages = vec![
+        KeyUsagePurpose::KeyCertSign,
+        KeyUsagePurpose::CrlSign,
+        KeyUsagePurpose::DigitalSignature,
+    ];
+    let mut dn = DistinguishedName::new();
+    dn.push(DnType::OrganizationName, "Remora");
+    dn.push(
+        DnType::CommonName,
+        format!("Remora root CA for {trust_domain}"),
+    );
+    params.distinguished_name = dn;
+    let cert = params.self_signed(&key)?;
+    Ok((cert.pem(), key))
+}
+
+#[cfg(test)]
+mod tests;
