@@ -2,7 +2,10 @@
 //! building needs no system `protoc`.
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let files = ["proto/remora/demo/v1/echo.proto"];
+    let files = [
+        "proto/remora/demo/v1/echo.proto",
+        "proto/remora/identity/v1/identity.proto",
+    ];
     for file in files {
         println!("cargo:rerun-if-changed={file}");
     }

@@ -27,6 +27,59 @@ pub enum Command {
     Check(CheckArgs),
     /// Run a whole mesh on loopback: web -> orders v1/v2, moving the split step by step.
     Demo(DemoArgs),
+    /// Bootstrap tokens that let a proxy obtain its workload certificate.
+    #[command(subcommand)]
+    Token(TokenCommand),
+    /// Print the trust bundle (PEM) proxies verify peers against.
+    TrustBundle(DataArgs),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TokenCommand {
+    /// Mint a token granting one identity; prints it (only its hash is stored).
+    Create(TokenCreateArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct DataArgs {
+    /// Where the CA and the token hashes live (default $REMORA_DATA_DIR or ~/.remora).
+    #[arg(long, value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// The SPIFFE trust domain.
+    #[arg(long, default_value = crate::control::DEFAULT_TRUST_DOMAIN)]
+    pub trust_domain: String,
+}
+
+#[derive(Debug, Args)]
+pub struct TokenCreateArgs {
+    #[command(flatten)]
+    pub data: DataArgs,
+    #[arg(long)]
+    pub namespace: String,
+    #[arg(long)]
+    pub service_account: String,
+    /// How long the token is valid: e.g. 90s, 30m, 24h, 7d.
+    #[arg(long, default_value = "24h", value_parser = parse_duration)]
+    pub ttl: std::time::Duration,
+}
+
+/// `90s`, `30m`, `24h`, `7d` (a bare number is seconds).
+pub fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
+    let (number, unit) = match s.find(|c: char| !c.is_ascii_digit()) {
+        Some(i) => s.split_at(i),
+        None => (s, "s"),
+    };
+    let n: u64 = number
+        .parse()
+        .map_err(|_| format!("`{s}` is not a duration like 90s, 30m, 24h or 7d"))?;
+    let seconds = match unit {
+        "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86_400,
+        _ => return Err(format!("`{s}`: unknown unit `{unit}` (use s, m, h or d)")),
+    };
+    Ok(std::time::Duration::from_secs(n.saturating_mul(seconds)))
 }
 
 #[derive(Debug, Args)]
@@ -80,6 +133,21 @@ pub struct ControlArgs {
     #[arg(long, value_name = "SECONDS", default_value_t = crate::xds::DEFAULT_RECONNECT_GRACE.as_secs(),
           value_parser = clap::value_parser!(u64).range(0..=3600))]
     pub reconnect_grace: u64,
+    #[command(flatten)]
+    pub data: DataArgs,
+    /// An operator's CA certificate (PEM) to sign with, instead of the CA the
+    /// control plane makes in its data directory. Needs --ca-key.
+    #[arg(long, value_name = "FILE", requires = "ca_key")]
+    pub ca_cert: Option<PathBuf>,
+    /// The private key (PEM) of --ca-cert.
+    #[arg(long, value_name = "FILE", requires = "ca_cert")]
+    pub ca_key: Option<PathBuf>,
+    /// The root(s) proxies should trust when --ca-cert is an intermediate.
+    #[arg(long, value_name = "FILE", requires = "ca_cert")]
+    pub ca_bundle: Option<PathBuf>,
+    /// Lifetime of workload certificates: e.g. 24h, 20s.
+    #[arg(long, default_value = "24h", value_parser = parse_duration)]
+    pub cert_ttl: std::time::Duration,
 }
 
 impl From<ControlArgs> for ControlOptions {
@@ -90,6 +158,20 @@ impl From<ControlArgs> for ControlOptions {
             api_addr: a.api_addr,
             addresses_file: a.addresses_file,
             reconnect_grace: std::time::Duration::from_secs(a.reconnect_grace),
+            data_dir: a
+                .data
+                .data_dir
+                .unwrap_or_else(crate::control::default_data_dir),
+            trust_domain: a.data.trust_domain,
+            ca_files: match (a.ca_cert, a.ca_key) {
+                (Some(cert), Some(key)) => Some(crate::ca::CaFiles {
+                    cert,
+                    key,
+                    bundle: a.ca_bundle,
+                }),
+                _ => None,
+            },
+            leaf_ttl: a.cert_ttl,
         }
     }
 }

@@ -30,6 +30,10 @@ pub enum Error {
     },
     #[error("xDS server failed")]
     XdsServer(#[from] tonic::transport::Error),
+    #[error("certificate authority")]
+    Ca(#[from] crate::ca::CaError),
+    #[error("tokens")]
+    Token(#[from] crate::identity::TokenError),
 }
 
 /// Displays an error followed by its causes: `cannot read /x: No such file or

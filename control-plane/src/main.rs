@@ -6,7 +6,7 @@ use std::path::Path;
 use std::process::ExitCode;
 
 use clap::Parser;
-use remora_control::cli::{Cli, Command};
+use remora_control::cli::{Cli, Command, DataArgs, TokenCommand, TokenCreateArgs};
 use tracing_subscriber::EnvFilter;
 
 #[tokio::main]
@@ -31,6 +31,8 @@ async fn main() -> ExitCode {
             .await
             .map(|()| ExitCode::SUCCESS)
             .map_err(anyhow::Error::from),
+        Command::Token(TokenCommand::Create(args)) => token_create(args),
+        Command::TrustBundle(args) => trust_bundle(args),
     };
     result.unwrap_or_else(|error| {
         eprintln!("remora: {error:#}");
@@ -68,4 +70,39 @@ fn check(path: &Path) -> anyhow::Result<ExitCode> {
         );
         Ok(ExitCode::FAILURE)
     }
+}
+
+/// Prints a new token (stdout: it is the command's output).
+fn token_create(args: TokenCreateArgs) -> anyhow::Result<ExitCode> {
+    let data_dir = data_dir(&args.data);
+    // The identity must be valid before a token grants it.
+    remora_control::ca::SpiffeId::new(
+        &args.data.trust_domain,
+        &args.namespace,
+        &args.service_account,
+    )?;
+    let grant = remora_control::identity::Grant {
+        namespace: args.namespace,
+        service_account: args.service_account,
+    };
+    let token = remora_control::identity::TokenStore::new(&data_dir).create(grant, args.ttl)?;
+    println!("{token}");
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Prints the trust bundle, making the CA if this data directory has none yet.
+fn trust_bundle(args: DataArgs) -> anyhow::Result<ExitCode> {
+    let ca = remora_control::ca::CertificateAuthority::load_or_create(
+        &data_dir(&args),
+        None,
+        &args.trust_domain,
+    )?;
+    print!("{}", ca.trust_bundle_pem());
+    Ok(ExitCode::SUCCESS)
+}
+
+fn data_dir(args: &DataArgs) -> std::path::PathBuf {
+    args.data_dir
+        .clone()
+        .unwrap_or_else(remora_control::control::default_data_dir)
 }

@@ -3,6 +3,7 @@
 //! - [`xds`]: the Envoy xDS v3 types and services (from `envoy-types`), re-exported
 //!   so the proxy and the control plane agree on one version.
 //! - [`demo`]: Remora's own demo/test service (`remora.demo.v1.Echo`).
+//! - [`identity`]: how a proxy gets its certificate (`remora.identity.v1.Identity`).
 #![forbid(unsafe_code)]
 
 pub use envoy_types::pb as xds;
@@ -13,6 +14,12 @@ pub use prost_types;
 pub mod demo {
     #![allow(clippy::all)]
     tonic::include_proto!("remora.demo.v1");
+}
+
+/// `remora.identity.v1`: CSR + bootstrap token -> workload certificate.
+pub mod identity {
+    #![allow(clippy::all)]
+    tonic::include_proto!("remora.identity.v1");
 }
 
 /// Type URLs of the xDS resources Remora serves and consumes.

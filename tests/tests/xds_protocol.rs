@@ -98,6 +98,8 @@ impl ControlPlane {
             .arg("control")
             .arg("--config-dir")
             .arg(&config)
+            .arg("--data-dir")
+            .arg(dir.path().join("data"))
             .args(["--xds-addr", "127.0.0.1:0", "--api-addr", "127.0.0.1:0"])
             .arg("--addresses-file")
             .arg(&addresses)

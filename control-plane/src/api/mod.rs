@@ -7,6 +7,8 @@ mod views;
 
 use std::convert::Infallible;
 use std::sync::Arc;
+
+use bytes::Bytes;
 use std::time::Duration;
 
 use hyper::service::service_fn;
@@ -28,6 +30,8 @@ const DRAIN: Duration = Duration::from_secs(5);
 pub struct ApiState {
     pub registry: Arc<Registry>,
     pub snapshots: watch::Receiver<Snapshot>,
+    /// The CA's roots (PEM), for proxies' bootstrap files.
+    pub trust_bundle: Bytes,
 }
 
 /// Serves the API on `listener` until `shutdown` turns `true`.

@@ -12,7 +12,10 @@ pub type Body = Full<Bytes>;
 
 pub fn handle<B>(state: &ApiState, req: &Request<B>) -> Response<Body> {
     let path = req.uri().path();
-    let known = matches!(path, "/live" | "/api/v1/proxies" | "/api/v1/config");
+    let known = matches!(
+        path,
+        "/live" | "/api/v1/proxies" | "/api/v1/config" | "/api/v1/trust-bundle"
+    );
     if known && req.method() != Method::GET {
         return text(StatusCode::METHOD_NOT_ALLOWED, "only GET is allowed\n");
     }
@@ -30,6 +33,14 @@ pub fn handle<B>(state: &ApiState, req: &Request<B>) -> Response<Body> {
         "/api/v1/config" => {
             let snapshot = state.snapshots.borrow().clone();
             json(&ConfigView::from(&snapshot))
+        }
+        "/api/v1/trust-bundle" => {
+            let mut response = Response::new(Full::new(state.trust_bundle.clone()));
+            response.headers_mut().insert(
+                header::CONTENT_TYPE,
+                header::HeaderValue::from_static("application/x-pem-file"),
+            );
+            response
         }
         _ => text(StatusCode::NOT_FOUND, "not found\n"),
     }
@@ -83,6 +94,7 @@ mod tests {
         ApiState {
             registry: Registry::new(tx),
             snapshots: rx,
+            trust_bundle: Bytes::from_static(b"-----BEGIN CERTIFICATE-----\n"),
         }
     }
 

@@ -15,7 +15,7 @@ pub const CA_KEY_FILE: &str = "ca.key";
 
 /// An operator's CA (`--ca-cert`, `--ca-key`, optional `--ca-bundle` with the root
 /// when the CA is an intermediate).
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CaFiles {
     pub cert: PathBuf,
     pub key: PathBuf,

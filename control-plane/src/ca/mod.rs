@@ -54,6 +54,15 @@ pub struct CertificateAuthority {
     trust_domain: String,
 }
 
+impl std::fmt::Debug for CertificateAuthority {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never the key.
+        f.debug_struct("CertificateAuthority")
+            .field("trust_domain", &self.trust_domain)
+            .finish_non_exhaustive()
+    }
+}
+
 /// A signed leaf certificate.
 #[derive(Debug, Clone)]
 pub struct Signed {

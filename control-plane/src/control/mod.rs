@@ -46,6 +46,25 @@ pub struct ControlOptions {
     /// For this long after start, proxies that reconnect keep their endpoints
     /// (see [`crate::xds::DEFAULT_RECONNECT_GRACE`]).
     pub reconnect_grace: std::time::Duration,
+    /// Where the CA key and certificate and the token hashes live.
+    pub data_dir: PathBuf,
+    /// The SPIFFE trust domain of the mesh.
+    pub trust_domain: String,
+    /// An operator's CA instead of the one made in `data_dir`.
+    pub ca_files: Option<crate::ca::CaFiles>,
+    /// Lifetime of issued workload certificates.
+    pub leaf_ttl: std::time::Duration,
+}
+
+/// The mesh's trust domain unless told otherwise.
+pub const DEFAULT_TRUST_DOMAIN: &str = "cluster.local";
+
+/// `$REMORA_DATA_DIR`, else `~/.remora`, else `./remora-data`.
+pub fn default_data_dir() -> PathBuf {
+    std::env::var_os("REMORA_DATA_DIR")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".remora")))
+        .unwrap_or_else(|| PathBuf::from("remora-data"))
 }
 
 impl ControlOptions {
@@ -57,6 +76,10 @@ impl ControlOptions {
             api_addr: DEFAULT_API_ADDR,
             addresses_file: None,
             reconnect_grace: crate::xds::DEFAULT_RECONNECT_GRACE,
+            data_dir: default_data_dir(),
+            trust_domain: DEFAULT_TRUST_DOMAIN.to_owned(),
+            ca_files: None,
+            leaf_ttl: crate::ca::DEFAULT_LEAF_TTL,
         }
     }
 }
@@ -66,6 +89,7 @@ impl ControlOptions {
 #[derive(Debug)]
 pub struct ControlPlane {
     options: ControlOptions,
+    ca: std::sync::Arc<crate::ca::CertificateAuthority>,
     watcher: DirWatcher,
     snapshots: watch::Sender<Snapshot>,
     xds: TcpListener,
@@ -108,7 +132,13 @@ impl ControlPlane {
         };
         let (xds, xds_addr) = bind(options.xds_addr).await?;
         let (api, api_addr) = bind(options.api_addr).await?;
+        let ca = crate::ca::CertificateAuthority::load_or_create(
+            &options.data_dir,
+            options.ca_files.as_ref(),
+            &options.trust_domain,
+        )?;
         Ok(ControlPlane {
+            ca: std::sync::Arc::new(ca),
             options,
             watcher,
             snapshots,
@@ -154,7 +184,13 @@ impl ControlPlane {
         let api_state = ApiState {
             registry: registry.clone(),
             snapshots: self.snapshots.subscribe(),
+            trust_bundle: bytes::Bytes::from(self.ca.trust_bundle_pem().to_owned()),
         };
+        let identity = crate::identity::IdentityService::new(
+            self.ca.clone(),
+            crate::identity::TokenStore::new(&self.options.data_dir),
+            self.options.leaf_ttl,
+        );
         let api = tokio::spawn(api::serve(self.api, api_state, stop_rx.clone()));
         let reload = tokio::spawn(config::watch(
             self.options.config_dir.clone(),
@@ -173,6 +209,7 @@ impl ControlPlane {
             .http2_keepalive_interval(Some(KEEPALIVE_INTERVAL))
             .http2_keepalive_timeout(Some(KEEPALIVE_TIMEOUT))
             .add_service(ads.into_service())
+            .add_service(identity.into_service())
             .serve_with_incoming_shutdown(
                 TcpIncoming::from(self.xds).with_nodelay(Some(true)),
                 async move { stopped(&mut stop).await },

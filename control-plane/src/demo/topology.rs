@@ -91,6 +91,7 @@ impl Mesh {
         let remora = binary(bin_dir, "remora")?;
         let proxy_bin = binary(bin_dir, "remora-proxy")?;
         let addresses = dir.path().join("control.json");
+        let data_dir = dir.path().join("data");
         let (control, cp): (Process, ControlAddresses) = Process::start(
             "the control plane",
             &remora,
@@ -98,6 +99,8 @@ impl Mesh {
                 OsStr::new("control"),
                 OsStr::new("--config-dir"),
                 config.as_os_str(),
+                OsStr::new("--data-dir"),
+                data_dir.as_os_str(),
                 OsStr::new("--xds-addr"),
                 OsStr::new("127.0.0.1:0"),
                 OsStr::new("--api-addr"),

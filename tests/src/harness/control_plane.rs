@@ -74,11 +74,17 @@ impl ControlPlane {
             .tempdir()
             .context("cannot create a temporary folder")?;
         let addresses_file = dir.path().join("addresses.json");
+        // Beside the config, so a restarted control plane keeps its CA and tokens.
+        let data_dir = config_dir
+            .parent()
+            .map_or_else(|| dir.path().join("data"), |p| p.join("remora-data"));
         let mut command = Command::new(bin);
         command
             .arg("control")
             .arg("--config-dir")
             .arg(config_dir)
+            .arg("--data-dir")
+            .arg(&data_dir)
             .arg("--xds-addr")
             .arg(format!("127.0.0.1:{xds_port}"))
             .arg("--api-addr")

@@ -1,0 +1,88 @@
+//! The `remora.identity.v1.Identity` gRPC service: a token's grant must be exactly
+//! the identity the CSR asks for.
+
+use std::sync::Arc;
+use std::time::{Duration, UNIX_EPOCH};
+
+use remora_proto::identity::identity_server::{Identity, IdentityServer};
+use remora_proto::identity::{CertifyRequest, CertifyResponse};
+use tonic::{Request, Response, Status};
+
+use super::tokens::{TokenError, TokenStore};
+use crate::ca::{CaError, CertificateAuthority, SpiffeId};
+
+pub struct IdentityService {
+    ca: Arc<CertificateAuthority>,
+    tokens: TokenStore,
+    leaf_ttl: Duration,
+}
+
+impl IdentityService {
+    pub fn new(ca: Arc<CertificateAuthority>, tokens: TokenStore, leaf_ttl: Duration) -> Self {
+        Self {
+            ca,
+            tokens,
+            leaf_ttl,
+        }
+    }
+
+    pub fn into_service(self) -> IdentityServer<Self> {
+        IdentityServer::new(self)
+    }
+
+    fn issue(&self, req: &CertifyRequest) -> Result<CertifyResponse, Status> {
+        let identity: SpiffeId = req
+            .identity
+            .parse()
+            .map_err(|e: crate::ca::InvalidSpiffeId| Status::invalid_argument(e.to_string()))?;
+        let grant = self.tokens.verify(&req.token).map_err(|e| match e {
+            TokenError::Unknown | TokenError::Expired => Status::unauthenticated(e.to_string()),
+            TokenError::Store { .. } => {
+                tracing::error!(error = %e, "cannot read the token store");
+                Status::internal("token store unavailable")
+            }
+        })?;
+        let granted = SpiffeId {
+            trust_domain: self.ca.trust_domain().to_owned(),
+            namespace: grant.namespace,
+            service_account: grant.service_account,
+        };
+        if granted != identity {
+            tracing::warn!(%identity, %granted, "certificate refused: the token grants another identity");
+            return Err(Status::permission_denied(format!(
+                "the token grants {granted}, not {identity}"
+            )));
+        }
+        let signed = self
+            .ca
+            .sign(&req.csr_pem, &identity, self.leaf_ttl)
+            .map_err(|e| match e {
+                CaError::Csr(_) | CaError::Identity(_) => Status::invalid_argument(e.to_string()),
+                other => {
+                    tracing::error!(error = %other, "signing failed");
+                    Status::internal("signing failed")
+                }
+            })?;
+        tracing::info!(%identity, "certificate issued");
+        Ok(CertifyResponse {
+            leaf_pem: signed.leaf_pem,
+            chain_pem: signed.chain_pem,
+            trust_bundle_pem: self.ca.trust_bundle_pem().to_owned(),
+            not_after_unix: signed
+                .not_after
+                .duration_since(UNIX_EPOCH)
+                .map(|d| d.as_secs() as i64)
+                .unwrap_or(0),
+        })
+    }
+}
+
+#[tonic::async_trait]
+impl Identity for IdentityService {
+    async fn certify(
+        &self,
+        request: Request<CertifyRequest>,
+    ) -> Result<Response<CertifyResponse>, Status> {
+        self.issue(request.get_ref()).map(Response::new)
+    }
+}
