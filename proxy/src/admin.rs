@@ -10,6 +10,7 @@ use hyper::body::Incoming;
 use serde_json::json;
 
 use crate::http::ResponseBody;
+use crate::identity::CertStore;
 use crate::snapshot::{RouteAction, Snapshot, Target};
 use crate::upstream::Transport;
 use crate::xds::XdsStatus;
@@ -18,6 +19,8 @@ pub struct Admin {
     pub node_id: String,
     pub snapshot: Arc<ArcSwap<Snapshot>>,
     pub status: Arc<XdsStatus>,
+    /// The workload certificate, when this proxy has an identity.
+    pub certificate: Option<CertStore>,
 }
 
 impl Admin {
@@ -25,7 +28,13 @@ impl Admin {
         match (req.method(), req.uri().path()) {
             (&Method::GET, "/live") => text(StatusCode::OK, "live\n"),
             (&Method::GET, "/ready") => {
-                if self.snapshot.load().is_ready() {
+                let certified = self.certificate.as_ref().is_none_or(|c| c.load().is_some());
+                if !certified {
+                    text(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        "waiting for a certificate\n",
+                    )
+                } else if self.snapshot.load().is_ready() {
                     text(StatusCode::OK, "ready\n")
                 } else {
                     text(
@@ -103,8 +112,20 @@ impl Admin {
                 .collect();
             json!({"name": t.name, "virtual_hosts": hosts})
         });
+        let certificate = self.certificate.as_ref().map(|store| match &*store.load() {
+            Some(c) => json!({
+                "identity": c.identity,
+                "generation": c.generation,
+                "not_after_unix": c.not_after
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map(|d| d.as_secs())
+                    .unwrap_or(0),
+            }),
+            None => json!(null),
+        });
         json!({
             "node_id": self.node_id,
+            "certificate": certificate,
             "ready": snapshot.is_ready(),
             "xds": self.status.view(),
             "versions": snapshot.versions,

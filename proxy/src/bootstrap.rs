@@ -6,6 +6,8 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
+use crate::identity::TokenSource;
+
 /// Errors reading a bootstrap file; each names the file and, where it can, the field.
 #[derive(Debug, thiserror::Error)]
 pub enum BootstrapError {
@@ -39,6 +41,12 @@ pub struct Bootstrap {
     /// Where other proxies reach the inbound listener; `None` means derive it from
     /// the bound inbound address.
     pub advertise: Option<SocketAddr>,
+    /// The workload identity this proxy asks certificates for.
+    pub trust_domain: String,
+    pub service_account: String,
+    /// The bootstrap token that grants the identity; without one the proxy runs
+    /// without a certificate (plaintext only, until mTLS is required).
+    pub token: Option<TokenSource>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -53,6 +61,10 @@ struct RawBootstrap {
     inbound: Option<String>,
     admin: Option<String>,
     advertise: Option<String>,
+    trust_domain: Option<String>,
+    service_account: Option<String>,
+    token: Option<String>,
+    token_file: Option<PathBuf>,
 }
 
 impl Bootstrap {
@@ -106,7 +118,37 @@ impl Bootstrap {
             Some(v) => addr("app", Some(v), loopback(0))?,
             None => return Err(field_error("app", "is required".into())),
         };
+        let trust_domain = raw
+            .trust_domain
+            .unwrap_or_else(|| "cluster.local".to_owned());
+        let service_account = raw.service_account.unwrap_or_else(|| service.clone());
+        let identity = format!("spiffe://{trust_domain}/ns/{namespace}/sa/{service_account}");
+        if !is_dns_label(&service_account)
+            || trust_domain.is_empty()
+            || !trust_domain
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"._-".contains(&b))
+        {
+            return Err(field_error(
+                "service_account",
+                format!("`{identity}` is not a valid SPIFFE workload identity"),
+            ));
+        }
+        let token = match (raw.token, raw.token_file) {
+            (Some(_), Some(_)) => {
+                return Err(field_error(
+                    "token",
+                    "give `token` or `token_file`, not both".into(),
+                ))
+            }
+            (Some(t), None) => Some(TokenSource::Inline(t)),
+            (None, Some(f)) => Some(TokenSource::File(f)),
+            (None, None) => None,
+        };
         Ok(Bootstrap {
+            trust_domain,
+            service_account,
+            token,
             node_id: raw
                 .node_id
                 .unwrap_or_else(|| format!("{service}-{}", std::process::id())),
@@ -129,6 +171,14 @@ impl Bootstrap {
     }
 
     /// The address peers dial, given where the inbound listener actually bound.
+    /// `spiffe://<trust-domain>/ns/<namespace>/sa/<service-account>`
+    pub fn identity(&self) -> String {
+        format!(
+            "spiffe://{}/ns/{}/sa/{}",
+            self.trust_domain, self.namespace, self.service_account
+        )
+    }
+
     pub fn advertised_inbound(&self, bound: SocketAddr) -> SocketAddr {
         if let Some(a) = self.advertise {
             return a;

@@ -1,6 +1,7 @@
 //! remora-proxy: the data-plane proxy.
 //!
 //! - [`bootstrap`]: who this proxy is and where it listens (the bootstrap file).
+//! - [`identity`]: the workload key and certificate, renewed before expiry.
 //! - [`xds`]: the ADS client that keeps the config current and survives outages.
 //! - [`compile`]: xDS resources -> an immutable [`snapshot::Snapshot`], or rejections.
 //! - [`snapshot`]: the compiled config the request path reads (routes, clusters).
@@ -16,6 +17,7 @@ pub mod balance;
 pub mod bootstrap;
 pub mod compile;
 pub mod http;
+pub mod identity;
 pub mod run;
 pub mod snapshot;
 pub mod upstream;

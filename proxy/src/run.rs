@@ -13,6 +13,7 @@ use tokio::net::TcpListener;
 use crate::admin::Admin;
 use crate::bootstrap::Bootstrap;
 use crate::http::{serve, Inbound, Outbound};
+use crate::identity::{self, CertStore, IdentityConfig};
 use crate::snapshot::Snapshot;
 use crate::upstream::EndpointRegistry;
 use crate::xds::{node, XdsClient, XdsStatus};
@@ -75,6 +76,15 @@ pub async fn run(options: Options, shutdown: impl Future<Output = ()>) -> Result
         status.clone(),
     );
     let xds = tokio::spawn(xds.run());
+    let certificate = b.token.clone().map(|token| {
+        let store: CertStore = Default::default();
+        let config = IdentityConfig {
+            control_plane: b.control_plane,
+            identity: b.identity(),
+            token,
+        };
+        (store.clone(), tokio::spawn(identity::run(config, store)))
+    });
 
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let stopped = move || {
@@ -88,6 +98,7 @@ pub async fn run(options: Options, shutdown: impl Future<Output = ()>) -> Result
         node_id: b.node_id.clone(),
         snapshot: snapshot.clone(),
         status,
+        certificate: certificate.as_ref().map(|(store, _)| store.clone()),
     };
     let servers = async {
         tokio::join!(
@@ -116,6 +127,9 @@ pub async fn run(options: Options, shutdown: impl Future<Output = ()>) -> Result
         }
     }
     xds.abort();
+    if let Some((_, renewal)) = certificate {
+        renewal.abort();
+    }
     Ok(())
 }
 

@@ -9,7 +9,7 @@ use std::process::Command;
 use rcgen::{CertificateParams, KeyPair, SanType};
 use remora_proto::identity::identity_client::IdentityClient;
 use remora_proto::identity::CertifyRequest;
-use remora_tests::harness::{bin_path, ControlPlane};
+use remora_tests::harness::ControlPlane;
 use support::*;
 
 const ORDERS: &str = "spiffe://cluster.local/ns/shop/sa/orders";
@@ -22,38 +22,14 @@ fn csr(uri: &str) -> String {
     params.serialize_request(&key).unwrap().pem().unwrap()
 }
 
-fn mint(data_dir: &std::path::Path, namespace: &str, account: &str) -> String {
-    let out = Command::new(bin_path("remora").unwrap())
-        .arg("token")
-        .arg("create")
-        .arg("--data-dir")
-        .arg(data_dir)
-        .args([
-            "--namespace",
-            namespace,
-            "--service-account",
-            account,
-            "--ttl",
-            "1h",
-        ])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap().trim().to_owned()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_token_gets_a_certificate_for_its_identity_and_nothing_else() {
     let root = tempfile::tempdir().unwrap();
     let config = config_dir(root.path());
     write_config(&config, "services.yaml", &service("orders", 80, "http"));
     let cp = ControlPlane::start(&config).await.unwrap();
-    let data_dir = root.path().join("remora-data");
-    let token = mint(&data_dir, "shop", "orders");
+    let data_dir = cp.data_dir();
+    let token = mint_token(&data_dir, "shop", "orders");
     let mut client = IdentityClient::connect(format!("http://{}", cp.xds_addr))
         .await
         .unwrap();

@@ -16,6 +16,7 @@ pub fn node(bootstrap: &Bootstrap, inbound: SocketAddr) -> Node {
         ("service", text(bootstrap.service.clone())),
         ("namespace", text(bootstrap.namespace.clone())),
         ("inbound_address", text(inbound.to_string())),
+        ("identity", text(bootstrap.identity())),
     ]
     .into_iter()
     .map(|(k, v)| (k.to_owned(), v))

@@ -43,6 +43,20 @@ impl ControlPlane {
         Self::start_on(config_dir, 0, 0).await
     }
 
+    /// Like [`ControlPlane::start`], with more `remora control` flags.
+    pub async fn start_with(config_dir: impl AsRef<Path>, args: &[&str]) -> Result<Self> {
+        let args: Vec<String> = args.iter().map(|a| (*a).to_owned()).collect();
+        match Self::launch(config_dir.as_ref(), 0, 0, &args).await {
+            Ok(cp) => Ok(cp),
+            Err(LaunchError::Exited(e) | LaunchError::Other(e)) => Err(e),
+        }
+    }
+
+    /// Where this control plane keeps its CA and token hashes.
+    pub fn data_dir(&self) -> std::path::PathBuf {
+        data_dir_for(&self.config_dir)
+    }
+
     /// Start on the given loopback ports (0 = any), e.g. the ports of a control
     /// plane that was killed, to restart it where the proxies expect it.
     pub async fn start_on(
@@ -53,7 +67,7 @@ impl ControlPlane {
         let config_dir = config_dir.as_ref().to_path_buf();
         let mut attempt = 1;
         loop {
-            match Self::launch(&config_dir, xds_port, api_port).await {
+            match Self::launch(&config_dir, xds_port, api_port, &[]).await {
                 Ok(cp) => return Ok(cp),
                 Err(LaunchError::Exited(e))
                     if attempt < START_ATTEMPTS && (xds_port, api_port) != (0, 0) =>
@@ -67,17 +81,19 @@ impl ControlPlane {
         }
     }
 
-    async fn launch(config_dir: &Path, xds_port: u16, api_port: u16) -> Result<Self, LaunchError> {
+    async fn launch(
+        config_dir: &Path,
+        xds_port: u16,
+        api_port: u16,
+        extra: &[String],
+    ) -> Result<Self, LaunchError> {
         let bin = bin_path("remora")?;
         let dir = tempfile::Builder::new()
             .prefix("remora-control-")
             .tempdir()
             .context("cannot create a temporary folder")?;
         let addresses_file = dir.path().join("addresses.json");
-        // Beside the config, so a restarted control plane keeps its CA and tokens.
-        let data_dir = config_dir
-            .parent()
-            .map_or_else(|| dir.path().join("data"), |p| p.join("remora-data"));
+        let data_dir = data_dir_for(config_dir);
         let mut command = Command::new(bin);
         command
             .arg("control")
@@ -90,7 +106,8 @@ impl ControlPlane {
             .arg("--api-addr")
             .arg(format!("127.0.0.1:{api_port}"))
             .arg("--addresses-file")
-            .arg(&addresses_file);
+            .arg(&addresses_file)
+            .args(extra);
         let mut process = Process::spawn("remora control", command, dir)?;
         match process
             .wait_addresses::<Addresses>(&addresses_file, START_TIMEOUT)
@@ -154,4 +171,12 @@ impl From<anyhow::Error> for LaunchError {
     fn from(e: anyhow::Error) -> Self {
         LaunchError::Other(e)
     }
+}
+
+/// Beside the config, so a restarted control plane keeps its CA and tokens.
+fn data_dir_for(config_dir: &Path) -> std::path::PathBuf {
+    config_dir.parent().map_or_else(
+        || config_dir.join(".remora-data"),
+        |p| p.join("remora-data"),
+    )
 }

@@ -24,6 +24,8 @@ pub struct ProxySpec {
     pub app: SocketAddr,
     /// Bootstrap `node_id`; `None` lets the proxy pick `<service>-<pid>`.
     pub node_id: Option<String>,
+    /// Bootstrap `token_file`: with it the proxy obtains a workload certificate.
+    pub token_file: Option<std::path::PathBuf>,
 }
 
 impl ProxySpec {
@@ -35,7 +37,14 @@ impl ProxySpec {
             control_plane,
             app,
             node_id: None,
+            token_file: None,
         }
+    }
+
+    /// Give the proxy a bootstrap token (in a file), so it gets a certificate.
+    pub fn token_file(mut self, path: &std::path::Path) -> Self {
+        self.token_file = Some(path.to_owned());
+        self
     }
 
     /// Set the namespace.
@@ -67,6 +76,9 @@ impl ProxySpec {
             q(&self.control_plane.to_string()),
             q(&self.app.to_string()),
         ));
+        if let Some(path) = &self.token_file {
+            yaml.push_str(&format!("token_file: {}\n", q(&path.to_string_lossy())));
+        }
         yaml
     }
 }

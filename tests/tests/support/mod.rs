@@ -215,3 +215,28 @@ impl SplitMesh {
         .await;
     }
 }
+
+/// Mints a bootstrap token with the real CLI (`remora token create`).
+pub fn mint_token(data_dir: &Path, namespace: &str, service_account: &str) -> String {
+    let out = std::process::Command::new(remora_tests::harness::bin_path("remora").unwrap())
+        .arg("token")
+        .arg("create")
+        .arg("--data-dir")
+        .arg(data_dir)
+        .args([
+            "--namespace",
+            namespace,
+            "--service-account",
+            service_account,
+            "--ttl",
+            "1h",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap().trim().to_owned()
+}

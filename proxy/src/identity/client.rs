@@ -1,0 +1,117 @@
+//! The renewal loop: obtain a certificate, keep it in the store, renew it at about
+//! 70% of its lifetime, retry failures with jittered backoff. The old certificate
+//! stays in use until the new one is in hand.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use remora_proto::identity::identity_client::IdentityClient;
+use remora_proto::identity::CertifyRequest;
+
+use super::{new_request, renew_after, CertStore, Certified, CsrError};
+use crate::xds::Backoff;
+
+/// Where the bootstrap token comes from. A file is read again for every request,
+/// so a token that is rotated on disk (a projected Kubernetes token) keeps working.
+#[derive(Clone)]
+pub enum TokenSource {
+    Inline(String),
+    File(PathBuf),
+}
+
+impl std::fmt::Debug for TokenSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            // A token is a credential: never in logs.
+            TokenSource::Inline(_) => f.write_str("Inline(<redacted>)"),
+            TokenSource::File(path) => f.debug_tuple("File").field(path).finish(),
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct IdentityConfig {
+    pub control_plane: SocketAddr,
+    /// `spiffe://<trust-domain>/ns/<namespace>/sa/<service-account>`
+    pub identity: String,
+    pub token: TokenSource,
+}
+
+#[derive(Debug, thiserror::Error)]
+enum ObtainError {
+    #[error("cannot read the token file {path}: {source}")]
+    Token {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Csr(#[from] CsrError),
+    #[error("cannot reach the identity service: {0}")]
+    Connect(#[from] tonic::transport::Error),
+    #[error("the identity service refused: {}: {}", .0.code(), .0.message())]
+    Refused(#[from] tonic::Status),
+}
+
+/// Runs until the task is dropped.
+pub async fn run(config: IdentityConfig, store: CertStore) {
+    let mut backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(10));
+    let mut generation = 0;
+    loop {
+        match obtain(&config, generation + 1).await {
+            Ok(certified) => {
+                backoff.reset();
+                generation = certified.generation;
+                let issued = SystemTime::now();
+                let not_after = certified.not_after;
+                tracing::info!(identity = %config.identity, generation, expires_in = ?not_after.duration_since(issued).unwrap_or_default(), "certificate obtained");
+                store.store(Some(Arc::new(certified)));
+                let wait = renew_after(issued, not_after, SystemTime::now(), rand::random());
+                tokio::time::sleep(wait).await;
+            }
+            Err(error) => {
+                let delay = backoff.next_delay();
+                tracing::warn!(identity = %config.identity, %error, ?delay, "cannot obtain a certificate; retrying");
+                tokio::time::sleep(delay).await;
+            }
+        }
+    }
+}
+
+async fn obtain(config: &IdentityConfig, generation: u64) -> Result<Certified, ObtainError> {
+    let token = match &config.token {
+        TokenSource::Inline(t) => t.clone(),
+        TokenSource::File(path) => std::fs::read_to_string(path)
+            .map_err(|source| ObtainError::Token {
+                path: path.clone(),
+                source,
+            })?
+            .trim()
+            .to_owned(),
+    };
+    let request = new_request(&config.identity)?;
+    let channel =
+        tonic::transport::Endpoint::from_shared(format!("http://{}", config.control_plane))?
+            .connect_timeout(Duration::from_secs(2))
+            .timeout(Duration::from_secs(10))
+            .connect()
+            .await?;
+    let response = IdentityClient::new(channel)
+        .certify(CertifyRequest {
+            identity: config.identity.clone(),
+            csr_pem: request.csr_pem,
+            token,
+        })
+        .await?
+        .into_inner();
+    Ok(Certified {
+        identity: config.identity.clone(),
+        key_pem: request.key_pem,
+        leaf_pem: response.leaf_pem,
+        chain_pem: response.chain_pem,
+        trust_bundle_pem: response.trust_bundle_pem,
+        not_after: UNIX_EPOCH + Duration::from_secs(response.not_after_unix.max(0) as u64),
+        generation,
+    })
+}
