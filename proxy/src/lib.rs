@@ -2,6 +2,7 @@
 //!
 //! - [`bootstrap`]: who this proxy is and where it listens (the bootstrap file).
 //! - [`identity`]: the workload key and certificate, renewed before expiry.
+//! - [`tls`]: mTLS between proxies, verified by SPIFFE identity.
 //! - [`xds`]: the ADS client that keeps the config current and survives outages.
 //! - [`compile`]: xDS resources -> an immutable [`snapshot::Snapshot`], or rejections.
 //! - [`snapshot`]: the compiled config the request path reads (routes, clusters).
@@ -20,5 +21,6 @@ pub mod http;
 pub mod identity;
 pub mod run;
 pub mod snapshot;
+pub mod tls;
 pub mod upstream;
 pub mod xds;

@@ -15,6 +15,7 @@ use crate::bootstrap::Bootstrap;
 use crate::http::{serve, Inbound, Outbound};
 use crate::identity::{self, CertStore, IdentityConfig};
 use crate::snapshot::Snapshot;
+use crate::tls::TlsContext;
 use crate::upstream::EndpointRegistry;
 use crate::xds::{node, XdsClient, XdsStatus};
 
@@ -67,15 +68,6 @@ pub async fn run(options: Options, shutdown: impl Future<Output = ()>) -> Result
 
     let snapshot = Arc::new(ArcSwap::from_pointee(Snapshot::default()));
     let status = Arc::new(XdsStatus::default());
-    let registry = Arc::new(EndpointRegistry::new());
-    let xds = XdsClient::new(
-        b.control_plane,
-        node(b, advertised),
-        registry,
-        snapshot.clone(),
-        status.clone(),
-    );
-    let xds = tokio::spawn(xds.run());
     let certificate = b.token.clone().map(|token| {
         let store: CertStore = Default::default();
         let config = IdentityConfig {
@@ -85,6 +77,19 @@ pub async fn run(options: Options, shutdown: impl Future<Output = ()>) -> Result
         };
         (store.clone(), tokio::spawn(identity::run(config, store)))
     });
+    // With a certificate, proxies talk mTLS to each other and inbound is STRICT.
+    let tls = certificate
+        .as_ref()
+        .map(|(store, _)| TlsContext::new(store.clone()));
+    let registry = Arc::new(EndpointRegistry::new(tls.clone()));
+    let xds = XdsClient::new(
+        b.control_plane,
+        node(b, advertised),
+        registry,
+        snapshot.clone(),
+        status.clone(),
+    );
+    let xds = tokio::spawn(xds.run());
 
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let stopped = move || {
@@ -105,13 +110,15 @@ pub async fn run(options: Options, shutdown: impl Future<Output = ()>) -> Result
             serve(
                 outbound,
                 Arc::new(Outbound::new(snapshot)),
+                None,
                 stopped(),
                 DRAIN
             ),
-            serve(inbound, Arc::new(inbound_handler), stopped(), DRAIN),
+            serve(inbound, Arc::new(inbound_handler), tls, stopped(), DRAIN),
             serve(
                 admin,
                 Arc::new(admin_handler),
+                None,
                 stopped(),
                 Duration::from_secs(1)
             ),

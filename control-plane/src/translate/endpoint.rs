@@ -21,9 +21,9 @@ pub fn assignment(
     port: &ServicePort,
     meshed: &[&MeshEndpoint],
 ) -> ClusterLoadAssignment {
-    let mut by_address: BTreeMap<SocketAddr, Option<&str>> = BTreeMap::new();
+    let mut by_address: BTreeMap<SocketAddr, Option<&MeshEndpoint>> = BTreeMap::new();
     for e in meshed {
-        by_address.entry(e.address).or_insert(Some(&e.node_id));
+        by_address.entry(e.address).or_insert(Some(*e));
     }
     for e in service
         .endpoints
@@ -36,7 +36,7 @@ pub fn assignment(
     }
     let lb_endpoints: Vec<LbEndpoint> = by_address
         .into_iter()
-        .map(|(address, node_id)| lb_endpoint(address, node_id))
+        .map(|(address, proxy)| lb_endpoint(address, proxy))
         .collect();
     let endpoints = if lb_endpoints.is_empty() {
         Vec::new()
@@ -56,11 +56,23 @@ pub fn assignment(
     }
 }
 
-fn lb_endpoint(address: SocketAddr, node_id: Option<&str>) -> LbEndpoint {
-    // Static endpoints have no node: their node_id is empty.
+fn lb_endpoint(address: SocketAddr, proxy: Option<&MeshEndpoint>) -> LbEndpoint {
+    // Static endpoints have no node: their node_id and identity are empty. A
+    // meshed endpoint's identity is what a caller's proxy verifies it presents.
     let metadata = metadata::remora([
-        ("meshed", metadata::boolean(node_id.is_some())),
-        ("node_id", metadata::string(node_id.unwrap_or_default())),
+        ("meshed", metadata::boolean(proxy.is_some())),
+        (
+            "node_id",
+            metadata::string(proxy.map_or("", |p| p.node_id.as_str())),
+        ),
+        (
+            "identity",
+            metadata::string(
+                proxy
+                    .and_then(|p| p.identity.as_deref())
+                    .unwrap_or_default(),
+            ),
+        ),
     ]);
     LbEndpoint {
         host_identifier: Some(HostIdentifier::Endpoint(Endpoint {

@@ -97,6 +97,8 @@ pub struct MeshEndpoint {
     pub service: ObjectKey,
     pub address: SocketAddr,
     pub node_id: String,
+    /// The SPIFFE id its certificate carries, if it has one.
+    pub identity: Option<String>,
 }
 
 /// The resources for a proxy in `namespace`, given the Services' connected proxies.

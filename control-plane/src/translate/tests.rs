@@ -94,6 +94,7 @@ fn mesh_endpoint(service: &str, address: &str, node_id: &str) -> MeshEndpoint {
         service: ObjectKey::new("default", service),
         address: address.parse().unwrap(),
         node_id: node_id.into(),
+        identity: None,
     }
 }
 

@@ -23,6 +23,9 @@ pub struct ProxyIdentity {
     pub namespace: String,
     /// Where other proxies reach its inbound listener.
     pub inbound_address: Option<SocketAddr>,
+    /// The SPIFFE identity it serves with, which callers verify. Declared by the
+    /// proxy itself until the xDS stream runs over mTLS.
+    pub identity: Option<String>,
 }
 
 impl ProxyIdentity {
@@ -50,6 +53,7 @@ impl ProxyIdentity {
             service: field("service"),
             namespace: field("namespace").unwrap_or_else(|| DEFAULT_NAMESPACE.to_owned()),
             inbound_address,
+            identity: field("identity"),
             node_id,
         }
     }
@@ -59,6 +63,7 @@ impl ProxyIdentity {
             service: ObjectKey::new(self.namespace.clone(), self.service.clone()?),
             address: self.inbound_address?,
             node_id: self.node_id.clone(),
+            identity: self.identity.clone(),
         })
     }
 }

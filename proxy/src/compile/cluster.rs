@@ -19,6 +19,8 @@ use remora_proto::xds::envoy::extensions::upstreams::http::v3::http_protocol_opt
 };
 use remora_proto::xds::envoy::extensions::upstreams::http::v3::HttpProtocolOptions;
 
+use remora_proto::xds::google::protobuf::value::Kind;
+
 use super::CompileError;
 use crate::upstream::{Cluster, EndpointRegistry, Protocol, Transport, WeightedEndpoint};
 
@@ -103,7 +105,7 @@ pub fn compile(
                     (false, Protocol::Http2) => Transport::PlainH2,
                 };
                 WeightedEndpoint {
-                    endpoint: registry.endpoint(e.addr, transport),
+                    endpoint: registry.endpoint(e.addr, transport, e.identity.as_deref()),
                     weight: e.weight,
                 }
             })
@@ -156,6 +158,8 @@ pub struct ParsedEndpoint {
     pub addr: SocketAddr,
     pub weight: u32,
     pub meshed: bool,
+    /// The SPIFFE id a meshed endpoint must present.
+    pub identity: Option<String>,
 }
 
 pub fn check_assignment(name: &str, cla: &ClusterLoadAssignment) -> Result<(), CompileError> {
@@ -213,18 +217,29 @@ pub fn endpoints(
             if weight == 0 {
                 return Err(err("load_balancing_weight", "must be at least 1".into()));
             }
+            let meshed = is_meshed(lb.metadata.as_ref());
             out.push(ParsedEndpoint {
                 addr: SocketAddr::new(ip, port),
                 weight,
-                meshed: is_meshed(lb.metadata.as_ref()),
+                meshed,
+                identity: meshed.then(|| identity(lb.metadata.as_ref())).flatten(),
             });
         }
     }
     Ok(out)
 }
 
+fn identity(metadata: Option<&Metadata>) -> Option<String> {
+    metadata
+        .and_then(|m| m.filter_metadata.get("remora"))
+        .and_then(|s| s.fields.get("identity"))
+        .and_then(|v| match &v.kind {
+            Some(Kind::StringValue(s)) if !s.is_empty() => Some(s.clone()),
+            _ => None,
+        })
+}
+
 fn is_meshed(metadata: Option<&Metadata>) -> bool {
-    use remora_proto::xds::google::protobuf::value::Kind;
     metadata
         .and_then(|m| m.filter_metadata.get("remora"))
         .and_then(|s| s.fields.get("meshed"))

@@ -160,7 +160,7 @@ fn resources() -> Resources {
 
 #[test]
 fn a_complete_set_compiles_into_a_routable_snapshot() {
-    let registry = EndpointRegistry::new();
+    let registry = EndpointRegistry::default();
     let snapshot = compile(&resources(), &registry).unwrap();
     assert!(snapshot.is_ready());
     let table = snapshot.outbound.as_ref().unwrap();
@@ -194,7 +194,7 @@ fn a_complete_set_compiles_into_a_routable_snapshot() {
 
 #[test]
 fn endpoint_state_survives_a_recompile() {
-    let registry = EndpointRegistry::new();
+    let registry = EndpointRegistry::default();
     let first = compile(&resources(), &registry).unwrap();
     let mut changed = resources();
     changed.routes.insert(
@@ -223,7 +223,7 @@ fn an_unsupported_match_is_rejected_naming_the_resource_and_field() {
             &[("v1", 1)],
         ))),
     );
-    let err = compile(&r, &EndpointRegistry::new()).unwrap_err();
+    let err = compile(&r, &EndpointRegistry::default()).unwrap_err();
     assert_eq!(err.kind, "RouteConfiguration");
     assert_eq!(err.name, "outbound");
     assert_eq!(err.field, "virtual_hosts[0].routes[0].match.path_specifier");
@@ -239,7 +239,7 @@ fn all_zero_weights_are_rejected() {
             &[("v1", 0), ("v2", 0)],
         ))),
     );
-    let err = compile(&r, &EndpointRegistry::new()).unwrap_err();
+    let err = compile(&r, &EndpointRegistry::default()).unwrap_err();
     assert!(
         err.to_string()
             .contains("weighted_clusters: the weights add up to zero"),
@@ -252,7 +252,7 @@ fn a_bad_endpoint_address_is_rejected() {
     let mut r = resources();
     r.endpoints
         .insert("v1".into(), any(&assignment("v1", "not-an-ip", 9001)));
-    let err = compile(&r, &EndpointRegistry::new()).unwrap_err();
+    let err = compile(&r, &EndpointRegistry::default()).unwrap_err();
     assert_eq!(err.kind, "ClusterLoadAssignment");
     assert_eq!(
         err.field,
@@ -261,7 +261,7 @@ fn a_bad_endpoint_address_is_rejected() {
     let mut r = resources();
     r.endpoints
         .insert("v1".into(), any(&assignment("v1", "127.0.0.1", 0)));
-    assert!(compile(&r, &EndpointRegistry::new()).is_err());
+    assert!(compile(&r, &EndpointRegistry::default()).is_err());
 }
 
 #[test]
@@ -270,7 +270,7 @@ fn unsupported_cluster_settings_are_rejected() {
     let mut c = cluster("v1");
     c.lb_policy = LbPolicy::Maglev as i32;
     r.clusters.insert("v1".into(), any(&c));
-    let err = compile(&r, &EndpointRegistry::new()).unwrap_err();
+    let err = compile(&r, &EndpointRegistry::default()).unwrap_err();
     assert_eq!((err.kind, err.field.as_str()), ("Cluster", "lb_policy"));
 }
 
@@ -287,7 +287,7 @@ fn a_listener_without_the_router_filter_is_rejected() {
     hcm.http_filters.clear();
     *any_hcm = any(&hcm);
     r.listeners.insert(OUTBOUND_LISTENER.into(), any(&l));
-    let err = compile(&r, &EndpointRegistry::new()).unwrap_err();
+    let err = compile(&r, &EndpointRegistry::default()).unwrap_err();
     assert_eq!(err.kind, "Listener");
     assert!(err.field.ends_with("http_filters"), "{err}");
 }
@@ -302,7 +302,7 @@ fn a_route_to_an_unknown_cluster_compiles_to_a_missing_target() {
             &[("v9", 1)],
         ))),
     );
-    let snapshot = compile(&r, &EndpointRegistry::new()).unwrap();
+    let snapshot = compile(&r, &EndpointRegistry::default()).unwrap();
     let table = snapshot.outbound.unwrap();
     let route = &table.virtual_hosts[0].routes[0];
     let crate::snapshot::RouteAction::Split(split) = &route.action;

@@ -12,9 +12,15 @@ use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
-use tokio::net::TcpListener;
+use std::net::SocketAddr;
+
+use tokio::net::{TcpListener, TcpStream};
+use tokio_rustls::server::TlsStream;
+use tokio_rustls::TlsAcceptor;
+use tokio_util::either::Either;
 
 use super::ResponseBody;
+use crate::tls::{peer_identity, TlsContext};
 use crate::upstream::{CONNECTION_WINDOW, STREAM_WINDOW};
 
 /// Something that answers requests; implemented by the inbound and outbound handlers.
@@ -25,10 +31,17 @@ pub trait Handler: Send + Sync + 'static {
     ) -> impl Future<Output = Response<ResponseBody>> + Send + 'static;
 }
 
-/// Serves until `shutdown` resolves, then drains for at most `drain`.
+/// How long a client gets to finish a TLS handshake.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+type Io = Either<TcpStream, TlsStream<TcpStream>>;
+
+/// Serves until `shutdown` resolves, then drains for at most `drain`. With `tls`
+/// every connection must be mTLS (STRICT): plaintext is refused.
 pub async fn serve<H: Handler>(
     listener: TcpListener,
     handler: Arc<H>,
+    tls: Option<Arc<TlsContext>>,
     shutdown: impl Future<Output = ()>,
     drain: Duration,
 ) {
@@ -59,17 +72,20 @@ pub async fn serve<H: Handler>(
             () = &mut shutdown => break,
         };
         let _ = stream.set_nodelay(true);
-        let handler = handler.clone();
-        let service = service_fn(move |req| {
-            let handler = handler.clone();
-            async move { Ok::<_, Infallible>(handler.handle(req).await) }
-        });
-        let connection = builder
-            .serve_connection(TokioIo::new(stream), service)
-            .into_owned();
-        let connection = graceful.watch(connection);
+        let (handler, tls, builder) = (handler.clone(), tls.clone(), builder.clone());
+        let watcher = graceful.watcher();
         tokio::spawn(async move {
-            if let Err(error) = connection.await {
+            let Some(io) = accept(stream, peer, tls.as_deref()).await else {
+                return;
+            };
+            let service = service_fn(move |req| {
+                let handler = handler.clone();
+                async move { Ok::<_, Infallible>(handler.handle(req).await) }
+            });
+            let connection = builder
+                .serve_connection(TokioIo::new(io), service)
+                .into_owned();
+            if let Err(error) = watcher.watch(connection).await {
                 tracing::debug!(%peer, %error, "connection ended with an error");
             }
         });
@@ -80,5 +96,47 @@ pub async fn serve<H: Handler>(
         .is_err()
     {
         tracing::warn!("connections still open after the drain period");
+    }
+}
+
+/// Plaintext as it is, or (with `tls`) an mTLS handshake; `None` drops the connection.
+async fn accept(stream: TcpStream, peer: SocketAddr, tls: Option<&TlsContext>) -> Option<Io> {
+    let Some(tls) = tls else {
+        return Some(Either::Left(stream));
+    };
+    let mut first = [0u8; 1];
+    match tokio::time::timeout(HANDSHAKE_TIMEOUT, stream.peek(&mut first)).await {
+        Ok(Ok(1)) => {}
+        _ => return None,
+    }
+    // Every TLS connection starts with a handshake record (content type 22).
+    if first[0] != 0x16 {
+        tracing::warn!(%peer, "plaintext connection refused: this proxy requires mTLS (STRICT)");
+        return None;
+    }
+    let Some(config) = tls.server_config() else {
+        tracing::warn!(%peer, "mTLS connection refused: no workload certificate yet");
+        return None;
+    };
+    match tokio::time::timeout(HANDSHAKE_TIMEOUT, TlsAcceptor::from(config).accept(stream)).await {
+        Ok(Ok(stream)) => {
+            let (_, conn) = stream.get_ref();
+            tracing::info!(
+                %peer,
+                peer_identity = peer_identity(conn).as_deref().unwrap_or("none"),
+                version = ?conn.protocol_version(),
+                alpn = ?conn.alpn_protocol().map(String::from_utf8_lossy),
+                "mTLS connection accepted"
+            );
+            Some(Either::Right(stream))
+        }
+        Ok(Err(error)) => {
+            tracing::warn!(%peer, %error, "mTLS handshake refused");
+            None
+        }
+        Err(_) => {
+            tracing::warn!(%peer, "mTLS handshake timed out");
+            None
+        }
     }
 }

@@ -8,7 +8,7 @@ use http::{Request, Response};
 use hyper::body::Incoming;
 use hyper_util::client::legacy::{connect::HttpConnector, Client};
 
-use super::H2Connection;
+use super::{H2Connection, TlsTarget};
 use crate::balance::PeakEwma;
 
 /// How a request reaches this endpoint.
@@ -31,6 +31,13 @@ pub enum UpstreamError {
     },
     #[error("connect to {addr} timed out")]
     ConnectTimeout { addr: SocketAddr },
+    #[error("TLS with {addr} failed: {source}")]
+    Tls {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("no workload certificate yet for mTLS to {addr}")]
+    NoCertificate { addr: SocketAddr },
     #[error("HTTP/2 handshake with {addr} failed: {source}")]
     Handshake {
         addr: SocketAddr,
@@ -52,7 +59,11 @@ impl UpstreamError {
     /// True when nothing reached the upstream (so the request was never seen there).
     pub fn is_connect(&self) -> bool {
         match self {
-            Self::Connect { .. } | Self::ConnectTimeout { .. } | Self::Handshake { .. } => true,
+            Self::Connect { .. }
+            | Self::ConnectTimeout { .. }
+            | Self::Tls { .. }
+            | Self::NoCertificate { .. }
+            | Self::Handshake { .. } => true,
             Self::Http1 { source, .. } => source.is_connect(),
             Self::Request { .. } => false,
         }
@@ -88,16 +99,18 @@ pub struct Endpoint {
 impl Endpoint {
     /// An endpoint with its own connection (HTTP/2) or a fresh HTTP/1 pool.
     pub fn new(addr: SocketAddr, transport: Transport) -> Self {
-        Self::with_http1_pool(addr, transport, super::registry::http1_client())
+        Self::with_http1_pool(addr, transport, super::registry::http1_client(), None)
     }
 
+    /// `tls`: for meshed endpoints, the mTLS settings to reach them with.
     pub(super) fn with_http1_pool(
         addr: SocketAddr,
         transport: Transport,
         http1: Client<HttpConnector, Incoming>,
+        tls: Option<TlsTarget>,
     ) -> Self {
         let connection = match transport {
-            Transport::MeshH2 | Transport::PlainH2 => Connection::H2(H2Connection::new(addr)),
+            Transport::MeshH2 | Transport::PlainH2 => Connection::H2(H2Connection::new(addr, tls)),
             Transport::PlainH1 => Connection::H1(Box::new(http1)),
         };
         let authority = http::uri::Authority::try_from(addr.to_string())

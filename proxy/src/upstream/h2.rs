@@ -11,7 +11,11 @@ use hyper::client::conn::http2::{self, SendRequest};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use tokio::net::TcpStream;
 
+use rustls::pki_types::ServerName;
+use tokio_rustls::TlsConnector;
+
 use super::{UpstreamError, DEFAULT_CONNECT_TIMEOUT};
+use crate::tls::TlsContext;
 
 /// Flow-control windows between proxies: large and fixed, so a request rarely waits
 /// for a WINDOW_UPDATE and no BDP pings are sent (adaptive windows cost a ping per
@@ -19,16 +23,25 @@ use super::{UpstreamError, DEFAULT_CONNECT_TIMEOUT};
 pub const STREAM_WINDOW: u32 = 1024 * 1024;
 pub const CONNECTION_WINDOW: u32 = 4 * 1024 * 1024;
 
+/// Where a TLS connection must end: a proxy presenting `expected`.
+#[derive(Clone)]
+pub struct TlsTarget {
+    pub context: Arc<TlsContext>,
+    pub expected: Arc<str>,
+}
+
 pub struct H2Connection {
     addr: SocketAddr,
+    tls: Option<TlsTarget>,
     current: ArcSwapOption<SendRequest<Incoming>>,
     connecting: tokio::sync::Mutex<()>,
 }
 
 impl H2Connection {
-    pub fn new(addr: SocketAddr) -> Self {
+    pub fn new(addr: SocketAddr, tls: Option<TlsTarget>) -> Self {
         Self {
             addr,
+            tls,
             current: ArcSwapOption::empty(),
             connecting: tokio::sync::Mutex::new(()),
         }
@@ -73,19 +86,38 @@ impl H2Connection {
             .map_err(|_| UpstreamError::ConnectTimeout { addr })?
             .map_err(|source| UpstreamError::Connect { addr, source })?;
         let _ = stream.set_nodelay(true);
-        let (sender, connection) = http2::Builder::new(TokioExecutor::new())
-            .timer(TokioTimer::new())
-            .initial_stream_window_size(STREAM_WINDOW)
-            .initial_connection_window_size(CONNECTION_WINDOW)
-            .handshake(TokioIo::new(stream))
+        let Some(tls) = &self.tls else {
+            return handshake(addr, TokioIo::new(stream)).await;
+        };
+        let config = tls
+            .context
+            .client_config(&tls.expected)
+            .ok_or(UpstreamError::NoCertificate { addr })?;
+        let server_name = ServerName::IpAddress(addr.ip().into());
+        let stream = TlsConnector::from(config)
+            .connect(server_name, stream)
             .await
-            .map_err(|source| UpstreamError::Handshake { addr, source })?;
-        tokio::spawn(async move {
-            if let Err(error) = connection.await {
-                tracing::debug!(%addr, %error, "upstream HTTP/2 connection ended");
-            }
-        });
-        tracing::debug!(%addr, "upstream HTTP/2 connection established");
-        Ok(sender)
+            .map_err(|source| UpstreamError::Tls { addr, source })?;
+        handshake(addr, TokioIo::new(stream)).await
     }
+}
+
+async fn handshake<T>(addr: SocketAddr, io: T) -> Result<SendRequest<Incoming>, UpstreamError>
+where
+    T: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+{
+    let (sender, connection) = http2::Builder::new(TokioExecutor::new())
+        .timer(TokioTimer::new())
+        .initial_stream_window_size(STREAM_WINDOW)
+        .initial_connection_window_size(CONNECTION_WINDOW)
+        .handshake(io)
+        .await
+        .map_err(|source| UpstreamError::Handshake { addr, source })?;
+    tokio::spawn(async move {
+        if let Err(error) = connection.await {
+            tracing::debug!(%addr, %error, "upstream HTTP/2 connection ended");
+        }
+    });
+    tracing::debug!(%addr, "upstream HTTP/2 connection established");
+    Ok(sender)
 }

@@ -8,7 +8,7 @@ mod registry;
 
 pub use cluster::{Cluster, Protocol, WeightedEndpoint};
 pub use endpoint::{Endpoint, InFlight, Transport, UpstreamError};
-pub use h2::{H2Connection, CONNECTION_WINDOW, STREAM_WINDOW};
+pub use h2::{H2Connection, TlsTarget, CONNECTION_WINDOW, STREAM_WINDOW};
 pub use registry::EndpointRegistry;
 
 /// Connect timeout when the cluster does not set one.

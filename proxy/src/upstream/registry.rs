@@ -10,44 +10,66 @@ use hyper::body::Incoming;
 use hyper_util::client::legacy::{connect::HttpConnector, Client};
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 
-use super::{Endpoint, Transport};
+use super::{Endpoint, TlsTarget, Transport};
+use crate::tls::TlsContext;
+
+type Key = (SocketAddr, Transport, Option<Arc<str>>);
 
 pub struct EndpointRegistry {
-    endpoints: Mutex<HashMap<(SocketAddr, Transport), Weak<Endpoint>>>,
+    endpoints: Mutex<HashMap<Key, Weak<Endpoint>>>,
     http1: Client<HttpConnector, Incoming>,
+    /// This proxy's mTLS, when it has an identity.
+    tls: Option<Arc<TlsContext>>,
 }
 
 impl Default for EndpointRegistry {
     fn default() -> Self {
-        Self::new()
+        Self::new(None)
     }
 }
 
 impl EndpointRegistry {
-    pub fn new() -> Self {
+    pub fn new(tls: Option<Arc<TlsContext>>) -> Self {
         Self {
             endpoints: Mutex::new(HashMap::new()),
             http1: http1_client(),
+            tls,
         }
     }
 
-    /// The live endpoint for this address and transport, or a new one. Only called
-    /// when config compiles, never per request.
-    pub fn endpoint(&self, addr: SocketAddr, transport: Transport) -> Arc<Endpoint> {
+    /// The live endpoint for this address, transport and announced identity, or a
+    /// new one. A meshed endpoint with an identity is reached over mTLS when this
+    /// proxy has a certificate. Only called when config compiles, never per request.
+    pub fn endpoint(
+        &self,
+        addr: SocketAddr,
+        transport: Transport,
+        identity: Option<&str>,
+    ) -> Arc<Endpoint> {
+        let identity: Option<Arc<str>> = identity.map(Arc::from);
+        let key = (addr, transport, identity.clone());
         let mut map = self
             .endpoints
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
-        if let Some(existing) = map.get(&(addr, transport)).and_then(Weak::upgrade) {
+        if let Some(existing) = map.get(&key).and_then(Weak::upgrade) {
             return existing;
         }
         map.retain(|_, weak| weak.strong_count() > 0);
+        let tls = match (&self.tls, transport, identity) {
+            (Some(context), Transport::MeshH2, Some(expected)) => Some(TlsTarget {
+                context: context.clone(),
+                expected,
+            }),
+            _ => None,
+        };
         let endpoint = Arc::new(Endpoint::with_http1_pool(
             addr,
             transport,
             self.http1.clone(),
+            tls,
         ));
-        map.insert((addr, transport), Arc::downgrade(&endpoint));
+        map.insert(key, Arc::downgrade(&endpoint));
         endpoint
     }
 }
@@ -70,12 +92,12 @@ mod tests {
 
     #[tokio::test]
     async fn the_same_address_gets_the_same_endpoint_while_in_use() {
-        let registry = EndpointRegistry::new();
+        let registry = EndpointRegistry::new(None);
         let addr: SocketAddr = "127.0.0.1:9".parse().unwrap();
-        let a = registry.endpoint(addr, Transport::MeshH2);
-        let b = registry.endpoint(addr, Transport::MeshH2);
+        let a = registry.endpoint(addr, Transport::MeshH2, None);
+        let b = registry.endpoint(addr, Transport::MeshH2, None);
         assert!(Arc::ptr_eq(&a, &b));
-        let plain = registry.endpoint(addr, Transport::PlainH1);
+        let plain = registry.endpoint(addr, Transport::PlainH1, None);
         assert!(!Arc::ptr_eq(&a, &plain));
         let weak = Arc::downgrade(&a);
         drop((a, b));

@@ -1,0 +1,137 @@
+//! mTLS between proxies: TLS 1.3 with the proxy's workload certificate on both
+//! sides. The client checks that the server presents the SPIFFE identity the
+//! control plane announced for that endpoint; the server requires a client
+//! certificate from the mesh CA and learns the caller's identity.
+//!
+//! Configs are built once per certificate generation and swapped whole, so a
+//! renewal applies to new handshakes and never touches open connections.
+
+mod identity;
+mod verify;
+
+use std::sync::Arc;
+
+use arc_swap::ArcSwapOption;
+use rustls::crypto::CryptoProvider;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use rustls::server::WebPkiClientVerifier;
+use rustls::{ClientConfig, RootCertStore, ServerConfig};
+
+pub use identity::{peer_identity, spiffe_id};
+pub use verify::SpiffeServerVerifier;
+
+use crate::identity::{CertStore, Certified};
+
+#[derive(Debug, thiserror::Error)]
+pub enum TlsError {
+    #[error("certificate PEM: {0}")]
+    Pem(String),
+    #[error("TLS config: {0}")]
+    Rustls(#[from] rustls::Error),
+    #[error("client verifier: {0}")]
+    Verifier(#[from] rustls::server::VerifierBuilderError),
+}
+
+/// What every handshake of one certificate generation shares.
+struct Built {
+    generation: u64,
+    provider: Arc<CryptoProvider>,
+    roots: Arc<RootCertStore>,
+    chain: Vec<CertificateDer<'static>>,
+    key: Arc<PrivateKeyDer<'static>>,
+    server: Arc<ServerConfig>,
+}
+
+pub struct TlsContext {
+    store: CertStore,
+    built: ArcSwapOption<Built>,
+}
+
+pub const ALPN_H2: &[u8] = b"h2";
+
+impl TlsContext {
+    pub fn new(store: CertStore) -> Arc<Self> {
+        Arc::new(Self {
+            store,
+            built: ArcSwapOption::empty(),
+        })
+    }
+
+    /// The server config for the current certificate, or `None` before the first.
+    pub fn server_config(&self) -> Option<Arc<ServerConfig>> {
+        self.current().map(|b| b.server.clone())
+    }
+
+    /// A client config that accepts only a server presenting `expected`.
+    pub fn client_config(&self, expected: &str) -> Option<Arc<ClientConfig>> {
+        let built = self.current()?;
+        let verifier =
+            SpiffeServerVerifier::new(built.roots.clone(), built.provider.clone(), expected);
+        let config = ClientConfig::builder_with_provider(built.provider.clone())
+            .with_protocol_versions(&[&rustls::version::TLS13])
+            .ok()?
+            .dangerous()
+            .with_custom_certificate_verifier(Arc::new(verifier))
+            .with_client_auth_cert(built.chain.clone(), built.key.clone_key())
+            .ok()?;
+        let mut config = config;
+        config.alpn_protocols = vec![ALPN_H2.to_vec()];
+        Some(Arc::new(config))
+    }
+
+    fn current(&self) -> Option<Arc<Built>> {
+        let cert = self.store.load_full()?;
+        if let Some(b) = self
+            .built
+            .load_full()
+            .filter(|b| b.generation == cert.generation)
+        {
+            return Some(b);
+        }
+        match build(&cert) {
+            Ok(b) => {
+                let b = Arc::new(b);
+                self.built.store(Some(b.clone()));
+                Some(b)
+            }
+            Err(error) => {
+                tracing::error!(%error, generation = cert.generation, "cannot use the workload certificate for TLS");
+                None
+            }
+        }
+    }
+}
+
+fn build(cert: &Certified) -> Result<Built, TlsError> {
+    let pem = |e: rustls::pki_types::pem::Error| TlsError::Pem(e.to_string());
+    let mut chain: Vec<CertificateDer<'static>> =
+        CertificateDer::pem_slice_iter(cert.leaf_pem.as_bytes())
+            .collect::<Result<_, _>>()
+            .map_err(pem)?;
+    for c in CertificateDer::pem_slice_iter(cert.chain_pem.as_bytes()) {
+        chain.push(c.map_err(pem)?);
+    }
+    let key = PrivateKeyDer::from_pem_slice(cert.key_pem.as_bytes()).map_err(pem)?;
+    let mut roots = RootCertStore::empty();
+    for c in CertificateDer::pem_slice_iter(cert.trust_bundle_pem.as_bytes()) {
+        roots.add(c.map_err(pem)?)?;
+    }
+    let roots = Arc::new(roots);
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let client_verifier =
+        WebPkiClientVerifier::builder_with_provider(roots.clone(), provider.clone()).build()?;
+    let mut server = ServerConfig::builder_with_provider(provider.clone())
+        .with_protocol_versions(&[&rustls::version::TLS13])?
+        .with_client_cert_verifier(client_verifier)
+        .with_single_cert(chain.clone(), key.clone_key())?;
+    server.alpn_protocols = vec![ALPN_H2.to_vec(), b"http/1.1".to_vec()];
+    Ok(Built {
+        generation: cert.generation,
+        provider,
+        roots,
+        chain,
+        key: Arc::new(key),
+        server: Arc::new(server),
+    })
+}
