@@ -97,7 +97,11 @@ impl H2Connection {
         let stream = TlsConnector::from(config)
             .connect(server_name, stream)
             .await
-            .map_err(|source| UpstreamError::Tls { addr, source })?;
+            .map_err(|source| {
+                // A peer that fails verification is a security event, not noise.
+                tracing::warn!(%addr, expected = %tls.expected, error = %source, "mTLS to upstream failed");
+                UpstreamError::Tls { addr, source }
+            })?;
         handshake(addr, TokioIo::new(stream)).await
     }
 }
