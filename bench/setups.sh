@@ -37,11 +37,12 @@ write_services() {
     done
 }
 
-# start_remora_proxy NAME SERVICE XDS: start a remora-proxy for SERVICE, all
-# listeners on port 0; sets LAST_PID. Its bound addresses are in
-# $WORK/remora/NAME.json ({"outbound", "inbound", "admin"}).
+# start_remora_proxy DIR NAME SERVICE XDS [TOKEN_FILE]: start a remora-proxy for
+# SERVICE, all listeners on port 0; sets LAST_PID. Its bound addresses are in
+# DIR/NAME.json ({"outbound", "inbound", "admin"}). With a token it gets a
+# certificate, and proxies with certificates talk mTLS to each other.
 start_remora_proxy() {
-    local name=$1 service=$2 xds=$3 dir=$WORK/remora
+    local dir=$1 name=$2 service=$3 xds=$4 token=${5:-}
     cat >"$dir/$name.yaml" <<YAML
 node_id: $name
 service: $service
@@ -52,6 +53,7 @@ outbound: 127.0.0.1:0
 inbound: 127.0.0.1:0
 admin: 127.0.0.1:0
 YAML
+    [[ -n $token ]] && echo "token_file: $token" >>"$dir/$name.yaml"
     start_bg "$dir/$name.log" env REMORA_PROXY_THREADS="$PROXY_THREADS" \
         "$BIN/remora-proxy" --bootstrap "$dir/$name.yaml" --addresses-file "$dir/$name.json"
     wait_file "$dir/$name.json" "$LAST_PID" "$dir/$name.log"
@@ -60,20 +62,29 @@ YAML
 # (b) client proxy -> server proxy -> app, configured by `remora control` with
 # $SERVICES Services. The load hits the client proxy's outbound listener with
 # Host: bench-app; the client proxy reaches the server proxy's inbound listener
-# over HTTP/2.
-setup_remora() {
-    local dir=$WORK/remora xds client_pid server_pid control_pid
+# over HTTP/2 (plaintext, or mTLS with TLS 1.3 when MODE is mtls).
+remora_pair() {
+    local mode=$1 dir=$WORK/remora-$1 xds client_pid server_pid control_pid
+    local server_token="" client_token=""
     mkdir -p "$dir"
     write_services "$dir/config" "$SERVICES"
     start_bg "$dir/control.log" "$BIN/remora" control --config-dir "$dir/config" \
+        --data-dir "$dir/data" \
         --xds-addr 127.0.0.1:0 --api-addr 127.0.0.1:0 --addresses-file "$dir/control.json"
     control_pid=$LAST_PID
     wait_file "$dir/control.json" "$control_pid" "$dir/control.log"
     xds=$(json_get "$dir/control.json" xds)
+    if [[ $mode == mtls ]]; then
+        server_token=$dir/server.token client_token=$dir/client.token
+        "$BIN/remora" token create --data-dir "$dir/data" --namespace default \
+            --service-account bench-app >"$server_token"
+        "$BIN/remora" token create --data-dir "$dir/data" --namespace default \
+            --service-account bench-client >"$client_token"
+    fi
 
-    start_remora_proxy server bench-app "$xds"
+    start_remora_proxy "$dir" server bench-app "$xds" "$server_token"
     server_pid=$LAST_PID
-    start_remora_proxy client bench-client "$xds"
+    start_remora_proxy "$dir" client bench-client "$xds" "$client_token"
     client_pid=$LAST_PID
 
     wait_http_200 "http://$(json_get "$dir/server.json" admin)/ready" 20 "$dir/server.log" "" "$server_pid"
@@ -82,13 +93,20 @@ setup_remora() {
     TARGET_HOST=bench-app
     # Ready means it has config; a 200 through both means it has the endpoint too.
     wait_http_200 "http://$TARGET/" 20 "$dir/client.log" "$TARGET_HOST" "$client_pid" "$server_pid"
+    if [[ $mode == mtls ]] && ! grep -q "mTLS connection accepted" "$dir/server.log"; then
+        die "remora-mtls: the server proxy saw no mTLS connection (see $dir/server.log)"
+    fi
     PROXY_PIDS=("$client_pid" "$server_pid")
     PROXY_LABELS=(client server)
     SETUP_PIDS=("$client_pid" "$server_pid" "$control_pid")
 }
 
-# haproxy_config UPSTREAM: an HTTP-mode HAProxy serving the inherited socket fd 3
-# (see bind-fd.py) and forwarding to UPSTREAM over keep-alive HTTP/1.1.
+setup_remora() { remora_pair plain; }
+setup_remora_mtls() { remora_pair mtls; }
+
+# haproxy_config UPSTREAM [BIND_OPTIONS] [SERVER_OPTIONS]: an HTTP-mode HAProxy
+# serving the inherited socket fd 3 (see bind-fd.py) and forwarding to UPSTREAM
+# over keep-alive HTTP/1.1 (or what the options say, e.g. TLS and h2).
 haproxy_config() {
     cat <<CFG
 global
@@ -105,18 +123,19 @@ defaults
     timeout http-keep-alive 30s
 
 frontend fe
-    bind fd@3
+    bind fd@3 ${2:-}
     default_backend be
 
 backend be
-    server upstream $1
+    server upstream $1 ${3:-}
 CFG
 }
 
-# start_haproxy NAME UPSTREAM: sets LAST_PID; its address is in $WORK/haproxy/NAME.addr.
+# start_haproxy DIR NAME UPSTREAM [BIND_OPTIONS] [SERVER_OPTIONS]: sets LAST_PID;
+# its address is in DIR/NAME.addr.
 start_haproxy() {
-    local name=$1 upstream=$2 dir=$WORK/haproxy
-    haproxy_config "$upstream" >"$dir/$name.cfg"
+    local dir=$1 name=$2 upstream=$3
+    haproxy_config "$upstream" "${4:-}" "${5:-}" >"$dir/$name.cfg"
     # The check needs fd 3 to be a socket too.
     python3 "$BENCH_DIR/bind-fd.py" "$dir/$name.check-addr" -- haproxy -c -q -f "$dir/$name.cfg" ||
         die "invalid HAProxy config $dir/$name.cfg"
@@ -127,12 +146,20 @@ start_haproxy() {
 }
 
 # (c) front HAProxy -> back HAProxy -> app, keep-alive HTTP/1.1 on every hop.
-setup_haproxy() {
-    local dir=$WORK/haproxy back_pid front_pid
+# haproxy_pair MODE: front HAProxy -> back HAProxy -> app. plain: keep-alive
+# HTTP/1.1 on every hop. mtls: between the two, TLS 1.3 with client certificates
+# from a CA made here and HTTP/2 (as between remora proxies).
+haproxy_pair() {
+    local mode=$1 dir=$WORK/haproxy-$1 back_pid front_pid bind_opts="" server_opts=""
     mkdir -p "$dir"
-    start_haproxy back "$APP_ADDR"
+    if [[ $mode == mtls ]]; then
+        make_mesh_certs "$dir"
+        bind_opts="ssl crt $dir/server.pem ca-file $dir/ca.crt verify required alpn h2 ssl-min-ver TLSv1.3"
+        server_opts="ssl crt $dir/client.pem ca-file $dir/ca.crt verify required alpn h2 ssl-min-ver TLSv1.3"
+    fi
+    start_haproxy "$dir" back "$APP_ADDR" "$bind_opts"
     back_pid=$LAST_PID
-    start_haproxy front "$(cat "$dir/back.addr")"
+    start_haproxy "$dir" front "$(cat "$dir/back.addr")" "" "$server_opts"
     front_pid=$LAST_PID
     TARGET=$(cat "$dir/front.addr")
     TARGET_HOST=bench-app
@@ -141,3 +168,25 @@ setup_haproxy() {
     PROXY_LABELS=(front back)
     SETUP_PIDS=("$front_pid" "$back_pid")
 }
+
+# make_mesh_certs DIR: an ECDSA P-256 CA and SPIFFE-named server and client
+# certificates (cert + key in one PEM each, as HAProxy wants them).
+make_mesh_certs() {
+    local dir=$1 name
+    openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 \
+        -subj /CN=bench-ca -keyout "$dir/ca.key" -out "$dir/ca.crt" 2>/dev/null
+    for name in server client; do
+        local sa=bench-app
+        [[ $name == client ]] && sa=bench-client
+        openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj "/CN=$sa" \
+            -keyout "$dir/$name.key" -out "$dir/$name.csr" 2>/dev/null
+        printf 'subjectAltName=URI:spiffe://cluster.local/ns/default/sa/%s\nextendedKeyUsage=serverAuth,clientAuth\n' \
+            "$sa" >"$dir/$name.ext"
+        openssl x509 -req -in "$dir/$name.csr" -CA "$dir/ca.crt" -CAkey "$dir/ca.key" \
+            -CAcreateserial -days 2 -extfile "$dir/$name.ext" -out "$dir/$name.crt" 2>/dev/null
+        cat "$dir/$name.crt" "$dir/$name.key" >"$dir/$name.pem"
+    done
+}
+
+setup_haproxy() { haproxy_pair plain; }
+setup_haproxy_mtls() { haproxy_pair mtls; }

@@ -5,7 +5,8 @@ usage: table.py RESULTS.jsonl [--note TEXT]
 
 One line per (setup, load): latency percentiles, successful req/s, errors, the
 proxies' CPU time per 1000 requests and their peak RSS. Then the latency each setup
-adds to `direct`, and each setup's ratio to the `haproxy` pair.
+adds to `direct`, and each remora setup's ratio to the HAProxy pair doing the same
+job (`remora` / `haproxy`, `remora-mtls` / `haproxy-mtls`).
 """
 import argparse
 import json
@@ -113,9 +114,14 @@ def main():
 
     versus = []
     for r in rows:
-        ref = by_key.get((REFERENCE, r["phase"]))
+        # Each remora setup is compared with the HAProxy pair doing the same job:
+        # remora -> haproxy, remora-mtls -> haproxy-mtls.
+        if not r["setup"].startswith("remora"):
+            continue
+        ref_name = REFERENCE + r["setup"][len("remora"):]
+        ref = by_key.get((ref_name, r["phase"]))
         base = by_key.get((BASELINE, r["phase"]))
-        if r["setup"] in (BASELINE, REFERENCE) or ref is None:
+        if ref is None:
             continue
 
         def added_ms(row, key):
@@ -124,7 +130,7 @@ def main():
             return row["load"][key] - base["load"][key]
 
         versus.append([
-            r["setup"], r["phase"],
+            f"{r['setup']} / {ref_name}", r["phase"],
             ratio(added_ms(r, "p50_ms"), added_ms(ref, "p50_ms")),
             ratio(added_ms(r, "p99_ms"), added_ms(ref, "p99_ms")),
             ratio(added_ms(r, "p999_ms"), added_ms(ref, "p999_ms")),
@@ -134,7 +140,7 @@ def main():
         ])
     if versus:
         print()
-        print(f"Against the {REFERENCE} pair (this setup / {REFERENCE}; below 1x is less "
+        print("Against the HAProxy pair doing the same job (below 1x is less "
               "latency added, CPU or memory; above 1x is more req/s):")
         print(table(["setup", "load", "added p50", "added p99", "added p99.9", "req/s",
                      "CPU / req", "peak RSS"], versus))
