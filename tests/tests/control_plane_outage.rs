@@ -43,13 +43,7 @@ async fn traffic_survives_a_control_plane_restart_and_converges_after() {
         1.0,
         "the last config kept routing to v1"
     );
-    let failed: Vec<_> = report
-        .samples
-        .iter()
-        .filter(|s| s.is_error())
-        .take(5)
-        .collect();
-    assert_eq!(report.errors, 0, "failed requests: {failed:?}");
+    assert_no_errors(&report);
     let after = converged + Duration::from_millis(200)..report.duration;
     assert!(
         report.share_of("orders-v2", after) > 0.99,

@@ -8,7 +8,7 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use remora_tests::app::TestApp;
-use remora_tests::harness::{http, wait_for, ControlPlane, Proxy, ProxySpec};
+use remora_tests::harness::{http, wait_for, ControlPlane};
 use support::*;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -21,23 +21,9 @@ async fn proxies_talk_mtls_with_the_expected_identities_and_refuse_plaintext() {
         &services(&[("web", 80, "http"), ("orders", 80, "http")]),
     );
     let cp = ControlPlane::start(&config).await.unwrap();
-    let token = |sa: &str| {
-        let path = root.path().join(format!("{sa}.token"));
-        std::fs::write(&path, mint_token(&cp.data_dir(), "default", sa)).unwrap();
-        path
-    };
     let (web_app, orders_app) = (TestApp::http("web"), TestApp::http("orders"));
-    let web =
-        Proxy::start(ProxySpec::new("web", cp.xds_addr, web_app.addr).token_file(&token("web")))
-            .await
-            .unwrap();
-    let orders = Proxy::start(
-        ProxySpec::new("orders", cp.xds_addr, orders_app.addr).token_file(&token("orders")),
-    )
-    .await
-    .unwrap();
-    web.wait_ready(Duration::from_secs(10)).await.unwrap();
-    orders.wait_ready(Duration::from_secs(10)).await.unwrap();
+    let web = meshed_proxy(&cp, root.path(), "web", &web_app).await;
+    let orders = meshed_proxy(&cp, root.path(), "orders", &orders_app).await;
     wait_config(
         &web,
         Duration::from_secs(10),

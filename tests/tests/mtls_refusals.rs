@@ -10,21 +10,11 @@ use std::time::{Duration, SystemTime};
 
 use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair, SanType};
 use remora_tests::app::TestApp;
-use remora_tests::harness::{http, wait_for, ControlPlane, Proxy, ProxySpec};
+use remora_tests::harness::{http, wait_for, ControlPlane};
 use remora_tests::load::{Load, LoadSpec};
 use support::*;
 
 const WEB: &str = "spiffe://cluster.local/ns/default/sa/web";
-
-async fn meshed(cp: &ControlPlane, root: &std::path::Path, service: &str, app: &TestApp) -> Proxy {
-    let token = root.join(format!("{service}.token"));
-    std::fs::write(&token, mint_token(&cp.data_dir(), "default", service)).unwrap();
-    let proxy = Proxy::start(ProxySpec::new(service, cp.xds_addr, app.addr).token_file(&token))
-        .await
-        .unwrap();
-    proxy.wait_ready(Duration::from_secs(10)).await.unwrap();
-    proxy
-}
 
 /// A leaf for `uri` signed by `issuer`, valid until `not_after`; (cert, key) PEM.
 fn leaf(issuer: &Issuer<'_, KeyPair>, uri: &str, not_after: SystemTime) -> (String, String) {
@@ -66,7 +56,7 @@ async fn client_certificates_from_another_ca_or_expired_are_refused() {
     write_config(&config, "services.yaml", &service("orders", 80, "http"));
     let cp = ControlPlane::start(&config).await.unwrap();
     let app = TestApp::http("orders");
-    let orders = meshed(&cp, root.path(), "orders", &app).await;
+    let orders = meshed_proxy(&cp, root.path(), "orders", &app).await;
     let in_a_day = SystemTime::now() + Duration::from_secs(86_400);
 
     // Another CA, with a name that looks right.
@@ -120,7 +110,7 @@ async fn a_server_with_another_identity_is_refused_before_any_request() {
     );
     let cp = ControlPlane::start(&config).await.unwrap();
     let web_app = TestApp::http("web");
-    let web = meshed(&cp, root.path(), "web", &web_app).await;
+    let web = meshed_proxy(&cp, root.path(), "web", &web_app).await;
 
     // An impostor: registers as orders (identity .../sa/orders) but its TLS server
     // presents a mesh certificate for .../sa/payments.
@@ -244,8 +234,8 @@ async fn certificates_rotate_under_load_without_a_failed_request() {
         .await
         .unwrap();
     let (web_app, orders_app) = (TestApp::http("web"), TestApp::http("orders"));
-    let web = meshed(&cp, root.path(), "web", &web_app).await;
-    let orders = meshed(&cp, root.path(), "orders", &orders_app).await;
+    let web = meshed_proxy(&cp, root.path(), "web", &web_app).await;
+    let orders = meshed_proxy(&cp, root.path(), "orders", &orders_app).await;
     wait_config(
         &web,
         Duration::from_secs(10),
@@ -268,12 +258,6 @@ async fn certificates_rotate_under_load_without_a_failed_request() {
         "certificates did not rotate three times:\n{}",
         web.logs()
     );
-    let failed: Vec<_> = report
-        .samples
-        .iter()
-        .filter(|s| s.is_error())
-        .take(5)
-        .collect();
-    assert_eq!(report.errors, 0, "failed requests: {failed:?}");
+    assert_no_errors(&report);
     assert!(report.total > 1000, "only {} requests", report.total);
 }

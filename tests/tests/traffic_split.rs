@@ -32,13 +32,7 @@ async fn split_moves_within_two_seconds_without_errors() {
     }
     let report = load.stop().await;
 
-    let failed: Vec<_> = report
-        .samples
-        .iter()
-        .filter(|s| s.is_error())
-        .take(5)
-        .collect();
-    assert_eq!(report.errors, 0, "failed requests: {failed:?}");
+    assert_no_errors(&report);
     assert!(
         report.total as f64 > RATE * 10.0,
         "only {} requests were sent",

@@ -240,3 +240,32 @@ pub fn mint_token(data_dir: &Path, namespace: &str, service_account: &str) -> St
     );
     String::from_utf8(out.stdout).unwrap().trim().to_owned()
 }
+
+/// Starts a proxy for `service` (namespace default) with a token for the service
+/// account of the same name, and waits until it holds a certificate and config.
+pub async fn meshed_proxy(
+    cp: &remora_tests::harness::ControlPlane,
+    dir: &Path,
+    service: &str,
+    app: &remora_tests::app::TestApp,
+) -> Proxy {
+    use remora_tests::harness::ProxySpec;
+    let token = dir.join(format!("{service}.token"));
+    std::fs::write(&token, mint_token(&cp.data_dir(), "default", service)).unwrap();
+    let proxy = Proxy::start(ProxySpec::new(service, cp.xds_addr, app.addr).token_file(&token))
+        .await
+        .unwrap();
+    proxy.wait_ready(Duration::from_secs(10)).await.unwrap();
+    proxy
+}
+
+/// Fails with the first few failed requests if there was any.
+pub fn assert_no_errors(report: &remora_tests::load::Report) {
+    let failed: Vec<_> = report
+        .samples
+        .iter()
+        .filter(|s| s.is_error())
+        .take(5)
+        .collect();
+    assert_eq!(report.errors, 0, "failed requests: {failed:?}");
+}
