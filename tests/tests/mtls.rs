@@ -38,6 +38,29 @@ async fn proxies_talk_mtls_with_the_expected_identities_and_refuse_plaintext() {
         .unwrap();
     assert_eq!(reply.status, 200, "{}\n{}", reply.text(), web.logs());
     assert_eq!(reply.header("x-backend"), Some("orders"));
+    assert_eq!(
+        reply.header("x-seen-client-id"),
+        Some("spiffe://cluster.local/ns/default/sa/web"),
+        "the app learns the verified caller identity"
+    );
+    // A caller cannot claim another identity by sending the header itself.
+    let spoofed = http::send(
+        web.outbound,
+        ::http::Request::get("/")
+            .header("host", "orders")
+            .header(
+                "remora-client-id",
+                "spiffe://cluster.local/ns/default/sa/admin",
+            )
+            .body(Default::default())
+            .unwrap(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        spoofed.header("x-seen-client-id"),
+        Some("spiffe://cluster.local/ns/default/sa/web")
+    );
     let seen = wait_for(Duration::from_secs(5), || async {
         let logs = orders.logs();
         logs.contains("mTLS connection accepted")
@@ -100,7 +123,7 @@ async fn proxies_talk_mtls_with_the_expected_identities_and_refuse_plaintext() {
     );
     assert_eq!(
         orders_app.requests(),
-        1,
-        "only the mTLS request reached the app"
+        2,
+        "only the two mTLS requests reached the app"
     );
 }

@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use http::uri::Authority;
-use http::{header, Request, Response, StatusCode, Version};
+use http::{header, HeaderValue, Request, Response, StatusCode, Version};
 use http_body_util::Either;
 use hyper::body::Incoming;
 
@@ -14,7 +14,8 @@ use super::headers::{parse_version, retarget, set_host, strip_hop_by_hop};
 use super::outbound::upstream_failure;
 use super::reply::local;
 use super::server::Handler;
-use super::{ResponseBody, ORIG_PROTO};
+use super::server::PeerIdentity;
+use super::{ResponseBody, CLIENT_ID, ORIG_PROTO};
 use crate::upstream::{Endpoint, Transport};
 
 pub struct Inbound {
@@ -41,6 +42,13 @@ impl Inbound {
             .and_then(|v| parse_version(v.as_bytes()))
             .unwrap_or(downstream_version);
         strip_hop_by_hop(&mut parts.headers);
+        // Only what this proxy verified may claim to be the caller's identity.
+        parts.headers.remove(CLIENT_ID);
+        if let Some(PeerIdentity(id)) = parts.extensions.get::<PeerIdentity>() {
+            if let Ok(value) = HeaderValue::from_str(id) {
+                parts.headers.insert(CLIENT_ID, value);
+            }
+        }
         let authority = parts.uri.authority().cloned().or_else(|| {
             parts
                 .headers

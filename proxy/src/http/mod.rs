@@ -11,10 +11,13 @@ pub(crate) mod server;
 pub use body::ResponseBody;
 pub use inbound::Inbound;
 pub use outbound::Outbound;
-pub use server::serve;
+pub use server::{serve, PeerIdentity};
 
 /// Carries the app's original protocol across the HTTP/2 hop between proxies, so the
 /// far side talks to its app the way the calling app talked to us.
 pub const ORIG_PROTO: http::HeaderName = http::HeaderName::from_static("remora-orig-proto");
+/// The caller's SPIFFE id, set by the inbound proxy from the verified client
+/// certificate (any value the caller sent is removed first).
+pub const CLIENT_ID: http::HeaderName = http::HeaderName::from_static("remora-client-id");
 /// Says why the proxy answered a request itself.
 pub const ERROR_HEADER: http::HeaderName = http::HeaderName::from_static("remora-error");

@@ -36,6 +36,11 @@ const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
 type Io = Either<TcpStream, TlsStream<TcpStream>>;
 
+/// The verified identity of the connection's peer, in every request's extensions
+/// (mTLS connections only).
+#[derive(Debug, Clone)]
+pub struct PeerIdentity(pub Arc<str>);
+
 /// Serves until `shutdown` resolves, then drains for at most `drain`. With `tls`
 /// every connection must be mTLS (STRICT): plaintext is refused.
 pub async fn serve<H: Handler>(
@@ -75,11 +80,14 @@ pub async fn serve<H: Handler>(
         let (handler, tls, builder) = (handler.clone(), tls.clone(), builder.clone());
         let watcher = graceful.watcher();
         tokio::spawn(async move {
-            let Some(io) = accept(stream, peer, tls.as_deref()).await else {
+            let Some((io, identity)) = accept(stream, peer, tls.as_deref()).await else {
                 return;
             };
-            let service = service_fn(move |req| {
+            let service = service_fn(move |mut req: Request<Incoming>| {
                 let handler = handler.clone();
+                if let Some(id) = &identity {
+                    req.extensions_mut().insert(PeerIdentity(id.clone()));
+                }
                 async move { Ok::<_, Infallible>(handler.handle(req).await) }
             });
             let connection = builder
@@ -99,10 +107,15 @@ pub async fn serve<H: Handler>(
     }
 }
 
-/// Plaintext as it is, or (with `tls`) an mTLS handshake; `None` drops the connection.
-async fn accept(stream: TcpStream, peer: SocketAddr, tls: Option<&TlsContext>) -> Option<Io> {
+/// Plaintext as it is, or (with `tls`) an mTLS handshake and the peer's identity;
+/// `None` drops the connection.
+async fn accept(
+    stream: TcpStream,
+    peer: SocketAddr,
+    tls: Option<&TlsContext>,
+) -> Option<(Io, Option<Arc<str>>)> {
     let Some(tls) = tls else {
-        return Some(Either::Left(stream));
+        return Some((Either::Left(stream), None));
     };
     let mut first = [0u8; 1];
     match tokio::time::timeout(HANDSHAKE_TIMEOUT, stream.peek(&mut first)).await {
@@ -121,14 +134,15 @@ async fn accept(stream: TcpStream, peer: SocketAddr, tls: Option<&TlsContext>) -
     match tokio::time::timeout(HANDSHAKE_TIMEOUT, TlsAcceptor::from(config).accept(stream)).await {
         Ok(Ok(stream)) => {
             let (_, conn) = stream.get_ref();
+            let identity = peer_identity(conn);
             tracing::info!(
                 %peer,
-                peer_identity = peer_identity(conn).as_deref().unwrap_or("none"),
+                peer_identity = identity.as_deref().unwrap_or("none"),
                 version = ?conn.protocol_version(),
                 alpn = ?conn.alpn_protocol().map(String::from_utf8_lossy),
                 "mTLS connection accepted"
             );
-            Some(Either::Right(stream))
+            Some((Either::Right(stream), identity.map(Arc::from)))
         }
         Ok(Err(error)) => {
             tracing::warn!(%peer, %error, "mTLS handshake refused");

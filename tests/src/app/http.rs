@@ -5,7 +5,9 @@
 //!
 //! - `x-backend: <name>`;
 //! - `x-seen-host`: the `Host` header it received, else the URI authority (h2);
-//! - `x-seen-version`: the HTTP version it received (`HTTP/1.1`, `HTTP/2.0`).
+//! - `x-seen-version`: the HTTP version it received (`HTTP/1.1`, `HTTP/2.0`);
+//! - `x-seen-client-id`: the `remora-client-id` header it received (the caller's
+//!   identity, as the inbound proxy vouches for it), if any.
 //!
 //! Request headers that change the answer, for tests of retries and timeouts:
 //!
@@ -31,6 +33,7 @@ use super::AppState;
 pub const BACKEND_HEADER: &str = "x-backend";
 pub const SEEN_HOST_HEADER: &str = "x-seen-host";
 pub const SEEN_VERSION_HEADER: &str = "x-seen-version";
+pub const SEEN_CLIENT_ID_HEADER: &str = "x-seen-client-id";
 pub const STATUS_REQUEST_HEADER: &str = "x-app-status";
 pub const DELAY_REQUEST_HEADER: &str = "x-app-delay-ms";
 
@@ -59,6 +62,7 @@ async fn answer(
         HeaderValue::from_str(authority.as_str()).ok()
     });
     let seen_version = format!("{:?}", request.version());
+    let seen_client_id = request.headers().get("remora-client-id").cloned();
     if let Some(ms) = number_header(&request, DELAY_REQUEST_HEADER) {
         tokio::time::sleep(Duration::from_millis(ms)).await;
     }
@@ -92,6 +96,9 @@ async fn answer(
     }
     if let Ok(version) = HeaderValue::from_str(&seen_version) {
         headers.insert(SEEN_VERSION_HEADER, version);
+    }
+    if let Some(id) = seen_client_id {
+        headers.insert(SEEN_CLIENT_ID_HEADER, id);
     }
     Ok(response)
 }
