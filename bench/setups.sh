@@ -7,6 +7,9 @@
 #   PROXY_PIDS    the data-path proxies whose CPU and memory are measured
 #   PROXY_LABELS  one short name per PROXY_PIDS entry
 #   SETUP_PIDS    everything it started (stopped after it is measured)
+#   HANDSHAKE_TARGET  (mTLS setups) the server side's TLS listener, with
+#                 HANDSHAKE_PID, HANDSHAKE_CERT and HANDSHAKE_KEY: new mTLS
+#                 connections are timed against it
 # Uses: WORK, BIN, APP_ADDR, APP_LOG, PROXY_THREADS, SERVICES (see bench/run).
 # To add a setup (e.g. the mTLS variants), add a function here and its name to
 # BENCH_SETUPS.
@@ -99,6 +102,13 @@ remora_pair() {
     PROXY_PIDS=("$client_pid" "$server_pid")
     PROXY_LABELS=(client server)
     SETUP_PIDS=("$client_pid" "$server_pid" "$control_pid")
+    HANDSHAKE_TARGET=""
+    if [[ $mode == mtls ]]; then
+        # A client certificate from the control plane's CA, for new-connection costs.
+        make_leaf "$dir" probe bench-client "$dir/data/ca.crt" "$dir/data/ca.key"
+        HANDSHAKE_TARGET=$(json_get "$dir/server.json" inbound)
+        HANDSHAKE_PID=$server_pid HANDSHAKE_CERT=$dir/probe.crt HANDSHAKE_KEY=$dir/probe.key
+    fi
 }
 
 setup_remora() { remora_pair plain; }
@@ -167,25 +177,35 @@ haproxy_pair() {
     PROXY_PIDS=("$front_pid" "$back_pid")
     PROXY_LABELS=(front back)
     SETUP_PIDS=("$front_pid" "$back_pid")
+    HANDSHAKE_TARGET=""
+    if [[ $mode == mtls ]]; then
+        HANDSHAKE_TARGET=$(cat "$dir/back.addr")
+        HANDSHAKE_PID=$back_pid HANDSHAKE_CERT=$dir/client.crt HANDSHAKE_KEY=$dir/client.key
+    fi
+}
+
+# make_leaf DIR NAME SERVICE_ACCOUNT CA_CRT CA_KEY: DIR/NAME.{key,crt,pem}, an
+# ECDSA P-256 certificate for spiffe://cluster.local/ns/default/sa/SERVICE_ACCOUNT
+# (NAME.pem is cert + key in one file, as HAProxy wants it).
+make_leaf() {
+    local dir=$1 name=$2 sa=$3 ca_crt=$4 ca_key=$5
+    openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj "/CN=$sa" \
+        -keyout "$dir/$name.key" -out "$dir/$name.csr" 2>/dev/null
+    printf 'subjectAltName=URI:spiffe://cluster.local/ns/default/sa/%s\nextendedKeyUsage=serverAuth,clientAuth\n' \
+        "$sa" >"$dir/$name.ext"
+    openssl x509 -req -in "$dir/$name.csr" -CA "$ca_crt" -CAkey "$ca_key" \
+        -CAcreateserial -days 2 -extfile "$dir/$name.ext" -out "$dir/$name.crt" 2>/dev/null
+    cat "$dir/$name.crt" "$dir/$name.key" >"$dir/$name.pem"
 }
 
 # make_mesh_certs DIR: an ECDSA P-256 CA and SPIFFE-named server and client
-# certificates (cert + key in one PEM each, as HAProxy wants them).
+# certificates signed by it.
 make_mesh_certs() {
-    local dir=$1 name
+    local dir=$1
     openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 \
         -subj /CN=bench-ca -keyout "$dir/ca.key" -out "$dir/ca.crt" 2>/dev/null
-    for name in server client; do
-        local sa=bench-app
-        [[ $name == client ]] && sa=bench-client
-        openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj "/CN=$sa" \
-            -keyout "$dir/$name.key" -out "$dir/$name.csr" 2>/dev/null
-        printf 'subjectAltName=URI:spiffe://cluster.local/ns/default/sa/%s\nextendedKeyUsage=serverAuth,clientAuth\n' \
-            "$sa" >"$dir/$name.ext"
-        openssl x509 -req -in "$dir/$name.csr" -CA "$dir/ca.crt" -CAkey "$dir/ca.key" \
-            -CAcreateserial -days 2 -extfile "$dir/$name.ext" -out "$dir/$name.crt" 2>/dev/null
-        cat "$dir/$name.crt" "$dir/$name.key" >"$dir/$name.pem"
-    done
+    make_leaf "$dir" server bench-app "$dir/ca.crt" "$dir/ca.key"
+    make_leaf "$dir" client bench-client "$dir/ca.crt" "$dir/ca.key"
 }
 
 setup_haproxy() { haproxy_pair plain; }
