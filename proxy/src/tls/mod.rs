@@ -70,14 +70,21 @@ impl TlsContext {
             SpiffeServerVerifier::new(built.roots.clone(), built.provider.clone(), expected);
         let config = ClientConfig::builder_with_provider(built.provider.clone())
             .with_protocol_versions(&[&rustls::version::TLS13])
-            .ok()?
-            .dangerous()
-            .with_custom_certificate_verifier(Arc::new(verifier))
-            .with_client_auth_cert(built.chain.clone(), built.key.clone_key())
-            .ok()?;
-        let mut config = config;
-        config.alpn_protocols = vec![ALPN_H2.to_vec()];
-        Some(Arc::new(config))
+            .and_then(|b| {
+                b.dangerous()
+                    .with_custom_certificate_verifier(Arc::new(verifier))
+                    .with_client_auth_cert(built.chain.clone(), built.key.clone_key())
+            });
+        match config {
+            Ok(mut config) => {
+                config.alpn_protocols = vec![ALPN_H2.to_vec()];
+                Some(Arc::new(config))
+            }
+            Err(error) => {
+                tracing::error!(%error, "cannot build the mTLS client config");
+                None
+            }
+        }
     }
 
     fn current(&self) -> Option<Arc<Built>> {
