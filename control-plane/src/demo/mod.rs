@@ -51,6 +51,8 @@ pub enum DemoError {
     },
     #[error("cannot start a demo app: {0}")]
     App(std::io::Error),
+    #[error("cannot mint a bootstrap token: {0}")]
+    Token(crate::identity::TokenError),
     #[error("the mesh did not converge: {0}")]
     Converge(String),
     #[error("step {step}: {errors} of {total} requests failed")]
@@ -72,6 +74,9 @@ pub async fn run(options: DemoOptions) -> Result<(), DemoError> {
 
 async fn steps(mesh: &mut topology::Mesh, options: &DemoOptions) -> Result<(), DemoError> {
     println!("Remora demo: web -> orders, split between orders-v1 and orders-v2, all on loopback");
+    println!(
+        "  mTLS between the proxies: each holds a SPIFFE certificate from the control plane's CA"
+    );
     println!("  config dir     {}", mesh.config_dir().display());
     println!(
         "  control plane  xDS {}  API http://{}  (pid {})",

@@ -10,8 +10,9 @@ use tokio::time::Instant;
 
 use super::app::App;
 use super::process::{binary, ControlAddresses, Process, ProxyAddresses};
-use super::traffic::get_json;
+use super::traffic::{get_json, get_status};
 use super::{DemoError, DemoOptions};
+use crate::identity::{Grant, TokenStore};
 
 const SERVICES: &str = "\
 # The demo's services. `web` calls `orders`; `orders` is split between two versions,
@@ -120,16 +121,29 @@ impl Mesh {
             control,
             proxies: Vec::new(),
         };
+        let tokens = TokenStore::new(&data_dir);
         for service in ["web", "orders-v1", "orders-v2"] {
             let app = App::start(service).await.map_err(DemoError::App)?;
+            // Each proxy gets a bootstrap token, so the mesh runs mTLS.
+            let grant = Grant {
+                namespace: "default".to_owned(),
+                service_account: service.to_owned(),
+            };
+            let token = tokens
+                .create(grant, Duration::from_secs(3600))
+                .map_err(DemoError::Token)?;
+            let token_file = mesh.dir.path().join(format!("{service}.token"));
+            write(&token_file, &token)?;
             let bootstrap = mesh.dir.path().join(format!("{service}.yaml"));
             write(
                 &bootstrap,
                 &format!(
                     "node_id: {service}-demo\nservice: {service}\nnamespace: default\n\
                      control_plane: {}\napp: {}\noutbound: 127.0.0.1:0\ninbound: 127.0.0.1:0\n\
-                     admin: 127.0.0.1:0\n",
-                    mesh.xds, app.addr
+                     admin: 127.0.0.1:0\ntoken_file: {}\n",
+                    mesh.xds,
+                    app.addr,
+                    token_file.display()
                 ),
             )?;
             let addresses = mesh.dir.path().join(format!("{service}.json"));
@@ -154,9 +168,28 @@ impl Mesh {
                 _app: app,
             });
         }
+        for p in &mesh.proxies {
+            mesh.wait_ready(p).await?;
+        }
         let v2 = first;
         mesh.wait_for_split(100 - v2, v2).await?;
         Ok(mesh)
+    }
+
+    /// Waits until a proxy holds its certificate and its config.
+    async fn wait_ready(&self, proxy: &RunningProxy) -> Result<(), DemoError> {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if get_status(proxy.addresses.admin, "/ready").await == Some(200) {
+                return Ok(());
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        Err(DemoError::Converge(format!(
+            "{}'s proxy is not ready (certificate and config); logs are in {}",
+            proxy.service,
+            self.dir.path().display()
+        )))
     }
 
     /// Process ids of everything the demo started, for the curious (and for tests

@@ -159,3 +159,11 @@ pub async fn get_json(addr: SocketAddr, path: &str) -> Result<serde_json::Value,
         .to_bytes();
     serde_json::from_slice(&body).map_err(|e| format!("GET {uri}: not JSON: {e}"))
 }
+
+/// The status code of a GET, or `None` if there was no answer.
+pub async fn get_status(addr: SocketAddr, path: &str) -> Option<u16> {
+    let client: Client<HttpConnector, Empty<Bytes>> =
+        Client::builder(TokioExecutor::new()).build(HttpConnector::new());
+    let uri = format!("http://{addr}{path}").parse().ok()?;
+    client.get(uri).await.ok().map(|r| r.status().as_u16())
+}
