@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use http::uri::Authority;
-use http::{header, HeaderValue, Request, Response, StatusCode, Version};
+use http::{header, Request, Response, StatusCode, Version};
 use http_body_util::Either;
 use hyper::body::Incoming;
 
@@ -44,10 +44,12 @@ impl Inbound {
         strip_hop_by_hop(&mut parts.headers);
         // Only what this proxy verified may claim to be the caller's identity.
         parts.headers.remove(CLIENT_ID);
-        if let Some(PeerIdentity(id)) = parts.extensions.get::<PeerIdentity>() {
-            if let Ok(value) = HeaderValue::from_str(id) {
-                parts.headers.insert(CLIENT_ID, value);
-            }
+        if let Some(header) = parts
+            .extensions
+            .get::<PeerIdentity>()
+            .and_then(|p| p.header.clone())
+        {
+            parts.headers.insert(CLIENT_ID, header);
         }
         let authority = parts.uri.authority().cloned().or_else(|| {
             parts
@@ -64,7 +66,8 @@ impl Inbound {
             )
         } else {
             parts.version = Version::HTTP_11;
-            if let Some(a) = &authority {
+            // HTTP/2 callers carry the authority only in the URI; HTTP/1 keep Host.
+            if let (Some(a), false) = (&authority, parts.headers.contains_key(header::HOST)) {
                 set_host(&mut parts.headers, a);
             }
             (&self.app_h1, self.app_authority.clone())

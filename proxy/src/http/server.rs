@@ -6,7 +6,7 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use http::{Request, Response};
+use http::{HeaderValue, Request, Response};
 use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
@@ -37,9 +37,23 @@ const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 type Io = Either<TcpStream, TlsStream<TcpStream>>;
 
 /// The verified identity of the connection's peer, in every request's extensions
-/// (mTLS connections only).
+/// (mTLS connections only). The header form is made once per connection, not per
+/// request.
 #[derive(Debug, Clone)]
-pub struct PeerIdentity(pub Arc<str>);
+pub struct PeerIdentity {
+    pub id: Arc<str>,
+    pub header: Option<HeaderValue>,
+}
+
+impl PeerIdentity {
+    fn new(id: String) -> Self {
+        let header = HeaderValue::from_str(&id).ok();
+        Self {
+            id: id.into(),
+            header,
+        }
+    }
+}
 
 /// Serves until `shutdown` resolves, then drains for at most `drain`. With `tls`
 /// every connection must be mTLS (STRICT): plaintext is refused.
@@ -85,8 +99,8 @@ pub async fn serve<H: Handler>(
             };
             let service = service_fn(move |mut req: Request<Incoming>| {
                 let handler = handler.clone();
-                if let Some(id) = &identity {
-                    req.extensions_mut().insert(PeerIdentity(id.clone()));
+                if let Some(peer) = &identity {
+                    req.extensions_mut().insert(peer.clone());
                 }
                 async move { Ok::<_, Infallible>(handler.handle(req).await) }
             });
@@ -113,7 +127,7 @@ async fn accept(
     stream: TcpStream,
     peer: SocketAddr,
     tls: Option<&TlsContext>,
-) -> Option<(Io, Option<Arc<str>>)> {
+) -> Option<(Io, Option<PeerIdentity>)> {
     let Some(tls) = tls else {
         return Some((Either::Left(stream), None));
     };
@@ -142,7 +156,7 @@ async fn accept(
                 alpn = ?conn.alpn_protocol().map(String::from_utf8_lossy),
                 "mTLS connection accepted"
             );
-            Some((Either::Right(stream), identity.map(Arc::from)))
+            Some((Either::Right(stream), identity.map(PeerIdentity::new)))
         }
         Ok(Err(error)) => {
             tracing::warn!(%peer, %error, "mTLS handshake refused");
