@@ -1,14 +1,14 @@
 //! Protobuf types for Remora.
 //!
 //! - [`xds`]: the Envoy xDS v3 types and services (from `envoy-types`), re-exported
-//!   so the proxy and the control plane agree on one version.
+//!   so the proxy and the control plane agree on one version. Its well-known types
+//!   (`xds::google::protobuf::Any`, `Struct`, ...) are the ones xDS messages use.
 //! - [`demo`]: Remora's own demo/test service (`remora.demo.v1.Echo`).
 //! - [`identity`]: how a proxy gets its certificate (`remora.identity.v1.Identity`).
 #![forbid(unsafe_code)]
 
 pub use envoy_types::pb as xds;
 pub use prost;
-pub use prost_types;
 
 /// `remora.demo.v1`: the echo service used by the demo and the end-to-end tests.
 pub mod demo {

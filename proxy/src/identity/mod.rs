@@ -19,7 +19,7 @@ use arc_swap::ArcSwapOption;
 
 pub use client::{run, IdentityConfig, TokenSource};
 pub use csr::{new_request, CsrError, Request};
-pub use schedule::{renew_after, RENEW_AT};
+pub use schedule::renew_after;
 
 /// A certificate this proxy holds, with its key.
 pub struct Certified {

@@ -4,7 +4,7 @@
 use std::time::{Duration, SystemTime};
 
 /// The share of the lifetime after which a certificate is renewed.
-pub const RENEW_AT: f64 = 0.7;
+const RENEW_AT: f64 = 0.7;
 /// Jitter around `RENEW_AT`, as a share of the lifetime (±5%).
 const JITTER: f64 = 0.05;
 
