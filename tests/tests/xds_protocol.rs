@@ -1,16 +1,13 @@
 //! The xDS protocol as a proxy sees it: the real `remora` binary, driven by a raw
 //! ADS client. Each test starts its own control plane on free ports.
 //!
-//! Needs the binary: `cargo build --bins` first.
+//! Needs the binary: `cargo build --bins` first. The harness prints the control
+//! plane's log when a test fails.
 
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
-use std::process::Stdio;
+use std::path::PathBuf;
 use std::time::Duration;
 
-use http_body_util::BodyExt;
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::TokioExecutor;
 use remora_proto::prost::Message;
 use remora_proto::type_url::{CLUSTER, ENDPOINT, LISTENER, ROUTE};
 use remora_proto::xds::envoy::config::cluster::v3::Cluster;
@@ -23,8 +20,8 @@ use remora_proto::xds::envoy::service::discovery::v3::{
 };
 use remora_proto::xds::google::protobuf::{value::Kind, Struct, Value};
 use remora_proto::xds::google::rpc;
+use remora_tests::harness;
 use serde_json::Value as Json;
-use tokio::process::{Child, Command};
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 
@@ -58,30 +55,12 @@ const ORDERS_V1: &str = "outbound|80||orders-v1.default.svc.cluster.local";
 const PAYMENTS_CLUSTER: &str = "outbound|8080||payments.default.svc.cluster.local";
 
 // ---------------------------------------------------------------------------
-// The control plane process
+// The control plane process (the harness's), with its own config directory
 
-fn remora_binary() -> PathBuf {
-    let exe = std::env::current_exe().expect("current_exe");
-    // target/debug/deps/xds_protocol-HASH -> target/debug/remora
-    let dir = exe
-        .parent()
-        .and_then(Path::parent)
-        .expect("test executable is in target/<profile>/deps");
-    let bin = dir.join(format!("remora{}", std::env::consts::EXE_SUFFIX));
-    assert!(
-        bin.exists(),
-        "{} is missing: run `cargo build --bins` first",
-        bin.display()
-    );
-    bin
-}
-
-/// A `remora control` process with its own config directory; killed on drop.
 struct ControlPlane {
-    child: Child,
-    dir: tempfile::TempDir,
+    process: harness::ControlPlane,
     xds: SocketAddr,
-    api: SocketAddr,
+    _dir: tempfile::TempDir,
 }
 
 impl ControlPlane {
@@ -92,77 +71,27 @@ impl ControlPlane {
         for (name, text) in files {
             std::fs::write(config.join(name), text).expect("write config");
         }
-        let addresses = dir.path().join("addresses.json");
-        let log = std::fs::File::create(dir.path().join("remora.log")).expect("log file");
-        let mut child = Command::new(remora_binary())
-            .arg("control")
-            .arg("--config-dir")
-            .arg(&config)
-            .arg("--data-dir")
-            .arg(dir.path().join("data"))
-            .args(["--xds-addr", "127.0.0.1:0", "--api-addr", "127.0.0.1:0"])
-            .arg("--addresses-file")
-            .arg(&addresses)
-            .env("RUST_LOG", "remora_control=debug")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(log)
-            .kill_on_drop(true)
-            .spawn()
-            .expect("start remora");
-
-        let deadline = tokio::time::Instant::now() + WAIT;
-        let json = loop {
-            if let Ok(text) = std::fs::read_to_string(&addresses) {
-                break text;
-            }
-            if let Ok(Some(status)) = child.try_wait() {
-                let log =
-                    std::fs::read_to_string(dir.path().join("remora.log")).unwrap_or_default();
-                panic!("remora exited with {status} before listening:\n{log}");
-            }
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "remora did not write {} in time",
-                addresses.display()
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        };
-        let json: Json = serde_json::from_str(&json).expect("addresses file is JSON");
-        let addr = |key: &str| -> SocketAddr {
-            json[key]
-                .as_str()
-                .and_then(|a| a.parse().ok())
-                .unwrap_or_else(|| panic!("no {key} address in {json}"))
-        };
+        let process = harness::ControlPlane::start(&config)
+            .await
+            .expect("start remora control");
         ControlPlane {
-            xds: addr("xds"),
-            api: addr("api"),
-            child,
-            dir,
+            xds: process.xds_addr,
+            process,
+            _dir: dir,
         }
     }
 
     fn config_file(&self, name: &str) -> PathBuf {
-        self.dir.path().join("config").join(name)
+        self.process.config_dir.join(name)
     }
 
     async fn get(&self, path: &str) -> Json {
-        let client = Client::builder(TokioExecutor::new())
-            .build_http::<http_body_util::Empty<bytes::Bytes>>();
-        let uri: http::Uri = format!("http://{}{path}", self.api).parse().expect("uri");
-        let response = tokio::time::timeout(WAIT, client.get(uri))
+        let reply = tokio::time::timeout(WAIT, self.process.api_get(path))
             .await
             .expect("API answers in time")
             .expect("API request");
-        assert_eq!(response.status(), 200, "GET {path}");
-        let body = response
-            .into_body()
-            .collect()
-            .await
-            .expect("body")
-            .to_bytes();
-        serde_json::from_slice(&body).expect("API returns JSON")
+        assert_eq!(reply.status, 200, "GET {path}");
+        reply.json().expect("API returns JSON")
     }
 
     /// Waits until the config directory has been read more than `loads` times.
@@ -182,17 +111,6 @@ impl ControlPlane {
 
     async fn proxy(&self, node_id: &str) -> Proxy {
         Proxy::connect(self.xds, node(node_id, &[])).await
-    }
-}
-
-impl Drop for ControlPlane {
-    fn drop(&mut self) {
-        let _ = self.child.start_kill();
-        if std::thread::panicking() {
-            let log =
-                std::fs::read_to_string(self.dir.path().join("remora.log")).unwrap_or_default();
-            eprintln!("--- remora log ---\n{log}--- end of remora log ---");
-        }
     }
 }
 
