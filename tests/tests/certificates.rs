@@ -6,18 +6,13 @@ mod support;
 use std::time::Duration;
 
 use remora_tests::app::TestApp;
-use remora_tests::harness::{wait_for, ControlPlane, Proxy, ProxySpec};
+use remora_tests::harness::{wait_for, Proxy, ProxySpec};
 use support::*;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_proxy_gets_its_certificate_and_renews_it() {
-    let root = tempfile::tempdir().unwrap();
-    let config = config_dir(root.path());
-    write_config(&config, "services.yaml", &service("orders", 80, "http"));
     // Short-lived certificates, so several renewals happen within the test.
-    let cp = ControlPlane::start_with(&config, &["--cert-ttl", "4s"])
-        .await
-        .unwrap();
+    let (root, cp) = control_plane_with(&[("orders", 80, "http")], &["--cert-ttl", "4s"]).await;
     let token_file = root.path().join("orders.token");
     std::fs::write(&token_file, mint_token(&cp.data_dir(), "default", "orders")).unwrap();
     let app = TestApp::http("orders");
@@ -49,10 +44,7 @@ async fn a_proxy_gets_its_certificate_and_renews_it() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_proxy_whose_token_is_refused_is_not_ready_and_says_why() {
-    let root = tempfile::tempdir().unwrap();
-    let config = config_dir(root.path());
-    write_config(&config, "services.yaml", &service("orders", 80, "http"));
-    let cp = ControlPlane::start(&config).await.unwrap();
+    let (root, cp) = control_plane_with(&[("orders", 80, "http")], &[]).await;
     // A token for another service account.
     let token_file = root.path().join("payments.token");
     std::fs::write(

@@ -9,7 +9,6 @@ use std::process::Command;
 use rcgen::{CertificateParams, KeyPair, SanType};
 use remora_proto::identity::identity_client::IdentityClient;
 use remora_proto::identity::CertifyRequest;
-use remora_tests::harness::ControlPlane;
 use support::*;
 
 const ORDERS: &str = "spiffe://cluster.local/ns/shop/sa/orders";
@@ -24,10 +23,7 @@ fn csr(uri: &str) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_token_gets_a_certificate_for_its_identity_and_nothing_else() {
-    let root = tempfile::tempdir().unwrap();
-    let config = config_dir(root.path());
-    write_config(&config, "services.yaml", &service("orders", 80, "http"));
-    let cp = ControlPlane::start(&config).await.unwrap();
+    let (root, cp) = control_plane_with(&[("orders", 80, "http")], &[]).await;
     let data_dir = cp.data_dir();
     let token = mint_token(&data_dir, "shop", "orders");
     let mut client = IdentityClient::connect(format!("http://{}", cp.xds_addr))

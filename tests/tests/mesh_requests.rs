@@ -6,23 +6,20 @@ use std::time::Duration;
 
 use remora_proto::demo::EchoRequest;
 use remora_tests::app::{echo_client, TestApp};
-use remora_tests::harness::{http, ControlPlane, Proxy, ProxySpec};
+use remora_tests::harness::{http, Proxy, ProxySpec};
 use support::*;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn http1_and_grpc_cross_two_proxies() {
-    let root = tempfile::tempdir().unwrap();
-    let config = config_dir(root.path());
-    write_config(
-        &config,
-        "services.yaml",
-        &services(&[
+    let (_root, cp) = control_plane_with(
+        &[
             ("web", 80, "http"),
             ("orders", 80, "http"),
             ("echo", 50051, "grpc"),
-        ]),
-    );
-    let cp = ControlPlane::start(&config).await.unwrap();
+        ],
+        &[],
+    )
+    .await;
     let web_app = TestApp::http("web");
     let orders_app = TestApp::http("orders");
     let echo_app = TestApp::grpc("echo");

@@ -8,19 +8,12 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use remora_tests::app::TestApp;
-use remora_tests::harness::{http, wait_for, ControlPlane};
+use remora_tests::harness::{http, wait_for};
 use support::*;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn proxies_talk_mtls_with_the_expected_identities_and_refuse_plaintext() {
-    let root = tempfile::tempdir().unwrap();
-    let config = config_dir(root.path());
-    write_config(
-        &config,
-        "services.yaml",
-        &services(&[("web", 80, "http"), ("orders", 80, "http")]),
-    );
-    let cp = ControlPlane::start(&config).await.unwrap();
+    let (root, cp) = control_plane_with(&[("web", 80, "http"), ("orders", 80, "http")], &[]).await;
     let (web_app, orders_app) = (TestApp::http("web"), TestApp::http("orders"));
     let web = meshed_proxy(&cp, root.path(), "web", &web_app).await;
     let orders = meshed_proxy(&cp, root.path(), "orders", &orders_app).await;

@@ -16,6 +16,13 @@ use support::*;
 
 const WEB: &str = "spiffe://cluster.local/ns/default/sa/web";
 
+/// The control plane's own CA, read from its data directory, to sign test leaves.
+fn mesh_issuer(cp: &ControlPlane) -> Issuer<'static, KeyPair> {
+    let read = |name: &str| std::fs::read_to_string(cp.data_dir().join(name)).unwrap();
+    let key = KeyPair::from_pem(&read("ca.key")).unwrap();
+    Issuer::from_ca_cert_pem(&read("ca.crt"), key).unwrap()
+}
+
 /// A leaf for `uri` signed by `issuer`, valid until `not_after`; (cert, key) PEM.
 fn leaf(issuer: &Issuer<'_, KeyPair>, uri: &str, not_after: SystemTime) -> (String, String) {
     let key = KeyPair::generate().unwrap();
@@ -51,10 +58,7 @@ fn s_client(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn client_certificates_from_another_ca_or_expired_are_refused() {
-    let root = tempfile::tempdir().unwrap();
-    let config = config_dir(root.path());
-    write_config(&config, "services.yaml", &service("orders", 80, "http"));
-    let cp = ControlPlane::start(&config).await.unwrap();
+    let (root, cp) = control_plane_with(&[("orders", 80, "http")], &[]).await;
     let app = TestApp::http("orders");
     let orders = meshed_proxy(&cp, root.path(), "orders", &app).await;
     let in_a_day = SystemTime::now() + Duration::from_secs(86_400);
@@ -73,13 +77,7 @@ async fn client_certificates_from_another_ca_or_expired_are_refused() {
     assert!(refused.is_ok(), "{}", orders.logs());
 
     // The mesh CA, but expired.
-    let data = cp.data_dir();
-    let ca_key = KeyPair::from_pem(&std::fs::read_to_string(data.join("ca.key")).unwrap()).unwrap();
-    let mesh = Issuer::from_ca_cert_pem(
-        &std::fs::read_to_string(data.join("ca.crt")).unwrap(),
-        ca_key,
-    )
-    .unwrap();
+    let mesh = mesh_issuer(&cp);
     s_client(
         root.path(),
         orders.inbound,
@@ -101,26 +99,13 @@ async fn a_server_with_another_identity_is_refused_before_any_request() {
     use remora_proto::xds::envoy::service::discovery::v3::DiscoveryRequest;
     use remora_proto::xds::google::protobuf::{value::Kind, Struct, Value};
 
-    let root = tempfile::tempdir().unwrap();
-    let config = config_dir(root.path());
-    write_config(
-        &config,
-        "services.yaml",
-        &services(&[("web", 80, "http"), ("orders", 80, "http")]),
-    );
-    let cp = ControlPlane::start(&config).await.unwrap();
+    let (root, cp) = control_plane_with(&[("web", 80, "http"), ("orders", 80, "http")], &[]).await;
     let web_app = TestApp::http("web");
     let web = meshed_proxy(&cp, root.path(), "web", &web_app).await;
 
     // An impostor: registers as orders (identity .../sa/orders) but its TLS server
     // presents a mesh certificate for .../sa/payments.
-    let data = cp.data_dir();
-    let ca_key = KeyPair::from_pem(&std::fs::read_to_string(data.join("ca.key")).unwrap()).unwrap();
-    let mesh = Issuer::from_ca_cert_pem(
-        &std::fs::read_to_string(data.join("ca.crt")).unwrap(),
-        ca_key,
-    )
-    .unwrap();
+    let mesh = mesh_issuer(&cp);
     let (cert, key) = leaf(
         &mesh,
         "spiffe://cluster.local/ns/default/sa/payments",
@@ -223,16 +208,11 @@ async fn a_server_with_another_identity_is_refused_before_any_request() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn certificates_rotate_under_load_without_a_failed_request() {
-    let root = tempfile::tempdir().unwrap();
-    let config = config_dir(root.path());
-    write_config(
-        &config,
-        "services.yaml",
-        &services(&[("web", 80, "http"), ("orders", 80, "http")]),
-    );
-    let cp = ControlPlane::start_with(&config, &["--cert-ttl", "3s"])
-        .await
-        .unwrap();
+    let (root, cp) = control_plane_with(
+        &[("web", 80, "http"), ("orders", 80, "http")],
+        &["--cert-ttl", "3s"],
+    )
+    .await;
     let (web_app, orders_app) = (TestApp::http("web"), TestApp::http("orders"));
     let web = meshed_proxy(&cp, root.path(), "web", &web_app).await;
     let orders = meshed_proxy(&cp, root.path(), "orders", &orders_app).await;

@@ -269,3 +269,18 @@ pub fn assert_no_errors(report: &remora_tests::load::Report) {
         .collect();
     assert_eq!(report.errors, 0, "failed requests: {failed:?}");
 }
+
+/// A temporary folder with a config directory holding these Services, and a
+/// control plane started on it with `args`.
+pub async fn control_plane_with(
+    list: &[(&str, u16, &str)],
+    args: &[&str],
+) -> (tempfile::TempDir, remora_tests::harness::ControlPlane) {
+    let root = tempfile::tempdir().unwrap();
+    let config = config_dir(root.path());
+    write_config(&config, "services.yaml", &services(list));
+    let cp = remora_tests::harness::ControlPlane::start_with(&config, args)
+        .await
+        .unwrap();
+    (root, cp)
+}
