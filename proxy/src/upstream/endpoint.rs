@@ -99,19 +99,20 @@ pub struct Endpoint {
 impl Endpoint {
     /// An endpoint with its own connection (HTTP/2) or a fresh HTTP/1 pool.
     pub fn new(addr: SocketAddr, transport: Transport) -> Self {
-        Self::with_http1_pool(addr, transport, super::registry::http1_client(), None)
+        Self::with_http1_pool(addr, transport, super::registry::http1_client, None)
     }
 
-    /// `tls`: for meshed endpoints, the mTLS settings to reach them with.
+    /// `http1` makes the HTTP/1.1 pool, asked for only by HTTP/1 endpoints; `tls`:
+    /// for meshed endpoints, the mTLS settings to reach them with.
     pub(super) fn with_http1_pool(
         addr: SocketAddr,
         transport: Transport,
-        http1: Client<HttpConnector, Incoming>,
+        http1: impl FnOnce() -> Client<HttpConnector, Incoming>,
         tls: Option<TlsTarget>,
     ) -> Self {
         let connection = match transport {
             Transport::MeshH2 | Transport::PlainH2 => Connection::H2(H2Connection::new(addr, tls)),
-            Transport::PlainH1 => Connection::H1(Box::new(http1)),
+            Transport::PlainH1 => Connection::H1(Box::new(http1())),
         };
         let authority = http::uri::Authority::try_from(addr.to_string())
             .expect("a socket address is a valid authority");

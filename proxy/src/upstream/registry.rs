@@ -66,7 +66,7 @@ impl EndpointRegistry {
         let endpoint = Arc::new(Endpoint::with_http1_pool(
             addr,
             transport,
-            self.http1.clone(),
+            || self.http1.clone(),
             tls,
         ));
         map.insert(key, Arc::downgrade(&endpoint));
