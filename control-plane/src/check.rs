@@ -26,7 +26,16 @@ impl Report {
         let parts: Vec<String> = self
             .valid
             .iter()
-            .map(|(kind, n)| format!("{n} {kind}{}", if *n == 1 { "" } else { "s" }))
+            // Policies are optional: mentioned only when there are some.
+            .filter(|(kind, n)| **n > 0 || matches!(kind, Kind::Service | Kind::HttpRoute))
+            .map(|(kind, n)| {
+                let name = if *n == 1 {
+                    kind.as_str()
+                } else {
+                    kind.plural()
+                };
+                format!("{n} {name}")
+            })
             .collect();
         parts.join(", ")
     }

@@ -5,12 +5,25 @@
 
 use std::collections::BTreeMap;
 
-use crate::resources::{HttpRoute, Kind, ObjectKey, Service};
+use crate::resources::{
+    AuthorizationPolicy, HttpRoute, Kind, MeshTls, ObjectKey, PolicyTarget, Service, TlsMode,
+};
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Store {
     services: BTreeMap<ObjectKey, Service>,
     routes: BTreeMap<ObjectKey, HttpRoute>,
+    mesh_tls: BTreeMap<ObjectKey, MeshTls>,
+    authorizations: BTreeMap<ObjectKey, AuthorizationPolicy>,
+}
+
+/// Everything a `Store` is built from.
+#[derive(Debug, Clone, Default)]
+pub struct Contents {
+    pub services: Vec<Service>,
+    pub routes: Vec<HttpRoute>,
+    pub mesh_tls: Vec<MeshTls>,
+    pub authorizations: Vec<AuthorizationPolicy>,
 }
 
 impl Store {
@@ -18,9 +31,23 @@ impl Store {
         services: impl IntoIterator<Item = Service>,
         routes: impl IntoIterator<Item = HttpRoute>,
     ) -> Self {
+        Self::from_contents(Contents {
+            services: services.into_iter().collect(),
+            routes: routes.into_iter().collect(),
+            ..Default::default()
+        })
+    }
+
+    pub fn from_contents(c: Contents) -> Self {
         Store {
-            services: services.into_iter().map(|s| (s.key.clone(), s)).collect(),
-            routes: routes.into_iter().map(|r| (r.key.clone(), r)).collect(),
+            services: c.services.into_iter().map(|s| (s.key.clone(), s)).collect(),
+            routes: c.routes.into_iter().map(|r| (r.key.clone(), r)).collect(),
+            mesh_tls: c.mesh_tls.into_iter().map(|p| (p.key.clone(), p)).collect(),
+            authorizations: c
+                .authorizations
+                .into_iter()
+                .map(|p| (p.key.clone(), p))
+                .collect(),
         }
     }
 
@@ -33,9 +60,36 @@ impl Store {
         self.services.values()
     }
 
+    pub fn route(&self, key: &ObjectKey) -> Option<&HttpRoute> {
+        self.routes.get(key)
+    }
+
     /// Every HTTPRoute, ordered by namespace and name.
     pub fn routes(&self) -> impl Iterator<Item = &HttpRoute> {
         self.routes.values()
+    }
+
+    pub fn mesh_tls(&self) -> impl Iterator<Item = &MeshTls> {
+        self.mesh_tls.values()
+    }
+
+    pub fn authorizations(&self) -> impl Iterator<Item = &AuthorizationPolicy> {
+        self.authorizations.values()
+    }
+
+    /// The TLS mode of a Service: its own MeshTLS, else its namespace's, else
+    /// STRICT. (Validation allows one policy per target.)
+    pub fn tls_mode(&self, service: &ObjectKey) -> TlsMode {
+        let in_namespace = || {
+            self.mesh_tls
+                .values()
+                .filter(|p| p.key.namespace == service.namespace)
+        };
+        in_namespace()
+            .find(|p| p.target == PolicyTarget::Service(service.clone()))
+            .or_else(|| in_namespace().find(|p| p.target == PolicyTarget::Namespace))
+            .map(|p| p.mode)
+            .unwrap_or_default()
     }
 
     /// How many resources of each kind are in force.
@@ -43,6 +97,18 @@ impl Store {
         BTreeMap::from([
             (Kind::Service, self.services.len()),
             (Kind::HttpRoute, self.routes.len()),
+            (Kind::MeshTls, self.mesh_tls.len()),
+            (Kind::AuthorizationPolicy, self.authorizations.len()),
         ])
+    }
+
+    /// The contents, to rebuild a changed store from.
+    pub fn contents(&self) -> Contents {
+        Contents {
+            services: self.services.values().cloned().collect(),
+            routes: self.routes.values().cloned().collect(),
+            mesh_tls: self.mesh_tls.values().cloned().collect(),
+            authorizations: self.authorizations.values().cloned().collect(),
+        }
     }
 }

@@ -9,7 +9,7 @@ use http_body_util::{Either, Full};
 use hyper::body::Incoming;
 use serde_json::json;
 
-use crate::http::ResponseBody;
+use crate::http::{InboundStats, ResponseBody};
 use crate::identity::CertStore;
 use crate::snapshot::{RouteAction, Snapshot, Target};
 use crate::upstream::Transport;
@@ -21,6 +21,7 @@ pub struct Admin {
     pub status: Arc<XdsStatus>,
     /// The workload certificate, when this proxy has an identity.
     pub certificate: Option<CertStore>,
+    pub inbound: Arc<InboundStats>,
 }
 
 impl Admin {
@@ -123,9 +124,39 @@ impl Admin {
             }),
             None => json!(null),
         });
+        let mut inbound = self.inbound.to_json();
+        let (listener, mode, policies) = match &snapshot.inbound {
+            Some(p) => {
+                let names = |a: &crate::authz::Authorization| {
+                    let deny: Vec<&str> = a.deny.iter().map(|p| &*p.name).collect();
+                    let allow: Option<Vec<&str>> = a
+                        .allow
+                        .as_ref()
+                        .map(|l| l.iter().map(|p| &*p.name).collect());
+                    json!({"deny": deny, "allow": allow})
+                };
+                let plaintext = p.plaintext.as_ref().map(names);
+                (
+                    json!(p.name),
+                    p.mode(),
+                    json!({"mtls": names(&p.mtls), "plaintext": plaintext}),
+                )
+            }
+            None => (json!(null), "STRICT", json!(null)),
+        };
+        // Without a certificate there is no mTLS: inbound is plaintext.
+        let mode = if self.certificate.is_none() {
+            "PLAINTEXT"
+        } else {
+            mode
+        };
+        inbound["listener"] = listener;
+        inbound["tls_mode"] = json!(mode);
+        inbound["authorization"] = policies;
         json!({
             "node_id": self.node_id,
             "certificate": certificate,
+            "inbound": inbound,
             "ready": snapshot.is_ready(),
             "xds": self.status.view(),
             "versions": snapshot.versions,

@@ -8,12 +8,14 @@
 //! - [`snapshot`]: the compiled config the request path reads (routes, clusters).
 //! - [`upstream`]: long-lived endpoints, their connections and balancer state.
 //! - [`balance`]: power-of-two-choices over peak-EWMA latency.
+//! - [`authz`]: who may call this proxy's service (compiled RBAC), per request.
 //! - [`http`]: the request path: server, outbound and inbound handlers.
 //! - [`admin`]: `/live`, `/ready`, `/config_dump`.
 //! - [`run`]: wires it all together.
 #![forbid(unsafe_code)]
 
 pub mod admin;
+pub mod authz;
 pub mod balance;
 pub mod bootstrap;
 pub mod compile;

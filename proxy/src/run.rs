@@ -12,7 +12,7 @@ use tokio::net::TcpListener;
 
 use crate::admin::Admin;
 use crate::bootstrap::Bootstrap;
-use crate::http::{serve, Inbound, Outbound};
+use crate::http::{serve, Inbound, InboundStats, MeshAccept, Outbound};
 use crate::identity::{self, CertStore, IdentityConfig};
 use crate::snapshot::Snapshot;
 use crate::tls::TlsContext;
@@ -98,12 +98,22 @@ pub async fn run(options: Options, shutdown: impl Future<Output = ()>) -> Result
             let _ = rx.wait_for(|s| *s).await;
         }
     };
-    let inbound_handler = Inbound::new(b.app).map_err(|_| RunError::AppAddress(b.app))?;
+    let stats = Arc::new(InboundStats::default());
+    let inbound_handler = Inbound::new(b.app, snapshot.clone(), stats.clone())
+        .map_err(|_| RunError::AppAddress(b.app))?;
+    let mesh = tls.clone().map(|tls| {
+        Arc::new(MeshAccept {
+            tls,
+            snapshot: snapshot.clone(),
+            stats: stats.clone(),
+        })
+    });
     let admin_handler = Admin {
         node_id: b.node_id.clone(),
         snapshot: snapshot.clone(),
         status,
         certificate: certificate.as_ref().map(|(store, _)| store.clone()),
+        inbound: stats,
     };
     let servers = async {
         tokio::join!(
@@ -114,7 +124,7 @@ pub async fn run(options: Options, shutdown: impl Future<Output = ()>) -> Result
                 stopped(),
                 DRAIN
             ),
-            serve(inbound, Arc::new(inbound_handler), tls, stopped(), DRAIN),
+            serve(inbound, Arc::new(inbound_handler), mesh, stopped(), DRAIN),
             serve(
                 admin,
                 Arc::new(admin_handler),

@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use http::{HeaderName, HeaderValue, Method};
 
+use crate::authz::Authorization;
 use crate::upstream::Cluster;
 
 /// Accepted xDS versions, by type URL.
@@ -17,6 +18,29 @@ pub struct Snapshot {
     pub clusters: HashMap<Arc<str>, Arc<Cluster>>,
     /// The outbound route table, once a listener and its routes have arrived.
     pub outbound: Option<RouteTable>,
+    /// How the inbound listener accepts connections and authorizes requests; until
+    /// the control plane sends it, STRICT with no authorization policy.
+    pub inbound: Option<InboundPolicy>,
+}
+
+/// The compiled inbound listener.
+#[derive(Debug)]
+pub struct InboundPolicy {
+    pub name: String,
+    /// For connections that completed mTLS.
+    pub mtls: Authorization,
+    /// `Some` when plaintext connections are accepted too (PERMISSIVE).
+    pub plaintext: Option<Authorization>,
+}
+
+impl InboundPolicy {
+    pub fn mode(&self) -> &'static str {
+        if self.plaintext.is_some() {
+            "PERMISSIVE"
+        } else {
+            "STRICT"
+        }
+    }
 }
 
 impl Snapshot {
@@ -138,7 +162,7 @@ pub enum HeaderValueMatch {
 }
 
 impl HeaderMatch {
-    fn matches(&self, headers: &http::HeaderMap) -> bool {
+    pub fn matches(&self, headers: &http::HeaderMap) -> bool {
         let found = headers
             .get_all(&self.name)
             .iter()

@@ -174,7 +174,7 @@ async fn an_invalid_route_is_nacked_by_name_and_field_and_the_old_config_stays()
     );
     let outcome = validate_loaded(&loaded);
     assert!(outcome.problems.is_empty(), "{:?}", outcome.problems);
-    let resources = translate(&outcome.store, &[], "default");
+    let resources = translate(&outcome.store, &[], "default", "cluster.local");
     driver.converge(&resources, "v1").await;
     proxy.wait_ready(Duration::from_secs(5)).await.unwrap();
     let reply = http::get_with_host(proxy.outbound, "orders", "/")

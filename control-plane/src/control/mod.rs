@@ -203,6 +203,7 @@ impl ControlPlane {
             registry,
             stop_rx.clone(),
             self.options.reconnect_grace,
+            &self.options.trust_domain,
         );
         let mut stop = stop_rx.clone();
         let served = tonic::transport::Server::builder()

@@ -5,11 +5,16 @@
 //! field path instead of stopping at the first one).
 
 mod httproute;
+mod policy;
 mod service;
 
 use std::fmt;
 
 pub use httproute::{Backend, HeaderMatch, HttpRoute, ParentRef, PathMatch, RouteMatch, Rule};
+pub use policy::{
+    AuthorizationAction, AuthorizationPolicy, AuthorizationRule, Caller, MeshTls, Pattern,
+    PolicyTarget, TlsMode,
+};
 pub use service::{AppProtocol, Service, ServicePort, StaticEndpoint};
 
 /// The namespace every resource without `metadata.namespace` belongs to.
@@ -20,14 +25,38 @@ pub const DEFAULT_NAMESPACE: &str = "default";
 pub enum Kind {
     Service,
     HttpRoute,
+    MeshTls,
+    AuthorizationPolicy,
 }
 
+/// The API group and version of Remora's own kinds.
+pub const POLICY_API_VERSION: &str = "policy.remora.dev/v1alpha1";
+
 impl Kind {
+    pub const ALL: [Kind; 4] = [
+        Kind::Service,
+        Kind::HttpRoute,
+        Kind::MeshTls,
+        Kind::AuthorizationPolicy,
+    ];
+
     /// The name as written in `kind:`.
     pub fn as_str(self) -> &'static str {
         match self {
             Kind::Service => "Service",
             Kind::HttpRoute => "HTTPRoute",
+            Kind::MeshTls => "MeshTLS",
+            Kind::AuthorizationPolicy => "AuthorizationPolicy",
+        }
+    }
+
+    /// The plural, for counts.
+    pub fn plural(self) -> &'static str {
+        match self {
+            Kind::Service => "Services",
+            Kind::HttpRoute => "HTTPRoutes",
+            Kind::MeshTls => "MeshTLS policies",
+            Kind::AuthorizationPolicy => "AuthorizationPolicies",
         }
     }
 
@@ -39,13 +68,12 @@ impl Kind {
                 "gateway.networking.k8s.io/v1",
                 "gateway.networking.k8s.io/v1beta1",
             ],
+            Kind::MeshTls | Kind::AuthorizationPolicy => &[POLICY_API_VERSION],
         }
     }
 
     pub fn from_name(kind: &str) -> Option<Kind> {
-        [Kind::Service, Kind::HttpRoute]
-            .into_iter()
-            .find(|k| k.as_str() == kind)
+        Kind::ALL.into_iter().find(|k| k.as_str() == kind)
     }
 }
 

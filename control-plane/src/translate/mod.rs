@@ -8,9 +8,11 @@
 
 pub mod names;
 
+mod authorization;
 mod cluster;
 mod encode;
 mod endpoint;
+mod inbound;
 mod listener;
 mod metadata;
 mod route;
@@ -102,7 +104,13 @@ pub struct MeshEndpoint {
 }
 
 /// The resources for a proxy in `namespace`, given the Services' connected proxies.
-pub fn translate(store: &Store, endpoints: &[MeshEndpoint], namespace: &str) -> Resources {
+/// Identities are in `trust_domain`.
+pub fn translate(
+    store: &Store,
+    endpoints: &[MeshEndpoint],
+    namespace: &str,
+    trust_domain: &str,
+) -> Resources {
     let mut by_service: BTreeMap<&ObjectKey, Vec<&MeshEndpoint>> = BTreeMap::new();
     for e in endpoints {
         by_service.entry(&e.service).or_default().push(e);
@@ -120,6 +128,11 @@ pub fn translate(store: &Store, endpoints: &[MeshEndpoint], namespace: &str) -> 
             out.endpoints
                 .insert(cla.cluster_name.clone(), encode::assignment(&cla));
             let l = listener::api_listener(&service.key, port.port);
+            out.listeners.insert(l.name.clone(), encode::message(&l));
+        }
+        // A proxy fronts a Service of its own namespace.
+        if service.key.namespace == namespace {
+            let l = inbound::listener(store, service, trust_domain);
             out.listeners.insert(l.name.clone(), encode::message(&l));
         }
     }
@@ -151,5 +164,7 @@ fn socket_address(addr: SocketAddr) -> Address {
     }
 }
 
+#[cfg(test)]
+mod inbound_tests;
 #[cfg(test)]
 mod tests;

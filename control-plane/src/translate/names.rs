@@ -24,6 +24,15 @@ pub fn cluster(service: &ObjectKey, port: u16) -> String {
     format!("outbound|{port}||{}", fqdn(service))
 }
 
+/// `inbound|orders.default.svc.cluster.local`: the listener the Service's proxies
+/// accept mesh traffic on.
+pub fn inbound(service: &ObjectKey) -> String {
+    format!("inbound|{}", fqdn(service))
+}
+
+/// The (empty) route table of every inbound listener: a proxy forwards to its app.
+pub const INBOUND_ROUTES: &str = "inbound";
+
 /// `orders.default.svc.cluster.local:80`: the listener a gRPC xDS client asks for.
 pub fn listener(service: &ObjectKey, port: u16) -> String {
     format!("{}:{port}", fqdn(service))

@@ -126,7 +126,7 @@ fn remora_fields(m: Option<&Metadata>) -> std::collections::BTreeMap<String, Kin
 
 #[test]
 fn every_resource_carries_its_type_url() {
-    let r = translate(&store(), &[], "default");
+    let r = translate(&store(), &[], "default", "cluster.local");
     for t in ResourceType::PUSH_ORDER {
         assert!(!r.get(t).is_empty());
         for any in r.get(t).values() {
@@ -137,7 +137,7 @@ fn every_resource_carries_its_type_url() {
 
 #[test]
 fn one_eds_cluster_per_service_port() {
-    let r = translate(&store(), &[], "default");
+    let r = translate(&store(), &[], "default", "cluster.local");
     assert_eq!(
         r.clusters.keys().collect::<Vec<_>>(),
         [
@@ -195,7 +195,7 @@ fn upstream_protocol(c: &Cluster) -> ProtocolConfig {
 
 #[test]
 fn app_protocol_picks_http1_or_http2_upstream() {
-    let r = translate(&store(), &[], "default");
+    let r = translate(&store(), &[], "default", "cluster.local");
     let http: Cluster = decode(&r.clusters, "outbound|80||orders.default.svc.cluster.local");
     let grpc: Cluster = decode(
         &r.clusters,
@@ -263,7 +263,7 @@ fn endpoints_are_connected_proxies_and_static_endpoints() {
         mesh_endpoint("orders-v2", "10.0.0.5:7002", "v2-c"),
         mesh_endpoint("orders", "127.0.0.1:7200", "orders-a"),
     ];
-    let r = translate(&store(), &meshed, "default");
+    let r = translate(&store(), &meshed, "default", "cluster.local");
     let cla: ClusterLoadAssignment = decode(
         &r.endpoints,
         "outbound|80||orders-v2.default.svc.cluster.local",
@@ -298,7 +298,7 @@ fn endpoints_are_connected_proxies_and_static_endpoints() {
 
 #[test]
 fn a_service_without_endpoints_has_an_empty_assignment() {
-    let r = translate(&store(), &[], "default");
+    let r = translate(&store(), &[], "default", "cluster.local");
     let cla: ClusterLoadAssignment = decode(
         &r.endpoints,
         "outbound|80||orders-v1.default.svc.cluster.local",
@@ -331,7 +331,7 @@ fn hcm_of(any: &Any) -> HttpConnectionManager {
 
 #[test]
 fn the_outbound_listener_uses_rds_outbound() {
-    let r = translate(&store(), &[], "default");
+    let r = translate(&store(), &[], "default", "cluster.local");
     let l: Listener = decode(&r.listeners, "outbound");
     let [chain] = l.filter_chains.as_slice() else {
         panic!("expected one filter chain");
@@ -348,8 +348,9 @@ fn the_outbound_listener_uses_rds_outbound() {
 
 #[test]
 fn every_service_port_has_an_api_listener_for_grpc() {
-    let r = translate(&store(), &[], "default");
-    assert_eq!(r.listeners.len(), 6);
+    let r = translate(&store(), &[], "default", "cluster.local");
+    let api_listeners = r.listeners.keys().filter(|n| !n.starts_with("inbound|"));
+    assert_eq!(api_listeners.count(), 6);
     let l: Listener = decode(&r.listeners, "orders.default.svc.cluster.local:9090");
     let any = l.api_listener.and_then(|a| a.api_listener).unwrap();
     hcm_of(&any);
@@ -416,7 +417,7 @@ fn describe(v: &VirtualHost) -> Vec<String> {
 
 #[test]
 fn routes_follow_gateway_api_precedence() {
-    let r = translate(&store(), &[], "default");
+    let r = translate(&store(), &[], "default", "cluster.local");
     let rc: RouteConfiguration = decode(&r.routes, "outbound");
     assert_eq!(rc.name, "outbound");
     assert_eq!(
@@ -432,7 +433,7 @@ fn routes_follow_gateway_api_precedence() {
 
 #[test]
 fn a_port_without_routes_goes_to_its_own_cluster() {
-    let r = translate(&store(), &[], "default");
+    let r = translate(&store(), &[], "default", "cluster.local");
     let rc: RouteConfiguration = decode(&r.routes, "outbound");
     assert_eq!(
         describe(vhost(&rc, "default/orders:9090")),
@@ -447,7 +448,7 @@ fn a_port_without_routes_goes_to_its_own_cluster() {
 
 #[test]
 fn consumer_routes_apply_only_to_their_namespace() {
-    let r = translate(&store(), &[], "shop");
+    let r = translate(&store(), &[], "shop", "cluster.local");
     let rc: RouteConfiguration = decode(&r.routes, "outbound");
     let orders = vhost(&rc, "default/orders:80");
     assert_eq!(
@@ -476,7 +477,7 @@ fn consumer_routes_apply_only_to_their_namespace() {
 
 #[test]
 fn domains_include_short_names_in_the_same_namespace() {
-    let r = translate(&store(), &[], "default");
+    let r = translate(&store(), &[], "default", "cluster.local");
     let rc: RouteConfiguration = decode(&r.routes, "outbound");
     let domains = &vhost(&rc, "default/orders:80").domains;
     for d in [
@@ -504,8 +505,11 @@ fn translation_is_deterministic() {
         mesh_endpoint("orders-v2", "127.0.0.1:7101", "a"),
         mesh_endpoint("orders", "127.0.0.1:7102", "b"),
     ];
-    let first = translate(&store(), &meshed, "default");
+    let first = translate(&store(), &meshed, "default", "cluster.local");
     for _ in 0..10 {
-        assert_eq!(translate(&store(), &meshed, "default"), first);
+        assert_eq!(
+            translate(&store(), &meshed, "default", "cluster.local"),
+            first
+        );
     }
 }

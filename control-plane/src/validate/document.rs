@@ -4,9 +4,11 @@
 use serde_yaml_ng::{Mapping, Value};
 
 use super::decode::{Decoder, FieldError};
-use super::{httproute, names, service};
+use super::{httproute, names, policy, service};
 use crate::problem::Problem;
-use crate::resources::{HttpRoute, Kind, ObjectKey, Service, DEFAULT_NAMESPACE};
+use crate::resources::{
+    AuthorizationPolicy, HttpRoute, Kind, MeshTls, ObjectKey, Service, DEFAULT_NAMESPACE,
+};
 use crate::source::Document;
 
 /// What a problem is about: the file and document, and the resource as far as it is
@@ -41,6 +43,8 @@ impl Subject {
 pub enum Decoded {
     Service(Service),
     Route(HttpRoute),
+    MeshTls(MeshTls),
+    Authorization(AuthorizationPolicy),
 }
 
 /// A document of a known kind, decoded as far as possible.
@@ -105,7 +109,10 @@ pub fn decode(doc: &Document) -> Result<Candidate, Box<Problem>> {
     let Some(kind) = Kind::from_name(&kind_name) else {
         return Err(Box::new(subject.problem(
             Some("kind".into()),
-            format!("unknown kind \"{kind_name}\" (Remora reads Service and HTTPRoute)"),
+            format!(
+                "unknown kind \"{kind_name}\" (Remora reads {})",
+                Kind::ALL.map(Kind::as_str).join(", ")
+            ),
         )));
     };
     api_version(top, kind, &mut d);
@@ -118,7 +125,9 @@ pub fn decode(doc: &Document) -> Result<Candidate, Box<Problem>> {
     if let Some(name) = &metadata.name {
         let checked = match kind {
             Kind::Service => names::dns1035_label(name),
-            Kind::HttpRoute => names::dns1123_subdomain(name),
+            Kind::HttpRoute | Kind::MeshTls | Kind::AuthorizationPolicy => {
+                names::dns1123_subdomain(name)
+            }
         };
         if let Err(message) = checked {
             d.error("metadata.name", message);
@@ -132,6 +141,10 @@ pub fn decode(doc: &Document) -> Result<Candidate, Box<Problem>> {
             match kind {
                 Kind::Service => service::decode(spec, key, &mut d).map(Decoded::Service),
                 Kind::HttpRoute => httproute::decode(spec, key, &mut d).map(Decoded::Route),
+                Kind::MeshTls => policy::decode_mesh_tls(spec, key, &mut d).map(Decoded::MeshTls),
+                Kind::AuthorizationPolicy => {
+                    policy::decode_authorization(spec, key, &mut d).map(Decoded::Authorization)
+                }
             }
         }
     };

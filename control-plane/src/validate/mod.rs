@@ -9,6 +9,7 @@ mod decode;
 mod document;
 mod httproute;
 mod names;
+mod policy;
 mod refs;
 mod retain;
 mod service;
@@ -16,9 +17,9 @@ mod service;
 use std::collections::{BTreeMap, BTreeSet};
 
 use crate::problem::Problem;
-use crate::resources::{Kind, ObjectKey};
+use crate::resources::{Kind, ObjectKey, PolicyTarget};
 use crate::source::{Document, Loaded};
-use crate::store::Store;
+use crate::store::{Contents, Store};
 use document::{Candidate, Decoded};
 pub use retain::retain_last_good;
 
@@ -52,19 +53,26 @@ pub fn validate(documents: &[Document]) -> Outcome {
     reject_duplicates(&mut candidates);
     check_references(&mut candidates);
 
-    let mut services = Vec::new();
-    let mut routes = Vec::new();
+    check_policy_targets(&mut candidates);
+    reject_conflicting_mesh_tls(&mut candidates);
+
+    let mut contents = Contents::default();
     for candidate in candidates {
         problems.extend(candidate.problems());
+        if !candidate.errors.is_empty() {
+            continue;
+        }
         match candidate.resource {
-            Some(Decoded::Service(s)) if candidate.errors.is_empty() => services.push(s),
-            Some(Decoded::Route(r)) if candidate.errors.is_empty() => routes.push(r),
-            _ => {}
+            Some(Decoded::Service(s)) => contents.services.push(s),
+            Some(Decoded::Route(r)) => contents.routes.push(r),
+            Some(Decoded::MeshTls(p)) => contents.mesh_tls.push(p),
+            Some(Decoded::Authorization(p)) => contents.authorizations.push(p),
+            None => {}
         }
     }
     problems.sort_by(|a, b| (&a.file, a.document).cmp(&(&b.file, b.document)));
     Outcome {
-        store: Store::new(services, routes),
+        store: Store::from_contents(contents),
         problems,
     }
 }
@@ -93,21 +101,7 @@ fn reject_duplicates(candidates: &mut [Candidate]) {
 
 fn check_references(candidates: &mut [Candidate]) {
     let route_errors: Vec<_> = {
-        let services = refs::Services {
-            valid: candidates
-                .iter()
-                .filter(|c| c.is_valid())
-                .filter_map(|c| match &c.resource {
-                    Some(Decoded::Service(s)) => Some((&s.key, s)),
-                    _ => None,
-                })
-                .collect(),
-            declared: candidates
-                .iter()
-                .filter(|c| c.kind == Kind::Service)
-                .filter_map(|c| c.key.as_ref())
-                .collect::<BTreeSet<_>>(),
-        };
+        let services = valid_services(candidates);
         candidates
             .iter()
             .map(|c| match &c.resource {
@@ -123,5 +117,86 @@ fn check_references(candidates: &mut [Candidate]) {
     }
 }
 
+fn valid_services(candidates: &[Candidate]) -> refs::Services<'_> {
+    refs::Services {
+        valid: candidates
+            .iter()
+            .filter(|c| c.is_valid())
+            .filter_map(|c| match &c.resource {
+                Some(Decoded::Service(s)) => Some((&s.key, s)),
+                _ => None,
+            })
+            .collect(),
+        declared: candidates
+            .iter()
+            .filter(|c| c.kind == Kind::Service)
+            .filter_map(|c| c.key.as_ref())
+            .collect::<BTreeSet<_>>(),
+    }
+}
+
+/// Runs after the routes' references are checked, so a policy cannot target a
+/// route that is itself rejected.
+fn check_policy_targets(candidates: &mut [Candidate]) {
+    let errors: Vec<_> = {
+        let services = valid_services(candidates);
+        let routes: refs::Routes<'_> = candidates
+            .iter()
+            .filter(|c| c.is_valid())
+            .filter_map(|c| match &c.resource {
+                Some(Decoded::Route(r)) => Some((&r.key, r)),
+                _ => None,
+            })
+            .collect();
+        candidates
+            .iter()
+            .map(|c| match &c.resource {
+                Some(Decoded::MeshTls(p)) if c.is_valid() => {
+                    refs::check_target(&p.target, &services, &routes)
+                }
+                Some(Decoded::Authorization(p)) if c.is_valid() => {
+                    refs::check_target(&p.target, &services, &routes)
+                }
+                _ => None,
+            })
+            .collect()
+    };
+    for (candidate, error) in candidates.iter_mut().zip(errors) {
+        if let Some(e) = error {
+            candidate.reject(e.field, e.message);
+        }
+    }
+}
+
+/// One MeshTLS per Service and one namespace-wide MeshTLS per namespace: two
+/// would leave the mode to chance. The first in namespace/name order is kept.
+fn reject_conflicting_mesh_tls(candidates: &mut [Candidate]) {
+    let mut order: Vec<usize> = (0..candidates.len())
+        .filter(|&i| {
+            candidates[i].is_valid() && matches!(candidates[i].resource, Some(Decoded::MeshTls(_)))
+        })
+        .collect();
+    order.sort_by(|&a, &b| candidates[a].key.cmp(&candidates[b].key));
+    let mut first: BTreeMap<(String, PolicyTarget), ObjectKey> = BTreeMap::new();
+    for i in order {
+        let Some(Decoded::MeshTls(p)) = &candidates[i].resource else {
+            continue;
+        };
+        let id = (p.key.namespace.clone(), p.target.clone());
+        if let Some(kept) = first.get(&id) {
+            let what = match &p.target {
+                PolicyTarget::Service(s) => format!("Service \"{}\"", s.name),
+                _ => format!("namespace \"{}\"", p.key.namespace),
+            };
+            let message = format!("{what} already has a MeshTLS policy ({kept})");
+            candidates[i].reject("spec.targetRef".into(), message);
+        } else {
+            first.insert(id, p.key.clone());
+        }
+    }
+}
+
+#[cfg(test)]
+mod policy_tests;
 #[cfg(test)]
 mod tests;

@@ -1,10 +1,11 @@
 //! References between resources: every Service an HTTPRoute names (as parent or
-//! backend) must be valid and have the port it names.
+//! backend) must be valid and have the port it names; every policy's target must
+//! exist.
 
 use std::collections::{BTreeMap, BTreeSet};
 
 use super::decode::{field, index, FieldError};
-use crate::resources::{HttpRoute, ObjectKey, Service};
+use crate::resources::{HttpRoute, ObjectKey, PolicyTarget, Service};
 
 /// The Services a route may refer to.
 pub struct Services<'a> {
@@ -91,4 +92,44 @@ pub fn check_route(route: &HttpRoute, services: &Services<'_>) -> Vec<FieldError
         }
     }
     errors
+}
+
+/// The HTTPRoutes a policy may target: those that passed validation.
+pub type Routes<'a> = BTreeMap<&'a ObjectKey, &'a HttpRoute>;
+
+/// A policy's `spec.targetRef` must name a valid Service, or a valid HTTPRoute
+/// attached to a Service of the policy's namespace.
+pub fn check_target(
+    target: &PolicyTarget,
+    services: &Services<'_>,
+    routes: &Routes<'_>,
+) -> Option<FieldError> {
+    let error = |message: String| {
+        Some(FieldError {
+            field: "spec.targetRef.name".into(),
+            message,
+        })
+    };
+    match target {
+        PolicyTarget::Namespace => None,
+        PolicyTarget::Service(key) => services.lookup(key, key).err().and_then(error),
+        PolicyTarget::HttpRoute(key) => match routes.get(key) {
+            None => error(format!(
+                "HTTPRoute \"{}\" does not exist or is invalid",
+                key.name
+            )),
+            Some(route)
+                if !route
+                    .parents
+                    .iter()
+                    .any(|p| p.service.namespace == key.namespace) =>
+            {
+                error(format!(
+                    "HTTPRoute \"{}\" is attached to no Service in namespace \"{}\"",
+                    key.name, key.namespace
+                ))
+            }
+            Some(_) => None,
+        },
+    }
 }

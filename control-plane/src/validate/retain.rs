@@ -22,11 +22,7 @@ pub fn retain_last_good(previous: &Store, outcome: &mut Outcome) {
         .problems
         .iter()
         .filter_map(|p| {
-            let kind = match p.kind.as_deref()? {
-                "Service" => Kind::Service,
-                "HTTPRoute" => Kind::HttpRoute,
-                _ => return None,
-            };
+            let kind = Kind::from_name(p.kind.as_deref()?)?;
             let key = ObjectKey {
                 namespace: p.namespace.clone().unwrap_or_else(|| "default".into()),
                 name: p.name.clone()?,
@@ -38,18 +34,17 @@ pub fn retain_last_good(previous: &Store, outcome: &mut Outcome) {
 
     let store = &outcome.store;
     let mut kept: Vec<(Kind, ObjectKey)> = Vec::new();
-    let mut services: Vec<_> = store.services().cloned().collect();
+    let mut contents = store.contents();
     for old in previous.services() {
         if store.service(&old.key).is_none() && keep(Kind::Service, &old.key) {
             kept.push((Kind::Service, old.key.clone()));
-            services.push(old.clone());
+            contents.services.push(old.clone());
         }
     }
-    let mut routes: Vec<_> = store.routes().cloned().collect();
     {
         let lookup = refs::Services {
-            valid: services.iter().map(|s| (&s.key, s)).collect(),
-            declared: services.iter().map(|s| &s.key).collect(),
+            valid: contents.services.iter().map(|s| (&s.key, s)).collect(),
+            declared: contents.services.iter().map(|s| &s.key).collect(),
         };
         let in_force: BTreeSet<&ObjectKey> = store.routes().map(|r| &r.key).collect();
         for old in previous.routes() {
@@ -59,9 +54,47 @@ pub fn retain_last_good(previous: &Store, outcome: &mut Outcome) {
                 && refs::check_route(old, &lookup).is_empty()
             {
                 kept.push((Kind::HttpRoute, old.key.clone()));
-                routes.push(old.clone());
+                contents.routes.push(old.clone());
             }
         }
+    }
+    {
+        // Policies stay only while what they target is still in force.
+        let services = refs::Services {
+            valid: contents.services.iter().map(|s| (&s.key, s)).collect(),
+            declared: contents.services.iter().map(|s| &s.key).collect(),
+        };
+        let routes: refs::Routes<'_> = contents.routes.iter().map(|r| (&r.key, r)).collect();
+        let targets_ok = |t| refs::check_target(t, &services, &routes).is_none();
+        let tls_in_force: BTreeSet<&ObjectKey> = store.mesh_tls().map(|p| &p.key).collect();
+        let mut mesh_tls = Vec::new();
+        for old in previous.mesh_tls() {
+            // Not when another policy has taken over its target since.
+            let target_taken = store
+                .mesh_tls()
+                .any(|p| p.key.namespace == old.key.namespace && p.target == old.target);
+            if !tls_in_force.contains(&old.key)
+                && !target_taken
+                && keep(Kind::MeshTls, &old.key)
+                && targets_ok(&old.target)
+            {
+                kept.push((Kind::MeshTls, old.key.clone()));
+                mesh_tls.push(old.clone());
+            }
+        }
+        let authz_in_force: BTreeSet<&ObjectKey> = store.authorizations().map(|p| &p.key).collect();
+        let mut authorizations = Vec::new();
+        for old in previous.authorizations() {
+            if !authz_in_force.contains(&old.key)
+                && keep(Kind::AuthorizationPolicy, &old.key)
+                && targets_ok(&old.target)
+            {
+                kept.push((Kind::AuthorizationPolicy, old.key.clone()));
+                authorizations.push(old.clone());
+            }
+        }
+        contents.mesh_tls.extend(mesh_tls);
+        contents.authorizations.extend(authorizations);
     }
     if kept.is_empty() {
         return;
@@ -79,5 +112,5 @@ pub fn retain_last_good(previous: &Store, outcome: &mut Outcome) {
             p.message = format!("{}; {KEPT}", p.message);
         }
     }
-    outcome.store = Store::new(services, routes);
+    outcome.store = Store::from_contents(contents);
 }

@@ -58,12 +58,13 @@ impl AdsServer {
         registry: Arc<Registry>,
         shutdown: watch::Receiver<bool>,
         reconnect_grace: Duration,
+        trust_domain: &str,
     ) -> Self {
         AdsServer {
             inner: Arc::new(Inner {
                 snapshots,
                 registry,
-                cache: TranslationCache::default(),
+                cache: TranslationCache::new(trust_domain),
                 shutdown,
                 nonce_prefix: format!("{:08x}", rand::random::<u32>()),
                 next_stream: AtomicU64::new(0),

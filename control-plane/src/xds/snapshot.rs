@@ -55,12 +55,20 @@ pub fn publish_endpoints(tx: &watch::Sender<Snapshot>, endpoints: Vec<MeshEndpoi
 }
 
 /// Translations of the latest snapshot, one per proxy namespace.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct TranslationCache {
+    trust_domain: String,
     by_namespace: Mutex<HashMap<String, (u64, Arc<Resources>)>>,
 }
 
 impl TranslationCache {
+    pub fn new(trust_domain: impl Into<String>) -> Self {
+        Self {
+            trust_domain: trust_domain.into(),
+            by_namespace: Mutex::default(),
+        }
+    }
+
     pub fn resources(&self, snapshot: &Snapshot, namespace: &str) -> Arc<Resources> {
         let mut cache = self
             .by_namespace
@@ -77,6 +85,7 @@ impl TranslationCache {
             &snapshot.store,
             &snapshot.endpoints,
             namespace,
+            &self.trust_domain,
         ));
         if !newer_cached {
             cache.insert(

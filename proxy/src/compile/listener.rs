@@ -8,6 +8,7 @@ use remora_proto::xds::envoy::config::route::v3::RouteConfiguration;
 use remora_proto::xds::envoy::extensions::filters::network::http_connection_manager::v3::{
     http_connection_manager::RouteSpecifier, http_filter, HttpConnectionManager,
 };
+use remora_proto::xds::google::protobuf::Any;
 
 use super::CompileError;
 
@@ -20,47 +21,16 @@ pub enum RouteSource {
 
 pub fn route_source(l: &Listener) -> Result<RouteSource, CompileError> {
     let err = |field: String, msg: String| CompileError::new("Listener", &l.name, field, msg);
-    let hcm_any = if let Some(api) = &l.api_listener {
-        (
-            api.api_listener.as_ref(),
-            "api_listener.api_listener".to_owned(),
-        )
+    let (hcm, field) = if let Some(api) = &l.api_listener {
+        let field = "api_listener.api_listener".to_owned();
+        let any = api
+            .api_listener
+            .as_ref()
+            .ok_or_else(|| err(field.clone(), "missing".into()))?;
+        (decode_hcm(l, any, &field)?, field)
     } else {
-        let chain = l
-            .filter_chains
-            .first()
-            .ok_or_else(|| err("filter_chains".into(), "no filter chain".into()))?;
-        let f = chain
-            .filters
-            .iter()
-            .position(|f| f.name == HCM_FILTER)
-            .ok_or_else(|| {
-                err(
-                    "filter_chains[0].filters".into(),
-                    format!("no {HCM_FILTER} filter"),
-                )
-            })?;
-        let any = match &chain.filters[f].config_type {
-            Some(filter::ConfigType::TypedConfig(any)) => Some(any),
-            _ => None,
-        };
-        (any, format!("filter_chains[0].filters[{f}].typed_config"))
+        http_connection_manager(l, 0)?
     };
-    let (any, field) = hcm_any;
-    let any = any.ok_or_else(|| err(field.clone(), "missing".into()))?;
-    if any.type_url != type_url::HTTP_CONNECTION_MANAGER {
-        return Err(err(
-            field,
-            format!(
-                "expected {}, got {}",
-                type_url::HTTP_CONNECTION_MANAGER,
-                any.type_url
-            ),
-        ));
-    }
-    let hcm = HttpConnectionManager::decode(any.value.as_slice())
-        .map_err(|e| err(field.clone(), format!("cannot decode: {e}")))?;
-
     for (i, f) in hcm.http_filters.iter().enumerate() {
         let last = i + 1 == hcm.http_filters.len();
         let is_router = match &f.config_type {
@@ -100,4 +70,45 @@ pub fn route_source(l: &Listener) -> Result<RouteSource, CompileError> {
             "neither rds nor route_config is set".into(),
         )),
     }
+}
+
+/// The HTTP connection manager of filter chain `chain`, and its field path.
+pub fn http_connection_manager(
+    l: &Listener,
+    chain: usize,
+) -> Result<(HttpConnectionManager, String), CompileError> {
+    let err = |field: String, msg: String| CompileError::new("Listener", &l.name, field, msg);
+    let c = l
+        .filter_chains
+        .get(chain)
+        .ok_or_else(|| err("filter_chains".into(), "no filter chain".into()))?;
+    let f = c
+        .filters
+        .iter()
+        .position(|f| f.name == HCM_FILTER)
+        .ok_or_else(|| {
+            err(
+                format!("filter_chains[{chain}].filters"),
+                format!("no {HCM_FILTER} filter"),
+            )
+        })?;
+    let field = format!("filter_chains[{chain}].filters[{f}].typed_config");
+    let any = match &c.filters[f].config_type {
+        Some(filter::ConfigType::TypedConfig(any)) => any,
+        _ => return Err(err(field, "missing".into())),
+    };
+    Ok((decode_hcm(l, any, &field)?, field))
+}
+
+fn decode_hcm(l: &Listener, any: &Any, field: &str) -> Result<HttpConnectionManager, CompileError> {
+    let err = |msg: String| CompileError::new("Listener", &l.name, field, msg);
+    if any.type_url != type_url::HTTP_CONNECTION_MANAGER {
+        return Err(err(format!(
+            "expected {}, got {}",
+            type_url::HTTP_CONNECTION_MANAGER,
+            any.type_url
+        )));
+    }
+    HttpConnectionManager::decode(any.value.as_slice())
+        .map_err(|e| err(format!("cannot decode: {e}")))
 }

@@ -3,6 +3,7 @@
 
 mod cluster;
 mod error;
+mod inbound;
 mod listener;
 mod route;
 
@@ -23,6 +24,13 @@ use crate::upstream::EndpointRegistry;
 
 /// The listener whose routes carry the app's outbound traffic.
 pub const OUTBOUND_LISTENER: &str = "outbound";
+/// What the name of the inbound listener starts with.
+const INBOUND_PREFIX: &str = "inbound|";
+
+/// The inbound listener of a proxy that fronts `service` in `namespace`.
+pub fn inbound_listener(service: &str, namespace: &str) -> String {
+    format!("{INBOUND_PREFIX}{service}.{namespace}.svc.cluster.local")
+}
 
 /// The accepted resources of every type, as the xDS client holds them: encoded, as
 /// they arrived (checked to decode). A decoded Envoy `Cluster` or `Listener` is
@@ -96,8 +104,21 @@ pub fn compile(
         clusters.insert(Arc::from(name.as_str()), Arc::new(compiled));
     }
     let mut outbound_source = None;
+    let mut inbound = None;
     for (name, l) in &resources.listeners {
         let l: Listener = decode("Listener", name, l)?;
+        if name.starts_with(INBOUND_PREFIX) {
+            let policy = inbound::compile(&l)?;
+            if let Some(other) = inbound.replace(policy) {
+                return Err(CompileError::new(
+                    "Listener",
+                    name,
+                    "",
+                    format!("a second inbound listener (after \"{}\")", other.name),
+                ));
+            }
+            continue;
+        }
         let source = listener::route_source(&l)?;
         if name == OUTBOUND_LISTENER {
             outbound_source = Some(source);
@@ -125,8 +146,11 @@ pub fn compile(
         versions: resources.versions.clone(),
         clusters,
         outbound,
+        inbound,
     })
 }
 
+#[cfg(test)]
+mod inbound_tests;
 #[cfg(test)]
 mod tests;

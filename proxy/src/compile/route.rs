@@ -147,7 +147,7 @@ fn exact_value(hm: &HeaderMatcher) -> Option<&str> {
     }
 }
 
-fn method_match(hm: &HeaderMatcher, field: &str) -> Result<Method, FieldError> {
+pub(super) fn method_match(hm: &HeaderMatcher, field: &str) -> Result<Method, FieldError> {
     let value = exact_value(hm)
         .filter(|_| !hm.invert_match)
         .ok_or_else(|| {
@@ -160,7 +160,7 @@ fn method_match(hm: &HeaderMatcher, field: &str) -> Result<Method, FieldError> {
         .map_err(|_| (field.to_owned(), format!("`{value}` is not an HTTP method")))
 }
 
-fn header_match(hm: &HeaderMatcher, field: &str) -> Result<HeaderMatch, FieldError> {
+pub(super) fn header_match(hm: &HeaderMatcher, field: &str) -> Result<HeaderMatch, FieldError> {
     let name = HeaderName::from_bytes(hm.name.as_bytes()).map_err(|_| {
         (
             format!("{field}.name"),

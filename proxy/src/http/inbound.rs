@@ -2,7 +2,10 @@
 //! protocol the calling app used.
 
 use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
+
+use arc_swap::ArcSwap;
 
 use http::uri::Authority;
 use http::{header, Request, Response, StatusCode, Version};
@@ -12,24 +15,72 @@ use hyper::body::Incoming;
 use super::body::Tracked;
 use super::headers::{parse_version, retarget, set_host, strip_hop_by_hop};
 use super::outbound::upstream_failure;
-use super::reply::local;
-use super::server::Handler;
-use super::server::PeerIdentity;
+use super::reply::{forbidden, local};
+use super::server::{Handler, InboundStats, PeerIdentity, Plaintext};
 use super::{ResponseBody, CLIENT_ID, ORIG_PROTO};
+use crate::authz;
+use crate::snapshot::Snapshot;
 use crate::upstream::{Endpoint, Transport};
 
 pub struct Inbound {
     app_h1: Endpoint,
     app_h2: Endpoint,
     app_authority: Authority,
+    snapshot: Arc<ArcSwap<Snapshot>>,
+    stats: Arc<InboundStats>,
 }
 
 impl Inbound {
-    pub fn new(app: SocketAddr) -> Result<Self, http::uri::InvalidUri> {
+    pub fn new(
+        app: SocketAddr,
+        snapshot: Arc<ArcSwap<Snapshot>>,
+        stats: Arc<InboundStats>,
+    ) -> Result<Self, http::uri::InvalidUri> {
         Ok(Self {
             app_h1: Endpoint::new(app, Transport::PlainH1),
             app_h2: Endpoint::new(app, Transport::PlainH2),
             app_authority: Authority::try_from(app.to_string())?,
+            snapshot,
+            stats,
+        })
+    }
+
+    /// The inbound policy's verdict on a request. A proxy without an identity
+    /// serves plaintext only and applies the mTLS chain's rules to
+    /// unauthenticated callers.
+    fn authorize(&self, req: &Request<Incoming>) -> Result<(), String> {
+        let snapshot = self.snapshot.load();
+        let Some(policy) = snapshot.inbound.as_ref() else {
+            return Ok(());
+        };
+        let peer = req.extensions().get::<PeerIdentity>();
+        let rules = if req.extensions().get::<Plaintext>().is_some() {
+            // Accepted while PERMISSIVE; the mode may have changed since.
+            policy.plaintext.as_ref().ok_or_else(|| {
+                "plaintext is no longer accepted: this service requires mTLS (STRICT)".to_owned()
+            })?
+        } else {
+            &policy.mtls
+        };
+        if rules.is_empty() {
+            return Ok(());
+        }
+        let request = authz::Request {
+            peer: peer.map(|p| &*p.id),
+            method: req.method(),
+            path: req.uri().path(),
+            headers: req.headers(),
+        };
+        rules.check(&request).map_err(|denied| {
+            let reason = denied.reason();
+            tracing::info!(
+                peer_identity = peer.map_or("none", |p| &*p.id),
+                method = %req.method(),
+                path = req.uri().path(),
+                %reason,
+                "request denied"
+            );
+            reason
         })
     }
 
@@ -89,6 +140,10 @@ impl Inbound {
 
 impl Handler for Inbound {
     async fn handle(self: Arc<Self>, req: Request<Incoming>) -> Response<ResponseBody> {
+        if let Err(reason) = self.authorize(&req) {
+            self.stats.requests_denied.fetch_add(1, Ordering::Relaxed);
+            return forbidden(reason);
+        }
         self.forward(req).await
     }
 }

@@ -3,6 +3,7 @@
 
 use std::convert::Infallible;
 use std::future::Future;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -20,6 +21,7 @@ use tokio_rustls::TlsAcceptor;
 use tokio_util::either::Either;
 
 use super::ResponseBody;
+use crate::snapshot::Snapshot;
 use crate::tls::{peer_identity, TlsContext};
 use crate::upstream::{CONNECTION_WINDOW, STREAM_WINDOW};
 
@@ -35,6 +37,48 @@ pub trait Handler: Send + Sync + 'static {
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
 type Io = Either<TcpStream, TlsStream<TcpStream>>;
+
+/// How the mesh inbound listener accepts connections: mTLS always, plaintext only
+/// while the inbound policy is PERMISSIVE (checked per connection, so a change of
+/// mode applies to the next one).
+pub struct MeshAccept {
+    pub tls: Arc<TlsContext>,
+    pub snapshot: Arc<arc_swap::ArcSwap<Snapshot>>,
+    pub stats: Arc<InboundStats>,
+}
+
+/// Connections the inbound listener took and refused, by transport, and requests
+/// authorization denied.
+#[derive(Debug, Default)]
+pub struct InboundStats {
+    pub mtls_accepted: AtomicU64,
+    pub mtls_refused: AtomicU64,
+    pub plaintext_accepted: AtomicU64,
+    pub plaintext_refused: AtomicU64,
+    pub requests_denied: AtomicU64,
+}
+
+impl InboundStats {
+    pub fn to_json(&self) -> serde_json::Value {
+        let n = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        serde_json::json!({
+            "mtls_connections_accepted": n(&self.mtls_accepted),
+            "mtls_connections_refused": n(&self.mtls_refused),
+            "plaintext_connections_accepted": n(&self.plaintext_accepted),
+            "plaintext_connections_refused": n(&self.plaintext_refused),
+            "requests_denied": n(&self.requests_denied),
+        })
+    }
+}
+
+fn count(c: &AtomicU64) {
+    c.fetch_add(1, Ordering::Relaxed);
+}
+
+/// In the extensions of requests that arrived in plaintext on the mesh inbound
+/// listener (PERMISSIVE).
+#[derive(Debug, Clone, Copy)]
+pub struct Plaintext;
 
 /// The verified identity of the connection's peer, in every request's extensions
 /// (mTLS connections only). The header form is made once per connection, not per
@@ -55,12 +99,12 @@ impl PeerIdentity {
     }
 }
 
-/// Serves until `shutdown` resolves, then drains for at most `drain`. With `tls`
-/// every connection must be mTLS (STRICT): plaintext is refused.
+/// Serves until `shutdown` resolves, then drains for at most `drain`. With `mesh`,
+/// connections must be mTLS unless the inbound policy is PERMISSIVE.
 pub async fn serve<H: Handler>(
     listener: TcpListener,
     handler: Arc<H>,
-    tls: Option<Arc<TlsContext>>,
+    mesh: Option<Arc<MeshAccept>>,
     shutdown: impl Future<Output = ()>,
     drain: Duration,
 ) {
@@ -91,16 +135,20 @@ pub async fn serve<H: Handler>(
             () = &mut shutdown => break,
         };
         let _ = stream.set_nodelay(true);
-        let (handler, tls, builder) = (handler.clone(), tls.clone(), builder.clone());
+        let (handler, mesh, builder) = (handler.clone(), mesh.clone(), builder.clone());
         let watcher = graceful.watcher();
         tokio::spawn(async move {
-            let Some((io, identity)) = accept(stream, peer, tls.as_deref()).await else {
+            let Some((io, identity)) = accept(stream, peer, mesh.as_deref()).await else {
                 return;
             };
+            let plaintext = mesh.is_some() && matches!(io, Either::Left(_));
             let service = service_fn(move |mut req: Request<Incoming>| {
                 let handler = handler.clone();
                 if let Some(peer) = &identity {
                     req.extensions_mut().insert(peer.clone());
+                }
+                if plaintext {
+                    req.extensions_mut().insert(Plaintext);
                 }
                 async move { Ok::<_, Infallible>(handler.handle(req).await) }
             });
@@ -121,16 +169,17 @@ pub async fn serve<H: Handler>(
     }
 }
 
-/// Plaintext as it is, or (with `tls`) an mTLS handshake and the peer's identity;
+/// Plaintext as it is, or (with `mesh`) an mTLS handshake and the peer's identity;
 /// `None` drops the connection.
 async fn accept(
     stream: TcpStream,
     peer: SocketAddr,
-    tls: Option<&TlsContext>,
+    mesh: Option<&MeshAccept>,
 ) -> Option<(Io, Option<PeerIdentity>)> {
-    let Some(tls) = tls else {
+    let Some(mesh) = mesh else {
         return Some((Either::Left(stream), None));
     };
+    let tls = &mesh.tls;
     let mut first = [0u8; 1];
     match tokio::time::timeout(HANDSHAKE_TIMEOUT, stream.peek(&mut first)).await {
         Ok(Ok(1)) => {}
@@ -138,10 +187,19 @@ async fn accept(
     }
     // Every TLS connection starts with a handshake record (content type 22).
     if first[0] != 0x16 {
-        tracing::warn!(%peer, "plaintext connection refused: this proxy requires mTLS (STRICT)");
+        let snapshot = mesh.snapshot.load();
+        let policy = snapshot.inbound.as_ref();
+        if policy.is_some_and(|p| p.plaintext.is_some()) {
+            count(&mesh.stats.plaintext_accepted);
+            tracing::debug!(%peer, "plaintext connection accepted (PERMISSIVE)");
+            return Some((Either::Left(stream), None));
+        }
+        count(&mesh.stats.plaintext_refused);
+        tracing::warn!(%peer, listener = policy.map_or("", |p| p.name.as_str()), "plaintext connection refused: this proxy requires mTLS (STRICT)");
         return None;
     }
     let Some(config) = tls.server_config() else {
+        count(&mesh.stats.mtls_refused);
         tracing::warn!(%peer, "mTLS connection refused: no workload certificate yet");
         return None;
     };
@@ -156,13 +214,16 @@ async fn accept(
                 alpn = ?conn.alpn_protocol().map(String::from_utf8_lossy),
                 "mTLS connection accepted"
             );
+            count(&mesh.stats.mtls_accepted);
             Some((Either::Right(stream), identity.map(PeerIdentity::new)))
         }
         Ok(Err(error)) => {
+            count(&mesh.stats.mtls_refused);
             tracing::warn!(%peer, %error, "mTLS handshake refused");
             None
         }
         Err(_) => {
+            count(&mesh.stats.mtls_refused);
             tracing::warn!(%peer, "mTLS handshake timed out");
             None
         }

@@ -13,6 +13,7 @@ use remora_proto::xds::envoy::service::discovery::v3::{
     aggregated_discovery_service_client::AggregatedDiscoveryServiceClient, DiscoveryRequest,
     DiscoveryResponse,
 };
+use remora_proto::xds::google::protobuf::value::Kind;
 use remora_proto::xds::google::rpc::Status;
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
@@ -28,6 +29,8 @@ pub struct XdsClient {
     registry: Arc<EndpointRegistry>,
     snapshot: Arc<ArcSwap<Snapshot>>,
     status: Arc<XdsStatus>,
+    /// The listeners this proxy subscribes to, by name.
+    listeners: Vec<String>,
     /// The accepted resources; survives reconnects.
     accepted: Resources,
 }
@@ -57,7 +60,22 @@ impl XdsClient {
         snapshot: Arc<ArcSwap<Snapshot>>,
         status: Arc<XdsStatus>,
     ) -> Self {
+        let metadata = |key: &str| {
+            node.metadata
+                .as_ref()
+                .and_then(|m| m.fields.get(key))
+                .and_then(|v| match &v.kind {
+                    Some(Kind::StringValue(s)) => Some(s.clone()),
+                    _ => None,
+                })
+                .unwrap_or_default()
+        };
+        let listeners = vec![
+            OUTBOUND_LISTENER.to_owned(),
+            compile::inbound_listener(&metadata("service"), &metadata("namespace")),
+        ];
         Self {
+            listeners,
             control_plane,
             node,
             registry,
@@ -105,12 +123,13 @@ impl XdsClient {
 
         // Resume with what we hold: versions let the server skip what we already have.
         let subs = self.accepted.subscriptions().unwrap_or_default();
-        // Clusters: all of them (wildcard). Listeners: only ours by name; the
-        // control plane also serves one API listener per service for gRPC clients.
+        // Clusters: all of them (wildcard). Listeners: only ours (outbound and
+        // this service's inbound) by name; the control plane also serves one API
+        // listener per service for gRPC clients and the other services' inbound.
         let initial = [
             (type_url::CLUSTER, Vec::new()),
             (type_url::ENDPOINT, subs.endpoints.clone()),
-            (type_url::LISTENER, vec![OUTBOUND_LISTENER.to_owned()]),
+            (type_url::LISTENER, self.listeners.clone()),
             (type_url::ROUTE, subs.routes.clone()),
         ];
         let mut first = true;

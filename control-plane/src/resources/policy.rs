@@ -1,0 +1,117 @@
+//! Remora's own policy kinds, for what the Gateway API lacks: the mesh TLS mode of a
+//! namespace or Service (`MeshTLS`) and who may call a Service
+//! (`AuthorizationPolicy`).
+
+use std::fmt;
+
+use super::ObjectKey;
+
+/// What a policy applies to. Policies attach within their own namespace.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub enum PolicyTarget {
+    /// Every Service of the policy's namespace (`targetRef` absent).
+    Namespace,
+    Service(ObjectKey),
+    /// The requests that match this HTTPRoute's matches, on the Services it is
+    /// attached to in the policy's namespace.
+    HttpRoute(ObjectKey),
+}
+
+/// `MeshTLS`: whether a Service's inbound listener accepts plaintext.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MeshTls {
+    pub key: ObjectKey,
+    /// `Namespace` or `Service` (never an HTTPRoute: TLS is per connection).
+    pub target: PolicyTarget,
+    pub mode: TlsMode,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum TlsMode {
+    /// Only mTLS from mesh peers (the default).
+    #[default]
+    Strict,
+    /// mTLS or plaintext; plaintext connections are counted.
+    Permissive,
+}
+
+impl TlsMode {
+    pub fn parse(value: &str) -> Option<TlsMode> {
+        match value {
+            "STRICT" => Some(TlsMode::Strict),
+            "PERMISSIVE" => Some(TlsMode::Permissive),
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for TlsMode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            TlsMode::Strict => "STRICT",
+            TlsMode::Permissive => "PERMISSIVE",
+        })
+    }
+}
+
+/// `AuthorizationPolicy`: which callers may reach a Service (or some of its routes).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuthorizationPolicy {
+    pub key: ObjectKey,
+    /// `Service` or `HttpRoute`.
+    pub target: PolicyTarget,
+    pub action: AuthorizationAction,
+    /// A request the policy applies to matches it if it matches any rule.
+    pub rules: Vec<AuthorizationRule>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AuthorizationAction {
+    Allow,
+    Deny,
+}
+
+/// Matches when the caller matches `from` and the request matches `to`.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct AuthorizationRule {
+    /// Empty: any caller, authenticated or not (PERMISSIVE plaintext included).
+    pub from: Vec<Caller>,
+    /// Empty: any path.
+    pub paths: Vec<Pattern>,
+    /// Upper case; empty: any method.
+    pub methods: Vec<String>,
+}
+
+/// Who a rule names.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Caller {
+    /// A SPIFFE id, exact or with one `*` at either end; `*` alone is any
+    /// authenticated peer.
+    Identity(Pattern),
+    /// Every identity of a namespace (`*`: any authenticated peer).
+    Namespace(String),
+}
+
+/// A string with at most one `*`, at the start or at the end.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Pattern {
+    Any,
+    Exact(String),
+    Prefix(String),
+    Suffix(String),
+}
+
+impl Pattern {
+    /// `None` when the `*` is elsewhere or appears twice.
+    pub fn parse(value: &str) -> Option<Pattern> {
+        if value == "*" {
+            return Some(Pattern::Any);
+        }
+        match value.matches('*').count() {
+            0 => Some(Pattern::Exact(value.to_owned())),
+            1 if value.ends_with('*') => Some(Pattern::Prefix(value[..value.len() - 1].to_owned())),
+            1 if value.starts_with('*') => Some(Pattern::Suffix(value[1..].to_owned())),
+            _ => None,
+        }
+    }
+}

@@ -1,0 +1,212 @@
+//! Inbound listeners: the TLS mode as filter chains, and authorization as RBAC
+//! filters that encode the same way every time.
+
+use prost::Message;
+use remora_proto::type_url;
+use remora_proto::xds::envoy::config::listener::v3::{filter, Listener};
+use remora_proto::xds::envoy::config::rbac::v3::{permission, principal, rbac::Action};
+use remora_proto::xds::envoy::extensions::filters::http::rbac::v3::Rbac as RbacFilter;
+use remora_proto::xds::envoy::extensions::filters::network::http_connection_manager::v3::{
+    http_filter, HttpConnectionManager,
+};
+
+use super::translate;
+use crate::source::{parse, Loaded};
+use crate::store::Store;
+use crate::validate::validate_loaded;
+
+const SERVICES: &str = "
+apiVersion: v1
+kind: Service
+metadata: {name: orders, namespace: shop}
+spec: {ports: [{port: 80}]}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: web, namespace: shop}
+spec: {ports: [{port: 80}]}
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {name: orders-admin, namespace: shop}
+spec:
+  parentRefs: [{kind: Service, name: orders}]
+  rules: [{matches: [{path: {value: /admin}, method: POST}], backendRefs: [{name: orders}]}]
+";
+
+fn store(policies: &str) -> Store {
+    let mut loaded = Loaded::default();
+    for (file, text) in [("a.yaml", SERVICES), ("b.yaml", policies)] {
+        loaded.documents.extend(parse(file, text).documents);
+    }
+    let outcome = validate_loaded(&loaded);
+    assert!(outcome.problems.is_empty(), "{:?}", outcome.problems);
+    outcome.store
+}
+
+fn inbound(store: &Store, service: &str) -> Listener {
+    let r = translate(store, &[], "shop", "example.org");
+    let any = &r.listeners[&format!("inbound|{service}.shop.svc.cluster.local")];
+    assert_eq!(any.type_url, type_url::LISTENER);
+    Listener::decode(any.value.as_slice()).unwrap()
+}
+
+fn rbac_filters(l: &Listener, chain: usize) -> Vec<RbacFilter> {
+    let Some(filter::ConfigType::TypedConfig(any)) = &l.filter_chains[chain].filters[0].config_type
+    else {
+        panic!("no HCM")
+    };
+    let hcm = HttpConnectionManager::decode(any.value.as_slice()).unwrap();
+    let last = hcm.http_filters.last().unwrap();
+    assert!(
+        matches!(&last.config_type, Some(http_filter::ConfigType::TypedConfig(a)) if a.type_url == type_url::ROUTER)
+    );
+    hcm.http_filters[..hcm.http_filters.len() - 1]
+        .iter()
+        .map(|f| match &f.config_type {
+            Some(http_filter::ConfigType::TypedConfig(a)) => {
+                assert_eq!(a.type_url, type_url::RBAC);
+                RbacFilter::decode(a.value.as_slice()).unwrap()
+            }
+            _ => panic!("no typed config"),
+        })
+        .collect()
+}
+
+#[test]
+fn strict_by_default_permissive_by_policy() {
+    let s = store(
+        "
+apiVersion: policy.remora.dev/v1alpha1
+kind: MeshTLS
+metadata: {name: web, namespace: shop}
+spec: {targetRef: {kind: Service, name: web}, mode: PERMISSIVE}
+",
+    );
+    let orders = inbound(&s, "orders");
+    let protocols: Vec<_> = orders
+        .filter_chains
+        .iter()
+        .map(|c| {
+            c.filter_chain_match
+                .as_ref()
+                .unwrap()
+                .transport_protocol
+                .as_str()
+        })
+        .collect();
+    assert_eq!(protocols, ["tls"]);
+    assert!(orders.filter_chains[0].transport_socket.is_some());
+    let web = inbound(&s, "web");
+    let protocols: Vec<_> = web
+        .filter_chains
+        .iter()
+        .map(|c| {
+            c.filter_chain_match
+                .as_ref()
+                .unwrap()
+                .transport_protocol
+                .as_str()
+        })
+        .collect();
+    assert_eq!(protocols, ["tls", "raw_buffer"]);
+    assert!(web.filter_chains[1].transport_socket.is_none());
+    assert!(
+        rbac_filters(&web, 0).is_empty(),
+        "no policy, no RBAC filter"
+    );
+}
+
+#[test]
+fn policies_become_deny_then_allow_filters() {
+    let s = store(
+        "
+apiVersion: policy.remora.dev/v1alpha1
+kind: AuthorizationPolicy
+metadata: {name: readers, namespace: shop}
+spec:
+  targetRef: {kind: Service, name: orders}
+  action: ALLOW
+  rules: [{from: {namespaces: [shop]}, to: {methods: [GET]}}]
+---
+apiVersion: policy.remora.dev/v1alpha1
+kind: AuthorizationPolicy
+metadata: {name: no-ops, namespace: shop}
+spec:
+  targetRef: {kind: Service, name: orders}
+  action: DENY
+  rules: [{from: {identities: ['spiffe://example.org/ns/ops/*']}}]
+",
+    );
+    let filters = rbac_filters(&inbound(&s, "orders"), 0);
+    let actions: Vec<_> = filters
+        .iter()
+        .map(|f| f.rules.as_ref().unwrap().action)
+        .collect();
+    assert_eq!(actions, [Action::Deny as i32, Action::Allow as i32]);
+    let allow = &filters[1].rules.as_ref().unwrap().policies["shop/readers/rules[0]"];
+    let Some(principal::Identifier::Authenticated(a)) = &allow.principals[0].identifier else {
+        panic!("{allow:?}")
+    };
+    assert_eq!(
+        format!("{:?}", a.principal_name.as_ref().unwrap().match_pattern),
+        "Some(Prefix(\"spiffe://example.org/ns/shop/sa/\"))",
+        "a namespace is every service account in it, in the mesh's trust domain"
+    );
+    assert!(
+        rbac_filters(&inbound(&s, "web"), 0).is_empty(),
+        "web has no policy"
+    );
+}
+
+#[test]
+fn an_allow_policy_on_a_route_leaves_other_requests_alone() {
+    let s = store(
+        "
+apiVersion: policy.remora.dev/v1alpha1
+kind: AuthorizationPolicy
+metadata: {name: admins, namespace: shop}
+spec:
+  targetRef: {kind: HTTPRoute, name: orders-admin}
+  action: ALLOW
+  rules: [{from: {namespaces: [ops]}}]
+",
+    );
+    let filters = rbac_filters(&inbound(&s, "orders"), 0);
+    assert_eq!(filters.len(), 1);
+    let policies = &filters[0].rules.as_ref().unwrap().policies;
+    let untargeted = &policies[super::authorization::UNTARGETED];
+    assert!(matches!(
+        untargeted.permissions[0].rule,
+        Some(permission::Rule::NotRule(_))
+    ));
+    let admins = &policies["shop/admins/rules[0]"];
+    // (route matches) and (rule's requests): `/admin` exact or `/admin/...`, POST.
+    let Some(permission::Rule::AndRules(and)) = &admins.permissions[0].rule else {
+        panic!("{admins:?}")
+    };
+    let text = format!("{and:?}");
+    assert!(
+        text.contains("Exact(\"/admin\")")
+            && text.contains("Prefix(\"/admin/\")")
+            && text.contains("POST"),
+        "{text}"
+    );
+}
+
+#[test]
+fn equal_policies_encode_to_equal_bytes() {
+    let policies = "
+apiVersion: policy.remora.dev/v1alpha1
+kind: AuthorizationPolicy
+metadata: {name: many, namespace: shop}
+spec:
+  targetRef: {kind: Service, name: orders}
+  action: ALLOW
+  rules: [{from: {namespaces: [a]}}, {from: {namespaces: [b]}}, {from: {namespaces: [c]}}, {from: {namespaces: [d]}}]
+";
+    let a = translate(&store(policies), &[], "shop", "cluster.local");
+    for _ in 0..10 {
+        assert_eq!(translate(&store(policies), &[], "shop", "cluster.local"), a);
+    }
+}
