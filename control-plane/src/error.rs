@@ -34,6 +34,8 @@ pub enum Error {
     Ca(#[from] crate::ca::CaError),
     #[error("tokens")]
     Token(#[from] crate::identity::TokenError),
+    #[error("xDS transport")]
+    Transport(#[from] crate::control::TransportError),
 }
 
 /// Displays an error followed by its causes: `cannot read /x: No such file or

@@ -47,6 +47,10 @@ pub struct Bootstrap {
     /// The bootstrap token that grants the identity; without one the proxy runs
     /// without a certificate (plaintext only, until mTLS is required).
     pub token: Option<TokenSource>,
+    /// The mesh's trust bundle (PEM, from `remora trust-bundle`): with it, even the
+    /// first certificate request (which carries the token) goes over TLS to a
+    /// verified control plane.
+    pub trust_bundle: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -65,6 +69,7 @@ struct RawBootstrap {
     service_account: Option<String>,
     token: Option<String>,
     token_file: Option<PathBuf>,
+    trust_bundle_file: Option<PathBuf>,
 }
 
 impl Bootstrap {
@@ -145,7 +150,30 @@ impl Bootstrap {
             (None, Some(f)) => Some(TokenSource::File(f)),
             (None, None) => None,
         };
+        let trust_bundle = raw
+            .trust_bundle_file
+            .map(|file| {
+                let pem = std::fs::read_to_string(&file).map_err(|e| {
+                    field_error(
+                        "trust_bundle_file",
+                        format!("cannot read {}: {e}", file.display()),
+                    )
+                })?;
+                match crate::tls::count_certificates(&pem) {
+                    Ok(0) => Err(field_error(
+                        "trust_bundle_file",
+                        format!("{} holds no PEM certificate", file.display()),
+                    )),
+                    Ok(_) => Ok(pem),
+                    Err(e) => Err(field_error(
+                        "trust_bundle_file",
+                        format!("{}: {e}", file.display()),
+                    )),
+                }
+            })
+            .transpose()?;
         Ok(Bootstrap {
+            trust_bundle,
             trust_domain,
             service_account,
             token,
@@ -239,5 +267,29 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("unknown field `listner`"), "{err}");
+    }
+
+    #[test]
+    fn a_trust_bundle_must_hold_certificates() {
+        let dir = tempfile::tempdir().unwrap();
+        let bundle = dir.path().join("bundle.pem");
+        let text = format!(
+            "service: a\napp: 127.0.0.1:1\ntrust_bundle_file: {}\n",
+            bundle.display()
+        );
+        let err = parse(&text).unwrap_err().to_string();
+        assert!(
+            err.contains("field `trust_bundle_file`: cannot read"),
+            "{err}"
+        );
+        std::fs::write(&bundle, "not a certificate\n").unwrap();
+        let err = parse(&text).unwrap_err().to_string();
+        assert!(err.contains("holds no PEM certificate"), "{err}");
+        std::fs::write(
+            &bundle,
+            "-----BEGIN CERTIFICATE-----\n!!!\n-----END CERTIFICATE-----\n",
+        )
+        .unwrap();
+        assert!(parse(&text).is_err());
     }
 }

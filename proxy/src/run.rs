@@ -68,19 +68,27 @@ pub async fn run(options: Options, shutdown: impl Future<Output = ()>) -> Result
 
     let snapshot = Arc::new(ArcSwap::from_pointee(Snapshot::default()));
     let status = Arc::new(XdsStatus::default());
+    let control_plane_identity = crate::tls::control_plane_identity(&b.trust_domain);
+    // With a token the proxy gets a certificate: proxies talk mTLS to each other
+    // and to the control plane, and inbound follows the mesh TLS mode.
     let certificate = b.token.clone().map(|token| {
         let store: CertStore = Default::default();
+        let tls = TlsContext::new(store.clone());
         let config = IdentityConfig {
             control_plane: b.control_plane,
             identity: b.identity(),
             token,
+            control_plane_identity: control_plane_identity.clone(),
+            tls: tls.clone(),
+            trust_bundle: b.trust_bundle.clone(),
         };
-        (store.clone(), tokio::spawn(identity::run(config, store)))
+        (
+            store.clone(),
+            tls,
+            tokio::spawn(identity::run(config, store)),
+        )
     });
-    // With a certificate, proxies talk mTLS to each other and inbound is STRICT.
-    let tls = certificate
-        .as_ref()
-        .map(|(store, _)| TlsContext::new(store.clone()));
+    let tls = certificate.as_ref().map(|(_, tls, _)| tls.clone());
     let registry = Arc::new(EndpointRegistry::new(tls.clone()));
     let xds = XdsClient::new(
         b.control_plane,
@@ -88,7 +96,8 @@ pub async fn run(options: Options, shutdown: impl Future<Output = ()>) -> Result
         registry,
         snapshot.clone(),
         status.clone(),
-    );
+    )
+    .with_mtls(tls.clone(), control_plane_identity);
     let xds = tokio::spawn(xds.run());
 
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
@@ -112,7 +121,7 @@ pub async fn run(options: Options, shutdown: impl Future<Output = ()>) -> Result
         node_id: b.node_id.clone(),
         snapshot: snapshot.clone(),
         status,
-        certificate: certificate.as_ref().map(|(store, _)| store.clone()),
+        certificate: certificate.as_ref().map(|(store, _, _)| store.clone()),
         inbound: stats,
     };
     let servers = async {
@@ -144,7 +153,7 @@ pub async fn run(options: Options, shutdown: impl Future<Output = ()>) -> Result
         }
     }
     xds.abort();
-    if let Some((_, renewal)) = certificate {
+    if let Some((_, _, renewal)) = certificate {
         renewal.abort();
     }
     Ok(())

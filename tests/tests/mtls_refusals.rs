@@ -10,7 +10,7 @@ use std::time::{Duration, SystemTime};
 
 use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair, SanType};
 use remora_tests::app::TestApp;
-use remora_tests::harness::{http, wait_for, ControlPlane};
+use remora_tests::harness::{http, wait_for, ControlPlane, Proxy, ProxySpec};
 use remora_tests::load::{Load, LoadSpec};
 use support::*;
 
@@ -94,11 +94,6 @@ async fn client_certificates_from_another_ca_or_expired_are_refused() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_server_with_another_identity_is_refused_before_any_request() {
-    use remora_proto::xds::envoy::config::core::v3::Node;
-    use remora_proto::xds::envoy::service::discovery::v3::aggregated_discovery_service_client::AggregatedDiscoveryServiceClient;
-    use remora_proto::xds::envoy::service::discovery::v3::DiscoveryRequest;
-    use remora_proto::xds::google::protobuf::{value::Kind, Struct, Value};
-
     let (root, cp) = control_plane_with(&[("web", 80, "http"), ("orders", 80, "http")], &[]).await;
     let web_app = TestApp::http("web");
     let web = meshed_proxy(&cp, root.path(), "web", &web_app).await;
@@ -136,42 +131,19 @@ async fn a_server_with_another_identity_is_refused_before_any_request() {
     })
     .await;
     assert!(listening.is_ok(), "openssl s_server did not start");
-    let text = |s: &str| Value {
-        kind: Some(Kind::StringValue(s.into())),
-    };
-    let metadata = Struct {
-        fields: [
-            ("service", text("orders")),
-            ("namespace", text("default")),
-            ("inbound_address", text(&format!("127.0.0.1:{port}"))),
-            (
-                "identity",
-                text("spiffe://cluster.local/ns/default/sa/orders"),
-            ),
-        ]
-        .into_iter()
-        .map(|(k, v)| (k.to_owned(), v))
-        .collect(),
-    };
-    let (tx, rx) = tokio::sync::mpsc::channel(4);
-    tx.send(DiscoveryRequest {
-        node: Some(Node {
-            id: "impostor".into(),
-            metadata: Some(metadata),
-            ..Default::default()
-        }),
-        type_url: remora_proto::type_url::CLUSTER.into(),
-        ..Default::default()
-    })
+    // It holds orders' credentials for the control plane (the xDS stream is mTLS,
+    // so the announced identity is orders'), but tells callers to dial the
+    // openssl server.
+    let token = root.path().join("impostor.token");
+    std::fs::write(&token, mint_token(&cp.data_dir(), "default", "orders")).unwrap();
+    let impostor_app = TestApp::http("orders");
+    let _impostor = Proxy::start(
+        ProxySpec::new("orders", cp.xds_addr, impostor_app.addr)
+            .token_file(&token)
+            .advertise(([127, 0, 0, 1], port).into()),
+    )
     .await
     .unwrap();
-    let mut ads = AggregatedDiscoveryServiceClient::connect(format!("http://{}", cp.xds_addr))
-        .await
-        .unwrap();
-    let _stream = ads
-        .stream_aggregated_resources(tokio_stream::wrappers::ReceiverStream::new(rx))
-        .await
-        .unwrap();
     wait_config(
         &web,
         Duration::from_secs(10),
@@ -203,7 +175,6 @@ async fn a_server_with_another_identity_is_refused_before_any_request() {
         !served.contains("GET /"),
         "a request reached the impostor: {served}"
     );
-    drop(tx);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

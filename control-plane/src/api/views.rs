@@ -15,6 +15,10 @@ pub struct ProxyView {
     pub service: Option<String>,
     pub namespace: String,
     pub inbound_address: Option<String>,
+    /// The SPIFFE id its xDS client certificate proves.
+    pub identity: Option<String>,
+    /// `mtls` or `plaintext`: how its xDS stream is carried.
+    pub transport: &'static str,
     /// RFC 3339, UTC.
     pub connected_since: String,
     /// By type URL; only the types the proxy asked for.
@@ -53,6 +57,8 @@ impl From<&ProxyStatus> for ProxyView {
             service: p.identity.service.clone(),
             namespace: p.identity.namespace.clone(),
             inbound_address: p.identity.inbound_address.map(|a| a.to_string()),
+            identity: p.identity.identity.clone(),
+            transport: p.identity.transport,
             connected_since: rfc3339(p.connected_since),
             types: p
                 .types

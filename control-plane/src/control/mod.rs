@@ -6,6 +6,9 @@
 
 mod addresses;
 mod config;
+mod transport;
+
+pub use transport::{TransportError, CONTROL_PLANE_ACCOUNT, CONTROL_PLANE_NAMESPACE};
 
 use std::future::Future;
 use std::net::{Ipv4Addr, SocketAddr};
@@ -14,7 +17,6 @@ use std::time::Duration;
 
 use tokio::net::TcpListener;
 use tokio::sync::watch;
-use tonic::transport::server::TcpIncoming;
 
 use crate::api::{self, ApiState};
 use crate::signal::stopped;
@@ -205,16 +207,19 @@ impl ControlPlane {
             self.options.reconnect_grace,
             &self.options.trust_domain,
         );
+        let tls = std::sync::Arc::new(transport::XdsTls::new(
+            self.ca.clone(),
+            self.options.leaf_ttl,
+        )?);
         let mut stop = stop_rx.clone();
         let served = tonic::transport::Server::builder()
             .http2_keepalive_interval(Some(KEEPALIVE_INTERVAL))
             .http2_keepalive_timeout(Some(KEEPALIVE_TIMEOUT))
             .add_service(ads.into_service())
             .add_service(identity.into_service())
-            .serve_with_incoming_shutdown(
-                TcpIncoming::from(self.xds).with_nodelay(Some(true)),
-                async move { stopped(&mut stop).await },
-            )
+            .serve_with_incoming_shutdown(transport::incoming(self.xds, tls), async move {
+                stopped(&mut stop).await
+            })
             .await;
 
         // However xDS ended, stop the rest.

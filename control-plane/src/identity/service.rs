@@ -10,6 +10,7 @@ use tonic::{Request, Response, Status};
 
 use super::tokens::{TokenError, TokenStore};
 use crate::ca::{CaError, CertificateAuthority, SpiffeId};
+use crate::xds::XdsPeer;
 
 pub struct IdentityService {
     ca: Arc<CertificateAuthority>,
@@ -30,7 +31,7 @@ impl IdentityService {
         IdentityServer::new(self)
     }
 
-    fn issue(&self, req: &CertifyRequest) -> Result<CertifyResponse, Status> {
+    fn issue(&self, req: &CertifyRequest, peer: &XdsPeer) -> Result<CertifyResponse, Status> {
         let identity: SpiffeId = req
             .identity
             .parse()
@@ -63,7 +64,7 @@ impl IdentityService {
                     Status::internal("signing failed")
                 }
             })?;
-        tracing::info!(%identity, "certificate issued");
+        tracing::info!(%identity, transport = %peer.transport(), "certificate issued");
         Ok(CertifyResponse {
             leaf_pem: signed.leaf_pem,
             chain_pem: signed.chain_pem,
@@ -83,6 +84,11 @@ impl Identity for IdentityService {
         &self,
         request: Request<CertifyRequest>,
     ) -> Result<Response<CertifyResponse>, Status> {
-        self.issue(request.get_ref()).map(Response::new)
+        let peer = request
+            .extensions()
+            .get::<XdsPeer>()
+            .cloned()
+            .unwrap_or_default();
+        self.issue(request.get_ref(), &peer).map(Response::new)
     }
 }

@@ -2,6 +2,7 @@
 //!
 //! Not here: what the resources are ([`crate::translate`]).
 
+mod peer;
 mod registry;
 mod server;
 mod snapshot;
@@ -9,6 +10,7 @@ mod stream;
 mod subscription;
 mod version;
 
+pub use peer::XdsPeer;
 pub use registry::{Nack, ProxyIdentity, ProxyStatus, Registry, TypeStatus};
 pub use server::{AdsServer, DEFAULT_RECONNECT_GRACE};
 pub use snapshot::{publish_config, Snapshot, TranslationCache};

@@ -23,9 +23,11 @@ pub struct ProxyIdentity {
     pub namespace: String,
     /// Where other proxies reach its inbound listener.
     pub inbound_address: Option<SocketAddr>,
-    /// The SPIFFE identity it serves with, which callers verify. Declared by the
-    /// proxy itself until the xDS stream runs over mTLS.
+    /// The SPIFFE identity it serves with, which callers verify: the one its
+    /// client certificate on the xDS stream proves (see `xds::server`).
     pub identity: Option<String>,
+    /// How its xDS stream is carried: `mtls` or `plaintext`.
+    pub transport: &'static str,
 }
 
 impl ProxyIdentity {
@@ -54,6 +56,7 @@ impl ProxyIdentity {
             namespace: field("namespace").unwrap_or_else(|| DEFAULT_NAMESPACE.to_owned()),
             inbound_address,
             identity: field("identity"),
+            transport: "plaintext",
             node_id,
         }
     }

@@ -20,6 +20,8 @@ use tonic::{Request, Response, Status, Streaming};
 use super::registry::{ProxyIdentity, Registry};
 use super::snapshot::{Snapshot, TranslationCache};
 use super::stream::StreamState;
+use super::XdsPeer;
+use crate::ca::SpiffeId;
 use crate::signal::stopped;
 
 /// Responses a stream may queue before its task waits for the client.
@@ -91,7 +93,12 @@ impl AggregatedDiscoveryService for AdsServer {
         let (tx, rx) = mpsc::channel(RESPONSE_BUFFER);
         let stream_id = self.inner.next_stream.fetch_add(1, Ordering::Relaxed);
         let inner = Arc::clone(&self.inner);
-        tokio::spawn(async move { inner.serve(stream_id, request.into_inner(), tx).await });
+        let peer = request
+            .extensions()
+            .get::<XdsPeer>()
+            .cloned()
+            .unwrap_or_default();
+        tokio::spawn(async move { inner.serve(stream_id, peer, request.into_inner(), tx).await });
         Ok(Response::new(ReceiverStream::new(rx)))
     }
 
@@ -120,6 +127,7 @@ impl Inner {
     async fn serve(
         &self,
         stream_id: u64,
+        peer: XdsPeer,
         mut requests: Streaming<DiscoveryRequest>,
         tx: Responses,
     ) {
@@ -140,7 +148,12 @@ impl Inner {
         let reconnecting = !first.version_info.is_empty();
         let mut hold_until = (reconnecting && Instant::now() < self.reconnect_grace_until)
             .then_some(self.reconnect_grace_until);
-        let identity = ProxyIdentity::from_node(first.node.as_ref());
+        let mut identity = ProxyIdentity::from_node(first.node.as_ref());
+        if let Err(status) = authenticate(&mut identity, &peer) {
+            tracing::warn!(node_id = %identity.node_id, remote = ?peer.remote, transport = peer.transport(), message = status.message(), "proxy refused");
+            let _ = tx.send(Err(status)).await;
+            return;
+        }
         let node_id = identity.node_id.clone();
         let namespace = identity.namespace.clone();
         tracing::info!(
@@ -148,6 +161,8 @@ impl Inner {
             service = identity.service.as_deref().unwrap_or(""),
             namespace = %identity.namespace,
             inbound_address = ?identity.inbound_address,
+            identity = identity.identity.as_deref().unwrap_or(""),
+            transport = peer.transport(),
             "proxy connected"
         );
         let mut snapshots = self.snapshots.clone();
@@ -217,10 +232,96 @@ impl Inner {
     }
 }
 
+/// The identity a proxy serves with (which callers will verify) must be the one its
+/// client certificate proves, and its namespace the certificate's: a proxy cannot
+/// register endpoints for another identity or namespace. A proxy without a
+/// certificate may not claim an identity at all.
+fn authenticate(identity: &mut ProxyIdentity, peer: &XdsPeer) -> Result<(), Status> {
+    let Some(proven) = &peer.identity else {
+        return match &identity.identity {
+            Some(declared) => Err(Status::permission_denied(format!(
+                "node metadata declares identity {declared}, but the connection has no client certificate: a proxy with an identity connects over mTLS"
+            ))),
+            None => Ok(()),
+        };
+    };
+    if let Some(declared) = identity.identity.as_ref().filter(|d| *d != proven) {
+        return Err(Status::permission_denied(format!(
+            "node metadata declares identity {declared}, but the client certificate is {proven}"
+        )));
+    }
+    let id: SpiffeId = proven
+        .parse()
+        .map_err(|e: crate::ca::InvalidSpiffeId| Status::permission_denied(e.to_string()))?;
+    if id.namespace != identity.namespace {
+        return Err(Status::permission_denied(format!(
+            "node metadata says namespace {}, but the client certificate {proven} is for namespace {}",
+            identity.namespace, id.namespace
+        )));
+    }
+    identity.identity = Some(proven.clone());
+    identity.transport = peer.transport();
+    Ok(())
+}
+
 /// Sleeps until `deadline`, or forever when there is none.
 async fn sleep_until_some(deadline: Option<Instant>) {
     match deadline {
         Some(d) => tokio::time::sleep_until(d).await,
         None => std::future::pending().await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn proxy(namespace: &str, declared: Option<&str>) -> ProxyIdentity {
+        ProxyIdentity {
+            node_id: "n".into(),
+            service: Some("orders".into()),
+            namespace: namespace.into(),
+            inbound_address: None,
+            identity: declared.map(str::to_owned),
+            transport: "plaintext",
+        }
+    }
+
+    fn mtls(id: &str) -> XdsPeer {
+        XdsPeer {
+            remote: None,
+            identity: Some(id.into()),
+            tls: true,
+        }
+    }
+
+    const ORDERS: &str = "spiffe://cluster.local/ns/shop/sa/orders";
+
+    #[test]
+    fn the_certificate_decides_the_identity() {
+        let mut p = proxy("shop", None);
+        authenticate(&mut p, &mtls(ORDERS)).unwrap();
+        assert_eq!(p.identity.as_deref(), Some(ORDERS));
+        assert_eq!(p.transport, "mtls");
+
+        let mut p = proxy("shop", Some(ORDERS));
+        authenticate(&mut p, &mtls(ORDERS)).unwrap();
+    }
+
+    #[test]
+    fn a_declared_identity_or_namespace_must_match_the_certificate() {
+        let other = "spiffe://cluster.local/ns/shop/sa/payments";
+        let e = authenticate(&mut proxy("shop", Some(other)), &mtls(ORDERS)).unwrap_err();
+        assert_eq!(e.code(), tonic::Code::PermissionDenied);
+        assert!(e.message().contains(other) && e.message().contains(ORDERS));
+        let e = authenticate(&mut proxy("bank", None), &mtls(ORDERS)).unwrap_err();
+        assert!(e.message().contains("namespace bank"), "{e:?}");
+    }
+
+    #[test]
+    fn without_a_certificate_no_identity() {
+        authenticate(&mut proxy("shop", None), &XdsPeer::default()).unwrap();
+        let e = authenticate(&mut proxy("shop", Some(ORDERS)), &XdsPeer::default()).unwrap_err();
+        assert!(e.message().contains("no client certificate"), "{e:?}");
     }
 }

@@ -11,6 +11,7 @@ use remora_proto::identity::identity_client::IdentityClient;
 use remora_proto::identity::CertifyRequest;
 
 use super::{new_request, renew_after, CertStore, Certified, CsrError};
+use crate::tls::{server_auth_config, TlsContext};
 use crate::xds::Backoff;
 
 /// Where the bootstrap token comes from. A file is read again for every request,
@@ -31,12 +32,18 @@ impl std::fmt::Debug for TokenSource {
     }
 }
 
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct IdentityConfig {
     pub control_plane: SocketAddr,
     /// `spiffe://<trust-domain>/ns/<namespace>/sa/<service-account>`
     pub identity: String,
     pub token: TokenSource,
+    /// The SPIFFE id the control plane must present.
+    pub control_plane_identity: String,
+    /// Renewals go over mTLS with the current certificate.
+    pub tls: Arc<TlsContext>,
+    /// The bootstrap's trust bundle: the first request goes over TLS too.
+    pub trust_bundle: Option<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -48,6 +55,8 @@ enum ObtainError {
     },
     #[error(transparent)]
     Csr(#[from] CsrError),
+    #[error("the bootstrap trust bundle: {0}")]
+    TrustBundle(#[from] crate::tls::TlsError),
     #[error("cannot reach the identity service: {0}")]
     Connect(#[from] tonic::transport::Error),
     #[error("the identity service refused: {}: {}", .0.code(), .0.message())]
@@ -91,12 +100,23 @@ async fn obtain(config: &IdentityConfig, generation: u64) -> Result<Certified, O
             .to_owned(),
     };
     let request = new_request(&config.identity)?;
-    let channel =
+    // With a certificate, mTLS; before the first, TLS if the bootstrap gave the
+    // trust bundle to verify the control plane with.
+    let tls = match config.tls.client_config(&config.control_plane_identity) {
+        Some(mtls) => Some(mtls),
+        None => match &config.trust_bundle {
+            Some(bundle) => Some(server_auth_config(bundle, &config.control_plane_identity)?),
+            None => {
+                tracing::warn!("requesting the first certificate in plaintext: the bootstrap has no trust_bundle_file, so the token crosses the network unencrypted");
+                None
+            }
+        },
+    };
+    let endpoint =
         tonic::transport::Endpoint::from_shared(format!("http://{}", config.control_plane))?
             .connect_timeout(Duration::from_secs(2))
-            .timeout(Duration::from_secs(10))
-            .connect()
-            .await?;
+            .timeout(Duration::from_secs(10));
+    let channel = crate::tls::connect(endpoint, config.control_plane, tls).await?;
     let response = IdentityClient::new(channel)
         .certify(CertifyRequest {
             identity: config.identity.clone(),

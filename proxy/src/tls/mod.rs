@@ -6,6 +6,7 @@
 //! Configs are built once per certificate generation and swapped whole, so a
 //! renewal applies to new handshakes and never touches open connections.
 
+mod channel;
 mod identity;
 mod verify;
 
@@ -18,6 +19,7 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::server::WebPkiClientVerifier;
 use rustls::{ClientConfig, RootCertStore, ServerConfig};
 
+pub use channel::connect;
 pub use identity::{peer_identity, spiffe_id};
 pub use verify::SpiffeServerVerifier;
 
@@ -49,6 +51,41 @@ pub struct TlsContext {
 }
 
 pub const ALPN_H2: &[u8] = b"h2";
+
+/// The control plane's SPIFFE id, which the proxy verifies on its xDS and identity
+/// connections.
+pub fn control_plane_identity(trust_domain: &str) -> String {
+    format!("spiffe://{trust_domain}/ns/remora-system/sa/remora-control")
+}
+
+/// How many certificates a PEM bundle holds; an error for malformed PEM.
+pub fn count_certificates(pem: &str) -> Result<usize, TlsError> {
+    let mut n = 0;
+    for c in CertificateDer::pem_slice_iter(pem.as_bytes()) {
+        c.map_err(|e| TlsError::Pem(e.to_string()))?;
+        n += 1;
+    }
+    Ok(n)
+}
+
+/// A client config without a client certificate that accepts only a server
+/// presenting `expected`, chained to `bundle_pem`: for the first certificate
+/// request, before the proxy has a certificate of its own.
+pub fn server_auth_config(bundle_pem: &str, expected: &str) -> Result<Arc<ClientConfig>, TlsError> {
+    let mut roots = RootCertStore::empty();
+    for c in CertificateDer::pem_slice_iter(bundle_pem.as_bytes()) {
+        roots.add(c.map_err(|e| TlsError::Pem(e.to_string()))?)?;
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let verifier = SpiffeServerVerifier::new(Arc::new(roots), provider.clone(), expected);
+    let mut config = ClientConfig::builder_with_provider(provider)
+        .with_protocol_versions(&[&rustls::version::TLS13])?
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(verifier))
+        .with_no_client_auth();
+    config.alpn_protocols = vec![ALPN_H2.to_vec()];
+    Ok(Arc::new(config))
+}
 
 impl TlsContext {
     pub fn new(store: CertStore) -> Arc<Self> {

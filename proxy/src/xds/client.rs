@@ -21,6 +21,7 @@ use tokio_stream::wrappers::ReceiverStream;
 use super::{decode, Backoff, XdsStatus};
 use crate::compile::{self, Resources, Subscriptions, OUTBOUND_LISTENER};
 use crate::snapshot::Snapshot;
+use crate::tls::TlsContext;
 use crate::upstream::EndpointRegistry;
 
 pub struct XdsClient {
@@ -31,6 +32,9 @@ pub struct XdsClient {
     status: Arc<XdsStatus>,
     /// The listeners this proxy subscribes to, by name.
     listeners: Vec<String>,
+    /// With a workload certificate, the stream runs over mTLS to a control plane
+    /// that presents this identity.
+    mtls: Option<(Arc<TlsContext>, String)>,
     /// The accepted resources; survives reconnects.
     accepted: Resources,
 }
@@ -76,12 +80,39 @@ impl XdsClient {
         ];
         Self {
             listeners,
+            mtls: None,
             control_plane,
             node,
             registry,
             snapshot,
             status,
             accepted: Resources::default(),
+        }
+    }
+
+    /// Runs the stream over mTLS (once `tls` holds a certificate), verifying that
+    /// the control plane presents `control_plane`.
+    pub fn with_mtls(mut self, tls: Option<Arc<TlsContext>>, control_plane: String) -> Self {
+        self.mtls = tls.map(|t| (t, control_plane));
+        self
+    }
+
+    /// The client config for the next connection: `None` for plaintext; waits for
+    /// the first certificate when the proxy has an identity.
+    async fn transport(&self) -> Option<Arc<rustls::ClientConfig>> {
+        let (tls, control_plane) = self.mtls.as_ref()?;
+        let mut waited = false;
+        loop {
+            if let Some(config) = tls.client_config(control_plane) {
+                return Some(config);
+            }
+            if !waited {
+                tracing::info!(
+                    "waiting for the workload certificate before connecting to the control plane"
+                );
+                waited = true;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
 
@@ -115,7 +146,8 @@ impl XdsClient {
                 .tcp_nodelay(true)
                 .http2_keep_alive_interval(Duration::from_secs(10))
                 .keep_alive_timeout(Duration::from_secs(5));
-        let channel = endpoint.connect().await?;
+        let tls = self.transport().await;
+        let channel = crate::tls::connect(endpoint, self.control_plane, tls).await?;
         let mut client = AggregatedDiscoveryServiceClient::new(channel)
             .max_decoding_message_size(64 * 1024 * 1024);
         let (tx, rx) = mpsc::channel::<DiscoveryRequest>(16);

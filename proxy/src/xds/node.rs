@@ -16,7 +16,15 @@ pub fn node(bootstrap: &Bootstrap, inbound: SocketAddr) -> Node {
         ("service", text(bootstrap.service.clone())),
         ("namespace", text(bootstrap.namespace.clone())),
         ("inbound_address", text(inbound.to_string())),
-        ("identity", text(bootstrap.identity())),
+        // Only a proxy that will hold a certificate serves with an identity.
+        (
+            "identity",
+            text(if bootstrap.token.is_some() {
+                bootstrap.identity()
+            } else {
+                String::new()
+            }),
+        ),
     ]
     .into_iter()
     .map(|(k, v)| (k.to_owned(), v))

@@ -26,6 +26,10 @@ pub struct ProxySpec {
     pub node_id: Option<String>,
     /// Bootstrap `token_file`: with it the proxy obtains a workload certificate.
     pub token_file: Option<std::path::PathBuf>,
+    /// Bootstrap `trust_bundle_file`: the first certificate request goes over TLS.
+    pub trust_bundle_file: Option<std::path::PathBuf>,
+    /// Bootstrap `advertise`: where other proxies are told to reach this one.
+    pub advertise: Option<SocketAddr>,
 }
 
 impl ProxySpec {
@@ -38,12 +42,27 @@ impl ProxySpec {
             app,
             node_id: None,
             token_file: None,
+            trust_bundle_file: None,
+            advertise: None,
         }
     }
 
     /// Give the proxy a bootstrap token (in a file), so it gets a certificate.
     pub fn token_file(mut self, path: &std::path::Path) -> Self {
         self.token_file = Some(path.to_owned());
+        self
+    }
+
+    /// Give the proxy the mesh's trust bundle, to verify the control plane with
+    /// from its first request.
+    pub fn trust_bundle_file(mut self, path: &std::path::Path) -> Self {
+        self.trust_bundle_file = Some(path.to_owned());
+        self
+    }
+
+    /// Announce `addr` as this proxy's inbound address instead of the bound one.
+    pub fn advertise(mut self, addr: SocketAddr) -> Self {
+        self.advertise = Some(addr);
         self
     }
 
@@ -78,6 +97,15 @@ impl ProxySpec {
         ));
         if let Some(path) = &self.token_file {
             yaml.push_str(&format!("token_file: {}\n", q(&path.to_string_lossy())));
+        }
+        if let Some(addr) = &self.advertise {
+            yaml.push_str(&format!("advertise: {}\n", q(&addr.to_string())));
+        }
+        if let Some(path) = &self.trust_bundle_file {
+            yaml.push_str(&format!(
+                "trust_bundle_file: {}\n",
+                q(&path.to_string_lossy())
+            ));
         }
         yaml
     }

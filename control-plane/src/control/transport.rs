@@ -1,0 +1,315 @@
+//! The xDS port's transport. A proxy that holds a certificate connects with mTLS,
+//! so the control plane knows its identity from the certificate rather than from
+//! what it declares; TLS without a client certificate serves a proxy's first
+//! Certify call when its bootstrap carries the trust bundle; plaintext (told apart
+//! by the first byte) serves the first Certify call otherwise and proxies without
+//! an identity.
+//!
+//! The control plane's own certificate comes from its CA, for
+//! `spiffe://<trust-domain>/ns/remora-system/sa/remora-control`, and is renewed
+//! in memory at half its lifetime.
+
+use std::io;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+use rustls::crypto::CryptoProvider;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use rustls::server::{ClientHello, ResolvesServerCert, WebPkiClientVerifier};
+use rustls::sign::CertifiedKey;
+use rustls::{RootCertStore, ServerConfig};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::mpsc;
+use tokio_rustls::server::TlsStream;
+use tokio_rustls::TlsAcceptor;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::transport::server::Connected;
+use x509_parser::extensions::GeneralName;
+use x509_parser::prelude::FromDer;
+
+use crate::ca::{CertificateAuthority, SpiffeId};
+use crate::xds::XdsPeer;
+
+pub const CONTROL_PLANE_NAMESPACE: &str = "remora-system";
+pub const CONTROL_PLANE_ACCOUNT: &str = "remora-control";
+/// How long a client gets to finish its TLS handshake.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+#[derive(Debug, thiserror::Error)]
+pub enum TransportError {
+    #[error("cannot issue the control plane's certificate: {0}")]
+    Issue(String),
+    #[error("TLS config: {0}")]
+    Rustls(#[from] rustls::Error),
+    #[error("client verifier: {0}")]
+    Verifier(#[from] rustls::server::VerifierBuilderError),
+}
+
+/// The control plane's serving certificate, swapped whole on renewal.
+#[derive(Debug)]
+pub struct ServingCert {
+    current: ArcSwap<CertifiedKey>,
+    provider: Arc<CryptoProvider>,
+}
+
+impl ResolvesServerCert for ServingCert {
+    fn resolve(&self, _hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        Some(self.current.load_full())
+    }
+}
+
+impl ServingCert {
+    fn issue(
+        ca: &CertificateAuthority,
+        provider: &CryptoProvider,
+        ttl: Duration,
+    ) -> Result<CertifiedKey, TransportError> {
+        let err = |e: String| TransportError::Issue(e);
+        let id = SpiffeId::new(
+            ca.trust_domain(),
+            CONTROL_PLANE_NAMESPACE,
+            CONTROL_PLANE_ACCOUNT,
+        )
+        .map_err(|e| err(e.to_string()))?;
+        let key = rcgen::KeyPair::generate().map_err(|e| err(e.to_string()))?;
+        let mut params = rcgen::CertificateParams::default();
+        params.subject_alt_names = vec![rcgen::SanType::URI(
+            id.to_string()
+                .try_into()
+                .map_err(|e: rcgen::Error| err(e.to_string()))?,
+        )];
+        let csr = params
+            .serialize_request(&key)
+            .and_then(|c| c.pem())
+            .map_err(|e| err(e.to_string()))?;
+        let signed = ca.sign(&csr, &id, ttl).map_err(|e| err(e.to_string()))?;
+        let mut chain = Vec::new();
+        for pem in [&signed.leaf_pem, &signed.chain_pem] {
+            for c in CertificateDer::pem_slice_iter(pem.as_bytes()) {
+                chain.push(c.map_err(|e| err(e.to_string()))?);
+            }
+        }
+        let key = PrivateKeyDer::from_pem_slice(key.serialize_pem().as_bytes())
+            .map_err(|e| err(e.to_string()))?;
+        Ok(CertifiedKey::from_der(chain, key, provider)?)
+    }
+
+    /// Renews the certificate at half its lifetime, until the task is dropped.
+    async fn renew(self: Arc<Self>, ca: Arc<CertificateAuthority>, ttl: Duration) {
+        loop {
+            tokio::time::sleep(ttl / 2).await;
+            match Self::issue(&ca, &self.provider, ttl) {
+                Ok(cert) => {
+                    self.current.store(Arc::new(cert));
+                    tracing::info!("control plane certificate renewed");
+                }
+                // The current one is still valid for half its lifetime; try again soon.
+                Err(error) => {
+                    tracing::error!(%error, "cannot renew the control plane certificate");
+                    tokio::time::sleep(Duration::from_secs(10).min(ttl / 4)).await;
+                }
+            }
+        }
+    }
+}
+
+/// The TLS side of the xDS port: its config and the task that renews its
+/// certificate.
+pub struct XdsTls {
+    config: Arc<ServerConfig>,
+    renewal: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for XdsTls {
+    fn drop(&mut self) {
+        self.renewal.abort();
+    }
+}
+
+impl XdsTls {
+    pub fn new(ca: Arc<CertificateAuthority>, ttl: Duration) -> Result<Self, TransportError> {
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let cert = Arc::new(ServingCert {
+            current: ArcSwap::from_pointee(ServingCert::issue(&ca, &provider, ttl)?),
+            provider: provider.clone(),
+        });
+        let mut roots = RootCertStore::empty();
+        for c in CertificateDer::pem_slice_iter(ca.trust_bundle_pem().as_bytes()) {
+            let c = c.map_err(|e| TransportError::Issue(format!("trust bundle: {e}")))?;
+            roots.add(c)?;
+        }
+        // A client certificate is optional: a proxy asks for its first certificate
+        // without one.
+        let verifier =
+            WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone())
+                .allow_unauthenticated()
+                .build()?;
+        let mut config = ServerConfig::builder_with_provider(provider)
+            .with_protocol_versions(&[&rustls::version::TLS13])?
+            .with_client_cert_verifier(verifier)
+            .with_cert_resolver(cert.clone());
+        config.alpn_protocols = vec![b"h2".to_vec()];
+        let renewal = tokio::spawn(cert.renew(ca, ttl));
+        Ok(Self {
+            config: Arc::new(config),
+            renewal,
+        })
+    }
+}
+
+/// One accepted xDS connection.
+pub struct XdsConnection {
+    io: Io,
+    peer: XdsPeer,
+}
+
+enum Io {
+    Plain(TcpStream),
+    Tls(Box<TlsStream<TcpStream>>),
+}
+
+/// Accepts connections and completes their handshakes off the accept loop, so a
+/// slow client delays nobody. Ends when the listener fails for good or the
+/// receiver is dropped.
+pub fn incoming(
+    listener: TcpListener,
+    tls: Arc<XdsTls>,
+) -> ReceiverStream<Result<XdsConnection, io::Error>> {
+    let (tx, rx) = mpsc::channel(64);
+    tokio::spawn(async move {
+        loop {
+            let (stream, remote) = tokio::select! {
+                accepted = listener.accept() => match accepted {
+                    Ok(a) => a,
+                    Err(error) => {
+                        tracing::warn!(%error, "xDS accept failed");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
+                    }
+                },
+                () = tx.closed() => return,
+            };
+            let _ = stream.set_nodelay(true);
+            let (tx, config) = (tx.clone(), tls.config.clone());
+            tokio::spawn(async move {
+                if let Some(conn) = handshake(stream, remote, config).await {
+                    let _ = tx.send(Ok(conn)).await;
+                }
+            });
+        }
+    });
+    ReceiverStream::new(rx)
+}
+
+async fn handshake(
+    stream: TcpStream,
+    remote: SocketAddr,
+    config: Arc<ServerConfig>,
+) -> Option<XdsConnection> {
+    let mut first = [0u8; 1];
+    match tokio::time::timeout(HANDSHAKE_TIMEOUT, stream.peek(&mut first)).await {
+        Ok(Ok(1)) => {}
+        _ => return None,
+    }
+    let mut peer = XdsPeer {
+        remote: Some(remote),
+        ..Default::default()
+    };
+    // Every TLS connection starts with a handshake record (content type 22).
+    if first[0] != 0x16 {
+        return Some(XdsConnection {
+            io: Io::Plain(stream),
+            peer,
+        });
+    }
+    match tokio::time::timeout(HANDSHAKE_TIMEOUT, TlsAcceptor::from(config).accept(stream)).await {
+        Ok(Ok(tls)) => {
+            peer.tls = true;
+            peer.identity = tls
+                .get_ref()
+                .1
+                .peer_certificates()
+                .and_then(|c| c.first())
+                .and_then(spiffe_id);
+            tracing::debug!(%remote, identity = peer.identity.as_deref().unwrap_or("none"), "xDS TLS connection");
+            Some(XdsConnection {
+                io: Io::Tls(Box::new(tls)),
+                peer,
+            })
+        }
+        Ok(Err(error)) => {
+            tracing::warn!(%remote, %error, "xDS TLS handshake refused");
+            None
+        }
+        Err(_) => {
+            tracing::warn!(%remote, "xDS TLS handshake timed out");
+            None
+        }
+    }
+}
+
+/// The certificate's SPIFFE id, if it has exactly one `spiffe://` URI SAN.
+fn spiffe_id(cert: &CertificateDer<'_>) -> Option<String> {
+    let (_, parsed) = x509_parser::certificate::X509Certificate::from_der(cert).ok()?;
+    let san = parsed.subject_alternative_name().ok()??;
+    let mut uris = san.value.general_names.iter().filter_map(|n| match n {
+        GeneralName::URI(u) if u.starts_with("spiffe://") => Some(*u),
+        _ => None,
+    });
+    let first = uris.next()?;
+    uris.next().is_none().then(|| first.to_owned())
+}
+
+impl Connected for XdsConnection {
+    type ConnectInfo = XdsPeer;
+
+    fn connect_info(&self) -> XdsPeer {
+        self.peer.clone()
+    }
+}
+
+impl AsyncRead for XdsConnection {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        match &mut self.get_mut().io {
+            Io::Plain(s) => Pin::new(s).poll_read(cx, buf),
+            Io::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
+        }
+    }
+}
+
+impl AsyncWrite for XdsConnection {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        match &mut self.get_mut().io {
+            Io::Plain(s) => Pin::new(s).poll_write(cx, buf),
+            Io::Tls(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match &mut self.get_mut().io {
+            Io::Plain(s) => Pin::new(s).poll_flush(cx),
+            Io::Tls(s) => Pin::new(s.as_mut()).poll_flush(cx),
+        }
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match &mut self.get_mut().io {
+            Io::Plain(s) => Pin::new(s).poll_shutdown(cx),
+            Io::Tls(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
+        }
+    }
+}
