@@ -72,6 +72,7 @@ impl Admin {
                             "address": e.endpoint.addr().to_string(),
                             "weight": e.weight,
                             "meshed": e.endpoint.transport() == Transport::MeshH2,
+                            "transport": format!("{:?}", e.endpoint.transport()),
                             "in_flight": e.endpoint.in_flight(),
                             "latency_ewma_ms": e.endpoint.ewma().get() / 1e6,
                         })

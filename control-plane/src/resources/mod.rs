@@ -15,7 +15,7 @@ pub use policy::{
     AuthorizationAction, AuthorizationPolicy, AuthorizationRule, Caller, MeshTls, Pattern,
     PolicyTarget, TlsMode,
 };
-pub use service::{AppProtocol, Service, ServicePort, StaticEndpoint};
+pub use service::{AppProtocol, OriginTls, Service, ServicePort, StaticEndpoint};
 
 /// The namespace every resource without `metadata.namespace` belongs to.
 pub const DEFAULT_NAMESPACE: &str = "default";

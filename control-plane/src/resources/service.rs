@@ -12,6 +12,17 @@ pub struct Service {
     /// In the order written; the first port owns the port-less host names.
     pub ports: Vec<ServicePort>,
     pub endpoints: Vec<StaticEndpoint>,
+    /// How the static endpoints are reached: plaintext (`None`) or ordinary TLS.
+    pub tls: Option<OriginTls>,
+}
+
+/// Ordinary (server-authenticated) TLS to a Service's static endpoints.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OriginTls {
+    /// Sent as SNI and `Host`, and the DNS name the certificate must carry.
+    pub server_name: String,
+    /// PEM roots to verify with; `None`: the proxy's system bundle.
+    pub ca_certificates: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -13,8 +13,19 @@ use remora_proto::xds::envoy::extensions::upstreams::http::v3::http_protocol_opt
 use remora_proto::xds::envoy::extensions::upstreams::http::v3::HttpProtocolOptions;
 use remora_proto::xds::google::protobuf::{Duration, UInt32Value};
 
+use remora_proto::xds::envoy::config::core::v3::{
+    data_source, transport_socket, DataSource, TransportSocket,
+};
+use remora_proto::xds::envoy::extensions::transport_sockets::tls::v3::{
+    certificate_validation_context, common_tls_context::ValidationContextType,
+    subject_alt_name_matcher, CertificateValidationContext, CommonTlsContext,
+    SubjectAltNameMatcher, UpstreamTlsContext,
+};
+use remora_proto::xds::envoy::r#type::matcher::v3::{string_matcher::MatchPattern, StringMatcher};
+
+use super::inbound::TLS_TRANSPORT_SOCKET;
 use super::{encode, metadata, names};
-use crate::resources::{Service, ServicePort};
+use crate::resources::{OriginTls, Service, ServicePort};
 
 /// The key of `typed_extension_protocol_options` for upstream HTTP options.
 pub const HTTP_PROTOCOL_OPTIONS: &str = "envoy.extensions.upstreams.http.v3.HttpProtocolOptions";
@@ -40,6 +51,7 @@ pub fn cluster(service: &Service, port: &ServicePort) -> Cluster {
             HTTP_PROTOCOL_OPTIONS.to_owned(),
             encode::message(&protocol_options(port)),
         )]),
+        transport_socket: service.tls.as_ref().map(|tls| origin_tls(tls, port)),
         metadata: Some(metadata::remora([
             ("service", metadata::string(&service.key.name)),
             ("namespace", metadata::string(&service.key.namespace)),
@@ -63,5 +75,120 @@ fn protocol_options(port: &ServicePort) -> HttpProtocolOptions {
             },
         )),
         ..Default::default()
+    }
+}
+
+/// Ordinary TLS to the static endpoints: SNI and the DNS name to verify, the given
+/// roots or the system's. Meshed endpoints always use mesh mTLS.
+fn origin_tls(tls: &OriginTls, port: &ServicePort) -> TransportSocket {
+    let trust = match &tls.ca_certificates {
+        Some(pem) => CertificateValidationContext {
+            trusted_ca: Some(DataSource {
+                specifier: Some(data_source::Specifier::InlineString(pem.clone())),
+                ..Default::default()
+            }),
+            ..Default::default()
+        },
+        None => CertificateValidationContext {
+            system_root_certs: Some(certificate_validation_context::SystemRootCerts {}),
+            ..Default::default()
+        },
+    };
+    let validation = CertificateValidationContext {
+        match_typed_subject_alt_names: vec![SubjectAltNameMatcher {
+            san_type: subject_alt_name_matcher::SanType::Dns as i32,
+            matcher: Some(StringMatcher {
+                match_pattern: Some(MatchPattern::Exact(tls.server_name.clone())),
+                ignore_case: false,
+            }),
+            ..Default::default()
+        }],
+        ..trust
+    };
+    let alpn = if port.protocol.is_http2() {
+        "h2"
+    } else {
+        "http/1.1"
+    };
+    let context = UpstreamTlsContext {
+        sni: tls.server_name.clone(),
+        common_tls_context: Some(CommonTlsContext {
+            validation_context_type: Some(ValidationContextType::ValidationContext(validation)),
+            alpn_protocols: vec![alpn.to_owned()],
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    TransportSocket {
+        name: TLS_TRANSPORT_SOCKET.to_owned(),
+        config_type: Some(transport_socket::ConfigType::TypedConfig(encode::message(
+            &context,
+        ))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::resources::{AppProtocol, ObjectKey};
+
+    fn service(tls: Option<OriginTls>) -> Service {
+        Service {
+            key: ObjectKey::new("default", "payments"),
+            ports: vec![ServicePort {
+                name: None,
+                port: 443,
+                protocol: AppProtocol::Grpc,
+            }],
+            endpoints: Vec::new(),
+            tls,
+        }
+    }
+
+    fn upstream_tls(c: &Cluster) -> UpstreamTlsContext {
+        let Some(transport_socket::ConfigType::TypedConfig(any)) =
+            &c.transport_socket.as_ref().unwrap().config_type
+        else {
+            panic!("no typed config")
+        };
+        assert_eq!(any.type_url, remora_proto::type_url::UPSTREAM_TLS_CONTEXT);
+        prost::Message::decode(any.value.as_slice()).unwrap()
+    }
+
+    #[test]
+    fn a_tls_service_gets_an_upstream_tls_context() {
+        let s = service(None);
+        assert!(cluster(&s, &s.ports[0]).transport_socket.is_none());
+
+        let s = service(Some(OriginTls {
+            server_name: "payments.example.com".into(),
+            ca_certificates: None,
+        }));
+        let tls = upstream_tls(&cluster(&s, &s.ports[0]));
+        assert_eq!(tls.sni, "payments.example.com");
+        let common = tls.common_tls_context.unwrap();
+        assert_eq!(common.alpn_protocols, ["h2"]);
+        let Some(ValidationContextType::ValidationContext(v)) = common.validation_context_type
+        else {
+            panic!("no validation context")
+        };
+        assert!(v.system_root_certs.is_some() && v.trusted_ca.is_none());
+        assert_eq!(v.match_typed_subject_alt_names.len(), 1);
+
+        let s = service(Some(OriginTls {
+            server_name: "payments.example.com".into(),
+            ca_certificates: Some("PEM".into()),
+        }));
+        let common = upstream_tls(&cluster(&s, &s.ports[0]))
+            .common_tls_context
+            .unwrap();
+        let Some(ValidationContextType::ValidationContext(v)) = common.validation_context_type
+        else {
+            panic!("no validation context")
+        };
+        assert_eq!(
+            v.trusted_ca.and_then(|d| d.specifier),
+            Some(data_source::Specifier::InlineString("PEM".into()))
+        );
     }
 }

@@ -9,20 +9,73 @@ use std::net::IpAddr;
 
 use serde_yaml_ng::Mapping;
 
-use super::decode::{field, index, Decoder};
+use super::decode::{field, get, index, Decoder};
 use super::names;
-use crate::resources::{AppProtocol, ObjectKey, Service, ServicePort, StaticEndpoint};
+use crate::resources::{AppProtocol, ObjectKey, OriginTls, Service, ServicePort, StaticEndpoint};
 
 const ENDPOINT_FIELDS: &[&str] = &["address", "port", "servicePort"];
 
 pub fn decode(spec: &Mapping, key: ObjectKey, d: &mut Decoder) -> Option<Service> {
     let ports = ports(spec, d);
     let endpoints = endpoints(spec, &ports, d);
+    let tls = tls(spec, d);
     Some(Service {
         key,
         ports,
         endpoints,
+        tls,
     })
+}
+
+const TLS_FIELDS: &[&str] = &["serverName", "caCertificates"];
+
+/// `spec.tls` (Remora extension): ordinary TLS to the static endpoints.
+fn tls(spec: &Mapping, d: &mut Decoder) -> Option<OriginTls> {
+    let value = get(spec, "tls")?;
+    let m = d.mapping(value, "spec.tls")?;
+    d.known_fields(m, "spec.tls", TLS_FIELDS, &[]);
+    let server_name = d
+        .required_string(m, "spec.tls", "serverName")
+        .and_then(|name| {
+            let name = name.to_ascii_lowercase();
+            match names::dns1123_subdomain(&name) {
+                Ok(()) => Some(name),
+                Err(message) => {
+                    d.error("spec.tls.serverName", message);
+                    None
+                }
+            }
+        });
+    let ca_certificates = d.string(m, "spec.tls", "caCertificates").and_then(|pem| {
+        match pem_certificates(&pem) {
+            Ok(0) => d.error("spec.tls.caCertificates", "holds no PEM certificate"),
+            Ok(_) => return Some(pem),
+            Err(message) => d.error("spec.tls.caCertificates", message),
+        }
+        None
+    });
+    Some(OriginTls {
+        server_name: server_name?,
+        ca_certificates,
+    })
+}
+
+/// How many certificates a PEM text holds, each checked to parse as X.509.
+fn pem_certificates(pem: &str) -> Result<usize, String> {
+    let mut count = 0;
+    for item in x509_parser::pem::Pem::iter_from_buffer(pem.as_bytes()) {
+        let item = item.map_err(|e| format!("not valid PEM: {e}"))?;
+        if item.label != "CERTIFICATE" {
+            return Err(format!(
+                "holds a {} where certificates are expected",
+                item.label
+            ));
+        }
+        item.parse_x509()
+            .map_err(|e| format!("certificate {} is not valid X.509: {e}", count + 1))?;
+        count += 1;
+    }
+    Ok(count)
 }
 
 fn ports(spec: &Mapping, d: &mut Decoder) -> Vec<ServicePort> {

@@ -11,18 +11,25 @@ use remora_proto::xds::envoy::config::cluster::v3::cluster::{
 };
 use remora_proto::xds::envoy::config::cluster::v3::Cluster as XdsCluster;
 use remora_proto::xds::envoy::config::core::v3::{
-    address, socket_address::PortSpecifier, HealthStatus, Metadata,
+    address, data_source, socket_address::PortSpecifier, transport_socket, HealthStatus, Metadata,
 };
 use remora_proto::xds::envoy::config::endpoint::v3::{lb_endpoint, ClusterLoadAssignment};
+use remora_proto::xds::envoy::extensions::transport_sockets::tls::v3::{
+    common_tls_context::ValidationContextType, subject_alt_name_matcher::SanType,
+    UpstreamTlsContext,
+};
 use remora_proto::xds::envoy::extensions::upstreams::http::v3::http_protocol_options::{
     explicit_http_config::ProtocolConfig, UpstreamProtocolOptions,
 };
 use remora_proto::xds::envoy::extensions::upstreams::http::v3::HttpProtocolOptions;
+use remora_proto::xds::envoy::r#type::matcher::v3::string_matcher::MatchPattern;
 
 use remora_proto::xds::google::protobuf::value::Kind;
 
 use super::CompileError;
-use crate::upstream::{Cluster, EndpointRegistry, Protocol, Transport, WeightedEndpoint};
+use crate::upstream::{
+    Cluster, EndpointRegistry, OriginClient, OriginTls, Peer, Protocol, Transport, WeightedEndpoint,
+};
 
 /// The name under which a cluster's endpoints arrive over EDS, if it uses EDS.
 pub fn eds_service_name(c: &XdsCluster) -> Result<Option<String>, CompileError> {
@@ -90,6 +97,7 @@ pub fn compile(
         }
     }
     let protocol = protocol(c)?;
+    let origin = origin_tls(c, protocol)?;
     let assignment = match eds_service_name(c)? {
         Some(service) => assignments.get(&service),
         None => c.load_assignment.as_ref(),
@@ -99,13 +107,18 @@ pub fn compile(
         Some(cla) => endpoints(&c.name, cla)?
             .into_iter()
             .map(|e| {
-                let transport = match (e.meshed, protocol) {
-                    (true, _) => Transport::MeshH2,
-                    (false, Protocol::Http1) => Transport::PlainH1,
-                    (false, Protocol::Http2) => Transport::PlainH2,
+                let (transport, peer) = match (e.meshed, protocol, &origin) {
+                    (true, _, _) => (
+                        Transport::MeshH2,
+                        e.identity.as_deref().map_or(Peer::None, Peer::Mesh),
+                    ),
+                    (false, Protocol::Http1, None) => (Transport::PlainH1, Peer::None),
+                    (false, Protocol::Http2, None) => (Transport::PlainH2, Peer::None),
+                    (false, Protocol::Http1, Some(o)) => (Transport::TlsH1, Peer::Origin(o)),
+                    (false, Protocol::Http2, Some(o)) => (Transport::TlsH2, Peer::Origin(o)),
                 };
                 WeightedEndpoint {
-                    endpoint: registry.endpoint(e.addr, transport, e.identity.as_deref()),
+                    endpoint: registry.endpoint(e.addr, transport, peer),
                     weight: e.weight,
                 }
             })
@@ -116,6 +129,103 @@ pub fn compile(
         protocol,
         endpoints,
     })
+}
+
+/// The cluster's `transport_socket`: ordinary TLS to its unmeshed endpoints, which
+/// must verify the server by the DNS name sent as SNI.
+fn origin_tls(
+    c: &XdsCluster,
+    protocol: Protocol,
+) -> Result<Option<Arc<OriginClient>>, CompileError> {
+    let Some(socket) = &c.transport_socket else {
+        return Ok(None);
+    };
+    let err = |f: &str, m: String| {
+        CompileError::new("Cluster", &c.name, format!("transport_socket{f}"), m)
+    };
+    let any = match &socket.config_type {
+        Some(transport_socket::ConfigType::TypedConfig(any)) => any,
+        _ => return Err(err(".typed_config", "missing".into())),
+    };
+    if any.type_url != type_url::UPSTREAM_TLS_CONTEXT {
+        return Err(err(
+            ".typed_config",
+            format!(
+                "expected {}, got {}",
+                type_url::UPSTREAM_TLS_CONTEXT,
+                any.type_url
+            ),
+        ));
+    }
+    let tls = UpstreamTlsContext::decode(any.value.as_slice())
+        .map_err(|e| err(".typed_config", format!("cannot decode: {e}")))?;
+    let field = ".typed_config.common_tls_context.validation_context";
+    let validation = match tls
+        .common_tls_context
+        .and_then(|c| c.validation_context_type)
+    {
+        Some(ValidationContextType::ValidationContext(v)) => v,
+        _ => {
+            return Err(err(
+                field,
+                "required: a server outside the mesh must be verified".into(),
+            ))
+        }
+    };
+    if tls.sni.is_empty() {
+        return Err(err(
+            ".typed_config.sni",
+            "required: the server's DNS name".into(),
+        ));
+    }
+    // The name verified is the SNI: the SAN matcher may only repeat it.
+    for (i, m) in validation.match_typed_subject_alt_names.iter().enumerate() {
+        let exact = match m.matcher.as_ref().and_then(|m| m.match_pattern.as_ref()) {
+            Some(MatchPattern::Exact(name)) => Some(name),
+            _ => None,
+        };
+        if m.san_type != SanType::Dns as i32 || exact != Some(&tls.sni) {
+            return Err(err(
+                &format!("{field}.match_typed_subject_alt_names[{i}]"),
+                format!(
+                    "only an exact DNS match on the SNI (`{}`) is supported",
+                    tls.sni
+                ),
+            ));
+        }
+    }
+    let ca_pem = match validation.trusted_ca.and_then(|d| d.specifier) {
+        Some(data_source::Specifier::InlineString(pem)) => Some(pem),
+        Some(data_source::Specifier::InlineBytes(bytes)) => Some(
+            String::from_utf8(bytes)
+                .map_err(|_| err(&format!("{field}.trusted_ca"), "not PEM text".into()))?,
+        ),
+        Some(_) => {
+            return Err(err(
+                &format!("{field}.trusted_ca"),
+                "only inline_string and inline_bytes are supported".into(),
+            ))
+        }
+        None if validation.system_root_certs.is_some() => None,
+        None => {
+            return Err(err(
+                field,
+                "trusted_ca or system_root_certs is required: a server outside the mesh must be verified".into(),
+            ))
+        }
+    };
+    let alpn: &'static [u8] = match protocol {
+        Protocol::Http1 => b"http/1.1",
+        Protocol::Http2 => b"h2",
+    };
+    let origin = OriginTls {
+        server_name: tls.sni.clone(),
+        ca_pem,
+        alpn,
+    };
+    OriginClient::new(origin)
+        .map(|o| Some(Arc::new(o)))
+        .map_err(|m| err(field, m))
 }
 
 fn protocol(c: &XdsCluster) -> Result<Protocol, CompileError> {

@@ -308,3 +308,82 @@ fn a_route_to_an_unknown_cluster_compiles_to_a_missing_target() {
     let crate::snapshot::RouteAction::Split(split) = &route.action;
     assert!(matches!(split.pick(0), Some(Target::Missing(_))));
 }
+
+mod origin_tls {
+    use remora_proto::xds::envoy::config::core::v3::{
+        data_source, transport_socket, DataSource, TransportSocket,
+    };
+    use remora_proto::xds::envoy::extensions::transport_sockets::tls::v3::{
+        common_tls_context::ValidationContextType, CertificateValidationContext, CommonTlsContext,
+        UpstreamTlsContext,
+    };
+
+    use super::*;
+    use crate::upstream::Transport;
+
+    fn ca_pem() -> String {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        params.self_signed(&key).unwrap().pem()
+    }
+
+    fn with_tls(tls: UpstreamTlsContext) -> Resources {
+        let mut r = resources();
+        let mut c = cluster("v1");
+        c.transport_socket = Some(TransportSocket {
+            name: "envoy.transport_sockets.tls".into(),
+            config_type: Some(transport_socket::ConfigType::TypedConfig(any(&tls))),
+        });
+        r.clusters.insert("v1".into(), any(&c));
+        r
+    }
+
+    fn verified_by(ca: Option<String>) -> UpstreamTlsContext {
+        UpstreamTlsContext {
+            sni: "v1.example.test".into(),
+            common_tls_context: Some(CommonTlsContext {
+                validation_context_type: Some(ValidationContextType::ValidationContext(
+                    CertificateValidationContext {
+                        trusted_ca: ca.map(|pem| DataSource {
+                            specifier: Some(data_source::Specifier::InlineString(pem)),
+                            ..Default::default()
+                        }),
+                        ..Default::default()
+                    },
+                )),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn unmeshed_endpoints_of_a_tls_cluster_use_tls() {
+        let registry = EndpointRegistry::default();
+        let snapshot = compile(&with_tls(verified_by(Some(ca_pem()))), &registry).unwrap();
+        let v1 = &snapshot.clusters["v1"].endpoints[0].endpoint;
+        assert_eq!(v1.transport(), Transport::TlsH1);
+        assert_eq!(
+            v1.origin_authority().map(|a| a.as_str()),
+            Some("v1.example.test:9001")
+        );
+        let v2 = &snapshot.clusters["v2"].endpoints[0].endpoint;
+        assert_eq!(v2.transport(), Transport::PlainH1);
+    }
+
+    #[test]
+    fn an_unverified_server_is_refused() {
+        let registry = EndpointRegistry::default();
+        let e = compile(&with_tls(verified_by(None)), &registry).unwrap_err();
+        assert_eq!(e.kind, "Cluster");
+        assert_eq!(
+            e.field,
+            "transport_socket.typed_config.common_tls_context.validation_context"
+        );
+        let e = compile(&with_tls(UpstreamTlsContext::default()), &registry).unwrap_err();
+        assert!(e.message.contains("must be verified"), "{e}");
+        let e = compile(&with_tls(verified_by(Some("not pem".into()))), &registry).unwrap_err();
+        assert!(e.message.contains("trusted_ca"), "{e}");
+    }
+}

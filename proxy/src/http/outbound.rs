@@ -90,8 +90,10 @@ async fn forward(
     let (mut parts, body) = req.into_parts();
     let downstream_version = parts.version;
     strip_hop_by_hop(&mut parts.headers);
+    // A server outside the mesh reached over TLS is addressed by its own name.
+    let authority = endpoint.origin_authority().unwrap_or(&authority);
     let uri_authority = match endpoint.transport() {
-        Transport::MeshH2 | Transport::PlainH2 => {
+        Transport::MeshH2 | Transport::PlainH2 | Transport::TlsH2 => {
             parts.version = Version::HTTP_2;
             parts.headers.remove(header::HOST);
             if endpoint.transport() == Transport::MeshH2 && downstream_version != Version::HTTP_2 {
@@ -105,8 +107,13 @@ async fn forward(
         Transport::PlainH1 => {
             parts.version = Version::HTTP_11;
             if !parts.headers.contains_key(header::HOST) {
-                set_host(&mut parts.headers, &authority);
+                set_host(&mut parts.headers, authority);
             }
+            endpoint.authority().clone()
+        }
+        Transport::TlsH1 => {
+            parts.version = Version::HTTP_11;
+            set_host(&mut parts.headers, authority);
             endpoint.authority().clone()
         }
     };

@@ -8,6 +8,7 @@ use http::{Request, Response};
 use hyper::body::Incoming;
 use hyper_util::client::legacy::{connect::HttpConnector, Client};
 
+use super::origin::OriginConnector;
 use super::{H2Connection, TlsTarget};
 use crate::balance::PeakEwma;
 
@@ -20,6 +21,10 @@ pub enum Transport {
     PlainH1,
     /// A plain HTTP/2 (h2c) server.
     PlainH2,
+    /// An HTTP/1.1 server outside the mesh, over ordinary TLS.
+    TlsH1,
+    /// An HTTP/2 server outside the mesh, over ordinary TLS.
+    TlsH2,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -74,6 +79,7 @@ enum Connection {
     H2(H2Connection),
     // Boxed: the pool handle is large and most endpoints are HTTP/2.
     H1(Box<Client<HttpConnector, Incoming>>),
+    TlsH1(Box<Client<OriginConnector, Incoming>>),
 }
 
 impl std::fmt::Debug for Connection {
@@ -81,6 +87,7 @@ impl std::fmt::Debug for Connection {
         f.write_str(match self {
             Connection::H2(_) => "h2",
             Connection::H1(_) => "http/1.1",
+            Connection::TlsH1(_) => "http/1.1 over TLS",
         })
     }
 }
@@ -91,6 +98,9 @@ pub struct Endpoint {
     /// `addr` as an authority, made once: HTTP/1 request URIs carry it.
     authority: http::uri::Authority,
     transport: Transport,
+    /// For servers outside the mesh reached over TLS: the authority requests
+    /// carry (their server name).
+    origin_authority: Option<http::uri::Authority>,
     ewma: PeakEwma,
     in_flight: Arc<AtomicU32>,
     connection: Connection,
@@ -110,9 +120,18 @@ impl Endpoint {
         http1: impl FnOnce() -> Client<HttpConnector, Incoming>,
         tls: Option<TlsTarget>,
     ) -> Self {
-        let connection = match transport {
-            Transport::MeshH2 | Transport::PlainH2 => Connection::H2(H2Connection::new(addr, tls)),
-            Transport::PlainH1 => Connection::H1(Box::new(http1())),
+        let origin = match &tls {
+            Some(TlsTarget::Origin(origin)) => Some(origin.clone()),
+            _ => None,
+        };
+        let connection = match (transport, &origin) {
+            (Transport::TlsH1, Some(origin)) => {
+                Connection::TlsH1(Box::new(super::registry::origin_client(origin.clone())))
+            }
+            (Transport::PlainH1 | Transport::TlsH1, _) => Connection::H1(Box::new(http1())),
+            (Transport::MeshH2 | Transport::PlainH2 | Transport::TlsH2, _) => {
+                Connection::H2(H2Connection::new(addr, tls))
+            }
         };
         let authority = http::uri::Authority::try_from(addr.to_string())
             .expect("a socket address is a valid authority");
@@ -120,6 +139,7 @@ impl Endpoint {
             addr,
             authority,
             transport,
+            origin_authority: origin.map(|o| o.authority(addr.port())),
             ewma: PeakEwma::new(),
             in_flight: Arc::new(AtomicU32::new(0)),
             connection,
@@ -136,6 +156,12 @@ impl Endpoint {
 
     pub fn transport(&self) -> Transport {
         self.transport
+    }
+
+    /// The authority requests to a server outside the mesh carry (its TLS
+    /// server name), if this is one.
+    pub fn origin_authority(&self) -> Option<&http::uri::Authority> {
+        self.origin_authority.as_ref()
     }
 
     pub fn ewma(&self) -> &PeakEwma {
@@ -160,6 +186,15 @@ impl Endpoint {
         match &self.connection {
             Connection::H2(conn) => conn.send(req).await,
             Connection::H1(client) => {
+                client
+                    .request(req)
+                    .await
+                    .map_err(|source| UpstreamError::Http1 {
+                        addr: self.addr,
+                        source,
+                    })
+            }
+            Connection::TlsH1(client) => {
                 client
                     .request(req)
                     .await

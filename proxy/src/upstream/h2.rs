@@ -14,7 +14,7 @@ use tokio::net::TcpStream;
 use rustls::pki_types::ServerName;
 use tokio_rustls::TlsConnector;
 
-use super::{UpstreamError, DEFAULT_CONNECT_TIMEOUT};
+use super::{OriginClient, UpstreamError, DEFAULT_CONNECT_TIMEOUT};
 use crate::tls::TlsContext;
 
 /// Flow-control windows between proxies: large and fixed, so a request rarely waits
@@ -23,11 +23,16 @@ use crate::tls::TlsContext;
 pub const STREAM_WINDOW: u32 = 1024 * 1024;
 pub const CONNECTION_WINDOW: u32 = 4 * 1024 * 1024;
 
-/// Where a TLS connection must end: a proxy presenting `expected`.
+/// Where a TLS connection must end.
 #[derive(Clone)]
-pub struct TlsTarget {
-    pub context: Arc<TlsContext>,
-    pub expected: Arc<str>,
+pub enum TlsTarget {
+    /// A proxy presenting `expected`, over mesh mTLS.
+    Mesh {
+        context: Arc<TlsContext>,
+        expected: Arc<str>,
+    },
+    /// A server outside the mesh, over ordinary TLS.
+    Origin(Arc<OriginClient>),
 }
 
 pub struct H2Connection {
@@ -89,9 +94,18 @@ impl H2Connection {
         let Some(tls) = &self.tls else {
             return handshake(addr, TokioIo::new(stream)).await;
         };
-        let config = tls
-            .context
-            .client_config(&tls.expected)
+        let (context, expected) = match tls {
+            TlsTarget::Mesh { context, expected } => (context, expected),
+            TlsTarget::Origin(origin) => {
+                let stream = origin
+                    .connect(stream)
+                    .await
+                    .map_err(|source| UpstreamError::Tls { addr, source })?;
+                return handshake(addr, TokioIo::new(stream)).await;
+            }
+        };
+        let config = context
+            .client_config(expected)
             .ok_or(UpstreamError::NoCertificate { addr })?;
         let server_name = ServerName::IpAddress(addr.ip().into());
         let stream = TlsConnector::from(config)
@@ -99,7 +113,7 @@ impl H2Connection {
             .await
             .map_err(|source| {
                 // A peer that fails verification is a security event, not noise.
-                tracing::warn!(%addr, expected = %tls.expected, error = %source, "mTLS to upstream failed");
+                tracing::warn!(%addr, %expected, error = %source, "mTLS to upstream failed");
                 UpstreamError::Tls { addr, source }
             })?;
         handshake(addr, TokioIo::new(stream)).await

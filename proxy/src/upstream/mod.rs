@@ -4,12 +4,14 @@
 mod cluster;
 mod endpoint;
 mod h2;
+mod origin;
 mod registry;
 
 pub use cluster::{Cluster, Protocol, WeightedEndpoint};
 pub use endpoint::{Endpoint, InFlight, Transport, UpstreamError};
 pub use h2::{H2Connection, TlsTarget, CONNECTION_WINDOW, STREAM_WINDOW};
-pub use registry::EndpointRegistry;
+pub use origin::{OriginClient, OriginTls};
+pub use registry::{EndpointRegistry, Peer};
 
 /// Connect timeout when the cluster does not set one.
 pub const DEFAULT_CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(1);

@@ -10,10 +10,29 @@ use hyper::body::Incoming;
 use hyper_util::client::legacy::{connect::HttpConnector, Client};
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 
-use super::{Endpoint, TlsTarget, Transport};
+use super::origin::OriginConnector;
+use super::{Endpoint, OriginClient, OriginTls, TlsTarget, Transport};
 use crate::tls::TlsContext;
 
-type Key = (SocketAddr, Transport, Option<Arc<str>>);
+/// Who an endpoint is, beyond its address: what its TLS must verify.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+enum PeerKey {
+    Mesh(Arc<str>),
+    Origin(OriginTls),
+}
+
+type Key = (SocketAddr, Transport, Option<PeerKey>);
+
+/// What a connection to an endpoint must verify.
+#[derive(Debug, Clone, Copy)]
+pub enum Peer<'a> {
+    /// Plaintext.
+    None,
+    /// A meshed proxy announced with this SPIFFE id.
+    Mesh(&'a str),
+    /// A server outside the mesh reached over ordinary TLS.
+    Origin(&'a Arc<OriginClient>),
+}
 
 pub struct EndpointRegistry {
     endpoints: Mutex<HashMap<Key, Weak<Endpoint>>>,
@@ -44,10 +63,14 @@ impl EndpointRegistry {
         &self,
         addr: SocketAddr,
         transport: Transport,
-        identity: Option<&str>,
+        peer: Peer<'_>,
     ) -> Arc<Endpoint> {
-        let identity: Option<Arc<str>> = identity.map(Arc::from);
-        let key = (addr, transport, identity.clone());
+        let peer_key = match peer {
+            Peer::None => None,
+            Peer::Mesh(id) => Some(PeerKey::Mesh(Arc::from(id))),
+            Peer::Origin(origin) => Some(PeerKey::Origin(origin.tls.clone())),
+        };
+        let key = (addr, transport, peer_key.clone());
         let mut map = self
             .endpoints
             .lock()
@@ -56,11 +79,16 @@ impl EndpointRegistry {
             return existing;
         }
         map.retain(|_, weak| weak.strong_count() > 0);
-        let tls = match (&self.tls, transport, identity) {
-            (Some(context), Transport::MeshH2, Some(expected)) => Some(TlsTarget {
-                context: context.clone(),
-                expected,
-            }),
+        let tls = match (&self.tls, transport, peer_key, peer) {
+            (Some(context), Transport::MeshH2, Some(PeerKey::Mesh(expected)), _) => {
+                Some(TlsTarget::Mesh {
+                    context: context.clone(),
+                    expected,
+                })
+            }
+            (_, Transport::TlsH1 | Transport::TlsH2, _, Peer::Origin(origin)) => {
+                Some(TlsTarget::Origin(origin.clone()))
+            }
             _ => None,
         };
         let endpoint = Arc::new(Endpoint::with_http1_pool(
@@ -72,6 +100,18 @@ impl EndpointRegistry {
         map.insert(key, Arc::downgrade(&endpoint));
         endpoint
     }
+}
+
+/// An HTTP/1.1 keep-alive pool over TLS to one server outside the mesh.
+pub(crate) fn origin_client(origin: Arc<OriginClient>) -> Client<OriginConnector, Incoming> {
+    let mut http = HttpConnector::new();
+    http.set_nodelay(true);
+    http.set_connect_timeout(Some(super::DEFAULT_CONNECT_TIMEOUT));
+    Client::builder(TokioExecutor::new())
+        .timer(TokioTimer::new())
+        .pool_timer(TokioTimer::new())
+        .pool_max_idle_per_host(256)
+        .build(OriginConnector { http, origin })
 }
 
 /// The HTTP/1.1 keep-alive pool used for plain endpoints and the local app.
@@ -94,10 +134,10 @@ mod tests {
     async fn the_same_address_gets_the_same_endpoint_while_in_use() {
         let registry = EndpointRegistry::new(None);
         let addr: SocketAddr = "127.0.0.1:9".parse().unwrap();
-        let a = registry.endpoint(addr, Transport::MeshH2, None);
-        let b = registry.endpoint(addr, Transport::MeshH2, None);
+        let a = registry.endpoint(addr, Transport::MeshH2, Peer::None);
+        let b = registry.endpoint(addr, Transport::MeshH2, Peer::None);
         assert!(Arc::ptr_eq(&a, &b));
-        let plain = registry.endpoint(addr, Transport::PlainH1, None);
+        let plain = registry.endpoint(addr, Transport::PlainH1, Peer::None);
         assert!(!Arc::ptr_eq(&a, &plain));
         let weak = Arc::downgrade(&a);
         drop((a, b));
