@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 
 use crate::resources::{
     AuthorizationPolicy, HttpRoute, Kind, MeshTls, ObjectKey, PolicyTarget, Service, TlsMode,
+    TrafficPolicy,
 };
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -15,6 +16,7 @@ pub struct Store {
     routes: BTreeMap<ObjectKey, HttpRoute>,
     mesh_tls: BTreeMap<ObjectKey, MeshTls>,
     authorizations: BTreeMap<ObjectKey, AuthorizationPolicy>,
+    traffic: BTreeMap<ObjectKey, TrafficPolicy>,
 }
 
 /// Everything a `Store` is built from.
@@ -24,6 +26,7 @@ pub struct Contents {
     pub routes: Vec<HttpRoute>,
     pub mesh_tls: Vec<MeshTls>,
     pub authorizations: Vec<AuthorizationPolicy>,
+    pub traffic: Vec<TrafficPolicy>,
 }
 
 impl Store {
@@ -48,6 +51,7 @@ impl Store {
                 .into_iter()
                 .map(|p| (p.key.clone(), p))
                 .collect(),
+            traffic: c.traffic.into_iter().map(|p| (p.key.clone(), p)).collect(),
         }
     }
 
@@ -77,6 +81,15 @@ impl Store {
         self.authorizations.values()
     }
 
+    pub fn traffic_policies(&self) -> impl Iterator<Item = &TrafficPolicy> {
+        self.traffic.values()
+    }
+
+    /// The TrafficPolicy of a target (validation allows one per target).
+    pub fn traffic_policy(&self, target: &PolicyTarget) -> Option<&TrafficPolicy> {
+        self.traffic.values().find(|p| p.target == *target)
+    }
+
     /// The TLS mode of a Service: its own MeshTLS, else its namespace's, else
     /// STRICT. (Validation allows one policy per target.)
     pub fn tls_mode(&self, service: &ObjectKey) -> TlsMode {
@@ -99,6 +112,7 @@ impl Store {
             (Kind::HttpRoute, self.routes.len()),
             (Kind::MeshTls, self.mesh_tls.len()),
             (Kind::AuthorizationPolicy, self.authorizations.len()),
+            (Kind::TrafficPolicy, self.traffic.len()),
         ])
     }
 
@@ -109,6 +123,7 @@ impl Store {
             routes: self.routes.values().cloned().collect(),
             mesh_tls: self.mesh_tls.values().cloned().collect(),
             authorizations: self.authorizations.values().cloned().collect(),
+            traffic: self.traffic.values().cloned().collect(),
         }
     }
 }

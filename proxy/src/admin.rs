@@ -78,7 +78,23 @@ impl Admin {
                         })
                     })
                     .collect();
-                json!({"name": &*c.name, "protocol": format!("{:?}", c.protocol), "endpoints": endpoints})
+                let (window_requests, window_retries) = c
+                    .state
+                    .budget
+                    .totals(&c.retry_budget, tokio::time::Instant::now());
+                json!({
+                    "name": &*c.name,
+                    "protocol": format!("{:?}", c.protocol),
+                    "endpoints": endpoints,
+                    "stats": c.state.stats.to_json(),
+                    "retry_budget": {
+                        "ratio": c.retry_budget.ratio,
+                        "min_per_second": c.retry_budget.min_per_second,
+                        "window_seconds": c.retry_budget.window.as_secs_f64(),
+                        "requests_in_window": window_requests,
+                        "retries_in_window": window_retries,
+                    },
+                })
             })
             .collect();
         clusters.sort_by(|a, b| a["name"].as_str().cmp(&b["name"].as_str()));

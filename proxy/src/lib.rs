@@ -7,6 +7,7 @@
 //! - [`compile`]: xDS resources -> an immutable [`snapshot::Snapshot`], or rejections.
 //! - [`snapshot`]: the compiled config the request path reads (routes, clusters).
 //! - [`upstream`]: long-lived endpoints, their connections and balancer state.
+//! - [`resilience`]: retry policies, retry budgets and deadlines.
 //! - [`balance`]: power-of-two-choices over peak-EWMA latency.
 //! - [`authz`]: who may call this proxy's service (compiled RBAC), per request.
 //! - [`http`]: the request path: server, outbound and inbound handlers.
@@ -21,6 +22,7 @@ pub mod bootstrap;
 pub mod compile;
 pub mod http;
 pub mod identity;
+pub mod resilience;
 pub mod run;
 pub mod snapshot;
 pub mod tls;

@@ -6,7 +6,10 @@ use std::sync::Arc;
 
 use http::{HeaderName, HeaderValue, Method};
 
+use std::time::Duration;
+
 use crate::authz::Authorization;
+use crate::resilience::RetryPolicy;
 use crate::upstream::Cluster;
 
 /// Accepted xDS versions, by type URL.
@@ -108,6 +111,20 @@ pub struct Route {
     pub name: Arc<str>,
     pub matcher: RouteMatch,
     pub action: RouteAction,
+    pub policy: RoutePolicy,
+}
+
+/// Timeouts and retries of a route (Envoy `RouteAction` `timeout`, `retry_policy`,
+/// `max_stream_duration`).
+#[derive(Debug, Default)]
+pub struct RoutePolicy {
+    /// The whole request, retries included, until the response headers; `None`
+    /// disables it.
+    pub timeout: Option<Duration>,
+    pub retry: Option<RetryPolicy>,
+    /// `Some`: a gRPC client's `grpc-timeout` is honoured, capped at the inner
+    /// value if there is one.
+    pub grpc_timeout: Option<Option<Duration>>,
 }
 
 #[derive(Debug)]

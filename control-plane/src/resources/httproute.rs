@@ -1,6 +1,8 @@
 //! `HTTPRoute` (gateway.networking.k8s.io/v1) attached to Services (the GAMMA mesh
 //! profile): matches and weighted backends.
 
+use std::time::Duration;
+
 use super::ObjectKey;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -23,6 +25,27 @@ pub struct Rule {
     /// Never empty: an absent `matches` is one match on `PathPrefix /`.
     pub matches: Vec<RouteMatch>,
     pub backends: Vec<Backend>,
+    pub timeouts: Timeouts,
+    pub retry: Option<Retry>,
+}
+
+/// `timeouts` (Gateway API): `None` leaves it to a TrafficPolicy or the default
+/// (none); zero disables.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Timeouts {
+    /// The whole request, retries included.
+    pub request: Option<Duration>,
+    /// Each attempt at a backend.
+    pub backend_request: Option<Duration>,
+}
+
+/// `retry` (Gateway API, GEP-1731): retried on connection failures and the codes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Retry {
+    pub codes: Vec<u16>,
+    /// Retries after the first attempt.
+    pub attempts: u32,
+    pub backoff: Option<Duration>,
 }
 
 /// One entry of `matches`: every condition must hold.

@@ -10,10 +10,12 @@ mod service;
 
 use std::fmt;
 
-pub use httproute::{Backend, HeaderMatch, HttpRoute, ParentRef, PathMatch, RouteMatch, Rule};
+pub use httproute::{
+    Backend, HeaderMatch, HttpRoute, ParentRef, PathMatch, Retry, RouteMatch, Rule, Timeouts,
+};
 pub use policy::{
     AuthorizationAction, AuthorizationPolicy, AuthorizationRule, Caller, MeshTls, Pattern,
-    PolicyTarget, TlsMode,
+    PolicyRetry, PolicyTarget, PolicyTimeouts, RetryBudget, TlsMode, TrafficPolicy,
 };
 pub use service::{AppProtocol, OriginTls, Service, ServicePort, StaticEndpoint};
 
@@ -27,17 +29,19 @@ pub enum Kind {
     HttpRoute,
     MeshTls,
     AuthorizationPolicy,
+    TrafficPolicy,
 }
 
 /// The API group and version of Remora's own kinds.
 pub const POLICY_API_VERSION: &str = "policy.remora.dev/v1alpha1";
 
 impl Kind {
-    pub const ALL: [Kind; 4] = [
+    pub const ALL: [Kind; 5] = [
         Kind::Service,
         Kind::HttpRoute,
         Kind::MeshTls,
         Kind::AuthorizationPolicy,
+        Kind::TrafficPolicy,
     ];
 
     /// The name as written in `kind:`.
@@ -47,6 +51,7 @@ impl Kind {
             Kind::HttpRoute => "HTTPRoute",
             Kind::MeshTls => "MeshTLS",
             Kind::AuthorizationPolicy => "AuthorizationPolicy",
+            Kind::TrafficPolicy => "TrafficPolicy",
         }
     }
 
@@ -57,6 +62,7 @@ impl Kind {
             Kind::HttpRoute => "HTTPRoutes",
             Kind::MeshTls => "MeshTLS policies",
             Kind::AuthorizationPolicy => "AuthorizationPolicies",
+            Kind::TrafficPolicy => "TrafficPolicies",
         }
     }
 
@@ -68,7 +74,9 @@ impl Kind {
                 "gateway.networking.k8s.io/v1",
                 "gateway.networking.k8s.io/v1beta1",
             ],
-            Kind::MeshTls | Kind::AuthorizationPolicy => &[POLICY_API_VERSION],
+            Kind::MeshTls | Kind::AuthorizationPolicy | Kind::TrafficPolicy => {
+                &[POLICY_API_VERSION]
+            }
         }
     }
 

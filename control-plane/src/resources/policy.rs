@@ -115,3 +115,45 @@ impl Pattern {
         }
     }
 }
+
+/// `TrafficPolicy`: the resilience settings the Gateway API lacks, for a Service
+/// (its routes' defaults and its cluster) or one HTTPRoute (its rules' defaults).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TrafficPolicy {
+    pub key: ObjectKey,
+    /// `Service` or `HttpRoute`.
+    pub target: PolicyTarget,
+    pub timeouts: PolicyTimeouts,
+    pub retry: Option<PolicyRetry>,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PolicyTimeouts {
+    pub request: Option<std::time::Duration>,
+    pub per_try: Option<std::time::Duration>,
+    /// Service targets only: connecting to an endpoint.
+    pub connect: Option<std::time::Duration>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PolicyRetry {
+    /// Retries after the first attempt.
+    pub attempts: u32,
+    /// Envoy `retry_on` conditions: `connect-failure`, `reset`, `5xx`,
+    /// `gateway-error`.
+    pub on: Vec<String>,
+    pub codes: Vec<u16>,
+    /// Envoy's names: `cancelled`, `deadline-exceeded`, `internal`,
+    /// `resource-exhausted`, `unavailable`.
+    pub grpc_codes: Vec<String>,
+    pub backoff: Option<(std::time::Duration, std::time::Duration)>,
+    /// Service targets only.
+    pub budget: Option<RetryBudget>,
+}
+
+/// Retries may add `percent` of the requests plus `min_per_second`, over 10 s.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RetryBudget {
+    pub percent: u32,
+    pub min_per_second: u32,
+}

@@ -2,16 +2,19 @@
 
 use std::collections::HashMap;
 
+use remora_proto::xds::envoy::config::cluster::v3::circuit_breakers::{thresholds, Thresholds};
 use remora_proto::xds::envoy::config::cluster::v3::cluster::{
     ClusterDiscoveryType, DiscoveryType, EdsClusterConfig, LbConfig, LbPolicy, LeastRequestLbConfig,
 };
+use remora_proto::xds::envoy::config::cluster::v3::CircuitBreakers;
 use remora_proto::xds::envoy::config::cluster::v3::Cluster;
 use remora_proto::xds::envoy::config::core::v3::{Http1ProtocolOptions, Http2ProtocolOptions};
 use remora_proto::xds::envoy::extensions::upstreams::http::v3::http_protocol_options::{
     explicit_http_config::ProtocolConfig, ExplicitHttpConfig, UpstreamProtocolOptions,
 };
 use remora_proto::xds::envoy::extensions::upstreams::http::v3::HttpProtocolOptions;
-use remora_proto::xds::google::protobuf::{Duration, UInt32Value};
+use remora_proto::xds::envoy::r#type::v3::Percent;
+use remora_proto::xds::google::protobuf::UInt32Value;
 
 use remora_proto::xds::envoy::config::core::v3::{
     data_source, transport_socket, DataSource, TransportSocket,
@@ -25,22 +28,45 @@ use remora_proto::xds::envoy::r#type::matcher::v3::{string_matcher::MatchPattern
 
 use super::inbound::TLS_TRANSPORT_SOCKET;
 use super::{encode, metadata, names};
-use crate::resources::{OriginTls, Service, ServicePort};
+use crate::resources::{OriginTls, Service, ServicePort, TrafficPolicy};
+
+/// The window a retry budget counts requests and retries over.
+const RETRY_BUDGET_WINDOW: std::time::Duration = std::time::Duration::from_secs(10);
+/// Connect timeout when no TrafficPolicy sets one.
+const DEFAULT_CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// The key of `typed_extension_protocol_options` for upstream HTTP options.
 pub const HTTP_PROTOCOL_OPTIONS: &str = "envoy.extensions.upstreams.http.v3.HttpProtocolOptions";
 
-pub fn cluster(service: &Service, port: &ServicePort) -> Cluster {
+/// `policy`: the Service's TrafficPolicy, for the connect timeout and the retry
+/// budget (without one the proxy applies its default budget).
+pub fn cluster(service: &Service, port: &ServicePort, policy: Option<&TrafficPolicy>) -> Cluster {
     let name = names::cluster(&service.key, port.port);
+    let connect = policy
+        .and_then(|p| p.timeouts.connect)
+        .unwrap_or(DEFAULT_CONNECT_TIMEOUT);
+    let budget = policy.and_then(|p| p.retry.as_ref()).and_then(|r| r.budget);
     Cluster {
         cluster_discovery_type: Some(ClusterDiscoveryType::Type(DiscoveryType::Eds as i32)),
         eds_cluster_config: Some(EdsClusterConfig {
             eds_config: Some(super::ads_config_source()),
             service_name: name.clone(),
         }),
-        connect_timeout: Some(Duration {
-            seconds: 1,
-            nanos: 0,
+        connect_timeout: Some(super::resilience::duration(connect)),
+        circuit_breakers: budget.map(|b| CircuitBreakers {
+            thresholds: vec![Thresholds {
+                retry_budget: Some(thresholds::RetryBudget {
+                    budget_percent: Some(Percent {
+                        value: f64::from(b.percent),
+                    }),
+                    min_retry_concurrency: Some(UInt32Value {
+                        value: b.min_per_second,
+                    }),
+                    budget_interval: Some(super::resilience::duration(RETRY_BUDGET_WINDOW)),
+                }),
+                ..Default::default()
+            }],
+            ..Default::default()
         }),
         lb_policy: LbPolicy::LeastRequest as i32,
         lb_config: Some(LbConfig::LeastRequestLbConfig(LeastRequestLbConfig {
@@ -158,13 +184,13 @@ mod tests {
     #[test]
     fn a_tls_service_gets_an_upstream_tls_context() {
         let s = service(None);
-        assert!(cluster(&s, &s.ports[0]).transport_socket.is_none());
+        assert!(cluster(&s, &s.ports[0], None).transport_socket.is_none());
 
         let s = service(Some(OriginTls {
             server_name: "payments.example.com".into(),
             ca_certificates: None,
         }));
-        let tls = upstream_tls(&cluster(&s, &s.ports[0]));
+        let tls = upstream_tls(&cluster(&s, &s.ports[0], None));
         assert_eq!(tls.sni, "payments.example.com");
         let common = tls.common_tls_context.unwrap();
         assert_eq!(common.alpn_protocols, ["h2"]);
@@ -179,7 +205,7 @@ mod tests {
             server_name: "payments.example.com".into(),
             ca_certificates: Some("PEM".into()),
         }));
-        let common = upstream_tls(&cluster(&s, &s.ports[0]))
+        let common = upstream_tls(&cluster(&s, &s.ports[0], None))
             .common_tls_context
             .unwrap();
         let Some(ValidationContextType::ValidationContext(v)) = common.validation_context_type

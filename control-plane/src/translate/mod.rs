@@ -15,6 +15,7 @@ mod endpoint;
 mod inbound;
 mod listener;
 mod metadata;
+mod resilience;
 mod route;
 
 use std::collections::BTreeMap;
@@ -27,7 +28,7 @@ use remora_proto::xds::envoy::config::core::v3::{
 };
 use remora_proto::xds::google::protobuf::Any;
 
-use crate::resources::ObjectKey;
+use crate::resources::{ObjectKey, PolicyTarget};
 use crate::store::Store;
 
 /// The xDS resource types Remora serves.
@@ -122,7 +123,8 @@ pub fn translate(
             .map(Vec::as_slice)
             .unwrap_or_default();
         for port in &service.ports {
-            let c = cluster::cluster(service, port);
+            let policy = store.traffic_policy(&PolicyTarget::Service(service.key.clone()));
+            let c = cluster::cluster(service, port, policy);
             out.clusters.insert(c.name.clone(), encode::cluster(&c));
             let cla = endpoint::assignment(service, port, meshed);
             out.endpoints
@@ -165,6 +167,6 @@ fn socket_address(addr: SocketAddr) -> Address {
 }
 
 #[cfg(test)]
-mod inbound_tests;
+mod policy_tests;
 #[cfg(test)]
 mod tests;

@@ -17,7 +17,7 @@ use remora_proto::xds::envoy::r#type::matcher::v3::{string_matcher::MatchPattern
 use remora_proto::xds::google::protobuf::UInt32Value;
 
 use super::names;
-use crate::resources::{self, HttpRoute, PathMatch, Rule, Service, ServicePort};
+use crate::resources::{self, HttpRoute, ObjectKey, PathMatch, Rule, Service, ServicePort};
 use crate::store::Store;
 
 pub fn route_configuration(store: &Store, client_namespace: &str) -> RouteConfiguration {
@@ -50,9 +50,9 @@ fn virtual_host(
         .filter(|r| r.key.namespace == service.key.namespace || r.key.namespace == client_namespace)
         .collect();
     let routes = if attached.is_empty() {
-        vec![default_route(service, port)]
+        vec![default_route(store, service, port)]
     } else {
-        ordered(&attached)
+        ordered(&service.key, &attached)
             .into_iter()
             .flat_map(|entry| entry.to_routes(store))
             .collect()
@@ -66,19 +66,23 @@ fn virtual_host(
 }
 
 /// Everything to a Service port's own cluster (a Service without HTTPRoutes).
-fn default_route(service: &Service, port: &ServicePort) -> Route {
+fn default_route(store: &Store, service: &Service, port: &ServicePort) -> Route {
     Route {
         name: "default".to_owned(),
         r#match: Some(RouteMatch {
             path_specifier: Some(PathSpecifier::Prefix("/".to_owned())),
             ..Default::default()
         }),
-        action: Some(Action::Route(RouteAction {
-            cluster_specifier: Some(ClusterSpecifier::Cluster(names::cluster(
-                &service.key,
-                port.port,
-            ))),
-            ..Default::default()
+        action: Some(Action::Route({
+            let mut action = RouteAction {
+                cluster_specifier: Some(ClusterSpecifier::Cluster(names::cluster(
+                    &service.key,
+                    port.port,
+                ))),
+                ..Default::default()
+            };
+            super::resilience::apply(&mut action, store, &service.key, None);
+            action
         })),
         ..Default::default()
     }
@@ -86,6 +90,8 @@ fn default_route(service: &Service, port: &ServicePort) -> Route {
 
 /// One match of one rule of one HTTPRoute.
 struct Entry<'a> {
+    /// The Service the requests are addressed to (the virtual host's).
+    service: &'a ObjectKey,
     route: &'a HttpRoute,
     rule_index: usize,
     match_index: usize,
@@ -96,7 +102,7 @@ struct Entry<'a> {
 /// Gateway API precedence: exact path, then longer prefix, then a method match,
 /// then more header matches, then (no creation time in files) namespace/name, then
 /// rule order, then match order.
-fn ordered<'a>(routes: &[&'a HttpRoute]) -> Vec<Entry<'a>> {
+fn ordered<'a>(service: &'a ObjectKey, routes: &[&'a HttpRoute]) -> Vec<Entry<'a>> {
     let mut entries: Vec<Entry<'a>> = routes
         .iter()
         .flat_map(|route| {
@@ -109,6 +115,7 @@ fn ordered<'a>(routes: &[&'a HttpRoute]) -> Vec<Entry<'a>> {
                         .iter()
                         .enumerate()
                         .map(move |(match_index, matched)| Entry {
+                            service,
                             route,
                             rule_index,
                             match_index,
@@ -223,9 +230,16 @@ impl Entry<'_> {
                 ..Default::default()
             }),
         };
-        Some(RouteAction {
+        let mut action = RouteAction {
             cluster_specifier: Some(specifier),
             ..Default::default()
-        })
+        };
+        super::resilience::apply(
+            &mut action,
+            store,
+            self.service,
+            Some((&self.route.key, self.rule)),
+        );
+        Some(action)
     }
 }

@@ -2,6 +2,7 @@
 //! field path and keeps going, so a user sees all that is wrong at once.
 
 use std::ops::RangeInclusive;
+use std::time::Duration;
 
 use serde_yaml_ng::{Mapping, Value};
 
@@ -151,6 +152,22 @@ impl Decoder {
         self.port(m, parent, key)
     }
 
+    /// An optional duration in the Gateway API's format (`10s`, `500ms`, `1h30m`:
+    /// up to four groups of 1-5 digits with `h`, `m`, `s` or `ms`).
+    pub fn duration(&mut self, m: &Mapping, parent: &str, key: &str) -> Option<Duration> {
+        let text = self.string(m, parent, key)?;
+        match parse_duration(&text) {
+            Some(d) => Some(d),
+            None => {
+                self.error(
+                    field(parent, key),
+                    format!("\"{text}\" is not a duration (like 10s, 500ms or 1m30s)"),
+                );
+                None
+            }
+        }
+    }
+
     /// An optional list (absent is empty).
     pub fn sequence<'v>(&mut self, m: &'v Mapping, parent: &str, key: &str) -> &'v [Value] {
         match get(m, key) {
@@ -203,9 +220,59 @@ impl Decoder {
     }
 }
 
+/// Gateway API durations (GEP-2257): `^([0-9]{1,5}(h|m|s|ms)){1,4}$`.
+pub fn parse_duration(text: &str) -> Option<Duration> {
+    let mut rest = text;
+    let mut total = Duration::ZERO;
+    let mut groups = 0;
+    while !rest.is_empty() {
+        let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
+        if !(1..=5).contains(&digits) {
+            return None;
+        }
+        let n: u64 = rest[..digits].parse().ok()?;
+        rest = &rest[digits..];
+        let (unit, len) = if rest.starts_with("ms") {
+            (Duration::from_millis(1), 2)
+        } else if rest.starts_with('h') {
+            (Duration::from_secs(3600), 1)
+        } else if rest.starts_with('m') {
+            (Duration::from_secs(60), 1)
+        } else if rest.starts_with('s') {
+            (Duration::from_secs(1), 1)
+        } else {
+            return None;
+        };
+        rest = &rest[len..];
+        total += unit * u32::try_from(n).ok()?;
+        groups += 1;
+    }
+    (1..=4).contains(&groups).then_some(total)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn durations_follow_the_gateway_api() {
+        assert_eq!(parse_duration("10s"), Some(Duration::from_secs(10)));
+        assert_eq!(parse_duration("500ms"), Some(Duration::from_millis(500)));
+        assert_eq!(parse_duration("1h30m"), Some(Duration::from_secs(5400)));
+        assert_eq!(parse_duration("0s"), Some(Duration::ZERO));
+        for bad in [
+            "",
+            "10",
+            "s",
+            "1.5s",
+            "123456s",
+            "1s2s3s4s5s",
+            "-1s",
+            "10 s",
+        ] {
+            assert_eq!(parse_duration(bad), None, "{bad}");
+        }
+    }
 
     fn mapping(yaml: &str) -> Mapping {
         serde_yaml_ng::from_str(yaml).unwrap()

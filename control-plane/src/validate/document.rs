@@ -4,10 +4,11 @@
 use serde_yaml_ng::{Mapping, Value};
 
 use super::decode::{Decoder, FieldError};
-use super::{httproute, names, policy, service};
+use super::{httproute, names, policy, service, traffic};
 use crate::problem::Problem;
 use crate::resources::{
-    AuthorizationPolicy, HttpRoute, Kind, MeshTls, ObjectKey, Service, DEFAULT_NAMESPACE,
+    AuthorizationPolicy, HttpRoute, Kind, MeshTls, ObjectKey, Service, TrafficPolicy,
+    DEFAULT_NAMESPACE,
 };
 use crate::source::Document;
 
@@ -45,6 +46,7 @@ pub enum Decoded {
     Route(HttpRoute),
     MeshTls(MeshTls),
     Authorization(AuthorizationPolicy),
+    Traffic(TrafficPolicy),
 }
 
 /// A document of a known kind, decoded as far as possible.
@@ -125,7 +127,7 @@ pub fn decode(doc: &Document) -> Result<Candidate, Box<Problem>> {
     if let Some(name) = &metadata.name {
         let checked = match kind {
             Kind::Service => names::dns1035_label(name),
-            Kind::HttpRoute | Kind::MeshTls | Kind::AuthorizationPolicy => {
+            Kind::HttpRoute | Kind::MeshTls | Kind::AuthorizationPolicy | Kind::TrafficPolicy => {
                 names::dns1123_subdomain(name)
             }
         };
@@ -145,6 +147,7 @@ pub fn decode(doc: &Document) -> Result<Candidate, Box<Problem>> {
                 Kind::AuthorizationPolicy => {
                     policy::decode_authorization(spec, key, &mut d).map(Decoded::Authorization)
                 }
+                Kind::TrafficPolicy => traffic::decode(spec, key, &mut d).map(Decoded::Traffic),
             }
         }
     };

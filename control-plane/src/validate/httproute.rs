@@ -8,14 +8,19 @@ use serde_yaml_ng::Mapping;
 use super::decode::{field, get, index, Decoder};
 use super::names;
 use crate::resources::{
-    Backend, HeaderMatch, HttpRoute, ObjectKey, ParentRef, PathMatch, RouteMatch, Rule,
+    Backend, HeaderMatch, HttpRoute, ObjectKey, ParentRef, PathMatch, Retry, RouteMatch, Rule,
+    Timeouts,
 };
 
 const SPEC: &[&str] = &["parentRefs", "hostnames", "rules"];
 const PARENT_REF: &[&str] = &["group", "kind", "name", "namespace", "port"];
 const PARENT_REF_UNSUPPORTED: &[&str] = &["sectionName"];
-const RULE: &[&str] = &["name", "matches", "backendRefs"];
-const RULE_UNSUPPORTED: &[&str] = &["filters", "timeouts", "retry", "sessionPersistence"];
+const RULE: &[&str] = &["name", "matches", "backendRefs", "timeouts", "retry"];
+const RULE_UNSUPPORTED: &[&str] = &["filters", "sessionPersistence"];
+const TIMEOUTS: &[&str] = &["request", "backendRequest"];
+const RETRY: &[&str] = &["codes", "attempts", "backoff"];
+/// Retries when a rule's `retry` does not say.
+pub const DEFAULT_ATTEMPTS: u32 = 2;
 const MATCH: &[&str] = &["path", "headers", "method"];
 const MATCH_UNSUPPORTED: &[&str] = &["queryParams"];
 const PATH: &[&str] = &["type", "value"];
@@ -143,7 +148,68 @@ fn rule(v: &serde_yaml_ng::Value, path: &str, route: &ObjectKey, d: &mut Decoder
             "every weight is 0: the rule would send no traffic",
         );
     }
-    Some(Rule { matches, backends })
+    let timeouts = timeouts(m, path, d);
+    let retry = retry(m, path, d);
+    Some(Rule {
+        matches,
+        backends,
+        timeouts,
+        retry,
+    })
+}
+
+fn timeouts(rule: &Mapping, path: &str, d: &mut Decoder) -> Timeouts {
+    let Some(v) = get(rule, "timeouts") else {
+        return Timeouts::default();
+    };
+    let path = field(path, "timeouts");
+    let Some(m) = d.mapping(v, &path) else {
+        return Timeouts::default();
+    };
+    d.known_fields(m, &path, TIMEOUTS, &[]);
+    let t = Timeouts {
+        request: d.duration(m, &path, "request"),
+        backend_request: d.duration(m, &path, "backendRequest"),
+    };
+    if let (Some(request), Some(backend)) = (t.request, t.backend_request) {
+        if !request.is_zero() && (backend.is_zero() || backend > request) {
+            d.error(
+                field(&path, "backendRequest"),
+                "must not be longer than request (each attempt is part of the request)",
+            );
+        }
+    }
+    t
+}
+
+fn retry(rule: &Mapping, path: &str, d: &mut Decoder) -> Option<Retry> {
+    let v = get(rule, "retry")?;
+    let path = field(path, "retry");
+    let m = d.mapping(v, &path)?;
+    d.known_fields(m, &path, RETRY, &[]);
+    let codes_path = field(&path, "codes");
+    let mut codes = Vec::new();
+    for (i, c) in d.sequence(m, &path, "codes").iter().enumerate() {
+        match c.as_u64().and_then(|c| u16::try_from(c).ok()) {
+            Some(code) if (400..=599).contains(&code) => codes.push(code),
+            _ => d.error(
+                index(&codes_path, i),
+                "must be an HTTP status from 400 to 599",
+            ),
+        }
+    }
+    let attempts = d
+        .integer(m, &path, "attempts", 0..=10)
+        .map_or(DEFAULT_ATTEMPTS, |n| n as u32);
+    let backoff = d.duration(m, &path, "backoff");
+    if backoff.is_some_and(|b| b.is_zero()) {
+        d.error(field(&path, "backoff"), "must be greater than zero");
+    }
+    Some(Retry {
+        codes,
+        attempts,
+        backoff,
+    })
 }
 
 fn route_match(v: &serde_yaml_ng::Value, path: &str, d: &mut Decoder) -> Option<RouteMatch> {

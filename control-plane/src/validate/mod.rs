@@ -13,6 +13,7 @@ mod policy;
 mod refs;
 mod retain;
 mod service;
+mod traffic;
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -55,6 +56,7 @@ pub fn validate(documents: &[Document]) -> Outcome {
 
     check_policy_targets(&mut candidates);
     reject_conflicting_mesh_tls(&mut candidates);
+    reject_conflicting_traffic(&mut candidates);
 
     let mut contents = Contents::default();
     for candidate in candidates {
@@ -67,6 +69,7 @@ pub fn validate(documents: &[Document]) -> Outcome {
             Some(Decoded::Route(r)) => contents.routes.push(r),
             Some(Decoded::MeshTls(p)) => contents.mesh_tls.push(p),
             Some(Decoded::Authorization(p)) => contents.authorizations.push(p),
+            Some(Decoded::Traffic(p)) => contents.traffic.push(p),
             None => {}
         }
     }
@@ -157,6 +160,9 @@ fn check_policy_targets(candidates: &mut [Candidate]) {
                 Some(Decoded::Authorization(p)) if c.is_valid() => {
                     refs::check_target(&p.target, &services, &routes)
                 }
+                Some(Decoded::Traffic(p)) if c.is_valid() => {
+                    refs::check_target(&p.target, &services, &routes)
+                }
                 _ => None,
             })
             .collect()
@@ -192,6 +198,34 @@ fn reject_conflicting_mesh_tls(candidates: &mut [Candidate]) {
             candidates[i].reject("spec.targetRef".into(), message);
         } else {
             first.insert(id, p.key.clone());
+        }
+    }
+}
+
+/// One TrafficPolicy per target: two would leave the settings to chance. The
+/// first in namespace/name order is kept.
+fn reject_conflicting_traffic(candidates: &mut [Candidate]) {
+    let mut order: Vec<usize> = (0..candidates.len())
+        .filter(|&i| {
+            candidates[i].is_valid() && matches!(candidates[i].resource, Some(Decoded::Traffic(_)))
+        })
+        .collect();
+    order.sort_by(|&a, &b| candidates[a].key.cmp(&candidates[b].key));
+    let mut first: BTreeMap<PolicyTarget, ObjectKey> = BTreeMap::new();
+    for i in order {
+        let Some(Decoded::Traffic(p)) = &candidates[i].resource else {
+            continue;
+        };
+        if let Some(kept) = first.get(&p.target) {
+            let what = match &p.target {
+                PolicyTarget::HttpRoute(r) => format!("HTTPRoute \"{}\"", r.name),
+                PolicyTarget::Service(s) => format!("Service \"{}\"", s.name),
+                PolicyTarget::Namespace => "the namespace".to_owned(),
+            };
+            let message = format!("{what} already has a TrafficPolicy ({kept})");
+            candidates[i].reject("spec.targetRef".into(), message);
+        } else {
+            first.insert(p.target.clone(), p.key.clone());
         }
     }
 }

@@ -89,7 +89,7 @@ pub fn decode_authorization(
     })
 }
 
-fn target_ref(
+pub(super) fn target_ref(
     v: &Value,
     policy: &ObjectKey,
     routes_allowed: bool,

@@ -258,3 +258,105 @@ spec:
     retain_last_good(&first.store, &mut third);
     assert_eq!(third.store.authorizations().count(), 0);
 }
+
+#[test]
+fn traffic_policy_problems_name_the_field() {
+    let policy = "
+apiVersion: policy.remora.dev/v1alpha1
+kind: TrafficPolicy
+metadata: {name: bad, namespace: shop}
+spec:
+  targetRef: {kind: HTTPRoute, name: orders-admin}
+  timeouts: {request: 1s, perTry: 2s, connect: 1s}
+  retry:
+    on: [sometimes]
+    codes: [200]
+    grpcCodes: [NOT_FOUND]
+    backoff: {base: 10ms, max: 1ms}
+    budget: {percent: 150}
+---
+apiVersion: policy.remora.dev/v1alpha1
+kind: TrafficPolicy
+metadata: {name: good, namespace: shop}
+spec:
+  targetRef: {kind: Service, name: orders}
+  timeouts: {request: 10s}
+  retry: {grpcCodes: [UNAVAILABLE], budget: {percent: 25}}
+---
+apiVersion: policy.remora.dev/v1alpha1
+kind: TrafficPolicy
+metadata: {name: second, namespace: shop}
+spec:
+  targetRef: {kind: Service, name: orders}
+";
+    let outcome = run(&[("a.yaml", SERVICES), ("b.yaml", policy)]);
+    let fields: Vec<_> = outcome
+        .problems
+        .iter()
+        .map(|p| {
+            format!(
+                "{} {}",
+                p.name.as_deref().unwrap_or(""),
+                p.field.as_deref().unwrap_or("")
+            )
+        })
+        .collect();
+    assert_eq!(
+        fields,
+        [
+            "bad spec.timeouts.perTry",
+            "bad spec.retry.on[0]",
+            "bad spec.retry.codes[0]",
+            "bad spec.retry.grpcCodes[0]",
+            "bad spec.retry.backoff.max",
+            "bad spec.retry.budget.percent",
+            "bad spec.timeouts.connect",
+            "bad spec.retry.budget",
+            "second spec.targetRef",
+        ],
+        "{:#?}",
+        messages(&outcome)
+    );
+    let good = outcome.store.traffic_policies().next().unwrap();
+    let retry = good.retry.as_ref().unwrap();
+    assert_eq!(retry.attempts, 2);
+    assert_eq!(retry.on, ["connect-failure", "reset"]);
+    assert_eq!(retry.grpc_codes, ["unavailable"]);
+    assert_eq!(
+        retry.budget.map(|b| (b.percent, b.min_per_second)),
+        Some((25, 3))
+    );
+}
+
+#[test]
+fn httproute_timeouts_and_retry_are_read() {
+    let route = "
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {name: orders-admin, namespace: shop}
+spec:
+  parentRefs: [{kind: Service, name: orders}]
+  rules:
+  - backendRefs: [{name: orders}]
+    timeouts: {request: 1s, backendRequest: 250ms}
+    retry: {codes: [503], attempts: 3, backoff: 100ms}
+  - backendRefs: [{name: orders}]
+    timeouts: {request: 1s, backendRequest: 2s}
+    retry: {codes: [200], backoff: 1x}
+";
+    let services = SERVICES.split("---").next().unwrap();
+    let outcome = run(&[("a.yaml", services), ("b.yaml", route)]);
+    let fields: Vec<_> = outcome
+        .problems
+        .iter()
+        .map(|p| p.field.clone().unwrap_or_default())
+        .collect();
+    assert_eq!(
+        fields,
+        [
+            "spec.rules[1].timeouts.backendRequest",
+            "spec.rules[1].retry.codes[0]",
+            "spec.rules[1].retry.backoff",
+        ]
+    );
+}

@@ -93,8 +93,23 @@ pub fn retain_last_good(previous: &Store, outcome: &mut Outcome) {
                 authorizations.push(old.clone());
             }
         }
+        let traffic_in_force: BTreeSet<&ObjectKey> =
+            store.traffic_policies().map(|p| &p.key).collect();
+        let mut traffic = Vec::new();
+        for old in previous.traffic_policies() {
+            let target_taken = store.traffic_policies().any(|p| p.target == old.target);
+            if !traffic_in_force.contains(&old.key)
+                && !target_taken
+                && keep(Kind::TrafficPolicy, &old.key)
+                && targets_ok(&old.target)
+            {
+                kept.push((Kind::TrafficPolicy, old.key.clone()));
+                traffic.push(old.clone());
+            }
+        }
         contents.mesh_tls.extend(mesh_tls);
         contents.authorizations.extend(authorizations);
+        contents.traffic.extend(traffic);
     }
     if kept.is_empty() {
         return;

@@ -226,7 +226,7 @@ spec:
     assert_eq!(
         messages(&outcome),
         [
-            "x.yaml: Deployment default/web: kind: unknown kind \"Deployment\" (Remora reads Service, HTTPRoute, MeshTLS, AuthorizationPolicy)",
+            "x.yaml: Deployment default/web: kind: unknown kind \"Deployment\" (Remora reads Service, HTTPRoute, MeshTLS, AuthorizationPolicy, TrafficPolicy)",
             "x.yaml: HTTPRoute default/r: apiVersion: \"networking.istio.io/v1\" is not supported for HTTPRoute (use gateway.networking.k8s.io/v1)",
         ]
     );

@@ -27,8 +27,10 @@ use remora_proto::xds::envoy::r#type::matcher::v3::string_matcher::MatchPattern;
 use remora_proto::xds::google::protobuf::value::Kind;
 
 use super::CompileError;
+use crate::resilience::BudgetConfig;
 use crate::upstream::{
-    Cluster, EndpointRegistry, OriginClient, OriginTls, Peer, Protocol, Transport, WeightedEndpoint,
+    Cluster, EndpointRegistry, OriginClient, OriginTls, Peer, Protocol, Transport,
+    WeightedEndpoint, DEFAULT_CONNECT_TIMEOUT,
 };
 
 /// The name under which a cluster's endpoints arrive over EDS, if it uses EDS.
@@ -98,6 +100,18 @@ pub fn compile(
     }
     let protocol = protocol(c)?;
     let origin = origin_tls(c, protocol)?;
+    let connect_timeout = match &c.connect_timeout {
+        None => DEFAULT_CONNECT_TIMEOUT,
+        Some(d) if d.seconds < 0 || d.nanos < 0 || (d.seconds == 0 && d.nanos == 0) => {
+            return Err(CompileError::new(
+                "Cluster",
+                &c.name,
+                "connect_timeout",
+                "must be greater than zero",
+            ))
+        }
+        Some(d) => std::time::Duration::new(d.seconds as u64, d.nanos as u32),
+    };
     let assignment = match eds_service_name(c)? {
         Some(service) => assignments.get(&service),
         None => c.load_assignment.as_ref(),
@@ -118,7 +132,7 @@ pub fn compile(
                     (false, Protocol::Http2, Some(o)) => (Transport::TlsH2, Peer::Origin(o)),
                 };
                 WeightedEndpoint {
-                    endpoint: registry.endpoint(e.addr, transport, peer),
+                    endpoint: registry.endpoint(e.addr, transport, peer, connect_timeout),
                     weight: e.weight,
                 }
             })
@@ -128,6 +142,8 @@ pub fn compile(
         name: Arc::from(c.name.as_str()),
         protocol,
         endpoints,
+        retry_budget: retry_budget(c)?,
+        state: registry.cluster_state(&c.name),
     })
 }
 
@@ -226,6 +242,55 @@ fn origin_tls(
     OriginClient::new(origin)
         .map(|o| Some(Arc::new(o)))
         .map_err(|m| err(field, m))
+}
+
+/// `circuit_breakers.thresholds[0].retry_budget` (default priority only); without
+/// one, the default budget: retries are always budgeted.
+fn retry_budget(c: &XdsCluster) -> Result<BudgetConfig, CompileError> {
+    let Some(t) = c
+        .circuit_breakers
+        .as_ref()
+        .and_then(|cb| cb.thresholds.first())
+    else {
+        return Ok(BudgetConfig::DEFAULT);
+    };
+    let Some(budget) = &t.retry_budget else {
+        return Ok(BudgetConfig::DEFAULT);
+    };
+    let err = |f: &str, m: String| {
+        CompileError::new(
+            "Cluster",
+            &c.name,
+            format!("circuit_breakers.thresholds[0].retry_budget.{f}"),
+            m,
+        )
+    };
+    let ratio = match budget.budget_percent {
+        None => BudgetConfig::DEFAULT.ratio,
+        Some(p) if (0.0..=100.0).contains(&p.value) => p.value / 100.0,
+        Some(p) => {
+            return Err(err(
+                "budget_percent",
+                format!("{} is not a percentage", p.value),
+            ))
+        }
+    };
+    let window = match &budget.budget_interval {
+        None => BudgetConfig::DEFAULT.window,
+        Some(d) if d.seconds < 0 || d.nanos < 0 => {
+            return Err(err("budget_interval", "must not be negative".into()))
+        }
+        Some(d) => Some(std::time::Duration::new(d.seconds as u64, d.nanos as u32))
+            .filter(|w| !w.is_zero())
+            .unwrap_or(BudgetConfig::DEFAULT.window),
+    };
+    Ok(BudgetConfig {
+        ratio,
+        min_per_second: budget
+            .min_retry_concurrency
+            .map_or(BudgetConfig::DEFAULT.min_per_second, |m| m.value),
+        window,
+    })
 }
 
 fn protocol(c: &XdsCluster) -> Result<Protocol, CompileError> {

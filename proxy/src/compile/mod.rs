@@ -5,6 +5,7 @@ mod cluster;
 mod error;
 mod inbound;
 mod listener;
+mod policy;
 mod route;
 
 use std::collections::{BTreeMap, HashMap};

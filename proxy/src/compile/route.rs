@@ -63,6 +63,13 @@ pub fn compile(rc: &RouteConfiguration, clusters: &Clusters) -> Result<RouteTabl
             let matcher = route_match(xr.r#match.as_ref(), &field).map_err(|(f, m)| err(f, m))?;
             let action =
                 action(xr.action.as_ref(), clusters, &field).map_err(|(f, m)| err(f, m))?;
+            let policy = match &xr.action {
+                Some(route::Action::Route(a)) => {
+                    super::policy::compile(a, &format!("{field}.route"))
+                        .map_err(|(f, m)| err(f, m))?
+                }
+                _ => Default::default(),
+            };
             let name = if xr.name.is_empty() {
                 format!("{}/{r}", vh.name)
             } else {
@@ -72,6 +79,7 @@ pub fn compile(rc: &RouteConfiguration, clusters: &Clusters) -> Result<RouteTabl
                 name: name.into(),
                 matcher,
                 action,
+                policy,
             });
         }
         table.virtual_hosts.push(VirtualHost {

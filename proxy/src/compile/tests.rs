@@ -387,3 +387,54 @@ mod origin_tls {
         assert!(e.message.contains("trusted_ca"), "{e}");
     }
 }
+
+#[test]
+fn route_timeouts_and_retries_compile_and_unknown_conditions_are_refused() {
+    use remora_proto::xds::envoy::config::route::v3::RetryPolicy as XdsRetry;
+    use remora_proto::xds::google::protobuf::Duration as XdsDuration;
+    let with_retry = |retry_on: &str| {
+        let mut route = split_route(PathSpecifier::Prefix("/".into()), &[("v1", 1)]);
+        if let Some(route::Action::Route(a)) = &mut route.action {
+            a.timeout = Some(XdsDuration {
+                seconds: 0,
+                nanos: 0,
+            });
+            a.retry_policy = Some(XdsRetry {
+                retry_on: retry_on.into(),
+                num_retries: Some(UInt32Value { value: 2 }),
+                per_try_timeout: Some(XdsDuration {
+                    seconds: 0,
+                    nanos: 200_000_000,
+                }),
+                retriable_status_codes: vec![503],
+                ..Default::default()
+            });
+        }
+        let mut r = resources();
+        r.routes
+            .insert("outbound".into(), any(&route_config(route)));
+        r
+    };
+    let registry = EndpointRegistry::default();
+    let snapshot = compile(
+        &with_retry("5xx,retriable-status-codes,unavailable"),
+        &registry,
+    )
+    .unwrap();
+    let route = &snapshot.outbound.as_ref().unwrap().virtual_hosts[0].routes[0];
+    assert_eq!(route.policy.timeout, None, "0s disables the timeout");
+    let retry = route.policy.retry.as_ref().unwrap();
+    assert!(retry.on.server_error && retry.on.listed_statuses);
+    assert_eq!(retry.grpc_codes, 1 << 14);
+    assert_eq!(retry.retries, 2);
+    assert_eq!(
+        retry.per_try_timeout,
+        Some(std::time::Duration::from_millis(200))
+    );
+    let e = compile(&with_retry("5xx,sometimes"), &registry).unwrap_err();
+    assert_eq!(
+        e.field,
+        "virtual_hosts[0].routes[0].route.retry_policy.retry_on"
+    );
+    assert!(e.message.contains("`sometimes`"), "{e}");
+}

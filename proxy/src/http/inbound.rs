@@ -20,7 +20,7 @@ use super::server::{Handler, InboundStats, PeerIdentity, Plaintext};
 use super::{ResponseBody, CLIENT_ID, ORIG_PROTO};
 use crate::authz;
 use crate::snapshot::Snapshot;
-use crate::upstream::{Endpoint, Transport};
+use crate::upstream::{Endpoint, RequestBody, Transport};
 
 pub struct Inbound {
     app_h1: Endpoint,
@@ -126,7 +126,10 @@ impl Inbound {
         if retarget(&mut parts, uri_authority).is_err() {
             return local(StatusCode::BAD_REQUEST, "invalid request target");
         }
-        match endpoint.send(Request::from_parts(parts, body)).await {
+        match endpoint
+            .send(Request::from_parts(parts, RequestBody::Streaming(body)))
+            .await
+        {
             Ok(response) => {
                 let (mut parts, body) = response.into_parts();
                 strip_hop_by_hop(&mut parts.headers);

@@ -1,6 +1,7 @@
 //! The HTTP request path: accept, serve HTTP/1 and HTTP/2, and the outbound and
 //! inbound handlers.
 
+mod attempts;
 mod body;
 mod headers;
 mod inbound;

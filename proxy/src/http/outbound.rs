@@ -1,5 +1,6 @@
 //! Outbound: the app's request -> virtual host by authority -> first matching route ->
-//! weighted split -> P2C over the cluster's endpoints -> that endpoint.
+//! weighted split -> the attempts (see `attempts`): P2C over the cluster's
+//! endpoints, retries and timeouts -> that endpoint.
 
 use std::sync::Arc;
 
@@ -10,14 +11,14 @@ use http_body_util::Either;
 use hyper::body::Incoming;
 use tokio::time::Instant;
 
+use super::attempts;
 use super::body::Tracked;
 use super::headers::{retarget, set_host, strip_hop_by_hop, version_name};
 use super::reply::local;
 use super::server::Handler;
 use super::{ResponseBody, ORIG_PROTO};
-use crate::balance;
 use crate::snapshot::{RouteAction, Snapshot, Target};
-use crate::upstream::{Endpoint, Transport, UpstreamError};
+use crate::upstream::{Endpoint, RequestBody, Transport, UpstreamError};
 
 /// How much a failed attempt counts against an endpoint's latency estimate, so the
 /// balancer steers away from endpoints that fail fast.
@@ -59,10 +60,7 @@ impl Outbound {
             }
             None => return local(StatusCode::SERVICE_UNAVAILABLE, "no backend"),
         };
-        let Some(chosen) = balance::pick(&cluster.endpoints) else {
-            return local(StatusCode::SERVICE_UNAVAILABLE, "no endpoints");
-        };
-        forward(&chosen.endpoint, req, authority).await
+        attempts::send(cluster, &route.policy, req, authority).await
     }
 }
 
@@ -82,16 +80,16 @@ fn request_authority(req: &Request<Incoming>) -> Option<Authority> {
         .and_then(|h| Authority::try_from(h.as_bytes()).ok())
 }
 
-async fn forward(
+/// Shapes a request for `endpoint`'s transport: HTTP/2 with the authority in the
+/// URI (and the app's protocol in `remora-orig-proto` between proxies), or
+/// HTTP/1.1 with `Host`; a server outside the mesh is addressed by its own name.
+pub(super) fn shape(
     endpoint: &Endpoint,
-    req: Request<Incoming>,
-    authority: Authority,
-) -> Response<ResponseBody> {
-    let (mut parts, body) = req.into_parts();
-    let downstream_version = parts.version;
-    strip_hop_by_hop(&mut parts.headers);
-    // A server outside the mesh reached over TLS is addressed by its own name.
-    let authority = endpoint.origin_authority().unwrap_or(&authority);
+    parts: &mut http::request::Parts,
+    authority: &Authority,
+    downstream_version: Version,
+) -> Result<(), InvalidTarget> {
+    let authority = endpoint.origin_authority().unwrap_or(authority);
     let uri_authority = match endpoint.transport() {
         Transport::MeshH2 | Transport::PlainH2 | Transport::TlsH2 => {
             parts.version = Version::HTTP_2;
@@ -117,23 +115,35 @@ async fn forward(
             endpoint.authority().clone()
         }
     };
-    if retarget(&mut parts, uri_authority).is_err() {
-        return local(StatusCode::BAD_REQUEST, "invalid request target");
-    }
+    retarget(parts, uri_authority).map_err(|_| InvalidTarget)
+}
 
+/// The request's target cannot be rewritten for the endpoint (400).
+pub(super) struct InvalidTarget;
+
+/// Sends one attempt to `endpoint`, keeping its latency estimate and in-flight
+/// count; the response body keeps counting as in flight until it ends.
+pub(super) async fn send_to(
+    endpoint: &Endpoint,
+    req: Request<RequestBody>,
+    downstream_version: Version,
+) -> Result<Response<ResponseBody>, UpstreamError> {
     let in_flight = endpoint.start();
     let started = Instant::now();
-    match endpoint.send(Request::from_parts(parts, body)).await {
+    match endpoint.send(req).await {
         Ok(response) => {
             endpoint.ewma().observe(started.elapsed());
             let (mut parts, body) = response.into_parts();
             strip_hop_by_hop(&mut parts.headers);
             parts.version = downstream_version;
-            Response::from_parts(parts, Either::Left(Tracked::new(body, Some(in_flight))))
+            Ok(Response::from_parts(
+                parts,
+                Either::Left(Tracked::new(body, Some(in_flight))),
+            ))
         }
         Err(error) => {
             endpoint.ewma().observe(FAILURE_PENALTY);
-            upstream_failure(&error)
+            Err(error)
         }
     }
 }

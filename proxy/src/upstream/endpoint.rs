@@ -9,6 +9,7 @@ use hyper::body::Incoming;
 use hyper_util::client::legacy::{connect::HttpConnector, Client};
 
 use super::origin::OriginConnector;
+use super::RequestBody;
 use super::{H2Connection, TlsTarget};
 use crate::balance::PeakEwma;
 
@@ -78,8 +79,8 @@ impl UpstreamError {
 enum Connection {
     H2(H2Connection),
     // Boxed: the pool handle is large and most endpoints are HTTP/2.
-    H1(Box<Client<HttpConnector, Incoming>>),
-    TlsH1(Box<Client<OriginConnector, Incoming>>),
+    H1(Box<Client<HttpConnector, RequestBody>>),
+    TlsH1(Box<Client<OriginConnector, RequestBody>>),
 }
 
 impl std::fmt::Debug for Connection {
@@ -109,7 +110,13 @@ pub struct Endpoint {
 impl Endpoint {
     /// An endpoint with its own connection (HTTP/2) or a fresh HTTP/1 pool.
     pub fn new(addr: SocketAddr, transport: Transport) -> Self {
-        Self::with_http1_pool(addr, transport, super::registry::http1_client, None)
+        Self::with_http1_pool(
+            addr,
+            transport,
+            || super::registry::http1_client(super::DEFAULT_CONNECT_TIMEOUT),
+            None,
+            super::DEFAULT_CONNECT_TIMEOUT,
+        )
     }
 
     /// `http1` makes the HTTP/1.1 pool, asked for only by HTTP/1 endpoints; `tls`:
@@ -117,20 +124,21 @@ impl Endpoint {
     pub(super) fn with_http1_pool(
         addr: SocketAddr,
         transport: Transport,
-        http1: impl FnOnce() -> Client<HttpConnector, Incoming>,
+        http1: impl FnOnce() -> Client<HttpConnector, RequestBody>,
         tls: Option<TlsTarget>,
+        connect_timeout: std::time::Duration,
     ) -> Self {
         let origin = match &tls {
             Some(TlsTarget::Origin(origin)) => Some(origin.clone()),
             _ => None,
         };
         let connection = match (transport, &origin) {
-            (Transport::TlsH1, Some(origin)) => {
-                Connection::TlsH1(Box::new(super::registry::origin_client(origin.clone())))
-            }
+            (Transport::TlsH1, Some(origin)) => Connection::TlsH1(Box::new(
+                super::registry::origin_client(origin.clone(), connect_timeout),
+            )),
             (Transport::PlainH1 | Transport::TlsH1, _) => Connection::H1(Box::new(http1())),
             (Transport::MeshH2 | Transport::PlainH2 | Transport::TlsH2, _) => {
-                Connection::H2(H2Connection::new(addr, tls))
+                Connection::H2(H2Connection::new(addr, tls, connect_timeout))
             }
         };
         let authority = http::uri::Authority::try_from(addr.to_string())
@@ -182,7 +190,10 @@ impl Endpoint {
     /// Sends a request already shaped for this endpoint's transport: for HTTP/2 the
     /// URI carries the authority to present; for HTTP/1 the URI's authority is this
     /// endpoint's address and `Host` carries the authority.
-    pub async fn send(&self, req: Request<Incoming>) -> Result<Response<Incoming>, UpstreamError> {
+    pub async fn send(
+        &self,
+        req: Request<RequestBody>,
+    ) -> Result<Response<Incoming>, UpstreamError> {
         match &self.connection {
             Connection::H2(conn) => conn.send(req).await,
             Connection::H1(client) => {

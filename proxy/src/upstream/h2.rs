@@ -3,6 +3,7 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use arc_swap::ArcSwapOption;
 use http::{Request, Response};
@@ -14,7 +15,8 @@ use tokio::net::TcpStream;
 use rustls::pki_types::ServerName;
 use tokio_rustls::TlsConnector;
 
-use super::{OriginClient, UpstreamError, DEFAULT_CONNECT_TIMEOUT};
+use super::RequestBody;
+use super::{OriginClient, UpstreamError};
 use crate::tls::TlsContext;
 
 /// Flow-control windows between proxies: large and fixed, so a request rarely waits
@@ -37,22 +39,27 @@ pub enum TlsTarget {
 
 pub struct H2Connection {
     addr: SocketAddr,
+    connect_timeout: Duration,
     tls: Option<TlsTarget>,
-    current: ArcSwapOption<SendRequest<Incoming>>,
+    current: ArcSwapOption<SendRequest<RequestBody>>,
     connecting: tokio::sync::Mutex<()>,
 }
 
 impl H2Connection {
-    pub fn new(addr: SocketAddr, tls: Option<TlsTarget>) -> Self {
+    pub fn new(addr: SocketAddr, tls: Option<TlsTarget>, connect_timeout: Duration) -> Self {
         Self {
             addr,
+            connect_timeout,
             tls,
             current: ArcSwapOption::empty(),
             connecting: tokio::sync::Mutex::new(()),
         }
     }
 
-    pub async fn send(&self, req: Request<Incoming>) -> Result<Response<Incoming>, UpstreamError> {
+    pub async fn send(
+        &self,
+        req: Request<RequestBody>,
+    ) -> Result<Response<Incoming>, UpstreamError> {
         let mut sender = self.sender().await?;
         sender
             .send_request(req)
@@ -63,7 +70,7 @@ impl H2Connection {
             })
     }
 
-    async fn sender(&self) -> Result<SendRequest<Incoming>, UpstreamError> {
+    async fn sender(&self) -> Result<SendRequest<RequestBody>, UpstreamError> {
         if let Some(s) = self.live() {
             return Ok(s);
         }
@@ -76,7 +83,7 @@ impl H2Connection {
         Ok(sender)
     }
 
-    fn live(&self) -> Option<SendRequest<Incoming>> {
+    fn live(&self) -> Option<SendRequest<RequestBody>> {
         let guard = self.current.load();
         guard
             .as_ref()
@@ -84,9 +91,9 @@ impl H2Connection {
             .map(|s| SendRequest::clone(s))
     }
 
-    async fn connect(&self) -> Result<SendRequest<Incoming>, UpstreamError> {
+    async fn connect(&self) -> Result<SendRequest<RequestBody>, UpstreamError> {
         let addr = self.addr;
-        let stream = tokio::time::timeout(DEFAULT_CONNECT_TIMEOUT, TcpStream::connect(addr))
+        let stream = tokio::time::timeout(self.connect_timeout, TcpStream::connect(addr))
             .await
             .map_err(|_| UpstreamError::ConnectTimeout { addr })?
             .map_err(|source| UpstreamError::Connect { addr, source })?;
@@ -120,7 +127,7 @@ impl H2Connection {
     }
 }
 
-async fn handshake<T>(addr: SocketAddr, io: T) -> Result<SendRequest<Incoming>, UpstreamError>
+async fn handshake<T>(addr: SocketAddr, io: T) -> Result<SendRequest<RequestBody>, UpstreamError>
 where
     T: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
 {

@@ -1,13 +1,15 @@
 //! Upstream state that outlives config: endpoints (latency estimate, requests in
 //! flight, their connection) and the clusters a snapshot groups them into.
 
+mod body;
 mod cluster;
 mod endpoint;
 mod h2;
 mod origin;
 mod registry;
 
-pub use cluster::{Cluster, Protocol, WeightedEndpoint};
+pub use body::{Recorded, RequestBody};
+pub use cluster::{Cluster, ClusterState, ClusterStats, Protocol, WeightedEndpoint};
 pub use endpoint::{Endpoint, InFlight, Transport, UpstreamError};
 pub use h2::{H2Connection, TlsTarget, CONNECTION_WINDOW, STREAM_WINDOW};
 pub use origin::{OriginClient, OriginTls};

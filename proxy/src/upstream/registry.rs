@@ -5,13 +5,14 @@
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, Weak};
+use std::time::Duration;
 
-use hyper::body::Incoming;
 use hyper_util::client::legacy::{connect::HttpConnector, Client};
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 
 use super::origin::OriginConnector;
-use super::{Endpoint, OriginClient, OriginTls, TlsTarget, Transport};
+use super::RequestBody;
+use super::{ClusterState, Endpoint, OriginClient, OriginTls, TlsTarget, Transport};
 use crate::tls::TlsContext;
 
 /// Who an endpoint is, beyond its address: what its TLS must verify.
@@ -21,7 +22,7 @@ enum PeerKey {
     Origin(OriginTls),
 }
 
-type Key = (SocketAddr, Transport, Option<PeerKey>);
+type Key = (SocketAddr, Transport, Option<PeerKey>, Duration);
 
 /// What a connection to an endpoint must verify.
 #[derive(Debug, Clone, Copy)]
@@ -36,7 +37,8 @@ pub enum Peer<'a> {
 
 pub struct EndpointRegistry {
     endpoints: Mutex<HashMap<Key, Weak<Endpoint>>>,
-    http1: Client<HttpConnector, Incoming>,
+    clusters: Mutex<HashMap<String, Weak<ClusterState>>>,
+    http1: Client<HttpConnector, RequestBody>,
     /// This proxy's mTLS, when it has an identity.
     tls: Option<Arc<TlsContext>>,
 }
@@ -51,26 +53,45 @@ impl EndpointRegistry {
     pub fn new(tls: Option<Arc<TlsContext>>) -> Self {
         Self {
             endpoints: Mutex::new(HashMap::new()),
-            http1: http1_client(),
+            clusters: Mutex::new(HashMap::new()),
+            http1: http1_client(super::DEFAULT_CONNECT_TIMEOUT),
             tls,
         }
     }
 
+    /// The live state of a cluster, or a new one: a config change keeps a
+    /// cluster's retry budget and counters.
+    pub fn cluster_state(&self, name: &str) -> Arc<ClusterState> {
+        let mut map = self
+            .clusters
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        if let Some(existing) = map.get(name).and_then(Weak::upgrade) {
+            return existing;
+        }
+        map.retain(|_, weak| weak.strong_count() > 0);
+        let state = Arc::new(ClusterState::default());
+        map.insert(name.to_owned(), Arc::downgrade(&state));
+        state
+    }
+
     /// The live endpoint for this address, transport and announced identity, or a
     /// new one. A meshed endpoint with an identity is reached over mTLS when this
-    /// proxy has a certificate. Only called when config compiles, never per request.
+    /// proxy has a certificate. Endpoints with different connect timeouts are
+    /// different endpoints. Only called when config compiles, never per request.
     pub fn endpoint(
         &self,
         addr: SocketAddr,
         transport: Transport,
         peer: Peer<'_>,
+        connect_timeout: Duration,
     ) -> Arc<Endpoint> {
         let peer_key = match peer {
             Peer::None => None,
             Peer::Mesh(id) => Some(PeerKey::Mesh(Arc::from(id))),
             Peer::Origin(origin) => Some(PeerKey::Origin(origin.tls.clone())),
         };
-        let key = (addr, transport, peer_key.clone());
+        let key = (addr, transport, peer_key.clone(), connect_timeout);
         let mut map = self
             .endpoints
             .lock()
@@ -91,11 +112,20 @@ impl EndpointRegistry {
             }
             _ => None,
         };
+        // Plain HTTP/1 endpoints share one pool, unless their cluster sets its own
+        // connect timeout.
         let endpoint = Arc::new(Endpoint::with_http1_pool(
             addr,
             transport,
-            || self.http1.clone(),
+            || {
+                if connect_timeout == super::DEFAULT_CONNECT_TIMEOUT {
+                    self.http1.clone()
+                } else {
+                    http1_client(connect_timeout)
+                }
+            },
             tls,
+            connect_timeout,
         ));
         map.insert(key, Arc::downgrade(&endpoint));
         endpoint
@@ -103,10 +133,13 @@ impl EndpointRegistry {
 }
 
 /// An HTTP/1.1 keep-alive pool over TLS to one server outside the mesh.
-pub(crate) fn origin_client(origin: Arc<OriginClient>) -> Client<OriginConnector, Incoming> {
+pub(crate) fn origin_client(
+    origin: Arc<OriginClient>,
+    connect_timeout: Duration,
+) -> Client<OriginConnector, RequestBody> {
     let mut http = HttpConnector::new();
     http.set_nodelay(true);
-    http.set_connect_timeout(Some(super::DEFAULT_CONNECT_TIMEOUT));
+    http.set_connect_timeout(Some(connect_timeout));
     Client::builder(TokioExecutor::new())
         .timer(TokioTimer::new())
         .pool_timer(TokioTimer::new())
@@ -115,10 +148,10 @@ pub(crate) fn origin_client(origin: Arc<OriginClient>) -> Client<OriginConnector
 }
 
 /// The HTTP/1.1 keep-alive pool used for plain endpoints and the local app.
-pub(crate) fn http1_client() -> Client<HttpConnector, Incoming> {
+pub(crate) fn http1_client(connect_timeout: Duration) -> Client<HttpConnector, RequestBody> {
     let mut connector = HttpConnector::new();
     connector.set_nodelay(true);
-    connector.set_connect_timeout(Some(super::DEFAULT_CONNECT_TIMEOUT));
+    connector.set_connect_timeout(Some(connect_timeout));
     Client::builder(TokioExecutor::new())
         .timer(TokioTimer::new())
         .pool_timer(TokioTimer::new())
@@ -130,14 +163,16 @@ pub(crate) fn http1_client() -> Client<HttpConnector, Incoming> {
 mod tests {
     use super::*;
 
+    const T: Duration = crate::upstream::DEFAULT_CONNECT_TIMEOUT;
+
     #[tokio::test]
     async fn the_same_address_gets_the_same_endpoint_while_in_use() {
         let registry = EndpointRegistry::new(None);
         let addr: SocketAddr = "127.0.0.1:9".parse().unwrap();
-        let a = registry.endpoint(addr, Transport::MeshH2, Peer::None);
-        let b = registry.endpoint(addr, Transport::MeshH2, Peer::None);
+        let a = registry.endpoint(addr, Transport::MeshH2, Peer::None, T);
+        let b = registry.endpoint(addr, Transport::MeshH2, Peer::None, T);
         assert!(Arc::ptr_eq(&a, &b));
-        let plain = registry.endpoint(addr, Transport::PlainH1, Peer::None);
+        let plain = registry.endpoint(addr, Transport::PlainH1, Peer::None, T);
         assert!(!Arc::ptr_eq(&a, &plain));
         let weak = Arc::downgrade(&a);
         drop((a, b));

@@ -18,6 +18,7 @@ use tonic::codegen::Service;
 use tonic::transport::{Channel, Endpoint};
 use tonic::Status;
 
+use super::server::ConnectionState;
 use super::AppState;
 
 /// The `Echo` implementation: `Say` answers the message with this backend's name;
@@ -25,6 +26,26 @@ use super::AppState;
 #[derive(Debug, Clone)]
 pub(crate) struct EchoApp {
     state: Arc<AppState>,
+}
+
+impl EchoApp {
+    /// Counts the call and misbehaves as the app is told to.
+    async fn start(&self) -> Result<(), Status> {
+        self.state.requests.fetch_add(1, Ordering::Relaxed);
+        let delay = self.state.delay_ms.load(Ordering::Relaxed);
+        if delay > 0 {
+            tokio::time::sleep(std::time::Duration::from_millis(delay)).await;
+        }
+        if self.state.fails() {
+            let code =
+                tonic::Code::from_i32(self.state.fail_grpc_code.load(Ordering::Relaxed) as i32);
+            return Err(Status::new(
+                code,
+                format!("{} failed on purpose", self.state.name),
+            ));
+        }
+        Ok(())
+    }
 }
 
 type ReplyStream = Pin<Box<dyn Stream<Item = Result<EchoReply, Status>> + Send + 'static>>;
@@ -35,7 +56,7 @@ impl Echo for EchoApp {
         &self,
         request: tonic::Request<EchoRequest>,
     ) -> Result<tonic::Response<EchoReply>, Status> {
-        self.state.requests.fetch_add(1, Ordering::Relaxed);
+        self.start().await?;
         Ok(tonic::Response::new(EchoReply {
             message: request.into_inner().message,
             backend: self.state.name.to_string(),
@@ -49,7 +70,7 @@ impl Echo for EchoApp {
         &self,
         request: tonic::Request<EchoRequest>,
     ) -> Result<tonic::Response<Self::SayManyStream>, Status> {
-        self.state.requests.fetch_add(1, Ordering::Relaxed);
+        self.start().await?;
         let EchoRequest { message, count } = request.into_inner();
         let backend = self.state.name.to_string();
         let replies = (0..count).map(move |sequence| {
@@ -68,6 +89,7 @@ impl Echo for EchoApp {
 /// The Echo server as a hyper service (so it runs on the shared accept loop).
 pub(crate) fn service(
     state: Arc<AppState>,
+    connection: Arc<ConnectionState>,
 ) -> impl hyper::service::Service<
     Request<Incoming>,
     Response = Response<tonic::body::Body>,
@@ -77,8 +99,10 @@ pub(crate) fn service(
        + Send
        + Sync
        + 'static {
+    let server_state = state.clone();
     let server = EchoServer::new(EchoApp { state });
     service_fn(move |request: Request<Incoming>| {
+        connection.count(&server_state);
         let mut server = server.clone();
         async move { server.call(request).await }
     })

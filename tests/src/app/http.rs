@@ -7,16 +7,18 @@
 //! - `x-seen-host`: the `Host` header it received, else the URI authority (h2);
 //! - `x-seen-version`: the HTTP version it received (`HTTP/1.1`, `HTTP/2.0`);
 //! - `x-seen-client-id`: the `remora-client-id` header it received (the caller's
-//!   identity, as the inbound proxy vouches for it), if any.
+//!   identity, as the inbound proxy vouches for it), if any;
+//! - `x-seen-grpc-timeout`: the `grpc-timeout` header it received, if any.
 //!
 //! Request headers that change the answer, for tests of retries and timeouts:
 //!
 //! - `x-app-status: N` answers status N;
 //! - `x-app-delay-ms: N` waits N ms before answering.
 //!
-//! [`super::TestApp::set_status`] makes every request fail the same way.
+//! [`super::TestApp::set_status`] makes every request fail the same way;
+//! `set_failures`, `set_delay`, `set_reset` and `set_close_after` make it
+//! misbehave in the other ways a real backend does.
 
-use std::convert::Infallible;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
@@ -28,41 +30,72 @@ use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper::service::service_fn;
 
+use super::server::ConnectionState;
 use super::AppState;
 
 pub const BACKEND_HEADER: &str = "x-backend";
 pub const SEEN_HOST_HEADER: &str = "x-seen-host";
 pub const SEEN_VERSION_HEADER: &str = "x-seen-version";
 pub const SEEN_CLIENT_ID_HEADER: &str = "x-seen-client-id";
+pub const SEEN_GRPC_TIMEOUT_HEADER: &str = "x-seen-grpc-timeout";
 pub const STATUS_REQUEST_HEADER: &str = "x-app-status";
 pub const DELAY_REQUEST_HEADER: &str = "x-app-delay-ms";
 
 /// The hyper service answering as described in the module docs.
 pub(crate) fn service(
     state: Arc<AppState>,
+    connection: Arc<ConnectionState>,
 ) -> impl hyper::service::Service<
     Request<Incoming>,
     Response = Response<Full<Bytes>>,
-    Error = Infallible,
+    Error = Reset,
     Future = impl Send,
 > + Clone
        + Send
        + Sync
        + 'static {
-    service_fn(move |request| answer(state.clone(), request))
+    service_fn(move |request| answer(state.clone(), connection.clone(), request))
 }
+
+/// Returned instead of an answer: hyper drops the connection (HTTP/1) or resets
+/// the stream (HTTP/2).
+#[derive(Debug)]
+pub struct Reset;
+
+impl std::fmt::Display for Reset {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("test app reset the connection")
+    }
+}
+
+impl std::error::Error for Reset {}
 
 async fn answer(
     state: Arc<AppState>,
+    connection: Arc<ConnectionState>,
     request: Request<Incoming>,
-) -> Result<Response<Full<Bytes>>, Infallible> {
+) -> Result<Response<Full<Bytes>>, Reset> {
     state.requests.fetch_add(1, Ordering::Relaxed);
+    connection.count(&state);
+    let delay = state.delay_ms.load(Ordering::Relaxed);
+    if delay > 0 {
+        tokio::time::sleep(Duration::from_millis(delay)).await;
+    }
+    if state.reset.load(Ordering::Relaxed) {
+        return Err(Reset);
+    }
+    if state.fails() {
+        let status = StatusCode::from_u16(state.fail_status.load(Ordering::Relaxed))
+            .unwrap_or(StatusCode::SERVICE_UNAVAILABLE);
+        return Ok(plain(status, format!("{} failed on purpose\n", state.name)));
+    }
     let seen_host = request.headers().get(HOST).cloned().or_else(|| {
         let authority = request.uri().authority()?;
         HeaderValue::from_str(authority.as_str()).ok()
     });
     let seen_version = format!("{:?}", request.version());
     let seen_client_id = request.headers().get("remora-client-id").cloned();
+    let seen_grpc_timeout = request.headers().get("grpc-timeout").cloned();
     if let Some(ms) = number_header(&request, DELAY_REQUEST_HEADER) {
         tokio::time::sleep(Duration::from_millis(ms)).await;
     }
@@ -99,6 +132,9 @@ async fn answer(
     }
     if let Some(id) = seen_client_id {
         headers.insert(SEEN_CLIENT_ID_HEADER, id);
+    }
+    if let Some(t) = seen_grpc_timeout {
+        headers.insert(SEEN_GRPC_TIMEOUT_HEADER, t);
     }
     Ok(response)
 }

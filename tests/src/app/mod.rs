@@ -13,7 +13,7 @@ pub mod http;
 mod server;
 
 use std::net::{Ipv4Addr, SocketAddr};
-use std::sync::atomic::{AtomicU16, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU16, AtomicU32, AtomicU64, Ordering};
 use std::sync::Arc;
 
 use anyhow::{Context, Result};
@@ -38,6 +38,31 @@ pub(crate) struct AppState {
     pub(crate) requests: AtomicU64,
     /// 0 = answer normally; otherwise the status every HTTP request gets.
     pub(crate) forced_status: AtomicU16,
+    /// Per mille of requests that fail: HTTP with `fail_status`, gRPC with
+    /// `fail_grpc_code`. Failures are spread evenly (30% is 3 of every 10, never
+    /// three in a row), so a test knows what retries can achieve.
+    pub(crate) fail_per_mille: AtomicU32,
+    pub(crate) fail_counter: AtomicU64,
+    pub(crate) fail_status: AtomicU16,
+    pub(crate) fail_grpc_code: AtomicU32,
+    /// Milliseconds every request waits before it is answered.
+    pub(crate) delay_ms: AtomicU64,
+    /// Reset the connection instead of answering.
+    pub(crate) reset: AtomicBool,
+    /// 0: keep connections open; N: close each connection after N requests.
+    pub(crate) close_after: AtomicU64,
+}
+
+impl AppState {
+    /// Whether this request is one of the failing share.
+    pub(crate) fn fails(&self) -> bool {
+        let per_mille = u64::from(self.fail_per_mille.load(Ordering::Relaxed));
+        if per_mille == 0 {
+            return false;
+        }
+        let n = self.fail_counter.fetch_add(1, Ordering::Relaxed);
+        (n + 1) * per_mille / 1000 != n * per_mille / 1000
+    }
 }
 
 impl AppState {
@@ -46,6 +71,13 @@ impl AppState {
             name: name.into(),
             requests: AtomicU64::new(0),
             forced_status: AtomicU16::new(0),
+            fail_per_mille: AtomicU32::new(0),
+            fail_counter: AtomicU64::new(0),
+            fail_status: AtomicU16::new(503),
+            fail_grpc_code: AtomicU32::new(tonic::Code::Unavailable as u32),
+            delay_ms: AtomicU64::new(0),
+            reset: AtomicBool::new(false),
+            close_after: AtomicU64::new(0),
         })
     }
 }
@@ -71,7 +103,7 @@ impl TestApp {
         let listener = bind(listen)?;
         let state = AppState::new(name);
         let addr = listener.local_addr().context("listener has no address")?;
-        let task = tokio::spawn(server::serve(listener, http::service(state.clone())));
+        let task = tokio::spawn(server::serve(listener, state.clone(), http::service));
         tracing::debug!(name, %addr, "HTTP test app up");
         Ok(TestApp {
             addr,
@@ -97,7 +129,7 @@ impl TestApp {
         let listener = bind(listen)?;
         let state = AppState::new(name);
         let addr = listener.local_addr().context("listener has no address")?;
-        let task = tokio::spawn(server::serve(listener, grpc::service(state.clone())));
+        let task = tokio::spawn(server::serve(listener, state.clone(), grpc::service));
         tracing::debug!(name, %addr, "gRPC test app up");
         Ok(TestApp {
             addr,
@@ -116,6 +148,36 @@ impl TestApp {
     /// backend fail); 0 goes back to normal answers. No effect on gRPC.
     pub fn set_status(&self, status: u16) {
         self.state.forced_status.store(status, Ordering::Relaxed);
+    }
+
+    /// Fail `percent` % of requests, spread evenly: HTTP with `status`, gRPC
+    /// with `grpc_code`. 0 stops failing.
+    pub fn set_failures(&self, percent: f64, status: u16, grpc_code: tonic::Code) {
+        let per_mille = (percent * 10.0).round().clamp(0.0, 1000.0) as u32;
+        self.state.fail_status.store(status, Ordering::Relaxed);
+        self.state
+            .fail_grpc_code
+            .store(grpc_code as u32, Ordering::Relaxed);
+        self.state
+            .fail_per_mille
+            .store(per_mille, Ordering::Relaxed);
+    }
+
+    /// Wait `delay` before answering every request (HTTP and gRPC).
+    pub fn set_delay(&self, delay: std::time::Duration) {
+        self.state
+            .delay_ms
+            .store(delay.as_millis() as u64, Ordering::Relaxed);
+    }
+
+    /// Reset every connection instead of answering (true), or answer (false).
+    pub fn set_reset(&self, reset: bool) {
+        self.state.reset.store(reset, Ordering::Relaxed);
+    }
+
+    /// Close each connection after it has served `n` requests (0: never).
+    pub fn set_close_after(&self, n: u64) {
+        self.state.close_after.store(n, Ordering::Relaxed);
     }
 }
 

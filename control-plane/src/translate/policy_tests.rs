@@ -1,5 +1,6 @@
-//! Inbound listeners: the TLS mode as filter chains, and authorization as RBAC
-//! filters that encode the same way every time.
+//! Policies as translated: inbound listeners (the TLS mode as filter chains,
+//! authorization as RBAC filters that encode the same way every time), and the
+//! timeouts, retries and budgets of routes and clusters.
 
 use prost::Message;
 use remora_proto::type_url;
@@ -208,5 +209,125 @@ spec:
     let a = translate(&store(policies), &[], "shop", "cluster.local");
     for _ in 0..10 {
         assert_eq!(translate(&store(policies), &[], "shop", "cluster.local"), a);
+    }
+}
+
+mod resilience {
+    use remora_proto::xds::envoy::config::cluster::v3::Cluster;
+    use remora_proto::xds::envoy::config::route::v3::{route::Action, RouteConfiguration};
+
+    use super::*;
+
+    fn routes(store: &Store) -> RouteConfiguration {
+        let r = translate(store, &[], "shop", "cluster.local");
+        RouteConfiguration::decode(r.routes["outbound"].value.as_slice()).unwrap()
+    }
+
+    fn action(
+        rc: &RouteConfiguration,
+        vhost: &str,
+        route: usize,
+    ) -> remora_proto::xds::envoy::config::route::v3::RouteAction {
+        let vh = rc.virtual_hosts.iter().find(|v| v.name == vhost).unwrap();
+        match &vh.routes[route].action {
+            Some(Action::Route(a)) => a.clone(),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn rules_then_route_policies_then_service_policies() {
+        let s = store(
+            "
+apiVersion: policy.remora.dev/v1alpha1
+kind: TrafficPolicy
+metadata: {name: orders, namespace: shop}
+spec:
+  targetRef: {kind: Service, name: orders}
+  timeouts: {request: 5s, perTry: 1s, connect: 250ms}
+  retry:
+    on: [5xx]
+    grpcCodes: [UNAVAILABLE]
+    attempts: 3
+    budget: {percent: 30, minRetriesPerSecond: 5}
+---
+apiVersion: policy.remora.dev/v1alpha1
+kind: TrafficPolicy
+metadata: {name: web, namespace: shop}
+spec:
+  targetRef: {kind: Service, name: web}
+  timeouts: {request: 7s}
+",
+        );
+        let rc = routes(&s);
+        // orders has the orders-admin HTTPRoute (no timeouts or retry of its own).
+        let a = action(&rc, "shop/orders:80", 0);
+        assert_eq!(a.timeout.unwrap().seconds, 5);
+        let retry = a.retry_policy.unwrap();
+        assert_eq!(retry.retry_on, "5xx,unavailable");
+        assert_eq!(retry.num_retries.unwrap().value, 3);
+        assert_eq!(retry.per_try_timeout.unwrap().seconds, 1);
+        assert!(a
+            .max_stream_duration
+            .unwrap()
+            .grpc_timeout_header_max
+            .is_some());
+        // web has no route: its default route takes its policy's timeout.
+        let a = action(&rc, "shop/web:80", 0);
+        assert_eq!(a.timeout.unwrap().seconds, 7);
+        assert!(a.retry_policy.is_none());
+
+        let r = translate(&s, &[], "shop", "cluster.local");
+        let c = Cluster::decode(
+            r.clusters["outbound|80||orders.shop.svc.cluster.local"]
+                .value
+                .as_slice(),
+        )
+        .unwrap();
+        assert_eq!(c.connect_timeout.unwrap().nanos, 250_000_000);
+        let budget = c.circuit_breakers.unwrap().thresholds[0]
+            .retry_budget
+            .unwrap();
+        assert_eq!(budget.budget_percent.unwrap().value, 30.0);
+        assert_eq!(budget.min_retry_concurrency.unwrap().value, 5);
+        assert_eq!(budget.budget_interval.unwrap().seconds, 10);
+    }
+
+    #[test]
+    fn a_rule_of_its_own_wins() {
+        let s = store(
+            "
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {name: web, namespace: shop}
+spec:
+  parentRefs: [{kind: Service, name: web}]
+  rules:
+  - backendRefs: [{name: web}]
+    timeouts: {request: 2s, backendRequest: 500ms}
+    retry: {codes: [503, 504], attempts: 1, backoff: 50ms}
+---
+apiVersion: policy.remora.dev/v1alpha1
+kind: TrafficPolicy
+metadata: {name: web, namespace: shop}
+spec:
+  targetRef: {kind: Service, name: web}
+  timeouts: {request: 9s}
+  retry: {on: [5xx], attempts: 5}
+",
+        );
+        let a = action(&routes(&s), "shop/web:80", 0);
+        assert_eq!(a.timeout.unwrap().seconds, 2);
+        let retry = a.retry_policy.unwrap();
+        assert_eq!(
+            retry.retry_on,
+            "connect-failure,refused-stream,reset,retriable-status-codes"
+        );
+        assert_eq!(retry.retriable_status_codes, [503, 504]);
+        assert_eq!(retry.num_retries.unwrap().value, 1);
+        assert_eq!(retry.per_try_timeout.unwrap().nanos, 500_000_000);
+        let backoff = retry.retry_back_off.unwrap();
+        assert_eq!(backoff.base_interval.unwrap().nanos, 50_000_000);
+        assert_eq!(backoff.max_interval.unwrap().nanos, 500_000_000);
     }
 }

@@ -1,0 +1,182 @@
+//! Decoding `TrafficPolicy` (`policy.remora.dev/v1alpha1`): timeouts and retries
+//! for a Service or an HTTPRoute, and a Service's retry budget and connect timeout.
+
+use serde_yaml_ng::{Mapping, Value};
+
+use super::decode::{field, get, index, Decoder};
+use super::policy::target_ref;
+use crate::resources::{
+    ObjectKey, PolicyRetry, PolicyTarget, PolicyTimeouts, RetryBudget, TrafficPolicy,
+};
+
+const SPEC: &[&str] = &["targetRef", "timeouts", "retry"];
+const TIMEOUTS: &[&str] = &["request", "perTry", "connect"];
+const RETRY: &[&str] = &["attempts", "on", "codes", "grpcCodes", "backoff", "budget"];
+const BACKOFF: &[&str] = &["base", "max"];
+const BUDGET: &[&str] = &["percent", "minRetriesPerSecond"];
+const CONDITIONS: &[&str] = &["connect-failure", "reset", "5xx", "gateway-error"];
+/// gRPC codes a retry may name, with Envoy's `retry_on` spelling.
+const GRPC_CODES: &[(&str, &str)] = &[
+    ("CANCELLED", "cancelled"),
+    ("DEADLINE_EXCEEDED", "deadline-exceeded"),
+    ("INTERNAL", "internal"),
+    ("RESOURCE_EXHAUSTED", "resource-exhausted"),
+    ("UNAVAILABLE", "unavailable"),
+];
+/// Retries when a policy's `retry` does not say.
+const DEFAULT_ATTEMPTS: u32 = 2;
+
+pub fn decode(spec: &Mapping, key: ObjectKey, d: &mut Decoder) -> Option<TrafficPolicy> {
+    d.known_fields(spec, "spec", SPEC, &[]);
+    let target = match get(spec, "targetRef") {
+        None => {
+            d.error(
+                "spec.targetRef",
+                "required: the Service or HTTPRoute this policy applies to",
+            );
+            None
+        }
+        Some(v) => target_ref(v, &key, true, d),
+    };
+    let timeouts = timeouts(spec, d);
+    let retry = get(spec, "retry").and_then(|v| retry(v, d));
+    if let Some(PolicyTarget::HttpRoute(_)) = &target {
+        if timeouts.connect.is_some() {
+            d.error(
+                "spec.timeouts.connect",
+                "applies to a Service's connections: target the Service",
+            );
+        }
+        if retry.as_ref().is_some_and(|r| r.budget.is_some()) {
+            d.error(
+                "spec.retry.budget",
+                "a retry budget is a Service's: target the Service",
+            );
+        }
+    }
+    Some(TrafficPolicy {
+        key,
+        target: target?,
+        timeouts,
+        retry,
+    })
+}
+
+fn timeouts(spec: &Mapping, d: &mut Decoder) -> PolicyTimeouts {
+    let Some(v) = get(spec, "timeouts") else {
+        return PolicyTimeouts::default();
+    };
+    let Some(m) = d.mapping(v, "spec.timeouts") else {
+        return PolicyTimeouts::default();
+    };
+    d.known_fields(m, "spec.timeouts", TIMEOUTS, &[]);
+    let t = PolicyTimeouts {
+        request: d.duration(m, "spec.timeouts", "request"),
+        per_try: d.duration(m, "spec.timeouts", "perTry"),
+        connect: d.duration(m, "spec.timeouts", "connect"),
+    };
+    if t.connect.is_some_and(|c| c.is_zero()) {
+        d.error("spec.timeouts.connect", "must be greater than zero");
+    }
+    if let (Some(request), Some(per_try)) = (t.request, t.per_try) {
+        if !request.is_zero() && per_try > request {
+            d.error("spec.timeouts.perTry", "must not be longer than request");
+        }
+    }
+    t
+}
+
+fn retry(v: &Value, d: &mut Decoder) -> Option<PolicyRetry> {
+    let path = "spec.retry";
+    let m = d.mapping(v, path)?;
+    d.known_fields(m, path, RETRY, &[]);
+    let attempts = d
+        .integer(m, path, "attempts", 0..=10)
+        .map_or(DEFAULT_ATTEMPTS, |n| n as u32);
+    let mut on = Vec::new();
+    for (i, c) in d.sequence(m, path, "on").iter().enumerate() {
+        match c.as_str() {
+            Some(c) if CONDITIONS.contains(&c) => on.push(c.to_owned()),
+            _ => d.error(
+                index("spec.retry.on", i),
+                format!("must be one of: {}", CONDITIONS.join(", ")),
+            ),
+        }
+    }
+    let mut codes = Vec::new();
+    for (i, c) in d.sequence(m, path, "codes").iter().enumerate() {
+        match c.as_u64().and_then(|c| u16::try_from(c).ok()) {
+            Some(code) if (400..=599).contains(&code) => codes.push(code),
+            _ => d.error(
+                index("spec.retry.codes", i),
+                "must be an HTTP status from 400 to 599",
+            ),
+        }
+    }
+    let mut grpc_codes = Vec::new();
+    for (i, c) in d.sequence(m, path, "grpcCodes").iter().enumerate() {
+        match c
+            .as_str()
+            .and_then(|c| GRPC_CODES.iter().find(|(name, _)| *name == c))
+        {
+            Some((_, envoy)) => grpc_codes.push((*envoy).to_owned()),
+            None => d.error(
+                index("spec.retry.grpcCodes", i),
+                format!(
+                    "must be one of: {}",
+                    GRPC_CODES
+                        .iter()
+                        .map(|(n, _)| *n)
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+            ),
+        }
+    }
+    let backoff = get(m, "backoff").and_then(|v| {
+        let p = field(path, "backoff");
+        let b = d.mapping(v, &p)?;
+        d.known_fields(b, &p, BACKOFF, &[]);
+        let base = d.duration(b, &p, "base");
+        let max = d.duration(b, &p, "max");
+        let Some(base) = base else {
+            d.error(field(&p, "base"), "required");
+            return None;
+        };
+        if base.is_zero() {
+            d.error(field(&p, "base"), "must be greater than zero");
+            return None;
+        }
+        let max = max.unwrap_or(base * 10);
+        if max < base {
+            d.error(field(&p, "max"), "must not be less than base");
+            return None;
+        }
+        Some((base, max))
+    });
+    let budget = get(m, "budget").and_then(|v| {
+        let p = field(path, "budget");
+        let b = d.mapping(v, &p)?;
+        d.known_fields(b, &p, BUDGET, &[]);
+        Some(RetryBudget {
+            percent: d
+                .integer(b, &p, "percent", 0..=100)
+                .map_or(20, |n| n as u32),
+            min_per_second: d
+                .integer(b, &p, "minRetriesPerSecond", 0..=10_000)
+                .map_or(3, |n| n as u32),
+        })
+    });
+    Some(PolicyRetry {
+        attempts,
+        on: if on.is_empty() {
+            vec!["connect-failure".into(), "reset".into()]
+        } else {
+            on
+        },
+        codes,
+        grpc_codes,
+        backoff,
+        budget,
+    })
+}
