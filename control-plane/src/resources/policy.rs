@@ -125,6 +125,32 @@ pub struct TrafficPolicy {
     pub target: PolicyTarget,
     pub timeouts: PolicyTimeouts,
     pub retry: Option<PolicyRetry>,
+    /// Service targets only.
+    pub outlier_detection: Option<OutlierDetection>,
+    /// Service targets only.
+    pub limits: ConnectionLimits,
+}
+
+/// Ejects an endpoint after consecutive failures (5xx, connect failures, resets).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OutlierDetection {
+    pub consecutive_failures: u32,
+    pub base_ejection_time: std::time::Duration,
+    pub max_ejection_time: Option<std::time::Duration>,
+    pub max_ejection_percent: u32,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ConnectionLimits {
+    pub max_connections: Option<u32>,
+    pub max_pending_requests: Option<u32>,
+    pub max_requests: Option<u32>,
+}
+
+impl ConnectionLimits {
+    pub fn is_empty(&self) -> bool {
+        *self == Self::default()
+    }
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]

@@ -6,8 +6,10 @@ use remora_proto::xds::envoy::config::cluster::v3::circuit_breakers::{thresholds
 use remora_proto::xds::envoy::config::cluster::v3::cluster::{
     ClusterDiscoveryType, DiscoveryType, EdsClusterConfig, LbConfig, LbPolicy, LeastRequestLbConfig,
 };
-use remora_proto::xds::envoy::config::cluster::v3::CircuitBreakers;
 use remora_proto::xds::envoy::config::cluster::v3::Cluster;
+use remora_proto::xds::envoy::config::cluster::v3::{
+    CircuitBreakers, OutlierDetection as XdsOutlierDetection,
+};
 use remora_proto::xds::envoy::config::core::v3::{Http1ProtocolOptions, Http2ProtocolOptions};
 use remora_proto::xds::envoy::extensions::upstreams::http::v3::http_protocol_options::{
     explicit_http_config::ProtocolConfig, ExplicitHttpConfig, UpstreamProtocolOptions,
@@ -46,6 +48,7 @@ pub fn cluster(service: &Service, port: &ServicePort, policy: Option<&TrafficPol
         .and_then(|p| p.timeouts.connect)
         .unwrap_or(DEFAULT_CONNECT_TIMEOUT);
     let budget = policy.and_then(|p| p.retry.as_ref()).and_then(|r| r.budget);
+    let limits = policy.map(|p| p.limits).unwrap_or_default();
     Cluster {
         cluster_discovery_type: Some(ClusterDiscoveryType::Type(DiscoveryType::Eds as i32)),
         eds_cluster_config: Some(EdsClusterConfig {
@@ -53,9 +56,9 @@ pub fn cluster(service: &Service, port: &ServicePort, policy: Option<&TrafficPol
             service_name: name.clone(),
         }),
         connect_timeout: Some(super::resilience::duration(connect)),
-        circuit_breakers: budget.map(|b| CircuitBreakers {
+        circuit_breakers: (budget.is_some() || !limits.is_empty()).then(|| CircuitBreakers {
             thresholds: vec![Thresholds {
-                retry_budget: Some(thresholds::RetryBudget {
+                retry_budget: budget.map(|b| thresholds::RetryBudget {
                     budget_percent: Some(Percent {
                         value: f64::from(b.percent),
                     }),
@@ -64,10 +67,28 @@ pub fn cluster(service: &Service, port: &ServicePort, policy: Option<&TrafficPol
                     }),
                     budget_interval: Some(super::resilience::duration(RETRY_BUDGET_WINDOW)),
                 }),
+                max_connections: limits.max_connections.map(|value| UInt32Value { value }),
+                max_pending_requests: limits
+                    .max_pending_requests
+                    .map(|value| UInt32Value { value }),
+                max_requests: limits.max_requests.map(|value| UInt32Value { value }),
                 ..Default::default()
             }],
             ..Default::default()
         }),
+        outlier_detection: policy
+            .and_then(|p| p.outlier_detection)
+            .map(|o| XdsOutlierDetection {
+                consecutive_5xx: Some(UInt32Value {
+                    value: o.consecutive_failures,
+                }),
+                base_ejection_time: Some(super::resilience::duration(o.base_ejection_time)),
+                max_ejection_time: o.max_ejection_time.map(super::resilience::duration),
+                max_ejection_percent: Some(UInt32Value {
+                    value: o.max_ejection_percent,
+                }),
+                ..Default::default()
+            }),
         lb_policy: LbPolicy::LeastRequest as i32,
         lb_config: Some(LbConfig::LeastRequestLbConfig(LeastRequestLbConfig {
             choice_count: Some(UInt32Value { value: 2 }),

@@ -250,6 +250,8 @@ spec:
     grpcCodes: [UNAVAILABLE]
     attempts: 3
     budget: {percent: 30, minRetriesPerSecond: 5}
+  outlierDetection: {consecutiveFailures: 4, baseEjectionTime: 2s, maxEjectionPercent: 50}
+  connectionLimits: {maxRequests: 100, maxConnections: 20}
 ---
 apiVersion: policy.remora.dev/v1alpha1
 kind: TrafficPolicy
@@ -285,12 +287,19 @@ spec:
         )
         .unwrap();
         assert_eq!(c.connect_timeout.unwrap().nanos, 250_000_000);
-        let budget = c.circuit_breakers.unwrap().thresholds[0]
+        let budget = c.circuit_breakers.as_ref().unwrap().thresholds[0]
             .retry_budget
             .unwrap();
         assert_eq!(budget.budget_percent.unwrap().value, 30.0);
         assert_eq!(budget.min_retry_concurrency.unwrap().value, 5);
         assert_eq!(budget.budget_interval.unwrap().seconds, 10);
+        let t = &c.circuit_breakers.as_ref().unwrap().thresholds[0];
+        assert_eq!(t.max_requests.unwrap().value, 100);
+        assert_eq!(t.max_connections.unwrap().value, 20);
+        let o = c.outlier_detection.unwrap();
+        assert_eq!(o.consecutive_5xx.unwrap().value, 4);
+        assert_eq!(o.base_ejection_time.unwrap().seconds, 2);
+        assert_eq!(o.max_ejection_percent.unwrap().value, 50);
     }
 
     #[test]

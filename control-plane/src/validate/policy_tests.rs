@@ -268,6 +268,8 @@ metadata: {name: bad, namespace: shop}
 spec:
   targetRef: {kind: HTTPRoute, name: orders-admin}
   timeouts: {request: 1s, perTry: 2s, connect: 1s}
+  outlierDetection: {consecutiveFailures: 0}
+  connectionLimits: {maxRequests: 0}
   retry:
     on: [sometimes]
     codes: [200]
@@ -310,6 +312,9 @@ spec:
             "bad spec.retry.grpcCodes[0]",
             "bad spec.retry.backoff.max",
             "bad spec.retry.budget.percent",
+            "bad spec.outlierDetection.consecutiveFailures",
+            "bad spec.connectionLimits.maxRequests",
+            "bad spec.outlierDetection",
             "bad spec.timeouts.connect",
             "bad spec.retry.budget",
             "second spec.targetRef",

@@ -6,10 +6,24 @@ use serde_yaml_ng::{Mapping, Value};
 use super::decode::{field, get, index, Decoder};
 use super::policy::target_ref;
 use crate::resources::{
-    ObjectKey, PolicyRetry, PolicyTarget, PolicyTimeouts, RetryBudget, TrafficPolicy,
+    ConnectionLimits, ObjectKey, OutlierDetection, PolicyRetry, PolicyTarget, PolicyTimeouts,
+    RetryBudget, TrafficPolicy,
 };
 
-const SPEC: &[&str] = &["targetRef", "timeouts", "retry"];
+const SPEC: &[&str] = &[
+    "targetRef",
+    "timeouts",
+    "retry",
+    "outlierDetection",
+    "connectionLimits",
+];
+const OUTLIER: &[&str] = &[
+    "consecutiveFailures",
+    "baseEjectionTime",
+    "maxEjectionTime",
+    "maxEjectionPercent",
+];
+const LIMITS: &[&str] = &["maxConnections", "maxPendingRequests", "maxRequests"];
 const TIMEOUTS: &[&str] = &["request", "perTry", "connect"];
 const RETRY: &[&str] = &["attempts", "on", "codes", "grpcCodes", "backoff", "budget"];
 const BACKOFF: &[&str] = &["base", "max"];
@@ -40,7 +54,23 @@ pub fn decode(spec: &Mapping, key: ObjectKey, d: &mut Decoder) -> Option<Traffic
     };
     let timeouts = timeouts(spec, d);
     let retry = get(spec, "retry").and_then(|v| retry(v, d));
+    let outlier_detection = get(spec, "outlierDetection").and_then(|v| outlier(v, d));
+    let limits = get(spec, "connectionLimits")
+        .and_then(|v| limits(v, d))
+        .unwrap_or_default();
     if let Some(PolicyTarget::HttpRoute(_)) = &target {
+        if outlier_detection.is_some() {
+            d.error(
+                "spec.outlierDetection",
+                "applies to a Service's endpoints: target the Service",
+            );
+        }
+        if !limits.is_empty() {
+            d.error(
+                "spec.connectionLimits",
+                "applies to a Service's endpoints: target the Service",
+            );
+        }
         if timeouts.connect.is_some() {
             d.error(
                 "spec.timeouts.connect",
@@ -59,6 +89,51 @@ pub fn decode(spec: &Mapping, key: ObjectKey, d: &mut Decoder) -> Option<Traffic
         target: target?,
         timeouts,
         retry,
+        outlier_detection,
+        limits,
+    })
+}
+
+fn outlier(v: &Value, d: &mut Decoder) -> Option<OutlierDetection> {
+    let path = "spec.outlierDetection";
+    let m = d.mapping(v, path)?;
+    d.known_fields(m, path, OUTLIER, &[]);
+    let base = d.duration(m, path, "baseEjectionTime");
+    if base.is_some_and(|b| b.is_zero()) {
+        d.error(field(path, "baseEjectionTime"), "must be greater than zero");
+    }
+    let base = base.unwrap_or(std::time::Duration::from_secs(30));
+    let max = d.duration(m, path, "maxEjectionTime");
+    if max.is_some_and(|m| m < base) {
+        d.error(
+            field(path, "maxEjectionTime"),
+            "must not be less than baseEjectionTime",
+        );
+    }
+    Some(OutlierDetection {
+        consecutive_failures: d
+            .integer(m, path, "consecutiveFailures", 1..=1000)
+            .map_or(5, |n| n as u32),
+        base_ejection_time: base,
+        max_ejection_time: max,
+        max_ejection_percent: d
+            .integer(m, path, "maxEjectionPercent", 0..=100)
+            .map_or(10, |n| n as u32),
+    })
+}
+
+fn limits(v: &Value, d: &mut Decoder) -> Option<ConnectionLimits> {
+    let path = "spec.connectionLimits";
+    let m = d.mapping(v, path)?;
+    d.known_fields(m, path, LIMITS, &[]);
+    let mut n = |key| {
+        d.integer(m, path, key, 1..=u64::from(u32::MAX))
+            .map(|n| n as u32)
+    };
+    Some(ConnectionLimits {
+        max_connections: n("maxConnections"),
+        max_pending_requests: n("maxPendingRequests"),
+        max_requests: n("maxRequests"),
     })
 }
 

@@ -40,6 +40,14 @@ impl PeakEwma {
         self.decayed(now)
     }
 
+    /// Forgets the history: back to the optimistic initial estimate (for an
+    /// endpoint returning from ejection, whose old latency no longer says much).
+    pub fn reset(&self) {
+        self.cost_ns
+            .store((INITIAL.as_nanos() as f64).to_bits(), Relaxed);
+        self.stamp_ns.store(self.now_ns(), Relaxed);
+    }
+
     /// Records one observed latency.
     pub fn observe(&self, rtt: Duration) {
         let now = self.now_ns();

@@ -1,5 +1,8 @@
 //! Power of two choices: sample two endpoints, take the one with the lower cost,
 //! where cost is the latency estimate times the requests in flight, over the weight.
+//! Endpoints ejected by outlier detection are passed over while others remain.
+
+use tokio::time::Instant;
 
 use crate::upstream::WeightedEndpoint;
 
@@ -7,6 +10,7 @@ use crate::upstream::WeightedEndpoint;
 pub fn pick(endpoints: &[WeightedEndpoint]) -> Option<&WeightedEndpoint> {
     match endpoints.len() {
         0 => None,
+        // Ejecting the only endpoint would help nobody.
         1 => endpoints.first(),
         n => {
             let a = rand::random_range(0..n);
@@ -15,8 +19,28 @@ pub fn pick(endpoints: &[WeightedEndpoint]) -> Option<&WeightedEndpoint> {
                 b += 1;
             }
             let (ea, eb) = (&endpoints[a], &endpoints[b]);
-            Some(if cost(ea) <= cost(eb) { ea } else { eb })
+            let now = Instant::now();
+            let available = |e: &WeightedEndpoint| !e.endpoint.outlier().is_ejected(now);
+            Some(match (available(ea), available(eb)) {
+                (true, true) => cheaper(ea, eb),
+                (true, false) => ea,
+                (false, true) => eb,
+                // Both ejected: any other that is not, else the cheaper of the two
+                // (when everything is ejected, ejection is ignored).
+                (false, false) => (0..n)
+                    .map(|i| &endpoints[(a + i) % n])
+                    .find(|e| available(e))
+                    .unwrap_or_else(|| cheaper(ea, eb)),
+            })
         }
+    }
+}
+
+fn cheaper<'a>(a: &'a WeightedEndpoint, b: &'a WeightedEndpoint) -> &'a WeightedEndpoint {
+    if cost(a) <= cost(b) {
+        a
+    } else {
+        b
     }
 }
 
@@ -50,6 +74,19 @@ mod tests {
         for _ in 0..100 {
             let chosen = pick(&eps).unwrap();
             assert_eq!(chosen.endpoint.addr().port(), 2);
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn ejected_endpoints_are_passed_over() {
+        use crate::upstream::OutlierConfig;
+        let eps = vec![endpoint(1), endpoint(2), endpoint(3)];
+        eps[1]
+            .endpoint
+            .outlier()
+            .eject(&OutlierConfig::DEFAULT, tokio::time::Instant::now());
+        for _ in 0..200 {
+            assert_ne!(pick(&eps).unwrap().endpoint.addr().port(), 2);
         }
     }
 

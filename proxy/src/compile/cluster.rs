@@ -29,8 +29,8 @@ use remora_proto::xds::google::protobuf::value::Kind;
 use super::CompileError;
 use crate::resilience::BudgetConfig;
 use crate::upstream::{
-    Cluster, EndpointRegistry, OriginClient, OriginTls, Peer, Protocol, Transport,
-    WeightedEndpoint, DEFAULT_CONNECT_TIMEOUT,
+    Cluster, EndpointRegistry, Limits, OriginClient, OriginTls, OutlierConfig, Peer, Protocol,
+    Transport, WeightedEndpoint, DEFAULT_CONNECT_TIMEOUT,
 };
 
 /// The name under which a cluster's endpoints arrive over EDS, if it uses EDS.
@@ -143,6 +143,8 @@ pub fn compile(
         protocol,
         endpoints,
         retry_budget: retry_budget(c)?,
+        outlier: outlier(c)?,
+        limits: limits(c),
         state: registry.cluster_state(&c.name),
     })
 }
@@ -242,6 +244,83 @@ fn origin_tls(
     OriginClient::new(origin)
         .map(|o| Some(Arc::new(o)))
         .map_err(|m| err(field, m))
+}
+
+/// `outlier_detection`: consecutive failures only (`consecutive_5xx`, which counts
+/// connect failures and resets too, as Envoy does without
+/// `split_external_local_origin_errors`); success-rate and failure-percentage
+/// ejection are not implemented and refused when enforced.
+fn outlier(c: &XdsCluster) -> Result<Option<OutlierConfig>, CompileError> {
+    let Some(o) = &c.outlier_detection else {
+        return Ok(None);
+    };
+    let err = |f: &str, m: &str| {
+        CompileError::new("Cluster", &c.name, format!("outlier_detection.{f}"), m)
+    };
+    let d = OutlierConfig::DEFAULT;
+    if o.enforcing_consecutive_5xx.is_some_and(|e| e.value == 0) {
+        return Ok(None);
+    }
+    if o.failure_percentage_threshold.is_some() {
+        return Err(err(
+            "failure_percentage_threshold",
+            "failure-percentage ejection is not supported",
+        ));
+    }
+    if o.success_rate_minimum_hosts.is_some()
+        || o.success_rate_request_volume.is_some()
+        || o.success_rate_stdev_factor.is_some()
+    {
+        return Err(err(
+            "success_rate_stdev_factor",
+            "success-rate ejection is not supported",
+        ));
+    }
+    let duration =
+        |v: &Option<remora_proto::xds::google::protobuf::Duration>, f: &str, default| match v {
+            None => Ok(default),
+            Some(v) if v.seconds < 0 || v.nanos < 0 => Err(err(f, "must not be negative")),
+            Some(v) => Ok(std::time::Duration::new(v.seconds as u64, v.nanos as u32)),
+        };
+    let max_percent = o
+        .max_ejection_percent
+        .map_or(d.max_ejection_percent, |p| p.value);
+    if max_percent > 100 {
+        return Err(err("max_ejection_percent", "must be at most 100"));
+    }
+    Ok(Some(OutlierConfig {
+        consecutive_failures: o
+            .consecutive_5xx
+            .map_or(d.consecutive_failures, |n| n.value)
+            .max(1),
+        base_ejection_time: duration(
+            &o.base_ejection_time,
+            "base_ejection_time",
+            d.base_ejection_time,
+        )?,
+        max_ejection_time: duration(
+            &o.max_ejection_time,
+            "max_ejection_time",
+            d.max_ejection_time,
+        )?,
+        max_ejection_percent: max_percent,
+    }))
+}
+
+/// `circuit_breakers.thresholds[0]`: `max_requests` and `max_connections`.
+/// Remora does not queue, so `max_pending_requests` has nothing to bound.
+fn limits(c: &XdsCluster) -> Limits {
+    let Some(t) = c
+        .circuit_breakers
+        .as_ref()
+        .and_then(|cb| cb.thresholds.first())
+    else {
+        return Limits::default();
+    };
+    Limits {
+        max_requests: t.max_requests.map(|v| v.value),
+        max_connections: t.max_connections.map(|v| v.value),
+    }
 }
 
 /// `circuit_breakers.thresholds[0].retry_budget` (default priority only); without

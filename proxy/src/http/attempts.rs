@@ -11,6 +11,7 @@ use std::sync::Arc;
 use http::uri::Authority;
 use http::{header, HeaderMap, Request, Response, StatusCode};
 use http_body::Body;
+use http_body_util::Either;
 use hyper::body::Incoming;
 use tokio::time::{timeout_at, Instant};
 
@@ -21,7 +22,9 @@ use crate::balance;
 use crate::resilience::deadline::{format_grpc_timeout, parse_grpc_timeout};
 use crate::resilience::retry::REPLAY_LIMIT;
 use crate::snapshot::RoutePolicy;
-use crate::upstream::{Cluster, ClusterStats, Recorded, RequestBody, UpstreamError};
+use crate::upstream::{
+    Cluster, ClusterStats, Recorded, RequestBody, Transport, UpstreamError, Verdict,
+};
 
 const GRPC_TIMEOUT: &str = "grpc-timeout";
 
@@ -43,6 +46,8 @@ impl Failure {
     }
 }
 
+/// Sends a request to `cluster` under its concurrency limit: over it, 503 at
+/// once; within it, the request counts until its response body ends.
 pub async fn send(
     cluster: &Arc<Cluster>,
     policy: &RoutePolicy,
@@ -51,6 +56,33 @@ pub async fn send(
 ) -> Response<ResponseBody> {
     let stats = &cluster.state.stats;
     ClusterStats::count(&stats.requests);
+    let meshed = cluster
+        .endpoints
+        .first()
+        .is_some_and(|e| e.endpoint.transport() == Transport::MeshH2);
+    let limit = cluster.limits.concurrency(cluster.protocol, meshed);
+    let Some(active) = cluster.state.admit(limit) else {
+        ClusterStats::count(&stats.overflow);
+        tracing::debug!(cluster = %cluster.name, ?limit, "refused: too many concurrent requests");
+        return local(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "overflow: too many concurrent requests",
+        );
+    };
+    let mut response = attempts(cluster, policy, req, authority).await;
+    if let Either::Left(body) = response.body_mut() {
+        body.hold(active);
+    }
+    response
+}
+
+async fn attempts(
+    cluster: &Arc<Cluster>,
+    policy: &RoutePolicy,
+    req: Request<Incoming>,
+    authority: Authority,
+) -> Response<ResponseBody> {
+    let stats = &cluster.state.stats;
     let started = Instant::now();
     let grpc = is_grpc(req.headers());
     let deadline = deadline(policy, req.headers(), grpc, started);
@@ -188,7 +220,26 @@ async fn attempt(
         let left = at.saturating_duration_since(Instant::now());
         p.headers.insert(GRPC_TIMEOUT, format_grpc_timeout(left));
     }
-    send_to(endpoint, Request::from_parts(p, body), parts.version).await
+    let result = send_to(endpoint, Request::from_parts(p, body), parts.version).await;
+    if let Some(config) = &cluster.outlier {
+        let success = result.as_ref().is_ok_and(|r| !r.status().is_server_error());
+        let now = Instant::now();
+        if endpoint.outlier().record(success, config, now) == Verdict::Eject {
+            let ejected = cluster
+                .endpoints
+                .iter()
+                .filter(|e| e.endpoint.outlier().is_ejected(now))
+                .count();
+            if ejected < config.max_ejected(cluster.endpoints.len()) {
+                let time = endpoint.outlier().eject(config, now);
+                // When it is back, it should get the probe that decides its fate.
+                endpoint.ewma().reset();
+                ClusterStats::count(&cluster.state.stats.ejections);
+                tracing::info!(cluster = %cluster.name, endpoint = %endpoint.addr(), ?time, "endpoint ejected after consecutive failures");
+            }
+        }
+    }
+    result
 }
 
 /// The request's deadline and which timeout it is.

@@ -8,7 +8,7 @@ use http_body::{Body, Frame, SizeHint};
 use http_body_util::{Either, Full};
 use hyper::body::Incoming;
 
-use crate::upstream::InFlight;
+use crate::upstream::{ActiveRequest, InFlight};
 
 pub type ResponseBody = Either<Tracked, Full<Bytes>>;
 
@@ -17,6 +17,8 @@ pub type ResponseBody = Either<Tracked, Full<Bytes>>;
 pub struct Tracked {
     inner: Incoming,
     _in_flight: Option<InFlight>,
+    /// The request's place under its cluster's concurrency limit.
+    _active: Option<ActiveRequest>,
 }
 
 impl Tracked {
@@ -24,7 +26,13 @@ impl Tracked {
         Self {
             inner,
             _in_flight: in_flight,
+            _active: None,
         }
+    }
+
+    /// Keeps `active` counted until the body ends.
+    pub fn hold(&mut self, active: ActiveRequest) {
+        self._active = Some(active);
     }
 }
 
@@ -39,6 +47,7 @@ impl Body for Tracked {
         let polled = Pin::new(&mut self.inner).poll_frame(cx);
         if let Poll::Ready(None) = polled {
             self._in_flight = None;
+            self._active = None;
         }
         polled
     }

@@ -1,9 +1,9 @@
 //! A cluster as one snapshot sees it: immutable, pointing at long-lived endpoints.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::Arc;
 
-use super::Endpoint;
+use super::{Endpoint, OutlierConfig};
 use crate::resilience::{BudgetConfig, RetryBudget};
 
 /// The protocol a cluster's unmeshed endpoints speak (meshed ones always get HTTP/2).
@@ -25,8 +25,54 @@ pub struct Cluster {
     pub protocol: Protocol,
     pub endpoints: Vec<WeightedEndpoint>,
     pub retry_budget: BudgetConfig,
+    /// `None`: endpoints are never ejected.
+    pub outlier: Option<OutlierConfig>,
+    pub limits: Limits,
     /// What outlives this snapshot: the budget's window and the counters.
     pub state: Arc<ClusterState>,
+}
+
+/// Envoy's circuit-breaker thresholds. Remora does not queue requests: one over
+/// the limit fails at once.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Limits {
+    /// Concurrent requests (until their response ends).
+    pub max_requests: Option<u32>,
+    /// Connections; an HTTP/1.1 request holds one, HTTP/2 endpoints share one each.
+    pub max_connections: Option<u32>,
+}
+
+impl Limits {
+    /// The concurrent requests allowed for a cluster speaking `protocol` to
+    /// unmeshed endpoints.
+    pub fn concurrency(&self, protocol: Protocol, meshed: bool) -> Option<u32> {
+        match (self.max_connections, meshed || protocol == Protocol::Http2) {
+            (Some(c), false) => Some(self.max_requests.map_or(c, |r| r.min(c))),
+            _ => self.max_requests,
+        }
+    }
+}
+
+/// Counts a request as active in its cluster until dropped (with its response).
+#[derive(Debug)]
+pub struct ActiveRequest(Arc<ClusterState>);
+
+impl Drop for ActiveRequest {
+    fn drop(&mut self) {
+        self.0.active_requests.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+impl ClusterState {
+    /// Admits a request under `limit` concurrent ones; `None` when over it.
+    pub fn admit(self: &Arc<Self>, limit: Option<u32>) -> Option<ActiveRequest> {
+        let active = self.active_requests.fetch_add(1, Ordering::Relaxed);
+        let guard = ActiveRequest(self.clone());
+        match limit {
+            Some(limit) if active >= limit => None,
+            _ => Some(guard),
+        }
+    }
 }
 
 /// A cluster's state across config changes, held by the endpoint registry.
@@ -34,6 +80,7 @@ pub struct Cluster {
 pub struct ClusterState {
     pub budget: RetryBudget,
     pub stats: ClusterStats,
+    pub active_requests: AtomicU32,
 }
 
 /// What the outbound path decided for a cluster's requests (the telemetry issue
@@ -47,6 +94,9 @@ pub struct ClusterStats {
     pub retry_body_not_replayable: AtomicU64,
     pub timeouts_request: AtomicU64,
     pub timeouts_per_try: AtomicU64,
+    pub ejections: AtomicU64,
+    /// Requests refused by the concurrency limit.
+    pub overflow: AtomicU64,
 }
 
 impl ClusterStats {
@@ -63,6 +113,8 @@ impl ClusterStats {
             "retry_body_not_replayable": n(&self.retry_body_not_replayable),
             "timeouts_request": n(&self.timeouts_request),
             "timeouts_per_try": n(&self.timeouts_per_try),
+            "ejections": n(&self.ejections),
+            "overflow": n(&self.overflow),
         })
     }
 }

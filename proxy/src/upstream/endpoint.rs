@@ -10,7 +10,7 @@ use hyper_util::client::legacy::{connect::HttpConnector, Client};
 
 use super::origin::OriginConnector;
 use super::RequestBody;
-use super::{H2Connection, TlsTarget};
+use super::{H2Connection, Outlier, TlsTarget};
 use crate::balance::PeakEwma;
 
 /// How a request reaches this endpoint.
@@ -104,6 +104,7 @@ pub struct Endpoint {
     origin_authority: Option<http::uri::Authority>,
     ewma: PeakEwma,
     in_flight: Arc<AtomicU32>,
+    outlier: Outlier,
     connection: Connection,
 }
 
@@ -150,6 +151,7 @@ impl Endpoint {
             origin_authority: origin.map(|o| o.authority(addr.port())),
             ewma: PeakEwma::new(),
             in_flight: Arc::new(AtomicU32::new(0)),
+            outlier: Outlier::default(),
             connection,
         }
     }
@@ -170,6 +172,10 @@ impl Endpoint {
     /// server name), if this is one.
     pub fn origin_authority(&self) -> Option<&http::uri::Authority> {
         self.origin_authority.as_ref()
+    }
+
+    pub fn outlier(&self) -> &Outlier {
+        &self.outlier
     }
 
     pub fn ewma(&self) -> &PeakEwma {

@@ -6,13 +6,17 @@ mod cluster;
 mod endpoint;
 mod h2;
 mod origin;
+mod outlier;
 mod registry;
 
 pub use body::{Recorded, RequestBody};
-pub use cluster::{Cluster, ClusterState, ClusterStats, Protocol, WeightedEndpoint};
+pub use cluster::{
+    ActiveRequest, Cluster, ClusterState, ClusterStats, Limits, Protocol, WeightedEndpoint,
+};
 pub use endpoint::{Endpoint, InFlight, Transport, UpstreamError};
 pub use h2::{H2Connection, TlsTarget, CONNECTION_WINDOW, STREAM_WINDOW};
 pub use origin::{OriginClient, OriginTls};
+pub use outlier::{Outlier, OutlierConfig, Verdict};
 pub use registry::{EndpointRegistry, Peer};
 
 /// Connect timeout when the cluster does not set one.
