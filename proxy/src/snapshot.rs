@@ -125,6 +125,20 @@ pub struct RoutePolicy {
     /// `Some`: a gRPC client's `grpc-timeout` is honoured, capped at the inner
     /// value if there is one.
     pub grpc_timeout: Option<Option<Duration>>,
+    /// The key consistent hashing uses (Envoy `hash_policy`).
+    pub hash: Option<HashPolicy>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HashPolicy {
+    Header(HeaderName),
+    /// A cookie; without one, a request gets a new random one (set on the
+    /// response) when `ttl` is given.
+    Cookie {
+        name: String,
+        ttl: Option<Duration>,
+        path: String,
+    },
 }
 
 #[derive(Debug)]

@@ -129,6 +129,33 @@ pub struct TrafficPolicy {
     pub outlier_detection: Option<OutlierDetection>,
     /// Service targets only.
     pub limits: ConnectionLimits,
+    /// Service targets only.
+    pub load_balancer: LoadBalancer,
+}
+
+/// How a Service's endpoints share its requests.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum LoadBalancer {
+    /// Power of two choices over latency x requests in flight.
+    #[default]
+    PeakEwma,
+    /// Power of two choices over requests in flight.
+    LeastRequest,
+    RoundRobin,
+    ConsistentHash {
+        key: HashKey,
+        minimum_ring_size: Option<u32>,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HashKey {
+    Header(String),
+    Cookie {
+        name: String,
+        ttl: Option<std::time::Duration>,
+        path: Option<String>,
+    },
 }
 
 /// Ejects an endpoint after consecutive failures (5xx, connect failures, resets).

@@ -4,7 +4,8 @@ use std::collections::HashMap;
 
 use remora_proto::xds::envoy::config::cluster::v3::circuit_breakers::{thresholds, Thresholds};
 use remora_proto::xds::envoy::config::cluster::v3::cluster::{
-    ClusterDiscoveryType, DiscoveryType, EdsClusterConfig, LbConfig, LbPolicy, LeastRequestLbConfig,
+    ClusterDiscoveryType, DiscoveryType, EdsClusterConfig, LbConfig, LbPolicy,
+    LeastRequestLbConfig, RingHashLbConfig,
 };
 use remora_proto::xds::envoy::config::cluster::v3::Cluster;
 use remora_proto::xds::envoy::config::cluster::v3::{
@@ -16,7 +17,7 @@ use remora_proto::xds::envoy::extensions::upstreams::http::v3::http_protocol_opt
 };
 use remora_proto::xds::envoy::extensions::upstreams::http::v3::HttpProtocolOptions;
 use remora_proto::xds::envoy::r#type::v3::Percent;
-use remora_proto::xds::google::protobuf::UInt32Value;
+use remora_proto::xds::google::protobuf::{UInt32Value, UInt64Value};
 
 use remora_proto::xds::envoy::config::core::v3::{
     data_source, transport_socket, DataSource, TransportSocket,
@@ -30,7 +31,7 @@ use remora_proto::xds::envoy::r#type::matcher::v3::{string_matcher::MatchPattern
 
 use super::inbound::TLS_TRANSPORT_SOCKET;
 use super::{encode, metadata, names};
-use crate::resources::{OriginTls, Service, ServicePort, TrafficPolicy};
+use crate::resources::{LoadBalancer, OriginTls, Service, ServicePort, TrafficPolicy};
 
 /// The window a retry budget counts requests and retries over.
 const RETRY_BUDGET_WINDOW: std::time::Duration = std::time::Duration::from_secs(10);
@@ -49,6 +50,8 @@ pub fn cluster(service: &Service, port: &ServicePort, policy: Option<&TrafficPol
         .unwrap_or(DEFAULT_CONNECT_TIMEOUT);
     let budget = policy.and_then(|p| p.retry.as_ref()).and_then(|r| r.budget);
     let limits = policy.map(|p| p.limits).unwrap_or_default();
+    let default_balancer = LoadBalancer::default();
+    let balancer = policy.map_or(&default_balancer, |p| &p.load_balancer);
     Cluster {
         cluster_discovery_type: Some(ClusterDiscoveryType::Type(DiscoveryType::Eds as i32)),
         eds_cluster_config: Some(EdsClusterConfig {
@@ -89,11 +92,22 @@ pub fn cluster(service: &Service, port: &ServicePort, policy: Option<&TrafficPol
                 }),
                 ..Default::default()
             }),
-        lb_policy: LbPolicy::LeastRequest as i32,
-        lb_config: Some(LbConfig::LeastRequestLbConfig(LeastRequestLbConfig {
-            choice_count: Some(UInt32Value { value: 2 }),
-            ..Default::default()
-        })),
+        lb_policy: lb_policy(balancer) as i32,
+        lb_config: match balancer {
+            LoadBalancer::PeakEwma | LoadBalancer::LeastRequest => {
+                Some(LbConfig::LeastRequestLbConfig(LeastRequestLbConfig {
+                    choice_count: Some(UInt32Value { value: 2 }),
+                    ..Default::default()
+                }))
+            }
+            LoadBalancer::RoundRobin => None,
+            LoadBalancer::ConsistentHash {
+                minimum_ring_size, ..
+            } => Some(LbConfig::RingHashLbConfig(RingHashLbConfig {
+                minimum_ring_size: minimum_ring_size.map(|n| UInt64Value { value: n.into() }),
+                ..Default::default()
+            })),
+        },
         typed_extension_protocol_options: HashMap::from([(
             HTTP_PROTOCOL_OPTIONS.to_owned(),
             encode::message(&protocol_options(port)),
@@ -103,9 +117,28 @@ pub fn cluster(service: &Service, port: &ServicePort, policy: Option<&TrafficPol
             ("service", metadata::string(&service.key.name)),
             ("namespace", metadata::string(&service.key.namespace)),
             ("port", metadata::number(port.port.into())),
+            ("balancer", metadata::string(balancer_name(balancer))),
         ])),
         name,
         ..Default::default()
+    }
+}
+
+fn lb_policy(balancer: &LoadBalancer) -> LbPolicy {
+    match balancer {
+        LoadBalancer::PeakEwma | LoadBalancer::LeastRequest => LbPolicy::LeastRequest,
+        LoadBalancer::RoundRobin => LbPolicy::RoundRobin,
+        LoadBalancer::ConsistentHash { .. } => LbPolicy::RingHash,
+    }
+}
+
+/// `metadata.remora.balancer`: tells Remora proxies which LEAST_REQUEST cost.
+fn balancer_name(balancer: &LoadBalancer) -> &'static str {
+    match balancer {
+        LoadBalancer::PeakEwma => "peak-ewma",
+        LoadBalancer::LeastRequest => "least-request",
+        LoadBalancer::RoundRobin => "round-robin",
+        LoadBalancer::ConsistentHash { .. } => "ring-hash",
     }
 }
 

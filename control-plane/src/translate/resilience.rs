@@ -17,12 +17,16 @@
 
 use std::time::Duration;
 
+use remora_proto::xds::envoy::config::route::v3::route_action::hash_policy::{
+    self, PolicySpecifier,
+};
+use remora_proto::xds::envoy::config::route::v3::route_action::HashPolicy;
 use remora_proto::xds::envoy::config::route::v3::{
     retry_policy::RetryBackOff, route_action::MaxStreamDuration, RetryPolicy, RouteAction,
 };
 use remora_proto::xds::google::protobuf::{Duration as XdsDuration, UInt32Value};
 
-use crate::resources::{ObjectKey, PolicyTarget, Rule, TrafficPolicy};
+use crate::resources::{HashKey, LoadBalancer, ObjectKey, PolicyTarget, Rule, TrafficPolicy};
 use crate::store::Store;
 
 /// What a route's requests are sent with: `service` is the Service they are
@@ -103,4 +107,38 @@ pub fn duration(d: Duration) -> XdsDuration {
         seconds: d.as_secs() as i64,
         nanos: d.subsec_nanos() as i32,
     }
+}
+
+/// `hash_policy` for requests to `backends`: the key of the first one whose
+/// TrafficPolicy balances by consistent hashing.
+pub fn hash_policy<'a>(
+    store: &Store,
+    backends: impl IntoIterator<Item = &'a ObjectKey>,
+) -> Vec<HashPolicy> {
+    let key = backends.into_iter().find_map(|service| {
+        match &store
+            .traffic_policy(&PolicyTarget::Service(service.clone()))?
+            .load_balancer
+        {
+            LoadBalancer::ConsistentHash { key, .. } => Some(key),
+            _ => None,
+        }
+    });
+    let specifier = match key {
+        None => return Vec::new(),
+        Some(HashKey::Header(name)) => PolicySpecifier::Header(hash_policy::Header {
+            header_name: name.clone(),
+            ..Default::default()
+        }),
+        Some(HashKey::Cookie { name, ttl, path }) => PolicySpecifier::Cookie(hash_policy::Cookie {
+            name: name.clone(),
+            ttl: ttl.map(duration),
+            path: path.clone().unwrap_or_default(),
+            ..Default::default()
+        }),
+    };
+    vec![HashPolicy {
+        policy_specifier: Some(specifier),
+        ..Default::default()
+    }]
 }

@@ -82,6 +82,7 @@ fn default_route(store: &Store, service: &Service, port: &ServicePort) -> Route 
                 ..Default::default()
             };
             super::resilience::apply(&mut action, store, &service.key, None);
+            action.hash_policy = super::resilience::hash_policy(store, [&service.key]);
             action
         })),
         ..Default::default()
@@ -240,6 +241,8 @@ impl Entry<'_> {
             self.service,
             Some((&self.route.key, self.rule)),
         );
+        action.hash_policy =
+            super::resilience::hash_policy(store, self.rule.backends.iter().map(|b| &b.service));
         Some(action)
     }
 }

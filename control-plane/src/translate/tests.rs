@@ -175,6 +175,7 @@ fn one_eds_cluster_per_service_port() {
     assert_eq!(
         remora_fields(c.metadata.as_ref()),
         [
+            ("balancer".to_owned(), Kind::StringValue("peak-ewma".into())),
             ("namespace".to_owned(), Kind::StringValue("default".into())),
             ("port".to_owned(), Kind::NumberValue(80.0)),
             ("service".to_owned(), Kind::StringValue("orders".into())),

@@ -46,7 +46,7 @@ pub enum Decoded {
     Route(HttpRoute),
     MeshTls(MeshTls),
     Authorization(AuthorizationPolicy),
-    Traffic(TrafficPolicy),
+    Traffic(Box<TrafficPolicy>),
 }
 
 /// A document of a known kind, decoded as far as possible.
@@ -147,7 +147,9 @@ pub fn decode(doc: &Document) -> Result<Candidate, Box<Problem>> {
                 Kind::AuthorizationPolicy => {
                     policy::decode_authorization(spec, key, &mut d).map(Decoded::Authorization)
                 }
-                Kind::TrafficPolicy => traffic::decode(spec, key, &mut d).map(Decoded::Traffic),
+                Kind::TrafficPolicy => {
+                    traffic::decode(spec, key, &mut d).map(|p| Decoded::Traffic(Box::new(p)))
+                }
             }
         }
     };

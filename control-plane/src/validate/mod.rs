@@ -69,7 +69,7 @@ pub fn validate(documents: &[Document]) -> Outcome {
             Some(Decoded::Route(r)) => contents.routes.push(r),
             Some(Decoded::MeshTls(p)) => contents.mesh_tls.push(p),
             Some(Decoded::Authorization(p)) => contents.authorizations.push(p),
-            Some(Decoded::Traffic(p)) => contents.traffic.push(p),
+            Some(Decoded::Traffic(p)) => contents.traffic.push(*p),
             None => {}
         }
     }

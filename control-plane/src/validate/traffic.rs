@@ -6,8 +6,8 @@ use serde_yaml_ng::{Mapping, Value};
 use super::decode::{field, get, index, Decoder};
 use super::policy::target_ref;
 use crate::resources::{
-    ConnectionLimits, ObjectKey, OutlierDetection, PolicyRetry, PolicyTarget, PolicyTimeouts,
-    RetryBudget, TrafficPolicy,
+    ConnectionLimits, HashKey, LoadBalancer, ObjectKey, OutlierDetection, PolicyRetry,
+    PolicyTarget, PolicyTimeouts, RetryBudget, TrafficPolicy,
 };
 
 const SPEC: &[&str] = &[
@@ -16,7 +16,11 @@ const SPEC: &[&str] = &[
     "retry",
     "outlierDetection",
     "connectionLimits",
+    "loadBalancer",
 ];
+const LOAD_BALANCER: &[&str] = &["type", "consistentHash"];
+const CONSISTENT_HASH: &[&str] = &["header", "cookie", "minimumRingSize"];
+const COOKIE: &[&str] = &["name", "ttl", "path"];
 const OUTLIER: &[&str] = &[
     "consecutiveFailures",
     "baseEjectionTime",
@@ -58,7 +62,16 @@ pub fn decode(spec: &Mapping, key: ObjectKey, d: &mut Decoder) -> Option<Traffic
     let limits = get(spec, "connectionLimits")
         .and_then(|v| limits(v, d))
         .unwrap_or_default();
+    let load_balancer = get(spec, "loadBalancer")
+        .and_then(|v| load_balancer(v, d))
+        .unwrap_or_default();
     if let Some(PolicyTarget::HttpRoute(_)) = &target {
+        if get(spec, "loadBalancer").is_some() {
+            d.error(
+                "spec.loadBalancer",
+                "applies to a Service's endpoints: target the Service",
+            );
+        }
         if outlier_detection.is_some() {
             d.error(
                 "spec.outlierDetection",
@@ -91,6 +104,86 @@ pub fn decode(spec: &Mapping, key: ObjectKey, d: &mut Decoder) -> Option<Traffic
         retry,
         outlier_detection,
         limits,
+        load_balancer,
+    })
+}
+
+fn load_balancer(v: &Value, d: &mut Decoder) -> Option<LoadBalancer> {
+    let path = "spec.loadBalancer";
+    let m = d.mapping(v, path)?;
+    d.known_fields(m, path, LOAD_BALANCER, &[]);
+    let kind = d
+        .string(m, path, "type")
+        .unwrap_or_else(|| "PeakEWMA".into());
+    let hash = get(m, "consistentHash");
+    let lb = match kind.as_str() {
+        "PeakEWMA" => LoadBalancer::PeakEwma,
+        "LeastRequest" => LoadBalancer::LeastRequest,
+        "RoundRobin" => LoadBalancer::RoundRobin,
+        "ConsistentHash" => {
+            let Some(hash) = hash else {
+                d.error(
+                    field(path, "consistentHash"),
+                    "required with type ConsistentHash",
+                );
+                return None;
+            };
+            return consistent_hash(hash, d);
+        }
+        other => {
+            d.error(
+                field(path, "type"),
+                format!("\"{other}\" is not a balancer (PeakEWMA, LeastRequest, RoundRobin or ConsistentHash)"),
+            );
+            return None;
+        }
+    };
+    if hash.is_some() {
+        d.error(
+            field(path, "consistentHash"),
+            "only with type ConsistentHash",
+        );
+    }
+    Some(lb)
+}
+
+fn consistent_hash(v: &Value, d: &mut Decoder) -> Option<LoadBalancer> {
+    let path = "spec.loadBalancer.consistentHash";
+    let m = d.mapping(v, path)?;
+    d.known_fields(m, path, CONSISTENT_HASH, &[]);
+    let header = d.string(m, path, "header");
+    if let Some(h) = &header {
+        if let Err(message) = super::names::header_name(h) {
+            d.error(field(path, "header"), message);
+        }
+    }
+    let cookie = get(m, "cookie").and_then(|v| {
+        let p = field(path, "cookie");
+        let c = d.mapping(v, &p)?;
+        d.known_fields(c, &p, COOKIE, &[]);
+        let name = d.required_string(c, &p, "name");
+        let ttl = d.duration(c, &p, "ttl");
+        let cookie_path = d.string(c, &p, "path");
+        Some(HashKey::Cookie {
+            name: name?,
+            ttl,
+            path: cookie_path,
+        })
+    });
+    let key = match (header, cookie) {
+        (Some(h), None) => HashKey::Header(h.to_ascii_lowercase()),
+        (None, Some(c)) => c,
+        _ => {
+            d.error(path, "give exactly one of header or cookie");
+            return None;
+        }
+    };
+    let minimum_ring_size = d
+        .integer(m, path, "minimumRingSize", 1..=8 * 1024 * 1024)
+        .map(|n| n as u32);
+    Some(LoadBalancer::ConsistentHash {
+        key,
+        minimum_ring_size,
     })
 }
 

@@ -1,13 +1,25 @@
 //! Power of two choices: sample two endpoints, take the one with the lower cost,
-//! where cost is the latency estimate times the requests in flight, over the weight.
-//! Endpoints ejected by outlier detection are passed over while others remain.
+//! over its weight. Remora's default cost is the peak-EWMA latency estimate times
+//! the requests in flight; Envoy's least-request cost is the requests in flight
+//! alone. Endpoints ejected by outlier detection are passed over while others
+//! remain.
 
 use tokio::time::Instant;
 
 use crate::upstream::WeightedEndpoint;
 
+/// What "cheaper" means.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Cost {
+    /// Latency estimate x (requests in flight + 1).
+    PeakEwma,
+    /// Requests in flight + 1.
+    Requests,
+}
+
 /// Picks an endpoint, or `None` when there is none.
-pub fn pick(endpoints: &[WeightedEndpoint]) -> Option<&WeightedEndpoint> {
+pub fn pick(endpoints: &[WeightedEndpoint], by: Cost) -> Option<&WeightedEndpoint> {
+    let cheaper = |a, b| cheaper(a, b, by);
     match endpoints.len() {
         0 => None,
         // Ejecting the only endpoint would help nobody.
@@ -36,16 +48,20 @@ pub fn pick(endpoints: &[WeightedEndpoint]) -> Option<&WeightedEndpoint> {
     }
 }
 
-fn cheaper<'a>(a: &'a WeightedEndpoint, b: &'a WeightedEndpoint) -> &'a WeightedEndpoint {
-    if cost(a) <= cost(b) {
+fn cheaper<'a>(a: &'a WeightedEndpoint, b: &'a WeightedEndpoint, by: Cost) -> &'a WeightedEndpoint {
+    if cost(a, by) <= cost(b, by) {
         a
     } else {
         b
     }
 }
 
-fn cost(e: &WeightedEndpoint) -> f64 {
-    let load = e.endpoint.ewma().get() * (e.endpoint.in_flight() as f64 + 1.0);
+fn cost(e: &WeightedEndpoint, by: Cost) -> f64 {
+    let requests = e.endpoint.in_flight() as f64 + 1.0;
+    let load = match by {
+        Cost::PeakEwma => e.endpoint.ewma().get() * requests,
+        Cost::Requests => requests,
+    };
     load / f64::from(e.weight.max(1))
 }
 
@@ -72,7 +88,7 @@ mod tests {
         eps[0].endpoint.ewma().observe(Duration::from_millis(50));
         eps[1].endpoint.ewma().observe(Duration::from_millis(5));
         for _ in 0..100 {
-            let chosen = pick(&eps).unwrap();
+            let chosen = pick(&eps, Cost::PeakEwma).unwrap();
             assert_eq!(chosen.endpoint.addr().port(), 2);
         }
     }
@@ -86,14 +102,20 @@ mod tests {
             .outlier()
             .eject(&OutlierConfig::DEFAULT, tokio::time::Instant::now());
         for _ in 0..200 {
-            assert_ne!(pick(&eps).unwrap().endpoint.addr().port(), 2);
+            assert_ne!(
+                pick(&eps, Cost::PeakEwma).unwrap().endpoint.addr().port(),
+                2
+            );
         }
     }
 
     #[test]
     fn empty_and_single() {
-        assert!(pick(&[]).is_none());
+        assert!(pick(&[], Cost::PeakEwma).is_none());
         let one = vec![endpoint(9)];
-        assert_eq!(pick(&one).unwrap().endpoint.addr().port(), 9);
+        assert_eq!(
+            pick(&one, Cost::Requests).unwrap().endpoint.addr().port(),
+            9
+        );
     }
 }

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use remora_proto::prost::Message;
 use remora_proto::type_url;
 use remora_proto::xds::envoy::config::cluster::v3::cluster::{
-    ClusterDiscoveryType, DiscoveryType, LbPolicy,
+    ClusterDiscoveryType, DiscoveryType, LbConfig, LbPolicy,
 };
 use remora_proto::xds::envoy::config::cluster::v3::Cluster as XdsCluster;
 use remora_proto::xds::envoy::config::core::v3::{
@@ -27,6 +27,8 @@ use remora_proto::xds::envoy::r#type::matcher::v3::string_matcher::MatchPattern;
 use remora_proto::xds::google::protobuf::value::Kind;
 
 use super::CompileError;
+use crate::balance::ring::MAX_RING_SIZE;
+use crate::balance::{Balancer, Ring, RoundRobin};
 use crate::resilience::BudgetConfig;
 use crate::upstream::{
     Cluster, EndpointRegistry, Limits, OriginClient, OriginTls, OutlierConfig, Peer, Protocol,
@@ -76,28 +78,6 @@ pub fn compile(
     if c.name.is_empty() {
         return Err(CompileError::new("Cluster", "", "name", "empty"));
     }
-    match LbPolicy::try_from(c.lb_policy) {
-        Ok(LbPolicy::RoundRobin | LbPolicy::LeastRequest) => {}
-        Ok(other) => {
-            return Err(CompileError::new(
-                "Cluster",
-                &c.name,
-                "lb_policy",
-                format!(
-                    "{} is not supported (ROUND_ROBIN and LEAST_REQUEST are)",
-                    other.as_str_name()
-                ),
-            ))
-        }
-        Err(_) => {
-            return Err(CompileError::new(
-                "Cluster",
-                &c.name,
-                "lb_policy",
-                format!("unknown policy {}", c.lb_policy),
-            ))
-        }
-    }
     let protocol = protocol(c)?;
     let origin = origin_tls(c, protocol)?;
     let connect_timeout = match &c.connect_timeout {
@@ -138,9 +118,11 @@ pub fn compile(
             })
             .collect(),
     };
+    let balancer = balancer(c, &endpoints)?;
     Ok(Cluster {
         name: Arc::from(c.name.as_str()),
         protocol,
+        balancer,
         endpoints,
         retry_budget: retry_budget(c)?,
         outlier: outlier(c)?,
@@ -244,6 +226,55 @@ fn origin_tls(
     OriginClient::new(origin)
         .map(|o| Some(Arc::new(o)))
         .map_err(|m| err(field, m))
+}
+
+/// `lb_policy`: `LEAST_REQUEST` is power of two choices over requests in flight,
+/// or over Remora's peak-EWMA latency x requests when the cluster's metadata says
+/// `remora.balancer: peak-ewma`; `ROUND_ROBIN` is weighted round robin;
+/// `RING_HASH` (and `MAGLEV`, served the same way) hashes the route's hash key,
+/// with 256 points per unit of weight unless `minimum_ring_size` asks for more.
+fn balancer(c: &XdsCluster, endpoints: &[WeightedEndpoint]) -> Result<Balancer, CompileError> {
+    let err = |f: &str, m: String| CompileError::new("Cluster", &c.name, f, m);
+    match LbPolicy::try_from(c.lb_policy) {
+        Ok(LbPolicy::LeastRequest) => {
+            let peak_ewma = c
+                .metadata
+                .as_ref()
+                .and_then(|m| m.filter_metadata.get("remora"))
+                .and_then(|s| s.fields.get("balancer"))
+                .is_some_and(|v| matches!(&v.kind, Some(Kind::StringValue(b)) if b == "peak-ewma"));
+            Ok(if peak_ewma {
+                Balancer::PeakEwma
+            } else {
+                Balancer::LeastRequest
+            })
+        }
+        Ok(LbPolicy::RoundRobin) => Ok(Balancer::RoundRobin(RoundRobin::new(endpoints))),
+        Ok(LbPolicy::RingHash | LbPolicy::Maglev) => {
+            let minimum = match &c.lb_config {
+                Some(LbConfig::RingHashLbConfig(r)) => r.minimum_ring_size.map(|s| s.value),
+                _ => None,
+            };
+            if minimum.is_some_and(|m| m > MAX_RING_SIZE as u64) {
+                return Err(err(
+                    "ring_hash_lb_config.minimum_ring_size",
+                    format!("at most {MAX_RING_SIZE}"),
+                ));
+            }
+            Ok(Balancer::RingHash(Ring::new(
+                endpoints,
+                minimum.map(|m| m as usize),
+            )))
+        }
+        Ok(other) => Err(err(
+            "lb_policy",
+            format!(
+                "{} is not supported (LEAST_REQUEST, ROUND_ROBIN, RING_HASH and MAGLEV are)",
+                other.as_str_name()
+            ),
+        )),
+        Err(_) => Err(err("lb_policy", format!("unknown policy {}", c.lb_policy))),
+    }
 }
 
 /// `outlier_detection`: consecutive failures only (`consecutive_5xx`, which counts

@@ -8,7 +8,9 @@ use remora_proto::xds::google::protobuf::Duration as XdsDuration;
 
 use crate::resilience::retry::{grpc_code, DEFAULT_BACKOFF_BASE};
 use crate::resilience::{RetryOn, RetryPolicy};
-use crate::snapshot::RoutePolicy;
+use http::HeaderName;
+
+use crate::snapshot::{HashPolicy, RoutePolicy};
 
 type FieldError = (String, String);
 
@@ -39,11 +41,62 @@ pub fn compile(a: &XdsRouteAction, field: &str) -> Result<RoutePolicy, FieldErro
         .as_ref()
         .map(|r| retry(r, &format!("{field}.retry_policy")))
         .transpose()?;
+    let hash = hash(a, field)?;
     Ok(RoutePolicy {
         timeout,
         retry,
         grpc_timeout,
+        hash,
     })
+}
+
+/// `hash_policy`: one header or cookie policy.
+fn hash(a: &XdsRouteAction, field: &str) -> Result<Option<HashPolicy>, FieldError> {
+    use remora_proto::xds::envoy::config::route::v3::route_action::hash_policy::PolicySpecifier;
+    if a.hash_policy.len() > 1 {
+        return Err((
+            format!("{field}.hash_policy"),
+            "only one hash policy is supported".into(),
+        ));
+    }
+    if let Some(h) = a.hash_policy.first() {
+        let path = format!("{field}.hash_policy[0]");
+        return match &h.policy_specifier {
+            Some(PolicySpecifier::Header(header)) => {
+                HeaderName::from_bytes(header.header_name.as_bytes())
+                    .map(|n| Some(HashPolicy::Header(n)))
+                    .map_err(|_| {
+                        (
+                            format!("{path}.header.header_name"),
+                            format!("`{}` is not a header name", header.header_name),
+                        )
+                    })
+            }
+            Some(PolicySpecifier::Cookie(c)) if !c.name.is_empty() => {
+                Ok(Some(HashPolicy::Cookie {
+                    name: c.name.clone(),
+                    ttl: c
+                        .ttl
+                        .as_ref()
+                        .map(|d| duration(d, &format!("{path}.cookie.ttl")))
+                        .transpose()?,
+                    path: if c.path.is_empty() {
+                        "/".into()
+                    } else {
+                        c.path.clone()
+                    },
+                }))
+            }
+            Some(PolicySpecifier::Cookie(_)) => {
+                Err((format!("{path}.cookie.name"), "empty".into()))
+            }
+            _ => Err((
+                path,
+                "only header and cookie hash policies are supported".into(),
+            )),
+        };
+    }
+    Ok(None)
 }
 
 fn retry(

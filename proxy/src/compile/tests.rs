@@ -268,7 +268,7 @@ fn a_bad_endpoint_address_is_rejected() {
 fn unsupported_cluster_settings_are_rejected() {
     let mut r = resources();
     let mut c = cluster("v1");
-    c.lb_policy = LbPolicy::Maglev as i32;
+    c.lb_policy = LbPolicy::ClusterProvided as i32;
     r.clusters.insert("v1".into(), any(&c));
     let err = compile(&r, &EndpointRegistry::default()).unwrap_err();
     assert_eq!((err.kind, err.field.as_str()), ("Cluster", "lb_policy"));

@@ -9,7 +9,7 @@
 use std::sync::Arc;
 
 use http::uri::Authority;
-use http::{header, HeaderMap, Request, Response, StatusCode};
+use http::{header, HeaderMap, HeaderValue, Request, Response, StatusCode};
 use http_body::Body;
 use http_body_util::Either;
 use hyper::body::Incoming;
@@ -19,9 +19,10 @@ use super::outbound::{send_to, shape, upstream_failure};
 use super::reply::{local, timed_out, TimeoutKind};
 use super::ResponseBody;
 use crate::balance;
+use crate::balance::hash_key as hash_key_bytes;
 use crate::resilience::deadline::{format_grpc_timeout, parse_grpc_timeout};
 use crate::resilience::retry::REPLAY_LIMIT;
-use crate::snapshot::RoutePolicy;
+use crate::snapshot::{HashPolicy, RoutePolicy};
 use crate::upstream::{
     Cluster, ClusterStats, Recorded, RequestBody, Transport, UpstreamError, Verdict,
 };
@@ -69,11 +70,55 @@ pub async fn send(
             "overflow: too many concurrent requests",
         );
     };
-    let mut response = attempts(cluster, policy, req, authority).await;
+    let (hash, new_cookie) = hash_key(policy.hash.as_ref(), req.headers());
+    let mut response = attempts(cluster, policy, req, authority, hash).await;
     if let Either::Left(body) = response.body_mut() {
         body.hold(active);
     }
+    if let Some(cookie) = new_cookie {
+        response.headers_mut().append(header::SET_COOKIE, cookie);
+    }
     response
+}
+
+/// The request's key for consistent hashing, and the cookie to set when the key
+/// is a cookie the request did not have yet.
+fn hash_key(
+    policy: Option<&HashPolicy>,
+    headers: &HeaderMap,
+) -> (Option<u64>, Option<HeaderValue>) {
+    match policy {
+        None => (None, None),
+        Some(HashPolicy::Header(name)) => (
+            headers.get(name).map(|v| hash_key_bytes(v.as_bytes())),
+            None,
+        ),
+        Some(HashPolicy::Cookie { name, ttl, path }) => {
+            let found = headers
+                .get_all(header::COOKIE)
+                .iter()
+                .filter_map(|v| v.to_str().ok())
+                .flat_map(|v| v.split(';'))
+                .filter_map(|pair| pair.trim().split_once('='))
+                .find(|(n, _)| n == name)
+                .map(|(_, value)| value.to_owned());
+            match (found, ttl) {
+                (Some(value), _) => (Some(hash_key_bytes(value.as_bytes())), None),
+                (None, Some(ttl)) => {
+                    let value = format!("{:016x}", rand::random::<u64>());
+                    let cookie = format!(
+                        "{name}={value}; Max-Age={}; Path={path}; HttpOnly",
+                        ttl.as_secs()
+                    );
+                    (
+                        Some(hash_key_bytes(value.as_bytes())),
+                        HeaderValue::from_str(&cookie).ok(),
+                    )
+                }
+                (None, None) => (None, None),
+            }
+        }
+    }
 }
 
 async fn attempts(
@@ -81,6 +126,7 @@ async fn attempts(
     policy: &RoutePolicy,
     req: Request<Incoming>,
     authority: Authority,
+    hash: Option<u64>,
 ) -> Response<ResponseBody> {
     let stats = &cluster.state.stats;
     let started = Instant::now();
@@ -98,6 +144,7 @@ async fn attempts(
             &authority,
             grpc,
             deadline.map(|(d, _)| d),
+            hash,
         );
         return match deadline {
             None => attempt.await.unwrap_or_else(|e| upstream_failure(&e)),
@@ -131,7 +178,15 @@ async fn attempts(
             (Some(p), Some((d, _))) => Some(p.min(d)),
             (p, d) => p.or(d.map(|(d, _)| d)),
         };
-        let sent = attempt(cluster, &parts, body, &authority, grpc, attempt_deadline);
+        let sent = attempt(
+            cluster,
+            &parts,
+            body,
+            &authority,
+            grpc,
+            attempt_deadline,
+            hash,
+        );
         let outcome = match attempt_deadline {
             None => Ok(sent.await),
             Some(at) => timeout_at(at, sent).await,
@@ -202,8 +257,9 @@ async fn attempt(
     authority: &Authority,
     grpc: bool,
     deadline: Option<Instant>,
+    hash: Option<u64>,
 ) -> Result<Response<ResponseBody>, UpstreamError> {
-    let Some(chosen) = balance::pick(&cluster.endpoints) else {
+    let Some(chosen) = balance::pick(cluster, hash) else {
         return Ok(local(StatusCode::SERVICE_UNAVAILABLE, "no endpoints"));
     };
     let endpoint = &chosen.endpoint;

@@ -4,6 +4,7 @@ use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::Arc;
 
 use super::{Endpoint, OutlierConfig};
+use crate::balance::Balancer;
 use crate::resilience::{BudgetConfig, RetryBudget};
 
 /// The protocol a cluster's unmeshed endpoints speak (meshed ones always get HTTP/2).
@@ -25,6 +26,7 @@ pub struct Cluster {
     pub protocol: Protocol,
     pub endpoints: Vec<WeightedEndpoint>,
     pub retry_budget: BudgetConfig,
+    pub balancer: Balancer,
     /// `None`: endpoints are never ejected.
     pub outlier: Option<OutlierConfig>,
     pub limits: Limits,
@@ -81,6 +83,8 @@ pub struct ClusterState {
     pub budget: RetryBudget,
     pub stats: ClusterStats,
     pub active_requests: AtomicU32,
+    /// The round-robin turn.
+    pub round_robin: AtomicU64,
 }
 
 /// What the outbound path decided for a cluster's requests (the telemetry issue

@@ -1,0 +1,130 @@
+//! Consistent hashing (Envoy `RING_HASH`): each endpoint owns points on a ring in
+//! proportion to its weight; a request's hash takes the first point at or after it.
+//! Adding an endpoint moves only the keys that land on its new points.
+
+use std::hash::{Hash, Hasher};
+
+use tokio::time::Instant;
+
+use crate::upstream::WeightedEndpoint;
+
+/// Points per unit of weight. A fixed count keeps every endpoint's points where
+/// they are when endpoints come and go, so only the keys that land on a new
+/// endpoint's points move (Envoy's default `minimum_ring_size` of 1024 would
+/// change every endpoint's share of points with the endpoint count).
+pub const POINTS_PER_WEIGHT: usize = 256;
+/// Upper bound on points, whatever the config asks (memory per cluster).
+pub const MAX_RING_SIZE: usize = 8 * 1024 * 1024;
+
+#[derive(Debug, Default)]
+pub struct Ring {
+    /// `(point, endpoint index)`, sorted by point.
+    points: Vec<(u64, u32)>,
+}
+
+/// The hash of a request's key (a header value, a cookie).
+pub fn hash_key(key: &[u8]) -> u64 {
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    key.hash(&mut h);
+    h.finish()
+}
+
+impl Ring {
+    /// `POINTS_PER_WEIGHT` points per unit of weight, more when `minimum` points
+    /// in all are asked for. Points are hashed from the endpoint's address, so
+    /// each keeps its points whatever else changes.
+    pub fn new(endpoints: &[WeightedEndpoint], minimum: Option<usize>) -> Self {
+        let total: u64 = endpoints.iter().map(|e| u64::from(e.weight.max(1))).sum();
+        if total == 0 {
+            return Self::default();
+        }
+        let per_weight = match minimum {
+            Some(min) => (min.min(MAX_RING_SIZE) as u64).div_ceil(total).max(1),
+            None => POINTS_PER_WEIGHT as u64,
+        };
+        let mut points = Vec::new();
+        for (i, e) in endpoints.iter().enumerate() {
+            let share = per_weight * u64::from(e.weight.max(1));
+            let addr = e.endpoint.addr().to_string();
+            for n in 0..share {
+                points.push((hash_key(format!("{addr}_{n}").as_bytes()), i as u32));
+            }
+        }
+        points.sort_unstable();
+        Self { points }
+    }
+
+    /// The endpoint for `hash`: the owner of the first point at or after it,
+    /// passing over ejected endpoints while others remain.
+    pub fn pick<'a>(
+        &self,
+        endpoints: &'a [WeightedEndpoint],
+        hash: u64,
+    ) -> Option<&'a WeightedEndpoint> {
+        if self.points.is_empty() {
+            return None;
+        }
+        let start = self.points.partition_point(|(p, _)| *p < hash);
+        let now = Instant::now();
+        let n = self.points.len();
+        let mut first = None;
+        // Walk at most the whole ring once.
+        for k in 0..n {
+            let (_, i) = self.points[(start + k) % n];
+            let e = endpoints.get(i as usize)?;
+            if !e.endpoint.outlier().is_ejected(now) {
+                return Some(e);
+            }
+            first.get_or_insert(e);
+        }
+        first
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::upstream::{Endpoint, Transport};
+
+    fn endpoints(n: u16) -> Vec<WeightedEndpoint> {
+        (1..=n)
+            .map(|port| WeightedEndpoint {
+                endpoint: Arc::new(Endpoint::new(
+                    ([127, 0, 0, 1], port).into(),
+                    Transport::MeshH2,
+                )),
+                weight: 1,
+            })
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn keys_stay_put_and_few_move_when_an_endpoint_is_added() {
+        let three = endpoints(3);
+        let ring = Ring::new(&three, None);
+        let four = endpoints(4);
+        let bigger = Ring::new(&four, None);
+        let mut moved = 0;
+        let mut per_endpoint = [0; 3];
+        for key in 0..1000 {
+            let h = hash_key(format!("user-{key}").as_bytes());
+            let a = ring.pick(&three, h).unwrap().endpoint.addr();
+            assert_eq!(ring.pick(&three, h).unwrap().endpoint.addr(), a, "stable");
+            per_endpoint[a.port() as usize - 1] += 1;
+            if bigger.pick(&four, h).unwrap().endpoint.addr() != a {
+                moved += 1;
+            }
+        }
+        // About a quarter move, all to the new endpoint.
+        assert!((150..=350).contains(&moved), "{moved} of 1000 moved");
+        for key in 0..1000 {
+            let h = hash_key(format!("user-{key}").as_bytes());
+            let before = ring.pick(&three, h).unwrap().endpoint.addr();
+            let after = bigger.pick(&four, h).unwrap().endpoint.addr();
+            assert!(after == before || after.port() == 4);
+        }
+        assert!(per_endpoint.iter().all(|n| *n > 200), "{per_endpoint:?}");
+    }
+}
