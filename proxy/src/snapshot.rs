@@ -9,6 +9,8 @@ use http::{HeaderName, HeaderValue, Method};
 use std::time::Duration;
 
 use crate::authz::Authorization;
+use crate::resilience::fault::Fault;
+use crate::resilience::rate_limit::Limiter;
 use crate::resilience::RetryPolicy;
 use crate::upstream::Cluster;
 
@@ -24,6 +26,8 @@ pub struct Snapshot {
     /// How the inbound listener accepts connections and authorizes requests; until
     /// the control plane sends it, STRICT with no authorization policy.
     pub inbound: Option<InboundPolicy>,
+    /// Faults to inject, by the cluster they apply to ("" for all).
+    pub faults: HashMap<Arc<str>, Arc<Fault>>,
 }
 
 /// The compiled inbound listener.
@@ -34,6 +38,8 @@ pub struct InboundPolicy {
     pub mtls: Authorization,
     /// `Some` when plaintext connections are accepted too (PERMISSIVE).
     pub plaintext: Option<Authorization>,
+    /// The Service's local rate limit, over every caller.
+    pub rate_limit: Option<Limiter>,
 }
 
 impl InboundPolicy {
@@ -127,6 +133,8 @@ pub struct RoutePolicy {
     pub grpc_timeout: Option<Option<Duration>>,
     /// The key consistent hashing uses (Envoy `hash_policy`).
     pub hash: Option<HashPolicy>,
+    /// The local rate limit of requests on this route (per-route config).
+    pub rate_limit: Option<Limiter>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -14,9 +14,9 @@ pub use httproute::{
     Backend, HeaderMatch, HttpRoute, ParentRef, PathMatch, Retry, RouteMatch, Rule, Timeouts,
 };
 pub use policy::{
-    AuthorizationAction, AuthorizationPolicy, AuthorizationRule, Caller, ConnectionLimits, HashKey,
-    LoadBalancer, MeshTls, OutlierDetection, Pattern, PolicyRetry, PolicyTarget, PolicyTimeouts,
-    RetryBudget, TlsMode, TrafficPolicy,
+    AuthorizationAction, AuthorizationPolicy, AuthorizationRule, Caller, ConnectionLimits,
+    FaultAbort, Faults, HashKey, LoadBalancer, MeshTls, OutlierDetection, Pattern, PolicyRetry,
+    PolicyTarget, PolicyTimeouts, RateLimits, RetryBudget, TlsMode, TokenBucket, TrafficPolicy,
 };
 pub use service::{AppProtocol, OriginTls, Service, ServicePort, StaticEndpoint};
 

@@ -131,6 +131,39 @@ pub struct TrafficPolicy {
     pub limits: ConnectionLimits,
     /// Service targets only.
     pub load_balancer: LoadBalancer,
+    /// Service targets only: injected into requests to the Service.
+    pub faults: Option<Faults>,
+    /// Service targets only.
+    pub rate_limit: RateLimits,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Faults {
+    /// `(HTTP status or gRPC code, share in millionths)`.
+    pub abort: Option<(FaultAbort, u32)>,
+    pub delay: Option<(std::time::Duration, u32)>,
+    /// `(name, exact value)`: only requests with all of them.
+    pub headers: Vec<(String, String)>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FaultAbort {
+    Http(u16),
+    Grpc(u32),
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RateLimits {
+    /// What the Service's proxies accept, over all their callers.
+    pub inbound: Option<TokenBucket>,
+    /// What each caller's proxy sends to the Service.
+    pub outbound: Option<TokenBucket>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TokenBucket {
+    pub requests_per_second: u32,
+    pub burst: u32,
 }
 
 /// How a Service's endpoints share its requests.

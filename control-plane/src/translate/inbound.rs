@@ -115,6 +115,7 @@ fn http_connection_manager(
             ..Default::default()
         })
         .collect();
+    http_filters.extend(super::filters::inbound_rate_limit(store, &service.key));
     http_filters.push(HttpFilter {
         name: ROUTER.to_owned(),
         config_type: Some(http_filter::ConfigType::TypedConfig(encode::message(

@@ -11,8 +11,9 @@ use remora_proto::xds::envoy::extensions::filters::network::http_connection_mana
     http_connection_manager::RouteSpecifier, http_filter, HttpConnectionManager, HttpFilter, Rds,
 };
 
-use super::{ads_config_source, encode, names, socket_address};
+use super::{ads_config_source, encode, filters, names, socket_address};
 use crate::resources::ObjectKey;
+use crate::store::Store;
 
 pub const HTTP_CONNECTION_MANAGER: &str = "envoy.filters.network.http_connection_manager";
 pub const ROUTER: &str = "envoy.filters.http.router";
@@ -20,16 +21,21 @@ pub const ROUTER: &str = "envoy.filters.http.router";
 const OUTBOUND_ADDRESS: SocketAddr =
     SocketAddr::new(std::net::IpAddr::V4(Ipv4Addr::LOCALHOST), 7001);
 
-pub fn outbound() -> Listener {
+/// The outbound listener: fault filters for the Services that inject faults and a
+/// rate limit filter when routes carry limits, before the router.
+pub fn outbound(store: &Store) -> Listener {
+    let mut hcm = http_connection_manager(names::OUTBOUND);
+    let mut filters = filters::outbound_faults(store);
+    filters.extend(filters::outbound_rate_limit(store));
+    filters.append(&mut hcm.http_filters);
+    hcm.http_filters = filters;
     Listener {
         name: names::OUTBOUND.to_owned(),
         address: Some(socket_address(OUTBOUND_ADDRESS)),
         filter_chains: vec![FilterChain {
             filters: vec![Filter {
                 name: HTTP_CONNECTION_MANAGER.to_owned(),
-                config_type: Some(filter::ConfigType::TypedConfig(encode::message(
-                    &http_connection_manager(names::OUTBOUND),
-                ))),
+                config_type: Some(filter::ConfigType::TypedConfig(encode::message(&hcm))),
             }],
             ..Default::default()
         }],

@@ -12,6 +12,7 @@ mod authorization;
 mod cluster;
 mod encode;
 mod endpoint;
+mod filters;
 mod inbound;
 mod listener;
 mod metadata;
@@ -138,7 +139,7 @@ pub fn translate(
             out.listeners.insert(l.name.clone(), encode::message(&l));
         }
     }
-    let outbound = listener::outbound();
+    let outbound = listener::outbound(store);
     out.listeners
         .insert(outbound.name.clone(), encode::message(&outbound));
     let routes = route::route_configuration(store, namespace);

@@ -340,3 +340,82 @@ spec:
         assert_eq!(backoff.max_interval.unwrap().nanos, 500_000_000);
     }
 }
+
+mod filters {
+    use remora_proto::xds::envoy::config::route::v3::RouteConfiguration;
+    use remora_proto::xds::envoy::extensions::filters::http::fault::v3::HttpFault;
+    use remora_proto::xds::envoy::extensions::filters::http::local_ratelimit::v3::LocalRateLimit;
+
+    use super::*;
+
+    const POLICY: &str = "
+apiVersion: policy.remora.dev/v1alpha1
+kind: TrafficPolicy
+metadata: {name: orders, namespace: shop}
+spec:
+  targetRef: {kind: Service, name: orders}
+  faults:
+    abort: {status: 503, percent: 12.5}
+    delay: {duration: 100ms, percent: 50}
+    headers: [{name: x-chaos, value: 'on'}]
+  rateLimit:
+    inbound: {requestsPerSecond: 100, burst: 20}
+    outbound: {requestsPerSecond: 10}
+";
+
+    fn hcm_filters(any: &remora_proto::xds::google::protobuf::Any) -> Vec<(String, Vec<u8>)> {
+        let l = Listener::decode(any.value.as_slice()).unwrap();
+        let Some(filter::ConfigType::TypedConfig(hcm)) = &l.filter_chains[0].filters[0].config_type
+        else {
+            panic!("no HCM")
+        };
+        HttpConnectionManager::decode(hcm.value.as_slice())
+            .unwrap()
+            .http_filters
+            .into_iter()
+            .map(|f| match f.config_type {
+                Some(http_filter::ConfigType::TypedConfig(a)) => (a.type_url, a.value),
+                _ => panic!("untyped filter"),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn faults_and_rate_limits_become_envoy_filters() {
+        let s = store(POLICY);
+        let r = translate(&s, &[], "shop", "cluster.local");
+        let outbound = hcm_filters(&r.listeners["outbound"]);
+        let types: Vec<_> = outbound
+            .iter()
+            .map(|(t, _)| t.rsplit('.').next().unwrap().to_owned())
+            .collect();
+        assert_eq!(types, ["HTTPFault", "LocalRateLimit", "Router"]);
+        let fault = HttpFault::decode(outbound[0].1.as_slice()).unwrap();
+        assert_eq!(
+            fault.upstream_cluster,
+            "outbound|80||orders.shop.svc.cluster.local"
+        );
+        assert_eq!(fault.abort.unwrap().percentage.unwrap().numerator, 125_000);
+        assert_eq!(fault.headers[0].name, "x-chaos");
+
+        let rc = RouteConfiguration::decode(r.routes["outbound"].value.as_slice()).unwrap();
+        let orders = rc
+            .virtual_hosts
+            .iter()
+            .find(|v| v.name == "shop/orders:80")
+            .unwrap();
+        let per_route =
+            &orders.routes[0].typed_per_filter_config["envoy.filters.http.local_ratelimit"];
+        let limit = LocalRateLimit::decode(per_route.value.as_slice()).unwrap();
+        let bucket = limit.token_bucket.unwrap();
+        assert_eq!(
+            (bucket.max_tokens, bucket.tokens_per_fill.unwrap().value),
+            (10, 10)
+        );
+
+        let inbound = hcm_filters(&r.listeners["inbound|orders.shop.svc.cluster.local"]);
+        let limit = LocalRateLimit::decode(inbound[0].1.as_slice()).unwrap();
+        assert_eq!(limit.token_bucket.unwrap().max_tokens, 20);
+        assert_eq!(limit.stat_prefix, "inbound|orders.shop.svc.cluster.local");
+    }
+}

@@ -7,6 +7,7 @@
 //! client namespace.
 
 use std::cmp::Reverse;
+use std::collections::HashMap;
 
 use remora_proto::xds::envoy::config::route::v3::{
     header_matcher::HeaderMatchSpecifier, route::Action, route_action::ClusterSpecifier,
@@ -14,7 +15,7 @@ use remora_proto::xds::envoy::config::route::v3::{
     RouteConfiguration, RouteMatch, VirtualHost, WeightedCluster,
 };
 use remora_proto::xds::envoy::r#type::matcher::v3::{string_matcher::MatchPattern, StringMatcher};
-use remora_proto::xds::google::protobuf::UInt32Value;
+use remora_proto::xds::google::protobuf::{Any, UInt32Value};
 
 use super::names;
 use crate::resources::{self, HttpRoute, ObjectKey, PathMatch, Rule, Service, ServicePort};
@@ -85,6 +86,9 @@ fn default_route(store: &Store, service: &Service, port: &ServicePort) -> Route 
             action.hash_policy = super::resilience::hash_policy(store, [&service.key]);
             action
         })),
+        typed_per_filter_config: super::filters::route_rate_limit(store, &service.key)
+            .map(|config| HashMap::from([(super::filters::RATE_LIMIT_FILTER.to_owned(), config)]))
+            .unwrap_or_default(),
         ..Default::default()
     }
 }
@@ -174,6 +178,7 @@ impl Entry<'_> {
                     ..Default::default()
                 }),
                 action: Some(Action::Route(action.clone())),
+                typed_per_filter_config: self.rate_limit(store),
                 ..Default::default()
             })
             .collect()
@@ -244,5 +249,16 @@ impl Entry<'_> {
         action.hash_policy =
             super::resilience::hash_policy(store, self.rule.backends.iter().map(|b| &b.service));
         Some(action)
+    }
+
+    /// The outbound rate limit of the first backend whose policy has one (the
+    /// route's only per-filter config, so the map encodes the same every time).
+    fn rate_limit(&self, store: &Store) -> HashMap<String, Any> {
+        self.rule
+            .backends
+            .iter()
+            .find_map(|b| super::filters::route_rate_limit(store, &b.service))
+            .map(|config| HashMap::from([(super::filters::RATE_LIMIT_FILTER.to_owned(), config)]))
+            .unwrap_or_default()
     }
 }

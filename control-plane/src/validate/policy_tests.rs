@@ -365,3 +365,50 @@ spec:
         ]
     );
 }
+
+#[test]
+fn faults_and_rate_limits_are_checked() {
+    let policy = "
+apiVersion: policy.remora.dev/v1alpha1
+kind: TrafficPolicy
+metadata: {name: bad, namespace: shop}
+spec:
+  targetRef: {kind: Service, name: orders}
+  faults:
+    abort: {status: 503, grpcStatus: 14, percent: 150}
+    delay: {percent: 5}
+  rateLimit:
+    inbound: {burst: 5}
+---
+apiVersion: policy.remora.dev/v1alpha1
+kind: TrafficPolicy
+metadata: {name: on-route, namespace: shop}
+spec:
+  targetRef: {kind: HTTPRoute, name: orders-admin}
+  faults: {delay: {duration: 1s, percent: 1}}
+";
+    let outcome = run(&[("a.yaml", SERVICES), ("b.yaml", policy)]);
+    let fields: Vec<_> = outcome
+        .problems
+        .iter()
+        .map(|p| {
+            format!(
+                "{} {}",
+                p.name.as_deref().unwrap_or(""),
+                p.field.as_deref().unwrap_or("")
+            )
+        })
+        .collect();
+    assert_eq!(
+        fields,
+        [
+            "bad spec.faults.abort.percent",
+            "bad spec.faults.abort",
+            "bad spec.faults.delay.duration",
+            "bad spec.rateLimit.inbound.requestsPerSecond",
+            "on-route spec.faults",
+        ],
+        "{:#?}",
+        messages(&outcome)
+    );
+}

@@ -6,8 +6,8 @@ use serde_yaml_ng::{Mapping, Value};
 use super::decode::{field, get, index, Decoder};
 use super::policy::target_ref;
 use crate::resources::{
-    ConnectionLimits, HashKey, LoadBalancer, ObjectKey, OutlierDetection, PolicyRetry,
-    PolicyTarget, PolicyTimeouts, RetryBudget, TrafficPolicy,
+    ConnectionLimits, FaultAbort, Faults, HashKey, LoadBalancer, ObjectKey, OutlierDetection,
+    PolicyRetry, PolicyTarget, PolicyTimeouts, RateLimits, RetryBudget, TokenBucket, TrafficPolicy,
 };
 
 const SPEC: &[&str] = &[
@@ -17,7 +17,14 @@ const SPEC: &[&str] = &[
     "outlierDetection",
     "connectionLimits",
     "loadBalancer",
+    "faults",
+    "rateLimit",
 ];
+const FAULTS: &[&str] = &["abort", "delay", "headers"];
+const ABORT: &[&str] = &["status", "grpcStatus", "percent"];
+const DELAY: &[&str] = &["duration", "percent"];
+const RATE_LIMIT: &[&str] = &["inbound", "outbound"];
+const BUCKET: &[&str] = &["requestsPerSecond", "burst"];
 const LOAD_BALANCER: &[&str] = &["type", "consistentHash"];
 const CONSISTENT_HASH: &[&str] = &["header", "cookie", "minimumRingSize"];
 const COOKIE: &[&str] = &["name", "ttl", "path"];
@@ -62,10 +69,22 @@ pub fn decode(spec: &Mapping, key: ObjectKey, d: &mut Decoder) -> Option<Traffic
     let limits = get(spec, "connectionLimits")
         .and_then(|v| limits(v, d))
         .unwrap_or_default();
+    let faults = get(spec, "faults").and_then(|v| faults(v, d));
+    let rate_limit = get(spec, "rateLimit")
+        .and_then(|v| rate_limits(v, d))
+        .unwrap_or_default();
     let load_balancer = get(spec, "loadBalancer")
         .and_then(|v| load_balancer(v, d))
         .unwrap_or_default();
     if let Some(PolicyTarget::HttpRoute(_)) = &target {
+        for key in ["faults", "rateLimit"] {
+            if get(spec, key).is_some() {
+                d.error(
+                    field("spec", key),
+                    "applies to the requests to a Service: target the Service",
+                );
+            }
+        }
         if get(spec, "loadBalancer").is_some() {
             d.error(
                 "spec.loadBalancer",
@@ -105,6 +124,115 @@ pub fn decode(spec: &Mapping, key: ObjectKey, d: &mut Decoder) -> Option<Traffic
         outlier_detection,
         limits,
         load_balancer,
+        faults,
+        rate_limit,
+    })
+}
+
+/// A percentage (0 to 100, decimals allowed) as millionths.
+fn percent(m: &Mapping, path: &str, d: &mut Decoder) -> Option<u32> {
+    let p = field(path, "percent");
+    match get(m, "percent") {
+        None => {
+            d.error(p, "required");
+            None
+        }
+        Some(v) => match v.as_f64() {
+            Some(x) if (0.0..=100.0).contains(&x) => Some((x * 10_000.0).round() as u32),
+            _ => {
+                d.error(p, "must be a number from 0 to 100");
+                None
+            }
+        },
+    }
+}
+
+fn faults(v: &Value, d: &mut Decoder) -> Option<Faults> {
+    let path = "spec.faults";
+    let m = d.mapping(v, path)?;
+    d.known_fields(m, path, FAULTS, &[]);
+    let abort = get(m, "abort").and_then(|v| {
+        let p = field(path, "abort");
+        let a = d.mapping(v, &p)?;
+        d.known_fields(a, &p, ABORT, &[]);
+        let share = percent(a, &p, d);
+        let http = d
+            .integer(a, &p, "status", 200..=599)
+            .map(|s| FaultAbort::Http(s as u16));
+        let grpc = d
+            .integer(a, &p, "grpcStatus", 1..=16)
+            .map(|c| FaultAbort::Grpc(c as u32));
+        let kind = match (http, grpc) {
+            (Some(h), None) => h,
+            (None, Some(g)) => g,
+            _ => {
+                d.error(&p, "give exactly one of status or grpcStatus");
+                return None;
+            }
+        };
+        Some((kind, share?))
+    });
+    let delay = get(m, "delay").and_then(|v| {
+        let p = field(path, "delay");
+        let dl = d.mapping(v, &p)?;
+        d.known_fields(dl, &p, DELAY, &[]);
+        let duration = d.duration(dl, &p, "duration");
+        if duration.is_none() && get(dl, "duration").is_none() {
+            d.error(field(&p, "duration"), "required");
+        }
+        Some((duration?, percent(dl, &p, d)?))
+    });
+    let mut headers = Vec::new();
+    for (i, h) in d.sequence(m, path, "headers").iter().enumerate() {
+        let p = index("spec.faults.headers", i);
+        let Some(hm) = d.mapping(h, &p) else { continue };
+        d.known_fields(hm, &p, &["name", "value"], &[]);
+        let name = d.required_string(hm, &p, "name");
+        let value = d.required_string(hm, &p, "value");
+        if let Some(n) = &name {
+            if let Err(message) = super::names::header_name(n) {
+                d.error(field(&p, "name"), message);
+            }
+        }
+        if let (Some(n), Some(v)) = (name, value) {
+            headers.push((n.to_ascii_lowercase(), v));
+        }
+    }
+    if abort.is_none() && delay.is_none() && get(m, "abort").is_none() && get(m, "delay").is_none()
+    {
+        d.error(path, "give abort, delay or both");
+    }
+    Some(Faults {
+        abort,
+        delay,
+        headers,
+    })
+}
+
+fn rate_limits(v: &Value, d: &mut Decoder) -> Option<RateLimits> {
+    let path = "spec.rateLimit";
+    let m = d.mapping(v, path)?;
+    d.known_fields(m, path, RATE_LIMIT, &[]);
+    let mut bucket = |key: &str| {
+        let p = field(path, key);
+        let b = d.mapping(get(m, key)?, &p)?;
+        d.known_fields(b, &p, BUCKET, &[]);
+        let rps = d.integer(b, &p, "requestsPerSecond", 1..=1_000_000);
+        if rps.is_none() && get(b, "requestsPerSecond").is_none() {
+            d.error(field(&p, "requestsPerSecond"), "required");
+        }
+        let rps = rps? as u32;
+        let burst = d
+            .integer(b, &p, "burst", 1..=10_000_000)
+            .map_or(rps, |n| n as u32);
+        Some(TokenBucket {
+            requests_per_second: rps,
+            burst,
+        })
+    };
+    Some(RateLimits {
+        inbound: bucket("inbound"),
+        outbound: bucket("outbound"),
     })
 }
 

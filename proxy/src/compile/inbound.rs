@@ -21,7 +21,9 @@ use super::listener::http_connection_manager;
 use super::route::{header_match, method_match};
 use super::CompileError;
 use crate::authz::{Authorization, Permission, Policy, Principal, StringMatch};
+use crate::resilience::rate_limit::Limiter;
 use crate::snapshot::InboundPolicy;
+use crate::upstream::EndpointRegistry;
 
 /// `filter_chain_match.transport_protocol` values.
 const TLS: &str = "tls";
@@ -31,14 +33,17 @@ const MAX_DEPTH: usize = 16;
 
 type Field = (String, String);
 
-pub fn compile(l: &Listener) -> Result<InboundPolicy, CompileError> {
+pub fn compile(l: &Listener, registry: &EndpointRegistry) -> Result<InboundPolicy, CompileError> {
     let err = |(field, message): Field| CompileError::new("Listener", &l.name, field, message);
     let mut mtls = None;
     let mut plaintext = None;
+    let mut rate_limit = None;
     for (i, chain) in l.filter_chains.iter().enumerate() {
         let path = format!("filter_chains[{i}]");
         let is_tls = transport(chain, &path).map_err(err)?;
-        let authorization = authorization(l, i)?;
+        let (authorization, limit) = authorization(l, i, registry)?;
+        // Every chain carries the same limit (one bucket, by its stat_prefix).
+        rate_limit = rate_limit.or(limit);
         let slot = if is_tls { &mut mtls } else { &mut plaintext };
         if slot.replace(authorization).is_some() {
             let kind = if is_tls { "mTLS" } else { "plaintext" };
@@ -55,6 +60,7 @@ pub fn compile(l: &Listener) -> Result<InboundPolicy, CompileError> {
         name: l.name.clone(),
         mtls,
         plaintext,
+        rate_limit,
     })
 }
 
@@ -117,11 +123,16 @@ fn transport(chain: &FilterChain, path: &str) -> Result<bool, Field> {
 
 /// The RBAC filters of chain `chain`'s HTTP connection manager, in order; the
 /// router must come last.
-fn authorization(l: &Listener, chain: usize) -> Result<Authorization, CompileError> {
+fn authorization(
+    l: &Listener,
+    chain: usize,
+    registry: &EndpointRegistry,
+) -> Result<(Authorization, Option<Limiter>), CompileError> {
     let (hcm, hcm_field) = http_connection_manager(l, chain)?;
     let err =
         |field: String, message: String| CompileError::new("Listener", &l.name, field, message);
     let mut out = Authorization::default();
+    let mut limit = None;
     let count = hcm.http_filters.len();
     for (i, f) in hcm.http_filters.iter().enumerate() {
         let field = format!("{hcm_field}.http_filters[{i}]");
@@ -143,6 +154,10 @@ fn authorization(l: &Listener, chain: usize) -> Result<Authorization, CompileErr
                 rbac(filter, &mut out)
                     .map_err(|(f, m)| err(format!("{field}.typed_config.{f}"), m))?;
             }
+            super::filters::LOCAL_RATE_LIMIT => {
+                limit = super::filters::rate_limit(any, &format!("{field}.typed_config"), registry)
+                    .map_err(|(f, m)| err(f, m))?;
+            }
             _ if f.is_optional => {}
             other => {
                 return Err(err(
@@ -158,7 +173,7 @@ fn authorization(l: &Listener, chain: usize) -> Result<Authorization, CompileErr
             "the filter chain must end with the router filter".into(),
         ));
     }
-    Ok(out)
+    Ok((out, limit))
 }
 
 fn rbac(filter: RbacFilter, out: &mut Authorization) -> Result<(), Field> {

@@ -21,7 +21,13 @@ use remora_proto::xds::envoy::extensions::transport_sockets::tls::v3::Downstream
 use remora_proto::xds::envoy::r#type::matcher::v3::{string_matcher::MatchPattern, StringMatcher};
 use remora_proto::xds::google::protobuf::{Any, BoolValue};
 
-use super::inbound::compile;
+use super::inbound;
+use crate::snapshot::InboundPolicy;
+use crate::upstream::EndpointRegistry;
+
+fn compile(l: &Listener) -> Result<InboundPolicy, super::CompileError> {
+    inbound::compile(l, &EndpointRegistry::default())
+}
 
 const NAME: &str = "inbound|orders.shop.svc.cluster.local";
 

@@ -10,13 +10,36 @@ use remora_proto::xds::envoy::extensions::filters::network::http_connection_mana
 };
 use remora_proto::xds::google::protobuf::Any;
 
-use super::CompileError;
+use std::sync::Arc;
+
+use super::{filters, CompileError};
+use crate::resilience::fault::Fault;
 
 const HCM_FILTER: &str = "envoy.filters.network.http_connection_manager";
 
 pub enum RouteSource {
     Rds(String),
     Inline(Box<RouteConfiguration>),
+}
+
+/// Fault filters by the cluster they are restricted to ("" for every cluster).
+pub type Faults = std::collections::HashMap<Arc<str>, Arc<Fault>>;
+
+/// The fault filters of the listener's HTTP connection manager.
+pub fn faults(l: &Listener) -> Result<Faults, CompileError> {
+    let (hcm, field) = http_connection_manager(l, 0)?;
+    let mut out = Faults::new();
+    for (i, f) in hcm.http_filters.iter().enumerate() {
+        if let Some(http_filter::ConfigType::TypedConfig(any)) = &f.config_type {
+            if any.type_url == filters::FAULT {
+                let (cluster, fault) =
+                    filters::fault(any, &format!("{field}.http_filters[{i}].typed_config"))
+                        .map_err(|(f, m)| CompileError::new("Listener", &l.name, f, m))?;
+                out.insert(cluster.into(), fault);
+            }
+        }
+    }
+    Ok(out)
 }
 
 pub fn route_source(l: &Listener) -> Result<RouteSource, CompileError> {
@@ -33,11 +56,14 @@ pub fn route_source(l: &Listener) -> Result<RouteSource, CompileError> {
     };
     for (i, f) in hcm.http_filters.iter().enumerate() {
         let last = i + 1 == hcm.http_filters.len();
-        let is_router = match &f.config_type {
-            Some(http_filter::ConfigType::TypedConfig(any)) => any.type_url == type_url::ROUTER,
-            _ => f.name == "envoy.filters.http.router",
+        let (is_router, is_supported) = match &f.config_type {
+            Some(http_filter::ConfigType::TypedConfig(any)) => (
+                any.type_url == type_url::ROUTER,
+                any.type_url == filters::FAULT || any.type_url == filters::LOCAL_RATE_LIMIT,
+            ),
+            _ => (f.name == "envoy.filters.http.router", false),
         };
-        if is_router != last && !f.is_optional {
+        if is_router != last && !f.is_optional && !is_supported {
             let msg = if is_router {
                 "the router filter must be the last filter".to_owned()
             } else {

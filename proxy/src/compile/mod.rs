@@ -3,6 +3,7 @@
 
 mod cluster;
 mod error;
+mod filters;
 mod inbound;
 mod listener;
 mod policy;
@@ -106,10 +107,11 @@ pub fn compile(
     }
     let mut outbound_source = None;
     let mut inbound = None;
+    let mut faults = listener::Faults::new();
     for (name, l) in &resources.listeners {
         let l: Listener = decode("Listener", name, l)?;
         if name.starts_with(INBOUND_PREFIX) {
-            let policy = inbound::compile(&l)?;
+            let policy = inbound::compile(&l, registry)?;
             if let Some(other) = inbound.replace(policy) {
                 return Err(CompileError::new(
                     "Listener",
@@ -123,12 +125,13 @@ pub fn compile(
         let source = listener::route_source(&l)?;
         if name == OUTBOUND_LISTENER {
             outbound_source = Some(source);
+            faults = listener::faults(&l)?;
         }
     }
     let mut outbound = None;
     let wanted = match &outbound_source {
         Some(listener::RouteSource::Inline(rc)) => {
-            outbound = Some(route::compile(rc, &clusters)?);
+            outbound = Some(route::compile(rc, &clusters, registry)?);
             None
         }
         Some(listener::RouteSource::Rds(name)) => Some(name.as_str()),
@@ -137,7 +140,7 @@ pub fn compile(
     // Route configurations nobody uses yet are still checked, so errors surface early.
     for (name, rc) in &resources.routes {
         let rc: RouteConfiguration = decode("RouteConfiguration", name, rc)?;
-        let table = route::compile(&rc, &clusters)?;
+        let table = route::compile(&rc, &clusters, registry)?;
         if wanted == Some(name.as_str()) {
             outbound = Some(table);
         }
@@ -148,6 +151,7 @@ pub fn compile(
         clusters,
         outbound,
         inbound,
+        faults,
     })
 }
 

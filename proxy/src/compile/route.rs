@@ -15,11 +15,15 @@ use crate::snapshot::{
     HeaderMatch, HeaderValueMatch, PathMatch, Route, RouteAction, RouteMatch, RouteTable, Target,
     VirtualHost, WeightedClusters,
 };
-use crate::upstream::Cluster;
+use crate::upstream::{Cluster, EndpointRegistry};
 
 type Clusters = HashMap<Arc<str>, Arc<Cluster>>;
 
-pub fn compile(rc: &RouteConfiguration, clusters: &Clusters) -> Result<RouteTable, CompileError> {
+pub fn compile(
+    rc: &RouteConfiguration,
+    clusters: &Clusters,
+    registry: &EndpointRegistry,
+) -> Result<RouteTable, CompileError> {
     let err =
         |field: String, m: String| CompileError::new("RouteConfiguration", &rc.name, field, m);
     let mut table = RouteTable {
@@ -63,13 +67,24 @@ pub fn compile(rc: &RouteConfiguration, clusters: &Clusters) -> Result<RouteTabl
             let matcher = route_match(xr.r#match.as_ref(), &field).map_err(|(f, m)| err(f, m))?;
             let action =
                 action(xr.action.as_ref(), clusters, &field).map_err(|(f, m)| err(f, m))?;
-            let policy = match &xr.action {
+            let mut policy = match &xr.action {
                 Some(route::Action::Route(a)) => {
                     super::policy::compile(a, &format!("{field}.route"))
                         .map_err(|(f, m)| err(f, m))?
                 }
                 _ => Default::default(),
             };
+            for (name, config) in &xr.typed_per_filter_config {
+                let f = format!("{field}.typed_per_filter_config[{name}]");
+                if name != super::filters::RATE_LIMIT_FILTER {
+                    return Err(err(
+                        f,
+                        "only envoy.filters.http.local_ratelimit is supported".into(),
+                    ));
+                }
+                policy.rate_limit =
+                    super::filters::rate_limit(config, &f, registry).map_err(|(f, m)| err(f, m))?;
+            }
             let name = if xr.name.is_empty() {
                 format!("{}/{r}", vh.name)
             } else {

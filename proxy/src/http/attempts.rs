@@ -329,7 +329,7 @@ fn count_timeout(stats: &ClusterStats, kind: TimeoutKind) {
     }
 }
 
-fn is_grpc(headers: &HeaderMap) -> bool {
+pub(super) fn is_grpc(headers: &HeaderMap) -> bool {
     headers
         .get(header::CONTENT_TYPE)
         .is_some_and(|v| v.as_bytes().starts_with(b"application/grpc"))

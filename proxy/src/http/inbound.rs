@@ -15,7 +15,7 @@ use hyper::body::Incoming;
 use super::body::Tracked;
 use super::headers::{parse_version, retarget, set_host, strip_hop_by_hop};
 use super::outbound::upstream_failure;
-use super::reply::{forbidden, local};
+use super::reply::{forbidden, local, rate_limited};
 use super::server::{Handler, InboundStats, PeerIdentity, Plaintext};
 use super::{ResponseBody, CLIENT_ID, ORIG_PROTO};
 use crate::authz;
@@ -146,6 +146,21 @@ impl Handler for Inbound {
         if let Err(reason) = self.authorize(&req) {
             self.stats.requests_denied.fetch_add(1, Ordering::Relaxed);
             return forbidden(reason);
+        }
+        let limited = self
+            .snapshot
+            .load()
+            .inbound
+            .as_ref()
+            .and_then(|p| p.rate_limit.as_ref())
+            .is_some_and(|limit| !limit.allow());
+        if limited {
+            self.stats.rate_limited.fetch_add(1, Ordering::Relaxed);
+            let grpc = req
+                .headers()
+                .get(header::CONTENT_TYPE)
+                .is_some_and(|v| v.as_bytes().starts_with(b"application/grpc"));
+            return rate_limited(grpc);
         }
         self.forward(req).await
     }

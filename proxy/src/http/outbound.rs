@@ -14,11 +14,12 @@ use tokio::time::Instant;
 use super::attempts;
 use super::body::Tracked;
 use super::headers::{retarget, set_host, strip_hop_by_hop, version_name};
-use super::reply::local;
+use super::reply::{fault_abort, local, rate_limited};
 use super::server::Handler;
 use super::{ResponseBody, ORIG_PROTO};
+use crate::resilience::fault::Share;
 use crate::snapshot::{RouteAction, Snapshot, Target};
-use crate::upstream::{Endpoint, RequestBody, Transport, UpstreamError};
+use crate::upstream::{ClusterStats, Endpoint, RequestBody, Transport, UpstreamError};
 
 /// How much a failed attempt counts against an endpoint's latency estimate, so the
 /// balancer steers away from endpoints that fail fast.
@@ -60,6 +61,31 @@ impl Outbound {
             }
             None => return local(StatusCode::SERVICE_UNAVAILABLE, "no backend"),
         };
+        let stats = &cluster.state.stats;
+        if let Some(limit) = &route.policy.rate_limit {
+            if !limit.allow() {
+                ClusterStats::count(&stats.rate_limited);
+                return rate_limited(attempts::is_grpc(req.headers()));
+            }
+        }
+        let fault = snapshot
+            .faults
+            .get(&cluster.name)
+            .or_else(|| snapshot.faults.get(""))
+            .filter(|f| f.applies(req.headers()));
+        if let Some(fault) = fault {
+            let injected = fault.draw(|| rand::random_range(0..Share::MILLION));
+            if let Some(delay) = injected.delay {
+                ClusterStats::count(&stats.faults_delayed);
+                tracing::debug!(cluster = %cluster.name, ?delay, "fault: delaying");
+                tokio::time::sleep(delay).await;
+            }
+            if let Some(abort) = injected.abort {
+                ClusterStats::count(&stats.faults_aborted);
+                tracing::debug!(cluster = %cluster.name, ?abort, "fault: aborting");
+                return fault_abort(abort);
+            }
+        }
         attempts::send(cluster, &route.policy, req, authority).await
     }
 }

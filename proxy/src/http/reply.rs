@@ -64,14 +64,41 @@ pub fn timed_out(kind: TimeoutKind, grpc: bool) -> Response<ResponseBody> {
     if !grpc {
         return local(StatusCode::GATEWAY_TIMEOUT, kind.reason());
     }
+    grpc_status(4, kind.reason())
+}
+
+/// A trailers-only gRPC answer with `code` and `reason`.
+pub fn grpc_status(code: u32, reason: &'static str) -> Response<ResponseBody> {
     let mut response = Response::new(Either::Right(Full::new(Bytes::new())));
     let headers = response.headers_mut();
     headers.insert(
         http::header::CONTENT_TYPE,
         HeaderValue::from_static("application/grpc"),
     );
-    headers.insert("grpc-status", HeaderValue::from_static("4"));
-    headers.insert("grpc-message", HeaderValue::from_static(kind.reason()));
-    headers.insert(ERROR_HEADER, HeaderValue::from_static(kind.reason()));
+    headers.insert("grpc-status", HeaderValue::from(code));
+    headers.insert("grpc-message", HeaderValue::from_static(reason));
+    headers.insert(ERROR_HEADER, HeaderValue::from_static(reason));
     response
+}
+
+/// 429, or for gRPC RESOURCE_EXHAUSTED.
+pub fn rate_limited(grpc: bool) -> Response<ResponseBody> {
+    if grpc {
+        grpc_status(8, "rate limited")
+    } else {
+        local(StatusCode::TOO_MANY_REQUESTS, "rate limited")
+    }
+}
+
+/// An aborted request (fault injection).
+pub fn fault_abort(abort: crate::resilience::fault::Abort) -> Response<ResponseBody> {
+    match abort {
+        crate::resilience::fault::Abort::Grpc(code) => grpc_status(code, "fault injected"),
+        crate::resilience::fault::Abort::Http(status) => {
+            let mut response = local(StatusCode::OK, "fault injected");
+            *response.status_mut() =
+                StatusCode::from_u16(status).unwrap_or(StatusCode::SERVICE_UNAVAILABLE);
+            response
+        }
+    }
 }

@@ -56,6 +56,7 @@ pub struct InboundStats {
     pub plaintext_accepted: AtomicU64,
     pub plaintext_refused: AtomicU64,
     pub requests_denied: AtomicU64,
+    pub rate_limited: AtomicU64,
 }
 
 impl InboundStats {
@@ -67,6 +68,7 @@ impl InboundStats {
             "plaintext_connections_accepted": n(&self.plaintext_accepted),
             "plaintext_connections_refused": n(&self.plaintext_refused),
             "requests_denied": n(&self.requests_denied),
+            "rate_limited": n(&self.rate_limited),
         })
     }
 }

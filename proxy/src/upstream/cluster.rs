@@ -101,6 +101,9 @@ pub struct ClusterStats {
     pub ejections: AtomicU64,
     /// Requests refused by the concurrency limit.
     pub overflow: AtomicU64,
+    pub rate_limited: AtomicU64,
+    pub faults_aborted: AtomicU64,
+    pub faults_delayed: AtomicU64,
 }
 
 impl ClusterStats {
@@ -119,6 +122,9 @@ impl ClusterStats {
             "timeouts_per_try": n(&self.timeouts_per_try),
             "ejections": n(&self.ejections),
             "overflow": n(&self.overflow),
+            "rate_limited": n(&self.rate_limited),
+            "faults_aborted": n(&self.faults_aborted),
+            "faults_delayed": n(&self.faults_delayed),
         })
     }
 }

@@ -13,6 +13,7 @@ use hyper_util::rt::{TokioExecutor, TokioTimer};
 use super::origin::OriginConnector;
 use super::RequestBody;
 use super::{ClusterState, Endpoint, OriginClient, OriginTls, TlsTarget, Transport};
+use crate::resilience::rate_limit::{BucketConfig, TokenBucket};
 use crate::tls::TlsContext;
 
 /// Who an endpoint is, beyond its address: what its TLS must verify.
@@ -38,6 +39,7 @@ pub enum Peer<'a> {
 pub struct EndpointRegistry {
     endpoints: Mutex<HashMap<Key, Weak<Endpoint>>>,
     clusters: Mutex<HashMap<String, Weak<ClusterState>>>,
+    buckets: Mutex<HashMap<String, Weak<TokenBucket>>>,
     http1: Client<HttpConnector, RequestBody>,
     /// This proxy's mTLS, when it has an identity.
     tls: Option<Arc<TlsContext>>,
@@ -54,6 +56,7 @@ impl EndpointRegistry {
         Self {
             endpoints: Mutex::new(HashMap::new()),
             clusters: Mutex::new(HashMap::new()),
+            buckets: Mutex::new(HashMap::new()),
             http1: http1_client(super::DEFAULT_CONNECT_TIMEOUT),
             tls,
         }
@@ -73,6 +76,22 @@ impl EndpointRegistry {
         let state = Arc::new(ClusterState::default());
         map.insert(name.to_owned(), Arc::downgrade(&state));
         state
+    }
+
+    /// The live token bucket of a rate limit (by its `stat_prefix`), or a new,
+    /// full one: a config change does not refill a bucket.
+    pub fn bucket(&self, key: &str, config: &BucketConfig) -> Arc<TokenBucket> {
+        let mut map = self
+            .buckets
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        if let Some(existing) = map.get(key).and_then(Weak::upgrade) {
+            return existing;
+        }
+        map.retain(|_, weak| weak.strong_count() > 0);
+        let bucket = Arc::new(TokenBucket::new(config, tokio::time::Instant::now()));
+        map.insert(key.to_owned(), Arc::downgrade(&bucket));
+        bucket
     }
 
     /// The live endpoint for this address, transport and announced identity, or a
