@@ -135,6 +135,37 @@ pub struct RoutePolicy {
     pub hash: Option<HashPolicy>,
     /// The local rate limit of requests on this route (per-route config).
     pub rate_limit: Option<Limiter>,
+    pub request_headers: HeaderMods,
+    pub response_headers: HeaderMods,
+    /// Clusters a copy of the request goes to (its answer ignored), with the share
+    /// of requests in millionths.
+    pub mirrors: Vec<(Target, u32)>,
+}
+
+/// Header changes (Envoy `*_headers_to_add` / `*_headers_to_remove`).
+#[derive(Debug, Default)]
+pub struct HeaderMods {
+    pub set: Vec<(HeaderName, HeaderValue)>,
+    pub add: Vec<(HeaderName, HeaderValue)>,
+    pub remove: Vec<HeaderName>,
+}
+
+impl HeaderMods {
+    pub fn is_empty(&self) -> bool {
+        self.set.is_empty() && self.add.is_empty() && self.remove.is_empty()
+    }
+
+    pub fn apply(&self, headers: &mut http::HeaderMap) {
+        for name in &self.remove {
+            headers.remove(name);
+        }
+        for (name, value) in &self.set {
+            headers.insert(name.clone(), value.clone());
+        }
+        for (name, value) in &self.add {
+            headers.append(name.clone(), value.clone());
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

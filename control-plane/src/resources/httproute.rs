@@ -27,6 +27,38 @@ pub struct Rule {
     pub backends: Vec<Backend>,
     pub timeouts: Timeouts,
     pub retry: Option<Retry>,
+    pub filters: RuleFilters,
+}
+
+/// A rule's `filters`: header changes and request mirrors.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RuleFilters {
+    pub request_headers: HeaderModifier,
+    pub response_headers: HeaderModifier,
+    pub mirrors: Vec<Mirror>,
+}
+
+/// `RequestHeaderModifier` / `ResponseHeaderModifier`; names lower-cased.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct HeaderModifier {
+    pub set: Vec<(String, String)>,
+    pub add: Vec<(String, String)>,
+    pub remove: Vec<String>,
+}
+
+impl HeaderModifier {
+    pub fn is_empty(&self) -> bool {
+        self.set.is_empty() && self.add.is_empty() && self.remove.is_empty()
+    }
+}
+
+/// `RequestMirror`: a copy of the share of requests goes to the backend; its
+/// answer is ignored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Mirror {
+    pub backend: Backend,
+    /// Share of requests mirrored, in millionths.
+    pub share: u32,
 }
 
 /// `timeouts` (Gateway API): `None` leaves it to a TrafficPolicy or the default

@@ -11,7 +11,8 @@ mod service;
 use std::fmt;
 
 pub use httproute::{
-    Backend, HeaderMatch, HttpRoute, ParentRef, PathMatch, Retry, RouteMatch, Rule, Timeouts,
+    Backend, HeaderMatch, HeaderModifier, HttpRoute, Mirror, ParentRef, PathMatch, Retry,
+    RouteMatch, Rule, RuleFilters, Timeouts,
 };
 pub use policy::{
     AuthorizationAction, AuthorizationPolicy, AuthorizationRule, Caller, ConnectionLimits,

@@ -9,12 +9,20 @@
 use std::cmp::Reverse;
 use std::collections::HashMap;
 
+use remora_proto::xds::envoy::config::core::v3::{
+    header_value_option::HeaderAppendAction, HeaderValue as XdsHeaderValue, HeaderValueOption,
+    RuntimeFractionalPercent,
+};
+use remora_proto::xds::envoy::config::route::v3::route_action::RequestMirrorPolicy;
 use remora_proto::xds::envoy::config::route::v3::{
     header_matcher::HeaderMatchSpecifier, route::Action, route_action::ClusterSpecifier,
     route_match::PathSpecifier, weighted_cluster::ClusterWeight, HeaderMatcher, Route, RouteAction,
     RouteConfiguration, RouteMatch, VirtualHost, WeightedCluster,
 };
 use remora_proto::xds::envoy::r#type::matcher::v3::{string_matcher::MatchPattern, StringMatcher};
+use remora_proto::xds::envoy::r#type::v3::{
+    fractional_percent::DenominatorType, FractionalPercent,
+};
 use remora_proto::xds::google::protobuf::{Any, UInt32Value};
 
 use super::names;
@@ -91,6 +99,28 @@ fn default_route(store: &Store, service: &Service, port: &ServicePort) -> Route 
             .unwrap_or_default(),
         ..Default::default()
     }
+}
+
+/// `set` overwrites, `add` appends (Envoy `append_action`).
+fn header_options(m: &resources::HeaderModifier) -> Vec<HeaderValueOption> {
+    let option = |(name, value): &(String, String), action: HeaderAppendAction| HeaderValueOption {
+        header: Some(XdsHeaderValue {
+            key: name.clone(),
+            value: value.clone(),
+            ..Default::default()
+        }),
+        append_action: action as i32,
+        ..Default::default()
+    };
+    m.set
+        .iter()
+        .map(|h| option(h, HeaderAppendAction::OverwriteIfExistsOrAdd))
+        .chain(
+            m.add
+                .iter()
+                .map(|h| option(h, HeaderAppendAction::AppendIfExistsOrAdd)),
+        )
+        .collect()
 }
 
 /// One match of one rule of one HTTPRoute.
@@ -179,6 +209,10 @@ impl Entry<'_> {
                 }),
                 action: Some(Action::Route(action.clone())),
                 typed_per_filter_config: self.rate_limit(store),
+                request_headers_to_add: header_options(&self.rule.filters.request_headers),
+                request_headers_to_remove: self.rule.filters.request_headers.remove.clone(),
+                response_headers_to_add: header_options(&self.rule.filters.response_headers),
+                response_headers_to_remove: self.rule.filters.response_headers.remove.clone(),
                 ..Default::default()
             })
             .collect()
@@ -248,6 +282,28 @@ impl Entry<'_> {
         );
         action.hash_policy =
             super::resilience::hash_policy(store, self.rule.backends.iter().map(|b| &b.service));
+        action.request_mirror_policies = self
+            .rule
+            .filters
+            .mirrors
+            .iter()
+            .filter_map(|m| {
+                let port = store
+                    .service(&m.backend.service)?
+                    .resolve_port(m.backend.port)?;
+                Some(RequestMirrorPolicy {
+                    cluster: names::cluster(&m.backend.service, port.port),
+                    runtime_fraction: Some(RuntimeFractionalPercent {
+                        default_value: Some(FractionalPercent {
+                            numerator: m.share,
+                            denominator: DenominatorType::Million as i32,
+                        }),
+                        ..Default::default()
+                    }),
+                    ..Default::default()
+                })
+            })
+            .collect();
         Some(action)
     }
 

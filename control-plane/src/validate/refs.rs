@@ -65,8 +65,18 @@ pub fn check_route(route: &HttpRoute, services: &Services<'_>) -> Vec<FieldError
     }
 
     for (r, rule) in route.rules.iter().enumerate() {
-        for (b, backend) in rule.backends.iter().enumerate() {
-            let path = index(&format!("spec.rules[{r}].backendRefs"), b);
+        let mirrors = rule.filters.mirrors.iter().enumerate().map(|(i, m)| {
+            (
+                format!("spec.rules[{r}].filters[{i}].requestMirror.backendRef"),
+                &m.backend,
+            )
+        });
+        let backends = rule
+            .backends
+            .iter()
+            .enumerate()
+            .map(|(b, backend)| (index(&format!("spec.rules[{r}].backendRefs"), b), backend));
+        for (path, backend) in backends.chain(mirrors) {
             let service = match services.lookup(&route.key, &backend.service) {
                 Ok(service) => service,
                 Err(message) => {

@@ -352,7 +352,7 @@ spec:
   parentRefs: [{kind: Gateway, name: gw}]
   rules:
   - matches: [{method: FETCH, queryParams: [{name: a, value: b}]}]
-    filters: []
+    filters: [{type: URLRewrite}]
     backendRefs: [{name: orders, weight: -1}]
 ";
     let outcome = run(&[("s.yaml", SERVICES), ("r.yaml", text)]);
@@ -366,10 +366,10 @@ spec:
         [
             "metadata.name",
             "spec.parentRefs[0].kind",
-            "spec.rules[0].filters",
             "spec.rules[0].matches[0].queryParams",
             "spec.rules[0].matches[0].method",
             "spec.rules[0].backendRefs[0].weight",
+            "spec.rules[0].filters[0].type",
         ],
         "{:#?}",
         messages(&outcome)

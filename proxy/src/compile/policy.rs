@@ -47,7 +47,7 @@ pub fn compile(a: &XdsRouteAction, field: &str) -> Result<RoutePolicy, FieldErro
         retry,
         grpc_timeout,
         hash,
-        rate_limit: None,
+        ..Default::default()
     })
 }
 

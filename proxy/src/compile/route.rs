@@ -12,8 +12,8 @@ use remora_proto::xds::envoy::r#type::matcher::v3::string_matcher::MatchPattern;
 
 use super::CompileError;
 use crate::snapshot::{
-    HeaderMatch, HeaderValueMatch, PathMatch, Route, RouteAction, RouteMatch, RouteTable, Target,
-    VirtualHost, WeightedClusters,
+    HeaderMatch, HeaderMods, HeaderValueMatch, PathMatch, Route, RouteAction, RouteMatch,
+    RouteTable, Target, VirtualHost, WeightedClusters,
 };
 use crate::upstream::{Cluster, EndpointRegistry};
 
@@ -74,6 +74,45 @@ pub fn compile(
                 }
                 _ => Default::default(),
             };
+            policy.request_headers = header_mods(
+                &xr.request_headers_to_add,
+                &xr.request_headers_to_remove,
+                &format!("{field}.request_headers_to_add"),
+            )
+            .map_err(|(f, m)| err(f, m))?;
+            policy.response_headers = header_mods(
+                &xr.response_headers_to_add,
+                &xr.response_headers_to_remove,
+                &format!("{field}.response_headers_to_add"),
+            )
+            .map_err(|(f, m)| err(f, m))?;
+            if let Some(route::Action::Route(a)) = &xr.action {
+                for (i, m) in a.request_mirror_policies.iter().enumerate() {
+                    let f = format!("{field}.route.request_mirror_policies[{i}]");
+                    if m.cluster.is_empty() {
+                        return Err(err(
+                            f,
+                            "a cluster is required (cluster_header is not supported)".into(),
+                        ));
+                    }
+                    let share = match m.runtime_fraction.as_ref().and_then(|r| r.default_value) {
+                        None => 1_000_000,
+                        Some(p) => {
+                            let scale = match p.denominator {
+                                0 => 10_000,
+                                1 => 100,
+                                _ => 1,
+                            };
+                            p.numerator.saturating_mul(scale).min(1_000_000)
+                        }
+                    };
+                    let target = match clusters.get(m.cluster.as_str()) {
+                        Some(c) => Target::Cluster(c.clone()),
+                        None => Target::Missing(m.cluster.as_str().into()),
+                    };
+                    policy.mirrors.push((target, share));
+                }
+            }
             for (name, config) in &xr.typed_per_filter_config {
                 let f = format!("{field}.typed_per_filter_config[{name}]");
                 if name != super::filters::RATE_LIMIT_FILTER {
@@ -156,6 +195,51 @@ fn route_match(
         method,
         headers,
     })
+}
+
+fn header_mods(
+    add: &[remora_proto::xds::envoy::config::core::v3::HeaderValueOption],
+    remove: &[String],
+    field: &str,
+) -> Result<HeaderMods, FieldError> {
+    use remora_proto::xds::envoy::config::core::v3::header_value_option::HeaderAppendAction;
+    let mut mods = HeaderMods::default();
+    for (i, option) in add.iter().enumerate() {
+        let f = format!("{field}[{i}]");
+        let header = option
+            .header
+            .as_ref()
+            .ok_or_else(|| (f.clone(), "missing header".to_owned()))?;
+        let name = HeaderName::from_bytes(header.key.as_bytes()).map_err(|_| {
+            (
+                format!("{f}.header.key"),
+                format!("`{}` is not a header name", header.key),
+            )
+        })?;
+        let value = header_value(&header.value, &format!("{f}.header.value"))?;
+        match HeaderAppendAction::try_from(option.append_action) {
+            Ok(HeaderAppendAction::OverwriteIfExistsOrAdd) => mods.set.push((name, value)),
+            Ok(HeaderAppendAction::AppendIfExistsOrAdd) => mods.add.push((name, value)),
+            _ => {
+                return Err((
+                    format!("{f}.append_action"),
+                    "only APPEND_IF_EXISTS_OR_ADD and OVERWRITE_IF_EXISTS_OR_ADD are supported"
+                        .into(),
+                ))
+            }
+        }
+    }
+    let remove_field = field.replace("_to_add", "_to_remove");
+    for (i, name) in remove.iter().enumerate() {
+        mods.remove
+            .push(HeaderName::from_bytes(name.as_bytes()).map_err(|_| {
+                (
+                    format!("{remove_field}[{i}]"),
+                    format!("`{name}` is not a header name"),
+                )
+            })?);
+    }
+    Ok(mods)
 }
 
 fn exact_value(hm: &HeaderMatcher) -> Option<&str> {

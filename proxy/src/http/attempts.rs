@@ -54,6 +54,7 @@ pub async fn send(
     policy: &RoutePolicy,
     req: Request<Incoming>,
     authority: Authority,
+    mirrors: Vec<Arc<Cluster>>,
 ) -> Response<ResponseBody> {
     let stats = &cluster.state.stats;
     ClusterStats::count(&stats.requests);
@@ -71,7 +72,23 @@ pub async fn send(
         );
     };
     let (hash, new_cookie) = hash_key(policy.hash.as_ref(), req.headers());
-    let mut response = attempts(cluster, policy, req, authority, hash).await;
+    let mirror = (!mirrors.is_empty()).then(|| {
+        let mut head = Request::new(());
+        *head.method_mut() = req.method().clone();
+        *head.uri_mut() = req.uri().clone();
+        *head.version_mut() = req.version();
+        *head.headers_mut() = req.headers().clone();
+        (
+            head.into_parts().0,
+            Recorded::new(REPLAY_LIMIT),
+            req.body().is_end_stream(),
+        )
+    });
+    let recording = mirror.as_ref().map(|(_, r, _)| r.clone());
+    let mut response = attempts(cluster, policy, req, authority.clone(), hash, recording).await;
+    if let Some((head, recorded, empty)) = mirror {
+        super::mirror::spawn(mirrors, head, recorded, empty, authority);
+    }
     if let Either::Left(body) = response.body_mut() {
         body.hold(active);
     }
@@ -121,12 +138,15 @@ fn hash_key(
     }
 }
 
+/// `mirror_recording`: when the request is mirrored, the body is recorded there
+/// (its copy is sent once the real request has its answer).
 async fn attempts(
     cluster: &Arc<Cluster>,
     policy: &RoutePolicy,
     req: Request<Incoming>,
     authority: Authority,
     hash: Option<u64>,
+    mirror_recording: Option<Arc<std::sync::Mutex<Recorded>>>,
 ) -> Response<ResponseBody> {
     let stats = &cluster.state.stats;
     let started = Instant::now();
@@ -137,10 +157,14 @@ async fn attempts(
 
     let Some(retry) = &policy.retry else {
         // One attempt: no body is kept.
+        let body = match mirror_recording {
+            Some(r) if !body.is_end_stream() => RequestBody::Recording(body, r),
+            _ => RequestBody::Streaming(body),
+        };
         let attempt = attempt(
             cluster,
             &parts,
-            RequestBody::Streaming(body),
+            body,
             &authority,
             grpc,
             deadline.map(|(d, _)| d),
@@ -159,9 +183,11 @@ async fn attempts(
     };
 
     cluster.state.budget.deposit(&cluster.retry_budget, started);
-    // Only a body that may be sent again is kept.
-    let recording =
-        (retry.retries > 0 && !body.is_end_stream()).then(|| Recorded::new(REPLAY_LIMIT));
+    // Only a body that may be sent again (or mirrored) is kept.
+    let recording = match mirror_recording {
+        Some(r) if !body.is_end_stream() => Some(r),
+        _ => (retry.retries > 0 && !body.is_end_stream()).then(|| Recorded::new(REPLAY_LIMIT)),
+    };
     let mut next_body = Some(match &recording {
         Some(r) => RequestBody::Recording(body, r.clone()),
         None if retry.retries == 0 => RequestBody::Streaming(body),

@@ -5,6 +5,7 @@ mod attempts;
 mod body;
 mod headers;
 mod inbound;
+mod mirror;
 mod outbound;
 mod reply;
 pub(crate) mod server;

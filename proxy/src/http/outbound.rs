@@ -19,7 +19,7 @@ use super::server::Handler;
 use super::{ResponseBody, ORIG_PROTO};
 use crate::resilience::fault::Share;
 use crate::snapshot::{RouteAction, Snapshot, Target};
-use crate::upstream::{ClusterStats, Endpoint, RequestBody, Transport, UpstreamError};
+use crate::upstream::{Cluster, ClusterStats, Endpoint, RequestBody, Transport, UpstreamError};
 
 /// How much a failed attempt counts against an endpoint's latency estimate, so the
 /// balancer steers away from endpoints that fail fast.
@@ -86,7 +86,21 @@ impl Outbound {
                 return fault_abort(abort);
             }
         }
-        attempts::send(cluster, &route.policy, req, authority).await
+        let mut req = req;
+        route.policy.request_headers.apply(req.headers_mut());
+        let mirrors: Vec<Arc<Cluster>> = route
+            .policy
+            .mirrors
+            .iter()
+            .filter(|(_, share)| rand::random_range(0..Share::MILLION) < *share)
+            .filter_map(|(target, _)| match target {
+                Target::Cluster(c) => Some(c.clone()),
+                Target::Missing(_) => None,
+            })
+            .collect();
+        let mut response = attempts::send(cluster, &route.policy, req, authority, mirrors).await;
+        route.policy.response_headers.apply(response.headers_mut());
+        response
     }
 }
 

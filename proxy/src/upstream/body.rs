@@ -72,6 +72,7 @@ impl Recorded {
     }
 }
 
+#[derive(Clone)]
 pub struct Replay {
     chunks: VecDeque<Bytes>,
     trailers: Option<HeaderMap>,

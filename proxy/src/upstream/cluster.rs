@@ -104,6 +104,10 @@ pub struct ClusterStats {
     pub rate_limited: AtomicU64,
     pub faults_aborted: AtomicU64,
     pub faults_delayed: AtomicU64,
+    /// Copies of requests sent here by a route's mirror.
+    pub mirrored: AtomicU64,
+    /// Mirror copies not sent: the body could not be replayed.
+    pub mirror_skipped: AtomicU64,
 }
 
 impl ClusterStats {
@@ -125,6 +129,8 @@ impl ClusterStats {
             "rate_limited": n(&self.rate_limited),
             "faults_aborted": n(&self.faults_aborted),
             "faults_delayed": n(&self.faults_delayed),
+            "mirrored": n(&self.mirrored),
+            "mirror_skipped": n(&self.mirror_skipped),
         })
     }
 }

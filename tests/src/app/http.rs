@@ -8,7 +8,9 @@
 //! - `x-seen-version`: the HTTP version it received (`HTTP/1.1`, `HTTP/2.0`);
 //! - `x-seen-client-id`: the `remora-client-id` header it received (the caller's
 //!   identity, as the inbound proxy vouches for it), if any;
-//! - `x-seen-grpc-timeout`: the `grpc-timeout` header it received, if any.
+//! - `x-seen-grpc-timeout`: the `grpc-timeout` header it received, if any;
+//! - `x-echo-<name>: <value>` for every request header `x-test-<name>` (all
+//!   values, in order).
 //!
 //! Request headers that change the answer, for tests of retries and timeouts:
 //!
@@ -96,6 +98,15 @@ async fn answer(
     let seen_version = format!("{:?}", request.version());
     let seen_client_id = request.headers().get("remora-client-id").cloned();
     let seen_grpc_timeout = request.headers().get("grpc-timeout").cloned();
+    let echoed: Vec<(http::HeaderName, HeaderValue)> = request
+        .headers()
+        .iter()
+        .filter_map(|(name, value)| {
+            let rest = name.as_str().strip_prefix("x-test-")?;
+            let echo = http::HeaderName::from_bytes(format!("x-echo-{rest}").as_bytes()).ok()?;
+            Some((echo, value.clone()))
+        })
+        .collect();
     if let Some(ms) = number_header(&request, DELAY_REQUEST_HEADER) {
         tokio::time::sleep(Duration::from_millis(ms)).await;
     }
@@ -135,6 +146,9 @@ async fn answer(
     }
     if let Some(t) = seen_grpc_timeout {
         headers.insert(SEEN_GRPC_TIMEOUT_HEADER, t);
+    }
+    for (name, value) in echoed {
+        headers.append(name, value);
     }
     Ok(response)
 }
