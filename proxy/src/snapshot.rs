@@ -133,6 +133,8 @@ pub struct RoutePolicy {
     pub grpc_timeout: Option<Option<Duration>>,
     /// The key consistent hashing uses (Envoy `hash_policy`).
     pub hash: Option<HashPolicy>,
+    /// How long a response body may go without data (Envoy route `idle_timeout`).
+    pub stream_idle: Option<Duration>,
     /// The local rate limit of requests on this route (per-route config).
     pub rate_limit: Option<Limiter>,
     pub request_headers: HeaderMods,

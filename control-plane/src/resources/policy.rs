@@ -219,6 +219,11 @@ pub struct PolicyTimeouts {
     pub per_try: Option<std::time::Duration>,
     /// Service targets only: connecting to an endpoint.
     pub connect: Option<std::time::Duration>,
+    /// Service targets only: an upstream connection with no request for this
+    /// long is closed.
+    pub idle: Option<std::time::Duration>,
+    /// A response that goes this long without data is cut.
+    pub stream_idle: Option<std::time::Duration>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -11,7 +11,9 @@ use remora_proto::xds::envoy::config::cluster::v3::Cluster;
 use remora_proto::xds::envoy::config::cluster::v3::{
     CircuitBreakers, OutlierDetection as XdsOutlierDetection,
 };
-use remora_proto::xds::envoy::config::core::v3::{Http1ProtocolOptions, Http2ProtocolOptions};
+use remora_proto::xds::envoy::config::core::v3::{
+    Http1ProtocolOptions, Http2ProtocolOptions, HttpProtocolOptions as CoreHttpProtocolOptions,
+};
 use remora_proto::xds::envoy::extensions::upstreams::http::v3::http_protocol_options::{
     explicit_http_config::ProtocolConfig, ExplicitHttpConfig, UpstreamProtocolOptions,
 };
@@ -110,7 +112,10 @@ pub fn cluster(service: &Service, port: &ServicePort, policy: Option<&TrafficPol
         },
         typed_extension_protocol_options: HashMap::from([(
             HTTP_PROTOCOL_OPTIONS.to_owned(),
-            encode::message(&protocol_options(port)),
+            encode::message(&protocol_options(
+                port,
+                policy.and_then(|p| p.timeouts.idle),
+            )),
         )]),
         transport_socket: service.tls.as_ref().map(|tls| origin_tls(tls, port)),
         metadata: Some(metadata::remora([
@@ -142,13 +147,17 @@ fn balancer_name(balancer: &LoadBalancer) -> &'static str {
     }
 }
 
-fn protocol_options(port: &ServicePort) -> HttpProtocolOptions {
+fn protocol_options(port: &ServicePort, idle: Option<std::time::Duration>) -> HttpProtocolOptions {
     let protocol = if port.protocol.is_http2() {
         ProtocolConfig::Http2ProtocolOptions(Http2ProtocolOptions::default())
     } else {
         ProtocolConfig::HttpProtocolOptions(Http1ProtocolOptions::default())
     };
     HttpProtocolOptions {
+        common_http_protocol_options: idle.map(|d| CoreHttpProtocolOptions {
+            idle_timeout: Some(super::resilience::duration(d)),
+            ..Default::default()
+        }),
         upstream_protocol_options: Some(UpstreamProtocolOptions::ExplicitHttpConfig(
             ExplicitHttpConfig {
                 protocol_config: Some(protocol),

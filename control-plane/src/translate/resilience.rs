@@ -50,6 +50,7 @@ pub fn apply(
         .request
         .or_else(|| policy_timeout(|p| p.timeouts.request));
     action.timeout = Some(duration(request.unwrap_or(Duration::ZERO)));
+    action.idle_timeout = policy_timeout(|p| p.timeouts.stream_idle).map(duration);
     action.max_stream_duration = Some(MaxStreamDuration {
         grpc_timeout_header_max: Some(duration(Duration::ZERO)),
         ..Default::default()

@@ -35,7 +35,7 @@ const OUTLIER: &[&str] = &[
     "maxEjectionPercent",
 ];
 const LIMITS: &[&str] = &["maxConnections", "maxPendingRequests", "maxRequests"];
-const TIMEOUTS: &[&str] = &["request", "perTry", "connect"];
+const TIMEOUTS: &[&str] = &["request", "perTry", "connect", "idle", "streamIdle"];
 const RETRY: &[&str] = &["attempts", "on", "codes", "grpcCodes", "backoff", "budget"];
 const BACKOFF: &[&str] = &["base", "max"];
 const BUDGET: &[&str] = &["percent", "minRetriesPerSecond"];
@@ -370,6 +370,8 @@ fn timeouts(spec: &Mapping, d: &mut Decoder) -> PolicyTimeouts {
         request: d.duration(m, "spec.timeouts", "request"),
         per_try: d.duration(m, "spec.timeouts", "perTry"),
         connect: d.duration(m, "spec.timeouts", "connect"),
+        idle: d.duration(m, "spec.timeouts", "idle"),
+        stream_idle: d.duration(m, "spec.timeouts", "streamIdle"),
     };
     if t.connect.is_some_and(|c| c.is_zero()) {
         d.error("spec.timeouts.connect", "must be greater than zero");

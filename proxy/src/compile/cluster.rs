@@ -31,8 +31,8 @@ use crate::balance::ring::MAX_RING_SIZE;
 use crate::balance::{Balancer, Ring, RoundRobin};
 use crate::resilience::BudgetConfig;
 use crate::upstream::{
-    Cluster, EndpointRegistry, Limits, OriginClient, OriginTls, OutlierConfig, Peer, Protocol,
-    Transport, WeightedEndpoint, DEFAULT_CONNECT_TIMEOUT,
+    Cluster, ConnectionTimeouts, EndpointRegistry, Limits, OriginClient, OriginTls, OutlierConfig,
+    Peer, Protocol, Transport, WeightedEndpoint, DEFAULT_CONNECT_TIMEOUT, DEFAULT_IDLE_TIMEOUT,
 };
 
 /// The name under which a cluster's endpoints arrive over EDS, if it uses EDS.
@@ -80,6 +80,7 @@ pub fn compile(
     }
     let protocol = protocol(c)?;
     let origin = origin_tls(c, protocol)?;
+    let idle = idle_timeout(c)?;
     let connect_timeout = match &c.connect_timeout {
         None => DEFAULT_CONNECT_TIMEOUT,
         Some(d) if d.seconds < 0 || d.nanos < 0 || (d.seconds == 0 && d.nanos == 0) => {
@@ -91,6 +92,10 @@ pub fn compile(
             ))
         }
         Some(d) => std::time::Duration::new(d.seconds as u64, d.nanos as u32),
+    };
+    let timeouts = ConnectionTimeouts {
+        connect: connect_timeout,
+        idle,
     };
     let assignment = match eds_service_name(c)? {
         Some(service) => assignments.get(&service),
@@ -112,7 +117,7 @@ pub fn compile(
                     (false, Protocol::Http2, Some(o)) => (Transport::TlsH2, Peer::Origin(o)),
                 };
                 WeightedEndpoint {
-                    endpoint: registry.endpoint(e.addr, transport, peer, connect_timeout),
+                    endpoint: registry.endpoint(e.addr, transport, peer, timeouts),
                     weight: e.weight,
                 }
             })
@@ -401,6 +406,41 @@ fn retry_budget(c: &XdsCluster) -> Result<BudgetConfig, CompileError> {
             .map_or(BudgetConfig::DEFAULT.min_per_second, |m| m.value),
         window,
     })
+}
+
+/// `common_http_protocol_options.idle_timeout` of the HTTP protocol options (Envoy's
+/// default: 1 h; 0 disables, which Remora takes as the longest it can wait).
+fn idle_timeout(c: &XdsCluster) -> Result<std::time::Duration, CompileError> {
+    let Some(any) = c
+        .typed_extension_protocol_options
+        .get("envoy.extensions.upstreams.http.v3.HttpProtocolOptions")
+    else {
+        return Ok(DEFAULT_IDLE_TIMEOUT);
+    };
+    let options = HttpProtocolOptions::decode(any.value.as_slice()).map_err(|e| {
+        CompileError::new(
+            "Cluster",
+            &c.name,
+            "typed_extension_protocol_options",
+            format!("cannot decode: {e}"),
+        )
+    })?;
+    match options
+        .common_http_protocol_options
+        .and_then(|o| o.idle_timeout)
+    {
+        None => Ok(DEFAULT_IDLE_TIMEOUT),
+        Some(d) if d.seconds < 0 || d.nanos < 0 => Err(CompileError::new(
+            "Cluster",
+            &c.name,
+            "typed_extension_protocol_options.common_http_protocol_options.idle_timeout",
+            "must not be negative",
+        )),
+        Some(d) if (d.seconds, d.nanos) == (0, 0) => {
+            Ok(std::time::Duration::from_secs(365 * 24 * 3600))
+        }
+        Some(d) => Ok(std::time::Duration::new(d.seconds as u64, d.nanos as u32)),
+    }
 }
 
 fn protocol(c: &XdsCluster) -> Result<Protocol, CompileError> {

@@ -42,11 +42,18 @@ pub fn compile(a: &XdsRouteAction, field: &str) -> Result<RoutePolicy, FieldErro
         .map(|r| retry(r, &format!("{field}.retry_policy")))
         .transpose()?;
     let hash = hash(a, field)?;
+    let stream_idle = a
+        .idle_timeout
+        .as_ref()
+        .map(|d| duration(d, &format!("{field}.idle_timeout")))
+        .transpose()?
+        .filter(|d| !d.is_zero());
     Ok(RoutePolicy {
         timeout,
         retry,
         grpc_timeout,
         hash,
+        stream_idle,
         ..Default::default()
     })
 }

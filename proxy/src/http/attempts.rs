@@ -91,6 +91,9 @@ pub async fn send(
     }
     if let Either::Left(body) = response.body_mut() {
         body.hold(active);
+        if let Some(idle) = policy.stream_idle {
+            body.idle_timeout(idle);
+        }
     }
     if let Some(cookie) = new_cookie {
         response.headers_mut().append(header::SET_COOKIE, cookie);

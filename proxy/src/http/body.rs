@@ -1,12 +1,15 @@
 //! Responses are either an upstream's streaming body or a small local reply.
 
+use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll};
+use std::time::Duration;
 
 use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
 use http_body_util::{Either, Full};
 use hyper::body::Incoming;
+use tokio::time::Sleep;
 
 use crate::upstream::{ActiveRequest, InFlight};
 
@@ -19,7 +22,17 @@ pub struct Tracked {
     _in_flight: Option<InFlight>,
     /// The request's place under its cluster's concurrency limit.
     _active: Option<ActiveRequest>,
+    /// The stream idle timeout: how long the body may go without a frame, and
+    /// the timer (re-armed on every frame).
+    idle: Option<(Duration, Pin<Box<Sleep>>)>,
 }
+
+/// The body stalled for longer than the stream idle timeout.
+#[derive(Debug, thiserror::Error)]
+#[error("stream idle timeout: no data for {0:?}")]
+pub struct StreamIdle(Duration);
+
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 impl Tracked {
     pub fn new(inner: Incoming, in_flight: Option<InFlight>) -> Self {
@@ -27,7 +40,13 @@ impl Tracked {
             inner,
             _in_flight: in_flight,
             _active: None,
+            idle: None,
         }
+    }
+
+    /// Ends the body with an error when it goes `timeout` without a frame.
+    pub fn idle_timeout(&mut self, timeout: Duration) {
+        self.idle = Some((timeout, Box::pin(tokio::time::sleep(timeout))));
     }
 
     /// Keeps `active` counted until the body ends.
@@ -38,18 +57,37 @@ impl Tracked {
 
 impl Body for Tracked {
     type Data = Bytes;
-    type Error = hyper::Error;
+    type Error = BoxError;
 
     fn poll_frame(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         let polled = Pin::new(&mut self.inner).poll_frame(cx);
-        if let Poll::Ready(None) = polled {
-            self._in_flight = None;
-            self._active = None;
+        match &polled {
+            Poll::Ready(None) => {
+                self._in_flight = None;
+                self._active = None;
+                self.idle = None;
+            }
+            Poll::Ready(Some(_)) => {
+                if let Some((timeout, timer)) = &mut self.idle {
+                    let at = tokio::time::Instant::now() + *timeout;
+                    timer.as_mut().reset(at);
+                }
+            }
+            Poll::Pending => {
+                if let Some((timeout, timer)) = &mut self.idle {
+                    if timer.as_mut().poll(cx).is_ready() {
+                        let timeout = *timeout;
+                        self.idle = None;
+                        tracing::debug!(?timeout, "stream idle timeout");
+                        return Poll::Ready(Some(Err(Box::new(StreamIdle(timeout)))));
+                    }
+                }
+            }
         }
-        polled
+        polled.map(|f| f.map(|r| r.map_err(Into::into)))
     }
 
     fn is_end_stream(&self) -> bool {

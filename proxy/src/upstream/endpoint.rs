@@ -114,9 +114,9 @@ impl Endpoint {
         Self::with_http1_pool(
             addr,
             transport,
-            || super::registry::http1_client(super::DEFAULT_CONNECT_TIMEOUT),
+            || super::registry::http1_client(super::ConnectionTimeouts::DEFAULT),
             None,
-            super::DEFAULT_CONNECT_TIMEOUT,
+            super::ConnectionTimeouts::DEFAULT,
         )
     }
 
@@ -127,7 +127,7 @@ impl Endpoint {
         transport: Transport,
         http1: impl FnOnce() -> Client<HttpConnector, RequestBody>,
         tls: Option<TlsTarget>,
-        connect_timeout: std::time::Duration,
+        timeouts: super::ConnectionTimeouts,
     ) -> Self {
         let origin = match &tls {
             Some(TlsTarget::Origin(origin)) => Some(origin.clone()),
@@ -135,11 +135,11 @@ impl Endpoint {
         };
         let connection = match (transport, &origin) {
             (Transport::TlsH1, Some(origin)) => Connection::TlsH1(Box::new(
-                super::registry::origin_client(origin.clone(), connect_timeout),
+                super::registry::origin_client(origin.clone(), timeouts),
             )),
             (Transport::PlainH1 | Transport::TlsH1, _) => Connection::H1(Box::new(http1())),
             (Transport::MeshH2 | Transport::PlainH2 | Transport::TlsH2, _) => {
-                Connection::H2(H2Connection::new(addr, tls, connect_timeout))
+                Connection::H2(H2Connection::new(addr, tls, timeouts))
             }
         };
         let authority = http::uri::Authority::try_from(addr.to_string())

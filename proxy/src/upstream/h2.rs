@@ -2,8 +2,11 @@
 //! closes. Requests multiplex over it; a single connect is in progress at a time.
 
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
+
+use tokio::time::Instant;
 
 use arc_swap::ArcSwapOption;
 use http::{Request, Response};
@@ -16,7 +19,7 @@ use rustls::pki_types::ServerName;
 use tokio_rustls::TlsConnector;
 
 use super::RequestBody;
-use super::{OriginClient, UpstreamError};
+use super::{ConnectionTimeouts, OriginClient, UpstreamError};
 use crate::tls::TlsContext;
 
 /// Flow-control windows between proxies: large and fixed, so a request rarely waits
@@ -39,19 +42,22 @@ pub enum TlsTarget {
 
 pub struct H2Connection {
     addr: SocketAddr,
-    connect_timeout: Duration,
+    timeouts: ConnectionTimeouts,
+    /// When a request last went out, in ms since `idle_base()`.
+    last_used: Arc<AtomicU64>,
     tls: Option<TlsTarget>,
-    current: ArcSwapOption<SendRequest<RequestBody>>,
+    current: Arc<ArcSwapOption<SendRequest<RequestBody>>>,
     connecting: tokio::sync::Mutex<()>,
 }
 
 impl H2Connection {
-    pub fn new(addr: SocketAddr, tls: Option<TlsTarget>, connect_timeout: Duration) -> Self {
+    pub fn new(addr: SocketAddr, tls: Option<TlsTarget>, timeouts: ConnectionTimeouts) -> Self {
         Self {
             addr,
-            connect_timeout,
+            timeouts,
+            last_used: Arc::new(AtomicU64::new(0)),
             tls,
-            current: ArcSwapOption::empty(),
+            current: Arc::new(ArcSwapOption::empty()),
             connecting: tokio::sync::Mutex::new(()),
         }
     }
@@ -79,8 +85,44 @@ impl H2Connection {
             return Ok(s);
         }
         let sender = self.connect().await?;
-        self.current.store(Some(Arc::new(sender.clone())));
+        let stored = Arc::new(sender.clone());
+        self.current.store(Some(stored.clone()));
+        self.watch_idle(stored);
         Ok(sender)
+    }
+
+    /// Lets go of the connection once it has carried no request for the idle
+    /// timeout: with the last handle gone and no stream open, hyper closes it.
+    fn watch_idle(&self, sender: Arc<SendRequest<RequestBody>>) {
+        let (idle, last_used, addr) = (self.timeouts.idle, self.last_used.clone(), self.addr);
+        // A new connection counts as used now.
+        last_used.store(now_ms(), Ordering::Relaxed);
+        let current = Arc::downgrade(&sender);
+        drop(sender);
+        // The slot, to clear it; held weakly so a dropped endpoint ends the task.
+        let slot = Arc::downgrade(&self.slot());
+        tokio::spawn(async move {
+            loop {
+                let since = Duration::from_millis(
+                    now_ms().saturating_sub(last_used.load(Ordering::Relaxed)),
+                );
+                if since < idle {
+                    tokio::time::sleep(idle - since).await;
+                    continue;
+                }
+                let (Some(slot), Some(current)) = (slot.upgrade(), current.upgrade()) else {
+                    return;
+                };
+                // Only this connection's handle; a newer one is watched by its own task.
+                let _ = slot.compare_and_swap(&Some(current), None);
+                tracing::debug!(%addr, ?idle, "upstream connection idle: closing");
+                return;
+            }
+        });
+    }
+
+    fn slot(&self) -> Arc<ArcSwapOption<SendRequest<RequestBody>>> {
+        self.current.clone()
     }
 
     fn live(&self) -> Option<SendRequest<RequestBody>> {
@@ -93,7 +135,7 @@ impl H2Connection {
 
     async fn connect(&self) -> Result<SendRequest<RequestBody>, UpstreamError> {
         let addr = self.addr;
-        let stream = tokio::time::timeout(self.connect_timeout, TcpStream::connect(addr))
+        let stream = tokio::time::timeout(self.timeouts.connect, TcpStream::connect(addr))
             .await
             .map_err(|_| UpstreamError::ConnectTimeout { addr })?
             .map_err(|source| UpstreamError::Connect { addr, source })?;
@@ -145,4 +187,10 @@ where
     });
     tracing::debug!(%addr, "upstream HTTP/2 connection established");
     Ok(sender)
+}
+
+/// Milliseconds since the first use in this process (a clock for idle checks).
+fn now_ms() -> u64 {
+    static BASE: OnceLock<Instant> = OnceLock::new();
+    BASE.get_or_init(Instant::now).elapsed().as_millis() as u64
 }

@@ -21,3 +21,22 @@ pub use registry::{EndpointRegistry, Peer};
 
 /// Connect timeout when the cluster does not set one.
 pub const DEFAULT_CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(1);
+/// How long an upstream connection may sit idle when the cluster does not say
+/// (Envoy's `idle_timeout` default).
+pub const DEFAULT_IDLE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(3600);
+
+/// A cluster's connection timeouts; endpoints with different ones are different
+/// endpoints.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct ConnectionTimeouts {
+    pub connect: std::time::Duration,
+    /// A connection with no request for this long is closed.
+    pub idle: std::time::Duration,
+}
+
+impl ConnectionTimeouts {
+    pub const DEFAULT: ConnectionTimeouts = ConnectionTimeouts {
+        connect: DEFAULT_CONNECT_TIMEOUT,
+        idle: DEFAULT_IDLE_TIMEOUT,
+    };
+}

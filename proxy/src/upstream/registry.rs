@@ -5,14 +5,15 @@
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, Weak};
-use std::time::Duration;
 
 use hyper_util::client::legacy::{connect::HttpConnector, Client};
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 
 use super::origin::OriginConnector;
 use super::RequestBody;
-use super::{ClusterState, Endpoint, OriginClient, OriginTls, TlsTarget, Transport};
+use super::{
+    ClusterState, ConnectionTimeouts, Endpoint, OriginClient, OriginTls, TlsTarget, Transport,
+};
 use crate::resilience::rate_limit::{BucketConfig, TokenBucket};
 use crate::tls::TlsContext;
 
@@ -23,7 +24,7 @@ enum PeerKey {
     Origin(OriginTls),
 }
 
-type Key = (SocketAddr, Transport, Option<PeerKey>, Duration);
+type Key = (SocketAddr, Transport, Option<PeerKey>, ConnectionTimeouts);
 
 /// What a connection to an endpoint must verify.
 #[derive(Debug, Clone, Copy)]
@@ -57,7 +58,7 @@ impl EndpointRegistry {
             endpoints: Mutex::new(HashMap::new()),
             clusters: Mutex::new(HashMap::new()),
             buckets: Mutex::new(HashMap::new()),
-            http1: http1_client(super::DEFAULT_CONNECT_TIMEOUT),
+            http1: http1_client(ConnectionTimeouts::DEFAULT),
             tls,
         }
     }
@@ -103,14 +104,14 @@ impl EndpointRegistry {
         addr: SocketAddr,
         transport: Transport,
         peer: Peer<'_>,
-        connect_timeout: Duration,
+        timeouts: ConnectionTimeouts,
     ) -> Arc<Endpoint> {
         let peer_key = match peer {
             Peer::None => None,
             Peer::Mesh(id) => Some(PeerKey::Mesh(Arc::from(id))),
             Peer::Origin(origin) => Some(PeerKey::Origin(origin.tls.clone())),
         };
-        let key = (addr, transport, peer_key.clone(), connect_timeout);
+        let key = (addr, transport, peer_key.clone(), timeouts);
         let mut map = self
             .endpoints
             .lock()
@@ -137,14 +138,14 @@ impl EndpointRegistry {
             addr,
             transport,
             || {
-                if connect_timeout == super::DEFAULT_CONNECT_TIMEOUT {
+                if timeouts == ConnectionTimeouts::DEFAULT {
                     self.http1.clone()
                 } else {
-                    http1_client(connect_timeout)
+                    http1_client(timeouts)
                 }
             },
             tls,
-            connect_timeout,
+            timeouts,
         ));
         map.insert(key, Arc::downgrade(&endpoint));
         endpoint
@@ -154,26 +155,28 @@ impl EndpointRegistry {
 /// An HTTP/1.1 keep-alive pool over TLS to one server outside the mesh.
 pub(crate) fn origin_client(
     origin: Arc<OriginClient>,
-    connect_timeout: Duration,
+    timeouts: ConnectionTimeouts,
 ) -> Client<OriginConnector, RequestBody> {
     let mut http = HttpConnector::new();
     http.set_nodelay(true);
-    http.set_connect_timeout(Some(connect_timeout));
+    http.set_connect_timeout(Some(timeouts.connect));
     Client::builder(TokioExecutor::new())
         .timer(TokioTimer::new())
         .pool_timer(TokioTimer::new())
+        .pool_idle_timeout(timeouts.idle)
         .pool_max_idle_per_host(256)
         .build(OriginConnector { http, origin })
 }
 
 /// The HTTP/1.1 keep-alive pool used for plain endpoints and the local app.
-pub(crate) fn http1_client(connect_timeout: Duration) -> Client<HttpConnector, RequestBody> {
+pub(crate) fn http1_client(timeouts: ConnectionTimeouts) -> Client<HttpConnector, RequestBody> {
     let mut connector = HttpConnector::new();
     connector.set_nodelay(true);
-    connector.set_connect_timeout(Some(connect_timeout));
+    connector.set_connect_timeout(Some(timeouts.connect));
     Client::builder(TokioExecutor::new())
         .timer(TokioTimer::new())
         .pool_timer(TokioTimer::new())
+        .pool_idle_timeout(timeouts.idle)
         .pool_max_idle_per_host(256)
         .build(connector)
 }
@@ -182,7 +185,7 @@ pub(crate) fn http1_client(connect_timeout: Duration) -> Client<HttpConnector, R
 mod tests {
     use super::*;
 
-    const T: Duration = crate::upstream::DEFAULT_CONNECT_TIMEOUT;
+    const T: ConnectionTimeouts = ConnectionTimeouts::DEFAULT;
 
     #[tokio::test]
     async fn the_same_address_gets_the_same_endpoint_while_in_use() {
