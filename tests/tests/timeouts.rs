@@ -154,3 +154,66 @@ fn parse_grpc_timeout(text: &str) -> Duration {
         other => panic!("unit {other}"),
     }
 }
+
+/// A listener whose accept queue is full: the kernel drops further SYNs, so a
+/// connect to it hangs (on loopback, without leaving the machine).
+async fn black_hole() -> (SocketAddr, Vec<tokio::net::TcpStream>) {
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let listener = socket.listen(0).unwrap();
+    let addr = listener.local_addr().unwrap();
+    let mut fillers = Vec::new();
+    for _ in 0..8 {
+        match tokio::time::timeout(
+            Duration::from_millis(200),
+            tokio::net::TcpStream::connect(addr),
+        )
+        .await
+        {
+            Ok(Ok(s)) => fillers.push(s),
+            _ => break,
+        }
+    }
+    std::mem::forget(listener); // never accepts; closed when the test process ends
+    (addr, fillers)
+}
+
+use std::net::SocketAddr;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_connect_timeout_fires_on_time() {
+    let (hole, _fillers) = black_hole().await;
+    let root = tempfile::tempdir().unwrap();
+    let config = config_dir(root.path());
+    let docs = [
+        service("web", 80, "http"),
+        format!(
+            "apiVersion: v1\nkind: Service\nmetadata: {{name: hole, namespace: default}}\n\
+             spec:\n  ports: [{{port: 80}}]\n  endpoints: [{{address: 127.0.0.1, port: {}}}]\n",
+            hole.port()
+        ),
+        "apiVersion: policy.remora.dev/v1alpha1\nkind: TrafficPolicy\nmetadata: {name: hole}\n\
+         spec:\n  targetRef: {kind: Service, name: hole}\n  timeouts: {connect: 250ms}\n"
+            .to_owned(),
+    ];
+    write_config(&config, "services.yaml", &docs.join("---\n"));
+    let cp = ControlPlane::start(&config).await.unwrap();
+    let app = TestApp::http("web");
+    let web = Proxy::start(ProxySpec::new("web", cp.xds_addr, app.addr))
+        .await
+        .unwrap();
+    web.wait_ready(Duration::from_secs(10)).await.unwrap();
+    let (elapsed, reply) = best_of_three(&web, || {
+        ::http::Request::get("/")
+            .header("host", "hole")
+            .body(Full::new(Bytes::new()))
+            .unwrap()
+    })
+    .await;
+    assert_eq!(reply.status, 504, "{}", reply.text());
+    assert_eq!(reply.header("remora-error"), Some("connect timeout"));
+    assert!(
+        within(elapsed, Duration::from_millis(250)),
+        "connect timeout after {elapsed:?}"
+    );
+}

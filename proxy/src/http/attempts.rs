@@ -306,6 +306,12 @@ async fn attempt(
         p.headers.insert(GRPC_TIMEOUT, format_grpc_timeout(left));
     }
     let result = send_to(endpoint, Request::from_parts(p, body), parts.version).await;
+    if result
+        .as_ref()
+        .is_err_and(UpstreamError::is_connect_timeout)
+    {
+        ClusterStats::count(&cluster.state.stats.timeouts_connect);
+    }
     if let Some(config) = &cluster.outlier {
         let success = result.as_ref().is_ok_and(|r| !r.status().is_server_error());
         let now = Instant::now();

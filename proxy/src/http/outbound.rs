@@ -68,11 +68,16 @@ impl Outbound {
                 return rate_limited(attempts::is_grpc(req.headers()));
             }
         }
-        let fault = snapshot
-            .faults
-            .get(&cluster.name)
-            .or_else(|| snapshot.faults.get(""))
-            .filter(|f| f.applies(req.headers()));
+        // Most meshes inject no faults: skip the lookups then.
+        let fault = if snapshot.faults.is_empty() {
+            None
+        } else {
+            snapshot
+                .faults
+                .get(&cluster.name)
+                .or_else(|| snapshot.faults.get(""))
+                .filter(|f| f.applies(req.headers()))
+        };
         if let Some(fault) = fault {
             let injected = fault.draw(|| rand::random_range(0..Share::MILLION));
             if let Some(delay) = injected.delay {
@@ -190,7 +195,9 @@ pub(super) async fn send_to(
 
 pub(super) fn upstream_failure(error: &UpstreamError) -> Response<ResponseBody> {
     tracing::debug!(%error, "upstream request failed");
-    if error.is_connect() {
+    if error.is_connect_timeout() {
+        local(StatusCode::GATEWAY_TIMEOUT, "connect timeout")
+    } else if error.is_connect() {
         local(StatusCode::SERVICE_UNAVAILABLE, "upstream connect failed")
     } else {
         local(StatusCode::BAD_GATEWAY, "upstream request failed")

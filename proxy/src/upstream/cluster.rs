@@ -98,6 +98,7 @@ pub struct ClusterStats {
     pub retry_body_not_replayable: AtomicU64,
     pub timeouts_request: AtomicU64,
     pub timeouts_per_try: AtomicU64,
+    pub timeouts_connect: AtomicU64,
     pub ejections: AtomicU64,
     /// Requests refused by the concurrency limit.
     pub overflow: AtomicU64,
@@ -124,6 +125,7 @@ impl ClusterStats {
             "retry_body_not_replayable": n(&self.retry_body_not_replayable),
             "timeouts_request": n(&self.timeouts_request),
             "timeouts_per_try": n(&self.timeouts_per_try),
+            "timeouts_connect": n(&self.timeouts_connect),
             "ejections": n(&self.ejections),
             "overflow": n(&self.overflow),
             "rate_limited": n(&self.rate_limited),

@@ -62,6 +62,26 @@ pub enum UpstreamError {
 }
 
 impl UpstreamError {
+    /// True when connecting took longer than the connect timeout.
+    pub fn is_connect_timeout(&self) -> bool {
+        match self {
+            Self::ConnectTimeout { .. } => true,
+            Self::Http1 { source, .. } if source.is_connect() => {
+                let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(source);
+                while let Some(e) = cause {
+                    if let Some(io) = e.downcast_ref::<std::io::Error>() {
+                        if io.kind() == std::io::ErrorKind::TimedOut {
+                            return true;
+                        }
+                    }
+                    cause = e.source();
+                }
+                false
+            }
+            _ => false,
+        }
+    }
+
     /// True when nothing reached the upstream (so the request was never seen there).
     pub fn is_connect(&self) -> bool {
         match self {
