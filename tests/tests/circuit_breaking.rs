@@ -7,76 +7,15 @@ mod support;
 use std::time::{Duration, Instant};
 
 use remora_tests::app::TestApp;
-use remora_tests::harness::{http, wait_for, ControlPlane, Proxy, ProxySpec};
+use remora_tests::harness::{http, wait_for};
 use support::*;
 
-fn orders_policy(body: &str) -> String {
-    format!(
-        "apiVersion: policy.remora.dev/v1alpha1\nkind: TrafficPolicy\n\
-         metadata: {{name: orders, namespace: default}}\n\
-         spec:\n  targetRef: {{kind: Service, name: orders}}\n{body}"
-    )
-}
-
-async fn orders_stats(web: &Proxy) -> serde_json::Value {
-    let dump = web.config_dump().await.unwrap();
-    dump["clusters"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|c| c["name"].as_str().is_some_and(|n| n.contains("|orders.")))
-        .map(|c| c["stats"].clone())
-        .unwrap()
-}
-
-struct Mesh {
-    _root: tempfile::TempDir,
-    _cp: ControlPlane,
-    web: Proxy,
-    apps: Vec<TestApp>,
-    _proxies: Vec<Proxy>,
-    _web_app: TestApp,
-}
-
-async fn mesh(orders: usize, policy: &str) -> Mesh {
-    let root = tempfile::tempdir().unwrap();
-    let config = config_dir(root.path());
-    write_config(
-        &config,
-        "services.yaml",
-        &services(&[("web", 80, "http"), ("orders", 80, "http")]),
-    );
-    write_config(&config, "policy.yaml", &orders_policy(policy));
-    let cp = ControlPlane::start(&config).await.unwrap();
-    let view = cp.api_get("/api/v1/config").await.unwrap().json().unwrap();
-    assert_eq!(view["errors"], serde_json::json!([]), "{view:#}");
-    let web_app = TestApp::http("web");
-    let web = Proxy::start(ProxySpec::new("web", cp.xds_addr, web_app.addr))
-        .await
-        .unwrap();
-    let mut apps = Vec::new();
-    let mut proxies = Vec::new();
-    for i in 0..orders {
-        let app = TestApp::http(&format!("orders-{i}"));
-        let spec = ProxySpec::new("orders", cp.xds_addr, app.addr).node_id(&format!("orders-{i}"));
-        proxies.push(Proxy::start(spec).await.unwrap());
-        apps.push(app);
-    }
-    wait_config(
-        &web,
-        Duration::from_secs(10),
-        "every orders endpoint",
-        |d| endpoint_count(d, "orders") == orders,
-    )
-    .await;
-    Mesh {
-        _root: root,
-        _cp: cp,
-        web,
-        apps,
-        _proxies: proxies,
-        _web_app: web_app,
-    }
+/// `n` orders endpoints under this TrafficPolicy body.
+async fn mesh(n: usize, policy: &str) -> WebOrders {
+    let apps = (0..n)
+        .map(|i| TestApp::http(&format!("orders-{i}")))
+        .collect();
+    WebOrders::start(apps, &[("policy.yaml", traffic_policy("orders", policy))]).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -92,14 +31,10 @@ async fn a_failing_endpoint_is_ejected_and_comes_back_after_it_recovers() {
 
     // Until the ejection: it takes at most 10 requests to the bad endpoint.
     let mut sent = 0;
-    while orders_stats(&m.web).await["ejections"] == 0 {
+    while m.orders_stats().await["ejections"] == 0 {
         get().await.unwrap();
         sent += 1;
-        assert!(
-            sent < 500,
-            "never ejected: {:#}",
-            orders_stats(&m.web).await
-        );
+        assert!(sent < 500, "never ejected: {:#}", m.orders_stats().await);
     }
     assert!(
         bad.requests() <= 10,
@@ -160,5 +95,5 @@ async fn over_the_concurrency_limit_requests_fail_fast() {
         *slowest_refusal < Duration::from_millis(1000),
         "refusals must not wait for the slow requests: {slowest_refusal:?}"
     );
-    assert_eq!(orders_stats(&m.web).await["overflow"], 40);
+    assert_eq!(m.orders_stats().await["overflow"], 40);
 }

@@ -9,61 +9,13 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use http_body_util::Full;
 use remora_tests::app::TestApp;
-use remora_tests::harness::{http, ControlPlane, Proxy, ProxySpec};
+use remora_tests::harness::http;
 use remora_tests::load::{Load, LoadSpec};
 use support::*;
 
-struct Mesh {
-    _root: tempfile::TempDir,
-    _cp: ControlPlane,
-    web: Proxy,
-    orders: Proxy,
-    app: TestApp,
-    _web_app: TestApp,
-}
-
-async fn mesh(policy: &str) -> Mesh {
-    let root = tempfile::tempdir().unwrap();
-    let config = config_dir(root.path());
-    write_config(
-        &config,
-        "services.yaml",
-        &services(&[("web", 80, "http"), ("orders", 80, "http")]),
-    );
-    write_config(
-        &config,
-        "policy.yaml",
-        &format!(
-            "apiVersion: policy.remora.dev/v1alpha1\nkind: TrafficPolicy\n\
-             metadata: {{name: orders, namespace: default}}\n\
-             spec:\n  targetRef: {{kind: Service, name: orders}}\n{policy}"
-        ),
-    );
-    let cp = ControlPlane::start(&config).await.unwrap();
-    let view = cp.api_get("/api/v1/config").await.unwrap().json().unwrap();
-    assert_eq!(view["errors"], serde_json::json!([]), "{view:#}");
-    let (web_app, app) = (TestApp::http("web"), TestApp::http("orders"));
-    let web = Proxy::start(ProxySpec::new("web", cp.xds_addr, web_app.addr))
-        .await
-        .unwrap();
-    let orders = Proxy::start(ProxySpec::new("orders", cp.xds_addr, app.addr))
-        .await
-        .unwrap();
-    wait_config(
-        &web,
-        Duration::from_secs(10),
-        "an endpoint for orders",
-        |d| endpoint_count(d, "orders") == 1,
-    )
-    .await;
-    Mesh {
-        _root: root,
-        _cp: cp,
-        web,
-        orders,
-        app,
-        _web_app: web_app,
-    }
+async fn mesh(policy: &str) -> WebOrders {
+    let files = [("policy.yaml", traffic_policy("orders", policy))];
+    WebOrders::start(vec![TestApp::http("orders")], &files).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -95,7 +47,7 @@ async fn aborts_land_on_the_configured_share() {
         "{aborted} of 2000 aborted (8-12% expected)"
     );
     assert_eq!(
-        m.app.requests(),
+        m.apps[0].requests(),
         report.samples.iter().filter(|s| s.status == 200).count() as u64
     );
 }
@@ -158,7 +110,7 @@ async fn at_twice_the_inbound_limit_about_half_are_refused() {
         "{limited} of {} got 429",
         report.total
     );
-    let dump = m.orders.config_dump().await.unwrap();
+    let dump = m.orders[0].config_dump().await.unwrap();
     assert_eq!(dump["inbound"]["rate_limited"], limited, "{dump:#}");
 }
 
@@ -178,7 +130,7 @@ async fn an_outbound_limit_refuses_before_the_request_leaves() {
     assert!((5..=7).contains(&ok), "{statuses:?}");
     assert_eq!(statuses.iter().filter(|s| **s == 429).count(), 20 - ok);
     assert_eq!(
-        m.app.requests(),
+        m.apps[0].requests(),
         ok as u64,
         "refused requests never reach orders"
     );

@@ -10,93 +10,35 @@ use std::time::Duration;
 use bytes::Bytes;
 use http_body_util::Full;
 use remora_tests::app::TestApp;
-use remora_tests::harness::{http, ControlPlane, Proxy, ProxySpec};
+use remora_tests::harness::http;
 use remora_tests::load::{Load, LoadSpec};
 use support::*;
 
-struct Mesh {
-    root: tempfile::TempDir,
-    cp: ControlPlane,
-    web: Proxy,
-    apps: Vec<TestApp>,
-    proxies: Vec<Proxy>,
-    _web_app: TestApp,
+async fn mesh(n: usize, policy: Option<&str>) -> WebOrders {
+    let apps = (0..n)
+        .map(|i| TestApp::http(&format!("orders-{i}")))
+        .collect();
+    let files: Vec<_> = policy
+        .map(|p| ("policy.yaml", traffic_policy("orders", p)))
+        .into_iter()
+        .collect();
+    WebOrders::start(apps, &files).await
 }
 
-impl Mesh {
-    async fn start(orders: usize, policy: Option<&str>) -> Mesh {
-        let root = tempfile::tempdir().unwrap();
-        let config = config_dir(root.path());
-        write_config(
-            &config,
-            "services.yaml",
-            &services(&[("web", 80, "http"), ("orders", 80, "http")]),
-        );
-        if let Some(body) = policy {
-            write_config(
-                &config,
-                "policy.yaml",
-                &format!(
-                    "apiVersion: policy.remora.dev/v1alpha1\nkind: TrafficPolicy\n\
-                     metadata: {{name: orders, namespace: default}}\n\
-                     spec:\n  targetRef: {{kind: Service, name: orders}}\n{body}"
-                ),
-            );
-        }
-        let cp = ControlPlane::start(&config).await.unwrap();
-        let view = cp.api_get("/api/v1/config").await.unwrap().json().unwrap();
-        assert_eq!(view["errors"], serde_json::json!([]), "{view:#}");
-        let web_app = TestApp::http("web");
-        let web = Proxy::start(ProxySpec::new("web", cp.xds_addr, web_app.addr))
-            .await
-            .unwrap();
-        let mut mesh = Mesh {
-            root,
-            cp,
-            web,
-            apps: Vec::new(),
-            proxies: Vec::new(),
-            _web_app: web_app,
-        };
-        for _ in 0..orders {
-            mesh.add_endpoint().await;
-        }
-        mesh
-    }
-
-    async fn add_endpoint(&mut self) {
-        let i = self.apps.len();
-        let app = TestApp::http(&format!("orders-{i}"));
-        let spec =
-            ProxySpec::new("orders", self.cp.xds_addr, app.addr).node_id(&format!("orders-{i}"));
-        self.proxies.push(Proxy::start(spec).await.unwrap());
-        self.apps.push(app);
-        let n = self.apps.len();
-        wait_config(
-            &self.web,
-            Duration::from_secs(10),
-            "every orders endpoint",
-            |d| endpoint_count(d, "orders") == n,
-        )
-        .await;
-        let _ = &self.root;
-    }
-
-    async fn backend_for(&self, key: &str) -> String {
-        let request = ::http::Request::get("/")
-            .header("host", "orders")
-            .header("x-user", key)
-            .body(Full::new(Bytes::new()))
-            .unwrap();
-        let reply = http::send(self.web.outbound, request).await.unwrap();
-        assert_eq!(reply.status, 200);
-        reply.header("x-backend").unwrap().to_owned()
-    }
+async fn backend_for(m: &WebOrders, key: &str) -> String {
+    let request = ::http::Request::get("/")
+        .header("host", "orders")
+        .header("x-user", key)
+        .body(Full::new(Bytes::new()))
+        .unwrap();
+    let reply = http::send(m.web.outbound, request).await.unwrap();
+    assert_eq!(reply.status, 200);
+    reply.header("x-backend").unwrap().to_owned()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn peak_ewma_sends_most_traffic_away_from_a_slow_endpoint() {
-    let m = Mesh::start(3, None).await;
+    let m = mesh(3, None).await;
     m.apps[0].set_delay(Duration::from_millis(30));
     for app in &m.apps[1..] {
         app.set_delay(Duration::from_millis(3));
@@ -119,7 +61,7 @@ async fn peak_ewma_sends_most_traffic_away_from_a_slow_endpoint() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn round_robin_takes_turns() {
-    let m = Mesh::start(3, Some("  loadBalancer: {type: RoundRobin}\n")).await;
+    let m = mesh(3, Some("  loadBalancer: {type: RoundRobin}\n")).await;
     for _ in 0..300 {
         assert_eq!(
             http::get_with_host(m.web.outbound, "orders", "/")
@@ -135,7 +77,7 @@ async fn round_robin_takes_turns() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn consistent_hashing_keeps_keys_in_place() {
-    let mut m = Mesh::start(
+    let mut m = mesh(
         3,
         Some("  loadBalancer:\n    type: ConsistentHash\n    consistentHash: {header: x-user}\n"),
     )
@@ -145,7 +87,7 @@ async fn consistent_hashing_keeps_keys_in_place() {
     // 1000 requests: every key always on the same endpoint.
     for round in 0..20 {
         for key in &keys {
-            let backend = m.backend_for(key).await;
+            let backend = backend_for(&m, key).await;
             let first = placed.entry(key.clone()).or_insert_with(|| backend.clone());
             assert_eq!(*first, backend, "{key} moved in round {round}");
         }
@@ -153,10 +95,10 @@ async fn consistent_hashing_keeps_keys_in_place() {
     let spread: std::collections::HashSet<_> = placed.values().collect();
     assert_eq!(spread.len(), 3, "keys are spread over every endpoint");
 
-    m.add_endpoint().await;
+    m.add(TestApp::http("orders-3")).await;
     let mut moved = 0;
     for key in &keys {
-        let backend = m.backend_for(key).await;
+        let backend = backend_for(&m, key).await;
         if backend != placed[key] {
             assert_eq!(
                 backend, "orders-3",
@@ -173,7 +115,7 @@ async fn consistent_hashing_keeps_keys_in_place() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_hash_cookie_is_set_once_and_then_sticks() {
-    let m = Mesh::start(
+    let m = mesh(
         3,
         Some("  loadBalancer:\n    type: ConsistentHash\n    consistentHash: {cookie: {name: session, ttl: 1h}}\n"),
     )

@@ -9,50 +9,19 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use remora_tests::app::TestApp;
-use remora_tests::harness::{http, ControlPlane, Proxy, ProxySpec};
+use remora_tests::harness::{http, Proxy, ProxySpec};
 use remora_tests::load::{Load, LoadSpec};
 use support::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-fn policy(body: &str) -> String {
-    format!(
-        "apiVersion: policy.remora.dev/v1alpha1\nkind: TrafficPolicy\n\
-         metadata: {{name: orders, namespace: default}}\n\
-         spec:\n  targetRef: {{kind: Service, name: orders}}\n{body}"
-    )
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn policy_changes_apply_within_2s_without_dropping_requests() {
-    let root = tempfile::tempdir().unwrap();
-    let config = config_dir(root.path());
-    write_config(
-        &config,
-        "services.yaml",
-        &services(&[("web", 80, "http"), ("orders", 80, "http")]),
-    );
-    let cp = ControlPlane::start(&config).await.unwrap();
-    let apps = [
-        TestApp::http("web"),
-        TestApp::http("orders-a"),
-        TestApp::http("orders-b"),
-    ];
-    let web = Proxy::start(ProxySpec::new("web", cp.xds_addr, apps[0].addr))
-        .await
-        .unwrap();
-    let _a = Proxy::start(ProxySpec::new("orders", cp.xds_addr, apps[1].addr).node_id("a"))
-        .await
-        .unwrap();
-    let _b = Proxy::start(ProxySpec::new("orders", cp.xds_addr, apps[2].addr).node_id("b"))
-        .await
-        .unwrap();
-    wait_config(
-        &web,
-        Duration::from_secs(10),
-        "both orders endpoints",
-        |d| endpoint_count(d, "orders") == 2,
+    let m = WebOrders::start(
+        vec![TestApp::http("orders-a"), TestApp::http("orders-b")],
+        &[],
     )
     .await;
+    let (web, config) = (&m.web, &m.config);
     let load = Load::start(LoadSpec::rate(web.outbound, "orders", 200.0).connections(4));
     let steps = [
         "  loadBalancer: {type: RoundRobin}\n  retry: {on: [5xx], attempts: 2, budget: {percent: 50}}\n",
@@ -62,8 +31,8 @@ async fn policy_changes_apply_within_2s_without_dropping_requests() {
     for step in steps {
         let before = web.config_dump().await.unwrap()["versions"].clone();
         let written = Instant::now();
-        write_config(&config, "policy.yaml", &policy(step));
-        wait_config(&web, CONVERGE, "the new policy", |d| {
+        write_config(config, "policy.yaml", &traffic_policy("orders", step));
+        wait_config(web, CONVERGE, "the new policy", |d| {
             d["versions"] != before
         })
         .await;
@@ -150,9 +119,7 @@ async fn idle_connections_are_closed_and_stalled_responses_cut() {
             .to_owned(),
     ];
     write_config(&config, "services.yaml", &docs.join("---\n"));
-    let cp = ControlPlane::start(&config).await.unwrap();
-    let view = cp.api_get("/api/v1/config").await.unwrap().json().unwrap();
-    assert_eq!(view["errors"], serde_json::json!([]), "{view:#}");
+    let cp = checked_control_plane(&config).await;
     let app = TestApp::http("web");
     let web = Proxy::start(ProxySpec::new("web", cp.xds_addr, app.addr))
         .await

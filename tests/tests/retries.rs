@@ -9,7 +9,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use http_body_util::Full;
 use remora_tests::app::TestApp;
-use remora_tests::harness::{http, ControlPlane, Proxy, ProxySpec};
+use remora_tests::harness::http;
 use remora_tests::load::{Load, LoadSpec};
 use support::*;
 
@@ -24,87 +24,12 @@ pub fn orders_route(extra: &str) -> String {
     )
 }
 
-/// A TrafficPolicy on Service `orders` with this `spec` body (YAML at spec level).
-pub fn orders_policy(body: &str) -> String {
-    format!(
-        "apiVersion: policy.remora.dev/v1alpha1\nkind: TrafficPolicy\n\
-         metadata: {{name: orders, namespace: default}}\n\
-         spec:\n  targetRef: {{kind: Service, name: orders}}\n{body}"
-    )
-}
-
-/// web -> orders, plaintext proxies; `config` holds services, the route and the
-/// policy.
-struct Mesh {
-    _root: tempfile::TempDir,
-    _cp: ControlPlane,
-    web: Proxy,
-    _orders: Proxy,
-    app: TestApp,
-    _web_app: TestApp,
-}
-
-async fn mesh(app: TestApp, files: &[(&str, String)]) -> Mesh {
-    let root = tempfile::tempdir().unwrap();
-    let config = config_dir(root.path());
-    let protocol = if app.name.starts_with("grpc") {
-        "grpc"
-    } else {
-        "http"
-    };
-    write_config(
-        &config,
-        "services.yaml",
-        &services(&[("web", 80, "http"), ("orders", 80, protocol)]),
-    );
-    for (name, text) in files {
-        write_config(&config, name, text);
-    }
-    let cp = ControlPlane::start(&config).await.unwrap();
-    let problems = cp.api_get("/api/v1/config").await.unwrap().json().unwrap();
-    assert_eq!(problems["errors"], serde_json::json!([]), "{problems:#}");
-    let web_app = TestApp::http("web");
-    let web = Proxy::start(ProxySpec::new("web", cp.xds_addr, web_app.addr))
-        .await
-        .unwrap();
-    let orders = Proxy::start(ProxySpec::new("orders", cp.xds_addr, app.addr))
-        .await
-        .unwrap();
-    wait_config(
-        &web,
-        Duration::from_secs(10),
-        "an endpoint for orders",
-        |d| endpoint_count(d, "orders") == 1,
-    )
-    .await;
-    Mesh {
-        _root: root,
-        _cp: cp,
-        web,
-        _orders: orders,
-        app,
-        _web_app: web_app,
-    }
-}
-
-/// web's counters for the orders cluster.
-async fn orders_stats(web: &Proxy) -> serde_json::Value {
-    let dump = web.config_dump().await.unwrap();
-    dump["clusters"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|c| c["name"].as_str().is_some_and(|n| n.contains("|orders.")))
-        .map(|c| c["stats"].clone())
-        .unwrap()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_retries_turn_30_percent_failures_into_99_percent_success() {
     let app = TestApp::http("orders");
     app.set_failures(30.0, 503, tonic::Code::Unavailable);
-    let m = mesh(
-        app,
+    let m = WebOrders::start(
+        vec![app],
         &[
             (
                 "route.yaml",
@@ -113,7 +38,10 @@ async fn two_retries_turn_30_percent_failures_into_99_percent_success() {
             // Room for the retries 30% failures need (about 43% of requests).
             (
                 "policy.yaml",
-                orders_policy("  retry:\n    budget: {percent: 60, minRetriesPerSecond: 10}\n"),
+                traffic_policy(
+                    "orders",
+                    "  retry:\n    budget: {percent: 60, minRetriesPerSecond: 10}\n",
+                ),
             ),
         ],
     )
@@ -125,7 +53,7 @@ async fn two_retries_turn_30_percent_failures_into_99_percent_success() {
     );
     let report = load.wait().await;
     let success = 1.0 - report.errors as f64 / report.total as f64;
-    let stats = orders_stats(&m.web).await;
+    let stats = m.orders_stats().await;
     assert!(
         success >= 0.99,
         "{} of {} failed; stats {stats:#}",
@@ -142,11 +70,12 @@ async fn two_retries_turn_30_percent_failures_into_99_percent_success() {
 async fn the_budget_caps_retries_when_everything_fails() {
     let app = TestApp::http("orders");
     app.set_failures(100.0, 503, tonic::Code::Unavailable);
-    let m = mesh(
-        app,
+    let m = WebOrders::start(
+        vec![app],
         &[(
             "policy.yaml",
-            orders_policy(
+            traffic_policy(
+                "orders",
                 "  retry:\n    on: [5xx]\n    attempts: 3\n    backoff: {base: 1ms}\n    \
                  budget: {percent: 20, minRetriesPerSecond: 1}\n",
             ),
@@ -161,8 +90,8 @@ async fn the_budget_caps_retries_when_everything_fails() {
     );
     let report = load.wait().await;
     let requests = report.total as f64;
-    let retries = m.app.requests() as f64 - requests;
-    let stats = orders_stats(&m.web).await;
+    let retries = m.apps[0].requests() as f64 - requests;
+    let stats = m.orders_stats().await;
     assert_eq!(report.errors, report.total, "everything fails");
     assert!(
         retries <= 0.2 * requests + 10.0,
@@ -181,8 +110,8 @@ async fn the_budget_caps_retries_when_everything_fails() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn small_bodies_are_replayed_intact_and_large_ones_are_never_retried() {
     let app = TestApp::http("orders");
-    let m = mesh(
-        app,
+    let m = WebOrders::start(
+        vec![app],
         &[(
             "route.yaml",
             orders_route("retry: {codes: [503], attempts: 2, backoff: 1ms}"),
@@ -197,7 +126,7 @@ async fn small_bodies_are_replayed_intact_and_large_ones_are_never_retried() {
     };
 
     // Every other request fails: each POST needs its retry, with the same body.
-    m.app.set_failures(50.0, 503, tonic::Code::Unavailable);
+    m.apps[0].set_failures(50.0, 503, tonic::Code::Unavailable);
     for i in 0..6 {
         let body = Bytes::from(format!("order {i}: {}", "x".repeat(2000)));
         let reply = http::send(m.web.outbound, post(body.clone()))
@@ -206,38 +135,39 @@ async fn small_bodies_are_replayed_intact_and_large_ones_are_never_retried() {
         assert_eq!(reply.status, 200, "{}", reply.text());
         assert_eq!(reply.body, body, "the retried body arrives intact");
     }
-    assert!(orders_stats(&m.web).await["retries"].as_u64() >= Some(3));
+    assert!(m.orders_stats().await["retries"].as_u64() >= Some(3));
 
     // Everything fails: a small body is tried 3 times, a large one once.
-    m.app.set_failures(100.0, 503, tonic::Code::Unavailable);
-    let before = m.app.requests();
+    m.apps[0].set_failures(100.0, 503, tonic::Code::Unavailable);
+    let before = m.apps[0].requests();
     let reply = http::send(m.web.outbound, post(Bytes::from(vec![b'a'; 1000])))
         .await
         .unwrap();
     assert_eq!(reply.status, 503);
-    assert_eq!(m.app.requests() - before, 3);
-    let before = m.app.requests();
+    assert_eq!(m.apps[0].requests() - before, 3);
+    let before = m.apps[0].requests();
     let reply = http::send(m.web.outbound, post(Bytes::from(vec![b'b'; 200 * 1024])))
         .await
         .unwrap();
     assert_eq!(reply.status, 503);
     assert_eq!(
-        m.app.requests() - before,
+        m.apps[0].requests() - before,
         1,
         "a 200 KiB body is not replayed"
     );
-    assert_eq!(orders_stats(&m.web).await["retry_body_not_replayable"], 1);
+    assert_eq!(m.orders_stats().await["retry_body_not_replayable"], 1);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn grpc_calls_are_retried_on_listed_status_codes() {
     let app = TestApp::grpc("grpc-orders");
     app.set_failures(30.0, 503, tonic::Code::Unavailable);
-    let m = mesh(
-        app,
+    let m = WebOrders::start(
+        vec![app],
         &[(
             "policy.yaml",
-            orders_policy(
+            traffic_policy(
+                "orders",
                 "  retry:\n    grpcCodes: [UNAVAILABLE]\n    attempts: 2\n    \
                  backoff: {base: 1ms}\n    budget: {percent: 100, minRetriesPerSecond: 10}\n",
             ),
@@ -256,5 +186,5 @@ async fn grpc_calls_are_retried_on_listed_status_codes() {
             .await;
         assert!(reply.is_ok(), "call {i}: {reply:?}");
     }
-    assert!(m.app.requests() > 50, "the failed calls were retried");
+    assert!(m.apps[0].requests() > 50, "the failed calls were retried");
 }

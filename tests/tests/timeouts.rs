@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use http_body_util::Full;
 use remora_tests::app::TestApp;
-use remora_tests::harness::{http, ControlPlane, Proxy, ProxySpec};
+use remora_tests::harness::{http, Proxy, ProxySpec};
 use support::*;
 
 fn orders_route(rule_extra: &str) -> String {
@@ -57,34 +57,15 @@ fn within(elapsed: Duration, setting: Duration) -> bool {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn each_timeout_fires_on_time_and_says_which() {
-    let root = tempfile::tempdir().unwrap();
-    let config = config_dir(root.path());
-    write_config(
-        &config,
-        "services.yaml",
-        &services(&[("web", 80, "http"), ("orders", 80, "http")]),
-    );
-    write_config(&config, "route.yaml", &orders_route(""));
-    let cp = ControlPlane::start(&config).await.unwrap();
-    let view = cp.api_get("/api/v1/config").await.unwrap().json().unwrap();
-    assert_eq!(view["errors"], serde_json::json!([]), "{view:#}");
-    let (web_app, app) = (TestApp::http("web"), TestApp::http("orders"));
-    let web = Proxy::start(ProxySpec::new("web", cp.xds_addr, web_app.addr))
-        .await
-        .unwrap();
-    let _orders = Proxy::start(ProxySpec::new("orders", cp.xds_addr, app.addr))
-        .await
-        .unwrap();
-    wait_config(
-        &web,
-        Duration::from_secs(10),
-        "an endpoint for orders",
-        |d| endpoint_count(d, "orders") == 1,
+    let m = WebOrders::start(
+        vec![TestApp::http("orders")],
+        &[("route.yaml", orders_route(""))],
     )
     .await;
+    let (web, app) = (&m.web, &m.apps[0]);
     app.set_delay(Duration::from_secs(1));
 
-    let (elapsed, reply) = best_of_three(&web, get("/slow")).await;
+    let (elapsed, reply) = best_of_three(web, get("/slow")).await;
     assert_eq!(reply.status, 504, "{}", reply.text());
     assert_eq!(reply.header("remora-error"), Some("request timeout"));
     assert!(
@@ -92,7 +73,7 @@ async fn each_timeout_fires_on_time_and_says_which() {
         "request timeout after {elapsed:?}"
     );
 
-    let (elapsed, reply) = best_of_three(&web, get("/per-try")).await;
+    let (elapsed, reply) = best_of_three(web, get("/per-try")).await;
     assert_eq!(reply.status, 504, "{}", reply.text());
     assert_eq!(reply.header("remora-error"), Some("per-try timeout"));
     assert!(
@@ -110,7 +91,7 @@ async fn each_timeout_fires_on_time_and_says_which() {
             .body(Full::new(Bytes::new()))
             .unwrap()
     };
-    let (elapsed, reply) = best_of_three(&web, grpc).await;
+    let (elapsed, reply) = best_of_three(web, grpc).await;
     assert_eq!(reply.status, 200, "gRPC errors travel in grpc-status");
     assert_eq!(reply.header("grpc-status"), Some("4"), "DEADLINE_EXCEEDED");
     assert_eq!(reply.header("remora-error"), Some("grpc deadline exceeded"));
@@ -131,14 +112,7 @@ async fn each_timeout_fires_on_time_and_says_which() {
         "the app was given {seen}"
     );
 
-    let dump = web.config_dump().await.unwrap();
-    let stats = dump["clusters"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|c| c["name"].as_str().is_some_and(|n| n.contains("|orders.")))
-        .map(|c| c["stats"].clone())
-        .unwrap();
+    let stats = m.orders_stats().await;
     assert!(stats["timeouts_request"].as_u64() >= Some(6), "{stats:#}");
     assert!(stats["timeouts_per_try"].as_u64() >= Some(3), "{stats:#}");
 }
@@ -197,7 +171,7 @@ async fn the_connect_timeout_fires_on_time() {
             .to_owned(),
     ];
     write_config(&config, "services.yaml", &docs.join("---\n"));
-    let cp = ControlPlane::start(&config).await.unwrap();
+    let cp = checked_control_plane(&config).await;
     let app = TestApp::http("web");
     let web = Proxy::start(ProxySpec::new("web", cp.xds_addr, app.addr))
         .await

@@ -284,3 +284,114 @@ pub async fn control_plane_with(
         .unwrap();
     (root, cp)
 }
+
+/// A TrafficPolicy (namespace default) on Service `service`, `body` being YAML at
+/// the level of `spec` (indented two spaces), e.g. `"  retry: {attempts: 2}\n"`.
+pub fn traffic_policy(service: &str, body: &str) -> String {
+    format!(
+        "apiVersion: policy.remora.dev/v1alpha1\nkind: TrafficPolicy\n\
+         metadata: {{name: {service}, namespace: default}}\n\
+         spec:\n  targetRef: {{kind: Service, name: {service}}}\n{body}"
+    )
+}
+
+/// Starts a control plane on `config` and checks that every resource there is
+/// valid (a test whose config was rejected would test nothing).
+pub async fn checked_control_plane(config: &Path) -> remora_tests::harness::ControlPlane {
+    let cp = remora_tests::harness::ControlPlane::start(config)
+        .await
+        .unwrap();
+    let view = cp.api_get("/api/v1/config").await.unwrap().json().unwrap();
+    assert_eq!(view["errors"], serde_json::json!([]), "{view:#}");
+    cp
+}
+
+/// `proxy`'s counters for the cluster(s) of `service` (the first port's).
+pub async fn cluster_stats(proxy: &Proxy, service: &str) -> serde_json::Value {
+    let dump = proxy.config_dump().await.unwrap();
+    let cluster = format!("|{service}.");
+    dump["clusters"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|c| c["name"].as_str().is_some_and(|n| n.contains(&cluster)))
+        .map(|c| c["stats"].clone())
+        .unwrap_or_else(|| panic!("no cluster for {service} in {dump:#}"))
+}
+
+/// `web` calling `orders`, served by `n` apps each behind its own proxy (no
+/// certificates), with the config files given written beside `services.yaml`.
+pub struct WebOrders {
+    pub config: PathBuf,
+    pub cp: remora_tests::harness::ControlPlane,
+    pub web: Proxy,
+    pub orders: Vec<Proxy>,
+    pub apps: Vec<remora_tests::app::TestApp>,
+    _web_app: remora_tests::app::TestApp,
+    _root: tempfile::TempDir,
+}
+
+impl WebOrders {
+    /// `apps` serve orders (`appProtocol` grpc if the first is a gRPC app named
+    /// `grpc-*`, else http).
+    pub async fn start(
+        apps: Vec<remora_tests::app::TestApp>,
+        files: &[(&str, String)],
+    ) -> WebOrders {
+        use remora_tests::harness::ProxySpec;
+        let root = tempfile::tempdir().unwrap();
+        let config = config_dir(root.path());
+        let protocol = if apps.first().is_some_and(|a| a.name.starts_with("grpc")) {
+            "grpc"
+        } else {
+            "http"
+        };
+        write_config(
+            &config,
+            "services.yaml",
+            &services(&[("web", 80, "http"), ("orders", 80, protocol)]),
+        );
+        for (name, text) in files {
+            write_config(&config, name, text);
+        }
+        let cp = checked_control_plane(&config).await;
+        let web_app = remora_tests::app::TestApp::http("web");
+        let web = Proxy::start(ProxySpec::new("web", cp.xds_addr, web_app.addr))
+            .await
+            .unwrap();
+        let mut mesh = WebOrders {
+            config,
+            cp,
+            web,
+            orders: Vec::new(),
+            apps: Vec::new(),
+            _web_app: web_app,
+            _root: root,
+        };
+        for app in apps {
+            mesh.add(app).await;
+        }
+        mesh
+    }
+
+    /// One more orders endpoint; waits until web's proxy has it.
+    pub async fn add(&mut self, app: remora_tests::app::TestApp) {
+        use remora_tests::harness::ProxySpec;
+        let node = format!("orders-{}", self.apps.len());
+        let spec = ProxySpec::new("orders", self.cp.xds_addr, app.addr).node_id(&node);
+        self.orders.push(Proxy::start(spec).await.unwrap());
+        self.apps.push(app);
+        let n = self.apps.len();
+        wait_config(
+            &self.web,
+            Duration::from_secs(10),
+            "every orders endpoint",
+            |d| endpoint_count(d, "orders") == n,
+        )
+        .await;
+    }
+
+    pub async fn orders_stats(&self) -> serde_json::Value {
+        cluster_stats(&self.web, "orders").await
+    }
+}
