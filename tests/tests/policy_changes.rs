@@ -32,10 +32,7 @@ async fn policy_changes_apply_within_2s_without_dropping_requests() {
         let before = web.config_dump().await.unwrap()["versions"].clone();
         let written = Instant::now();
         write_config(config, "policy.yaml", &traffic_policy("orders", step));
-        wait_config(web, CONVERGE, "the new policy", |d| {
-            d["versions"] != before
-        })
-        .await;
+        wait_config(web, CONVERGE, "the new policy", |d| d["versions"] != before).await;
         eprintln!("policy applied after {:?}", written.elapsed());
         tokio::time::sleep(Duration::from_millis(500)).await;
     }

@@ -12,6 +12,7 @@ mod names;
 mod policy;
 mod refs;
 mod retain;
+mod route_filters;
 mod service;
 mod traffic;
 

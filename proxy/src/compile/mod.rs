@@ -2,10 +2,12 @@
 //! the endpoint registry for the long-lived endpoint objects.
 
 mod cluster;
+mod cluster_policy;
 mod error;
 mod filters;
 mod inbound;
 mod listener;
+mod origin;
 mod policy;
 mod route;
 
