@@ -22,6 +22,7 @@ pub struct Admin {
     /// The workload certificate, when this proxy has an identity.
     pub certificate: Option<CertStore>,
     pub inbound: Arc<InboundStats>,
+    pub metrics: Arc<crate::telemetry::Metrics>,
 }
 
 impl Admin {
@@ -51,6 +52,24 @@ impl Admin {
                 r.headers_mut().insert(
                     header::CONTENT_TYPE,
                     HeaderValue::from_static("application/json"),
+                );
+                r
+            }
+            (&Method::GET, "/metrics") => {
+                let snapshot = self.snapshot.load();
+                let body =
+                    crate::telemetry::exposition::render(&crate::telemetry::exposition::Sources {
+                        metrics: &self.metrics,
+                        snapshot: &snapshot,
+                        inbound: &self.inbound,
+                        xds: &self.status,
+                        certificate: self.certificate.as_ref(),
+                    });
+                let mut r = text(StatusCode::OK, "");
+                *r.body_mut() = Either::Right(Full::new(Bytes::from(body)));
+                r.headers_mut().insert(
+                    header::CONTENT_TYPE,
+                    HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
                 );
                 r
             }

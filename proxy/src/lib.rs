@@ -11,6 +11,7 @@
 //! - [`balance`]: power-of-two-choices over peak-EWMA latency.
 //! - [`authz`]: who may call this proxy's service (compiled RBAC), per request.
 //! - [`http`]: the request path: server, outbound and inbound handlers.
+//! - [`telemetry`]: per-hop metrics (`/metrics`).
 //! - [`admin`]: `/live`, `/ready`, `/config_dump`.
 //! - [`run`]: wires it all together.
 #![forbid(unsafe_code)]
@@ -25,6 +26,7 @@ pub mod identity;
 pub mod resilience;
 pub mod run;
 pub mod snapshot;
+pub mod telemetry;
 pub mod tls;
 pub mod upstream;
 pub mod xds;

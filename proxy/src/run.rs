@@ -15,6 +15,7 @@ use crate::bootstrap::Bootstrap;
 use crate::http::{serve, Inbound, InboundStats, MeshAccept, Outbound};
 use crate::identity::{self, CertStore, IdentityConfig};
 use crate::snapshot::Snapshot;
+use crate::telemetry::Metrics;
 use crate::tls::TlsContext;
 use crate::upstream::EndpointRegistry;
 use crate::xds::{node, XdsClient, XdsStatus};
@@ -89,7 +90,8 @@ pub async fn run(options: Options, shutdown: impl Future<Output = ()>) -> Result
         )
     });
     let tls = certificate.as_ref().map(|(_, tls, _)| tls.clone());
-    let registry = Arc::new(EndpointRegistry::new(tls.clone()));
+    let metrics = Arc::new(Metrics::new(&b.service, &b.namespace));
+    let registry = Arc::new(EndpointRegistry::with_metrics(tls.clone(), metrics.clone()));
     let xds = XdsClient::new(
         b.control_plane,
         node(b, advertised),
@@ -108,7 +110,7 @@ pub async fn run(options: Options, shutdown: impl Future<Output = ()>) -> Result
         }
     };
     let stats = Arc::new(InboundStats::default());
-    let inbound_handler = Inbound::new(b.app, snapshot.clone(), stats.clone())
+    let inbound_handler = Inbound::new(b.app, snapshot.clone(), stats.clone(), metrics.clone())
         .map_err(|_| RunError::AppAddress(b.app))?;
     let mesh = tls.clone().map(|tls| {
         Arc::new(MeshAccept {
@@ -123,12 +125,13 @@ pub async fn run(options: Options, shutdown: impl Future<Output = ()>) -> Result
         status,
         certificate: certificate.as_ref().map(|(store, _, _)| store.clone()),
         inbound: stats,
+        metrics: metrics.clone(),
     };
     let servers = async {
         tokio::join!(
             serve(
                 outbound,
-                Arc::new(Outbound::new(snapshot)),
+                Arc::new(Outbound::new(snapshot, metrics.clone())),
                 None,
                 stopped(),
                 DRAIN

@@ -12,6 +12,7 @@ use crate::authz::Authorization;
 use crate::resilience::fault::Fault;
 use crate::resilience::rate_limit::Limiter;
 use crate::resilience::RetryPolicy;
+use crate::telemetry::HopStats;
 use crate::upstream::Cluster;
 
 /// Accepted xDS versions, by type URL.
@@ -118,6 +119,8 @@ pub struct Route {
     pub matcher: RouteMatch,
     pub action: RouteAction,
     pub policy: RoutePolicy,
+    /// The metrics of each target of the split, in the same order.
+    pub hops: Vec<Option<Arc<HopStats>>>,
 }
 
 /// Timeouts and retries of a route (Envoy `RouteAction` `timeout`, `retry_policy`,
@@ -263,10 +266,13 @@ pub struct WeightedClusters {
 impl WeightedClusters {
     /// Picks a target; `draw` is uniform in `0..total`.
     pub fn pick(&self, draw: u32) -> Option<&Target> {
+        self.pick_index(draw).map(|i| &self.targets[i].1)
+    }
+
+    pub fn pick_index(&self, draw: u32) -> Option<usize> {
         self.targets
             .iter()
-            .find(|(cumulative, _)| draw < *cumulative)
-            .map(|(_, t)| t)
+            .position(|(cumulative, _)| draw < *cumulative)
     }
 }
 

@@ -117,6 +117,7 @@ pub fn compile(
     let balancer = balancer(c, &endpoints)?;
     Ok(Cluster {
         name: Arc::from(c.name.as_str()),
+        destination: destination(c),
         protocol,
         balancer,
         endpoints,
@@ -236,6 +237,24 @@ pub fn endpoints(
         }
     }
     Ok(out)
+}
+
+/// `metadata.remora.{service, namespace}`; the cluster name when absent.
+fn destination(c: &XdsCluster) -> (String, String) {
+    let field = |key: &str| {
+        c.metadata
+            .as_ref()
+            .and_then(|m| m.filter_metadata.get("remora"))
+            .and_then(|s| s.fields.get(key))
+            .and_then(|v| match &v.kind {
+                Some(Kind::StringValue(s)) => Some(s.clone()),
+                _ => None,
+            })
+    };
+    (
+        field("service").unwrap_or_else(|| c.name.clone()),
+        field("namespace").unwrap_or_default(),
+    )
 }
 
 fn identity(metadata: Option<&Metadata>) -> Option<String> {

@@ -129,11 +129,29 @@ pub fn compile(
             } else {
                 xr.name.clone()
             };
+            let RouteAction::Split(split) = &action;
+            let hops = split
+                .targets
+                .iter()
+                .map(|(_, target)| match target {
+                    Target::Cluster(c) => Some(registry.metrics().hop(vec![
+                        ("direction", "outbound".to_owned()),
+                        ("source_service", registry.metrics().service.clone()),
+                        ("source_namespace", registry.metrics().namespace.clone()),
+                        ("destination_service", c.destination.0.clone()),
+                        ("destination_namespace", c.destination.1.clone()),
+                        ("route", name.clone()),
+                        ("backend", c.name.to_string()),
+                    ])),
+                    Target::Missing(_) => None,
+                })
+                .collect();
             routes.push(Route {
                 name: name.into(),
                 matcher,
                 action,
                 policy,
+                hops,
             });
         }
         table.virtual_hosts.push(VirtualHost {

@@ -20,7 +20,9 @@ use super::server::{Handler, InboundStats, PeerIdentity, Plaintext};
 use super::{ResponseBody, CLIENT_ID, ORIG_PROTO};
 use crate::authz;
 use crate::snapshot::Snapshot;
+use crate::telemetry::Metrics;
 use crate::upstream::{Endpoint, RequestBody, Transport};
+use tokio::time::Instant;
 
 pub struct Inbound {
     app_h1: Endpoint,
@@ -28,6 +30,7 @@ pub struct Inbound {
     app_authority: Authority,
     snapshot: Arc<ArcSwap<Snapshot>>,
     stats: Arc<InboundStats>,
+    metrics: Arc<Metrics>,
 }
 
 impl Inbound {
@@ -35,6 +38,7 @@ impl Inbound {
         app: SocketAddr,
         snapshot: Arc<ArcSwap<Snapshot>>,
         stats: Arc<InboundStats>,
+        metrics: Arc<Metrics>,
     ) -> Result<Self, http::uri::InvalidUri> {
         Ok(Self {
             app_h1: Endpoint::new(app, Transport::PlainH1),
@@ -42,6 +46,7 @@ impl Inbound {
             app_authority: Authority::try_from(app.to_string())?,
             snapshot,
             stats,
+            metrics,
         })
     }
 
@@ -126,10 +131,12 @@ impl Inbound {
         if retarget(&mut parts, uri_authority).is_err() {
             return local(StatusCode::BAD_REQUEST, "invalid request target");
         }
-        match endpoint
+        let sent_at = Instant::now();
+        let sent = endpoint
             .send(Request::from_parts(parts, RequestBody::Streaming(body)))
-            .await
-        {
+            .await;
+        crate::telemetry::add_upstream_time(sent_at.elapsed());
+        match sent {
             Ok(response) => {
                 let (mut parts, body) = response.into_parts();
                 strip_hop_by_hop(&mut parts.headers);
@@ -143,6 +150,26 @@ impl Inbound {
 
 impl Handler for Inbound {
     async fn handle(self: Arc<Self>, req: Request<Incoming>) -> Response<ResponseBody> {
+        let started = Instant::now();
+        let caller = req.extensions().get::<PeerIdentity>().map(|p| p.id.clone());
+        let (response, app_time) =
+            crate::telemetry::timing_upstream(self.admit_and_forward(req)).await;
+        let elapsed = started.elapsed();
+        let hop = self.metrics.inbound_caller(caller.as_deref());
+        hop.responses.count(
+            response.status().as_u16(),
+            crate::telemetry::grpc_status(response.headers()),
+        );
+        hop.duration.observe(elapsed);
+        self.metrics
+            .overhead_inbound
+            .observe(elapsed.saturating_sub(app_time));
+        response
+    }
+}
+
+impl Inbound {
+    async fn admit_and_forward(&self, req: Request<Incoming>) -> Response<ResponseBody> {
         if let Err(reason) = self.authorize(&req) {
             self.stats.requests_denied.fetch_add(1, Ordering::Relaxed);
             return forbidden(reason);

@@ -19,6 +19,7 @@ use super::server::Handler;
 use super::{ResponseBody, ORIG_PROTO};
 use crate::resilience::fault::Share;
 use crate::snapshot::{RouteAction, Snapshot, Target};
+use crate::telemetry::{HopStats, Metrics};
 use crate::upstream::{Cluster, ClusterStats, Endpoint, RequestBody, Transport, UpstreamError};
 
 /// How much a failed attempt counts against an endpoint's latency estimate, so the
@@ -27,32 +28,71 @@ const FAILURE_PENALTY: std::time::Duration = std::time::Duration::from_secs(1);
 
 pub struct Outbound {
     snapshot: Arc<ArcSwap<Snapshot>>,
+    metrics: Arc<Metrics>,
 }
 
 impl Outbound {
-    pub fn new(snapshot: Arc<ArcSwap<Snapshot>>) -> Self {
-        Self { snapshot }
+    pub fn new(snapshot: Arc<ArcSwap<Snapshot>>, metrics: Arc<Metrics>) -> Self {
+        Self { snapshot, metrics }
     }
 
-    async fn route(&self, req: Request<Incoming>) -> Response<ResponseBody> {
+    /// Routes a request and records its hop: the answer, the time to it, and the
+    /// time spent in the proxy itself.
+    async fn handle_request(&self, req: Request<Incoming>) -> Response<ResponseBody> {
+        let started = Instant::now();
+        let ((response, hop), upstream) = crate::telemetry::timing_upstream(self.route(req)).await;
+        let elapsed = started.elapsed();
+        if let Some(hop) = hop {
+            let grpc = crate::telemetry::grpc_status(response.headers());
+            hop.responses.count(response.status().as_u16(), grpc);
+            hop.duration.observe(elapsed);
+        }
+        self.metrics
+            .overhead_outbound
+            .observe(elapsed.saturating_sub(upstream));
+        response
+    }
+
+    async fn route(
+        &self,
+        req: Request<Incoming>,
+    ) -> (Response<ResponseBody>, Option<Arc<HopStats>>) {
         let snapshot = self.snapshot.load_full();
         let Some(table) = &snapshot.outbound else {
-            return local(StatusCode::SERVICE_UNAVAILABLE, "no configuration yet");
+            return (
+                local(StatusCode::SERVICE_UNAVAILABLE, "no configuration yet"),
+                None,
+            );
         };
         let Some(authority) = request_authority(&req) else {
-            return local(StatusCode::BAD_REQUEST, "missing host");
+            return (local(StatusCode::BAD_REQUEST, "missing host"), None);
         };
         let Some(vhost) = table.virtual_host(authority.as_str()) else {
-            return local(StatusCode::NOT_FOUND, "unknown service");
+            return (local(StatusCode::NOT_FOUND, "unknown service"), None);
         };
         let Some(route) = vhost.route(req.method(), req.uri().path(), req.headers()) else {
-            return local(StatusCode::NOT_FOUND, "no route matched");
+            return (local(StatusCode::NOT_FOUND, "no route matched"), None);
         };
         let RouteAction::Split(split) = &route.action;
-        let target = match split.targets.as_slice() {
-            [(_, only)] => Some(only),
-            _ => split.pick(rand::random_range(0..split.total)),
+        let index = match split.targets.len() {
+            1 => Some(0),
+            _ => split.pick_index(rand::random_range(0..split.total)),
         };
+        let hop = index.and_then(|i| route.hops.get(i).cloned().flatten());
+        let response = self.forward(&snapshot, route, index, req, authority).await;
+        (response, hop)
+    }
+
+    async fn forward(
+        &self,
+        snapshot: &Snapshot,
+        route: &crate::snapshot::Route,
+        index: Option<usize>,
+        req: Request<Incoming>,
+        authority: Authority,
+    ) -> Response<ResponseBody> {
+        let RouteAction::Split(split) = &route.action;
+        let target = index.and_then(|i| split.targets.get(i)).map(|(_, t)| t);
         let cluster = match target {
             Some(Target::Cluster(c)) => c,
             Some(Target::Missing(name)) => {
@@ -111,7 +151,7 @@ impl Outbound {
 
 impl Handler for Outbound {
     async fn handle(self: Arc<Self>, req: Request<Incoming>) -> Response<ResponseBody> {
-        self.route(req).await
+        self.handle_request(req).await
     }
 }
 
@@ -175,7 +215,9 @@ pub(super) async fn send_to(
 ) -> Result<Response<ResponseBody>, UpstreamError> {
     let in_flight = endpoint.start();
     let started = Instant::now();
-    match endpoint.send(req).await {
+    let sent = endpoint.send(req).await;
+    crate::telemetry::add_upstream_time(started.elapsed());
+    match sent {
         Ok(response) => {
             endpoint.ewma().observe(started.elapsed());
             let (mut parts, body) = response.into_parts();

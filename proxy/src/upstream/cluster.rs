@@ -23,6 +23,8 @@ pub struct WeightedEndpoint {
 #[derive(Debug)]
 pub struct Cluster {
     pub name: Arc<str>,
+    /// The Service and namespace it reaches (from its metadata), for metrics.
+    pub destination: (String, String),
     pub protocol: Protocol,
     pub endpoints: Vec<WeightedEndpoint>,
     pub retry_budget: BudgetConfig,

@@ -15,6 +15,7 @@ use super::{
     ClusterState, ConnectionTimeouts, Endpoint, OriginClient, OriginTls, TlsTarget, Transport,
 };
 use crate::resilience::rate_limit::{BucketConfig, TokenBucket};
+use crate::telemetry::Metrics;
 use crate::tls::TlsContext;
 
 /// Who an endpoint is, beyond its address: what its TLS must verify.
@@ -41,6 +42,8 @@ pub struct EndpointRegistry {
     endpoints: Mutex<HashMap<Key, Weak<Endpoint>>>,
     clusters: Mutex<HashMap<String, Weak<ClusterState>>>,
     buckets: Mutex<HashMap<String, Weak<TokenBucket>>>,
+    /// Every hop's metrics (see `telemetry`).
+    metrics: Arc<Metrics>,
     http1: Client<HttpConnector, RequestBody>,
     /// This proxy's mTLS, when it has an identity.
     tls: Option<Arc<TlsContext>>,
@@ -54,13 +57,22 @@ impl Default for EndpointRegistry {
 
 impl EndpointRegistry {
     pub fn new(tls: Option<Arc<TlsContext>>) -> Self {
+        Self::with_metrics(tls, Arc::default())
+    }
+
+    pub fn with_metrics(tls: Option<Arc<TlsContext>>, metrics: Arc<Metrics>) -> Self {
         Self {
+            metrics,
             endpoints: Mutex::new(HashMap::new()),
             clusters: Mutex::new(HashMap::new()),
             buckets: Mutex::new(HashMap::new()),
             http1: http1_client(ConnectionTimeouts::DEFAULT),
             tls,
         }
+    }
+
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.metrics
     }
 
     /// The live state of a cluster, or a new one: a config change keeps a

@@ -10,6 +10,11 @@ use serde::Serialize;
 pub struct TypeStatus {
     pub version: String,
     pub last_nack: Option<String>,
+    /// Responses accepted and rejected.
+    pub updates: u64,
+    pub nacks: u64,
+    /// When the last response was accepted (seconds since the Unix epoch).
+    pub last_update_unix: f64,
 }
 
 #[derive(Debug, Default)]
@@ -33,10 +38,17 @@ impl XdsStatus {
         let entry = inner.types.entry(type_url).or_default();
         entry.version = version.to_owned();
         entry.last_nack = None;
+        entry.updates += 1;
+        entry.last_update_unix = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0.0, |d| d.as_secs_f64());
     }
 
     pub fn rejected(&self, type_url: &'static str, message: &str) {
-        self.lock().types.entry(type_url).or_default().last_nack = Some(message.to_owned());
+        let mut inner = self.lock();
+        let entry = inner.types.entry(type_url).or_default();
+        entry.last_nack = Some(message.to_owned());
+        entry.nacks += 1;
     }
 
     pub fn view(&self) -> StatusInner {
