@@ -2,22 +2,40 @@
 //! request path when config compiles.
 
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex, PoisonError, Weak};
 
 use super::Histogram;
 
-/// Responses counted by HTTP status and gRPC status (-1: none). A hop sees a
-/// handful of distinct pairs, so a short list under a lock taken once per
-/// response is enough.
+/// Slots for distinct (status, gRPC status) pairs counted without a lock; a hop
+/// rarely sees more.
+const SLOTS: usize = 8;
+
+/// Responses counted by HTTP status and gRPC status (-1: none): lock-free slots
+/// claimed by compare-and-swap, and a locked list for the rare extra pairs.
 #[derive(Debug, Default)]
 pub struct StatusCounts {
-    entries: Mutex<Vec<(u16, i32, u64)>>,
+    /// `(key, count)`; key 0 is a free slot, else `status << 8 | (grpc + 1)`.
+    slots: [(AtomicU32, AtomicU64); SLOTS],
+    overflow: Mutex<Vec<(u16, i32, u64)>>,
 }
 
 impl StatusCounts {
     pub fn count(&self, status: u16, grpc: Option<u32>) {
         let grpc = grpc.map_or(-1, |g| g.min(99) as i32);
-        let mut e = self.entries.lock().unwrap_or_else(PoisonError::into_inner);
+        let key = (u32::from(status) << 8) | (grpc + 1) as u32;
+        for (k, n) in &self.slots {
+            let current = k.load(Relaxed);
+            if current == key
+                || (current == 0
+                    && k.compare_exchange(0, key, Relaxed, Relaxed)
+                        .claimed_for(key))
+            {
+                n.fetch_add(1, Relaxed);
+                return;
+            }
+        }
+        let mut e = self.overflow.lock().unwrap_or_else(PoisonError::into_inner);
         match e.iter_mut().find(|(s, g, _)| *s == status && *g == grpc) {
             Some(entry) => entry.2 += 1,
             None => e.push((status, grpc, 1)),
@@ -26,12 +44,32 @@ impl StatusCounts {
 
     pub fn snapshot(&self) -> Vec<(u16, i32, u64)> {
         let mut e = self
-            .entries
+            .overflow
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .clone();
+        for (k, n) in &self.slots {
+            let key = k.load(Relaxed);
+            if key != 0 {
+                e.push(((key >> 8) as u16, (key & 0xff) as i32 - 1, n.load(Relaxed)));
+            }
+        }
         e.sort_unstable();
         e
+    }
+}
+
+/// A compare-and-swap that lost only to the same key counts as a win.
+trait ClaimedBy {
+    fn claimed_for(self, key: u32) -> bool;
+}
+
+impl ClaimedBy for Result<u32, u32> {
+    fn claimed_for(self, key: u32) -> bool {
+        match self {
+            Ok(_) => true,
+            Err(actual) => actual == key,
+        }
     }
 }
 
@@ -142,5 +180,25 @@ impl Metrics {
             .values()
             .cloned()
             .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn statuses_are_counted_with_and_without_free_slots() {
+        let s = StatusCounts::default();
+        for status in 200..212 {
+            s.count(status, None);
+        }
+        s.count(200, None);
+        s.count(200, Some(14));
+        let snap = s.snapshot();
+        assert!(snap.contains(&(200, -1, 2)));
+        assert!(snap.contains(&(200, 14, 1)));
+        assert!(snap.contains(&(211, -1, 1)), "past the slots: {snap:?}");
+        assert_eq!(snap.iter().map(|e| e.2).sum::<u64>(), 14);
     }
 }

@@ -19,27 +19,30 @@ pub mod render;
 pub use histogram::Histogram;
 pub use hop::{HopStats, Metrics, StatusCounts};
 
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::cell::Cell;
 use std::time::Duration;
 
 tokio::task_local! {
     /// Nanoseconds the current request spent waiting on its upstream (summed over
     /// attempts), so the proxy's own time is the rest.
-    static UPSTREAM_NS: Arc<AtomicU64>;
+    static UPSTREAM_NS: Cell<u64>;
 }
 
 /// Runs `f` while counting the time it waits on upstreams; returns its output
-/// and that time.
+/// and that time. No allocation: the counter lives in the task-local slot.
 pub async fn timing_upstream<F: std::future::Future>(f: F) -> (F::Output, Duration) {
-    let counter = Arc::new(AtomicU64::new(0));
-    let out = UPSTREAM_NS.scope(counter.clone(), f).await;
-    (out, Duration::from_nanos(counter.load(Ordering::Relaxed)))
+    UPSTREAM_NS
+        .scope(Cell::new(0), async {
+            let out = f.await;
+            let ns = UPSTREAM_NS.with(Cell::get);
+            (out, Duration::from_nanos(ns))
+        })
+        .await
 }
 
 /// Adds upstream waiting time to the current request (outside one: nothing).
 pub fn add_upstream_time(d: Duration) {
-    let _ = UPSTREAM_NS.try_with(|c| c.fetch_add(d.as_nanos() as u64, Ordering::Relaxed));
+    let _ = UPSTREAM_NS.try_with(|c| c.set(c.get() + d.as_nanos() as u64));
 }
 
 /// The gRPC status of a trailers-only response, for metrics.
