@@ -134,3 +134,35 @@ async fn headers_are_modified_and_requests_mirrored_without_delay() {
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_request_carries_one_request_id_across_hops() {
+    let m = WebOrders::start(vec![TestApp::http("orders")], &[]).await;
+    let first = http::get_with_host(m.web.outbound, "orders", "/")
+        .await
+        .unwrap();
+    let made = first
+        .header("x-seen-request-id")
+        .expect("an id was made")
+        .to_owned();
+    assert_eq!(made.len(), 36, "a UUID: {made}");
+    let second = http::get_with_host(m.web.outbound, "orders", "/")
+        .await
+        .unwrap();
+    assert_ne!(
+        second.header("x-seen-request-id"),
+        Some(made.as_str()),
+        "one per request"
+    );
+    let request = ::http::Request::get("/")
+        .header("host", "orders")
+        .header("x-request-id", "checkout-42")
+        .body(Full::new(Bytes::new()))
+        .unwrap();
+    let kept = http::send(m.web.outbound, request).await.unwrap();
+    assert_eq!(
+        kept.header("x-seen-request-id"),
+        Some("checkout-42"),
+        "passed on as it came"
+    );
+}

@@ -149,8 +149,10 @@ impl Inbound {
 }
 
 impl Handler for Inbound {
-    async fn handle(self: Arc<Self>, req: Request<Incoming>) -> Response<ResponseBody> {
+    async fn handle(self: Arc<Self>, mut req: Request<Incoming>) -> Response<ResponseBody> {
         let started = Instant::now();
+        // A caller outside the mesh (PERMISSIVE plaintext) may not have one yet.
+        crate::telemetry::request_id::ensure(req.headers_mut());
         let caller = req.extensions().get::<PeerIdentity>().map(|p| p.id.clone());
         let (response, app_time) =
             crate::telemetry::timing_upstream(self.admit_and_forward(req)).await;

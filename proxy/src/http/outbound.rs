@@ -38,8 +38,9 @@ impl Outbound {
 
     /// Routes a request and records its hop: the answer, the time to it, and the
     /// time spent in the proxy itself.
-    async fn handle_request(&self, req: Request<Incoming>) -> Response<ResponseBody> {
+    async fn handle_request(&self, mut req: Request<Incoming>) -> Response<ResponseBody> {
         let started = Instant::now();
+        crate::telemetry::request_id::ensure(req.headers_mut());
         let ((response, hop), upstream) = crate::telemetry::timing_upstream(self.route(req)).await;
         let elapsed = started.elapsed();
         if let Some(hop) = hop {

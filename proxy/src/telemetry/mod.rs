@@ -15,6 +15,7 @@ pub mod exposition;
 pub mod histogram;
 pub mod hop;
 pub mod render;
+pub mod request_id;
 
 pub use histogram::Histogram;
 pub use hop::{HopStats, Metrics, StatusCounts};

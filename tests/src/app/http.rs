@@ -9,6 +9,7 @@
 //! - `x-seen-client-id`: the `remora-client-id` header it received (the caller's
 //!   identity, as the inbound proxy vouches for it), if any;
 //! - `x-seen-grpc-timeout`: the `grpc-timeout` header it received, if any;
+//! - `x-seen-request-id`: the `x-request-id` header it received, if any;
 //! - `x-echo-<name>: <value>` for every request header `x-test-<name>` (all
 //!   values, in order).
 //!
@@ -98,6 +99,7 @@ async fn answer(
     let seen_version = format!("{:?}", request.version());
     let seen_client_id = request.headers().get("remora-client-id").cloned();
     let seen_grpc_timeout = request.headers().get("grpc-timeout").cloned();
+    let seen_request_id = request.headers().get("x-request-id").cloned();
     let echoed: Vec<(http::HeaderName, HeaderValue)> = request
         .headers()
         .iter()
@@ -146,6 +148,9 @@ async fn answer(
     }
     if let Some(t) = seen_grpc_timeout {
         headers.insert(SEEN_GRPC_TIMEOUT_HEADER, t);
+    }
+    if let Some(id) = seen_request_id {
+        headers.insert("x-seen-request-id", id);
     }
     for (name, value) in echoed {
         headers.append(name, value);
