@@ -23,6 +23,20 @@ pub struct Admin {
     pub certificate: Option<CertStore>,
     pub inbound: Arc<InboundStats>,
     pub metrics: Arc<crate::telemetry::Metrics>,
+    /// Notified by `POST /shutdown`.
+    pub shutdown: Arc<tokio::sync::Notify>,
+    pub log_filter: Option<LogFilter>,
+}
+
+/// Sets the log filter (`level,target=level`, as `RUST_LOG`); the error says why
+/// a filter is not valid.
+pub type LogFilter = Arc<dyn Fn(&str) -> Result<(), String> + Send + Sync>;
+
+/// `/shutdown` and `/logging` change the proxy: only a caller on this machine may.
+fn is_local(req: &Request<Incoming>) -> bool {
+    req.extensions()
+        .get::<crate::http::Remote>()
+        .is_some_and(|r| r.0.ip().is_loopback())
 }
 
 impl Admin {
@@ -54,6 +68,42 @@ impl Admin {
                     HeaderValue::from_static("application/json"),
                 );
                 r
+            }
+            (&Method::POST, "/shutdown") | (&Method::POST, "/logging") if !is_local(req) => {
+                text(StatusCode::FORBIDDEN, "only from localhost\n")
+            }
+            (&Method::POST, "/shutdown") => {
+                tracing::info!("shutdown asked on the admin port");
+                self.shutdown.notify_one();
+                text(StatusCode::OK, "shutting down\n")
+            }
+            (&Method::POST, "/logging") => {
+                let level = req
+                    .uri()
+                    .query()
+                    .and_then(|q| q.split('&').find_map(|p| p.strip_prefix("level=")))
+                    .unwrap_or_default();
+                match (&self.log_filter, level) {
+                    (_, "") => text(
+                        StatusCode::BAD_REQUEST,
+                        "give ?level=<filter>, e.g. ?level=debug\n",
+                    ),
+                    (None, _) => text(
+                        StatusCode::NOT_IMPLEMENTED,
+                        "the log filter cannot be changed\n",
+                    ),
+                    (Some(set), level) => match set(level) {
+                        Ok(()) => {
+                            tracing::info!(filter = level, "log filter changed on the admin port");
+                            text(StatusCode::OK, "log filter changed\n")
+                        }
+                        Err(e) => {
+                            let mut r = text(StatusCode::BAD_REQUEST, "");
+                            *r.body_mut() = Either::Right(Full::new(Bytes::from(format!("{e}\n"))));
+                            r
+                        }
+                    },
+                }
             }
             (&Method::GET, "/metrics") => {
                 let snapshot = self.snapshot.load();

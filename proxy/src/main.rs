@@ -26,7 +26,7 @@ struct Args {
 
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    init_tracing();
+    let log_filter = init_tracing();
     let bootstrap = Bootstrap::load(&args.bootstrap)?;
     let runtime = match args.threads {
         1 => tokio::runtime::Builder::new_current_thread()
@@ -43,6 +43,7 @@ fn main() -> anyhow::Result<()> {
             Options {
                 bootstrap,
                 addresses_file: args.addresses_file,
+                log_filter: Some(log_filter),
             },
             shutdown_signal(),
         )
@@ -53,8 +54,9 @@ fn main() -> anyhow::Result<()> {
 
 /// Logs to stderr, filtered by `RUST_LOG` (`info` by default). `Targets` reads the
 /// usual `level,crate=level` syntax without pulling a regex engine into the binary:
-/// every page of code counts against the proxy's memory.
-fn init_tracing() {
+/// every page of code counts against the proxy's memory. The filter can be changed
+/// later through the returned setter (the admin port's `POST /logging`).
+fn init_tracing() -> remora_proxy::admin::LogFilter {
     use tracing_subscriber::filter::Targets;
     use tracing_subscriber::prelude::*;
     let default = || Targets::new().with_default(tracing::Level::INFO);
@@ -65,6 +67,7 @@ fn init_tracing() {
         }),
         Err(_) => default(),
     };
+    let (filter, handle) = tracing_subscriber::reload::Layer::new(filter);
     tracing_subscriber::registry()
         .with(
             tracing_subscriber::fmt::layer()
@@ -73,6 +76,22 @@ fn init_tracing() {
         )
         .with(filter)
         .init();
+    std::sync::Arc::new(move |spec: &str| {
+        // `Targets` takes a bare word as a target name; a bare word here is meant
+        // as a level, so it must be one.
+        for directive in spec.split(',').filter(|d| !d.contains('=')) {
+            directive
+                .trim()
+                .parse::<tracing_subscriber::filter::LevelFilter>()
+                .map_err(|_| format!("`{spec}` is not a log filter: `{directive}` is not a level (trace, debug, info, warn, error, off)"))?;
+        }
+        let targets = spec
+            .parse::<Targets>()
+            .map_err(|e| format!("`{spec}` is not a log filter: {e}"))?;
+        handle
+            .reload(targets)
+            .map_err(|e| format!("cannot change the log filter: {e}"))
+    })
 }
 
 async fn shutdown_signal() {

@@ -44,6 +44,9 @@ pub struct Options {
     pub bootstrap: Bootstrap,
     /// Where to write the bound addresses as JSON once listening.
     pub addresses_file: Option<PathBuf>,
+    /// Changes the log filter (`POST /logging` on the admin port); `None` when
+    /// the logger cannot be changed.
+    pub log_filter: Option<crate::admin::LogFilter>,
 }
 
 pub async fn run(options: Options, shutdown: impl Future<Output = ()>) -> Result<(), RunError> {
@@ -119,7 +122,11 @@ pub async fn run(options: Options, shutdown: impl Future<Output = ()>) -> Result
             stats: stats.clone(),
         })
     });
+    // `POST /shutdown` on the admin port stops the proxy like SIGTERM does.
+    let admin_shutdown = Arc::new(tokio::sync::Notify::new());
     let admin_handler = Admin {
+        shutdown: admin_shutdown.clone(),
+        log_filter: options.log_filter.clone(),
         node_id: b.node_id.clone(),
         snapshot: snapshot.clone(),
         status,
@@ -149,7 +156,7 @@ pub async fn run(options: Options, shutdown: impl Future<Output = ()>) -> Result
     tokio::pin!(servers);
     tokio::select! {
         _ = &mut servers => {}
-        () = shutdown => {
+        () = async { tokio::select! { () = shutdown => {}, () = admin_shutdown.notified() => {} } } => {
             tracing::info!("shutting down: draining connections");
             let _ = stop_tx.send(true);
             servers.await;

@@ -13,7 +13,7 @@ pub(crate) mod server;
 pub use body::ResponseBody;
 pub use inbound::Inbound;
 pub use outbound::Outbound;
-pub use server::{serve, InboundStats, MeshAccept, PeerIdentity, Plaintext};
+pub use server::{serve, InboundStats, MeshAccept, PeerIdentity, Plaintext, Remote};
 
 /// Carries the app's original protocol across the HTTP/2 hop between proxies, so the
 /// far side talks to its app the way the calling app talked to us.

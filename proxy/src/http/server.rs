@@ -77,6 +77,10 @@ fn count(c: &AtomicU64) {
     c.fetch_add(1, Ordering::Relaxed);
 }
 
+/// The peer address of the connection, in every request's extensions.
+#[derive(Debug, Clone, Copy)]
+pub struct Remote(pub SocketAddr);
+
 /// In the extensions of requests that arrived in plaintext on the mesh inbound
 /// listener (PERMISSIVE).
 #[derive(Debug, Clone, Copy)]
@@ -152,6 +156,7 @@ pub async fn serve<H: Handler>(
                 if plaintext {
                     req.extensions_mut().insert(Plaintext);
                 }
+                req.extensions_mut().insert(Remote(peer));
                 async move { Ok::<_, Infallible>(handler.handle(req).await) }
             });
             let connection = builder

@@ -208,6 +208,19 @@ impl Proxy {
         http::get(self.admin, path).await
     }
 
+    /// `POST` to the admin port.
+    pub async fn admin_post(&self, path: &str) -> Result<HttpReply> {
+        let request = ::http::Request::post(path)
+            .body(http_body_util::Full::new(bytes::Bytes::new()))
+            .map_err(|e| anyhow::anyhow!("invalid admin path `{path}`: {e}"))?;
+        http::send(self.admin, request).await
+    }
+
+    /// The process's exit status, once it has exited.
+    pub fn exit_status(&mut self) -> Option<std::process::ExitStatus> {
+        self.process.exit_status()
+    }
+
     /// `GET /config_dump`, parsed as JSON.
     pub async fn config_dump(&self) -> Result<serde_json::Value> {
         let reply = self.admin_get("/config_dump").await?;
