@@ -55,6 +55,7 @@ app: $APP_ADDR
 outbound: 127.0.0.1:0
 inbound: 127.0.0.1:0
 admin: 127.0.0.1:0
+access_log: $ACCESS_LOG
 YAML
     [[ -n $token ]] && echo "token_file: $token" >>"$dir/$name.yaml"
     start_bg "$dir/$name.log" env REMORA_PROXY_THREADS="$PROXY_THREADS" \

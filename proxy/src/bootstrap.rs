@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 
 use crate::identity::TokenSource;
+use crate::telemetry::access_log::Destination;
 
 /// Errors reading a bootstrap file; each names the file and, where it can, the field.
 #[derive(Debug, thiserror::Error)]
@@ -51,6 +52,9 @@ pub struct Bootstrap {
     /// first certificate request (which carries the token) goes over TLS to a
     /// verified control plane.
     pub trust_bundle: Option<String>,
+    /// Where access log lines go (`access_log`: `stdout`, the default; `off`; or
+    /// a file path).
+    pub access_log: Destination,
 }
 
 #[derive(Debug, Deserialize)]
@@ -70,6 +74,7 @@ struct RawBootstrap {
     token: Option<String>,
     token_file: Option<PathBuf>,
     trust_bundle_file: Option<PathBuf>,
+    access_log: Option<String>,
 }
 
 impl Bootstrap {
@@ -172,7 +177,19 @@ impl Bootstrap {
                 }
             })
             .transpose()?;
+        let access_log = match raw.access_log.as_deref() {
+            None | Some("stdout") => Destination::Stdout,
+            Some("off") => Destination::Off,
+            Some("") => {
+                return Err(field_error(
+                    "access_log",
+                    "give stdout, off or a file path".into(),
+                ))
+            }
+            Some(path) => Destination::File(PathBuf::from(path)),
+        };
         Ok(Bootstrap {
+            access_log,
             trust_bundle,
             trust_domain,
             service_account,

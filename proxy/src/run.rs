@@ -15,6 +15,7 @@ use crate::bootstrap::Bootstrap;
 use crate::http::{serve, Inbound, InboundStats, MeshAccept, Outbound};
 use crate::identity::{self, CertStore, IdentityConfig};
 use crate::snapshot::Snapshot;
+use crate::telemetry::access_log::AccessLog;
 use crate::telemetry::Metrics;
 use crate::tls::TlsContext;
 use crate::upstream::EndpointRegistry;
@@ -38,6 +39,11 @@ pub enum RunError {
     },
     #[error("app address {0} cannot be used as an authority")]
     AppAddress(SocketAddr),
+    #[error("cannot open the access log {destination}: {source}")]
+    AccessLog {
+        destination: String,
+        source: std::io::Error,
+    },
 }
 
 pub struct Options {
@@ -93,7 +99,13 @@ pub async fn run(options: Options, shutdown: impl Future<Output = ()>) -> Result
         )
     });
     let tls = certificate.as_ref().map(|(_, tls, _)| tls.clone());
-    let metrics = Arc::new(Metrics::new(&b.service, &b.namespace));
+    let mut metrics = Metrics::new(&b.service, &b.namespace);
+    let access_log = AccessLog::start(&b.access_log).map_err(|source| RunError::AccessLog {
+        destination: format!("{:?}", b.access_log),
+        source,
+    })?;
+    metrics.access_log = access_log.enabled().then_some(access_log);
+    let metrics = Arc::new(metrics);
     let registry = Arc::new(EndpointRegistry::with_metrics(tls.clone(), metrics.clone()));
     let xds = XdsClient::new(
         b.control_plane,

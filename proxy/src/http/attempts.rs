@@ -65,6 +65,7 @@ pub async fn send(
     let limit = cluster.limits.concurrency(cluster.protocol, meshed);
     let Some(active) = cluster.state.admit(limit) else {
         ClusterStats::count(&stats.overflow);
+        crate::telemetry::flag(|f| f.overflow = true);
         tracing::debug!(cluster = %cluster.name, ?limit, "refused: too many concurrent requests");
         return local(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -274,6 +275,7 @@ async fn attempts(
         drop(failure);
         tokio::time::sleep_until(wake).await;
         ClusterStats::count(&stats.retries);
+        crate::telemetry::note(|f| f.retries.set(f.retries.get() + 1));
         tracing::debug!(cluster = %cluster.name, retry = retries, ?backoff, "retrying");
     }
 }
@@ -326,6 +328,7 @@ async fn attempt(
                 // When it is back, it should get the probe that decides its fate.
                 endpoint.ewma().reset();
                 ClusterStats::count(&cluster.state.stats.ejections);
+                crate::telemetry::flag(|f| f.ejected = true);
                 tracing::info!(cluster = %cluster.name, endpoint = %endpoint.addr(), ?time, "endpoint ejected after consecutive failures");
             }
         }
@@ -356,6 +359,7 @@ fn deadline(
 }
 
 fn count_timeout(stats: &ClusterStats, kind: TimeoutKind) {
+    crate::telemetry::flag(|f| f.timed_out = true);
     match kind {
         TimeoutKind::PerTry => ClusterStats::count(&stats.timeouts_per_try),
         TimeoutKind::Request | TimeoutKind::GrpcDeadline => {

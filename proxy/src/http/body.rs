@@ -11,6 +11,9 @@ use http_body_util::{Either, Full};
 use hyper::body::Incoming;
 use tokio::time::Sleep;
 
+use std::sync::Arc;
+
+use crate::telemetry::access_log::{AccessLog, Entry};
 use crate::upstream::{ActiveRequest, InFlight};
 
 pub type ResponseBody = Either<Tracked, Full<Bytes>>;
@@ -25,6 +28,19 @@ pub struct Tracked {
     /// The stream idle timeout: how long the body may go without a frame, and
     /// the timer (re-armed on every frame).
     idle: Option<(Duration, Pin<Box<Sleep>>)>,
+    /// The access log line written when the body ends or is dropped, and the
+    /// bytes sent so far.
+    log: Option<(Arc<AccessLog>, Box<Entry>)>,
+    sent: u64,
+}
+
+impl Drop for Tracked {
+    fn drop(&mut self) {
+        if let Some((log, mut entry)) = self.log.take() {
+            entry.bytes_sent = self.sent;
+            log.write(&entry);
+        }
+    }
 }
 
 /// The body stalled for longer than the stream idle timeout.
@@ -41,7 +57,14 @@ impl Tracked {
             _in_flight: in_flight,
             _active: None,
             idle: None,
+            log: None,
+            sent: 0,
         }
+    }
+
+    /// Writes `entry` to `log` when the body ends, with the bytes sent.
+    pub fn log_on_end(&mut self, log: Arc<AccessLog>, entry: Entry) {
+        self.log = Some((log, Box::new(entry)));
     }
 
     /// Ends the body with an error when it goes `timeout` without a frame.
@@ -69,8 +92,15 @@ impl Body for Tracked {
                 self._in_flight = None;
                 self._active = None;
                 self.idle = None;
+                if let Some((log, mut entry)) = self.log.take() {
+                    entry.bytes_sent = self.sent;
+                    log.write(&entry);
+                }
             }
-            Poll::Ready(Some(_)) => {
+            Poll::Ready(Some(frame)) => {
+                if let Some(data) = frame.as_ref().ok().and_then(|f| f.data_ref()) {
+                    self.sent += data.len() as u64;
+                }
                 if let Some((timeout, timer)) = &mut self.idle {
                     let at = tokio::time::Instant::now() + *timeout;
                     timer.as_mut().reset(at);

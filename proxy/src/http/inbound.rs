@@ -154,9 +154,25 @@ impl Handler for Inbound {
         // A caller outside the mesh (PERMISSIVE plaintext) may not have one yet.
         crate::telemetry::request_id::ensure(req.headers_mut());
         let caller = req.extensions().get::<PeerIdentity>().map(|p| p.id.clone());
-        let (response, app_time) =
-            crate::telemetry::timing_upstream(self.admit_and_forward(req)).await;
+        let meta = self
+            .metrics
+            .access_log
+            .as_ref()
+            .map(|_| crate::telemetry::RequestMeta::of(&req));
+        let (mut response, learned) = crate::telemetry::observe(self.admit_and_forward(req)).await;
+        let app_time = learned.upstream;
         let elapsed = started.elapsed();
+        if let Some(meta) = meta {
+            let peer = caller.as_deref().unwrap_or_default();
+            let hop = crate::telemetry::Hop {
+                direction: "inbound",
+                route: "",
+                backend: "app",
+                peer_identity: peer,
+            };
+            let entry = meta.entry(hop, &response, elapsed, &learned);
+            crate::telemetry::log_response(&self.metrics.access_log, &mut response, || entry);
+        }
         let hop = self.metrics.inbound_caller(caller.as_deref());
         hop.responses.count(
             response.status().as_u16(),
@@ -185,6 +201,7 @@ impl Inbound {
             .is_some_and(|limit| !limit.allow());
         if limited {
             self.stats.rate_limited.fetch_add(1, Ordering::Relaxed);
+            crate::telemetry::flag(|f| f.rate_limited = true);
             let grpc = req
                 .headers()
                 .get(header::CONTENT_TYPE)

@@ -41,16 +41,34 @@ impl Outbound {
     async fn handle_request(&self, mut req: Request<Incoming>) -> Response<ResponseBody> {
         let started = Instant::now();
         crate::telemetry::request_id::ensure(req.headers_mut());
-        let ((response, hop), upstream) = crate::telemetry::timing_upstream(self.route(req)).await;
+        let meta = self
+            .metrics
+            .access_log
+            .as_ref()
+            .map(|_| crate::telemetry::RequestMeta::of(&req));
+        let ((mut response, hop), learned) = crate::telemetry::observe(self.route(req)).await;
         let elapsed = started.elapsed();
-        if let Some(hop) = hop {
+        if let Some(hop) = &hop {
             let grpc = crate::telemetry::grpc_status(response.headers());
             hop.responses.count(response.status().as_u16(), grpc);
             hop.duration.observe(elapsed);
         }
         self.metrics
             .overhead_outbound
-            .observe(elapsed.saturating_sub(upstream));
+            .observe(elapsed.saturating_sub(learned.upstream));
+        if let Some(meta) = meta {
+            let (route, backend) = hop
+                .as_ref()
+                .map_or(("", ""), |h| (h.label("route"), h.label("backend")));
+            let hop = crate::telemetry::Hop {
+                direction: "outbound",
+                route,
+                backend,
+                peer_identity: "",
+            };
+            let entry = meta.entry(hop, &response, elapsed, &learned);
+            crate::telemetry::log_response(&self.metrics.access_log, &mut response, || entry);
+        }
         response
     }
 
@@ -106,6 +124,7 @@ impl Outbound {
         if let Some(limit) = &route.policy.rate_limit {
             if !limit.allow() {
                 ClusterStats::count(&stats.rate_limited);
+                crate::telemetry::flag(|f| f.rate_limited = true);
                 return rate_limited(attempts::is_grpc(req.headers()));
             }
         }
@@ -121,6 +140,9 @@ impl Outbound {
         };
         if let Some(fault) = fault {
             let injected = fault.draw(|| rand::random_range(0..Share::MILLION));
+            if injected.delay.is_some() || injected.abort.is_some() {
+                crate::telemetry::flag(|f| f.fault_injected = true);
+            }
             if let Some(delay) = injected.delay {
                 ClusterStats::count(&stats.faults_delayed);
                 tracing::debug!(cluster = %cluster.name, ?delay, "fault: delaying");
@@ -216,6 +238,7 @@ pub(super) async fn send_to(
 ) -> Result<Response<ResponseBody>, UpstreamError> {
     let in_flight = endpoint.start();
     let started = Instant::now();
+    crate::telemetry::note(|f| f.endpoint.set(Some(endpoint.addr())));
     let sent = endpoint.send(req).await;
     crate::telemetry::add_upstream_time(started.elapsed());
     match sent {

@@ -98,6 +98,8 @@ pub struct Metrics {
     /// This proxy's own labels (`source_*` outbound, `destination_*` inbound).
     pub service: String,
     pub namespace: String,
+    /// Where access log lines go; `None`: nowhere.
+    pub access_log: Option<Arc<super::access_log::AccessLog>>,
 }
 
 /// Inbound callers tracked by identity, at most; the rest are counted together.
@@ -180,6 +182,16 @@ impl Metrics {
             .values()
             .cloned()
             .collect()
+    }
+}
+
+impl HopStats {
+    /// A label's value, or "".
+    pub fn label(&self, name: &str) -> &str {
+        self.labels
+            .iter()
+            .find(|(k, _)| *k == name)
+            .map_or("", |(_, v)| v.as_str())
     }
 }
 
