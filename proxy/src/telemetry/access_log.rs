@@ -2,20 +2,22 @@
 //! bytes sent are known), on by default to stdout (`access_log` in the bootstrap:
 //! `stdout`, `off`, or a file path).
 //!
-//! Lines go through a bounded channel to a writer thread: a slow disk or a full
-//! pipe never blocks the request path; when the channel is full, lines are dropped
-//! and counted.
+//! Lines are appended to a shared buffer that a writer thread takes every 10 ms:
+//! the request path never waits on the disk or a pipe and never wakes a thread.
+//! When the buffer is full (a stalled writer), lines are dropped and counted.
 
 use std::io::Write;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
-use std::sync::mpsc::{sync_channel, SyncSender, TrySendError};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
 
 use serde::Serialize;
 
-/// Lines waiting for the writer at most.
-const QUEUE: usize = 4096;
+/// Bytes waiting for the writer at most.
+const BUFFER: usize = 4 * 1024 * 1024;
+/// How often the writer takes what was logged.
+const FLUSH_EVERY: Duration = Duration::from_millis(10);
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Destination {
@@ -26,7 +28,8 @@ pub enum Destination {
 
 #[derive(Debug)]
 pub struct AccessLog {
-    tx: Option<SyncSender<String>>,
+    /// `None` when off.
+    pending: Option<Arc<Mutex<Vec<u8>>>>,
     pub dropped: AtomicU64,
 }
 
@@ -36,7 +39,7 @@ impl AccessLog {
         let mut out: Box<dyn Write + Send> = match to {
             Destination::Off => {
                 return Ok(Arc::new(Self {
-                    tx: None,
+                    pending: None,
                     dropped: AtomicU64::new(0),
                 }))
             }
@@ -48,40 +51,46 @@ impl AccessLog {
                     .open(path)?,
             ),
         };
-        let (tx, rx) = sync_channel::<String>(QUEUE);
+        let pending = Arc::new(Mutex::new(Vec::with_capacity(64 * 1024)));
+        let shared = Arc::downgrade(&pending);
         std::thread::Builder::new()
             .name("access-log".into())
             .spawn(move || {
-                let mut buf = std::io::BufWriter::new(&mut out);
-                while let Ok(line) = rx.recv() {
-                    let _ = buf.write_all(line.as_bytes());
-                    // Flush when nothing else is waiting, so lines appear promptly.
-                    let mut more = rx.try_recv();
-                    while let Ok(line) = more {
-                        let _ = buf.write_all(line.as_bytes());
-                        more = rx.try_recv();
+                let mut batch = Vec::with_capacity(64 * 1024);
+                // Ends when the log is dropped (the proxy is stopping).
+                while let Some(pending) = shared.upgrade() {
+                    std::mem::swap(
+                        &mut *pending.lock().unwrap_or_else(PoisonError::into_inner),
+                        &mut batch,
+                    );
+                    drop(pending);
+                    if !batch.is_empty() {
+                        let _ = out.write_all(&batch);
+                        let _ = out.flush();
+                        batch.clear();
                     }
-                    let _ = buf.flush();
+                    std::thread::sleep(FLUSH_EVERY);
                 }
             })?;
         Ok(Arc::new(Self {
-            tx: Some(tx),
+            pending: Some(pending),
             dropped: AtomicU64::new(0),
         }))
     }
 
     pub fn enabled(&self) -> bool {
-        self.tx.is_some()
+        self.pending.is_some()
     }
 
     pub fn write(&self, entry: &Entry) {
-        let Some(tx) = &self.tx else { return };
-        let Ok(mut line) = serde_json::to_string(entry) else {
-            return;
-        };
-        line.push('\n');
-        if let Err(TrySendError::Full(_)) = tx.try_send(line) {
+        let Some(pending) = &self.pending else { return };
+        let mut buf = pending.lock().unwrap_or_else(PoisonError::into_inner);
+        if buf.len() >= BUFFER {
             self.dropped.fetch_add(1, Relaxed);
+            return;
+        }
+        if serde_json::to_writer(&mut *buf, entry).is_ok() {
+            buf.push(b'\n');
         }
     }
 }
