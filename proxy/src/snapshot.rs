@@ -9,7 +9,6 @@ use http::{HeaderName, HeaderValue, Method};
 use std::time::Duration;
 
 use crate::authz::Authorization;
-use crate::resilience::fault::Fault;
 use crate::resilience::rate_limit::Limiter;
 use crate::resilience::RetryPolicy;
 use crate::telemetry::HopStats;
@@ -27,8 +26,6 @@ pub struct Snapshot {
     /// How the inbound listener accepts connections and authorizes requests; until
     /// the control plane sends it, STRICT with no authorization policy.
     pub inbound: Option<InboundPolicy>,
-    /// Faults to inject, by the cluster they apply to ("" for all).
-    pub faults: HashMap<Arc<str>, Arc<Fault>>,
 }
 
 /// The compiled inbound listener.

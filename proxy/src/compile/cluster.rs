@@ -74,15 +74,13 @@ pub fn compile(
     let idle = idle_timeout(c)?;
     let connect_timeout = match &c.connect_timeout {
         None => DEFAULT_CONNECT_TIMEOUT,
-        Some(d) if d.seconds < 0 || d.nanos < 0 || (d.seconds == 0 && d.nanos == 0) => {
-            return Err(CompileError::new(
-                "Cluster",
-                &c.name,
-                "connect_timeout",
-                "must be greater than zero",
-            ))
-        }
-        Some(d) => std::time::Duration::new(d.seconds as u64, d.nanos as u32),
+        Some(d) => super::duration(d, "connect_timeout")
+            .and_then(|d| {
+                (!d.is_zero())
+                    .then_some(d)
+                    .ok_or(("connect_timeout".into(), "must be greater than zero".into()))
+            })
+            .map_err(|(f, m)| CompileError::new("Cluster", &c.name, f, m))?,
     };
     let timeouts = ConnectionTimeouts {
         connect: connect_timeout,
@@ -115,6 +113,10 @@ pub fn compile(
             .collect(),
     };
     let balancer = balancer(c, &endpoints)?;
+    let meshed = endpoints
+        .first()
+        .is_some_and(|e| e.endpoint.transport() == Transport::MeshH2);
+    let concurrency_limit = limits(c).concurrency(protocol, meshed);
     Ok(Cluster {
         name: Arc::from(c.name.as_str()),
         destination: destination(c),
@@ -123,7 +125,8 @@ pub fn compile(
         endpoints,
         retry_budget: retry_budget(c)?,
         outlier: outlier(c)?,
-        limits: limits(c),
+        concurrency_limit,
+        fault: None,
         state: registry.cluster_state(&c.name),
     })
 }

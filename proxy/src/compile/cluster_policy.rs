@@ -95,8 +95,7 @@ pub fn outlier(c: &XdsCluster) -> Result<Option<OutlierConfig>, CompileError> {
     let duration =
         |v: &Option<remora_proto::xds::google::protobuf::Duration>, f: &str, default| match v {
             None => Ok(default),
-            Some(v) if v.seconds < 0 || v.nanos < 0 => Err(err(f, "must not be negative")),
-            Some(v) => Ok(std::time::Duration::new(v.seconds as u64, v.nanos as u32)),
+            Some(v) => super::duration(v, f).map_err(|(f, m)| err(&f, &m)),
         };
     let max_percent = o
         .max_ejection_percent
@@ -172,10 +171,7 @@ pub fn retry_budget(c: &XdsCluster) -> Result<BudgetConfig, CompileError> {
     };
     let window = match &budget.budget_interval {
         None => BudgetConfig::DEFAULT.window,
-        Some(d) if d.seconds < 0 || d.nanos < 0 => {
-            return Err(err("budget_interval", "must not be negative".into()))
-        }
-        Some(d) => Some(std::time::Duration::new(d.seconds as u64, d.nanos as u32))
+        Some(d) => Some(super::duration(d, "budget_interval").map_err(|(f, m)| err(&f, m))?)
             .filter(|w| !w.is_zero())
             .unwrap_or(BudgetConfig::DEFAULT.window),
     };
@@ -210,15 +206,16 @@ pub fn idle_timeout(c: &XdsCluster) -> Result<std::time::Duration, CompileError>
         .and_then(|o| o.idle_timeout)
     {
         None => Ok(DEFAULT_IDLE_TIMEOUT),
-        Some(d) if d.seconds < 0 || d.nanos < 0 => Err(CompileError::new(
-            "Cluster",
-            &c.name,
-            "typed_extension_protocol_options.common_http_protocol_options.idle_timeout",
-            "must not be negative",
-        )),
-        Some(d) if (d.seconds, d.nanos) == (0, 0) => {
-            Ok(std::time::Duration::from_secs(365 * 24 * 3600))
+        Some(d) => {
+            let field =
+                "typed_extension_protocol_options.common_http_protocol_options.idle_timeout";
+            let d = super::duration(&d, field)
+                .map_err(|(f, m)| CompileError::new("Cluster", &c.name, f, m))?;
+            Ok(if d.is_zero() {
+                std::time::Duration::from_secs(365 * 24 * 3600)
+            } else {
+                d
+            })
         }
-        Some(d) => Ok(std::time::Duration::new(d.seconds as u64, d.nanos as u32)),
     }
 }

@@ -3,7 +3,6 @@
 //! (`envoy.filters.http.local_ratelimit`).
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use remora_proto::prost::Message;
 use remora_proto::xds::envoy::extensions::filters::common::fault::v3::fault_delay::FaultDelaySecifier;
@@ -65,8 +64,8 @@ pub fn fault(any: &Any, field: &str) -> Result<(String, Arc<Fault>), FieldError>
         None => None,
         Some(d) => {
             let fixed = match d.fault_delay_secifier {
-                Some(FaultDelaySecifier::FixedDelay(d)) if d.seconds >= 0 && d.nanos >= 0 => {
-                    Duration::new(d.seconds as u64, d.nanos as u32)
+                Some(FaultDelaySecifier::FixedDelay(d)) => {
+                    super::duration(&d, &format!("{field}.delay.fixed_delay"))?
                 }
                 _ => return Err((format!("{field}.delay"), "a fixed_delay is required".into())),
             };
@@ -143,19 +142,18 @@ pub fn rate_limit(
             "only 100% (or absent: off) is supported".into(),
         ));
     }
+    let fill_field = format!("{field}.token_bucket.fill_interval");
     let fill = bucket
         .fill_interval
-        .filter(|d| d.seconds >= 0 && d.nanos >= 0 && (d.seconds, d.nanos) != (0, 0))
-        .ok_or_else(|| {
-            (
-                format!("{field}.token_bucket.fill_interval"),
-                "required, above zero".to_owned(),
-            )
-        })?;
+        .as_ref()
+        .map(|d| super::duration(d, &fill_field))
+        .transpose()?
+        .filter(|d| !d.is_zero())
+        .ok_or_else(|| (fill_field.clone(), "required, above zero".to_owned()))?;
     let config = BucketConfig {
         max_tokens: bucket.max_tokens,
         tokens_per_fill: bucket.tokens_per_fill.map_or(1, |t| t.value),
-        fill_interval: Duration::new(fill.seconds as u64, fill.nanos as u32),
+        fill_interval: fill,
     };
     let key = if r.stat_prefix.is_empty() {
         field.to_owned()

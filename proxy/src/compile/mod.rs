@@ -50,6 +50,18 @@ pub struct Resources {
     pub versions: Versions,
 }
 
+/// An xDS duration, checked: a negative one or out-of-range nanos is the error
+/// message `(field, message)` the caller reports.
+pub(crate) fn duration(
+    d: &remora_proto::xds::google::protobuf::Duration,
+    field: &str,
+) -> Result<std::time::Duration, (String, String)> {
+    if d.seconds < 0 || d.nanos < 0 || d.nanos >= 1_000_000_000 {
+        return Err((field.to_owned(), "not a valid non-negative duration".into()));
+    }
+    Ok(std::time::Duration::new(d.seconds as u64, d.nanos as u32))
+}
+
 /// Decodes one held resource; `kind` names it in the error.
 pub fn decode<T: Message + Default>(
     kind: &'static str,
@@ -101,15 +113,24 @@ pub fn compile(
         cluster::check_assignment(name, &cla)?;
         assignments.insert(name.clone(), cla);
     }
+    // The outbound listener's fault filters name the clusters they apply to: each
+    // cluster gets its fault when it compiles, so a request needs no lookup.
+    let faults = match resources.listeners.get(OUTBOUND_LISTENER) {
+        Some(l) => listener::faults(&decode("Listener", OUTBOUND_LISTENER, l)?)?,
+        None => listener::Faults::new(),
+    };
     let mut clusters = HashMap::with_capacity(resources.clusters.len());
     for (name, c) in &resources.clusters {
         let c: XdsCluster = decode("Cluster", name, c)?;
-        let compiled = cluster::compile(&c, &assignments, registry)?;
+        let mut compiled = cluster::compile(&c, &assignments, registry)?;
+        compiled.fault = faults
+            .get(name.as_str())
+            .or_else(|| faults.get(""))
+            .cloned();
         clusters.insert(Arc::from(name.as_str()), Arc::new(compiled));
     }
     let mut outbound_source = None;
     let mut inbound = None;
-    let mut faults = listener::Faults::new();
     for (name, l) in &resources.listeners {
         let l: Listener = decode("Listener", name, l)?;
         if name.starts_with(INBOUND_PREFIX) {
@@ -127,7 +148,6 @@ pub fn compile(
         let source = listener::route_source(&l)?;
         if name == OUTBOUND_LISTENER {
             outbound_source = Some(source);
-            faults = listener::faults(&l)?;
         }
     }
     let mut outbound = None;
@@ -153,7 +173,6 @@ pub fn compile(
         clusters,
         outbound,
         inbound,
-        faults,
     })
 }
 

@@ -4,8 +4,8 @@
 use std::time::Duration;
 
 use remora_proto::xds::envoy::config::route::v3::RouteAction as XdsRouteAction;
-use remora_proto::xds::google::protobuf::Duration as XdsDuration;
 
+use super::duration;
 use crate::resilience::retry::{grpc_code, DEFAULT_BACKOFF_BASE};
 use crate::resilience::{RetryOn, RetryPolicy};
 use http::HeaderName;
@@ -210,11 +210,4 @@ fn retry(
         backoff_base,
         backoff_max,
     })
-}
-
-fn duration(d: &XdsDuration, field: &str) -> Result<Duration, FieldError> {
-    if d.seconds < 0 || d.nanos < 0 || d.nanos >= 1_000_000_000 {
-        return Err((field.to_owned(), "not a valid non-negative duration".into()));
-    }
-    Ok(Duration::new(d.seconds as u64, d.nanos as u32))
 }

@@ -17,15 +17,13 @@ use tokio::time::{timeout_at, Instant};
 
 use super::outbound::{send_to, shape, upstream_failure};
 use super::reply::{local, timed_out, TimeoutKind};
-use super::ResponseBody;
+use super::{is_grpc, ResponseBody};
 use crate::balance;
 use crate::balance::hash_key as hash_key_bytes;
 use crate::resilience::deadline::{format_grpc_timeout, parse_grpc_timeout};
 use crate::resilience::retry::REPLAY_LIMIT;
 use crate::snapshot::{HashPolicy, RoutePolicy};
-use crate::upstream::{
-    Cluster, ClusterStats, Recorded, RequestBody, Transport, UpstreamError, Verdict,
-};
+use crate::upstream::{Cluster, ClusterStats, Recorded, RequestBody, UpstreamError, Verdict};
 
 const GRPC_TIMEOUT: &str = "grpc-timeout";
 
@@ -58,11 +56,7 @@ pub async fn send(
 ) -> Response<ResponseBody> {
     let stats = &cluster.state.stats;
     ClusterStats::count(&stats.requests);
-    let meshed = cluster
-        .endpoints
-        .first()
-        .is_some_and(|e| e.endpoint.transport() == Transport::MeshH2);
-    let limit = cluster.limits.concurrency(cluster.protocol, meshed);
+    let limit = cluster.concurrency_limit;
     let Some(active) = cluster.state.admit(limit) else {
         ClusterStats::count(&stats.overflow);
         crate::telemetry::flag(|f| f.overflow = true);
@@ -366,10 +360,4 @@ fn count_timeout(stats: &ClusterStats, kind: TimeoutKind) {
             ClusterStats::count(&stats.timeouts_request)
         }
     }
-}
-
-pub(super) fn is_grpc(headers: &HeaderMap) -> bool {
-    headers
-        .get(header::CONTENT_TYPE)
-        .is_some_and(|v| v.as_bytes().starts_with(b"application/grpc"))
 }

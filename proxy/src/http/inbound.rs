@@ -17,9 +17,9 @@ use super::headers::{parse_version, retarget, set_host, strip_hop_by_hop};
 use super::outbound::upstream_failure;
 use super::reply::{forbidden, local, rate_limited};
 use super::server::{Handler, InboundStats, PeerIdentity, Plaintext};
-use super::{ResponseBody, CLIENT_ID, ORIG_PROTO};
+use super::{grpc_status, is_grpc, ResponseBody, CLIENT_ID, ORIG_PROTO};
 use crate::authz;
-use crate::snapshot::Snapshot;
+use crate::snapshot::{InboundPolicy, Snapshot};
 use crate::telemetry::Metrics;
 use crate::upstream::{Endpoint, RequestBody, Transport};
 use tokio::time::Instant;
@@ -53,9 +53,8 @@ impl Inbound {
     /// The inbound policy's verdict on a request. A proxy without an identity
     /// serves plaintext only and applies the mTLS chain's rules to
     /// unauthenticated callers.
-    fn authorize(&self, req: &Request<Incoming>) -> Result<(), String> {
-        let snapshot = self.snapshot.load();
-        let Some(policy) = snapshot.inbound.as_ref() else {
+    fn authorize(policy: Option<&InboundPolicy>, req: &Request<Incoming>) -> Result<(), String> {
+        let Some(policy) = policy else {
             return Ok(());
         };
         let peer = req.extensions().get::<PeerIdentity>();
@@ -153,7 +152,8 @@ impl Handler for Inbound {
         let started = Instant::now();
         // A caller outside the mesh (PERMISSIVE plaintext) may not have one yet.
         crate::telemetry::request_id::ensure(req.headers_mut());
-        let caller = req.extensions().get::<PeerIdentity>().map(|p| p.id.clone());
+        let peer = req.extensions().get::<PeerIdentity>().cloned();
+        let caller = peer.as_ref().map(|p| p.id.clone());
         let meta = self
             .metrics
             .access_log
@@ -173,11 +173,16 @@ impl Handler for Inbound {
             let entry = meta.entry(hop, &response, elapsed, &learned);
             crate::telemetry::log_response(&self.metrics.access_log, &mut response, || entry);
         }
-        let hop = self.metrics.inbound_caller(caller.as_deref());
-        hop.responses.count(
-            response.status().as_u16(),
-            crate::telemetry::grpc_status(response.headers()),
-        );
+        // Resolved once per connection (or once for every unauthenticated caller).
+        let hop = match &peer {
+            Some(p) => p
+                .hop
+                .get_or_init(|| self.metrics.inbound_caller(Some(&p.id)))
+                .clone(),
+            None => self.metrics.inbound_caller(None),
+        };
+        hop.responses
+            .count(response.status().as_u16(), grpc_status(response.headers()));
         hop.duration.observe(elapsed);
         self.metrics
             .overhead_inbound
@@ -188,26 +193,30 @@ impl Handler for Inbound {
 
 impl Inbound {
     async fn admit_and_forward(&self, req: Request<Incoming>) -> Response<ResponseBody> {
-        if let Err(reason) = self.authorize(&req) {
-            self.stats.requests_denied.fetch_add(1, Ordering::Relaxed);
-            return forbidden(reason);
+        if let Some(refused) = self.admit(&req) {
+            return refused;
         }
-        let limited = self
-            .snapshot
-            .load()
-            .inbound
-            .as_ref()
+        self.forward(req).await
+    }
+
+    /// The inbound policy's refusal of a request (authorization, then the rate
+    /// limit), if any; the snapshot is loaded once and not held across the
+    /// forwarding.
+    fn admit(&self, req: &Request<Incoming>) -> Option<Response<ResponseBody>> {
+        let snapshot = self.snapshot.load();
+        let policy = snapshot.inbound.as_ref();
+        if let Err(reason) = Self::authorize(policy, req) {
+            self.stats.requests_denied.fetch_add(1, Ordering::Relaxed);
+            return Some(forbidden(reason));
+        }
+        let limited = policy
             .and_then(|p| p.rate_limit.as_ref())
             .is_some_and(|limit| !limit.allow());
         if limited {
             self.stats.rate_limited.fetch_add(1, Ordering::Relaxed);
             crate::telemetry::flag(|f| f.rate_limited = true);
-            let grpc = req
-                .headers()
-                .get(header::CONTENT_TYPE)
-                .is_some_and(|v| v.as_bytes().starts_with(b"application/grpc"));
-            return rate_limited(grpc);
+            return Some(rate_limited(is_grpc(req.headers())));
         }
-        self.forward(req).await
+        None
     }
 }

@@ -49,7 +49,7 @@ impl Outbound {
         let ((mut response, hop), learned) = crate::telemetry::observe(self.route(req)).await;
         let elapsed = started.elapsed();
         if let Some(hop) = &hop {
-            let grpc = crate::telemetry::grpc_status(response.headers());
+            let grpc = super::grpc_status(response.headers());
             hop.responses.count(response.status().as_u16(), grpc);
             hop.duration.observe(elapsed);
         }
@@ -98,13 +98,12 @@ impl Outbound {
             _ => split.pick_index(rand::random_range(0..split.total)),
         };
         let hop = index.and_then(|i| route.hops.get(i).cloned().flatten());
-        let response = self.forward(&snapshot, route, index, req, authority).await;
+        let response = self.forward(route, index, req, authority).await;
         (response, hop)
     }
 
     async fn forward(
         &self,
-        snapshot: &Snapshot,
         route: &crate::snapshot::Route,
         index: Option<usize>,
         req: Request<Incoming>,
@@ -125,19 +124,10 @@ impl Outbound {
             if !limit.allow() {
                 ClusterStats::count(&stats.rate_limited);
                 crate::telemetry::flag(|f| f.rate_limited = true);
-                return rate_limited(attempts::is_grpc(req.headers()));
+                return rate_limited(super::is_grpc(req.headers()));
             }
         }
-        // Most meshes inject no faults: skip the lookups then.
-        let fault = if snapshot.faults.is_empty() {
-            None
-        } else {
-            snapshot
-                .faults
-                .get(&cluster.name)
-                .or_else(|| snapshot.faults.get(""))
-                .filter(|f| f.applies(req.headers()))
-        };
+        let fault = cluster.fault.as_ref().filter(|f| f.applies(req.headers()));
         if let Some(fault) = fault {
             let injected = fault.draw(|| rand::random_range(0..Share::MILLION));
             if injected.delay.is_some() || injected.abort.is_some() {

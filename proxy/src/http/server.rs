@@ -4,7 +4,7 @@
 use std::convert::Infallible;
 use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use http::{HeaderValue, Request, Response};
@@ -22,6 +22,7 @@ use tokio_util::either::Either;
 
 use super::ResponseBody;
 use crate::snapshot::Snapshot;
+use crate::telemetry::HopStats;
 use crate::tls::{peer_identity, TlsContext};
 use crate::upstream::{CONNECTION_WINDOW, STREAM_WINDOW};
 
@@ -93,6 +94,9 @@ pub struct Plaintext;
 pub struct PeerIdentity {
     pub id: Arc<str>,
     pub header: Option<HeaderValue>,
+    /// The caller's metrics, resolved on the connection's first request and
+    /// shared by the rest.
+    pub hop: Arc<OnceLock<Arc<HopStats>>>,
 }
 
 impl PeerIdentity {
@@ -101,6 +105,7 @@ impl PeerIdentity {
         Self {
             id: id.into(),
             header,
+            hop: Arc::default(),
         }
     }
 }

@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use http::{HeaderMap, StatusCode};
 
+use crate::http::grpc_status;
 use crate::upstream::UpstreamError;
 
 /// Envoy's defaults when `retry_back_off` is absent.
@@ -73,11 +74,6 @@ impl RetryPolicy {
             .min(self.backoff_max);
         ceiling.mul_f64(draw.clamp(0.0, 1.0))
     }
-}
-
-/// The `grpc-status` of a trailers-only gRPC response.
-pub fn grpc_status(headers: &HeaderMap) -> Option<u32> {
-    headers.get("grpc-status")?.to_str().ok()?.parse().ok()
 }
 
 /// gRPC codes by the names Envoy's `retry_on` uses.

@@ -98,6 +98,8 @@ pub struct Metrics {
     /// This proxy's own labels (`source_*` outbound, `destination_*` inbound).
     pub service: String,
     pub namespace: String,
+    /// The hop of callers without a verified identity, made on first use.
+    unauthenticated: std::sync::OnceLock<Arc<HopStats>>,
     /// Where access log lines go; `None`: nowhere.
     pub access_log: Option<Arc<super::access_log::AccessLog>>,
 }
@@ -144,7 +146,16 @@ impl Metrics {
     /// Identities come from certificates the mesh CA issued, so they are bounded;
     /// past a cap they are counted as `other`.
     pub fn inbound_caller(&self, identity: Option<&str>) -> Arc<HopStats> {
-        let id = identity.unwrap_or("unauthenticated");
+        let Some(id) = identity else {
+            return self
+                .unauthenticated
+                .get_or_init(|| self.caller_hop("unauthenticated"))
+                .clone();
+        };
+        self.caller_hop(id)
+    }
+
+    fn caller_hop(&self, id: &str) -> Arc<HopStats> {
         let mut callers = self
             .inbound_callers
             .lock()

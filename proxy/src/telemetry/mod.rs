@@ -87,11 +87,6 @@ pub fn flag(set: impl FnOnce(&mut access_log::Flags)) {
     });
 }
 
-/// The gRPC status of a trailers-only response, for metrics.
-pub fn grpc_status(headers: &http::HeaderMap) -> Option<u32> {
-    headers.get("grpc-status")?.to_str().ok()?.parse().ok()
-}
-
 /// Where a request went, for its access log line.
 #[derive(Debug, Clone, Copy)]
 pub struct Hop<'a> {
@@ -167,7 +162,7 @@ impl RequestMeta {
             backend: backend.to_owned(),
             endpoint: learned.endpoint.map(|e| e.to_string()).unwrap_or_default(),
             status: response.status().as_u16(),
-            grpc_status: grpc_status(response.headers()),
+            grpc_status: crate::http::grpc_status(response.headers()),
             peer_identity: peer_identity.to_owned(),
             retries: learned.retries,
             flags,

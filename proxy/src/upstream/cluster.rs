@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use super::{Endpoint, OutlierConfig};
 use crate::balance::Balancer;
+use crate::resilience::fault::Fault;
 use crate::resilience::{BudgetConfig, RetryBudget};
 
 /// The protocol a cluster's unmeshed endpoints speak (meshed ones always get HTTP/2).
@@ -31,7 +32,10 @@ pub struct Cluster {
     pub balancer: Balancer,
     /// `None`: endpoints are never ejected.
     pub outlier: Option<OutlierConfig>,
-    pub limits: Limits,
+    /// Concurrent requests allowed (see [`Limits::concurrency`]); `None`: no limit.
+    pub concurrency_limit: Option<u32>,
+    /// The fault injected into requests to this cluster, if any.
+    pub fault: Option<Arc<Fault>>,
     /// What outlives this snapshot: the budget's window and the counters.
     pub state: Arc<ClusterState>,
 }
