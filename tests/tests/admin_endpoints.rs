@@ -33,13 +33,12 @@ async fn the_log_filter_changes_and_shutdown_stops_the_proxy() {
     assert_eq!(reply.status, 200);
     let web = &mut m.web;
     let mut exited = None;
-    for _ in 0..100 {
+    let _ = wait_for(Duration::from_secs(5), || {
         exited = web.exit_status();
-        if exited.is_some() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+        let done = exited.is_some();
+        async move { done }
+    })
+    .await;
     assert!(
         exited.is_some_and(|s| s.success()),
         "still running:\n{}",

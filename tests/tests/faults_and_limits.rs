@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use http_body_util::Full;
 use remora_tests::app::TestApp;
-use remora_tests::harness::http;
+use remora_tests::harness::{http, wait_for};
 use remora_tests::load::{Load, LoadSpec};
 use support::*;
 
@@ -27,12 +27,10 @@ async fn aborts_land_on_the_configured_share() {
             .duration(Duration::from_secs(30)),
     );
     // Stop once 2000 requests are in.
-    let started = Instant::now();
-    while report.snapshot_since(Duration::ZERO).len() < 2000
-        && started.elapsed() < Duration::from_secs(30)
-    {
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let _ = wait_for(Duration::from_secs(30), || async {
+        report.snapshot_since(Duration::ZERO).len() >= 2000
+    })
+    .await;
     let report = report.stop().await;
     let samples = &report.samples[..2000.min(report.samples.len())];
     assert_eq!(samples.len(), 2000);

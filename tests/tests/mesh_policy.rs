@@ -92,7 +92,22 @@ async fn permissive_accepts_and_counts_plaintext_and_strict_refuses_it() {
         "tls-ns.yaml",
         &mesh_tls("namespace-strict", None, "STRICT"),
     );
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    // Once the control plane holds both policies and orders has acknowledged all
+    // it was sent, orders is still PERMISSIVE.
+    let settled = wait_for(CONVERGE, || async {
+        let view = cp.api_get("/api/v1/config").await.unwrap().json().unwrap();
+        let proxies = cp.proxies().await.unwrap();
+        view["resources"]["MeshTLS"] == 2
+            && proxies.as_array().unwrap().iter().all(|p| {
+                p["types"]
+                    .as_object()
+                    .unwrap()
+                    .values()
+                    .all(|t| t["acked_version"] == t["sent_version"])
+            })
+    })
+    .await;
+    assert!(settled.is_ok(), "{:#}", cp.proxies().await.unwrap());
     assert_eq!(
         orders.config_dump().await.unwrap()["inbound"]["tls_mode"],
         "PERMISSIVE"

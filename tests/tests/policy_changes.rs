@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use remora_tests::app::TestApp;
-use remora_tests::harness::{http, Proxy, ProxySpec};
+use remora_tests::harness::{http, wait_for, Proxy, ProxySpec};
 use remora_tests::load::{Load, LoadSpec};
 use support::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -34,16 +34,27 @@ async fn policy_changes_apply_within_2s_without_dropping_requests() {
         write_config(config, "policy.yaml", &traffic_policy("orders", step));
         wait_config(web, CONVERGE, "the new policy", |d| d["versions"] != before).await;
         eprintln!("policy applied after {:?}", written.elapsed());
-        tokio::time::sleep(Duration::from_millis(500)).await;
+        answered_after_change(&load).await;
     }
     std::fs::remove_file(config.join("policy.yaml")).unwrap();
-    tokio::time::sleep(Duration::from_secs(1)).await;
+    answered_after_change(&load).await;
     let report = load.stop().await;
     assert!(report.total > 500, "{} requests", report.total);
     assert_eq!(
         report.errors, 0,
         "no request dropped while the policy changed"
     );
+}
+
+/// Waits until the load has 100 more answers, so each policy is in force while
+/// requests flow.
+async fn answered_after_change(load: &Load) {
+    let mark = load.elapsed();
+    let flowed = wait_for(Duration::from_secs(5), || async {
+        load.snapshot_since(mark).len() >= 100
+    })
+    .await;
+    assert!(flowed.is_ok(), "the load stalled after a policy change");
 }
 
 /// A tiny HTTP/1.1 server: counts connections; answers `ok`, or (when `stall`)
