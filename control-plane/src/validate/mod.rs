@@ -178,55 +178,55 @@ fn check_policy_targets(candidates: &mut [Candidate]) {
 /// One MeshTLS per Service and one namespace-wide MeshTLS per namespace: two
 /// would leave the mode to chance. The first in namespace/name order is kept.
 fn reject_conflicting_mesh_tls(candidates: &mut [Candidate]) {
+    reject_second_policy(candidates, "MeshTLS", |d| match d {
+        Decoded::MeshTls(p) => Some((&p.key, &p.target)),
+        _ => None,
+    });
+}
+
+/// One TrafficPolicy per target: two would leave the settings to chance.
+fn reject_conflicting_traffic(candidates: &mut [Candidate]) {
+    reject_second_policy(candidates, "TrafficPolicy", |d| match d {
+        Decoded::Traffic(p) => Some((&p.key, &p.target)),
+        _ => None,
+    });
+}
+
+/// Of the valid policies `policy_of` picks out, the first per (namespace,
+/// target) in namespace/name order is kept; each later one is rejected, naming
+/// the one kept.
+fn reject_second_policy(
+    candidates: &mut [Candidate],
+    kind: &str,
+    policy_of: fn(&Decoded) -> Option<(&ObjectKey, &PolicyTarget)>,
+) {
     let mut order: Vec<usize> = (0..candidates.len())
         .filter(|&i| {
-            candidates[i].is_valid() && matches!(candidates[i].resource, Some(Decoded::MeshTls(_)))
+            candidates[i].is_valid()
+                && candidates[i]
+                    .resource
+                    .as_ref()
+                    .and_then(policy_of)
+                    .is_some()
         })
         .collect();
     order.sort_by(|&a, &b| candidates[a].key.cmp(&candidates[b].key));
     let mut first: BTreeMap<(String, PolicyTarget), ObjectKey> = BTreeMap::new();
     for i in order {
-        let Some(Decoded::MeshTls(p)) = &candidates[i].resource else {
+        let Some((key, target)) = candidates[i].resource.as_ref().and_then(policy_of) else {
             continue;
         };
-        let id = (p.key.namespace.clone(), p.target.clone());
+        let id = (key.namespace.clone(), target.clone());
         if let Some(kept) = first.get(&id) {
-            let what = match &p.target {
+            let what = match target {
                 PolicyTarget::Service(s) => format!("Service \"{}\"", s.name),
-                _ => format!("namespace \"{}\"", p.key.namespace),
-            };
-            let message = format!("{what} already has a MeshTLS policy ({kept})");
-            candidates[i].reject("spec.targetRef".into(), message);
-        } else {
-            first.insert(id, p.key.clone());
-        }
-    }
-}
-
-/// One TrafficPolicy per target: two would leave the settings to chance. The
-/// first in namespace/name order is kept.
-fn reject_conflicting_traffic(candidates: &mut [Candidate]) {
-    let mut order: Vec<usize> = (0..candidates.len())
-        .filter(|&i| {
-            candidates[i].is_valid() && matches!(candidates[i].resource, Some(Decoded::Traffic(_)))
-        })
-        .collect();
-    order.sort_by(|&a, &b| candidates[a].key.cmp(&candidates[b].key));
-    let mut first: BTreeMap<PolicyTarget, ObjectKey> = BTreeMap::new();
-    for i in order {
-        let Some(Decoded::Traffic(p)) = &candidates[i].resource else {
-            continue;
-        };
-        if let Some(kept) = first.get(&p.target) {
-            let what = match &p.target {
                 PolicyTarget::HttpRoute(r) => format!("HTTPRoute \"{}\"", r.name),
-                PolicyTarget::Service(s) => format!("Service \"{}\"", s.name),
-                PolicyTarget::Namespace => "the namespace".to_owned(),
+                PolicyTarget::Namespace => format!("namespace \"{}\"", key.namespace),
             };
-            let message = format!("{what} already has a TrafficPolicy ({kept})");
+            let message = format!("{what} already has a {kind} policy ({kept})");
             candidates[i].reject("spec.targetRef".into(), message);
         } else {
-            first.insert(p.target.clone(), p.key.clone());
+            first.insert(id, key.clone());
         }
     }
 }

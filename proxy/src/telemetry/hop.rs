@@ -26,11 +26,13 @@ impl StatusCounts {
         let key = (u32::from(status) << 8) | (grpc + 1) as u32;
         for (k, n) in &self.slots {
             let current = k.load(Relaxed);
-            if current == key
-                || (current == 0
-                    && k.compare_exchange(0, key, Relaxed, Relaxed)
-                        .claimed_for(key))
-            {
+            // A free slot is claimed; losing that race to the same key is fine.
+            let claimed = current == 0
+                && match k.compare_exchange(0, key, Relaxed, Relaxed) {
+                    Ok(_) => true,
+                    Err(winner) => winner == key,
+                };
+            if current == key || claimed {
                 n.fetch_add(1, Relaxed);
                 return;
             }
@@ -56,20 +58,6 @@ impl StatusCounts {
         }
         e.sort_unstable();
         e
-    }
-}
-
-/// A compare-and-swap that lost only to the same key counts as a win.
-trait ClaimedBy {
-    fn claimed_for(self, key: u32) -> bool;
-}
-
-impl ClaimedBy for Result<u32, u32> {
-    fn claimed_for(self, key: u32) -> bool {
-        match self {
-            Ok(_) => true,
-            Err(actual) => actual == key,
-        }
     }
 }
 
