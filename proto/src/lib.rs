@@ -5,9 +5,11 @@
 //!   (`xds::google::protobuf::Any`, `Struct`, ...) are the ones xDS messages use.
 //! - [`demo`]: Remora's own demo/test service (`remora.demo.v1.Echo`).
 //! - [`identity`]: how a proxy gets its certificate (`remora.identity.v1.Identity`).
+//! - [`otlp`]: the OpenTelemetry protocol's trace export (spans, `TraceService`).
 #![forbid(unsafe_code)]
 
 pub use envoy_types::pb as xds;
+pub use opentelemetry_proto::tonic as otlp;
 pub use prost;
 
 /// `remora.demo.v1`: the echo service used by the demo and the end-to-end tests.

@@ -55,7 +55,21 @@ pub struct Bootstrap {
     /// Where access log lines go (`access_log`: `stdout`, the default; `off`; or
     /// a file path).
     pub access_log: Destination,
+    /// Where spans go and how many new traces are sampled (`tracing`); `None`:
+    /// no spans, headers pass through untouched.
+    pub tracing: Option<crate::telemetry::trace::Settings>,
 }
+
+/// Bootstrap `tracing`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTracing {
+    collector: String,
+    sample_rate: Option<f64>,
+}
+
+/// The share of new traces sampled when `tracing.sample_rate` is not given.
+pub const DEFAULT_SAMPLE_RATE: f64 = 0.01;
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -75,6 +89,7 @@ struct RawBootstrap {
     token_file: Option<PathBuf>,
     trust_bundle_file: Option<PathBuf>,
     access_log: Option<String>,
+    tracing: Option<RawTracing>,
 }
 
 impl Bootstrap {
@@ -188,7 +203,38 @@ impl Bootstrap {
             }
             Some(path) => Destination::File(PathBuf::from(path)),
         };
+        let tracing = raw
+            .tracing
+            .map(|t| {
+                let collector = t
+                    .collector
+                    .parse::<http::Uri>()
+                    .ok()
+                    .filter(|u| matches!(u.scheme_str(), Some("http")) && u.authority().is_some())
+                    .ok_or_else(|| {
+                        field_error(
+                            "tracing.collector",
+                            format!(
+                                "`{}` is not an http://host:port address of an OTLP/gRPC collector",
+                                t.collector
+                            ),
+                        )
+                    })?;
+                let sample_rate = t.sample_rate.unwrap_or(DEFAULT_SAMPLE_RATE);
+                if !(0.0..=1.0).contains(&sample_rate) {
+                    return Err(field_error(
+                        "tracing.sample_rate",
+                        format!("{sample_rate} is not a share between 0 and 1"),
+                    ));
+                }
+                Ok(crate::telemetry::trace::Settings {
+                    collector,
+                    sample_rate,
+                })
+            })
+            .transpose()?;
         Ok(Bootstrap {
+            tracing,
             access_log,
             trust_bundle,
             trust_domain,
@@ -284,6 +330,28 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("unknown field `listner`"), "{err}");
+    }
+
+    #[test]
+    fn tracing_names_its_collector_and_rate() {
+        let b = parse("service: a\napp: 127.0.0.1:1\n").unwrap();
+        assert_eq!(b.tracing, None, "off unless configured");
+        let b =
+            parse("service: a\napp: 127.0.0.1:1\ntracing:\n  collector: http://127.0.0.1:4317\n")
+                .unwrap();
+        let t = b.tracing.unwrap();
+        assert_eq!(t.collector, "http://127.0.0.1:4317");
+        assert_eq!(t.sample_rate, DEFAULT_SAMPLE_RATE);
+        let err = parse("service: a\napp: 127.0.0.1:1\ntracing:\n  collector: 127.0.0.1:4317\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("field `tracing.collector`"), "{err}");
+        let err = parse(
+            "service: a\napp: 127.0.0.1:1\ntracing:\n  collector: http://c:4317\n  sample_rate: 2\n",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("field `tracing.sample_rate`"), "{err}");
     }
 
     #[test]

@@ -105,6 +105,15 @@ pub async fn run(options: Options, shutdown: impl Future<Output = ()>) -> Result
         source,
     })?;
     metrics.access_log = access_log.enabled().then_some(access_log);
+    metrics.tracer = b.tracing.as_ref().map(|settings| {
+        tracing::info!(collector = %settings.collector, sample_rate = settings.sample_rate, "exporting spans");
+        crate::telemetry::trace::Collector {
+            service: b.service.clone(),
+            namespace: b.namespace.clone(),
+            node_id: b.node_id.clone(),
+        }
+        .start(settings)
+    });
     let metrics = Arc::new(metrics);
     let registry = Arc::new(EndpointRegistry::with_metrics(tls.clone(), metrics.clone()));
     let xds = XdsClient::new(

@@ -11,9 +11,7 @@ use http_body_util::{Either, Full};
 use hyper::body::Incoming;
 use tokio::time::Sleep;
 
-use std::sync::Arc;
-
-use crate::telemetry::access_log::{AccessLog, Entry};
+use crate::telemetry::Finish;
 use crate::upstream::{ActiveRequest, InFlight};
 
 pub type ResponseBody = Either<Tracked, Full<Bytes>>;
@@ -28,17 +26,16 @@ pub struct Tracked {
     /// The stream idle timeout: how long the body may go without a frame, and
     /// the timer (re-armed on every frame).
     idle: Option<(Duration, Pin<Box<Sleep>>)>,
-    /// The access log line written when the body ends or is dropped, and the
-    /// bytes sent so far.
-    log: Option<(Arc<AccessLog>, Box<Entry>)>,
+    /// The access log line and span finished when the body ends or is dropped,
+    /// and the bytes sent so far.
+    finish: Option<Box<Finish>>,
     sent: u64,
 }
 
 impl Drop for Tracked {
     fn drop(&mut self) {
-        if let Some((log, mut entry)) = self.log.take() {
-            entry.bytes_sent = self.sent;
-            log.write(&entry);
+        if let Some(finish) = self.finish.take() {
+            finish.done(self.sent);
         }
     }
 }
@@ -57,14 +54,15 @@ impl Tracked {
             _in_flight: in_flight,
             _active: None,
             idle: None,
-            log: None,
+            finish: None,
             sent: 0,
         }
     }
 
-    /// Writes `entry` to `log` when the body ends, with the bytes sent.
-    pub fn log_on_end(&mut self, log: Arc<AccessLog>, entry: Entry) {
-        self.log = Some((log, Box::new(entry)));
+    /// Finishes the request's log line and span when the body ends, with the
+    /// bytes sent.
+    pub fn finish_on_end(&mut self, finish: Finish) {
+        self.finish = Some(Box::new(finish));
     }
 
     /// Ends the body with an error when it goes `timeout` without a frame.
@@ -92,9 +90,8 @@ impl Body for Tracked {
                 self._in_flight = None;
                 self._active = None;
                 self.idle = None;
-                if let Some((log, mut entry)) = self.log.take() {
-                    entry.bytes_sent = self.sent;
-                    log.write(&entry);
+                if let Some(finish) = self.finish.take() {
+                    finish.done(self.sent);
                 }
             }
             Poll::Ready(Some(frame)) => {

@@ -152,13 +152,15 @@ impl Handler for Inbound {
         let started = Instant::now();
         // A caller outside the mesh (PERMISSIVE plaintext) may not have one yet.
         crate::telemetry::request_id::ensure(req.headers_mut());
+        let span = self
+            .metrics
+            .tracer
+            .as_ref()
+            .map(|t| t.start(req.headers_mut()));
         let peer = req.extensions().get::<PeerIdentity>().cloned();
         let caller = peer.as_ref().map(|p| p.id.clone());
-        let meta = self
-            .metrics
-            .access_log
-            .as_ref()
-            .map(|_| crate::telemetry::RequestMeta::of(&req));
+        let meta = crate::telemetry::wants_meta(&self.metrics, span.as_ref())
+            .then(|| crate::telemetry::RequestMeta::of(&req));
         let (mut response, learned) = crate::telemetry::observe(self.admit_and_forward(req)).await;
         let app_time = learned.upstream;
         let elapsed = started.elapsed();
@@ -171,7 +173,7 @@ impl Handler for Inbound {
                 peer_identity: peer,
             };
             let entry = meta.entry(hop, &response, elapsed, &learned);
-            crate::telemetry::log_response(&self.metrics.access_log, &mut response, || entry);
+            crate::telemetry::finish_response(&self.metrics, &mut response, span, || entry);
         }
         // Resolved once per connection (or once for every unauthenticated caller).
         let hop = match &peer {

@@ -41,11 +41,13 @@ impl Outbound {
     async fn handle_request(&self, mut req: Request<Incoming>) -> Response<ResponseBody> {
         let started = Instant::now();
         crate::telemetry::request_id::ensure(req.headers_mut());
-        let meta = self
+        let span = self
             .metrics
-            .access_log
+            .tracer
             .as_ref()
-            .map(|_| crate::telemetry::RequestMeta::of(&req));
+            .map(|t| t.start(req.headers_mut()));
+        let meta = crate::telemetry::wants_meta(&self.metrics, span.as_ref())
+            .then(|| crate::telemetry::RequestMeta::of(&req));
         let ((mut response, hop), learned) = crate::telemetry::observe(self.route(req)).await;
         let elapsed = started.elapsed();
         if let Some(hop) = &hop {
@@ -67,7 +69,7 @@ impl Outbound {
                 peer_identity: "",
             };
             let entry = meta.entry(hop, &response, elapsed, &learned);
-            crate::telemetry::log_response(&self.metrics.access_log, &mut response, || entry);
+            crate::telemetry::finish_response(&self.metrics, &mut response, span, || entry);
         }
         response
     }

@@ -46,6 +46,9 @@ pub fn render(s: &Sources<'_>) -> String {
         &s.metrics.overhead_inbound,
     );
 
+    if let Some(tracer) = &s.metrics.tracer {
+        traces(&mut out, &tracer.stats);
+    }
     clusters(&mut out, s.snapshot);
     inbound(&mut out, s.inbound);
     xds(&mut out, s.xds);
@@ -264,5 +267,33 @@ fn xds(out: &mut String, status: &XdsStatus) {
             &labels(&[("type_url", (*url).to_owned())]),
             t.last_update_unix,
         );
+    }
+}
+
+fn traces(out: &mut String, s: &super::trace::TraceStats) {
+    header(
+        out,
+        "remora_trace_spans_exported_total",
+        "counter",
+        "Spans the collector accepted.",
+    );
+    sample(
+        out,
+        "remora_trace_spans_exported_total",
+        "",
+        s.exported.load(Relaxed),
+    );
+    header(
+        out,
+        "remora_trace_spans_dropped_total",
+        "counter",
+        "Spans lost, by reason: the queue was full, or the collector refused or could not be reached.",
+    );
+    for (reason, c) in [
+        ("queue_full", &s.dropped_queue_full),
+        ("export_failed", &s.dropped_export_failed),
+    ] {
+        let l = format!("reason=\"{reason}\"");
+        sample(out, "remora_trace_spans_dropped_total", &l, c.load(Relaxed));
     }
 }

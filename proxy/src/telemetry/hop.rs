@@ -90,6 +90,8 @@ pub struct Metrics {
     unauthenticated: std::sync::OnceLock<Arc<HopStats>>,
     /// Where access log lines go; `None`: nowhere.
     pub access_log: Option<Arc<super::access_log::AccessLog>>,
+    /// Records a span per request; `None` without a collector.
+    pub tracer: Option<Arc<super::trace::Tracer>>,
 }
 
 /// Inbound callers tracked by identity, at most; the rest are counted together.

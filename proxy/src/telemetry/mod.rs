@@ -17,6 +17,7 @@ pub mod histogram;
 pub mod hop;
 pub mod render;
 pub mod request_id;
+pub mod trace;
 
 pub use histogram::Histogram;
 pub use hop::{HopStats, Metrics, StatusCounts};
@@ -104,6 +105,7 @@ pub struct RequestMeta {
     pub authority: String,
     pub path: String,
     pub request_id: String,
+    pub trace_id: String,
     pub bytes_received: u64,
 }
 
@@ -128,6 +130,9 @@ impl RequestMeta {
                 .unwrap_or_else(|| header(&http::header::HOST)),
             path: req.uri().path().to_owned(),
             request_id: header(&request_id::REQUEST_ID),
+            trace_id: trace::context::extract(req.headers())
+                .map(|p| trace::context::hex(&p.trace_id))
+                .unwrap_or_default(),
             bytes_received: header(&http::header::CONTENT_LENGTH).parse().unwrap_or(0),
         }
     }
@@ -154,7 +159,7 @@ impl RequestMeta {
             upstream_ms: learned.upstream.as_secs_f64() * 1e3,
             direction,
             request_id: self.request_id,
-            trace_id: String::new(),
+            trace_id: self.trace_id,
             method: self.method,
             authority: self.authority,
             path: self.path,
@@ -172,23 +177,61 @@ impl RequestMeta {
     }
 }
 
-/// Attaches the line to the response body (written when it ends), or writes it
-/// now for a reply the proxy made itself.
-pub fn log_response(
-    log: &Option<Arc<access_log::AccessLog>>,
+/// What is done when a response ends: its access log line written and its
+/// span finished, both with the bytes sent.
+#[derive(Debug)]
+pub struct Finish {
+    entry: access_log::Entry,
+    log: Option<Arc<access_log::AccessLog>>,
+    span: Option<(Arc<trace::Tracer>, trace::Started)>,
+}
+
+impl Finish {
+    pub fn done(self, bytes_sent: u64) {
+        let mut entry = self.entry;
+        entry.bytes_sent = bytes_sent;
+        if let Some(log) = &self.log {
+            log.write(&entry);
+        }
+        if let Some((tracer, started)) = self.span {
+            tracer.finish(started, entry);
+        }
+    }
+}
+
+/// Whether a request needs its [`RequestMeta`]: it is logged or its span is
+/// recorded.
+pub fn wants_meta(metrics: &Metrics, span: Option<&trace::Started>) -> bool {
+    metrics.access_log.is_some() || span.is_some_and(|s| s.sampled)
+}
+
+/// Attaches the line and span to the response body (finished when it ends), or
+/// finishes them now for a reply the proxy made itself.
+pub fn finish_response(
+    metrics: &Metrics,
     response: &mut http::Response<crate::http::ResponseBody>,
+    span: Option<trace::Started>,
     entry: impl FnOnce() -> access_log::Entry,
 ) {
-    let Some(log) = log.as_ref().filter(|l| l.enabled()) else {
+    let log = metrics.access_log.clone().filter(|l| l.enabled());
+    let span = metrics
+        .tracer
+        .clone()
+        .zip(span)
+        .filter(|(_, started)| started.sampled);
+    if log.is_none() && span.is_none() {
         return;
+    }
+    let finish = Finish {
+        entry: entry(),
+        log,
+        span,
     };
-    let entry = entry();
     match response.body_mut() {
-        http_body_util::Either::Left(body) => body.log_on_end(log.clone(), entry),
+        http_body_util::Either::Left(body) => body.finish_on_end(finish),
         http_body_util::Either::Right(full) => {
-            let mut entry = entry;
-            entry.bytes_sent = http_body::Body::size_hint(full).exact().unwrap_or(0);
-            log.write(&entry);
+            let sent = http_body::Body::size_hint(full).exact().unwrap_or(0);
+            finish.done(sent);
         }
     }
 }

@@ -10,6 +10,9 @@
 //!   identity, as the inbound proxy vouches for it), if any;
 //! - `x-seen-grpc-timeout`: the `grpc-timeout` header it received, if any;
 //! - `x-seen-request-id`: the `x-request-id` header it received, if any;
+//! - `x-seen-traceparent`: the `traceparent` header it received, if any;
+//! - `x-next-status`: the status of its call to the next service, if it makes one
+//!   ([`super::TestApp::set_next`]);
 //! - `x-echo-<name>: <value>` for every request header `x-test-<name>` (all
 //!   values, in order).
 //!
@@ -100,6 +103,22 @@ async fn answer(
     let seen_client_id = request.headers().get("remora-client-id").cloned();
     let seen_grpc_timeout = request.headers().get("grpc-timeout").cloned();
     let seen_request_id = request.headers().get("x-request-id").cloned();
+    let seen_traceparent = request.headers().get("traceparent").cloned();
+    let next = state
+        .next
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .clone();
+    let next_status = match next {
+        Some(next) => match next.call(request.headers()).await {
+            Ok(status) => Some(status),
+            Err(e) => {
+                tracing::debug!(error = %e, "test app could not call the next service");
+                return Ok(plain(StatusCode::BAD_GATEWAY, format!("next: {e}\n")));
+            }
+        },
+        None => None,
+    };
     let echoed: Vec<(http::HeaderName, HeaderValue)> = request
         .headers()
         .iter()
@@ -152,6 +171,12 @@ async fn answer(
     if let Some(id) = seen_request_id {
         headers.insert("x-seen-request-id", id);
     }
+    if let Some(tp) = seen_traceparent {
+        headers.insert("x-seen-traceparent", tp);
+    }
+    if let Some(status) = next_status {
+        headers.insert("x-next-status", HeaderValue::from(status.as_u16()));
+    }
     for (name, value) in echoed {
         headers.append(name, value);
     }
@@ -173,4 +198,74 @@ fn plain(status: StatusCode, text: String) -> Response<Full<Bytes>> {
     let mut response = Response::new(Full::new(Bytes::from(text)));
     *response.status_mut() = status;
     response
+}
+
+/// Headers an instrumented app passes on to the services it calls.
+const PROPAGATED: [&str; 8] = [
+    "x-request-id",
+    "traceparent",
+    "tracestate",
+    "b3",
+    "x-b3-traceid",
+    "x-b3-spanid",
+    "x-b3-parentspanid",
+    "x-b3-sampled",
+];
+
+/// A service the app calls, through its proxy.
+#[derive(Clone)]
+pub(crate) struct Next {
+    proxy: std::net::SocketAddr,
+    service: HeaderValue,
+    client: hyper_util::client::legacy::Client<
+        hyper_util::client::legacy::connect::HttpConnector,
+        http_body_util::Empty<Bytes>,
+    >,
+}
+
+impl std::fmt::Debug for Next {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Next")
+            .field("proxy", &self.proxy)
+            .field("service", &self.service)
+            .finish()
+    }
+}
+
+impl Next {
+    pub(crate) fn new(proxy: std::net::SocketAddr, service: &str) -> Self {
+        Self {
+            proxy,
+            service: HeaderValue::from_str(service).unwrap_or(HeaderValue::from_static("invalid")),
+            client: hyper_util::client::legacy::Client::builder(
+                hyper_util::rt::TokioExecutor::new(),
+            )
+            .build_http(),
+        }
+    }
+
+    async fn call(&self, incoming: &http::HeaderMap) -> Result<StatusCode, String> {
+        let mut request = Request::new(http_body_util::Empty::new());
+        *request.uri_mut() = format!("http://{}/", self.proxy)
+            .parse()
+            .map_err(|e| format!("{e}"))?;
+        request.headers_mut().insert(HOST, self.service.clone());
+        for name in PROPAGATED {
+            if let Some(v) = incoming.get(name) {
+                request.headers_mut().insert(name, v.clone());
+            }
+        }
+        let response = self
+            .client
+            .request(request)
+            .await
+            .map_err(|e| format!("{e}"))?;
+        let status = response.status();
+        response
+            .into_body()
+            .collect()
+            .await
+            .map_err(|e| format!("{e}"))?;
+        Ok(status)
+    }
 }

@@ -51,6 +51,9 @@ pub(crate) struct AppState {
     pub(crate) reset: AtomicBool,
     /// 0: keep connections open; N: close each connection after N requests.
     pub(crate) close_after: AtomicU64,
+    /// The next service this app calls before it answers (HTTP only), and the
+    /// client it calls with.
+    pub(crate) next: std::sync::Mutex<Option<http::Next>>,
 }
 
 impl AppState {
@@ -78,6 +81,7 @@ impl AppState {
             delay_ms: AtomicU64::new(0),
             reset: AtomicBool::new(false),
             close_after: AtomicU64::new(0),
+            next: std::sync::Mutex::new(None),
         })
     }
 }
@@ -173,6 +177,18 @@ impl TestApp {
     /// Reset every connection instead of answering (true), or answer (false).
     pub fn set_reset(&self, reset: bool) {
         self.state.reset.store(reset, Ordering::Relaxed);
+    }
+
+    /// Call `service` through `proxy` (its proxy's outbound listener) before
+    /// answering each HTTP request, passing on the request id and trace context
+    /// as an instrumented app does; the answer is 502 if that call fails.
+    pub fn set_next(&self, proxy: SocketAddr, service: &str) {
+        let next = http::Next::new(proxy, service);
+        *self
+            .state
+            .next
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(next);
     }
 
     /// Close each connection after it has served `n` requests (0: never).

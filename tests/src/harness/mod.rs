@@ -9,16 +9,19 @@
 //! - [`Proxy`]: `remora-proxy` with a generated bootstrap file.
 //! - [`wait_for`]: poll a condition until it holds (events, not sleeps).
 //! - [`http`]: a one-shot HTTP/1.1 client for admin and API endpoints.
+//! - [`OtlpReceiver`]: an OTLP/gRPC trace collector that keeps what it receives.
 
 mod bin_path;
 mod control_plane;
 pub mod http;
+mod otlp;
 mod process;
 mod proxy;
 mod wait;
 
 pub use bin_path::bin_path;
 pub use control_plane::ControlPlane;
+pub use otlp::{OtlpReceiver, ReceivedSpan};
 pub use process::Process;
 pub use proxy::{Proxy, ProxySpec};
 pub use wait::{wait_for, wait_for_some, WaitTimeout};

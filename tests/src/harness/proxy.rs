@@ -30,6 +30,8 @@ pub struct ProxySpec {
     pub trust_bundle_file: Option<std::path::PathBuf>,
     /// Bootstrap `advertise`: where other proxies are told to reach this one.
     pub advertise: Option<SocketAddr>,
+    /// More bootstrap YAML, appended as it is (e.g. `tracing:` or `access_log:`).
+    pub extra: String,
 }
 
 impl ProxySpec {
@@ -44,7 +46,14 @@ impl ProxySpec {
             token_file: None,
             trust_bundle_file: None,
             advertise: None,
+            extra: String::new(),
         }
+    }
+
+    /// Append `yaml` to the bootstrap file.
+    pub fn extra(mut self, yaml: &str) -> Self {
+        self.extra.push_str(yaml);
+        self
     }
 
     /// Give the proxy a bootstrap token (in a file), so it gets a certificate.
@@ -107,6 +116,7 @@ impl ProxySpec {
                 q(&path.to_string_lossy())
             ));
         }
+        yaml.push_str(&self.extra);
         yaml
     }
 }
