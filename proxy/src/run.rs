@@ -16,6 +16,7 @@ use crate::http::{serve, Inbound, InboundStats, MeshAccept, Outbound};
 use crate::identity::{self, CertStore, IdentityConfig};
 use crate::snapshot::Snapshot;
 use crate::telemetry::access_log::AccessLog;
+use crate::telemetry::tcp::{ADMIN, TCP};
 use crate::telemetry::Metrics;
 use crate::tls::TlsContext;
 use crate::upstream::EndpointRegistry;
@@ -161,14 +162,23 @@ pub async fn run(options: Options, shutdown: impl Future<Output = ()>) -> Result
                 outbound,
                 Arc::new(Outbound::new(snapshot, metrics.clone())),
                 None,
+                &TCP.outbound_src,
                 stopped(),
                 DRAIN
             ),
-            serve(inbound, Arc::new(inbound_handler), mesh, stopped(), DRAIN),
+            serve(
+                inbound,
+                Arc::new(inbound_handler),
+                mesh,
+                &TCP.inbound_src,
+                stopped(),
+                DRAIN
+            ),
             serve(
                 admin,
                 Arc::new(admin_handler),
                 None,
+                &ADMIN,
                 stopped(),
                 Duration::from_secs(1)
             ),

@@ -106,7 +106,48 @@ async fn busy_proxies_expose_promtool_clean_per_hop_metrics() {
         "remora_xds_config_info{type_url=\"type.googleapis.com/envoy.config.cluster.v3.Cluster\""
     ));
 
+    // TCP: the load's four connections were accepted by web's outbound listener,
+    // which reached orders' proxy over one HTTP/2 connection; every request and
+    // answer crossed both (at least its request line or status line did).
+    let tcp = |text: &str, family: &str, direction: &str, peer: &str| {
+        let labels = format!("{{direction=\"{direction}\",peer=\"{peer}\"}}");
+        value(text, &format!("remora_tcp_{family}{labels}"), &[])
+    };
+    assert!(
+        tcp(&web, "connections_opened_total", "outbound", "src") >= 4.0,
+        "{web}"
+    );
+    assert_eq!(
+        tcp(&web, "connections_opened_total", "outbound", "dst"),
+        1.0,
+        "{web}"
+    );
+    assert_eq!(
+        tcp(&web, "connections_open", "outbound", "dst"),
+        1.0,
+        "{web}"
+    );
+    let requests = report.total as f64;
+    assert!(tcp(&web, "read_bytes_total", "outbound", "src") >= requests * 16.0);
+    assert!(tcp(&web, "write_bytes_total", "outbound", "src") >= requests * 17.0);
+    assert!(tcp(&web, "write_bytes_total", "outbound", "dst") > 0.0);
+
     let orders = m.orders[0].admin_get("/metrics").await.unwrap().text();
+    assert!(
+        tcp(&orders, "connections_opened_total", "inbound", "src") >= 1.0,
+        "{orders}"
+    );
+    assert!(
+        tcp(&orders, "connections_opened_total", "inbound", "dst") >= 1.0,
+        "{orders}"
+    );
+    // What web wrote to orders is what orders read (within a late flow-control
+    // frame or two).
+    let (wrote, read) = (
+        tcp(&web, "write_bytes_total", "outbound", "dst"),
+        tcp(&orders, "read_bytes_total", "inbound", "src"),
+    );
+    assert!((wrote - read).abs() <= wrote / 100.0, "{wrote} vs {read}");
     let inbound = ["direction=\"inbound\"", "destination_service=\"orders\""];
     assert_eq!(
         value(&orders, "remora_requests_total{", &inbound),

@@ -17,6 +17,8 @@ use std::net::SocketAddr;
 
 use tokio::net::{TcpListener, TcpStream};
 use tokio_rustls::server::TlsStream;
+
+use crate::telemetry::tcp::{Counted, TcpCounters};
 use tokio_rustls::TlsAcceptor;
 use tokio_util::either::Either;
 
@@ -37,7 +39,7 @@ pub trait Handler: Send + Sync + 'static {
 /// How long a client gets to finish a TLS handshake.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
-type Io = Either<TcpStream, TlsStream<TcpStream>>;
+type Io = Either<Counted<TcpStream>, TlsStream<Counted<TcpStream>>>;
 
 /// How the mesh inbound listener accepts connections: mTLS always, plaintext only
 /// while the inbound policy is PERMISSIVE (checked per connection, so a change of
@@ -116,6 +118,7 @@ pub async fn serve<H: Handler>(
     listener: TcpListener,
     handler: Arc<H>,
     mesh: Option<Arc<MeshAccept>>,
+    counters: &'static TcpCounters,
     shutdown: impl Future<Output = ()>,
     drain: Duration,
 ) {
@@ -146,6 +149,7 @@ pub async fn serve<H: Handler>(
             () = &mut shutdown => break,
         };
         let _ = stream.set_nodelay(true);
+        let stream = Counted::new(stream, counters);
         let (handler, mesh, builder) = (handler.clone(), mesh.clone(), builder.clone());
         let watcher = graceful.watcher();
         tokio::spawn(async move {
@@ -184,7 +188,7 @@ pub async fn serve<H: Handler>(
 /// Plaintext as it is, or (with `mesh`) an mTLS handshake and the peer's identity;
 /// `None` drops the connection.
 async fn accept(
-    stream: TcpStream,
+    stream: Counted<TcpStream>,
     peer: SocketAddr,
     mesh: Option<&MeshAccept>,
 ) -> Option<(Io, Option<PeerIdentity>)> {
@@ -193,7 +197,7 @@ async fn accept(
     };
     let tls = &mesh.tls;
     let mut first = [0u8; 1];
-    match tokio::time::timeout(HANDSHAKE_TIMEOUT, stream.peek(&mut first)).await {
+    match tokio::time::timeout(HANDSHAKE_TIMEOUT, stream.get_ref().peek(&mut first)).await {
         Ok(Ok(1)) => {}
         _ => return None,
     }

@@ -50,6 +50,7 @@ pub fn render(s: &Sources<'_>) -> String {
         traces(&mut out, &tracer.stats);
     }
     clusters(&mut out, s.snapshot);
+    tcp(&mut out);
     inbound(&mut out, s.inbound);
     xds(&mut out, s.xds);
     if let Some(store) = s.certificate {
@@ -295,5 +296,54 @@ fn traces(out: &mut String, s: &super::trace::TraceStats) {
     ] {
         let l = format!("reason=\"{reason}\"");
         sample(out, "remora_trace_spans_dropped_total", &l, c.load(Relaxed));
+    }
+}
+
+/// Connections and bytes by direction and peer (`src`: accepted, `dst`: opened).
+fn tcp(out: &mut String) {
+    use super::tcp::{TcpCounters, TCP};
+    type Pick = fn(&TcpCounters) -> u64;
+    let families: [(&str, &str, &str, Pick); 5] = [
+        (
+            "remora_tcp_connections_opened_total",
+            "counter",
+            "TCP connections opened, by direction and peer (src: accepted, dst: made by the proxy).",
+            |c| c.opened.load(Relaxed),
+        ),
+        (
+            "remora_tcp_connections_closed_total",
+            "counter",
+            "TCP connections closed, by direction and peer.",
+            |c| c.closed.load(Relaxed),
+        ),
+        (
+            "remora_tcp_connections_open",
+            "gauge",
+            "TCP connections open now, by direction and peer.",
+            |c| {
+                // Read closed first: a connection opened in between only adds.
+                let closed = c.closed.load(Relaxed);
+                c.opened.load(Relaxed).saturating_sub(closed)
+            },
+        ),
+        (
+            "remora_tcp_read_bytes_total",
+            "counter",
+            "Bytes read from TCP peers (on the wire, TLS included), by direction and peer.",
+            |c| c.read_bytes.load(Relaxed),
+        ),
+        (
+            "remora_tcp_write_bytes_total",
+            "counter",
+            "Bytes written to TCP peers (on the wire, TLS included), by direction and peer.",
+            |c| c.written_bytes.load(Relaxed),
+        ),
+    ];
+    for (name, kind, help, pick) in families {
+        header(out, name, kind, help);
+        for (direction, peer, counters) in TCP.all() {
+            let l = format!("direction=\"{direction}\",peer=\"{peer}\"");
+            sample(out, name, &l, pick(counters));
+        }
     }
 }

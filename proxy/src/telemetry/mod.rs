@@ -17,6 +17,7 @@ pub mod histogram;
 pub mod hop;
 pub mod render;
 pub mod request_id;
+pub mod tcp;
 pub mod trace;
 
 pub use histogram::Histogram;

@@ -6,7 +6,9 @@ use std::sync::Arc;
 
 use http::{Request, Response};
 use hyper::body::Incoming;
-use hyper_util::client::legacy::{connect::HttpConnector, Client};
+use hyper_util::client::legacy::Client;
+
+use crate::telemetry::tcp::{CountedConnector, TcpCounters, TCP};
 
 use super::origin::OriginConnector;
 use super::RequestBody;
@@ -99,7 +101,7 @@ impl UpstreamError {
 enum Connection {
     H2(H2Connection),
     // Boxed: the pool handle is large and most endpoints are HTTP/2.
-    H1(Box<Client<HttpConnector, RequestBody>>),
+    H1(Box<Client<CountedConnector, RequestBody>>),
     TlsH1(Box<Client<OriginConnector, RequestBody>>),
 }
 
@@ -129,14 +131,17 @@ pub struct Endpoint {
 }
 
 impl Endpoint {
-    /// An endpoint with its own connection (HTTP/2) or a fresh HTTP/1 pool.
+    /// An endpoint of the local app (its connections count as inbound), with its
+    /// own connection (HTTP/2) or a fresh HTTP/1 pool.
     pub fn new(addr: SocketAddr, transport: Transport) -> Self {
+        let counters = &TCP.inbound_dst;
         Self::with_http1_pool(
             addr,
             transport,
-            || super::registry::http1_client(super::ConnectionTimeouts::DEFAULT),
+            || super::registry::http1_client(super::ConnectionTimeouts::DEFAULT, counters),
             None,
             super::ConnectionTimeouts::DEFAULT,
+            counters,
         )
     }
 
@@ -145,9 +150,10 @@ impl Endpoint {
     pub(super) fn with_http1_pool(
         addr: SocketAddr,
         transport: Transport,
-        http1: impl FnOnce() -> Client<HttpConnector, RequestBody>,
+        http1: impl FnOnce() -> Client<CountedConnector, RequestBody>,
         tls: Option<TlsTarget>,
         timeouts: super::ConnectionTimeouts,
+        counters: &'static TcpCounters,
     ) -> Self {
         let origin = match &tls {
             Some(TlsTarget::Origin(origin)) => Some(origin.clone()),
@@ -159,7 +165,7 @@ impl Endpoint {
             )),
             (Transport::PlainH1 | Transport::TlsH1, _) => Connection::H1(Box::new(http1())),
             (Transport::MeshH2 | Transport::PlainH2 | Transport::TlsH2, _) => {
-                Connection::H2(H2Connection::new(addr, tls, timeouts))
+                Connection::H2(H2Connection::new(addr, tls, timeouts, counters))
             }
         };
         let authority = http::uri::Authority::try_from(addr.to_string())

@@ -20,6 +20,7 @@ use tokio_rustls::TlsConnector;
 
 use super::RequestBody;
 use super::{ConnectionTimeouts, OriginClient, UpstreamError};
+use crate::telemetry::tcp::{Counted, TcpCounters};
 use crate::tls::TlsContext;
 
 /// Flow-control windows between proxies: large and fixed, so a request rarely waits
@@ -48,11 +49,18 @@ pub struct H2Connection {
     tls: Option<TlsTarget>,
     current: Arc<ArcSwapOption<SendRequest<RequestBody>>>,
     connecting: tokio::sync::Mutex<()>,
+    counters: &'static TcpCounters,
 }
 
 impl H2Connection {
-    pub fn new(addr: SocketAddr, tls: Option<TlsTarget>, timeouts: ConnectionTimeouts) -> Self {
+    pub fn new(
+        addr: SocketAddr,
+        tls: Option<TlsTarget>,
+        timeouts: ConnectionTimeouts,
+        counters: &'static TcpCounters,
+    ) -> Self {
         Self {
+            counters,
             addr,
             timeouts,
             last_used: Arc::new(AtomicU64::new(0)),
@@ -140,6 +148,7 @@ impl H2Connection {
             .map_err(|_| UpstreamError::ConnectTimeout { addr })?
             .map_err(|source| UpstreamError::Connect { addr, source })?;
         let _ = stream.set_nodelay(true);
+        let stream = Counted::new(stream, self.counters);
         let Some(tls) = &self.tls else {
             return handshake(addr, TokioIo::new(stream)).await;
         };

@@ -19,6 +19,8 @@ use tokio::net::TcpStream;
 use tokio_rustls::client::TlsStream;
 use tokio_rustls::TlsConnector;
 
+use crate::telemetry::tcp::{Counted, TCP};
+
 /// What identifies an origin's TLS settings (endpoints are shared by it).
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct OriginTls {
@@ -131,7 +133,10 @@ impl OriginClient {
         Authority::try_from(text).unwrap_or_else(|_| Authority::from_static("invalid"))
     }
 
-    pub async fn connect(&self, tcp: TcpStream) -> io::Result<TlsStream<TcpStream>> {
+    pub async fn connect<S>(&self, tcp: S) -> io::Result<TlsStream<S>>
+    where
+        S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+    {
         let result = TlsConnector::from(self.config.clone())
             .connect(self.server_name.clone(), tcp)
             .await;
@@ -164,14 +169,14 @@ impl tower::Service<Uri> for OriginConnector {
         let origin = self.origin.clone();
         Box::pin(async move {
             let tcp = connecting.await.map_err(io::Error::other)?.into_inner();
-            let tls = origin.connect(tcp).await?;
+            let tls = origin.connect(Counted::new(tcp, &TCP.outbound_dst)).await?;
             Ok(OriginConnection(TokioIo::new(tls)))
         })
     }
 }
 
 /// A TLS connection in the HTTP/1.1 pool.
-pub struct OriginConnection(TokioIo<TlsStream<TcpStream>>);
+pub struct OriginConnection(TokioIo<TlsStream<Counted<TcpStream>>>);
 
 impl Connection for OriginConnection {
     fn connected(&self) -> Connected {

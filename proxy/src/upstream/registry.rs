@@ -7,6 +7,8 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, Weak};
 
 use hyper_util::client::legacy::{connect::HttpConnector, Client};
+
+use crate::telemetry::tcp::{CountedConnector, TcpCounters, TCP};
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 
 use super::origin::OriginConnector;
@@ -44,7 +46,7 @@ pub struct EndpointRegistry {
     buckets: Mutex<HashMap<String, Weak<TokenBucket>>>,
     /// Every hop's metrics (see `telemetry`).
     metrics: Arc<Metrics>,
-    http1: Client<HttpConnector, RequestBody>,
+    http1: Client<CountedConnector, RequestBody>,
     /// This proxy's mTLS, when it has an identity.
     tls: Option<Arc<TlsContext>>,
 }
@@ -66,7 +68,7 @@ impl EndpointRegistry {
             endpoints: Mutex::new(HashMap::new()),
             clusters: Mutex::new(HashMap::new()),
             buckets: Mutex::new(HashMap::new()),
-            http1: http1_client(ConnectionTimeouts::DEFAULT),
+            http1: http1_client(ConnectionTimeouts::DEFAULT, &TCP.outbound_dst),
             tls,
         }
     }
@@ -153,11 +155,12 @@ impl EndpointRegistry {
                 if timeouts == ConnectionTimeouts::DEFAULT {
                     self.http1.clone()
                 } else {
-                    http1_client(timeouts)
+                    http1_client(timeouts, &TCP.outbound_dst)
                 }
             },
             tls,
             timeouts,
+            &TCP.outbound_dst,
         ));
         map.insert(key, Arc::downgrade(&endpoint));
         endpoint
@@ -181,10 +184,14 @@ pub(crate) fn origin_client(
 }
 
 /// The HTTP/1.1 keep-alive pool used for plain endpoints and the local app.
-pub(crate) fn http1_client(timeouts: ConnectionTimeouts) -> Client<HttpConnector, RequestBody> {
-    let mut connector = HttpConnector::new();
-    connector.set_nodelay(true);
-    connector.set_connect_timeout(Some(timeouts.connect));
+pub(crate) fn http1_client(
+    timeouts: ConnectionTimeouts,
+    counters: &'static TcpCounters,
+) -> Client<CountedConnector, RequestBody> {
+    let mut http = HttpConnector::new();
+    http.set_nodelay(true);
+    http.set_connect_timeout(Some(timeouts.connect));
+    let connector = CountedConnector { http, counters };
     Client::builder(TokioExecutor::new())
         .timer(TokioTimer::new())
         .pool_timer(TokioTimer::new())
