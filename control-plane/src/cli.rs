@@ -32,6 +32,36 @@ pub enum Command {
     Token(TokenCommand),
     /// Print the trust bundle (PEM) proxies verify peers against.
     TrustBundle(DataArgs),
+    /// Per-hop golden signals (SRC -> DST: success rate, requests per second,
+    /// p50/p95/p99 latency, mesh overhead), from the control plane.
+    Stat(StatArgs),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Output {
+    Table,
+    Json,
+}
+
+#[derive(Debug, Args)]
+pub struct StatArgs {
+    /// Only edges to or from this service.
+    pub service: Option<String>,
+    /// Only edges to or from this namespace.
+    #[arg(short, long)]
+    pub namespace: Option<String>,
+    /// The control plane's API address.
+    #[arg(long, env = "REMORA_API_ADDR", default_value_t = DEFAULT_API_ADDR)]
+    pub api: SocketAddr,
+    /// The window the figures cover: e.g. 10s, 1m (at most 10m).
+    #[arg(long, default_value = "30s", value_parser = parse_duration)]
+    pub window: std::time::Duration,
+    /// Refresh every two seconds until interrupted.
+    #[arg(short, long)]
+    pub watch: bool,
+    /// `table` for people, `json` for scripts.
+    #[arg(short, long, value_enum, default_value_t = Output::Table)]
+    pub output: Output,
 }
 
 #[derive(Debug, Subcommand)]

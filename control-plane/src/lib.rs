@@ -18,6 +18,7 @@ pub mod resources; // the typed resources users write (Service, HTTPRoute)
 pub mod signal; //    waiting for Ctrl-C / SIGTERM
 pub mod source; //    YAML files in a watched directory -> documents
 pub mod store; //     the valid resources in force
+pub mod traffic; //   proxies' traffic reports -> per-edge golden signals (`remora stat`)
 pub mod translate; // store + proxy -> xDS resources (pure)
 pub mod validate; //  documents -> valid resources + every problem (pure)
 pub mod xds; //       the ADS server: versions, nonces, ACK/NACK, pushes

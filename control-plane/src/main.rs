@@ -6,7 +6,9 @@ use std::path::Path;
 use std::process::ExitCode;
 
 use clap::Parser;
-use remora_control::cli::{Cli, Command, DataArgs, TokenCommand, TokenCreateArgs};
+use remora_control::cli::{
+    Cli, Command, DataArgs, Output, StatArgs, TokenCommand, TokenCreateArgs,
+};
 use tracing_subscriber::EnvFilter;
 
 #[tokio::main]
@@ -33,6 +35,7 @@ async fn main() -> ExitCode {
             .map_err(anyhow::Error::from),
         Command::Token(TokenCommand::Create(args)) => token_create(args),
         Command::TrustBundle(args) => trust_bundle(args),
+        Command::Stat(args) => stat(args).await,
     };
     result.unwrap_or_else(|error| {
         eprintln!("remora: {error:#}");
@@ -69,6 +72,37 @@ fn check(path: &Path) -> anyhow::Result<ExitCode> {
             report.summary()
         );
         Ok(ExitCode::FAILURE)
+    }
+}
+
+/// Prints the edges once, or (`--watch`) every two seconds until interrupted.
+async fn stat(args: StatArgs) -> anyhow::Result<ExitCode> {
+    use remora_control::traffic::{fetch::fetch, table, Filter};
+    let filter = Filter {
+        namespace: args.namespace.clone(),
+        service: args.service.clone(),
+    };
+    let interrupted = remora_control::signal::terminate();
+    tokio::pin!(interrupted);
+    loop {
+        let view = fetch(args.api, &filter, args.window).await?;
+        match (args.output, args.watch) {
+            (Output::Table, false) => print!("{}", table::render(&view)),
+            (Output::Json, false) => println!("{}", serde_json::to_string_pretty(&view)?),
+            // Clear the screen and redraw in place.
+            (Output::Table, true) => print!("\x1b[2J\x1b[H{}", table::render(&view)),
+            // One document per line, for a script reading a stream.
+            (Output::Json, true) => println!("{}", serde_json::to_string(&view)?),
+        }
+        if !args.watch {
+            return Ok(ExitCode::SUCCESS);
+        }
+        use std::io::Write;
+        std::io::stdout().flush()?;
+        tokio::select! {
+            () = tokio::time::sleep(std::time::Duration::from_secs(2)) => {}
+            () = &mut interrupted => return Ok(ExitCode::SUCCESS),
+        }
     }
 }
 

@@ -5,6 +5,7 @@
 //!   (`xds::google::protobuf::Any`, `Struct`, ...) are the ones xDS messages use.
 //! - [`demo`]: Remora's own demo/test service (`remora.demo.v1.Echo`).
 //! - [`identity`]: how a proxy gets its certificate (`remora.identity.v1.Identity`).
+//! - [`telemetry`]: proxies' traffic reports (`remora.telemetry.v1.Telemetry`).
 //! - [`otlp`]: the OpenTelemetry protocol's trace export (spans, `TraceService`).
 #![forbid(unsafe_code)]
 
@@ -22,6 +23,12 @@ pub mod demo {
 pub mod identity {
     #![allow(clippy::all)]
     tonic::include_proto!("remora.identity.v1");
+}
+
+/// `remora.telemetry.v1`: proxies report their hops' counters to the control plane.
+pub mod telemetry {
+    #![allow(clippy::all)]
+    tonic::include_proto!("remora.telemetry.v1");
 }
 
 /// Type URLs of the xDS resources Remora serves and consumes.

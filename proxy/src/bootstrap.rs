@@ -58,6 +58,9 @@ pub struct Bootstrap {
     /// Where spans go and how many new traces are sampled (`tracing`); `None`:
     /// no spans, headers pass through untouched.
     pub tracing: Option<crate::telemetry::trace::Settings>,
+    /// How often the hops' counters go to the control plane
+    /// (`report_interval_ms`; 0: never).
+    pub report_interval: std::time::Duration,
 }
 
 /// Bootstrap `tracing`.
@@ -67,6 +70,9 @@ struct RawTracing {
     collector: String,
     sample_rate: Option<f64>,
 }
+
+/// How often a proxy reports its traffic to the control plane, by default.
+pub const DEFAULT_REPORT_INTERVAL_MS: u64 = 2000;
 
 /// The share of new traces sampled when `tracing.sample_rate` is not given.
 pub const DEFAULT_SAMPLE_RATE: f64 = 0.01;
@@ -90,6 +96,7 @@ struct RawBootstrap {
     trust_bundle_file: Option<PathBuf>,
     access_log: Option<String>,
     tracing: Option<RawTracing>,
+    report_interval_ms: Option<u64>,
 }
 
 impl Bootstrap {
@@ -234,6 +241,9 @@ impl Bootstrap {
             })
             .transpose()?;
         Ok(Bootstrap {
+            report_interval: std::time::Duration::from_millis(
+                raw.report_interval_ms.unwrap_or(DEFAULT_REPORT_INTERVAL_MS),
+            ),
             tracing,
             access_log,
             trust_bundle,

@@ -124,8 +124,20 @@ pub async fn run(options: Options, shutdown: impl Future<Output = ()>) -> Result
         snapshot.clone(),
         status.clone(),
     )
-    .with_mtls(tls.clone(), control_plane_identity);
+    .with_mtls(tls.clone(), control_plane_identity.clone());
     let xds = tokio::spawn(xds.run());
+    let reports = (!b.report_interval.is_zero()).then(|| {
+        tokio::spawn(
+            crate::telemetry::report::Reporter {
+                control_plane: b.control_plane,
+                mtls: tls.clone().map(|t| (t, control_plane_identity.clone())),
+                metrics: metrics.clone(),
+                node_id: b.node_id.clone(),
+                every: b.report_interval,
+            }
+            .run(),
+        )
+    });
 
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let stopped = move || {
@@ -194,6 +206,9 @@ pub async fn run(options: Options, shutdown: impl Future<Output = ()>) -> Result
         }
     }
     xds.abort();
+    if let Some(reports) = reports {
+        reports.abort();
+    }
     if let Some((_, _, renewal)) = certificate {
         renewal.abort();
     }

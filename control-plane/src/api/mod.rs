@@ -32,6 +32,8 @@ pub struct ApiState {
     pub snapshots: watch::Receiver<Snapshot>,
     /// The CA's roots (PEM), for proxies' bootstrap files.
     pub trust_bundle: Bytes,
+    /// What proxies report about their traffic.
+    pub traffic: Arc<crate::traffic::TrafficStore>,
 }
 
 /// Serves the API on `listener` until `shutdown` turns `true`.

@@ -14,7 +14,7 @@ pub fn handle<B>(state: &ApiState, req: &Request<B>) -> Response<Body> {
     let path = req.uri().path();
     let known = matches!(
         path,
-        "/live" | "/api/v1/proxies" | "/api/v1/config" | "/api/v1/trust-bundle"
+        "/live" | "/api/v1/proxies" | "/api/v1/config" | "/api/v1/trust-bundle" | "/api/v1/stat"
     );
     if known && req.method() != Method::GET {
         return text(StatusCode::METHOD_NOT_ALLOWED, "only GET is allowed\n");
@@ -34,6 +34,21 @@ pub fn handle<B>(state: &ApiState, req: &Request<B>) -> Response<Body> {
             let snapshot = state.snapshots.borrow().clone();
             json(&ConfigView::from(&snapshot))
         }
+        "/api/v1/stat" => match stat_query(req.uri().query().unwrap_or_default()) {
+            Ok((filter, window)) => {
+                let now = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |d| d.as_millis() as u64);
+                let nodes = state.traffic.nodes();
+                let window_ms = window.as_millis() as u64;
+                json(&crate::traffic::edges(&nodes, now, window_ms, &filter))
+            }
+            Err(message) => {
+                let mut response = json(&serde_json::json!({ "error": message }));
+                *response.status_mut() = StatusCode::BAD_REQUEST;
+                response
+            }
+        },
         "/api/v1/trust-bundle" => {
             let mut response = Response::new(Full::new(state.trust_bundle.clone()));
             response.headers_mut().insert(
@@ -44,6 +59,39 @@ pub fn handle<B>(state: &ApiState, req: &Request<B>) -> Response<Body> {
         }
         _ => text(StatusCode::NOT_FOUND, "not found\n"),
     }
+}
+
+/// The default window of `/api/v1/stat`, and the longest.
+pub const DEFAULT_STAT_WINDOW: std::time::Duration = std::time::Duration::from_secs(30);
+const MAX_STAT_WINDOW_MS: u64 = crate::traffic::store::KEEP_MS;
+
+/// `namespace=..&service=..&window=10s`.
+fn stat_query(query: &str) -> Result<(crate::traffic::Filter, std::time::Duration), String> {
+    let mut filter = crate::traffic::Filter::default();
+    let mut window = DEFAULT_STAT_WINDOW;
+    for pair in query.split('&').filter(|p| !p.is_empty()) {
+        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+        match k {
+            "namespace" if !v.is_empty() => filter.namespace = Some(v.to_owned()),
+            "service" if !v.is_empty() => filter.service = Some(v.to_owned()),
+            "window" => {
+                window = crate::cli::parse_duration(v)?;
+                if window.is_zero() || window.as_millis() as u64 > MAX_STAT_WINDOW_MS {
+                    return Err(format!(
+                        "window `{v}`: give 1s to {}m",
+                        MAX_STAT_WINDOW_MS / 60_000
+                    ));
+                }
+            }
+            "namespace" | "service" => {}
+            other => {
+                return Err(format!(
+                    "unknown parameter `{other}` (namespace, service, window)"
+                ))
+            }
+        }
+    }
+    Ok((filter, window))
 }
 
 fn text(status: StatusCode, body: &'static str) -> Response<Body> {
@@ -95,7 +143,24 @@ mod tests {
             registry: Registry::new(tx),
             snapshots: rx,
             trust_bundle: Bytes::from_static(b"-----BEGIN CERTIFICATE-----\n"),
+            traffic: Arc::default(),
         }
+    }
+
+    #[test]
+    fn stat_takes_a_filter_and_a_window() {
+        let (status, body) = get(&state(), "/api/v1/stat?namespace=shop&window=10s");
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(body["window_seconds"], 10.0);
+        assert_eq!(body["edges"].as_array().map(Vec::len), Some(0));
+        let (status, body) = get(&state(), "/api/v1/stat?window=forever");
+        assert_eq!(status, StatusCode::BAD_REQUEST);
+        assert!(
+            body["error"].as_str().unwrap().contains("forever"),
+            "{body}"
+        );
+        let (status, _) = get(&state(), "/api/v1/stat?colour=blue");
+        assert_eq!(status, StatusCode::BAD_REQUEST);
     }
 
     fn get(state: &ApiState, path: &str) -> (StatusCode, serde_json::Value) {

@@ -183,7 +183,9 @@ impl ControlPlane {
         );
 
         let registry = Registry::new(self.snapshots.clone());
+        let traffic = std::sync::Arc::new(crate::traffic::TrafficStore::default());
         let api_state = ApiState {
+            traffic: traffic.clone(),
             registry: registry.clone(),
             snapshots: self.snapshots.subscribe(),
             trust_bundle: bytes::Bytes::from(self.ca.trust_bundle_pem().to_owned()),
@@ -217,6 +219,7 @@ impl ControlPlane {
             .http2_keepalive_timeout(Some(KEEPALIVE_TIMEOUT))
             .add_service(ads.into_service())
             .add_service(identity.into_service())
+            .add_service(crate::traffic::TelemetryService::new(traffic).into_service())
             .serve_with_incoming_shutdown(transport::incoming(self.xds, tls), async move {
                 stopped(&mut stop).await
             })

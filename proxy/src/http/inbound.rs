@@ -186,9 +186,7 @@ impl Handler for Inbound {
         hop.responses
             .count(response.status().as_u16(), grpc_status(response.headers()));
         hop.duration.observe(elapsed);
-        self.metrics
-            .overhead_inbound
-            .observe(elapsed.saturating_sub(app_time));
+        hop.overhead.observe(elapsed.saturating_sub(app_time));
         response
     }
 }

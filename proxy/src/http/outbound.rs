@@ -54,10 +54,9 @@ impl Outbound {
             let grpc = super::grpc_status(response.headers());
             hop.responses.count(response.status().as_u16(), grpc);
             hop.duration.observe(elapsed);
+            hop.overhead
+                .observe(elapsed.saturating_sub(learned.upstream));
         }
-        self.metrics
-            .overhead_outbound
-            .observe(elapsed.saturating_sub(learned.upstream));
         if let Some(meta) = meta {
             let (route, backend) = hop
                 .as_ref()

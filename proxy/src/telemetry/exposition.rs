@@ -6,7 +6,7 @@ use std::sync::atomic::AtomicU64;
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::UNIX_EPOCH;
 
-use super::render::{header, histogram, hops, labels, sample};
+use super::render::{header, hops, labels, sample};
 use super::Metrics;
 use crate::http::InboundStats;
 use crate::identity::CertStore;
@@ -26,25 +26,6 @@ pub fn render(s: &Sources<'_>) -> String {
     let mut all = s.metrics.hops();
     all.extend(s.metrics.inbound());
     hops(&mut out, &all);
-
-    header(
-        &mut out,
-        "remora_proxy_overhead_seconds",
-        "histogram",
-        "Time a request spent in the proxy itself (its total minus the time waiting on the upstream or app).",
-    );
-    histogram(
-        &mut out,
-        "remora_proxy_overhead_seconds",
-        "direction=\"outbound\"",
-        &s.metrics.overhead_outbound,
-    );
-    histogram(
-        &mut out,
-        "remora_proxy_overhead_seconds",
-        "direction=\"inbound\"",
-        &s.metrics.overhead_inbound,
-    );
 
     if let Some(tracer) = &s.metrics.tracer {
         traces(&mut out, &tracer.stats);

@@ -72,16 +72,15 @@ pub struct HopStats {
     pub responses: StatusCounts,
     /// From the request's arrival to the end of its response headers.
     pub duration: Histogram,
+    /// The part of `duration` spent in the proxy itself (not waiting on the
+    /// upstream or the app).
+    pub overhead: Histogram,
 }
 
 /// Every hop of a proxy, by its labels; entries go when no snapshot uses them.
 #[derive(Debug, Default)]
 pub struct Metrics {
     hops: Mutex<BTreeMap<Labels, Weak<HopStats>>>,
-    /// Time spent in the proxy itself (not waiting for the upstream), per
-    /// direction.
-    pub overhead_outbound: Histogram,
-    pub overhead_inbound: Histogram,
     pub inbound_callers: Mutex<BTreeMap<String, Arc<HopStats>>>,
     /// This proxy's own labels (`source_*` outbound, `destination_*` inbound).
     pub service: String,
@@ -113,11 +112,7 @@ impl Metrics {
             return h;
         }
         hops.retain(|_, w| w.strong_count() > 0);
-        let hop = Arc::new(HopStats {
-            labels: labels.clone(),
-            responses: StatusCounts::default(),
-            duration: Histogram::default(),
-        });
+        let hop = Arc::new(HopStats::new(labels.clone()));
         hops.insert(labels, Arc::downgrade(&hop));
         hop
     }
@@ -167,11 +162,7 @@ impl Metrics {
                     ("destination_namespace", self.namespace.clone()),
                     ("source_identity", id.to_owned()),
                 ];
-                Arc::new(HopStats {
-                    labels: l,
-                    responses: StatusCounts::default(),
-                    duration: Histogram::default(),
-                })
+                Arc::new(HopStats::new(l))
             })
             .clone()
     }
@@ -187,6 +178,27 @@ impl Metrics {
 }
 
 impl HopStats {
+    pub fn new(labels: Labels) -> Self {
+        Self {
+            labels,
+            responses: StatusCounts::default(),
+            duration: Histogram::default(),
+            overhead: Histogram::default(),
+        }
+    }
+
+    /// Answers and failures (5xx, or a gRPC status other than OK, as Linkerd
+    /// counts them).
+    pub fn requests_and_failures(&self) -> (u64, u64) {
+        self.responses
+            .snapshot()
+            .iter()
+            .fold((0, 0), |(all, failed), (status, grpc, n)| {
+                let failure = *status >= 500 || *grpc > 0;
+                (all + n, failed + if failure { *n } else { 0 })
+            })
+    }
+
     /// A label's value, or "".
     pub fn label(&self, name: &str) -> &str {
         self.labels

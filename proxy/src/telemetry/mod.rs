@@ -16,6 +16,7 @@ pub mod exposition;
 pub mod histogram;
 pub mod hop;
 pub mod render;
+pub mod report;
 pub mod request_id;
 pub mod tcp;
 pub mod trace;

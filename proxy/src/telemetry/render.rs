@@ -87,4 +87,18 @@ pub fn hops(out: &mut String, hops: &[std::sync::Arc<HopStats>]) {
             &hop.duration,
         );
     }
+    header(
+        out,
+        "remora_proxy_overhead_seconds",
+        "histogram",
+        "Time a request spent in the proxy itself (its total minus the time waiting on the upstream or app), by hop.",
+    );
+    for hop in hops {
+        histogram(
+            out,
+            "remora_proxy_overhead_seconds",
+            &labels(&hop.labels),
+            &hop.overhead,
+        );
+    }
 }

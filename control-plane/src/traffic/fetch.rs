@@ -1,0 +1,93 @@
+//! `remora stat`'s side of `/api/v1/stat`: one GET to the control plane's API.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Empty};
+use hyper_util::rt::TokioIo;
+
+use super::{Filter, StatView};
+
+#[derive(Debug, thiserror::Error)]
+pub enum FetchError {
+    #[error("cannot reach the control plane API at {api}: {source}")]
+    Connect {
+        api: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("control plane API at {api}: {source}")]
+    Http {
+        api: SocketAddr,
+        source: hyper::Error,
+    },
+    #[error("control plane API at {api} did not answer within {0:?}", TIMEOUT)]
+    Timeout { api: SocketAddr },
+    #[error("control plane API at {api} answered {status}: {body}")]
+    Status {
+        api: SocketAddr,
+        status: http::StatusCode,
+        body: String,
+    },
+    #[error("control plane API at {api} answered something that is not a stat view: {source}")]
+    Decode {
+        api: SocketAddr,
+        source: serde_json::Error,
+    },
+}
+
+const TIMEOUT: Duration = Duration::from_secs(5);
+
+pub async fn fetch(
+    api: SocketAddr,
+    filter: &Filter,
+    window: Duration,
+) -> Result<StatView, FetchError> {
+    tokio::time::timeout(TIMEOUT, get(api, filter, window))
+        .await
+        .map_err(|_| FetchError::Timeout { api })?
+}
+
+async fn get(api: SocketAddr, filter: &Filter, window: Duration) -> Result<StatView, FetchError> {
+    let mut query = format!("window={}s", window.as_secs().max(1));
+    for (k, v) in [
+        ("namespace", &filter.namespace),
+        ("service", &filter.service),
+    ] {
+        if let Some(v) = v {
+            query.push_str(&format!("&{k}={v}"));
+        }
+    }
+    let stream = tokio::net::TcpStream::connect(api)
+        .await
+        .map_err(|source| FetchError::Connect { api, source })?;
+    let http = |source| FetchError::Http { api, source };
+    let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .map_err(http)?;
+    tokio::spawn(connection);
+    let request = http::Request::get(format!("/api/v1/stat?{query}"))
+        .header(http::header::HOST, api.to_string())
+        .body(Empty::<Bytes>::new())
+        .map_err(|e| FetchError::Status {
+            api,
+            status: http::StatusCode::BAD_REQUEST,
+            body: e.to_string(),
+        })?;
+    let response = sender.send_request(request).await.map_err(http)?;
+    let status = response.status();
+    let body = response
+        .into_body()
+        .collect()
+        .await
+        .map_err(http)?
+        .to_bytes();
+    if !status.is_success() {
+        return Err(FetchError::Status {
+            api,
+            status,
+            body: String::from_utf8_lossy(&body).trim().to_owned(),
+        });
+    }
+    serde_json::from_slice(&body).map_err(|source| FetchError::Decode { api, source })
+}

@@ -1,0 +1,108 @@
+//! `remora.telemetry.v1.Telemetry`: proxies' reports, checked and stored.
+
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use remora_proto::telemetry::telemetry_server::{Telemetry, TelemetryServer};
+use remora_proto::telemetry::{HopReport, ReportAck};
+use tonic::{Request, Response, Status};
+
+use super::TrafficStore;
+use crate::ca::SpiffeId;
+use crate::xds::XdsPeer;
+
+#[derive(Debug, Clone)]
+pub struct TelemetryService {
+    store: Arc<TrafficStore>,
+}
+
+impl TelemetryService {
+    pub fn new(store: Arc<TrafficStore>) -> Self {
+        Self { store }
+    }
+
+    pub fn into_service(self) -> TelemetryServer<Self> {
+        TelemetryServer::new(self)
+    }
+}
+
+#[tonic::async_trait]
+impl Telemetry for TelemetryService {
+    async fn report(&self, request: Request<HopReport>) -> Result<Response<ReportAck>, Status> {
+        let peer = request.extensions().get::<XdsPeer>().cloned();
+        let report = request.into_inner();
+        let identity = peer.and_then(|p| p.identity);
+        check(&report, identity.as_deref())?;
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64);
+        self.store.insert(identity, report, now);
+        Ok(Response::new(ReportAck {}))
+    }
+}
+
+/// A report must come from its namespace's certificate (when there is one) and
+/// have histograms that fit its bounds.
+fn check(report: &HopReport, identity: Option<&str>) -> Result<(), Status> {
+    if report.node_id.is_empty() || report.service.is_empty() {
+        return Err(Status::invalid_argument(
+            "report: node_id and service are required",
+        ));
+    }
+    if let Some(proven) = identity {
+        let id: SpiffeId = proven
+            .parse()
+            .map_err(|e: crate::ca::InvalidSpiffeId| Status::permission_denied(e.to_string()))?;
+        if id.namespace != report.namespace {
+            return Err(Status::permission_denied(format!(
+                "report for namespace {}, but the client certificate {proven} is for namespace {}",
+                report.namespace, id.namespace
+            )));
+        }
+    }
+    let buckets = report.bucket_bounds.len() + 1;
+    for (i, hop) in report.hops.iter().enumerate() {
+        for (field, counts) in [
+            ("duration_counts", &hop.duration_counts),
+            ("overhead_counts", &hop.overhead_counts),
+        ] {
+            if counts.len() != buckets {
+                return Err(Status::invalid_argument(format!(
+                    "report: hops[{i}].{field} has {} counts for {} buckets",
+                    counts.len(),
+                    buckets
+                )));
+            }
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use remora_proto::telemetry::Hop;
+
+    #[test]
+    fn reports_are_checked() {
+        let mut r = HopReport {
+            node_id: "web-1".into(),
+            service: "web".into(),
+            namespace: "shop".into(),
+            bucket_bounds: vec![0.1],
+            hops: vec![Hop {
+                duration_counts: vec![1, 0],
+                overhead_counts: vec![1, 0],
+                ..Default::default()
+            }],
+            ..Default::default()
+        };
+        assert!(check(&r, None).is_ok());
+        assert!(check(&r, Some("spiffe://cluster.local/ns/shop/sa/web")).is_ok());
+        let err = check(&r, Some("spiffe://cluster.local/ns/other/sa/web")).unwrap_err();
+        assert_eq!(err.code(), tonic::Code::PermissionDenied);
+        r.hops[0].overhead_counts.pop();
+        let err = check(&r, None).unwrap_err();
+        assert!(err.message().contains("hops[0].overhead_counts"), "{err:?}");
+    }
+}
