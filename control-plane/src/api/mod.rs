@@ -1,5 +1,5 @@
 //! The HTTP API (hyper, HTTP/1.1): `GET /api/v1/proxies`, `GET /api/v1/config`,
-//! `GET /live`. Read-only views of the registry and the config in force.
+//! `GET /api/v1/stat`, `GET /live`, and the dashboard at `/`. Read-only views of the registry and the config in force.
 
 mod routes;
 mod time;

@@ -14,13 +14,27 @@ pub fn handle<B>(state: &ApiState, req: &Request<B>) -> Response<Body> {
     let path = req.uri().path();
     let known = matches!(
         path,
-        "/live" | "/api/v1/proxies" | "/api/v1/config" | "/api/v1/trust-bundle" | "/api/v1/stat"
+        "/live"
+            | "/"
+            | "/dashboard"
+            | "/api/v1/proxies"
+            | "/api/v1/config"
+            | "/api/v1/trust-bundle"
+            | "/api/v1/stat"
     );
     if known && req.method() != Method::GET {
         return text(StatusCode::METHOD_NOT_ALLOWED, "only GET is allowed\n");
     }
     match path {
         "/live" => text(StatusCode::OK, "ok\n"),
+        "/" | "/dashboard" => {
+            let mut response = Response::new(Full::new(Bytes::from_static(DASHBOARD.as_bytes())));
+            response.headers_mut().insert(
+                header::CONTENT_TYPE,
+                header::HeaderValue::from_static("text/html; charset=utf-8"),
+            );
+            response
+        }
         "/api/v1/proxies" => {
             let proxies: Vec<ProxyView> = state
                 .registry
@@ -60,6 +74,10 @@ pub fn handle<B>(state: &ApiState, req: &Request<B>) -> Response<Body> {
         _ => text(StatusCode::NOT_FOUND, "not found\n"),
     }
 }
+
+/// The dashboard: one self-contained page (inline CSS and script, no CDN) that
+/// polls `/api/v1/stat` and `/api/v1/proxies`.
+const DASHBOARD: &str = include_str!("dashboard.html");
 
 /// The default window of `/api/v1/stat`, and the longest.
 pub const DEFAULT_STAT_WINDOW: std::time::Duration = std::time::Duration::from_secs(30);
