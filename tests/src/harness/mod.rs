@@ -9,6 +9,7 @@
 //! - [`Proxy`]: `remora-proxy` with a generated bootstrap file.
 //! - [`wait_for`]: poll a condition until it holds (events, not sleeps).
 //! - [`http`]: a one-shot HTTP/1.1 client for admin and API endpoints.
+//! - [`PrometheusServer`]: Debian's Prometheus scraping proxies, and its query API.
 //! - [`OtlpReceiver`]: an OTLP/gRPC trace collector that keeps what it receives.
 
 mod bin_path;
@@ -16,6 +17,7 @@ mod control_plane;
 pub mod http;
 mod otlp;
 mod process;
+mod prometheus;
 mod proxy;
 mod wait;
 
@@ -23,6 +25,7 @@ pub use bin_path::bin_path;
 pub use control_plane::ControlPlane;
 pub use otlp::{OtlpReceiver, ReceivedSpan};
 pub use process::Process;
+pub use prometheus::{listening_ports, PrometheusServer};
 pub use proxy::{Proxy, ProxySpec};
 pub use wait::{wait_for, wait_for_some, WaitTimeout};
 
