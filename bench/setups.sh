@@ -55,9 +55,10 @@ app: $APP_ADDR
 outbound: 127.0.0.1:0
 inbound: 127.0.0.1:0
 admin: 127.0.0.1:0
-access_log: $ACCESS_LOG
+access_log: ${PAIR_ACCESS_LOG:-$ACCESS_LOG}
 YAML
     [[ -n $token ]] && echo "token_file: $token" >>"$dir/$name.yaml"
+    [[ -n ${PAIR_EXTRA:-} ]] && printf '%s\n' "$PAIR_EXTRA" >>"$dir/$name.yaml"
     start_bg "$dir/$name.log" env REMORA_PROXY_THREADS="$PROXY_THREADS" \
         "$BIN/remora-proxy" --bootstrap "$dir/$name.yaml" --addresses-file "$dir/$name.json"
     wait_file "$dir/$name.json" "$LAST_PID" "$dir/$name.log"
@@ -68,7 +69,7 @@ YAML
 # Host: bench-app; the client proxy reaches the server proxy's inbound listener
 # over HTTP/2 (plaintext, or mTLS with TLS 1.3 when MODE is mtls).
 remora_pair() {
-    local mode=$1 dir=$WORK/remora-$1 xds client_pid server_pid control_pid
+    local mode=$1 dir=$WORK/remora-$1${PAIR_NAME:+-$PAIR_NAME} xds client_pid server_pid control_pid
     local server_token="" client_token=""
     mkdir -p "$dir"
     write_services "$dir/config" "$SERVICES"
@@ -114,6 +115,26 @@ remora_pair() {
 
 setup_remora() { remora_pair plain; }
 setup_remora_mtls() { remora_pair mtls; }
+
+# The mTLS pair with all its telemetry off (no per-hop metrics, no access log, no
+# traces) and with all of it on (metrics; an access log line per request and
+# direction, to a file; a span per hop, every request sampled unless
+# BENCH_SAMPLE_RATE says otherwise, exported to an OTLP sink): run the two side
+# by side to see what observing costs.
+setup_remora_mtls_bare() {
+    PAIR_NAME=bare PAIR_ACCESS_LOG=off PAIR_EXTRA="metrics: off" remora_pair mtls
+}
+setup_remora_mtls_observed() {
+    local sink_addr=$WORK/otlp-sink.addr sink_pid
+    start_bg "$WORK/otlp-sink.log" "$LOAD" --threads 1 otlp-sink --port-file "$sink_addr"
+    sink_pid=$LAST_PID
+    wait_file "$sink_addr" "$sink_pid" "$WORK/otlp-sink.log"
+    PAIR_NAME=observed PAIR_ACCESS_LOG=$WORK/remora-mtls-access.log \
+        PAIR_EXTRA=$(printf 'tracing:\n  collector: http://%s\n  sample_rate: %s' \
+            "$(cat "$sink_addr")" "${BENCH_SAMPLE_RATE:-1.0}") \
+        remora_pair mtls
+    SETUP_PIDS+=("$sink_pid")
+}
 
 # haproxy_config UPSTREAM [BIND_OPTIONS] [SERVER_OPTIONS]: an HTTP-mode HAProxy
 # serving the inherited socket fd 3 (see bind-fd.py) and forwarding to UPSTREAM

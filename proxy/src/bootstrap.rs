@@ -61,6 +61,9 @@ pub struct Bootstrap {
     /// How often the hops' counters go to the control plane
     /// (`report_interval_ms`; 0: never).
     pub report_interval: std::time::Duration,
+    /// Bootstrap `metrics`: `on` (the default) or `off` (no per-hop series and
+    /// no reports; for measuring what they cost).
+    pub metrics: bool,
 }
 
 /// Bootstrap `tracing`.
@@ -97,6 +100,7 @@ struct RawBootstrap {
     access_log: Option<String>,
     tracing: Option<RawTracing>,
     report_interval_ms: Option<u64>,
+    metrics: Option<String>,
 }
 
 impl Bootstrap {
@@ -240,7 +244,15 @@ impl Bootstrap {
                 })
             })
             .transpose()?;
+        let metrics = match raw.metrics.as_deref() {
+            None | Some("on") => true,
+            Some("off") => false,
+            Some(other) => {
+                return Err(field_error("metrics", format!("`{other}`: give on or off")))
+            }
+        };
         Ok(Bootstrap {
+            metrics,
             report_interval: std::time::Duration::from_millis(
                 raw.report_interval_ms.unwrap_or(DEFAULT_REPORT_INTERVAL_MS),
             ),

@@ -101,6 +101,7 @@ pub async fn run(options: Options, shutdown: impl Future<Output = ()>) -> Result
     });
     let tls = certificate.as_ref().map(|(_, tls, _)| tls.clone());
     let mut metrics = Metrics::new(&b.service, &b.namespace);
+    metrics.off = !b.metrics;
     let access_log = AccessLog::start(&b.access_log).map_err(|source| RunError::AccessLog {
         destination: format!("{:?}", b.access_log),
         source,
@@ -126,7 +127,7 @@ pub async fn run(options: Options, shutdown: impl Future<Output = ()>) -> Result
     )
     .with_mtls(tls.clone(), control_plane_identity.clone());
     let xds = tokio::spawn(xds.run());
-    let reports = (!b.report_interval.is_zero()).then(|| {
+    let reports = (b.metrics && !b.report_interval.is_zero()).then(|| {
         tokio::spawn(
             crate::telemetry::report::Reporter {
                 control_plane: b.control_plane,

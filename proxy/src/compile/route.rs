@@ -134,6 +134,7 @@ pub fn compile(
                 .targets
                 .iter()
                 .map(|(_, target)| match target {
+                    _ if registry.metrics().off => None,
                     Target::Cluster(c) => Some(registry.metrics().hop(vec![
                         ("direction", "outbound".to_owned()),
                         ("source_service", registry.metrics().service.clone()),

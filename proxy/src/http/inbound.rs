@@ -175,6 +175,9 @@ impl Handler for Inbound {
             let entry = meta.entry(hop, &response, elapsed, &learned);
             crate::telemetry::finish_response(&self.metrics, &mut response, span, || entry);
         }
+        if self.metrics.off {
+            return response;
+        }
         // Resolved once per connection (or once for every unauthenticated caller).
         let hop = match &peer {
             Some(p) => p

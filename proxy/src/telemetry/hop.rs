@@ -91,6 +91,9 @@ pub struct Metrics {
     pub access_log: Option<Arc<super::access_log::AccessLog>>,
     /// Records a span per request; `None` without a collector.
     pub tracer: Option<Arc<super::trace::Tracer>>,
+    /// Bootstrap `metrics: off`: no hop is counted (for measuring what metrics
+    /// cost); `/metrics` still shows the rest.
+    pub off: bool,
 }
 
 /// Inbound callers tracked by identity, at most; the rest are counted together.

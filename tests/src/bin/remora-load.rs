@@ -5,6 +5,9 @@
 //!   and prints latency percentiles, req/s and errors (JSON with `--json`).
 //! - `remora-load app --listen ADDR --name N [--port-file F]` serves the HTTP test
 //!   app until killed.
+//! - `remora-load otlp-sink --listen ADDR [--port-file F]` takes OTLP/gRPC spans
+//!   and throws them away (counting them) until killed: the collector of the
+//!   benchmark's tracing setup.
 #![forbid(unsafe_code)]
 
 use std::net::SocketAddr;
@@ -36,6 +39,18 @@ enum Command {
     Http(HttpArgs),
     /// Serve the HTTP test app (200, body "<name>\n", header x-backend) until killed.
     App(AppArgs),
+    /// Accept OTLP/gRPC trace exports and discard them until killed.
+    OtlpSink(SinkArgs),
+}
+
+#[derive(Debug, clap::Args)]
+struct SinkArgs {
+    /// Address to listen on (port 0 = any).
+    #[arg(long, default_value = "127.0.0.1:0")]
+    listen: SocketAddr,
+    /// Write the bound address (ip:port) to this file once listening.
+    #[arg(long)]
+    port_file: Option<PathBuf>,
 }
 
 #[derive(Debug, clap::Args)]
@@ -105,6 +120,7 @@ fn main() -> Result<()> {
     match cli.command {
         Command::Http(args) => runtime.block_on(http(args)),
         Command::App(args) => runtime.block_on(app(args)),
+        Command::OtlpSink(args) => runtime.block_on(otlp_sink(args)),
     }
 }
 
@@ -211,6 +227,16 @@ async fn app(args: AppArgs) -> Result<()> {
     tracing::info!(addr = %app.addr, name = %args.name, "test app listening");
     wait_for_signal().await?;
     drop(app);
+    Ok(())
+}
+
+async fn otlp_sink(args: SinkArgs) -> Result<()> {
+    let sink = remora_tests::harness::OtlpReceiver::keeping(args.listen, 0).await?;
+    if let Some(file) = &args.port_file {
+        write_atomically(file, &format!("{}\n", sink.addr))?;
+    }
+    wait_for_signal().await?;
+    eprintln!("otlp-sink: {} spans received", sink.received());
     Ok(())
 }
 

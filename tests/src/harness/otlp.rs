@@ -42,11 +42,19 @@ impl ReceivedSpan {
 /// Stops when dropped.
 pub struct OtlpReceiver {
     pub addr: SocketAddr,
-    spans: Arc<Mutex<Vec<ReceivedSpan>>>,
+    kept: Arc<Kept>,
     task: JoinHandle<()>,
 }
 
-struct Keep(Arc<Mutex<Vec<ReceivedSpan>>>);
+/// Spans kept (up to `limit`) and how many arrived in all.
+#[derive(Default)]
+struct Kept {
+    spans: Mutex<Vec<ReceivedSpan>>,
+    received: std::sync::atomic::AtomicU64,
+    limit: usize,
+}
+
+struct Keep(Arc<Kept>);
 
 #[tonic::async_trait]
 impl TraceService for Keep {
@@ -54,7 +62,7 @@ impl TraceService for Keep {
         &self,
         request: tonic::Request<ExportTraceServiceRequest>,
     ) -> Result<tonic::Response<ExportTraceServiceResponse>, tonic::Status> {
-        let mut kept = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut kept = self.0.spans.lock().unwrap_or_else(PoisonError::into_inner);
         for resource_spans in request.into_inner().resource_spans {
             let service = resource_spans
                 .resource
@@ -63,6 +71,12 @@ impl TraceService for Keep {
                 .unwrap_or_default();
             for scope in resource_spans.scope_spans {
                 for span in scope.spans {
+                    self.0
+                        .received
+                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    if kept.len() >= self.0.limit {
+                        continue;
+                    }
                     kept.push(ReceivedSpan {
                         service: service.clone(),
                         span,
@@ -75,13 +89,23 @@ impl TraceService for Keep {
 }
 
 impl OtlpReceiver {
+    /// Keeps every span it receives.
     pub async fn start() -> Result<Self> {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        Self::keeping("127.0.0.1:0".parse()?, usize::MAX).await
+    }
+
+    /// Listens on `listen`; keeps the first `limit` spans and counts the rest
+    /// (a sink for benchmarks keeps none).
+    pub async fn keeping(listen: SocketAddr, limit: usize) -> Result<Self> {
+        let listener = tokio::net::TcpListener::bind(listen)
             .await
             .context("cannot bind the OTLP receiver")?;
         let addr = listener.local_addr()?;
-        let spans = Arc::new(Mutex::new(Vec::new()));
-        let service = TraceServiceServer::new(Keep(spans.clone()));
+        let kept = Arc::new(Kept {
+            limit,
+            ..Default::default()
+        });
+        let service = TraceServiceServer::new(Keep(kept.clone()));
         let task = tokio::spawn(async move {
             let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
             if let Err(e) = tonic::transport::Server::builder()
@@ -92,7 +116,7 @@ impl OtlpReceiver {
                 tracing::warn!(error = %e, "OTLP receiver stopped");
             }
         });
-        Ok(Self { addr, spans, task })
+        Ok(Self { addr, kept, task })
     }
 
     /// `http://127.0.0.1:<port>`, for a bootstrap's `tracing.collector`.
@@ -100,8 +124,16 @@ impl OtlpReceiver {
         format!("http://{}", self.addr)
     }
 
+    /// How many spans arrived, kept or not.
+    pub fn received(&self) -> u64 {
+        self.kept
+            .received
+            .load(std::sync::atomic::Ordering::Relaxed)
+    }
+
     pub fn spans(&self) -> Vec<ReceivedSpan> {
-        self.spans
+        self.kept
+            .spans
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .clone()
