@@ -159,18 +159,20 @@ async fn attempts(
             Some(r) if !body.is_end_stream() => RequestBody::Recording(body, r),
             _ => RequestBody::Streaming(body),
         };
-        let attempt = attempt(
-            cluster,
-            &parts,
-            body,
-            &authority,
-            grpc,
-            deadline.map(|(d, _)| d),
-            hash,
-        );
+        // Each branch makes its attempt in the await itself: a future bound to
+        // a local is kept twice in this function's state (see
+        // `telemetry::observe`).
+        let at = deadline.map(|(d, _)| d);
         return match deadline {
-            None => attempt.await.unwrap_or_else(|e| upstream_failure(&e)),
-            Some((at, kind)) => match timeout_at(at, attempt).await {
+            None => attempt(cluster, &parts, body, &authority, grpc, at, hash)
+                .await
+                .unwrap_or_else(|e| upstream_failure(&e)),
+            Some((at, kind)) => match timeout_at(
+                at,
+                attempt(cluster, &parts, body, &authority, grpc, Some(at), hash),
+            )
+            .await
+            {
                 Ok(result) => result.unwrap_or_else(|e| upstream_failure(&e)),
                 Err(_) => {
                     count_timeout(stats, kind);
@@ -202,18 +204,15 @@ async fn attempts(
             (Some(p), Some((d, _))) => Some(p.min(d)),
             (p, d) => p.or(d.map(|(d, _)| d)),
         };
-        let sent = attempt(
-            cluster,
-            &parts,
-            body,
-            &authority,
-            grpc,
-            attempt_deadline,
-            hash,
-        );
         let outcome = match attempt_deadline {
-            None => Ok(sent.await),
-            Some(at) => timeout_at(at, sent).await,
+            None => Ok(attempt(cluster, &parts, body, &authority, grpc, None, hash).await),
+            Some(at) => {
+                timeout_at(
+                    at,
+                    attempt(cluster, &parts, body, &authority, grpc, Some(at), hash),
+                )
+                .await
+            }
         };
         let failure = match outcome {
             Ok(Ok(response)) if !retry.retries_response(response.status(), response.headers()) => {

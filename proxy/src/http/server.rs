@@ -166,7 +166,9 @@ pub async fn serve<H: Handler>(
                     req.extensions_mut().insert(Plaintext);
                 }
                 req.extensions_mut().insert(Remote(peer));
-                async move { Ok::<_, Infallible>(handler.handle(req).await) }
+                // A combinator: an async block would hold the handler's future
+                // twice (see `telemetry::observe`).
+                futures::FutureExt::map(handler.handle(req), Ok::<_, Infallible>)
             });
             let connection = builder
                 .serve_connection(TokioIo::new(io), service)

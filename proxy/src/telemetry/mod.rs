@@ -56,10 +56,18 @@ tokio::task_local! {
 
 /// Runs `f` (the handling of one request) while collecting its facts. No
 /// allocation: they live in the task-local slot.
-pub async fn observe<F: std::future::Future>(f: F) -> (F::Output, Learned) {
-    FACTS
-        .scope(Facts::default(), async {
-            let out = f.await;
+///
+/// A combinator, not an `async fn` or block: those keep a future they are given
+/// twice (as an argument or capture, and as what they await), doubling the size
+/// of every request's future, which hyper moves whole when it stores it.
+pub fn observe<F: std::future::Future>(
+    f: F,
+) -> impl std::future::Future<Output = (F::Output, Learned)> {
+    use futures::FutureExt;
+    // The closure runs inside the scope's poll, where the slot is set.
+    FACTS.scope(
+        Facts::default(),
+        f.map(|out| {
             let learned = FACTS.with(|facts| Learned {
                 upstream: Duration::from_nanos(facts.upstream_ns.get()),
                 retries: facts.retries.get(),
@@ -67,8 +75,8 @@ pub async fn observe<F: std::future::Future>(f: F) -> (F::Output, Learned) {
                 flags: facts.flags.get(),
             });
             (out, learned)
-        })
-        .await
+        }),
+    )
 }
 
 /// Records something about the current request (outside one: nothing).

@@ -74,7 +74,13 @@ impl H2Connection {
         &self,
         req: Request<RequestBody>,
     ) -> Result<Response<Incoming>, UpstreamError> {
-        let mut sender = self.sender().await?;
+        // The connection is made rarely, and its future (a TLS handshake among
+        // it) is tens of KB: boxed, so the future of every request stays small
+        // and cheap to move.
+        let mut sender = match self.live() {
+            Some(s) => s,
+            None => Box::pin(self.sender()).await?,
+        };
         sender
             .send_request(req)
             .await
