@@ -60,7 +60,7 @@ YAML
     [[ -n $token ]] && echo "token_file: $token" >>"$dir/$name.yaml"
     [[ -n ${PAIR_EXTRA:-} ]] && printf '%s\n' "$PAIR_EXTRA" >>"$dir/$name.yaml"
     start_bg "$dir/$name.log" env REMORA_PROXY_THREADS="$PROXY_THREADS" \
-        "$BIN/remora-proxy" --bootstrap "$dir/$name.yaml" --addresses-file "$dir/$name.json"
+        "${PAIR_BIN:-$BIN}/remora-proxy" --bootstrap "$dir/$name.yaml" --addresses-file "$dir/$name.json"
     wait_file "$dir/$name.json" "$LAST_PID" "$dir/$name.log"
 }
 
@@ -69,11 +69,12 @@ YAML
 # Host: bench-app; the client proxy reaches the server proxy's inbound listener
 # over HTTP/2 (plaintext, or mTLS with TLS 1.3 when MODE is mtls).
 remora_pair() {
-    local mode=$1 dir=$WORK/remora-$1${PAIR_NAME:+-$PAIR_NAME} xds client_pid server_pid control_pid
+    local mode=$1 dir xds client_pid server_pid control_pid
     local server_token="" client_token=""
-    mkdir -p "$dir"
+    # A folder of its own, so a setup can run twice in one run.
+    dir=$(mktemp -d "$WORK/remora-$mode${PAIR_NAME:+-$PAIR_NAME}.XXXX")
     write_services "$dir/config" "$SERVICES"
-    start_bg "$dir/control.log" "$BIN/remora" control --config-dir "$dir/config" \
+    start_bg "$dir/control.log" "${PAIR_BIN:-$BIN}/remora" control --config-dir "$dir/config" \
         --data-dir "$dir/data" \
         --xds-addr 127.0.0.1:0 --api-addr 127.0.0.1:0 --addresses-file "$dir/control.json"
     control_pid=$LAST_PID
@@ -81,9 +82,9 @@ remora_pair() {
     xds=$(json_get "$dir/control.json" xds)
     if [[ $mode == mtls ]]; then
         server_token=$dir/server.token client_token=$dir/client.token
-        "$BIN/remora" token create --data-dir "$dir/data" --namespace default \
+        "${PAIR_BIN:-$BIN}/remora" token create --data-dir "$dir/data" --namespace default \
             --service-account bench-app >"$server_token"
-        "$BIN/remora" token create --data-dir "$dir/data" --namespace default \
+        "${PAIR_BIN:-$BIN}/remora" token create --data-dir "$dir/data" --namespace default \
             --service-account bench-client >"$client_token"
     fi
 
@@ -121,6 +122,14 @@ setup_remora_mtls() { remora_pair mtls; }
 # direction, to a file; a span per hop, every request sampled unless
 # BENCH_SAMPLE_RATE says otherwise, exported to an OTLP sink): run the two side
 # by side to see what observing costs.
+# A/B: the mTLS pair from other binaries (BENCH_BASELINE_BIN, e.g. a release
+# build of the commit before a change), run beside remora-mtls in the same run.
+setup_remora_mtls_baseline() {
+    [[ -x ${BENCH_BASELINE_BIN:-}/remora-proxy ]] ||
+        die "remora-mtls-baseline needs BENCH_BASELINE_BIN, a folder with remora and remora-proxy"
+    PAIR_NAME=baseline PAIR_BIN=$BENCH_BASELINE_BIN remora_pair mtls
+}
+
 setup_remora_mtls_bare() {
     PAIR_NAME=bare PAIR_ACCESS_LOG=off PAIR_EXTRA="metrics: off" remora_pair mtls
 }
