@@ -36,6 +36,27 @@ async fn proxies_talk_mtls_with_the_expected_identities_and_refuse_plaintext() {
         Some("spiffe://cluster.local/ns/default/sa/web"),
         "the app learns the verified caller identity"
     );
+    // Both ends of the hop are named by identity in the metrics.
+    let web_metrics = web.admin_get("/metrics").await.unwrap().text();
+    assert!(
+        web_metrics
+            .lines()
+            .any(|l| l.starts_with("remora_requests_total{")
+                && l.contains("destination_service=\"orders\"")
+                && l.contains(
+                    "destination_identity=\"spiffe://cluster.local/ns/default/sa/orders\""
+                )),
+        "{web_metrics}"
+    );
+    let orders_metrics = orders.admin_get("/metrics").await.unwrap().text();
+    assert!(
+        orders_metrics
+            .lines()
+            .any(|l| l.starts_with("remora_requests_total{")
+                && l.contains("direction=\"inbound\"")
+                && l.contains("source_identity=\"spiffe://cluster.local/ns/default/sa/web\"")),
+        "{orders_metrics}"
+    );
     // A caller cannot claim another identity by sending the header itself.
     let spoofed = http::send(
         web.outbound,

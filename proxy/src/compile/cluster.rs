@@ -90,10 +90,23 @@ pub fn compile(
         Some(service) => assignments.get(&service),
         None => c.load_assignment.as_ref(),
     };
+    let announced = match assignment {
+        None => Vec::new(),
+        Some(cla) => endpoints(&c.name, cla)?,
+    };
+    // The identities its meshed endpoints announce, for metrics: normally one
+    // (a Service's workloads share a service account).
+    let mut identities: Vec<&str> = announced
+        .iter()
+        .filter_map(|e| e.identity.as_deref())
+        .collect();
+    identities.sort_unstable();
+    identities.dedup();
+    let destination_identity = identities.join(",");
     let endpoints = match assignment {
         None => Vec::new(),
-        Some(cla) => endpoints(&c.name, cla)?
-            .into_iter()
+        Some(_) => announced
+            .iter()
             .map(|e| {
                 let (transport, peer) = match (e.meshed, protocol, &origin) {
                     (true, _, _) => (
@@ -120,6 +133,7 @@ pub fn compile(
     Ok(Cluster {
         name: Arc::from(c.name.as_str()),
         destination: destination(c),
+        destination_identity,
         protocol,
         balancer,
         endpoints,

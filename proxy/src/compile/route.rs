@@ -141,6 +141,7 @@ pub fn compile(
                         ("source_namespace", registry.metrics().namespace.clone()),
                         ("destination_service", c.destination.0.clone()),
                         ("destination_namespace", c.destination.1.clone()),
+                        ("destination_identity", c.destination_identity.clone()),
                         ("route", name.clone()),
                         ("backend", c.name.to_string()),
                     ])),

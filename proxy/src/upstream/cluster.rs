@@ -26,6 +26,9 @@ pub struct Cluster {
     pub name: Arc<str>,
     /// The Service and namespace it reaches (from its metadata), for metrics.
     pub destination: (String, String),
+    /// The SPIFFE ids its endpoints announce (comma-separated; empty outside
+    /// the mesh or without identities), for metrics.
+    pub destination_identity: String,
     pub protocol: Protocol,
     pub endpoints: Vec<WeightedEndpoint>,
     pub retry_budget: BudgetConfig,
