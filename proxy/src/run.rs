@@ -24,6 +24,8 @@ use crate::xds::{node, XdsClient, XdsStatus};
 
 /// How long in-flight requests get to finish on shutdown.
 pub const DRAIN: Duration = Duration::from_secs(10);
+/// How long the last spans may take to reach the collector at shutdown.
+const SPAN_FLUSH_TIMEOUT: Duration = Duration::from_secs(2);
 
 #[derive(Debug, thiserror::Error)]
 pub enum RunError {
@@ -107,14 +109,16 @@ pub async fn run(options: Options, shutdown: impl Future<Output = ()>) -> Result
         source,
     })?;
     metrics.access_log = access_log.enabled().then_some(access_log);
-    metrics.tracer = b.tracing.as_ref().map(|settings| {
+    let exporter = b.tracing.as_ref().map(|settings| {
         tracing::info!(collector = %settings.collector, sample_rate = settings.sample_rate, "exporting spans");
-        crate::telemetry::trace::Collector {
+        let (tracer, exporter) = crate::telemetry::trace::Collector {
             service: b.service.clone(),
             namespace: b.namespace.clone(),
             node_id: b.node_id.clone(),
         }
-        .start(settings)
+        .start(settings);
+        metrics.tracer = Some(tracer);
+        exporter
     });
     let metrics = Arc::new(metrics);
     let registry = Arc::new(EndpointRegistry::with_metrics(tls.clone(), metrics.clone()));
@@ -205,6 +209,15 @@ pub async fn run(options: Options, shutdown: impl Future<Output = ()>) -> Result
             let _ = stop_tx.send(true);
             servers.await;
         }
+    }
+    // The requests are answered: what they logged and traced goes out before
+    // the process does.
+    if let Some(exporter) = exporter {
+        exporter.flush(SPAN_FLUSH_TIMEOUT).await;
+    }
+    if let Some(log) = &metrics.access_log {
+        let log = log.clone();
+        let _ = tokio::task::spawn_blocking(move || log.close()).await;
     }
     xds.abort();
     if let Some(reports) = reports {

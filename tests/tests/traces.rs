@@ -238,3 +238,56 @@ async fn one_request_through_three_services_is_one_linked_trace() {
     .await;
     assert!(counted.is_ok(), "web sent two spans for each sampled trace");
 }
+
+/// A proxy asked to stop sends the spans it still holds and writes the access
+/// log lines it still holds before it exits: a request answered just before the
+/// shutdown is neither untraced nor unlogged.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn spans_and_log_lines_held_at_shutdown_are_not_lost() {
+    let root = tempfile::tempdir().unwrap();
+    let config = config_dir(root.path());
+    write_config(&config, "services.yaml", &services(&[("web", 80, "http")]));
+    let cp = checked_control_plane(&config).await;
+    let collector = OtlpReceiver::start().await.unwrap();
+    let log = root.path().join("access.log");
+    let app = TestApp::http("web");
+    // The exporter sends every second, so without the flush at shutdown the
+    // span would still be queued when the process ends.
+    let extra = format!(
+        "access_log: {}\ntracing:\n  collector: {}\n  sample_rate: 1.0\n",
+        serde_json::Value::from(log.to_string_lossy().into_owned()),
+        collector.url()
+    );
+    let mut web = Proxy::start(ProxySpec::new("web", cp.xds_addr, app.addr).extra(&extra))
+        .await
+        .unwrap();
+    let request = hyper::Request::get("/last")
+        .header("host", "web")
+        .body(Default::default())
+        .unwrap();
+    let reply = http::send(web.inbound, request).await.unwrap();
+    assert_eq!(reply.status, 200);
+    let request_id = reply.header("x-seen-request-id").unwrap().to_owned();
+    let asked = web.admin_post("/shutdown").await.unwrap();
+    assert_eq!(asked.status, 200, "{asked:?}");
+    let exited = wait_for(Duration::from_secs(15), || {
+        let exited = web.exit_status().is_some();
+        async move { exited }
+    })
+    .await;
+    assert!(exited.is_ok(), "the proxy did not stop:\n{}", web.logs());
+
+    let spans = collector.spans();
+    assert!(
+        spans
+            .iter()
+            .any(|s| s.attribute("remora.request_id").as_deref() == Some(&request_id)),
+        "the last request's span was lost: {spans:#?}\n{}",
+        web.logs()
+    );
+    let lines = std::fs::read_to_string(&log).unwrap_or_default();
+    assert!(
+        lines.contains(&request_id),
+        "the last request's log line was lost:\n{lines}"
+    );
+}

@@ -5,6 +5,7 @@
 //! Lines are appended to a shared buffer that a writer thread takes every 10 ms:
 //! the request path never waits on the disk or a pipe and never wakes a thread.
 //! When the buffer is full (a stalled writer), lines are dropped and counted.
+//! [`AccessLog::close`] writes what is left when the proxy stops.
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -31,6 +32,9 @@ pub struct AccessLog {
     /// `None` when off.
     pending: Option<Arc<Mutex<Vec<u8>>>>,
     pub dropped: AtomicU64,
+    /// Tells the writer to write what is left and stop; and the writer, to wait for.
+    closing: Arc<std::sync::atomic::AtomicBool>,
+    writer: Mutex<Option<std::thread::JoinHandle<()>>>,
 }
 
 impl AccessLog {
@@ -41,6 +45,8 @@ impl AccessLog {
                 return Ok(Arc::new(Self {
                     pending: None,
                     dropped: AtomicU64::new(0),
+                    closing: Arc::default(),
+                    writer: Mutex::new(None),
                 }))
             }
             Destination::Stdout => Box::new(std::io::stdout()),
@@ -53,12 +59,16 @@ impl AccessLog {
         };
         let pending = Arc::new(Mutex::new(Vec::with_capacity(64 * 1024)));
         let shared = Arc::downgrade(&pending);
-        std::thread::Builder::new()
+        let closing = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let stop = closing.clone();
+        let writer = std::thread::Builder::new()
             .name("access-log".into())
             .spawn(move || {
                 let mut batch = Vec::with_capacity(64 * 1024);
-                // Ends when the log is dropped (the proxy is stopping).
+                // Ends when the log is closed or dropped (the proxy is stopping),
+                // after one last round for what was written before.
                 while let Some(pending) = shared.upgrade() {
+                    let last = stop.load(Relaxed);
                     std::mem::swap(
                         &mut *pending.lock().unwrap_or_else(PoisonError::into_inner),
                         &mut batch,
@@ -69,13 +79,32 @@ impl AccessLog {
                         let _ = out.flush();
                         batch.clear();
                     }
+                    if last {
+                        return;
+                    }
                     std::thread::sleep(FLUSH_EVERY);
                 }
             })?;
         Ok(Arc::new(Self {
             pending: Some(pending),
             dropped: AtomicU64::new(0),
+            closing,
+            writer: Mutex::new(Some(writer)),
         }))
+    }
+
+    /// Writes every line logged so far and stops the writer; lines logged later
+    /// are not written. Blocks for at most one flush interval and the write.
+    pub fn close(&self) {
+        self.closing.store(true, Relaxed);
+        let writer = self
+            .writer
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+        if let Some(writer) = writer {
+            let _ = writer.join();
+        }
     }
 
     pub fn enabled(&self) -> bool {

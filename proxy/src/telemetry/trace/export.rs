@@ -1,7 +1,8 @@
 //! The exporter: a task that takes the queued spans every second (or when a
 //! batch is full) and sends them to the collector with OTLP/gRPC `Export`.
 //! A collector that is down costs the batch, counted, and nothing else: the
-//! queue stays bounded and the request path never waits.
+//! queue stays bounded and the request path never waits. [`Exporter::flush`]
+//! sends what is queued when the proxy stops.
 
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::{Arc, Weak};
@@ -26,22 +27,42 @@ pub struct Collector {
     pub node_id: String,
 }
 
+/// The running exporter, to flush at shutdown.
+#[derive(Debug)]
+pub struct Exporter {
+    flush: tokio::sync::mpsc::Sender<tokio::sync::oneshot::Sender<()>>,
+}
+
+impl Exporter {
+    /// Sends the spans still queued, waiting at most `timeout`; the exporter
+    /// stops after it.
+    pub async fn flush(self, timeout: Duration) {
+        let (done, sent) = tokio::sync::oneshot::channel();
+        if self.flush.send(done).await.is_ok() {
+            let _ = tokio::time::timeout(timeout, sent).await;
+        }
+    }
+}
+
 impl Collector {
-    /// The tracer, with its exporter running until the tracer is dropped.
-    pub fn start(self, settings: &Settings) -> Arc<Tracer> {
+    /// The tracer, with its exporter running until the tracer is dropped or
+    /// the exporter flushed.
+    pub fn start(self, settings: &Settings) -> (Arc<Tracer>, Exporter) {
         let tracer = Arc::new(Tracer::new(settings.sample_rate));
         let channel = tonic::transport::Endpoint::from(settings.collector.clone())
             .timeout(EXPORT_TIMEOUT)
             .connect_lazy();
         let client = TraceServiceClient::new(channel);
-        tokio::spawn(self.run(Arc::downgrade(&tracer), client));
-        tracer
+        let (flush, flushes) = tokio::sync::mpsc::channel(1);
+        tokio::spawn(self.run(Arc::downgrade(&tracer), client, flushes));
+        (tracer, Exporter { flush })
     }
 
     async fn run(
         self,
         tracer: Weak<Tracer>,
         mut client: TraceServiceClient<tonic::transport::Channel>,
+        mut flushes: tokio::sync::mpsc::Receiver<tokio::sync::oneshot::Sender<()>>,
     ) {
         let resource = Resource {
             attributes: vec![
@@ -53,12 +74,20 @@ impl Collector {
         };
         loop {
             let Some(t) = tracer.upgrade() else { return };
-            // A full batch wakes us early; the timer bounds a span's wait.
-            let _ = tokio::time::timeout(EXPORT_EVERY, t.wake.notified()).await;
+            // A full batch wakes us early; the timer bounds a span's wait; a
+            // flush is the last round.
+            let last = tokio::select! {
+                _ = tokio::time::timeout(EXPORT_EVERY, t.wake.notified()) => None,
+                Some(done) = flushes.recv() => Some(done),
+            };
             drop(t);
             let Some(t) = tracer.upgrade() else { return };
             let batch = t.take();
             if batch.is_empty() {
+                if let Some(done) = last {
+                    let _ = done.send(());
+                    return;
+                }
                 continue;
             }
             let n = batch.len() as u64;
@@ -85,6 +114,10 @@ impl Collector {
                     t.stats.dropped_export_failed.fetch_add(n, Relaxed);
                     tracing::warn!(spans = n, error = %status.message(), code = ?status.code(), "span export failed");
                 }
+            }
+            if let Some(done) = last {
+                let _ = done.send(());
+                return;
             }
         }
     }

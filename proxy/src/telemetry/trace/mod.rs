@@ -20,7 +20,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use http::HeaderMap;
 
 pub use context::{Parent, SpanId, TraceId};
-pub use export::Collector;
+pub use export::{Collector, Exporter};
 
 use super::access_log::Entry;
 
