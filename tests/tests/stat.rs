@@ -31,14 +31,7 @@ fn stat(api: std::net::SocketAddr, args: &[&str]) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stat_shows_the_success_rate_and_rate_of_a_known_load() {
-    let root = tempfile::tempdir().unwrap();
-    let config = config_dir(root.path());
-    write_config(
-        &config,
-        "services.yaml",
-        &services(&[("web", 80, "http"), ("orders", 80, "http")]),
-    );
-    let cp = checked_control_plane(&config).await;
+    let (_root, cp) = control_plane_with(&[("web", 80, "http"), ("orders", 80, "http")], &[]).await;
     let web_app = TestApp::http("web");
     let orders_app = TestApp::http("orders");
     orders_app.set_failures(10.0, 503, tonic::Code::Unavailable);

@@ -22,18 +22,15 @@ struct Chain {
 }
 
 async fn chain() -> Chain {
-    let root = tempfile::tempdir().unwrap();
-    let config = config_dir(root.path());
-    write_config(
-        &config,
-        "services.yaml",
-        &services(&[
+    let (root, cp) = control_plane_with(
+        &[
             ("web", 80, "http"),
             ("orders", 80, "http"),
             ("payments", 80, "http"),
-        ]),
-    );
-    let cp = checked_control_plane(&config).await;
+        ],
+        &[],
+    )
+    .await;
     let collector = OtlpReceiver::start().await.unwrap();
     // Every new trace is sampled, so the first request is recorded without a
     // decision from the client.
@@ -244,10 +241,7 @@ async fn one_request_through_three_services_is_one_linked_trace() {
 /// shutdown is neither untraced nor unlogged.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn spans_and_log_lines_held_at_shutdown_are_not_lost() {
-    let root = tempfile::tempdir().unwrap();
-    let config = config_dir(root.path());
-    write_config(&config, "services.yaml", &services(&[("web", 80, "http")]));
-    let cp = checked_control_plane(&config).await;
+    let (root, cp) = control_plane_with(&[("web", 80, "http")], &[]).await;
     let collector = OtlpReceiver::start().await.unwrap();
     let log = root.path().join("access.log");
     let app = TestApp::http("web");
