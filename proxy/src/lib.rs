@@ -11,7 +11,8 @@
 //! - [`balance`]: power-of-two-choices over peak-EWMA latency.
 //! - [`authz`]: who may call this proxy's service (compiled RBAC), per request.
 //! - [`http`]: the request path: server, outbound and inbound handlers.
-//! - [`telemetry`]: per-hop metrics (`/metrics`).
+//! - [`telemetry`]: per-hop metrics (`/metrics`), TCP counters, request ids,
+//!   access logs, traces, and reports to the control plane.
 //! - [`admin`]: `/live`, `/ready`, `/config_dump`.
 //! - [`run`]: wires it all together.
 #![forbid(unsafe_code)]

@@ -151,30 +151,18 @@ impl Handler for Inbound {
     async fn handle(self: Arc<Self>, mut req: Request<Incoming>) -> Response<ResponseBody> {
         let started = Instant::now();
         // A caller outside the mesh (PERMISSIVE plaintext) may not have one yet.
-        crate::telemetry::request_id::ensure(req.headers_mut());
-        let span = self
-            .metrics
-            .tracer
-            .as_ref()
-            .map(|t| t.start(req.headers_mut()));
+        let arrival = crate::telemetry::arrive(&self.metrics, &mut req);
         let peer = req.extensions().get::<PeerIdentity>().cloned();
-        let caller = peer.as_ref().map(|p| p.id.clone());
-        let meta = crate::telemetry::wants_meta(&self.metrics, span.as_ref())
-            .then(|| crate::telemetry::RequestMeta::of(&req));
         let (mut response, learned) = crate::telemetry::observe(self.admit_and_forward(req)).await;
         let app_time = learned.upstream;
         let elapsed = started.elapsed();
-        if let Some(meta) = meta {
-            let peer = caller.as_deref().unwrap_or_default();
-            let hop = crate::telemetry::Hop {
-                direction: "inbound",
-                route: "",
-                backend: "app",
-                peer_identity: peer,
-            };
-            let entry = meta.entry(hop, &response, elapsed, &learned);
-            crate::telemetry::finish_response(&self.metrics, &mut response, span, || entry);
-        }
+        let hop = crate::telemetry::Hop {
+            direction: "inbound",
+            route: "",
+            backend: "app",
+            peer_identity: peer.as_ref().map_or("", |p| &*p.id),
+        };
+        arrival.finish(&self.metrics, &mut response, hop, elapsed, &learned);
         if self.metrics.off {
             return response;
         }

@@ -40,14 +40,7 @@ impl Outbound {
     /// time spent in the proxy itself.
     async fn handle_request(&self, mut req: Request<Incoming>) -> Response<ResponseBody> {
         let started = Instant::now();
-        crate::telemetry::request_id::ensure(req.headers_mut());
-        let span = self
-            .metrics
-            .tracer
-            .as_ref()
-            .map(|t| t.start(req.headers_mut()));
-        let meta = crate::telemetry::wants_meta(&self.metrics, span.as_ref())
-            .then(|| crate::telemetry::RequestMeta::of(&req));
+        let arrival = crate::telemetry::arrive(&self.metrics, &mut req);
         let ((mut response, hop), learned) = crate::telemetry::observe(self.route(req)).await;
         let elapsed = started.elapsed();
         if let Some(hop) = &hop {
@@ -57,19 +50,16 @@ impl Outbound {
             hop.overhead
                 .observe(elapsed.saturating_sub(learned.upstream));
         }
-        if let Some(meta) = meta {
-            let (route, backend) = hop
-                .as_ref()
-                .map_or(("", ""), |h| (h.label("route"), h.label("backend")));
-            let hop = crate::telemetry::Hop {
-                direction: "outbound",
-                route,
-                backend,
-                peer_identity: "",
-            };
-            let entry = meta.entry(hop, &response, elapsed, &learned);
-            crate::telemetry::finish_response(&self.metrics, &mut response, span, || entry);
-        }
+        let (route, backend) = hop
+            .as_ref()
+            .map_or(("", ""), |h| (h.label("route"), h.label("backend")));
+        let hop = crate::telemetry::Hop {
+            direction: "outbound",
+            route,
+            backend,
+            peer_identity: "",
+        };
+        arrival.finish(&self.metrics, &mut response, hop, elapsed, &learned);
         response
     }
 

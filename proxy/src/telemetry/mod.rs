@@ -1,12 +1,20 @@
-//! Per-hop metrics in the Prometheus text format, served on the admin port at
-//! `/metrics`.
+//! What a proxy tells about the traffic it carries.
 //!
 //! - [`histogram`]: latency histograms with buckets fine enough for sub-millisecond
 //!   hops;
 //! - [`hop`]: the series of one hop (a route's backend, or the callers of the
 //!   inbound side), resolved when config compiles and kept across config changes,
 //!   so the request path only bumps atomics;
-//! - [`render`]: the text exposition.
+//! - [`render`], [`exposition`]: `/metrics` in the Prometheus text format;
+//! - [`tcp`]: connections and bytes, counted on every socket;
+//! - [`request_id`]: `x-request-id`, made where a request enters the mesh;
+//! - [`access_log`]: one JSON line per request;
+//! - [`trace`]: a span per hop, W3C/B3 context, OTLP export;
+//! - [`report`]: the hops' counters, sent to the control plane for `remora stat`.
+//!
+//! A request's span and log line start at [`arrive`] and end with its response
+//! body ([`Finish`]); what is learned in between goes into a task-local slot
+//! ([`observe`]).
 //!
 //! Label values come from config (services, routes, clusters) or from verified
 //! identities, never from request paths or hosts, so cardinality stays bounded.
@@ -27,6 +35,14 @@ pub use hop::{HopStats, Metrics, StatusCounts};
 use std::cell::Cell;
 use std::sync::Arc;
 use std::time::Duration;
+
+/// The wall clock, since the Unix epoch (zero before it), for timestamps that
+/// leave the process: log lines, spans, reports.
+pub fn since_epoch() -> Duration {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default()
+}
 
 /// What the request path learns about one request while it handles it, for its
 /// metrics and access log line.
@@ -120,7 +136,12 @@ pub struct RequestMeta {
 }
 
 impl RequestMeta {
-    pub fn of(req: &http::Request<hyper::body::Incoming>) -> Self {
+    /// `trace_id`: the trace this proxy's span belongs to, if it started one;
+    /// else the one the request carries, if any.
+    pub fn of(
+        req: &http::Request<hyper::body::Incoming>,
+        trace_id: Option<trace::TraceId>,
+    ) -> Self {
         let header = |name: &http::HeaderName| {
             req.headers()
                 .get(name)
@@ -129,9 +150,7 @@ impl RequestMeta {
                 .to_owned()
         };
         Self {
-            start_unix_ms: std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(0, |d| d.as_millis() as u64),
+            start_unix_ms: since_epoch().as_millis() as u64,
             method: req.method().to_string(),
             authority: req
                 .uri()
@@ -140,8 +159,9 @@ impl RequestMeta {
                 .unwrap_or_else(|| header(&http::header::HOST)),
             path: req.uri().path().to_owned(),
             request_id: header(&request_id::REQUEST_ID),
-            trace_id: trace::context::extract(req.headers())
-                .map(|p| trace::context::hex(&p.trace_id))
+            trace_id: trace_id
+                .or_else(|| trace::context::extract(req.headers()).map(|p| p.trace_id))
+                .map(|t| trace::context::hex(&t))
                 .unwrap_or_default(),
             bytes_received: header(&http::header::CONTENT_LENGTH).parse().unwrap_or(0),
         }
@@ -197,6 +217,18 @@ pub struct Finish {
 }
 
 impl Finish {
+    /// Attaches itself to the response body (done when it ends), or is done
+    /// now for a reply the proxy made itself.
+    fn attach(self, response: &mut http::Response<crate::http::ResponseBody>) {
+        match response.body_mut() {
+            http_body_util::Either::Left(body) => body.finish_on_end(self),
+            http_body_util::Either::Right(full) => {
+                let sent = http_body::Body::size_hint(full).exact().unwrap_or(0);
+                self.done(sent);
+            }
+        }
+    }
+
     pub fn done(self, bytes_sent: u64) {
         let mut entry = self.entry;
         entry.bytes_sent = bytes_sent;
@@ -209,39 +241,47 @@ impl Finish {
     }
 }
 
-/// Whether a request needs its [`RequestMeta`]: it is logged or its span is
-/// recorded.
-pub fn wants_meta(metrics: &Metrics, span: Option<&trace::Started>) -> bool {
-    metrics.access_log.is_some() || span.is_some_and(|s| s.sampled)
+/// What the request path keeps from a request's arrival for its span and its
+/// access log line.
+#[derive(Debug)]
+pub struct Arrival {
+    span: Option<trace::Started>,
+    /// Only when the request is logged or its span recorded.
+    meta: Option<RequestMeta>,
 }
 
-/// Attaches the line and span to the response body (finished when it ends), or
-/// finishes them now for a reply the proxy made itself.
-pub fn finish_response(
-    metrics: &Metrics,
-    response: &mut http::Response<crate::http::ResponseBody>,
-    span: Option<trace::Started>,
-    entry: impl FnOnce() -> access_log::Entry,
-) {
-    let log = metrics.access_log.clone().filter(|l| l.enabled());
-    let span = metrics
-        .tracer
-        .clone()
-        .zip(span)
-        .filter(|(_, started)| started.sampled);
-    if log.is_none() && span.is_none() {
-        return;
-    }
-    let finish = Finish {
-        entry: entry(),
-        log,
-        span,
-    };
-    match response.body_mut() {
-        http_body_util::Either::Left(body) => body.finish_on_end(finish),
-        http_body_util::Either::Right(full) => {
-            let sent = http_body::Body::size_hint(full).exact().unwrap_or(0);
-            finish.done(sent);
-        }
+/// Where a request enters a proxy: it gets an id if it has none, and this
+/// hop's span, whose context it carries on.
+pub fn arrive(metrics: &Metrics, req: &mut http::Request<hyper::body::Incoming>) -> Arrival {
+    request_id::ensure(req.headers_mut());
+    let span = metrics.tracer.as_ref().map(|t| t.start(req.headers_mut()));
+    let wanted = metrics.access_log.is_some() || span.is_some_and(|s| s.sampled);
+    let meta = wanted.then(|| RequestMeta::of(req, span.map(|s| s.trace_id)));
+    Arrival { span, meta }
+}
+
+impl Arrival {
+    /// Attaches the line and span to the response body (finished when it
+    /// ends), or finishes them now for a reply the proxy made itself.
+    pub fn finish(
+        self,
+        metrics: &Metrics,
+        response: &mut http::Response<crate::http::ResponseBody>,
+        hop: Hop<'_>,
+        elapsed: Duration,
+        learned: &Learned,
+    ) {
+        let Some(meta) = self.meta else { return };
+        let span = metrics
+            .tracer
+            .clone()
+            .zip(self.span)
+            .filter(|(_, started)| started.sampled);
+        let finish = Finish {
+            entry: meta.entry(hop, response, elapsed, learned),
+            log: metrics.access_log.clone(),
+            span,
+        };
+        finish.attach(response);
     }
 }

@@ -7,7 +7,7 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use remora_proto::telemetry::telemetry_client::TelemetryClient;
 use remora_proto::telemetry::{Hop, HopReport};
@@ -126,9 +126,7 @@ fn counts(h: &Histogram) -> (Vec<u64>, f64) {
 }
 
 fn unix_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
+    super::since_epoch().as_millis() as u64
 }
 
 #[cfg(test)]

@@ -1,7 +1,7 @@
 //! Distributed traces: each hop through a proxy is one span.
 //!
 //! - [`context`]: the trace context in headers (W3C `traceparent`, B3 on input);
-//! - [`export`]: spans sent over OTLP/gRPC to the configured collector.
+//! - `export`: spans sent over OTLP/gRPC to the configured collector.
 //!
 //! A request's span starts when it arrives: the caller's context (if any) is its
 //! parent, and the request leaves with this span as the parent of the next hop.
@@ -15,7 +15,6 @@ mod export;
 
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Mutex, PoisonError};
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use http::HeaderMap;
 
@@ -91,8 +90,8 @@ impl Tracer {
             Some(decision) => decision,
             None => rand::random_range(0..1_000_000) < self.sample_per_million,
         };
-        let trace_id = parent.map_or_else(new_trace_id, |p| p.trace_id);
-        let span_id = new_span_id();
+        let trace_id = parent.map_or_else(random_id, |p| p.trace_id);
+        let span_id = random_id();
         context::inject(headers, &trace_id, &span_id, sampled);
         Started {
             trace_id,
@@ -129,28 +128,22 @@ impl Tracer {
     }
 }
 
-fn new_trace_id() -> TraceId {
+/// A random id; all zeroes is invalid in W3C and B3.
+fn random_id<const N: usize>() -> [u8; N]
+where
+    [u8; N]: Default,
+    rand::distr::StandardUniform: rand::distr::Distribution<[u8; N]>,
+{
     loop {
-        let id: TraceId = rand::random();
-        if id != [0; 16] {
-            return id;
-        }
-    }
-}
-
-fn new_span_id() -> SpanId {
-    loop {
-        let id: SpanId = rand::random();
-        if id != [0; 8] {
+        let id: [u8; N] = rand::random();
+        if id != <[u8; N]>::default() {
             return id;
         }
     }
 }
 
 fn unix_ns() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos() as u64)
+    super::since_epoch().as_nanos() as u64
 }
 
 #[cfg(test)]
