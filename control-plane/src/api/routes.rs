@@ -50,10 +50,8 @@ pub fn handle<B>(state: &ApiState, req: &Request<B>) -> Response<Body> {
         }
         "/api/v1/stat" => match stat_query(req.uri().query().unwrap_or_default()) {
             Ok((filter, window)) => {
-                let now = std::time::SystemTime::now()
-                    .duration_since(std::time::UNIX_EPOCH)
-                    .map_or(0, |d| d.as_millis() as u64);
                 let nodes = state.traffic.nodes();
+                let now = crate::traffic::store::now_ms();
                 let window_ms = window.as_millis() as u64;
                 json(&crate::traffic::edges(&nodes, now, window_ms, &filter))
             }

@@ -1,7 +1,6 @@
 //! `remora.telemetry.v1.Telemetry`: proxies' reports, checked and stored.
 
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use remora_proto::telemetry::telemetry_server::{Telemetry, TelemetryServer};
 use remora_proto::telemetry::{HopReport, ReportAck};
@@ -33,10 +32,7 @@ impl Telemetry for TelemetryService {
         let report = request.into_inner();
         let identity = peer.and_then(|p| p.identity);
         check(&report, identity.as_deref())?;
-        let now = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_millis() as u64);
-        self.store.insert(identity, report, now);
+        self.store.insert(identity, report, super::store::now_ms());
         Ok(Response::new(ReportAck {}))
     }
 }

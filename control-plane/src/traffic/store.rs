@@ -7,6 +7,13 @@ use std::sync::{Mutex, PoisonError};
 
 use remora_proto::telemetry::HopReport;
 
+/// Milliseconds since the Unix epoch, the clock reports are kept and read by.
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
 /// How far back reports are kept.
 pub const KEEP_MS: u64 = 10 * 60 * 1000;
 /// Reports kept per proxy at most (a proxy reporting far more often than the

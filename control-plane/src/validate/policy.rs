@@ -51,16 +51,7 @@ pub fn decode_authorization(
     d: &mut Decoder,
 ) -> Option<AuthorizationPolicy> {
     d.known_fields(spec, "spec", AUTHORIZATION_SPEC, &[]);
-    let target = match spec.get("targetRef").filter(|v| !v.is_null()) {
-        None => {
-            d.error(
-                "spec.targetRef",
-                "required: the Service or HTTPRoute this policy applies to",
-            );
-            None
-        }
-        Some(v) => target_ref(v, &key, true, d),
-    };
+    let target = required_target_ref(spec, &key, d);
     let action = d.required_string(spec, "spec", "action").and_then(|a| {
         let action = match a.as_str() {
             "ALLOW" => Some(AuthorizationAction::Allow),
@@ -87,6 +78,24 @@ pub fn decode_authorization(
         action: action?,
         rules,
     })
+}
+
+/// `spec.targetRef` of a policy that must name a Service or an HTTPRoute.
+pub(super) fn required_target_ref(
+    spec: &Mapping,
+    policy: &ObjectKey,
+    d: &mut Decoder,
+) -> Option<PolicyTarget> {
+    match spec.get("targetRef").filter(|v| !v.is_null()) {
+        None => {
+            d.error(
+                "spec.targetRef",
+                "required: the Service or HTTPRoute this policy applies to",
+            );
+            None
+        }
+        Some(v) => target_ref(v, policy, true, d),
+    }
 }
 
 pub(super) fn target_ref(

@@ -4,7 +4,7 @@
 use serde_yaml_ng::{Mapping, Value};
 
 use super::decode::{field, get, index, Decoder};
-use super::policy::target_ref;
+use super::policy::required_target_ref;
 use crate::resources::{
     ConnectionLimits, FaultAbort, Faults, HashKey, LoadBalancer, ObjectKey, OutlierDetection,
     PolicyRetry, PolicyTarget, PolicyTimeouts, RateLimits, RetryBudget, TokenBucket, TrafficPolicy,
@@ -53,16 +53,7 @@ const DEFAULT_ATTEMPTS: u32 = 2;
 
 pub fn decode(spec: &Mapping, key: ObjectKey, d: &mut Decoder) -> Option<TrafficPolicy> {
     d.known_fields(spec, "spec", SPEC, &[]);
-    let target = match get(spec, "targetRef") {
-        None => {
-            d.error(
-                "spec.targetRef",
-                "required: the Service or HTTPRoute this policy applies to",
-            );
-            None
-        }
-        Some(v) => target_ref(v, &key, true, d),
-    };
+    let target = required_target_ref(spec, &key, d);
     let timeouts = timeouts(spec, d);
     let retry = get(spec, "retry").and_then(|v| retry(v, d));
     let outlier_detection = get(spec, "outlierDetection").and_then(|v| outlier(v, d));
