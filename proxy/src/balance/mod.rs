@@ -38,3 +38,21 @@ pub fn pick(cluster: &Cluster, hash: Option<u64>) -> Option<&WeightedEndpoint> {
         Balancer::RingHash(ring) => ring.pick(endpoints, hash.unwrap_or_else(rand::random)),
     }
 }
+
+/// The first candidate outlier detection has not ejected; with every one
+/// ejected, the first (the traffic must go somewhere). A `None` candidate (an
+/// index past the endpoints) ends the walk without a pick.
+fn first_available<'a>(
+    candidates: impl Iterator<Item = Option<&'a WeightedEndpoint>>,
+) -> Option<&'a WeightedEndpoint> {
+    let now = tokio::time::Instant::now();
+    let mut first = None;
+    for e in candidates {
+        let e = e?;
+        if !e.endpoint.outlier().is_ejected(now) {
+            return Some(e);
+        }
+        first.get_or_insert(e);
+    }
+    first
+}

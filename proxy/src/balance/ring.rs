@@ -4,8 +4,6 @@
 
 use std::hash::{Hash, Hasher};
 
-use tokio::time::Instant;
-
 use crate::upstream::WeightedEndpoint;
 
 /// Points per unit of weight. A fixed count keeps every endpoint's points where
@@ -65,19 +63,12 @@ impl Ring {
             return None;
         }
         let start = self.points.partition_point(|(p, _)| *p < hash);
-        let now = Instant::now();
         let n = self.points.len();
-        let mut first = None;
         // Walk at most the whole ring once.
-        for k in 0..n {
+        super::first_available((0..n).map(|k| {
             let (_, i) = self.points[(start + k) % n];
-            let e = endpoints.get(i as usize)?;
-            if !e.endpoint.outlier().is_ejected(now) {
-                return Some(e);
-            }
-            first.get_or_insert(e);
-        }
-        first
+            endpoints.get(i as usize)
+        }))
     }
 }
 

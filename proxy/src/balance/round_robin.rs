@@ -3,8 +3,6 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use tokio::time::Instant;
-
 use crate::upstream::WeightedEndpoint;
 
 #[derive(Debug, Default)]
@@ -33,18 +31,10 @@ impl RoundRobin {
         next: &AtomicU64,
     ) -> Option<&'a WeightedEndpoint> {
         let total = *self.cumulative.last()?;
-        let now = Instant::now();
-        let mut first = None;
-        for _ in 0..endpoints.len() {
+        super::first_available((0..endpoints.len()).map(|_| {
             let turn = next.fetch_add(1, Ordering::Relaxed) % total;
-            let i = self.cumulative.partition_point(|c| *c <= turn);
-            let e = endpoints.get(i)?;
-            if !e.endpoint.outlier().is_ejected(now) {
-                return Some(e);
-            }
-            first.get_or_insert(e);
-        }
-        first
+            endpoints.get(self.cumulative.partition_point(|c| *c <= turn))
+        }))
     }
 }
 
