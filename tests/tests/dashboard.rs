@@ -16,7 +16,7 @@ use remora_tests::harness::{bin_path, http, wait_for};
 /// SIGINT (as Ctrl-C) when dropped.
 struct Demo {
     child: Child,
-    api: SocketAddr,
+    api: Option<SocketAddr>,
 }
 
 impl Demo {
@@ -27,22 +27,33 @@ impl Demo {
             .stderr(Stdio::null())
             .spawn()
             .unwrap();
-        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+        // Lines come through a channel, so a demo that goes quiet fails the
+        // test at the deadline instead of hanging it. The thread keeps draining
+        // stdout so the demo never blocks on a full pipe.
+        let stdout = child.stdout.take().unwrap();
+        let (lines, received) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                let _ = lines.send(line);
+            }
+        });
         let mut api = None;
         let deadline = Instant::now() + Duration::from_secs(90);
-        for line in lines.by_ref() {
-            let line = line.unwrap();
+        let mut demo = Demo { child, api: None };
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let Ok(line) = received.recv_timeout(left) else {
+                panic!("the demo did not say its mesh keeps running within 90 s");
+            };
             if let Some(rest) = line.split("API http://").nth(1) {
                 api = rest.split_whitespace().next().and_then(|a| a.parse().ok());
             }
-            if line.contains("keeps running") || Instant::now() > deadline {
+            if line.contains("keeps running") {
                 break;
             }
         }
-        // Keep draining stdout so the demo never blocks on a full pipe.
-        std::thread::spawn(move || lines.for_each(drop));
-        let api = api.expect("the demo prints its API address");
-        Demo { child, api }
+        demo.api = Some(api.expect("the demo prints its API address"));
+        demo
     }
 }
 
@@ -106,7 +117,7 @@ fn artifacts() -> PathBuf {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_dashboard_shows_the_demos_services_and_edges() {
     let demo = tokio::task::spawn_blocking(Demo::start).await.unwrap();
-    let api = demo.api;
+    let api = demo.api.unwrap();
     // Both halves of the split carry traffic once the proxies have reported.
     let both = wait_for(Duration::from_secs(20), || async {
         http::get(api, "/api/v1/stat?window=30s")
