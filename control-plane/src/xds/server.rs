@@ -180,7 +180,13 @@ impl Inner {
         loop {
             let responses = match event {
                 Event::Request(req) => {
-                    let snapshot = snapshots.borrow_and_update().clone();
+                    // `borrow`, not `borrow_and_update`: a request answers its own
+                    // type only, so a change it sees must still wake the
+                    // `Changed` branch, which pushes every other type it touched.
+                    // (Consuming it here lost endpoint pushes: a proxy that
+                    // registered while another's ACK was being handled never
+                    // reached that other proxy.)
+                    let snapshot = snapshots.borrow().clone();
                     let resources = self.cache.resources(&snapshot, &namespace);
                     state.on_request(&req, &resources)
                 }
