@@ -64,6 +64,8 @@ pub struct Bootstrap {
     /// Bootstrap `metrics`: `on` (the default) or `off` (no per-hop series and
     /// no reports; for measuring what they cost).
     pub metrics: bool,
+    /// Bootstrap `limits`: sizes, connections, idle time.
+    pub limits: crate::limits::Limits,
 }
 
 /// Bootstrap `tracing`.
@@ -101,6 +103,7 @@ struct RawBootstrap {
     tracing: Option<RawTracing>,
     report_interval_ms: Option<u64>,
     metrics: Option<String>,
+    limits: Option<crate::limits::RawLimits>,
 }
 
 impl Bootstrap {
@@ -251,7 +254,13 @@ impl Bootstrap {
                 return Err(field_error("metrics", format!("`{other}`: give on or off")))
             }
         };
+        let limits = raw
+            .limits
+            .unwrap_or_default()
+            .resolve()
+            .map_err(|e| field_error("limits", format!("{}: {e}", e.field)))?;
         Ok(Bootstrap {
+            limits,
             metrics,
             report_interval: std::time::Duration::from_millis(
                 raw.report_interval_ms.unwrap_or(DEFAULT_REPORT_INTERVAL_MS),

@@ -1,6 +1,7 @@
 //! remora-proxy: the data-plane proxy.
 //!
 //! - [`bootstrap`]: who this proxy is and where it listens (the bootstrap file).
+//! - [`limits`]: header and body sizes, connections per listener, idle time.
 //! - [`identity`]: the workload key and certificate, renewed before expiry.
 //! - [`tls`]: mTLS between proxies, verified by SPIFFE identity.
 //! - [`xds`]: the ADS client that keeps the config current and survives outages.
@@ -24,6 +25,7 @@ pub mod bootstrap;
 pub mod compile;
 pub mod http;
 pub mod identity;
+pub mod limits;
 pub mod resilience;
 pub mod run;
 pub mod snapshot;

@@ -12,7 +12,7 @@ use tokio::net::TcpListener;
 
 use crate::admin::Admin;
 use crate::bootstrap::Bootstrap;
-use crate::http::{serve, Inbound, InboundStats, MeshAccept, Outbound};
+use crate::http::{serve, Inbound, InboundStats, ListenerLimits, MeshAccept, Outbound};
 use crate::identity::{self, CertStore, IdentityConfig};
 use crate::snapshot::Snapshot;
 use crate::telemetry::access_log::AccessLog;
@@ -153,7 +153,18 @@ pub async fn run(options: Options, shutdown: impl Future<Output = ()>) -> Result
     };
     let stats = Arc::new(InboundStats::default());
     let inbound_handler = Inbound::new(b.app, snapshot.clone(), stats.clone(), metrics.clone())
-        .map_err(|_| RunError::AppAddress(b.app))?;
+        .map_err(|_| RunError::AppAddress(b.app))?
+        .with_limits(b.limits);
+    let data_limits = ListenerLimits::data(&b.limits);
+    tracing::info!(
+        max_connections = b.limits.max_connections,
+        admin_max_connections = b.limits.admin_max_connections,
+        idle_timeout = ?b.limits.idle_timeout,
+        max_request_header_bytes = b.limits.max_request_header_bytes,
+        max_request_body_bytes = ?b.limits.max_request_body_bytes,
+        open_files = ?crate::limits::open_files_limit(),
+        "limits"
+    );
     let mesh = tls.clone().map(|tls| {
         Arc::new(MeshAccept {
             tls,
@@ -177,9 +188,10 @@ pub async fn run(options: Options, shutdown: impl Future<Output = ()>) -> Result
         tokio::join!(
             serve(
                 outbound,
-                Arc::new(Outbound::new(snapshot, metrics.clone())),
+                Arc::new(Outbound::new(snapshot, metrics.clone()).with_limits(b.limits)),
                 None,
                 &TCP.outbound_src,
+                data_limits,
                 stopped(),
                 DRAIN
             ),
@@ -188,6 +200,7 @@ pub async fn run(options: Options, shutdown: impl Future<Output = ()>) -> Result
                 Arc::new(inbound_handler),
                 mesh,
                 &TCP.inbound_src,
+                data_limits,
                 stopped(),
                 DRAIN
             ),
@@ -196,6 +209,7 @@ pub async fn run(options: Options, shutdown: impl Future<Output = ()>) -> Result
                 Arc::new(admin_handler),
                 None,
                 &ADMIN,
+                ListenerLimits::admin(&b.limits),
                 stopped(),
                 Duration::from_secs(1)
             ),

@@ -31,6 +31,7 @@ pub struct Inbound {
     snapshot: Arc<ArcSwap<Snapshot>>,
     stats: Arc<InboundStats>,
     metrics: Arc<Metrics>,
+    limits: crate::limits::Limits,
 }
 
 impl Inbound {
@@ -47,7 +48,14 @@ impl Inbound {
             snapshot,
             stats,
             metrics,
+            limits: crate::limits::Limits::default(),
         })
+    }
+
+    /// The request limits enforced before anything else (see [`super::limits`]).
+    pub fn with_limits(mut self, limits: crate::limits::Limits) -> Self {
+        self.limits = limits;
+        self
     }
 
     /// The inbound policy's verdict on a request. A proxy without an identity
@@ -194,6 +202,9 @@ impl Inbound {
     /// limit), if any; the snapshot is loaded once and not held across the
     /// forwarding.
     fn admit(&self, req: &Request<Incoming>) -> Option<Response<ResponseBody>> {
+        if let Some(refused) = super::limits::refuse(req, &self.limits) {
+            return Some(refused);
+        }
         let snapshot = self.snapshot.load();
         let policy = snapshot.inbound.as_ref();
         if let Err(reason) = Self::authorize(policy, req) {

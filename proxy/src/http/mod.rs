@@ -5,6 +5,7 @@ mod attempts;
 mod body;
 mod headers;
 mod inbound;
+mod limits;
 mod mirror;
 mod outbound;
 mod reply;
@@ -13,7 +14,9 @@ pub(crate) mod server;
 pub use body::ResponseBody;
 pub use inbound::Inbound;
 pub use outbound::Outbound;
-pub use server::{serve, InboundStats, MeshAccept, PeerIdentity, Plaintext, Remote};
+pub use server::{
+    serve, InboundStats, ListenerLimits, MeshAccept, PeerIdentity, Plaintext, Remote,
+};
 
 /// Carries the app's original protocol across the HTTP/2 hop between proxies, so the
 /// far side talks to its app the way the calling app talked to us.

@@ -29,11 +29,23 @@ const FAILURE_PENALTY: std::time::Duration = std::time::Duration::from_secs(1);
 pub struct Outbound {
     snapshot: Arc<ArcSwap<Snapshot>>,
     metrics: Arc<Metrics>,
+    limits: crate::limits::Limits,
 }
 
 impl Outbound {
     pub fn new(snapshot: Arc<ArcSwap<Snapshot>>, metrics: Arc<Metrics>) -> Self {
-        Self { snapshot, metrics }
+        Self {
+            snapshot,
+            metrics,
+            limits: crate::limits::Limits::default(),
+        }
+    }
+
+    /// The request limits enforced before routing (see [`super::limits`]): the
+    /// app's oversized request is answered here, never sent to a peer.
+    pub fn with_limits(mut self, limits: crate::limits::Limits) -> Self {
+        self.limits = limits;
+        self
     }
 
     /// Routes a request and records its hop: the answer, the time to it, and the
@@ -67,6 +79,9 @@ impl Outbound {
         &self,
         req: Request<Incoming>,
     ) -> (Response<ResponseBody>, Option<Arc<HopStats>>) {
+        if let Some(refused) = super::limits::refuse(&req, &self.limits) {
+            return (refused, None);
+        }
         let snapshot = self.snapshot.load_full();
         let Some(table) = &snapshot.outbound else {
             return (

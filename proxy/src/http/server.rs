@@ -27,6 +27,7 @@ use crate::snapshot::Snapshot;
 use crate::telemetry::HopStats;
 use crate::tls::{peer_identity, TlsContext};
 use crate::upstream::{CONNECTION_WINDOW, STREAM_WINDOW};
+use remora_net::{Activity, IdleTimeout, Slots};
 
 /// Something that answers requests; implemented by the inbound and outbound handlers.
 pub trait Handler: Send + Sync + 'static {
@@ -112,13 +113,55 @@ impl PeerIdentity {
     }
 }
 
+/// How many connections a listener holds and how long one may idle.
+#[derive(Debug, Clone, Copy)]
+pub struct ListenerLimits {
+    pub max_connections: usize,
+    pub idle_timeout: Duration,
+    /// The HTTP/2 header list this listener accepts: twice the request header
+    /// limit, so a request the calling proxy let through, with the headers it
+    /// adds, always fits and never costs the shared connection.
+    pub max_header_list_size: u32,
+}
+
+impl ListenerLimits {
+    /// The data listeners' limits.
+    pub fn data(limits: &crate::limits::Limits) -> Self {
+        Self {
+            max_connections: limits.max_connections,
+            idle_timeout: limits.idle_timeout,
+            max_header_list_size: header_list_size(limits),
+        }
+    }
+
+    /// The admin listener's: few connections, kept apart from the data
+    /// listeners' so `/ready` answers while they are full.
+    pub fn admin(limits: &crate::limits::Limits) -> Self {
+        Self {
+            max_connections: limits.admin_max_connections,
+            idle_timeout: limits.idle_timeout.min(ADMIN_IDLE_TIMEOUT),
+            max_header_list_size: header_list_size(limits),
+        }
+    }
+}
+
+fn header_list_size(limits: &crate::limits::Limits) -> u32 {
+    u32::try_from(limits.max_request_header_bytes.saturating_mul(2)).unwrap_or(u32::MAX)
+}
+
+/// Scrapers and probes reconnect cheaply.
+const ADMIN_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+
 /// Serves until `shutdown` resolves, then drains for at most `drain`. With `mesh`,
-/// connections must be mTLS unless the inbound policy is PERMISSIVE.
+/// connections must be mTLS unless the inbound policy is PERMISSIVE. Over
+/// `limits.max_connections`, a new connection is closed at once (counted in
+/// `counters.refused`), so the process keeps descriptors for the rest.
 pub async fn serve<H: Handler>(
     listener: TcpListener,
     handler: Arc<H>,
     mesh: Option<Arc<MeshAccept>>,
     counters: &'static TcpCounters,
+    limits: ListenerLimits,
     shutdown: impl Future<Output = ()>,
     drain: Duration,
 ) {
@@ -132,8 +175,10 @@ pub async fn serve<H: Handler>(
         .timer(TokioTimer::new())
         .initial_stream_window_size(STREAM_WINDOW)
         .initial_connection_window_size(CONNECTION_WINDOW)
+        .max_header_list_size(limits.max_header_list_size)
         .max_concurrent_streams(1024);
     let graceful = GracefulShutdown::new();
+    let slots = Slots::new(limits.max_connections);
     tokio::pin!(shutdown);
     loop {
         let (stream, peer) = tokio::select! {
@@ -148,15 +193,26 @@ pub async fn serve<H: Handler>(
             },
             () = &mut shutdown => break,
         };
+        let Some(slot) = slots.take() else {
+            // Closed at once: a client that holds connections open cannot take
+            // the process's descriptors, and the refusal is visible.
+            counters.refused.fetch_add(1, Ordering::Relaxed);
+            tracing::debug!(%peer, limit = limits.max_connections, "connection refused: listener at its connection limit");
+            drop(stream);
+            continue;
+        };
         let _ = stream.set_nodelay(true);
         let stream = Counted::new(stream, counters);
         let (handler, mesh, builder) = (handler.clone(), mesh.clone(), builder.clone());
         let watcher = graceful.watcher();
         tokio::spawn(async move {
+            let _slot = slot;
             let Some((io, identity)) = accept(stream, peer, mesh.as_deref()).await else {
                 return;
             };
             let plaintext = mesh.is_some() && matches!(io, Either::Left(_));
+            let activity = Arc::<Activity>::default();
+            let io = IdleTimeout::new(io, limits.idle_timeout, activity.clone());
             let service = service_fn(move |mut req: Request<Incoming>| {
                 let handler = handler.clone();
                 if let Some(peer) = &identity {
@@ -166,9 +222,13 @@ pub async fn serve<H: Handler>(
                     req.extensions_mut().insert(Plaintext);
                 }
                 req.extensions_mut().insert(Remote(peer));
+                let in_flight = activity.request();
                 // A combinator: an async block would hold the handler's future
                 // twice (see `telemetry::observe`).
-                futures::FutureExt::map(handler.handle(req), Ok::<_, Infallible>)
+                futures::FutureExt::map(handler.handle(req), move |response| {
+                    drop(in_flight);
+                    Ok::<_, Infallible>(response)
+                })
             });
             let connection = builder
                 .serve_connection(TokioIo::new(io), service)

@@ -284,7 +284,7 @@ fn traces(out: &mut String, s: &super::trace::TraceStats) {
 fn tcp(out: &mut String) {
     use super::tcp::{TcpCounters, TCP};
     type Pick = fn(&TcpCounters) -> u64;
-    let families: [(&str, &str, &str, Pick); 5] = [
+    let families: [(&str, &str, &str, Pick); 6] = [
         (
             "remora_tcp_connections_opened_total",
             "counter",
@@ -306,6 +306,12 @@ fn tcp(out: &mut String) {
                 let closed = c.closed.load(Relaxed);
                 c.opened.load(Relaxed).saturating_sub(closed)
             },
+        ),
+        (
+            "remora_tcp_connections_refused_total",
+            "counter",
+            "Connections a listener closed at once because it was at its limit (peer src), by direction.",
+            |c| c.refused.load(Relaxed),
         ),
         (
             "remora_tcp_read_bytes_total",

@@ -18,6 +18,8 @@ pub struct TcpCounters {
     pub closed: AtomicU64,
     pub read_bytes: AtomicU64,
     pub written_bytes: AtomicU64,
+    /// Accepted and closed at once: the listener was at its connection limit.
+    pub refused: AtomicU64,
 }
 
 impl TcpCounters {
@@ -27,6 +29,7 @@ impl TcpCounters {
             closed: AtomicU64::new(0),
             read_bytes: AtomicU64::new(0),
             written_bytes: AtomicU64::new(0),
+            refused: AtomicU64::new(0),
         }
     }
 }

@@ -41,6 +41,22 @@ enum Command {
     App(AppArgs),
     /// Accept OTLP/gRPC trace exports and discard them until killed.
     OtlpSink(SinkArgs),
+    /// Open plain TCP connections, send nothing, and hold them (a client that
+    /// hoards connections); prints `opened N` once they are up.
+    Idle(IdleArgs),
+}
+
+#[derive(Debug, clap::Args)]
+struct IdleArgs {
+    /// Where to connect.
+    #[arg(long)]
+    target: SocketAddr,
+    /// How many connections.
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=60_000))]
+    connections: u32,
+    /// Seconds to hold them before exiting.
+    #[arg(long, default_value_t = 60)]
+    hold: u64,
 }
 
 #[derive(Debug, clap::Args)]
@@ -121,6 +137,7 @@ fn main() -> Result<()> {
         Command::Http(args) => runtime.block_on(http(args)),
         Command::App(args) => runtime.block_on(app(args)),
         Command::OtlpSink(args) => runtime.block_on(otlp_sink(args)),
+        Command::Idle(args) => runtime.block_on(idle(args)),
     }
 }
 
@@ -217,6 +234,31 @@ fn json(
         "p999_ms": ms(r.p999),
         "max_ms": ms(r.max),
     })
+}
+
+async fn idle(args: IdleArgs) -> Result<()> {
+    let mut held = Vec::with_capacity(args.connections as usize);
+    let mut failed = 0u32;
+    // In batches, so the listen backlog is not the limit being measured.
+    let mut remaining = args.connections;
+    while remaining > 0 {
+        let batch = remaining.min(500);
+        remaining -= batch;
+        let connects = (0..batch).map(|_| tokio::net::TcpStream::connect(args.target));
+        for result in futures::future::join_all(connects).await {
+            match result {
+                Ok(stream) => held.push(stream),
+                Err(_) => failed += 1,
+            }
+        }
+    }
+    println!("opened {} failed {failed}", held.len());
+    tokio::select! {
+        () = tokio::time::sleep(Duration::from_secs(args.hold)) => {}
+        _ = wait_for_signal() => {}
+    }
+    drop(held);
+    Ok(())
 }
 
 async fn app(args: AppArgs) -> Result<()> {
