@@ -81,13 +81,23 @@ pub struct DataArgs {
 }
 
 #[derive(Debug, Args)]
+#[command(
+    after_help = "Examples:\n  remora token create --namespace default --service-account orders > orders.token\n  remora token create --admin --ttl 7d > admin.token   # for the HTTP API (--token-file)"
+)]
 pub struct TokenCreateArgs {
     #[command(flatten)]
     pub data: DataArgs,
+    /// The workload's namespace (with --service-account).
+    #[arg(long, required_unless_present = "admin", conflicts_with = "admin")]
+    pub namespace: Option<String>,
+    /// The workload's service account: the token grants
+    /// spiffe://<trust-domain>/ns/<namespace>/sa/<service-account>.
+    #[arg(long, required_unless_present = "admin", conflicts_with = "admin")]
+    pub service_account: Option<String>,
+    /// An admin token instead: it reads the control plane's HTTP API (needed
+    /// when the API listens on anything but loopback) and grants no identity.
     #[arg(long)]
-    pub namespace: String,
-    #[arg(long)]
-    pub service_account: String,
+    pub admin: bool,
     /// How long the token is valid: e.g. 90s, 30m, 24h, 7d.
     #[arg(long, default_value = "24h", value_parser = parse_duration)]
     pub ttl: std::time::Duration,
@@ -178,6 +188,20 @@ pub struct ControlArgs {
     /// Lifetime of workload certificates: e.g. 24h, 20s.
     #[arg(long, default_value = "24h", value_parser = parse_duration)]
     pub cert_ttl: std::time::Duration,
+    /// Also serve proxies WITHOUT a client certificate (xDS and telemetry). For
+    /// local experiments only: anyone who reaches the xDS port can then read the
+    /// config of the namespace it names. Such proxies may serve only Services
+    /// annotated remora.io/allow-unauthenticated-endpoints: "true".
+    #[arg(long)]
+    pub allow_plaintext_proxies: bool,
+    /// Require an admin token (remora token create --admin) on the HTTP API
+    /// even when it listens on loopback; elsewhere it is always required.
+    #[arg(long)]
+    pub api_token_required: bool,
+    /// Open xDS connections at most; more are closed at once.
+    #[arg(long, default_value_t = crate::control::DEFAULT_MAX_XDS_CONNECTIONS,
+          value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=1_000_000))]
+    pub max_xds_connections: usize,
 }
 
 impl From<ControlArgs> for ControlOptions {
@@ -202,6 +226,9 @@ impl From<ControlArgs> for ControlOptions {
                 _ => None,
             },
             leaf_ttl: a.cert_ttl,
+            allow_plaintext_proxies: a.allow_plaintext_proxies,
+            api_token_required: a.api_token_required,
+            max_xds_connections: a.max_xds_connections,
         }
     }
 }

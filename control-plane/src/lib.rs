@@ -6,12 +6,14 @@
 #![forbid(unsafe_code)]
 
 pub mod api; //       HTTP API: /api/v1/proxies, /api/v1/config, /live
+pub mod authority; // which proxies may serve a Service (endpoint authority)
 pub mod ca; //        the certificate authority: root or operator CA, SPIFFE leaves from CSRs
 pub mod check; //     `remora check`: offline validation
 pub mod cli; //       the command line (clap)
 pub mod control; //   `run_control`: bind, load, watch, serve
 pub mod demo; //      `remora demo`: a whole mesh on loopback, the split moving
 mod error; //         the library's error type
+pub mod escape; //    outside text made safe to print and log
 pub mod identity; //  bootstrap tokens and the Identity gRPC service (CSR -> certificate)
 pub mod problem; //   a config problem: file, resource, field, message
 pub mod resources; // the typed resources users write (Service, HTTPRoute)

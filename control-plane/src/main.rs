@@ -109,17 +109,24 @@ async fn stat(args: StatArgs) -> anyhow::Result<ExitCode> {
 /// Prints a new token (stdout: it is the command's output).
 fn token_create(args: TokenCreateArgs) -> anyhow::Result<ExitCode> {
     let data_dir = data_dir(&args.data);
-    // The identity must be valid before a token grants it.
-    remora_control::ca::SpiffeId::new(
-        &args.data.trust_domain,
-        &args.namespace,
-        &args.service_account,
-    )?;
-    let grant = remora_control::identity::Grant {
-        namespace: args.namespace,
-        service_account: args.service_account,
+    let store = remora_control::identity::TokenStore::new(&data_dir);
+    let token = match (args.admin, args.namespace, args.service_account) {
+        (true, _, _) => store.create_admin(args.ttl)?,
+        (false, Some(namespace), Some(service_account)) => {
+            // The identity must be valid before a token grants it.
+            remora_control::ca::SpiffeId::new(
+                &args.data.trust_domain,
+                &namespace,
+                &service_account,
+            )?;
+            let grant = remora_control::identity::Grant {
+                namespace,
+                service_account,
+            };
+            store.create(grant, args.ttl)?
+        }
+        _ => anyhow::bail!("give --namespace and --service-account, or --admin"),
     };
-    let token = remora_control::identity::TokenStore::new(&data_dir).create(grant, args.ttl)?;
     println!("{token}");
     Ok(ExitCode::SUCCESS)
 }

@@ -79,7 +79,7 @@ fn origin_service(name: &str, addr: SocketAddr, server_name: &str, ca: Option<&s
         })
         .unwrap_or_default();
     format!(
-        "apiVersion: v1\nkind: Service\nmetadata: {{name: {name}, namespace: default}}\n\
+        "apiVersion: v1\nkind: Service\nmetadata: {{name: {name}, namespace: default, annotations: {{remora.io/allow-unauthenticated-endpoints: \"true\"}}}}\n\
          spec:\n  ports: [{{port: 443}}]\n  endpoints: [{{address: 127.0.0.1, port: {}}}]\n\
          \x20 tls:\n    serverName: {server_name}\n{ca}",
         addr.port()

@@ -110,7 +110,7 @@ async fn idle_connections_are_closed_and_stalled_responses_cut() {
     let config = config_dir(root.path());
     let service = |name: &str, addr: SocketAddr| {
         format!(
-            "apiVersion: v1\nkind: Service\nmetadata: {{name: {name}, namespace: default}}\n\
+            "apiVersion: v1\nkind: Service\nmetadata: {{name: {name}, namespace: default, annotations: {{remora.io/allow-unauthenticated-endpoints: \"true\"}}}}\n\
              spec:\n  ports: [{{port: 80}}]\n  endpoints: [{{address: 127.0.0.1, port: {}}}]\n",
             addr.port()
         )

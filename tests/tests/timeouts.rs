@@ -162,7 +162,7 @@ async fn the_connect_timeout_fires_on_time() {
     let docs = [
         service("web", 80, "http"),
         format!(
-            "apiVersion: v1\nkind: Service\nmetadata: {{name: hole, namespace: default}}\n\
+            "apiVersion: v1\nkind: Service\nmetadata: {{name: hole, namespace: default, annotations: {{remora.io/allow-unauthenticated-endpoints: \"true\"}}}}\n\
              spec:\n  ports: [{{port: 80}}]\n  endpoints: [{{address: 127.0.0.1, port: {}}}]\n",
             hole.port()
         ),

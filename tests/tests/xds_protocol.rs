@@ -37,7 +37,10 @@ spec:
 ---
 apiVersion: v1
 kind: Service
-metadata: {name: orders-v1}
+metadata:
+  name: orders-v1
+  # Its endpoints in these tests are raw ADS clients without certificates.
+  annotations: {remora.io/allow-unauthenticated-endpoints: 'true'}
 spec:
   ports: [{port: 80}]
 ";

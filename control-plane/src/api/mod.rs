@@ -1,6 +1,7 @@
 //! The HTTP API (hyper, HTTP/1.1): `GET /api/v1/proxies`, `GET /api/v1/config`,
 //! `GET /api/v1/stat`, `GET /live`, and the dashboard at `/`. Read-only views of the registry and the config in force.
 
+pub mod auth;
 mod routes;
 mod time;
 mod views;
@@ -34,19 +35,35 @@ pub struct ApiState {
     pub trust_bundle: Bytes,
     /// What proxies report about their traffic.
     pub traffic: Arc<crate::traffic::TrafficStore>,
+    /// Who may read it.
+    pub access: auth::Access,
 }
+
+/// Open API connections at most; more are closed at once.
+pub const MAX_CONNECTIONS: usize = 256;
+/// An API connection with no request and no byte for this long is closed.
+const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+/// A client gets this long to send a request's headers.
+const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Serves the API on `listener` until `shutdown` turns `true`.
 pub async fn serve(listener: TcpListener, state: ApiState, mut shutdown: watch::Receiver<bool>) {
     let state = Arc::new(state);
     let graceful = GracefulShutdown::new();
+    let slots = remora_net::Slots::new(MAX_CONNECTIONS);
     loop {
         let accepted = tokio::select! {
             accepted = listener.accept() => accepted,
             _ = stopped(&mut shutdown) => break,
         };
         let stream = match accepted {
-            Ok((stream, _peer)) => stream,
+            Ok((stream, peer)) => match slots.take() {
+                Some(slot) => (stream, slot),
+                None => {
+                    tracing::warn!(%peer, limit = MAX_CONNECTIONS, refused = slots.refused(), "API connection refused: at the connection limit");
+                    continue;
+                }
+            },
             Err(error) => {
                 // E.g. out of file descriptors: back off instead of spinning.
                 tracing::warn!(%error, "API accept failed");
@@ -54,15 +71,22 @@ pub async fn serve(listener: TcpListener, state: ApiState, mut shutdown: watch::
                 continue;
             }
         };
+        let (stream, slot) = stream;
         let state = Arc::clone(&state);
+        let activity = Arc::<remora_net::Activity>::default();
+        let io = remora_net::IdleTimeout::new(stream, IDLE_TIMEOUT, activity.clone());
         let service = service_fn(move |req| {
+            let _in_flight = activity.request();
             let response = routes::handle(&state, &req);
             async move { Ok::<_, Infallible>(response) }
         });
         let connection = hyper::server::conn::http1::Builder::new()
-            .serve_connection(TokioIo::new(stream), service);
+            .timer(hyper_util::rt::TokioTimer::new())
+            .header_read_timeout(HEADER_READ_TIMEOUT)
+            .serve_connection(TokioIo::new(io), service);
         let connection = graceful.watch(connection);
         tokio::spawn(async move {
+            let _slot = slot;
             if let Err(error) = connection.await {
                 tracing::debug!(%error, "API connection error");
             }

@@ -5,13 +5,29 @@ use http::{header, Method, Request, Response, StatusCode};
 use http_body_util::Full;
 use serde::Serialize;
 
-use super::views::{ConfigView, ProxyView};
+use super::views::{ConfigView, ProxyView, RefusalsView};
 use super::ApiState;
 
 pub type Body = Full<Bytes>;
 
 pub fn handle<B>(state: &ApiState, req: &Request<B>) -> Response<Body> {
     let path = req.uri().path();
+    if let Err(refused) = state.access.check(path, req.headers()) {
+        let mut response = Response::new(Full::new(Bytes::from(refused.message + "\n")));
+        *response.status_mut() = refused.status;
+        let headers = response.headers_mut();
+        headers.insert(
+            header::CONTENT_TYPE,
+            header::HeaderValue::from_static("text/plain; charset=utf-8"),
+        );
+        if refused.status == StatusCode::UNAUTHORIZED {
+            headers.insert(
+                header::WWW_AUTHENTICATE,
+                header::HeaderValue::from_static("Bearer realm=\"remora\""),
+            );
+        }
+        return response;
+    }
     let known = matches!(
         path,
         "/live"
@@ -21,6 +37,7 @@ pub fn handle<B>(state: &ApiState, req: &Request<B>) -> Response<Body> {
             | "/api/v1/config"
             | "/api/v1/trust-bundle"
             | "/api/v1/stat"
+            | "/api/v1/refusals"
     );
     if known && req.method() != Method::GET {
         return text(StatusCode::METHOD_NOT_ALLOWED, "only GET is allowed\n");
@@ -44,6 +61,7 @@ pub fn handle<B>(state: &ApiState, req: &Request<B>) -> Response<Body> {
                 .collect();
             json(&proxies)
         }
+        "/api/v1/refusals" => json(&RefusalsView::from(&state.registry.refusals)),
         "/api/v1/config" => {
             let snapshot = state.snapshots.borrow().clone();
             json(&ConfigView::from(&snapshot))
@@ -160,6 +178,7 @@ mod tests {
             snapshots: rx,
             trust_bundle: Bytes::from_static(b"-----BEGIN CERTIFICATE-----\n"),
             traffic: Arc::default(),
+            access: super::super::auth::Access::Open,
         }
     }
 

@@ -6,7 +6,7 @@ use serde::Serialize;
 
 use super::time::rfc3339;
 use crate::problem::Problem;
-use crate::xds::{Nack, ProxyStatus, Snapshot, TypeStatus};
+use crate::xds::{Nack, ProxyStatus, Refusals, Snapshot, TypeStatus};
 
 /// An element of `GET /api/v1/proxies`.
 #[derive(Debug, Serialize)]
@@ -19,6 +19,9 @@ pub struct ProxyView {
     pub identity: Option<String>,
     /// `mtls` or `plaintext`: how its xDS stream is carried.
     pub transport: &'static str,
+    /// Set for proxies served without a client certificate.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub warning: Option<&'static str>,
     /// RFC 3339, UTC.
     pub connected_since: String,
     /// By type URL; only the types the proxy asked for.
@@ -59,6 +62,9 @@ impl From<&ProxyStatus> for ProxyView {
             inbound_address: p.identity.inbound_address.map(|a| a.to_string()),
             identity: p.identity.identity.clone(),
             transport: p.identity.transport,
+            warning: p.identity.identity.is_none().then_some(
+                "no client certificate: served only because the control plane runs with --allow-plaintext-proxies",
+            ),
             connected_since: rfc3339(p.connected_since),
             types: p
                 .types
@@ -100,6 +106,39 @@ impl<'a> From<&'a Snapshot> for ConfigView<'a> {
                 .collect(),
             errors: &s.problems,
             loads: s.loads,
+        }
+    }
+}
+
+/// `GET /api/v1/refusals`: what the xDS port refused, by reason, and the latest.
+#[derive(Debug, Serialize)]
+pub struct RefusalsView {
+    pub counts: BTreeMap<&'static str, u64>,
+    pub latest: Vec<RefusedView>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct RefusedView {
+    pub at: String,
+    pub reason: &'static str,
+    pub remote: Option<String>,
+    pub message: String,
+}
+
+impl From<&Refusals> for RefusalsView {
+    fn from(r: &Refusals) -> Self {
+        let (counts, latest) = r.snapshot();
+        RefusalsView {
+            counts: counts.into_iter().map(|(k, v)| (k.as_str(), v)).collect(),
+            latest: latest
+                .into_iter()
+                .map(|r| RefusedView {
+                    at: rfc3339(r.at),
+                    reason: r.reason.as_str(),
+                    remote: r.remote.map(|a| a.to_string()),
+                    message: r.message,
+                })
+                .collect(),
         }
     }
 }

@@ -56,7 +56,18 @@ pub struct ControlOptions {
     pub ca_files: Option<crate::ca::CaFiles>,
     /// Lifetime of issued workload certificates.
     pub leaf_ttl: std::time::Duration,
+    /// Serve xDS and telemetry to proxies without a client certificate (local
+    /// experiments only; off by default).
+    pub allow_plaintext_proxies: bool,
+    /// Require an admin token on the HTTP API even on loopback (it is always
+    /// required elsewhere).
+    pub api_token_required: bool,
+    /// Open xDS connections at most (proxies, each with one or two).
+    pub max_xds_connections: usize,
 }
+
+/// Enough for thousands of proxies, and under the descriptors a process gets.
+pub const DEFAULT_MAX_XDS_CONNECTIONS: usize = 8192;
 
 /// The mesh's trust domain unless told otherwise.
 pub const DEFAULT_TRUST_DOMAIN: &str = "cluster.local";
@@ -82,6 +93,9 @@ impl ControlOptions {
             trust_domain: DEFAULT_TRUST_DOMAIN.to_owned(),
             ca_files: None,
             leaf_ttl: crate::ca::DEFAULT_LEAF_TTL,
+            allow_plaintext_proxies: false,
+            api_token_required: false,
+            max_xds_connections: DEFAULT_MAX_XDS_CONNECTIONS,
         }
     }
 }
@@ -181,6 +195,12 @@ impl ControlPlane {
             config_dir = %self.options.config_dir.display(),
             "control plane serving"
         );
+        if self.options.allow_plaintext_proxies {
+            tracing::warn!(
+                xds = %self.xds_addr,
+                "--allow-plaintext-proxies: proxies WITHOUT a client certificate are served; anyone who reaches the xDS port can read the config of the namespace it names and report telemetry as a plaintext proxy. For local experiments only"
+            );
+        }
 
         let registry = Registry::new(self.snapshots.clone());
         let traffic = std::sync::Arc::new(crate::traffic::TrafficStore::default());
@@ -189,6 +209,14 @@ impl ControlPlane {
             registry: registry.clone(),
             snapshots: self.snapshots.subscribe(),
             trust_bundle: bytes::Bytes::from(self.ca.trust_bundle_pem().to_owned()),
+            access: if self.options.api_token_required || !self.api_addr.ip().is_loopback() {
+                tracing::info!(api = %self.api_addr, "the API needs an admin token (remora token create --admin)");
+                api::auth::Access::AdminToken(crate::identity::TokenStore::new(
+                    &self.options.data_dir,
+                ))
+            } else {
+                api::auth::Access::Open
+            },
         };
         let identity = crate::identity::IdentityService::new(
             self.ca.clone(),
@@ -204,11 +232,12 @@ impl ControlPlane {
         ));
         let ads = AdsServer::new(
             self.snapshots.subscribe(),
-            registry,
+            registry.clone(),
             stop_rx.clone(),
             self.options.reconnect_grace,
             &self.options.trust_domain,
-        );
+        )
+        .allow_plaintext(self.options.allow_plaintext_proxies);
         let tls = std::sync::Arc::new(transport::XdsTls::new(
             self.ca.clone(),
             self.options.leaf_ttl,
@@ -219,10 +248,11 @@ impl ControlPlane {
             .http2_keepalive_timeout(Some(KEEPALIVE_TIMEOUT))
             .add_service(ads.into_service())
             .add_service(identity.into_service())
-            .add_service(crate::traffic::TelemetryService::new(traffic).into_service())
-            .serve_with_incoming_shutdown(transport::incoming(self.xds, tls), async move {
-                stopped(&mut stop).await
-            })
+            .add_service(crate::traffic::TelemetryService::new(traffic, registry).into_service())
+            .serve_with_incoming_shutdown(
+                transport::incoming(self.xds, tls, self.options.max_xds_connections),
+                async move { stopped(&mut stop).await },
+            )
             .await;
 
         // However xDS ended, stop the rest.

@@ -21,6 +21,7 @@ async fn serves_until_shutdown_and_ends_open_streams() {
         xds_addr: "127.0.0.1:0".parse().unwrap(),
         api_addr: "127.0.0.1:0".parse().unwrap(),
         data_dir: dir.path().join("data"),
+        allow_plaintext_proxies: true,
         ..ControlOptions::new(dir.path())
     };
     let plane = ControlPlane::bind(options).await.unwrap();

@@ -33,6 +33,8 @@ use tonic::transport::server::Connected;
 use x509_parser::extensions::GeneralName;
 use x509_parser::prelude::FromDer;
 
+use remora_net::{Activity, IdleTimeout, Slot, Slots};
+
 use crate::ca::{CertificateAuthority, SpiffeId};
 use crate::xds::XdsPeer;
 
@@ -163,11 +165,17 @@ impl XdsTls {
     }
 }
 
-/// One accepted xDS connection.
+/// One accepted xDS connection; it holds a slot of the listener until closed.
 pub struct XdsConnection {
-    io: Io,
+    io: IdleTimeout<Io>,
     peer: XdsPeer,
+    _slot: Slot,
 }
+
+/// A connection with no byte for this long is closed: an ADS stream carries
+/// HTTP/2 keepalive pings every 15 s (see `control`), so only a client that
+/// speaks nothing is cut.
+pub const XDS_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 
 enum Io {
     Plain(TcpStream),
@@ -175,12 +183,15 @@ enum Io {
 }
 
 /// Accepts connections and completes their handshakes off the accept loop, so a
-/// slow client delays nobody. Ends when the listener fails for good or the
+/// slow client delays nobody. Over `max_connections` open connections, a new
+/// one is closed at once. Ends when the listener fails for good or the
 /// receiver is dropped.
 pub fn incoming(
     listener: TcpListener,
     tls: Arc<XdsTls>,
+    max_connections: usize,
 ) -> ReceiverStream<Result<XdsConnection, io::Error>> {
+    let slots = Slots::new(max_connections);
     let (tx, rx) = mpsc::channel(64);
     tokio::spawn(async move {
         loop {
@@ -195,10 +206,14 @@ pub fn incoming(
                 },
                 () = tx.closed() => return,
             };
+            let Some(slot) = slots.take() else {
+                tracing::warn!(%remote, limit = slots.max(), refused = slots.refused(), "xDS connection refused: at the connection limit");
+                continue;
+            };
             let _ = stream.set_nodelay(true);
             let (tx, config) = (tx.clone(), tls.config.clone());
             tokio::spawn(async move {
-                if let Some(conn) = handshake(stream, remote, config).await {
+                if let Some(conn) = handshake(stream, remote, config, slot).await {
                     let _ = tx.send(Ok(conn)).await;
                 }
             });
@@ -211,7 +226,9 @@ async fn handshake(
     stream: TcpStream,
     remote: SocketAddr,
     config: Arc<ServerConfig>,
+    slot: Slot,
 ) -> Option<XdsConnection> {
+    let idle = |io| IdleTimeout::new(io, XDS_IDLE_TIMEOUT, Arc::<Activity>::default());
     let mut first = [0u8; 1];
     match tokio::time::timeout(HANDSHAKE_TIMEOUT, stream.peek(&mut first)).await {
         Ok(Ok(1)) => {}
@@ -224,8 +241,9 @@ async fn handshake(
     // Every TLS connection starts with a handshake record (content type 22).
     if first[0] != 0x16 {
         return Some(XdsConnection {
-            io: Io::Plain(stream),
+            io: idle(Io::Plain(stream)),
             peer,
+            _slot: slot,
         });
     }
     match tokio::time::timeout(HANDSHAKE_TIMEOUT, TlsAcceptor::from(config).accept(stream)).await {
@@ -239,8 +257,9 @@ async fn handshake(
                 .and_then(spiffe_id);
             tracing::debug!(%remote, identity = peer.identity.as_deref().unwrap_or("none"), "xDS TLS connection");
             Some(XdsConnection {
-                io: Io::Tls(Box::new(tls)),
+                io: idle(Io::Tls(Box::new(tls))),
                 peer,
+                _slot: slot,
             })
         }
         Ok(Err(error)) => {
@@ -280,10 +299,7 @@ impl AsyncRead for XdsConnection {
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
-        match &mut self.get_mut().io {
-            Io::Plain(s) => Pin::new(s).poll_read(cx, buf),
-            Io::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
-        }
+        Pin::new(&mut self.get_mut().io).poll_read(cx, buf)
     }
 }
 
@@ -293,21 +309,52 @@ impl AsyncWrite for XdsConnection {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        match &mut self.get_mut().io {
+        Pin::new(&mut self.get_mut().io).poll_write(cx, buf)
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().io).poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().io).poll_shutdown(cx)
+    }
+}
+
+impl AsyncRead for Io {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Io::Plain(s) => Pin::new(s).poll_read(cx, buf),
+            Io::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
+        }
+    }
+}
+
+impl AsyncWrite for Io {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
             Io::Plain(s) => Pin::new(s).poll_write(cx, buf),
             Io::Tls(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
         }
     }
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        match &mut self.get_mut().io {
+        match self.get_mut() {
             Io::Plain(s) => Pin::new(s).poll_flush(cx),
             Io::Tls(s) => Pin::new(s.as_mut()).poll_flush(cx),
         }
     }
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        match &mut self.get_mut().io {
+        match self.get_mut() {
             Io::Plain(s) => Pin::new(s).poll_shutdown(cx),
             Io::Tls(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
         }

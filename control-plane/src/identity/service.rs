@@ -38,6 +38,9 @@ impl IdentityService {
             .map_err(|e: crate::ca::InvalidSpiffeId| Status::invalid_argument(e.to_string()))?;
         let grant = self.tokens.verify(&req.token).map_err(|e| match e {
             TokenError::Unknown | TokenError::Expired => Status::unauthenticated(e.to_string()),
+            TokenError::AdminForWorkload | TokenError::NotAdmin => {
+                Status::permission_denied(e.to_string())
+            }
             TokenError::Store { .. } => {
                 tracing::error!(error = %e, "cannot read the token store");
                 Status::internal("token store unavailable")

@@ -28,6 +28,10 @@ struct Stored {
     #[serde(flatten)]
     grant: Grant,
     expires_unix: u64,
+    /// An admin token (`remora token create --admin`) reads the HTTP API and
+    /// grants no workload identity.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    admin: bool,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -36,6 +40,10 @@ pub enum TokenError {
     Unknown,
     #[error("token expired")]
     Expired,
+    #[error("an admin token grants no workload identity")]
+    AdminForWorkload,
+    #[error("a workload's bootstrap token does not grant the API: create one with `remora token create --admin`")]
+    NotAdmin,
     #[error("token store {path}: {message}")]
     Store { path: PathBuf, message: String },
 }
@@ -54,6 +62,19 @@ impl TokenStore {
 
     /// Mints a token for `grant`, valid for `ttl`.
     pub fn create(&self, grant: Grant, ttl: Duration) -> Result<String, TokenError> {
+        self.mint(grant, ttl, false)
+    }
+
+    /// Mints an admin token (the HTTP API), valid for `ttl`.
+    pub fn create_admin(&self, ttl: Duration) -> Result<String, TokenError> {
+        let none = Grant {
+            namespace: String::new(),
+            service_account: String::new(),
+        };
+        self.mint(none, ttl, true)
+    }
+
+    fn mint(&self, grant: Grant, ttl: Duration, admin: bool) -> Result<String, TokenError> {
         let mut secret = [0u8; 32];
         SystemRandom::new()
             .fill(&mut secret)
@@ -66,6 +87,7 @@ impl TokenStore {
             sha256: hash(&token),
             grant,
             expires_unix: now.saturating_add(ttl.as_secs()),
+            admin,
         });
         self.save(&all)?;
         Ok(token)
@@ -74,6 +96,22 @@ impl TokenStore {
     /// The grant of a valid token. Read from disk each time: tokens are minted by
     /// another process, and certificates are rare.
     pub fn verify(&self, token: &str) -> Result<Grant, TokenError> {
+        let stored = self.valid(token)?;
+        if stored.admin {
+            return Err(TokenError::AdminForWorkload);
+        }
+        Ok(stored.grant)
+    }
+
+    /// Whether `token` is a valid admin token.
+    pub fn verify_admin(&self, token: &str) -> Result<(), TokenError> {
+        match self.valid(token)?.admin {
+            true => Ok(()),
+            false => Err(TokenError::NotAdmin),
+        }
+    }
+
+    fn valid(&self, token: &str) -> Result<Stored, TokenError> {
         let wanted = hash(token);
         let stored = self
             .load()?
@@ -83,7 +121,7 @@ impl TokenStore {
         if stored.expires_unix <= unix_now() {
             return Err(TokenError::Expired);
         }
-        Ok(stored.grant)
+        Ok(stored)
     }
 
     fn load(&self) -> Result<Vec<Stored>, TokenError> {
@@ -170,5 +208,26 @@ mod tests {
         let store = TokenStore::new(dir.path());
         let token = store.create(grant(), Duration::ZERO).unwrap();
         assert!(matches!(store.verify(&token), Err(TokenError::Expired)));
+    }
+
+    #[test]
+    fn an_admin_token_reads_the_api_and_grants_no_identity() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = TokenStore::new(dir.path());
+        let admin = store.create_admin(Duration::from_secs(3600)).unwrap();
+        let workload = store.create(grant(), Duration::from_secs(3600)).unwrap();
+        store.verify_admin(&admin).unwrap();
+        assert!(matches!(
+            store.verify(&admin),
+            Err(TokenError::AdminForWorkload)
+        ));
+        assert!(matches!(
+            store.verify_admin(&workload),
+            Err(TokenError::NotAdmin)
+        ));
+        assert!(matches!(
+            store.verify_admin("rmt_guess"),
+            Err(TokenError::Unknown)
+        ));
     }
 }

@@ -19,7 +19,9 @@ pub use policy::{
     FaultAbort, Faults, HashKey, LoadBalancer, MeshTls, OutlierDetection, Pattern, PolicyRetry,
     PolicyTarget, PolicyTimeouts, RateLimits, RetryBudget, TlsMode, TokenBucket, TrafficPolicy,
 };
-pub use service::{AppProtocol, OriginTls, Service, ServicePort, StaticEndpoint};
+pub use service::{
+    AppProtocol, EndpointAuthority, OriginTls, Service, ServicePort, StaticEndpoint,
+};
 
 /// The namespace every resource without `metadata.namespace` belongs to.
 pub const DEFAULT_NAMESPACE: &str = "default";

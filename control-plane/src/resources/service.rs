@@ -14,6 +14,44 @@ pub struct Service {
     pub endpoints: Vec<StaticEndpoint>,
     /// How the static endpoints are reached: plaintext (`None`) or ordinary TLS.
     pub tls: Option<OriginTls>,
+    /// Which proxies may register as its endpoints.
+    pub authority: EndpointAuthority,
+}
+
+/// Who may serve a Service (file mode: its `remora.io/*` annotations). A proxy
+/// registers as an endpoint only when its client certificate proves one of these
+/// service accounts, in the Service's namespace.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EndpointAuthority {
+    /// `remora.io/service-accounts` (comma-separated); by default the one named
+    /// like the Service.
+    pub service_accounts: Vec<String>,
+    /// `remora.io/allow-unauthenticated-endpoints: "true"`: proxies without a
+    /// certificate may serve it, and callers send to them in plaintext.
+    pub allow_unauthenticated: bool,
+    /// `remora.io/allow-any-inbound-address: "true"`: an endpoint may announce
+    /// an address that is not the one its xDS connection comes from (behind NAT,
+    /// or a proxy that is reached through a load balancer).
+    pub allow_any_address: bool,
+}
+
+impl EndpointAuthority {
+    pub const SERVICE_ACCOUNTS: &'static str = "remora.io/service-accounts";
+    pub const ALLOW_UNAUTHENTICATED: &'static str = "remora.io/allow-unauthenticated-endpoints";
+    pub const ALLOW_ANY_ADDRESS: &'static str = "remora.io/allow-any-inbound-address";
+
+    /// The default: only the service account named like the Service.
+    pub fn named_like(service: &str) -> Self {
+        EndpointAuthority {
+            service_accounts: vec![service.to_owned()],
+            allow_unauthenticated: false,
+            allow_any_address: false,
+        }
+    }
+
+    pub fn allows_account(&self, account: &str) -> bool {
+        self.service_accounts.iter().any(|a| a == account)
+    }
 }
 
 /// Ordinary (server-authenticated) TLS to a Service's static endpoints.

@@ -8,16 +8,19 @@ use tonic::{Request, Response, Status};
 
 use super::TrafficStore;
 use crate::ca::SpiffeId;
-use crate::xds::XdsPeer;
+use crate::escape::escape;
+use crate::xds::{Reason, Registry, XdsPeer};
 
 #[derive(Debug, Clone)]
 pub struct TelemetryService {
     store: Arc<TrafficStore>,
+    /// A report is taken only from the connected node it names.
+    registry: Arc<Registry>,
 }
 
 impl TelemetryService {
-    pub fn new(store: Arc<TrafficStore>) -> Self {
-        Self { store }
+    pub fn new(store: Arc<TrafficStore>, registry: Arc<Registry>) -> Self {
+        Self { store, registry }
     }
 
     pub fn into_service(self) -> TelemetryServer<Self> {
@@ -28,12 +31,53 @@ impl TelemetryService {
 #[tonic::async_trait]
 impl Telemetry for TelemetryService {
     async fn report(&self, request: Request<HopReport>) -> Result<Response<ReportAck>, Status> {
-        let peer = request.extensions().get::<XdsPeer>().cloned();
+        let peer = request
+            .extensions()
+            .get::<XdsPeer>()
+            .cloned()
+            .unwrap_or_default();
         let report = request.into_inner();
-        let identity = peer.and_then(|p| p.identity);
-        check(&report, identity.as_deref())?;
-        self.store.insert(identity, report, super::store::now_ms());
+        check(&report, peer.identity.as_deref())?;
+        if let Err(message) = self.check_reporter(&report, &peer) {
+            tracing::warn!(node_id = %escape(&report.node_id), remote = ?peer.remote, message = %escape(&message), "telemetry report refused");
+            self.registry
+                .refusals
+                .record(Reason::Telemetry, peer.remote, &message);
+            return Err(Status::permission_denied(message));
+        }
+        self.store
+            .insert(peer.identity, report, super::store::now_ms());
         Ok(Response::new(ReportAck {}))
+    }
+}
+
+impl TelemetryService {
+    /// The report's node must be a connected proxy whose xDS stream the same
+    /// certificate proves, and the report must be about that node's Service:
+    /// nobody can speak for another proxy.
+    fn check_reporter(&self, report: &HopReport, peer: &XdsPeer) -> Result<(), String> {
+        let Some(node) = self.registry.node_proven_by(&report.node_id, peer) else {
+            return Err(format!(
+                "report for node {}, but no connected proxy of that name holds this connection's {}",
+                escape(&report.node_id),
+                peer.identity
+                    .as_deref()
+                    .map_or("address (plaintext)".to_owned(), |id| format!("certificate ({id})"))
+            ));
+        };
+        if node.service.as_deref() != Some(report.service.as_str())
+            || node.namespace != report.namespace
+        {
+            return Err(format!(
+                "report for {}/{}, but node {} serves {}/{}",
+                escape(&report.namespace),
+                escape(&report.service),
+                escape(&report.node_id),
+                node.namespace,
+                escape(node.service.as_deref().unwrap_or("nothing"))
+            ));
+        }
+        Ok(())
     }
 }
 

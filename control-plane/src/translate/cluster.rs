@@ -118,16 +118,41 @@ pub fn cluster(service: &Service, port: &ServicePort, policy: Option<&TrafficPol
             )),
         )]),
         transport_socket: service.tls.as_ref().map(|tls| origin_tls(tls, port)),
-        metadata: Some(metadata::remora([
-            ("service", metadata::string(&service.key.name)),
-            ("namespace", metadata::string(&service.key.namespace)),
-            ("port", metadata::number(port.port.into())),
-            ("balancer", metadata::string(balancer_name(balancer))),
-        ])),
+        metadata: Some(cluster_metadata(service, port, balancer)),
         name,
         ..Default::default()
     }
 }
+
+/// `metadata.remora`: `{service, namespace, port, balancer}`, and
+/// `allow_unauthenticated_endpoints: true` only for a Service annotated so:
+/// without it a Remora proxy sends nothing to a meshed endpoint that proves no
+/// identity.
+fn cluster_metadata(
+    service: &Service,
+    port: &ServicePort,
+    balancer: &LoadBalancer,
+) -> remora_proto::xds::envoy::config::core::v3::Metadata {
+    let mut m = metadata::remora([
+        ("service", metadata::string(&service.key.name)),
+        ("namespace", metadata::string(&service.key.namespace)),
+        ("port", metadata::number(port.port.into())),
+        ("balancer", metadata::string(balancer_name(balancer))),
+    ]);
+    if service.authority.allow_unauthenticated {
+        if let Some(fields) = m.filter_metadata.get_mut(names::METADATA_KEY) {
+            fields.fields.insert(
+                ALLOW_UNAUTHENTICATED_ENDPOINTS.to_owned(),
+                metadata::boolean(true),
+            );
+        }
+    }
+    m
+}
+
+/// The cluster metadata field a proxy reads before it sends in plaintext to a
+/// meshed endpoint.
+pub const ALLOW_UNAUTHENTICATED_ENDPOINTS: &str = "allow_unauthenticated_endpoints";
 
 fn lb_policy(balancer: &LoadBalancer) -> LbPolicy {
     match balancer {
@@ -231,6 +256,7 @@ mod tests {
             }],
             endpoints: Vec::new(),
             tls,
+            authority: crate::resources::EndpointAuthority::named_like("payments"),
         }
     }
 

@@ -29,6 +29,7 @@ use remora_proto::xds::envoy::config::core::v3::{
 };
 use remora_proto::xds::google::protobuf::Any;
 
+use crate::authority;
 use crate::resources::{ObjectKey, PolicyTarget};
 use crate::store::Store;
 
@@ -103,6 +104,8 @@ pub struct MeshEndpoint {
     pub node_id: String,
     /// The SPIFFE id its certificate carries, if it has one.
     pub identity: Option<String>,
+    /// Where its xDS connection comes from (see [`crate::authority`]).
+    pub peer: Option<SocketAddr>,
 }
 
 /// The resources for a proxy in `namespace`, given the Services' connected proxies.
@@ -113,9 +116,21 @@ pub fn translate(
     namespace: &str,
     trust_domain: &str,
 ) -> Resources {
+    // Endpoint authority again, against the Services as they are now: one whose
+    // annotations changed drops the endpoints it no longer admits.
     let mut by_service: BTreeMap<&ObjectKey, Vec<&MeshEndpoint>> = BTreeMap::new();
     for e in endpoints {
-        by_service.entry(&e.service).or_default().push(e);
+        let Some(service) = store.service(&e.service) else {
+            continue;
+        };
+        let claim = authority::Claim {
+            identity: e.identity.as_deref(),
+            address: e.address,
+            peer: e.peer,
+        };
+        if authority::check(service, trust_domain, claim).is_ok() {
+            by_service.entry(&e.service).or_default().push(e);
+        }
     }
     let mut out = Resources::default();
     for service in store.services() {

@@ -94,7 +94,9 @@ fn mesh_endpoint(service: &str, address: &str, node_id: &str) -> MeshEndpoint {
         service: ObjectKey::new("default", service),
         address: address.parse().unwrap(),
         node_id: node_id.into(),
-        identity: None,
+        // Endpoint authority: the Service's default account, from its own address.
+        identity: Some(format!("spiffe://cluster.local/ns/default/sa/{service}")),
+        peer: Some(address.parse().unwrap()),
     }
 }
 

@@ -141,7 +141,7 @@ pub fn decode(doc: &Document) -> Result<Candidate, Box<Problem>> {
         Some(spec) => {
             let key = key.clone().unwrap_or_else(|| ObjectKey::new("", ""));
             match kind {
-                Kind::Service => service::decode(spec, key, &mut d).map(Decoded::Service),
+                Kind::Service => service::decode(top, spec, key, &mut d).map(Decoded::Service),
                 Kind::HttpRoute => httproute::decode(spec, key, &mut d).map(Decoded::Route),
                 Kind::MeshTls => policy::decode_mesh_tls(spec, key, &mut d).map(Decoded::MeshTls),
                 Kind::AuthorizationPolicy => {

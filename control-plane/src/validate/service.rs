@@ -11,20 +11,78 @@ use serde_yaml_ng::Mapping;
 
 use super::decode::{field, get, index, Decoder};
 use super::names;
-use crate::resources::{AppProtocol, ObjectKey, OriginTls, Service, ServicePort, StaticEndpoint};
+use crate::resources::{
+    AppProtocol, EndpointAuthority, ObjectKey, OriginTls, Service, ServicePort, StaticEndpoint,
+};
 
 const ENDPOINT_FIELDS: &[&str] = &["address", "port", "servicePort"];
 
-pub fn decode(spec: &Mapping, key: ObjectKey, d: &mut Decoder) -> Option<Service> {
+/// `top` is the whole document: the endpoint authority is in its annotations.
+pub fn decode(top: &Mapping, spec: &Mapping, key: ObjectKey, d: &mut Decoder) -> Option<Service> {
     let ports = ports(spec, d);
     let endpoints = endpoints(spec, &ports, d);
     let tls = tls(spec, d);
+    let authority = authority(top, &key.name, d);
     Some(Service {
         key,
         ports,
         endpoints,
         tls,
+        authority,
     })
+}
+
+/// `metadata.annotations` `remora.io/*`: who may serve the Service (see
+/// [`EndpointAuthority`]). Other annotations are the user's business.
+fn authority(top: &Mapping, service: &str, d: &mut Decoder) -> EndpointAuthority {
+    let mut out = EndpointAuthority::named_like(service);
+    let Some(annotations) = get(top, "metadata")
+        .and_then(|m| m.as_mapping())
+        .and_then(|m| get(m, "annotations"))
+    else {
+        return out;
+    };
+    let Some(annotations) = d.mapping(annotations, "metadata.annotations") else {
+        return out;
+    };
+    let path = "metadata.annotations";
+    if let Some(list) = d.string(annotations, path, EndpointAuthority::SERVICE_ACCOUNTS) {
+        let at = field(path, EndpointAuthority::SERVICE_ACCOUNTS);
+        let mut accounts = Vec::new();
+        for account in list.split(',').map(str::trim).filter(|a| !a.is_empty()) {
+            match names::dns1123_subdomain(account) {
+                Ok(()) => accounts.push(account.to_owned()),
+                Err(message) => d.error(&at, format!("\"{account}\": {message}")),
+            }
+        }
+        if accounts.is_empty() {
+            d.error(&at, "lists no service account");
+        }
+        out.service_accounts = accounts;
+    }
+    out.allow_unauthenticated = flag(
+        annotations,
+        path,
+        EndpointAuthority::ALLOW_UNAUTHENTICATED,
+        d,
+    );
+    out.allow_any_address = flag(annotations, path, EndpointAuthority::ALLOW_ANY_ADDRESS, d);
+    out
+}
+
+/// An annotation that is `"true"` or `"false"` (annotations are strings).
+fn flag(annotations: &Mapping, parent: &str, key: &str, d: &mut Decoder) -> bool {
+    match d.string(annotations, parent, key).as_deref() {
+        None | Some("false") => false,
+        Some("true") => true,
+        Some(other) => {
+            d.error(
+                field(parent, key),
+                format!("\"{other}\" is not \"true\" or \"false\""),
+            );
+            false
+        }
+    }
 }
 
 const TLS_FIELDS: &[&str] = &["serverName", "caCertificates"];

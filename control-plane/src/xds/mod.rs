@@ -3,6 +3,7 @@
 //! Not here: what the resources are ([`crate::translate`]).
 
 mod peer;
+mod refusals;
 mod registry;
 mod server;
 mod snapshot;
@@ -11,6 +12,7 @@ mod subscription;
 mod version;
 
 pub use peer::XdsPeer;
+pub use refusals::{Reason, Refusals, Refused};
 pub use registry::{Nack, ProxyIdentity, ProxyStatus, Registry, TypeStatus};
 pub use server::{AdsServer, DEFAULT_RECONNECT_GRACE};
 pub use snapshot::{publish_config, Snapshot, TranslationCache};

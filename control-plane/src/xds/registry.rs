@@ -10,7 +10,9 @@ use remora_proto::xds::envoy::config::core::v3::Node;
 use remora_proto::xds::google::protobuf::value::Kind;
 use tokio::sync::watch;
 
+use super::refusals::Refusals;
 use super::snapshot::{self, Snapshot};
+use super::XdsPeer;
 use crate::resources::{ObjectKey, DEFAULT_NAMESPACE};
 use crate::translate::{MeshEndpoint, ResourceType};
 
@@ -28,6 +30,8 @@ pub struct ProxyIdentity {
     pub identity: Option<String>,
     /// How its xDS stream is carried: `mtls` or `plaintext`.
     pub transport: &'static str,
+    /// Where its xDS connection comes from.
+    pub remote: Option<SocketAddr>,
 }
 
 impl ProxyIdentity {
@@ -57,6 +61,7 @@ impl ProxyIdentity {
             inbound_address,
             identity: field("identity"),
             transport: "plaintext",
+            remote: None,
             node_id,
         }
     }
@@ -67,6 +72,7 @@ impl ProxyIdentity {
             address: self.inbound_address?,
             node_id: self.node_id.clone(),
             identity: self.identity.clone(),
+            peer: self.remote,
         })
     }
 }
@@ -101,6 +107,8 @@ pub struct ProxyStatus {
 pub struct Registry {
     proxies: Mutex<Proxies>,
     snapshots: watch::Sender<Snapshot>,
+    /// What the xDS port refused (streams, registrations, reports).
+    pub refusals: Refusals,
 }
 
 #[derive(Debug, Default)]
@@ -114,6 +122,7 @@ impl Registry {
         Arc::new(Registry {
             proxies: Mutex::new(Proxies::default()),
             snapshots,
+            refusals: Refusals::default(),
         })
     }
 
@@ -139,6 +148,26 @@ impl Registry {
             registry: Arc::clone(self),
             id,
         }
+    }
+
+    /// The connected proxy `node_id` whose xDS stream the same certificate
+    /// proves (plaintext: a plaintext stream from the same IP). A report or any
+    /// other call that names a node must come from that node.
+    pub fn node_proven_by(&self, node_id: &str, peer: &XdsPeer) -> Option<ProxyIdentity> {
+        let same_peer = |p: &ProxyIdentity| match (&peer.identity, &p.identity) {
+            (Some(caller), Some(registered)) => caller == registered,
+            (None, None) => {
+                let ip = |a: Option<SocketAddr>| a.map(|a| a.ip());
+                ip(peer.remote).is_some() && ip(peer.remote) == ip(p.remote)
+            }
+            _ => false,
+        };
+        self.lock()
+            .by_id
+            .values()
+            .map(|s| &s.identity)
+            .find(|p| p.node_id == node_id && same_peer(p))
+            .cloned()
     }
 
     /// Every connected proxy, in connection order.

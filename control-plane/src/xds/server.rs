@@ -17,11 +17,15 @@ use tokio::time::Instant;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
 
+use super::refusals::Reason;
 use super::registry::{ProxyIdentity, Registry};
 use super::snapshot::{Snapshot, TranslationCache};
 use super::stream::StreamState;
 use super::XdsPeer;
+use crate::authority;
 use crate::ca::SpiffeId;
+use crate::escape::escape;
+use crate::resources::ObjectKey;
 use crate::signal::stopped;
 
 /// Responses a stream may queue before its task waits for the client.
@@ -45,6 +49,9 @@ struct Inner {
     /// Until then, proxies that reconnect (they already hold config) get no
     /// endpoints: the other proxies have not all re-registered yet.
     reconnect_grace_until: Instant,
+    trust_domain: String,
+    /// Streams without a client certificate are served (`--allow-plaintext-proxies`).
+    allow_plaintext: bool,
 }
 
 /// How long after start a reconnecting proxy's endpoints are held back by default:
@@ -71,8 +78,20 @@ impl AdsServer {
                 nonce_prefix: format!("{:08x}", rand::random::<u32>()),
                 next_stream: AtomicU64::new(0),
                 reconnect_grace_until: Instant::now() + reconnect_grace,
+                trust_domain: trust_domain.to_owned(),
+                allow_plaintext: false,
             }),
         }
+    }
+
+    /// Serves streams without a client certificate too (local experiments only:
+    /// anyone who reaches the port then reads the config of the namespace it
+    /// names). Call before serving.
+    pub fn allow_plaintext(mut self, allow: bool) -> Self {
+        if let Some(inner) = Arc::get_mut(&mut self.inner) {
+            inner.allow_plaintext = allow;
+        }
+        self
     }
 
     pub fn into_service(self) -> AggregatedDiscoveryServiceServer<Self> {
@@ -149,16 +168,22 @@ impl Inner {
         let mut hold_until = (reconnecting && Instant::now() < self.reconnect_grace_until)
             .then_some(self.reconnect_grace_until);
         let mut identity = ProxyIdentity::from_node(first.node.as_ref());
-        if let Err(status) = authenticate(&mut identity, &peer) {
-            tracing::warn!(node_id = %identity.node_id, remote = ?peer.remote, transport = peer.transport(), message = status.message(), "proxy refused");
+        let checked = authenticate(&mut identity, &peer, self.allow_plaintext)
+            .and_then(|()| self.authorize_endpoint(&identity));
+        if let Err((reason, status)) = checked {
+            tracing::warn!(node_id = %escape(&identity.node_id), remote = ?peer.remote, transport = peer.transport(), reason = reason.as_str(), message = %escape(status.message()), "proxy refused");
+            self.registry
+                .refusals
+                .record(reason, peer.remote, status.message());
             let _ = tx.send(Err(status)).await;
             return;
         }
         let node_id = identity.node_id.clone();
         let namespace = identity.namespace.clone();
+        let service = identity.service.clone();
         tracing::info!(
-            node_id = %identity.node_id,
-            service = identity.service.as_deref().unwrap_or(""),
+            node_id = %escape(&identity.node_id),
+            service = %escape(identity.service.as_deref().unwrap_or("")),
             namespace = %identity.namespace,
             inbound_address = ?identity.inbound_address,
             identity = identity.identity.as_deref().unwrap_or(""),
@@ -187,18 +212,24 @@ impl Inner {
                     // registered while another's ACK was being handled never
                     // reached that other proxy.)
                     let snapshot = snapshots.borrow().clone();
-                    let resources = self.cache.resources(&snapshot, &namespace);
+                    let resources =
+                        self.cache
+                            .resources_for(&snapshot, &namespace, service.as_deref());
                     state.on_request(&req, &resources)
                 }
                 Event::Changed => {
                     let snapshot = snapshots.borrow_and_update().clone();
-                    let resources = self.cache.resources(&snapshot, &namespace);
+                    let resources =
+                        self.cache
+                            .resources_for(&snapshot, &namespace, service.as_deref());
                     state.on_change(&resources)
                 }
                 Event::ReleaseEndpoints => {
                     hold_until = None;
                     let snapshot = snapshots.borrow_and_update().clone();
-                    let resources = self.cache.resources(&snapshot, &namespace);
+                    let resources =
+                        self.cache
+                            .resources_for(&snapshot, &namespace, service.as_deref());
                     state.release_endpoints(&resources)
                 }
                 Event::Closed => break,
@@ -238,29 +269,69 @@ impl Inner {
     }
 }
 
+impl Inner {
+    /// Endpoint authority (see [`crate::authority`]) against the Service as it
+    /// is now. A Service not defined yet admits nobody yet: the proxy is served,
+    /// and translation checks its endpoint once the Service appears.
+    fn authorize_endpoint(&self, identity: &ProxyIdentity) -> Result<(), Refusal> {
+        let (Some(service), Some(address)) = (&identity.service, identity.inbound_address) else {
+            return Ok(());
+        };
+        let snapshot = self.snapshots.borrow().clone();
+        let key = ObjectKey::new(identity.namespace.clone(), service.clone());
+        let Some(service) = snapshot.store.service(&key) else {
+            return Ok(());
+        };
+        let claim = authority::Claim {
+            identity: identity.identity.as_deref(),
+            address,
+            peer: identity.remote,
+        };
+        authority::check(service, &self.trust_domain, claim).map_err(|e| {
+            (
+                Reason::EndpointAuthority,
+                Status::permission_denied(e.to_string()),
+            )
+        })
+    }
+}
+
+type Refusal = (Reason, Status);
+
 /// The identity a proxy serves with (which callers will verify) must be the one its
 /// client certificate proves, and its namespace the certificate's: a proxy cannot
-/// register endpoints for another identity or namespace. A proxy without a
-/// certificate may not claim an identity at all.
-fn authenticate(identity: &mut ProxyIdentity, peer: &XdsPeer) -> Result<(), Status> {
+/// register endpoints for another identity or namespace. A stream without a
+/// certificate is refused unless plaintext proxies are allowed, and may not claim
+/// an identity at all.
+fn authenticate(
+    identity: &mut ProxyIdentity,
+    peer: &XdsPeer,
+    allow_plaintext: bool,
+) -> Result<(), Refusal> {
+    identity.remote = peer.remote;
+    let denied = |reason, message: String| (reason, Status::permission_denied(message));
     let Some(proven) = &peer.identity else {
-        return match &identity.identity {
-            Some(declared) => Err(Status::permission_denied(format!(
+        if let Some(declared) = &identity.identity {
+            return Err(denied(Reason::IdentityMismatch, format!(
                 "node metadata declares identity {declared}, but the connection has no client certificate: a proxy with an identity connects over mTLS"
-            ))),
-            None => Ok(()),
-        };
+            )));
+        }
+        if !allow_plaintext {
+            return Err(denied(Reason::NoCertificate, NO_CERTIFICATE.to_owned()));
+        }
+        return Ok(());
     };
     if let Some(declared) = identity.identity.as_ref().filter(|d| *d != proven) {
-        return Err(Status::permission_denied(format!(
-            "node metadata declares identity {declared}, but the client certificate is {proven}"
-        )));
+        return Err(denied(
+            Reason::IdentityMismatch,
+            format!("node metadata declares identity {declared}, but the client certificate is {proven}"),
+        ));
     }
     let id: SpiffeId = proven
         .parse()
-        .map_err(|e: crate::ca::InvalidSpiffeId| Status::permission_denied(e.to_string()))?;
+        .map_err(|e: crate::ca::InvalidSpiffeId| denied(Reason::IdentityMismatch, e.to_string()))?;
     if id.namespace != identity.namespace {
-        return Err(Status::permission_denied(format!(
+        return Err(denied(Reason::IdentityMismatch, format!(
             "node metadata says namespace {}, but the client certificate {proven} is for namespace {}",
             identity.namespace, id.namespace
         )));
@@ -269,6 +340,9 @@ fn authenticate(identity: &mut ProxyIdentity, peer: &XdsPeer) -> Result<(), Stat
     identity.transport = peer.transport();
     Ok(())
 }
+
+/// What a stream without a client certificate is told.
+pub const NO_CERTIFICATE: &str = "this control plane requires a client certificate (mTLS) for xDS: give the proxy a bootstrap token (remora token create), or start the control plane with --allow-plaintext-proxies for local experiments";
 
 /// Sleeps until `deadline`, or forever when there is none.
 async fn sleep_until_some(deadline: Option<Instant>) {
@@ -290,6 +364,7 @@ mod tests {
             inbound_address: None,
             identity: declared.map(str::to_owned),
             transport: "plaintext",
+            remote: None,
         }
     }
 
@@ -306,28 +381,40 @@ mod tests {
     #[test]
     fn the_certificate_decides_the_identity() {
         let mut p = proxy("shop", None);
-        authenticate(&mut p, &mtls(ORDERS)).unwrap();
+        authenticate(&mut p, &mtls(ORDERS), false).unwrap();
         assert_eq!(p.identity.as_deref(), Some(ORDERS));
         assert_eq!(p.transport, "mtls");
 
         let mut p = proxy("shop", Some(ORDERS));
-        authenticate(&mut p, &mtls(ORDERS)).unwrap();
+        authenticate(&mut p, &mtls(ORDERS), false).unwrap();
     }
 
     #[test]
     fn a_declared_identity_or_namespace_must_match_the_certificate() {
         let other = "spiffe://cluster.local/ns/shop/sa/payments";
-        let e = authenticate(&mut proxy("shop", Some(other)), &mtls(ORDERS)).unwrap_err();
+        let (_, e) =
+            authenticate(&mut proxy("shop", Some(other)), &mtls(ORDERS), false).unwrap_err();
         assert_eq!(e.code(), tonic::Code::PermissionDenied);
         assert!(e.message().contains(other) && e.message().contains(ORDERS));
-        let e = authenticate(&mut proxy("bank", None), &mtls(ORDERS)).unwrap_err();
+        let (_, e) = authenticate(&mut proxy("bank", None), &mtls(ORDERS), false).unwrap_err();
         assert!(e.message().contains("namespace bank"), "{e:?}");
     }
 
     #[test]
     fn without_a_certificate_no_identity() {
-        authenticate(&mut proxy("shop", None), &XdsPeer::default()).unwrap();
-        let e = authenticate(&mut proxy("shop", Some(ORDERS)), &XdsPeer::default()).unwrap_err();
+        authenticate(&mut proxy("shop", None), &XdsPeer::default(), true).unwrap();
+        let (reason, e) =
+            authenticate(&mut proxy("shop", Some(ORDERS)), &XdsPeer::default(), true).unwrap_err();
+        assert_eq!(reason, Reason::IdentityMismatch);
         assert!(e.message().contains("no client certificate"), "{e:?}");
+    }
+
+    #[test]
+    fn without_a_certificate_nothing_unless_plaintext_is_allowed() {
+        let (reason, e) =
+            authenticate(&mut proxy("shop", None), &XdsPeer::default(), false).unwrap_err();
+        assert_eq!(reason, Reason::NoCertificate);
+        assert_eq!(e.code(), tonic::Code::PermissionDenied);
+        assert!(e.message().contains("--allow-plaintext-proxies"), "{e:?}");
     }
 }

@@ -9,8 +9,12 @@ use std::sync::{Arc, Mutex, PoisonError};
 use tokio::sync::watch;
 
 use crate::problem::Problem;
+use crate::resources::ObjectKey;
 use crate::store::Store;
-use crate::translate::{self, MeshEndpoint, Resources};
+use crate::translate::{self, names, MeshEndpoint, Resources};
+
+/// Every inbound listener's name starts so (see [`names::inbound`]).
+const INBOUND_PREFIX: &str = "inbound|";
 
 #[derive(Debug, Clone, Default)]
 pub struct Snapshot {
@@ -54,19 +58,71 @@ pub fn publish_endpoints(tx: &watch::Sender<Snapshot>, endpoints: Vec<MeshEndpoi
     })
 }
 
-/// Translations of the latest snapshot, one per proxy namespace.
+/// Translations of the latest snapshot, one per proxy namespace, and the view of
+/// it each Service's proxies get.
 #[derive(Debug)]
 pub struct TranslationCache {
     trust_domain: String,
-    by_namespace: Mutex<HashMap<String, (u64, Arc<Resources>)>>,
+    by_namespace: Mutex<HashMap<String, Cached>>,
+    by_service: Mutex<HashMap<(String, Option<String>), Cached>>,
 }
+
+/// A translation and the snapshot generation it was made from.
+type Cached = (u64, Arc<Resources>);
 
 impl TranslationCache {
     pub fn new(trust_domain: impl Into<String>) -> Self {
         Self {
             trust_domain: trust_domain.into(),
             by_namespace: Mutex::default(),
+            by_service: Mutex::default(),
         }
+    }
+
+    /// What a proxy of `service` (`None`: a proxy that serves nothing) in
+    /// `namespace` may read: its namespace's outbound config and its own
+    /// Service's inbound listener only. Another Service's inbound listener holds
+    /// that Service's authorization policy, which is none of this proxy's
+    /// business.
+    pub fn resources_for(
+        &self,
+        snapshot: &Snapshot,
+        namespace: &str,
+        service: Option<&str>,
+    ) -> Arc<Resources> {
+        // Keyed by Services that exist only, so names a proxy makes up cost nothing.
+        let service = service.filter(|s| {
+            snapshot
+                .store
+                .service(&ObjectKey::new(namespace, *s))
+                .is_some()
+        });
+        let key = (namespace.to_owned(), service.map(str::to_owned));
+        let mut cache = self
+            .by_service
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if let Some((generation, resources)) = cache.get(&key) {
+            if *generation == snapshot.generation {
+                return Arc::clone(resources);
+            }
+        }
+        let all = self.resources(snapshot, namespace);
+        let own = service.map(|s| names::inbound(&ObjectKey::new(namespace, s)));
+        let mut scoped = (*all).clone();
+        scoped
+            .listeners
+            .retain(|name, _| !name.starts_with(INBOUND_PREFIX) || Some(name) == own.as_ref());
+        let scoped = Arc::new(scoped);
+        let newer_cached = cache
+            .get(&key)
+            .is_some_and(|(g, _)| *g > snapshot.generation);
+        if !newer_cached {
+            // Only the latest generation is worth keeping.
+            cache.retain(|_, (g, _)| *g >= snapshot.generation);
+            cache.insert(key, (snapshot.generation, Arc::clone(&scoped)));
+        }
+        scoped
     }
 
     pub fn resources(&self, snapshot: &Snapshot, namespace: &str) -> Arc<Resources> {
@@ -88,6 +144,7 @@ impl TranslationCache {
             &self.trust_domain,
         ));
         if !newer_cached {
+            cache.retain(|_, (g, _)| *g >= snapshot.generation);
             cache.insert(
                 namespace.to_owned(),
                 (snapshot.generation, Arc::clone(&resources)),

@@ -15,6 +15,10 @@ use super::{bin_path, Process, START_TIMEOUT};
 /// before binding (a port just released by a killed predecessor).
 const START_ATTEMPTS: u32 = 3;
 
+/// Most tests exercise routing, not trust, with proxies that have no token: the
+/// harness lets them in unless a test asks for [`ControlPlane::start_secure`].
+const ALLOW_PLAINTEXT: &str = "--allow-plaintext-proxies";
+
 /// A running control plane serving the file source in `config_dir`.
 ///
 /// Killed when dropped; [`ControlPlane::start_on`] starts a new one on the same
@@ -45,6 +49,17 @@ impl ControlPlane {
 
     /// Like [`ControlPlane::start`], with more `remora control` flags.
     pub async fn start_with(config_dir: impl AsRef<Path>, args: &[&str]) -> Result<Self> {
+        let mut args: Vec<String> = args.iter().map(|a| (*a).to_owned()).collect();
+        args.push(ALLOW_PLAINTEXT.to_owned());
+        match Self::launch(config_dir.as_ref(), 0, 0, &args).await {
+            Ok(cp) => Ok(cp),
+            Err(LaunchError::Exited(e) | LaunchError::Other(e)) => Err(e),
+        }
+    }
+
+    /// As an operator runs it: proxies must present a client certificate (no
+    /// `--allow-plaintext-proxies`), with `args` added.
+    pub async fn start_secure(config_dir: impl AsRef<Path>, args: &[&str]) -> Result<Self> {
         let args: Vec<String> = args.iter().map(|a| (*a).to_owned()).collect();
         match Self::launch(config_dir.as_ref(), 0, 0, &args).await {
             Ok(cp) => Ok(cp),
@@ -67,7 +82,8 @@ impl ControlPlane {
         let config_dir = config_dir.as_ref().to_path_buf();
         let mut attempt = 1;
         loop {
-            match Self::launch(&config_dir, xds_port, api_port, &[]).await {
+            let plaintext = [ALLOW_PLAINTEXT.to_owned()];
+            match Self::launch(&config_dir, xds_port, api_port, &plaintext).await {
                 Ok(cp) => return Ok(cp),
                 Err(LaunchError::Exited(e))
                     if attempt < START_ATTEMPTS && (xds_port, api_port) != (0, 0) =>

@@ -20,7 +20,7 @@ pub fn write_config(dir: &Path, name: &str, text: &str) {
 
 pub fn service(name: &str, port: u16, app_protocol: &str) -> String {
     format!(
-        "apiVersion: v1\nkind: Service\nmetadata: {{name: {name}, namespace: default}}\n\
+        "apiVersion: v1\nkind: Service\nmetadata: {{name: {name}, namespace: default, annotations: {{remora.io/allow-unauthenticated-endpoints: \"true\"}}}}\n\
          spec:\n  ports: [{{port: {port}, appProtocol: {app_protocol}}}]\n"
     )
 }
