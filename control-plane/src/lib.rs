@@ -12,6 +12,7 @@ pub mod cli; //       the command line (clap)
 pub mod control; //   `run_control`: bind, load, watch, serve
 pub mod demo; //      `remora demo`: a whole mesh on loopback, the split moving
 mod error; //         the library's error type
+pub mod escape; //    control characters in config text made visible before printing
 pub mod identity; //  bootstrap tokens and the Identity gRPC service (CSR -> certificate)
 pub mod problem; //   a config problem: file, resource, field, message
 pub mod resources; // the typed resources users write (Service, HTTPRoute)
