@@ -5,15 +5,19 @@ use std::fmt;
 
 use serde::Serialize;
 
+use crate::escape::escape_control;
+
 /// One problem found while reading or validating configuration.
 ///
 /// Displays as `FILE[:LINE:COLUMN]: KIND NAMESPACE/NAME: FIELD: MESSAGE`, leaving out
-/// the parts that are unknown, e.g.
+/// the parts that are unknown, with control characters escaped (every part may
+/// come from a config file: see [`crate::escape`]), e.g.
 /// `config/routes.yaml: HTTPRoute default/orders: spec.rules[0].backendRefs[1].name: Service "orders-v3" does not exist`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Problem {
     pub file: String,
-    /// 1-based; for YAML syntax errors.
+    /// 1-based; only for problems that stopped a document from being read (YAML
+    /// syntax, a limit).
     pub line: Option<usize>,
     pub column: Option<usize>,
     /// 1-based index of the YAML document within the file.
@@ -47,28 +51,44 @@ impl Problem {
         self.column = Some(column);
         self
     }
+
+    /// Whether this problem leaves part of its file unread, so that part may
+    /// define any resource: the file could not be read, a document could not be
+    /// parsed or was refused by a limit (those carry a line), or a document does
+    /// not say which resource it is.
+    pub fn hides_resources(&self) -> bool {
+        self.name.is_none() || self.line.is_some()
+    }
 }
 
 impl fmt::Display for Problem {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.file)?;
+        f.write_str(&escape_control(&self.file))?;
         if let (Some(line), Some(column)) = (self.line, self.column) {
             write!(f, ":{line}:{column}")?;
         }
         match (&self.kind, &self.name, self.document) {
             (Some(kind), Some(name), _) => {
                 let namespace = self.namespace.as_deref().unwrap_or_default();
-                write!(f, ": {kind} {namespace}/{name}")?;
+                write!(
+                    f,
+                    ": {} {}/{}",
+                    escape_control(kind),
+                    escape_control(namespace),
+                    escape_control(name)
+                )?;
             }
-            (Some(kind), None, Some(doc)) => write!(f, ": {kind} in document {doc}")?,
+            (Some(kind), None, Some(doc)) => {
+                write!(f, ": {} in document {doc}", escape_control(kind))?
+            }
             (None, _, Some(doc)) => write!(f, ": document {doc}")?,
-            (Some(kind), None, None) => write!(f, ": {kind}")?,
+            (Some(kind), None, None) => write!(f, ": {}", escape_control(kind))?,
             (None, _, None) => {}
         }
         if let Some(field) = &self.field {
-            write!(f, ": {field}")?;
+            write!(f, ": {}", escape_control(field))?;
         }
-        write!(f, ": {}", self.message)
+        write!(f, ": {}", escape_control(&self.message))
     }
 }
 
@@ -99,6 +119,23 @@ mod tests {
             p.to_string(),
             "a.yaml:3:7: YAML syntax error: bad indentation"
         );
+    }
+
+    #[test]
+    fn control_characters_in_every_part_are_escaped() {
+        let p = Problem {
+            kind: Some("Service".into()),
+            namespace: Some("default".into()),
+            name: Some("a\nFAKE LOG LINE\u{1b}[31m".into()),
+            field: Some("metadata.name".into()),
+            ..Problem::in_file("x\r.yaml", "\"a\nb\" is bad")
+        };
+        let shown = p.to_string();
+        assert_eq!(
+            shown,
+            "x\\r.yaml: Service default/a\\nFAKE LOG LINE\\u{1b}[31m: metadata.name: \"a\\nb\" is bad"
+        );
+        assert!(!shown.contains(['\n', '\r', '\u{1b}']), "{shown}");
     }
 
     #[test]

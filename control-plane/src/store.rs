@@ -2,6 +2,8 @@
 //!
 //! A `Store` only ever holds resources that passed [`crate::validate`]: every
 //! reference in it resolves. It is immutable once built; a change builds a new one.
+//! It also remembers the file each resource was read from, so the next load can
+//! keep a resource where it was in force (see `validate`'s rule for duplicates).
 
 use std::collections::BTreeMap;
 
@@ -17,7 +19,11 @@ pub struct Store {
     mesh_tls: BTreeMap<ObjectKey, MeshTls>,
     authorizations: BTreeMap<ObjectKey, AuthorizationPolicy>,
     traffic: BTreeMap<ObjectKey, TrafficPolicy>,
+    origins: Origins,
 }
+
+/// The file each resource was read from, by kind and key.
+pub type Origins = BTreeMap<(Kind, ObjectKey), String>;
 
 /// Everything a `Store` is built from.
 #[derive(Debug, Clone, Default)]
@@ -27,6 +33,8 @@ pub struct Contents {
     pub mesh_tls: Vec<MeshTls>,
     pub authorizations: Vec<AuthorizationPolicy>,
     pub traffic: Vec<TrafficPolicy>,
+    /// Where the resources were read from (none for resources made in code).
+    pub origins: Origins,
 }
 
 impl Store {
@@ -52,7 +60,13 @@ impl Store {
                 .map(|p| (p.key.clone(), p))
                 .collect(),
             traffic: c.traffic.into_iter().map(|p| (p.key.clone(), p)).collect(),
+            origins: c.origins,
         }
+    }
+
+    /// The file a resource in force was read from.
+    pub fn origin(&self, kind: Kind, key: &ObjectKey) -> Option<&str> {
+        self.origins.get(&(kind, key.clone())).map(String::as_str)
     }
 
     pub fn service(&self, key: &ObjectKey) -> Option<&Service> {
@@ -124,6 +138,7 @@ impl Store {
             mesh_tls: self.mesh_tls.values().cloned().collect(),
             authorizations: self.authorizations.values().cloned().collect(),
             traffic: self.traffic.values().cloned().collect(),
+            origins: self.origins.clone(),
         }
     }
 }

@@ -5,16 +5,19 @@ use std::path::{Path, PathBuf};
 
 use tokio::sync::watch;
 
+use crate::escape::escape_control;
 use crate::signal::stopped;
 use crate::source::{self, DirWatcher};
+use crate::store::Store;
 use crate::validate::{self, Outcome};
 use crate::xds::{publish_config, Snapshot};
 use crate::{Chain, Error};
 
-/// Reads and validates every YAML file of `dir`.
-pub fn load(dir: &Path) -> Result<Outcome, Error> {
+/// Reads and validates every YAML file of `dir`, with `previous` in force (empty
+/// at start): a resource defined twice stays in the file it was in force from.
+pub fn load(dir: &Path, previous: &Store) -> Result<Outcome, Error> {
     let loaded = source::load(dir)?;
-    Ok(validate::validate_loaded(&loaded))
+    Ok(validate::validate_after(&loaded, previous))
 }
 
 /// Publishes `outcome`; logs its problems when they differ from the last ones.
@@ -23,13 +26,19 @@ pub fn publish(tx: &watch::Sender<Snapshot>, mut outcome: Outcome) {
     validate::retain_last_good(&previous, &mut outcome);
     let problems_changed = *tx.borrow().problems != *outcome.problems;
     if problems_changed {
+        // Every part comes from a config file: escaped, so that it cannot forge
+        // a log line (the message, `Problem`'s Display, escapes itself).
+        let e = |part: &Option<String>| {
+            let part = part.as_deref().unwrap_or_default();
+            escape_control(part).into_owned()
+        };
         for p in &outcome.problems {
             tracing::warn!(
-                file = %p.file,
-                kind = p.kind.as_deref().unwrap_or(""),
-                namespace = p.namespace.as_deref().unwrap_or(""),
-                name = p.name.as_deref().unwrap_or(""),
-                field = p.field.as_deref().unwrap_or(""),
+                file = %escape_control(&p.file),
+                kind = %e(&p.kind),
+                namespace = %e(&p.namespace),
+                name = %e(&p.name),
+                field = %e(&p.field),
                 "invalid config: {p}"
             );
         }
@@ -56,7 +65,8 @@ pub async fn watch(
             _ = stopped(&mut shutdown) => return,
         }
         let path = dir.clone();
-        match tokio::task::spawn_blocking(move || load(&path)).await {
+        let previous = std::sync::Arc::clone(&tx.borrow().store);
+        match tokio::task::spawn_blocking(move || load(&path, &previous)).await {
             Ok(Ok(outcome)) => publish(&tx, outcome),
             Ok(Err(error)) => {
                 let error = Chain(&error);

@@ -131,7 +131,8 @@ impl ControlPlane {
         // Watch first: a change made while loading is then not missed.
         let watcher = DirWatcher::new(&options.config_dir)?;
         let dir = options.config_dir.clone();
-        let outcome = tokio::task::spawn_blocking(move || config::load(&dir))
+        let nothing_in_force = crate::store::Store::default();
+        let outcome = tokio::task::spawn_blocking(move || config::load(&dir, &nothing_in_force))
             .await
             .map_err(|e| read_err(std::io::Error::other(e)))??;
         let (snapshots, _) = watch::channel(Snapshot::default());

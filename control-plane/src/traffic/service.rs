@@ -8,7 +8,7 @@ use tonic::{Request, Response, Status};
 
 use super::TrafficStore;
 use crate::ca::SpiffeId;
-use crate::escape::escape;
+use crate::escape::escape_control as escape;
 use crate::xds::{Reason, Registry, XdsPeer};
 
 #[derive(Debug, Clone)]

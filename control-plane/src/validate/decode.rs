@@ -44,6 +44,48 @@ fn type_name(v: &Value) -> &'static str {
     }
 }
 
+/// What a value is, read as a whole number.
+enum WholeNumber {
+    /// A whole number that fits in 64 bits (signed or not).
+    Fits(i128),
+    /// A whole number that does not, as written (or as YAML rounded it).
+    TooLarge(String),
+    Fraction,
+    NotNumber(&'static str),
+}
+
+fn whole_number(value: &Value) -> WholeNumber {
+    match value {
+        Value::Number(n) => {
+            if let Some(i) = n.as_i64() {
+                return WholeNumber::Fits(i.into());
+            }
+            if let Some(u) = n.as_u64() {
+                return WholeNumber::Fits(u.into());
+            }
+            // A float: integers past 2^64 but within 10^308 are read as floats.
+            match n.as_f64() {
+                Some(f) if f.is_finite() && f.fract() == 0.0 && f.abs() >= 9.0e18 => {
+                    WholeNumber::TooLarge(n.to_string())
+                }
+                _ => WholeNumber::Fraction,
+            }
+        }
+        Value::String(s) if is_huge_integer(s) => WholeNumber::TooLarge(s.clone()),
+        other => WholeNumber::NotNumber(type_name(other)),
+    }
+}
+
+/// Decimal digits (with an optional sign) that do not fit in 64 bits: YAML keeps
+/// those as strings. Smaller ones in a string (`'80'`) are a string, not a number.
+fn is_huge_integer(s: &str) -> bool {
+    let digits = s.strip_prefix(['-', '+']).unwrap_or(s);
+    !digits.is_empty()
+        && digits.bytes().all(|b| b.is_ascii_digit())
+        && s.parse::<i64>().is_err()
+        && s.parse::<u64>().is_err()
+}
+
 #[derive(Debug, Default)]
 pub struct Decoder {
     pub errors: Vec<FieldError>,
@@ -110,7 +152,9 @@ impl Decoder {
         value
     }
 
-    /// An optional integer within `range`.
+    /// An optional integer within `range`. A whole number too large for 64 bits
+    /// (which YAML reads as a float, or as digits: see `source::value`) is out of
+    /// range like any other, on its field.
     pub fn integer(
         &mut self,
         m: &Mapping,
@@ -119,23 +163,20 @@ impl Decoder {
         range: RangeInclusive<u64>,
     ) -> Option<u64> {
         let value = get(m, key)?;
-        let path = field(parent, key);
-        let Some(n) = value.as_i64() else {
-            let message = match value {
-                Value::Number(_) => "must be a whole number".to_owned(),
-                other => format!("must be a number, not {}", type_name(other)),
-            };
-            self.error(path, message);
-            return None;
+        let out_of_range = |n: &dyn std::fmt::Display| {
+            format!("{n} is out of range ({} to {})", range.start(), range.end())
         };
-        match u64::try_from(n) {
-            Ok(n) if range.contains(&n) => Some(n),
-            _ => {
-                let message = format!("{n} is out of range ({} to {})", range.start(), range.end());
-                self.error(path, message);
-                None
-            }
-        }
+        let message = match whole_number(value) {
+            WholeNumber::Fits(n) => match u64::try_from(n) {
+                Ok(n) if range.contains(&n) => return Some(n),
+                _ => out_of_range(&n),
+            },
+            WholeNumber::TooLarge(text) => out_of_range(&text),
+            WholeNumber::Fraction => "must be a whole number".to_owned(),
+            WholeNumber::NotNumber(other) => format!("must be a number, not {other}"),
+        };
+        self.error(field(parent, key), message);
+        None
     }
 
     /// An optional port number (1 to 65535).
@@ -299,6 +340,28 @@ mod tests {
         assert_eq!(d.port(&m, "", "d"), None);
         assert_eq!(d.errors.len(), 3);
         assert_eq!(d.errors[0].message, "0 is out of range (1 to 65535)");
+    }
+
+    #[test]
+    fn whole_numbers_too_large_for_64_bits_are_out_of_range() {
+        let m = mapping(
+            "a: '99999999999999999999'\nb: 1.0e30\nc: '-99999999999999999999'\nd: 2.5\ne: '80'\n",
+        );
+        let mut d = Decoder::default();
+        for key in ["a", "b", "c", "d", "e"] {
+            assert_eq!(d.integer(&m, "spec", key, 0..=1_000_000), None);
+        }
+        let messages: Vec<_> = d.errors.iter().map(|e| e.message.as_str()).collect();
+        assert_eq!(
+            messages,
+            [
+                "99999999999999999999 is out of range (0 to 1000000)",
+                "1e30 is out of range (0 to 1000000)",
+                "-99999999999999999999 is out of range (0 to 1000000)",
+                "must be a whole number",
+                "must be a number, not a string",
+            ]
+        );
     }
 
     #[test]

@@ -2,8 +2,19 @@
 //! no clock, the same documents always give the same result.
 //!
 //! A resource with any problem is left out; the others are kept, whatever file
-//! they are in. When the same resource is written twice, the first one (in file
-//! name, then document order) is kept and the later ones are problems.
+//! they are in.
+//!
+//! When the same resource (kind, namespace, name) is written more than once, one
+//! definition is kept and each other one is a "duplicate" problem naming the file
+//! of the one kept:
+//! 1. the definition in the file the resource was in force from (the previous
+//!    load), the first in that file if it is there twice: a new file cannot take
+//!    over a resource already accepted, whatever its name;
+//! 2. while that file has a document that cannot be read or does not say which
+//!    resource it is, none: the resource may still be in that document, and its
+//!    last valid version stays in force (`retain`);
+//! 3. otherwise (the first load, or that file no longer defines it) the first in
+//!    file-name, then document order.
 
 mod decode;
 mod document;
@@ -32,10 +43,17 @@ pub struct Outcome {
     pub problems: Vec<Problem>,
 }
 
-/// Validates what was loaded; the loader's problems (unreadable files, YAML syntax)
-/// come first for each file.
+/// Validates what was loaded, as a first load (nothing in force before); the
+/// loader's problems (unreadable files, YAML syntax, limits) come first for each
+/// file.
 pub fn validate_loaded(loaded: &Loaded) -> Outcome {
-    let mut outcome = validate(&loaded.documents);
+    validate_after(loaded, &Store::default())
+}
+
+/// Validates what was loaded when `previous` is in force: a resource written
+/// twice stays where it was in force (see the module doc).
+pub fn validate_after(loaded: &Loaded, previous: &Store) -> Outcome {
+    let mut outcome = validate_with(&loaded.documents, &loaded.problems, previous);
     let mut problems = loaded.problems.clone();
     problems.append(&mut outcome.problems);
     problems.sort_by(|a, b| a.file.cmp(&b.file));
@@ -44,6 +62,12 @@ pub fn validate_loaded(loaded: &Loaded) -> Outcome {
 }
 
 pub fn validate(documents: &[Document]) -> Outcome {
+    validate_with(documents, &[], &Store::default())
+}
+
+/// `loader_problems` are only read to know which files hide documents; the
+/// problems returned are those found here.
+fn validate_with(documents: &[Document], loader_problems: &[Problem], previous: &Store) -> Outcome {
     let mut problems = Vec::new();
     let mut candidates = Vec::new();
     for doc in documents {
@@ -52,7 +76,20 @@ pub fn validate(documents: &[Document]) -> Outcome {
             Err(problem) => problems.push(*problem),
         }
     }
-    reject_duplicates(&mut candidates);
+    // Files with a document that cannot be read or does not say what it is.
+    let hiding: BTreeSet<String> = loader_problems
+        .iter()
+        .chain(&problems)
+        .filter(|p| p.hides_resources())
+        .map(|p| p.file.clone())
+        .chain(
+            candidates
+                .iter()
+                .filter(|c| c.key.is_none())
+                .map(|c| c.subject.file.clone()),
+        )
+        .collect();
+    reject_duplicates(&mut candidates, previous, &hiding);
     check_references(&mut candidates);
 
     check_policy_targets(&mut candidates);
@@ -64,6 +101,10 @@ pub fn validate(documents: &[Document]) -> Outcome {
         problems.extend(candidate.problems());
         if !candidate.errors.is_empty() {
             continue;
+        }
+        if let (Some(key), Some(_)) = (&candidate.key, &candidate.resource) {
+            let file = candidate.subject.file.clone();
+            contents.origins.insert((candidate.kind, key.clone()), file);
         }
         match candidate.resource {
             Some(Decoded::Service(s)) => contents.services.push(s),
@@ -81,23 +122,51 @@ pub fn validate(documents: &[Document]) -> Outcome {
     }
 }
 
-fn reject_duplicates(candidates: &mut [Candidate]) {
-    let mut first: BTreeMap<(Kind, ObjectKey), String> = BTreeMap::new();
-    for candidate in candidates.iter_mut() {
-        let Some(key) = candidate.key.clone() else {
-            continue;
+/// Keeps one definition of each resource and rejects the others, by the rule in
+/// the module doc. `hiding`: the files with a document that may define anything.
+fn reject_duplicates(candidates: &mut [Candidate], previous: &Store, hiding: &BTreeSet<String>) {
+    let mut definitions: BTreeMap<(Kind, ObjectKey), Vec<usize>> = BTreeMap::new();
+    for (i, candidate) in candidates.iter().enumerate() {
+        if let Some(key) = &candidate.key {
+            definitions
+                .entry((candidate.kind, key.clone()))
+                .or_default()
+                .push(i);
+        }
+    }
+    for ((kind, key), mut found) in definitions {
+        // File name, then document order, whatever order the documents came in.
+        found.sort_by(|&a, &b| {
+            let (a, b) = (&candidates[a].subject, &candidates[b].subject);
+            (&a.file, a.document).cmp(&(&b.file, b.document))
+        });
+        let in_force_from = previous.origin(kind, &key);
+        let kept = match in_force_from {
+            Some(file) => match found.iter().find(|&&i| candidates[i].subject.file == file) {
+                Some(&i) => Some(i),
+                None if hiding.contains(file) => None,
+                None => found.first().copied(),
+            },
+            None => found.first().copied(),
         };
-        let id = (candidate.kind, key);
-        match first.get(&id) {
-            Some(location) => {
-                let message = format!(
-                    "duplicate: {} {} is already defined in {location}",
-                    id.0, id.1
-                );
-                candidate.reject("metadata.name".into(), message);
-            }
-            None => {
-                first.insert(id, candidate.subject.location());
+        let message = match (kept, in_force_from) {
+            (Some(i), Some(file)) if candidates[i].subject.file == file => format!(
+                "duplicate: {kind} {key} is already defined in {}, the definition in force",
+                candidates[i].subject.location()
+            ),
+            (Some(i), _) => format!(
+                "duplicate: {kind} {key} is already defined in {}",
+                candidates[i].subject.location()
+            ),
+            (None, file) => format!(
+                "duplicate: {kind} {key} is in force from {}, which has a document that \
+                 cannot be read (it may still be defined there)",
+                file.unwrap_or_default()
+            ),
+        };
+        for i in found {
+            if Some(i) != kept {
+                candidates[i].reject("metadata.name".into(), message.clone());
             }
         }
     }

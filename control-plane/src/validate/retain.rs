@@ -3,13 +3,16 @@
 //! so) until the file is fixed or the resource is deleted.
 //!
 //! A resource counts as deleted only when the files that are left parse cleanly:
-//! while some document cannot be read or does not say which resource it is, a
-//! resource that disappeared may be in it, so its last version is kept too.
+//! while some document cannot be read (a syntax error, a limit) or does not say
+//! which resource it is, a resource that disappeared may be in it, so its last
+//! version is kept too. A kept version keeps the file it came from.
 
 use std::collections::BTreeSet;
 
 use super::refs;
 use super::Outcome;
+use crate::escape::escape_control;
+use crate::problem::Problem;
 use crate::resources::{Kind, ObjectKey};
 use crate::store::Store;
 
@@ -17,7 +20,7 @@ const KEPT: &str = "the last valid version stays in force";
 
 /// Carries over from `previous` what `outcome` rejected.
 pub fn retain_last_good(previous: &Store, outcome: &mut Outcome) {
-    let unreadable = outcome.problems.iter().any(|p| p.name.is_none());
+    let unreadable = outcome.problems.iter().any(Problem::hides_resources);
     let rejected: BTreeSet<(Kind, ObjectKey)> = outcome
         .problems
         .iter()
@@ -115,7 +118,17 @@ pub fn retain_last_good(previous: &Store, outcome: &mut Outcome) {
         return;
     }
     for (kind, key) in &kept {
-        tracing::info!(kind = kind.as_str(), namespace = %key.namespace, name = %key.name, "keeping the last valid version");
+        // It stays where it was read from, so a newcomer cannot take it over.
+        if let Some(file) = previous.origin(*kind, key) {
+            let file = file.to_owned();
+            contents.origins.insert((*kind, key.clone()), file);
+        }
+        tracing::info!(
+            kind = kind.as_str(),
+            namespace = %escape_control(&key.namespace),
+            name = %escape_control(&key.name),
+            "keeping the last valid version"
+        );
     }
     for p in &mut outcome.problems {
         let names_kept = kept.iter().any(|(kind, key)| {

@@ -36,14 +36,25 @@ spec:
     - {name: orders-v2, port: 80, weight: 10}
 ";
 
-fn run(files: &[(&str, &str)]) -> Outcome {
+fn load(files: &[(&str, &str)]) -> Loaded {
     let mut loaded = Loaded::default();
     for (file, text) in files {
         let l = parse(file, text);
         loaded.documents.extend(l.documents);
         loaded.problems.extend(l.problems);
     }
-    validate_loaded(&loaded)
+    loaded
+}
+
+fn run(files: &[(&str, &str)]) -> Outcome {
+    validate_loaded(&load(files))
+}
+
+/// A reload with `previous` in force, as the control plane does it.
+fn reload(files: &[(&str, &str)], previous: &Outcome) -> Outcome {
+    let mut outcome = validate_after(&load(files), &previous.store);
+    retain_last_good(&previous.store, &mut outcome);
+    outcome
 }
 
 fn messages(outcome: &Outcome) -> Vec<String> {
@@ -261,6 +272,121 @@ fn a_duplicate_keeps_the_first_definition() {
         .service(&ObjectKey::new("default", "web"))
         .unwrap();
     assert_eq!(web.ports[0].port, 80);
+}
+
+fn web(port: u16) -> String {
+    format!("apiVersion: v1\nkind: Service\nmetadata: {{name: web}}\nspec: {{ports: [{{port: {port}}}]}}\n")
+}
+
+fn web_port(outcome: &Outcome) -> Option<u16> {
+    let web = outcome.store.service(&ObjectKey::new("default", "web"))?;
+    Some(web.ports[0].port)
+}
+
+#[test]
+fn duplicates_on_a_first_load_keep_the_first_by_file_name_whatever_the_order() {
+    let outcome = run(&[("b.yaml", &web(81)), ("a.yaml", &web(80))]);
+    assert_eq!(
+        messages(&outcome),
+        ["b.yaml: Service default/web: metadata.name: duplicate: Service default/web is already defined in a.yaml (document 1)"]
+    );
+    assert_eq!(web_port(&outcome), Some(80));
+}
+
+#[test]
+fn the_resource_already_accepted_keeps_its_place() {
+    let first = run(&[("web.yaml", &web(80))]);
+    assert!(first.problems.is_empty(), "{:?}", messages(&first));
+    // A newcomer whose file sorts first redefines it: the one in force stays.
+    let second = reload(&[("0-new.yaml", &web(81)), ("web.yaml", &web(80))], &first);
+    assert_eq!(
+        messages(&second),
+        ["0-new.yaml: Service default/web: metadata.name: duplicate: Service default/web is already defined in web.yaml (document 1), the definition in force"]
+    );
+    assert_eq!(web_port(&second), Some(80));
+    let key = ObjectKey::new("default", "web");
+    assert_eq!(second.store.origin(Kind::Service, &key), Some("web.yaml"));
+    // It stays on every reload, even when its own file is edited...
+    let third = reload(&[("0-new.yaml", &web(81)), ("web.yaml", &web(82))], &second);
+    assert_eq!(web_port(&third), Some(82));
+    // ...and the newcomer takes over only once the original is gone.
+    let fourth = reload(&[("0-new.yaml", &web(81))], &third);
+    assert!(fourth.problems.is_empty(), "{:?}", messages(&fourth));
+    assert_eq!(web_port(&fourth), Some(81));
+    assert_eq!(fourth.store.origin(Kind::Service, &key), Some("0-new.yaml"));
+}
+
+#[test]
+fn a_newcomer_waits_while_the_file_in_force_cannot_be_read() {
+    let first = run(&[("web.yaml", &web(80))]);
+    let broken = "apiVersion: v1\nkind: Service\nmetadata: {name: web\n";
+    let second = reload(&[("0-new.yaml", &web(81)), ("web.yaml", broken)], &first);
+    let newcomer = second
+        .problems
+        .iter()
+        .find(|p| p.file == "0-new.yaml")
+        .map(ToString::to_string)
+        .unwrap_or_default();
+    assert!(
+        newcomer.contains("duplicate: Service default/web is in force from web.yaml, which has a document that cannot be read"),
+        "{:?}",
+        messages(&second)
+    );
+    assert_eq!(web_port(&second), Some(80), "the last valid version stays");
+}
+
+#[test]
+fn an_out_of_range_weight_names_the_field() {
+    let text = "
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {name: orders-split}
+spec:
+  parentRefs: [{kind: Service, name: orders}]
+  rules:
+  - backendRefs:
+    - {name: orders-v1, port: 80, weight: 1}
+    - {name: orders-v2, port: 80, weight: 99999999999999999999}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: big}
+spec: {ports: [{port: -99999999999999999999}]}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: after}
+spec: {ports: [{port: 80}]}
+";
+    let outcome = run(&[("s.yaml", SERVICES), ("route.yaml", text)]);
+    assert_eq!(
+        messages(&outcome),
+        [
+            "route.yaml: HTTPRoute default/orders-split: spec.rules[0].backendRefs[1].weight: 99999999999999999999 is out of range (0 to 1000000)",
+            "route.yaml: Service default/big: spec.ports[0].port: -99999999999999999999 is out of range (1 to 65535)",
+        ]
+    );
+    let after = ObjectKey::new("default", "after");
+    assert!(
+        outcome.store.service(&after).is_some(),
+        "the rest of the file loads"
+    );
+}
+
+#[test]
+fn control_characters_in_names_are_escaped_when_printed() {
+    let text = "apiVersion: v1\nkind: Service\nmetadata: {name: \"a\\nFAKE LOG LINE\\u001b[31m\"}\nspec: {ports: [{port: 80}]}\n";
+    let outcome = run(&[("x.yaml", text)]);
+    let [problem] = outcome.problems.as_slice() else {
+        panic!("{:?}", messages(&outcome));
+    };
+    assert_eq!(problem.name.as_deref(), Some("a\nFAKE LOG LINE\u{1b}[31m"));
+    let shown = problem.to_string();
+    assert!(!shown.contains(['\n', '\u{1b}']), "{shown:?}");
+    assert!(
+        shown.starts_with("x.yaml: Service default/a\\nFAKE LOG LINE\\u{1b}[31m: metadata.name: \"a\\nFAKE LOG LINE\\u{1b}[31m\" must be"),
+        "{shown}"
+    );
 }
 
 #[test]

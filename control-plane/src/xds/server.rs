@@ -24,7 +24,7 @@ use super::stream::StreamState;
 use super::XdsPeer;
 use crate::authority;
 use crate::ca::SpiffeId;
-use crate::escape::escape;
+use crate::escape::escape_control as escape;
 use crate::resources::ObjectKey;
 use crate::signal::stopped;
 
