@@ -90,10 +90,15 @@ pub fn compile(
         Some(service) => assignments.get(&service),
         None => c.load_assignment.as_ref(),
     };
-    let announced = match assignment {
+    let mut announced = match assignment {
         None => Vec::new(),
         Some(cla) => endpoints(&c.name, cla)?,
     };
+    // A meshed endpoint that proves no identity would get the callers' requests
+    // in plaintext: only where the cluster says the Service allows that.
+    if !allows_unauthenticated_endpoints(c) {
+        announced.retain(|e| !e.meshed || e.identity.is_some());
+    }
     // The identities its meshed endpoints announce, for metrics: normally one
     // (a Service's workloads share a service account).
     let mut identities: Vec<&str> = announced
@@ -282,6 +287,16 @@ fn identity(metadata: Option<&Metadata>) -> Option<String> {
             Some(Kind::StringValue(s)) if !s.is_empty() => Some(s.clone()),
             _ => None,
         })
+}
+
+/// `metadata.remora.allow_unauthenticated_endpoints: true` (the Service's
+/// `remora.io/allow-unauthenticated-endpoints` annotation).
+fn allows_unauthenticated_endpoints(c: &XdsCluster) -> bool {
+    c.metadata
+        .as_ref()
+        .and_then(|m| m.filter_metadata.get("remora"))
+        .and_then(|s| s.fields.get("allow_unauthenticated_endpoints"))
+        .is_some_and(|v| matches!(v.kind, Some(Kind::BoolValue(true))))
 }
 
 fn is_meshed(metadata: Option<&Metadata>) -> bool {
