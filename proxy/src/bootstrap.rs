@@ -116,6 +116,17 @@ impl Bootstrap {
     }
 
     pub fn parse(path: &Path, text: &str) -> Result<Self, BootstrapError> {
+        Self::parse_with(path, text, read_from_disk)
+    }
+
+    /// [`Bootstrap::parse`], with the files the bootstrap names (the trust
+    /// bundle) read by `read_file`: the fuzz target reads none from disk.
+    #[doc(hidden)]
+    pub fn parse_with(
+        path: &Path,
+        text: &str,
+        read_file: impl Fn(&Path) -> std::io::Result<String>,
+    ) -> Result<Self, BootstrapError> {
         let raw: RawBootstrap =
             serde_yaml_ng::from_str(text).map_err(|e| BootstrapError::Parse {
                 path: path.to_owned(),
@@ -187,7 +198,7 @@ impl Bootstrap {
         let trust_bundle = raw
             .trust_bundle_file
             .map(|file| {
-                let pem = std::fs::read_to_string(&file).map_err(|e| {
+                let pem = read_file(file.as_path()).map_err(|e| {
                     field_error(
                         "trust_bundle_file",
                         format!("cannot read {}: {e}", file.display()),
@@ -311,6 +322,10 @@ impl Bootstrap {
             bound
         }
     }
+}
+
+fn read_from_disk(path: &Path) -> std::io::Result<String> {
+    std::fs::read_to_string(path)
 }
 
 fn is_dns_label(s: &str) -> bool {

@@ -23,6 +23,8 @@ pub mod authz;
 pub mod balance;
 pub mod bootstrap;
 pub mod compile;
+#[doc(hidden)]
+pub mod fuzzing; // entry points for the fuzz targets in fuzz/ (not an API)
 pub mod http;
 pub mod identity;
 pub mod limits;

@@ -98,7 +98,7 @@ pub async fn send(
 
 /// The request's key for consistent hashing, and the cookie to set when the key
 /// is a cookie the request did not have yet.
-fn hash_key(
+pub(crate) fn hash_key(
     policy: Option<&HashPolicy>,
     headers: &HeaderMap,
 ) -> (Option<u64>, Option<HeaderValue>) {

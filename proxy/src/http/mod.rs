@@ -11,7 +11,9 @@ mod outbound;
 mod reply;
 pub(crate) mod server;
 
+pub(crate) use attempts::hash_key;
 pub use body::ResponseBody;
+pub(crate) use headers::{parse_version, strip_hop_by_hop, version_name};
 pub use inbound::Inbound;
 pub use outbound::Outbound;
 pub use server::{

@@ -14,6 +14,7 @@ use remora_proto::xds::envoy::service::discovery::v3::{
     DiscoveryResponse,
 };
 use remora_proto::xds::google::protobuf::value::Kind;
+use remora_proto::xds::google::protobuf::Any;
 use remora_proto::xds::google::rpc::Status;
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
@@ -245,17 +246,13 @@ impl XdsClient {
         t: &'static str,
         response: &DiscoveryResponse,
     ) -> Result<(), compile::CompileError> {
-        let mut candidate = self.accepted.clone();
-        decode::apply(&mut candidate, t, &response.resources)?;
-        candidate.versions.insert(t, response.version_info.clone());
-        let subs = candidate.subscriptions()?;
-        candidate
-            .routes
-            .retain(|name, _| subs.routes.contains(name));
-        candidate
-            .endpoints
-            .retain(|name, _| subs.endpoints.contains(name));
-        let snapshot = compile::compile(&candidate, &self.registry)?;
+        let (candidate, snapshot) = apply_response(
+            &self.accepted,
+            t,
+            &response.version_info,
+            &response.resources,
+            &self.registry,
+        )?;
         self.snapshot.store(Arc::new(snapshot));
         self.accepted = candidate;
         Ok(())
@@ -300,4 +297,29 @@ impl XdsClient {
         }
         out
     }
+}
+
+/// Applies one response of type `t` to a copy of the `accepted` resources, drops
+/// the routes and endpoints nothing subscribes to any more, and compiles the
+/// result: the resources and snapshot to keep, or why the response is rejected
+/// (the accepted resources stay in force). Pure apart from the registry.
+pub(crate) fn apply_response(
+    accepted: &Resources,
+    t: &'static str,
+    version: &str,
+    resources: &[Any],
+    registry: &EndpointRegistry,
+) -> Result<(Resources, Snapshot), compile::CompileError> {
+    let mut candidate = accepted.clone();
+    decode::apply(&mut candidate, t, resources)?;
+    candidate.versions.insert(t, version.to_owned());
+    let subs = candidate.subscriptions()?;
+    candidate
+        .routes
+        .retain(|name, _| subs.routes.contains(name));
+    candidate
+        .endpoints
+        .retain(|name, _| subs.endpoints.contains(name));
+    let snapshot = compile::compile(&candidate, registry)?;
+    Ok((candidate, snapshot))
 }

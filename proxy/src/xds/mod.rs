@@ -8,6 +8,7 @@ mod node;
 mod status;
 
 pub use backoff::Backoff;
+pub(crate) use client::apply_response;
 pub use client::XdsClient;
 pub use node::node;
 pub use status::{TypeStatus, XdsStatus};
