@@ -53,6 +53,10 @@ pub struct StatArgs {
     /// The control plane's API address.
     #[arg(long, env = "REMORA_API_ADDR", default_value_t = DEFAULT_API_ADDR)]
     pub api: SocketAddr,
+    /// A file holding an admin token (remora token create --admin), for an API
+    /// that needs one (off loopback, or --api-token-required).
+    #[arg(long, value_name = "FILE", env = "REMORA_API_TOKEN_FILE")]
+    pub token_file: Option<PathBuf>,
     /// The window the figures cover: e.g. 10s, 1m (at most 10m).
     #[arg(long, default_value = "30s", value_parser = parse_duration)]
     pub window: std::time::Duration,

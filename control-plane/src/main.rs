@@ -82,10 +82,19 @@ async fn stat(args: StatArgs) -> anyhow::Result<ExitCode> {
         namespace: args.namespace.clone(),
         service: args.service.clone(),
     };
+    let token = match &args.token_file {
+        None => None,
+        Some(path) => Some(
+            std::fs::read_to_string(path)
+                .map_err(|e| anyhow::anyhow!("--token-file {}: {e}", path.display()))?
+                .trim()
+                .to_owned(),
+        ),
+    };
     let interrupted = remora_control::signal::terminate();
     tokio::pin!(interrupted);
     loop {
-        let view = fetch(args.api, &filter, args.window).await?;
+        let view = fetch(args.api, token.as_deref(), &filter, args.window).await?;
         match (args.output, args.watch) {
             (Output::Table, false) => print!("{}", table::render(&view)),
             (Output::Json, false) => println!("{}", serde_json::to_string_pretty(&view)?),

@@ -4,8 +4,9 @@
 //! gives its descriptor back.
 //!
 //! Cheap on the request path: a read or write sets a flag in the connection's
-//! own wrapper, a request bumps a per-connection counter, and the timer is reset
-//! once per timeout period, not per byte.
+//! own wrapper, a request bumps a per-connection counter, the timer is polled
+//! only when a read would wait, and it is reset once per timeout period, not per
+//! byte.
 
 use std::future::Future;
 use std::io;
@@ -87,16 +88,25 @@ impl<T: AsyncRead + Unpin> AsyncRead for IdleTimeout<T> {
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
         let this = self.get_mut();
-        if this.expired || this.poll_expired(cx) {
-            tracing::debug!(timeout = ?this.timeout, "idle connection closed");
+        if this.expired {
             return Poll::Ready(Ok(()));
         }
         let before = buf.filled().len();
-        let polled = Pin::new(&mut this.io).poll_read(cx, buf);
-        if buf.filled().len() > before {
-            this.touched = true;
+        match Pin::new(&mut this.io).poll_read(cx, buf) {
+            // The timer is looked at only when there is nothing to read, so a
+            // busy connection never touches it.
+            Poll::Pending if this.poll_expired(cx) => {
+                tracing::debug!(timeout = ?this.timeout, "idle connection closed");
+                Poll::Ready(Ok(()))
+            }
+            Poll::Pending => Poll::Pending,
+            ready => {
+                if buf.filled().len() > before {
+                    this.touched = true;
+                }
+                ready
+            }
         }
-        polled
     }
 }
 

@@ -293,4 +293,29 @@ async fn the_api_needs_an_admin_token_when_told_to() {
     .unwrap();
     let reply = http::send(cp.api_addr, bearer(admin.trim())).await.unwrap();
     assert_eq!(reply.status, 200, "{}", reply.text());
+
+    // The CLI: refused with the server's reason without a token, served with one.
+    let stat = |token: Option<&std::path::Path>| {
+        let mut c = std::process::Command::new(remora_tests::harness::bin_path("remora").unwrap());
+        c.args(["stat", "-o", "json", "--api", &cp.api_addr.to_string()]);
+        if let Some(t) = token {
+            c.arg("--token-file").arg(t);
+        }
+        c.output().unwrap()
+    };
+    let refused = stat(None);
+    assert!(!refused.status.success());
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        stderr.contains("401") && stderr.contains("--admin"),
+        "{stderr}"
+    );
+    let file = root.path().join("admin.token");
+    std::fs::write(&file, &admin).unwrap();
+    let served = stat(Some(&file));
+    assert!(
+        served.status.success(),
+        "{}",
+        String::from_utf8_lossy(&served.stderr)
+    );
 }

@@ -38,17 +38,24 @@ pub enum FetchError {
 
 const TIMEOUT: Duration = Duration::from_secs(5);
 
+/// `token`: an admin token, for an API that needs one.
 pub async fn fetch(
     api: SocketAddr,
+    token: Option<&str>,
     filter: &Filter,
     window: Duration,
 ) -> Result<StatView, FetchError> {
-    tokio::time::timeout(TIMEOUT, get(api, filter, window))
+    tokio::time::timeout(TIMEOUT, get(api, token, filter, window))
         .await
         .map_err(|_| FetchError::Timeout { api })?
 }
 
-async fn get(api: SocketAddr, filter: &Filter, window: Duration) -> Result<StatView, FetchError> {
+async fn get(
+    api: SocketAddr,
+    token: Option<&str>,
+    filter: &Filter,
+    window: Duration,
+) -> Result<StatView, FetchError> {
     let mut query = format!("window={}s", window.as_secs().max(1));
     for (k, v) in [
         ("namespace", &filter.namespace),
@@ -66,8 +73,12 @@ async fn get(api: SocketAddr, filter: &Filter, window: Duration) -> Result<StatV
         .await
         .map_err(http)?;
     tokio::spawn(connection);
-    let request = http::Request::get(format!("/api/v1/stat?{query}"))
-        .header(http::header::HOST, api.to_string())
+    let mut request = http::Request::get(format!("/api/v1/stat?{query}"))
+        .header(http::header::HOST, api.to_string());
+    if let Some(token) = token {
+        request = request.header(http::header::AUTHORIZATION, format!("Bearer {token}"));
+    }
+    let request = request
         .body(Empty::<Bytes>::new())
         .map_err(|e| FetchError::Status {
             api,

@@ -153,3 +153,50 @@ impl TranslationCache {
         resources
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::source::parse;
+    use crate::validate::validate;
+
+    const TWO_SERVICES: &str = "apiVersion: v1\nkind: Service\nmetadata: {name: web}\n\
+        spec:\n  ports: [{port: 80}]\n---\napiVersion: v1\nkind: Service\n\
+        metadata: {name: orders}\nspec:\n  ports: [{port: 80}]\n";
+
+    #[test]
+    fn a_proxy_reads_its_own_inbound_listener_and_no_other() {
+        let outcome = validate(&parse("s.yaml", TWO_SERVICES).documents);
+        assert!(outcome.problems.is_empty(), "{:?}", outcome.problems);
+        let snapshot = Snapshot {
+            store: Arc::new(outcome.store),
+            generation: 1,
+            ..Default::default()
+        };
+        let cache = TranslationCache::new("cluster.local");
+        let inbound = |service: Option<&str>| -> Vec<String> {
+            let r = cache.resources_for(&snapshot, "default", service);
+            r.listeners
+                .keys()
+                .filter(|n| n.starts_with(INBOUND_PREFIX))
+                .cloned()
+                .collect()
+        };
+        assert_eq!(
+            inbound(Some("web")),
+            ["inbound|web.default.svc.cluster.local"]
+        );
+        assert_eq!(
+            inbound(Some("orders")),
+            ["inbound|orders.default.svc.cluster.local"]
+        );
+        assert!(inbound(None).is_empty());
+        // A name that is no Service gets nothing, and costs no cache entry.
+        assert!(inbound(Some("made-up")).is_empty());
+        // The outbound config is the same for all of them.
+        let web = cache.resources_for(&snapshot, "default", Some("web"));
+        let none = cache.resources_for(&snapshot, "default", None);
+        assert_eq!(web.clusters, none.clusters);
+        assert_eq!(web.routes, none.routes);
+    }
+}
