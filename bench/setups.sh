@@ -24,10 +24,11 @@ setup_direct() {
     wait_http_200 "http://$TARGET/" 10 "$APP_LOG" "$TARGET_HOST" "$APP_PID"
 }
 
-# write_services DIR COUNT: Service files for bench-app, bench-client and
-# COUNT - 2 more, so the control plane and the proxies hold a realistic config.
+# write_services DIR COUNT [ANNOTATIONS]: Service files for bench-app,
+# bench-client and COUNT - 2 more, so the control plane and the proxies hold a
+# realistic config. ANNOTATIONS (a YAML flow mapping) go on every Service.
 write_services() {
-    local dir=$1 count=$2 i name
+    local dir=$1 count=$2 annotations=${3:-} i name
     mkdir -p "$dir"
     for ((i = 0; i < count; i++)); do
         case $i in
@@ -35,8 +36,8 @@ write_services() {
         1) name=bench-client ;;
         *) printf -v name 'svc-%03d' "$i" ;;
         esac
-        printf 'apiVersion: v1\nkind: Service\nmetadata: {name: %s, namespace: default}\nspec: {ports: [{port: 80, appProtocol: http}]}\n' \
-            "$name" >"$dir/$name.yaml"
+        printf 'apiVersion: v1\nkind: Service\nmetadata: {name: %s, namespace: default%s}\nspec: {ports: [{port: 80, appProtocol: http}]}\n' \
+            "$name" "${annotations:+, annotations: $annotations}" >"$dir/$name.yaml"
     done
 }
 
@@ -73,9 +74,17 @@ remora_pair() {
     local server_token="" client_token=""
     # A folder of its own, so a setup can run twice in one run.
     dir=$(mktemp -d "$WORK/remora-$mode${PAIR_NAME:+-$PAIR_NAME}.XXXX")
-    write_services "$dir/config" "$SERVICES"
+    # The plaintext pair has no certificates: its control plane must be told
+    # to serve such proxies, and its Services to accept them as endpoints.
+    local plaintext=()
+    if [[ $mode == plain ]]; then
+        plaintext=(--allow-plaintext-proxies)
+        write_services "$dir/config" "$SERVICES" "{remora.io/allow-unauthenticated-endpoints: 'true'}"
+    else
+        write_services "$dir/config" "$SERVICES"
+    fi
     start_bg "$dir/control.log" "${PAIR_BIN:-$BIN}/remora" control --config-dir "$dir/config" \
-        --data-dir "$dir/data" \
+        --data-dir "$dir/data" "${plaintext[@]}" \
         --xds-addr 127.0.0.1:0 --api-addr 127.0.0.1:0 --addresses-file "$dir/control.json"
     control_pid=$LAST_PID
     wait_file "$dir/control.json" "$control_pid" "$dir/control.log"

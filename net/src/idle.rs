@@ -4,9 +4,8 @@
 //! gives its descriptor back.
 //!
 //! Cheap on the request path: a read or write sets a flag in the connection's
-//! own wrapper, a request bumps a per-connection counter, the timer is polled
-//! only when a read would wait, and it is reset once per timeout period, not per
-//! byte.
+//! own wrapper, a request bumps a per-connection counter, and the timer is
+//! polled and reset once per timeout period, not per byte or per read.
 
 use std::future::Future;
 use std::io;
@@ -50,6 +49,8 @@ pub struct IdleTimeout<T> {
     timeout: Duration,
     timer: Pin<Box<Sleep>>,
     touched: bool,
+    /// The timer has this task's waker for the current period.
+    armed: bool,
     expired: bool,
     activity: Arc<Activity>,
 }
@@ -61,23 +62,41 @@ impl<T> IdleTimeout<T> {
             timeout,
             timer: Box::pin(tokio::time::sleep(timeout)),
             touched: false,
+            armed: false,
             expired: false,
             activity,
         }
     }
 
-    /// Whether the connection has been idle for a whole period; polls the timer
-    /// so the task wakes when the period ends.
+    /// Whether the connection has been idle for a whole period. The timer is
+    /// polled (which registers this task's waker) once per period; in between, a
+    /// read that would wait only reads whether it has fired: polling a timer on
+    /// every read costs the task's cooperative budget and made busy connections
+    /// yield more often (measured: several percent of CPU per request).
     fn poll_expired(&mut self, cx: &mut Context<'_>) -> bool {
-        while self.timer.as_mut().poll(cx).is_ready() {
-            if !self.touched && self.activity.in_flight.load(Relaxed) == 0 {
-                self.expired = true;
-                return true;
-            }
-            self.touched = false;
-            self.timer.as_mut().reset(Instant::now() + self.timeout);
+        if self.armed && !self.timer.is_elapsed() {
+            return false;
         }
-        false
+        loop {
+            // Outside the budget: a timer refused for want of budget would not
+            // be registered, and an idle connection never closed.
+            let mut timer = tokio::task::unconstrained(self.timer.as_mut());
+            match Pin::new(&mut timer).poll(cx) {
+                Poll::Pending => {
+                    self.armed = true;
+                    return false;
+                }
+                Poll::Ready(()) if !self.touched && self.activity.in_flight.load(Relaxed) == 0 => {
+                    self.expired = true;
+                    return true;
+                }
+                Poll::Ready(()) => {
+                    self.touched = false;
+                    self.armed = false;
+                    self.timer.as_mut().reset(Instant::now() + self.timeout);
+                }
+            }
+        }
     }
 }
 

@@ -52,6 +52,12 @@ impl Admin {
                     )
                 } else if self.snapshot.load().is_ready() {
                     text(StatusCode::OK, "ready\n")
+                } else if let Some(error) = self.status.view().last_error {
+                    // Say why: a refused proxy otherwise looks like a slow one.
+                    let body = format!("waiting for configuration: {error}\n");
+                    let mut r = Response::new(Either::Right(Full::new(Bytes::from(body))));
+                    *r.status_mut() = StatusCode::SERVICE_UNAVAILABLE;
+                    r
                 } else {
                     text(
                         StatusCode::SERVICE_UNAVAILABLE,

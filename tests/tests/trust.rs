@@ -168,9 +168,21 @@ async fn an_impostor_never_becomes_an_endpoint_and_never_sees_a_request() {
         "{}",
         mesh.cp.logs()
     );
-    // Neither impostor got config (the control plane refused their streams).
-    for p in [&anonymous, &stolen] {
-        assert_ne!(p.admin_get("/ready").await.unwrap().status, 200);
+    // Neither impostor got config, and each says why on /ready.
+    for (p, why) in [
+        (&anonymous, "client certificate"),
+        (&stolen, "may not serve Service default/orders"),
+    ] {
+        let told = wait_for(Duration::from_secs(10), || async {
+            let ready = p.admin_get("/ready").await.unwrap();
+            ready.status == 503 && ready.text().contains(why)
+        })
+        .await;
+        assert!(
+            told.is_ok(),
+            "{}",
+            p.admin_get("/ready").await.unwrap().text()
+        );
     }
 
     // Callers know one orders endpoint, the real one, and every request gets there.

@@ -210,6 +210,51 @@ fn endpoint_state_survives_a_recompile() {
 }
 
 #[test]
+fn a_meshed_endpoint_without_identity_is_used_only_where_the_cluster_allows_it() {
+    use remora_proto::xds::envoy::config::core::v3::Metadata;
+    use remora_proto::xds::google::protobuf::{value::Kind, Struct, Value};
+    let remora = |fields: &[(&str, Kind)]| Metadata {
+        filter_metadata: [(
+            "remora".to_owned(),
+            Struct {
+                fields: fields
+                    .iter()
+                    .map(|(k, v)| {
+                        (
+                            (*k).to_owned(),
+                            Value {
+                                kind: Some(v.clone()),
+                            },
+                        )
+                    })
+                    .collect(),
+            },
+        )]
+        .into(),
+        ..Default::default()
+    };
+    let mut r = resources();
+    let mut cla = assignment("v1", "127.0.0.1", 9001);
+    cla.endpoints[0].lb_endpoints[0].metadata = Some(remora(&[
+        ("meshed", Kind::BoolValue(true)),
+        ("identity", Kind::StringValue(String::new())),
+    ]));
+    r.endpoints.insert("v1".into(), any(&cla));
+    let registry = EndpointRegistry::default();
+    let snapshot = compile(&r, &registry).unwrap();
+    assert!(snapshot.clusters["v1"].endpoints.is_empty());
+
+    let mut allowing = cluster("v1");
+    allowing.metadata = Some(remora(&[(
+        "allow_unauthenticated_endpoints",
+        Kind::BoolValue(true),
+    )]));
+    r.clusters.insert("v1".into(), any(&allowing));
+    let snapshot = compile(&r, &registry).unwrap();
+    assert_eq!(snapshot.clusters["v1"].endpoints.len(), 1);
+}
+
+#[test]
 fn an_unsupported_match_is_rejected_naming_the_resource_and_field() {
     use remora_proto::xds::envoy::r#type::matcher::v3::RegexMatcher;
     let mut r = resources();

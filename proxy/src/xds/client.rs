@@ -133,7 +133,8 @@ impl XdsClient {
                     tracing::info!(control_plane = %self.control_plane, ?delay, "xDS stream closed; reconnecting")
                 }
                 Err(error) => {
-                    tracing::warn!(control_plane = %self.control_plane, %error, ?delay, "xDS stream failed; serving the last good config")
+                    tracing::warn!(control_plane = %self.control_plane, %error, ?delay, "xDS stream failed; serving the last good config");
+                    self.status.failed(error.to_string());
                 }
             }
             tokio::time::sleep(delay).await;

@@ -26,6 +26,9 @@ pub struct XdsStatus {
 pub struct StatusInner {
     pub connected: bool,
     pub types: BTreeMap<&'static str, TypeStatus>,
+    /// Why the last stream failed (e.g. the control plane refused this proxy),
+    /// until a response is accepted.
+    pub last_error: Option<String>,
 }
 
 impl XdsStatus {
@@ -33,8 +36,13 @@ impl XdsStatus {
         self.lock().connected = connected;
     }
 
+    pub fn failed(&self, error: String) {
+        self.lock().last_error = Some(error);
+    }
+
     pub fn accepted(&self, type_url: &'static str, version: &str) {
         let mut inner = self.lock();
+        inner.last_error = None;
         let entry = inner.types.entry(type_url).or_default();
         entry.version = version.to_owned();
         entry.last_nack = None;
