@@ -126,10 +126,10 @@ fn hop_by_hop(headers: &HeaderMap) {
             "te: {te:?} is forwarded"
         );
     }
-    // The names the (first) Connection header lists are removed too.
-    if let Some(listed) = headers.get(CONNECTION).and_then(|v| v.to_str().ok()) {
-        for name in listed.split(',') {
-            if let Ok(name) = HeaderName::from_bytes(name.trim().as_bytes()) {
+    // The names every Connection header lists are removed too.
+    for listed in headers.get_all(CONNECTION) {
+        for name in listed.as_bytes().split(|b| *b == b',') {
+            if let Ok(name) = HeaderName::from_bytes(name.trim_ascii()) {
                 assert!(
                     !out.contains_key(&name),
                     "{name}, listed in Connection, is forwarded"

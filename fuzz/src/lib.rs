@@ -92,10 +92,17 @@ fn meshed_endpoints(store: &Store) -> Vec<MeshEndpoint> {
             service: s.key.clone(),
             address: SocketAddr::from(([127, 0, 0, 1], 20_000 + i as u16)),
             node_id: format!("{}-{i}", s.key.name),
+            // An identity the Service admits (endpoint authority), from the
+            // address it announces.
             identity: Some(format!(
                 "spiffe://{TRUST_DOMAIN}/ns/{}/sa/{}",
-                s.key.namespace, s.key.name
+                s.key.namespace,
+                s.authority
+                    .service_accounts
+                    .first()
+                    .unwrap_or(&s.key.name)
             )),
+            peer: Some(SocketAddr::from(([127, 0, 0, 1], 40_000))),
         })
         .collect();
     endpoints.sort();

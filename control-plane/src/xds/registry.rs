@@ -13,6 +13,7 @@ use tokio::sync::watch;
 use super::refusals::Refusals;
 use super::snapshot::{self, Snapshot};
 use super::XdsPeer;
+use crate::escape::escape_control;
 use crate::resources::{ObjectKey, DEFAULT_NAMESPACE};
 use crate::translate::{MeshEndpoint, ResourceType};
 
@@ -51,7 +52,7 @@ impl ProxyIdentity {
         let inbound_address = field("inbound_address").and_then(|a| match a.parse() {
             Ok(addr) => Some(addr),
             Err(_) => {
-                tracing::warn!(node_id = %node_id, inbound_address = %a, "node metadata inbound_address is not ip:port; the proxy is not registered as an endpoint");
+                tracing::warn!(node_id = %escape_control(&node_id), inbound_address = %escape_control(&a), "node metadata inbound_address is not ip:port; the proxy is not registered as an endpoint");
                 None
             }
         });

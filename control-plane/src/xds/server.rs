@@ -197,7 +197,7 @@ impl Inner {
             format!("{}-{stream_id}", self.nonce_prefix),
         );
         if hold_until.is_some() {
-            tracing::info!(node_id = %node_id, "proxy reconnected during the grace period: its endpoints stay as they are until the other proxies are back");
+            tracing::info!(node_id = %escape(&node_id), "proxy reconnected during the grace period: its endpoints stay as they are until the other proxies are back");
             state.hold_endpoints();
         }
 
@@ -250,7 +250,7 @@ impl Inner {
                     Ok(Some(req)) => Event::Request(Box::new(req)),
                     Ok(None) => Event::Closed,
                     Err(status) => {
-                        tracing::debug!(node_id = %node_id, %status, "ADS stream error");
+                        tracing::debug!(node_id = %escape(&node_id), %status, "ADS stream error");
                         Event::Closed
                     }
                 },
@@ -265,7 +265,7 @@ impl Inner {
                 break;
             }
         }
-        tracing::info!(node_id = %node_id, "proxy disconnected");
+        tracing::info!(node_id = %escape(&node_id), "proxy disconnected");
     }
 }
 

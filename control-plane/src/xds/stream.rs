@@ -22,6 +22,7 @@ use remora_proto::xds::envoy::service::discovery::v3::{DiscoveryRequest, Discove
 use super::registry::{Nack, TypeStatus};
 use super::subscription::{Sent, Subscription, TypeState};
 use super::version;
+use crate::escape::escape_control as escape;
 use crate::translate::{ResourceMap, ResourceType, Resources};
 
 #[derive(Debug)]
@@ -72,7 +73,7 @@ impl StreamState {
     ) -> Vec<DiscoveryResponse> {
         let node_id = self.node_id.as_str();
         let Some(t) = ResourceType::from_type_url(&req.type_url) else {
-            tracing::warn!(node_id, type_url = %req.type_url, "request for an unknown resource type ignored");
+            tracing::warn!(node_id = %escape(node_id), type_url = %escape(&req.type_url), "request for an unknown resource type ignored");
             return Vec::new();
         };
         let subscription = Subscription::from_request(t, &req.resource_names);
@@ -88,12 +89,12 @@ impl StreamState {
                 .as_ref()
                 .filter(|s| s.nonce == req.response_nonce)
             else {
-                tracing::debug!(node_id, type_url = %req.type_url, nonce = %req.response_nonce, "stale nonce ignored");
+                tracing::debug!(node_id = %escape(node_id), type_url = %escape(&req.type_url), nonce = %escape(&req.response_nonce), "stale nonce ignored");
                 return Vec::new();
             };
             match &req.error_detail {
                 Some(error) => {
-                    tracing::warn!(node_id, type_url = %req.type_url, version = %sent.version, nonce = %sent.nonce, error = %error.message, "proxy rejected config (NACK)");
+                    tracing::warn!(node_id = %escape(node_id), type_url = %req.type_url, version = %sent.version, nonce = %sent.nonce, error = %escape(&error.message), "proxy rejected config (NACK)");
                     state.last_nack = Some(Nack {
                         version: sent.version.clone(),
                         nonce: sent.nonce.clone(),
@@ -101,7 +102,7 @@ impl StreamState {
                     });
                 }
                 None => {
-                    tracing::debug!(node_id, type_url = %req.type_url, version = %sent.version, "ACK");
+                    tracing::debug!(node_id = %escape(node_id), type_url = %req.type_url, version = %sent.version, "ACK");
                     state.acked = Some(sent.version.clone());
                     state.last_nack = None;
                 }
@@ -169,7 +170,7 @@ impl StreamState {
         let version = version::of(&resources);
         let nonce = format!("{}-{}", self.nonce_prefix, self.next_nonce);
         self.next_nonce += 1;
-        tracing::debug!(node_id = %self.node_id, type_url = t.type_url(), %version, %nonce, count = resources.len(), "sending");
+        tracing::debug!(node_id = %escape(&self.node_id), type_url = t.type_url(), %version, %nonce, count = resources.len(), "sending");
         let response = DiscoveryResponse {
             version_info: version.clone(),
             resources: resources.values().cloned().collect(),

@@ -32,17 +32,32 @@ impl Ring {
     /// in all are asked for. Points are hashed from the endpoint's address, so
     /// each keeps its points whatever else changes.
     pub fn new(endpoints: &[WeightedEndpoint], minimum: Option<usize>) -> Self {
+        Self::within(endpoints, minimum, MAX_RING_SIZE)
+    }
+
+    /// At most about `max_points` points (one more per endpoint at worst).
+    fn within(endpoints: &[WeightedEndpoint], minimum: Option<usize>, max_points: usize) -> Self {
         let total: u64 = endpoints.iter().map(|e| u64::from(e.weight.max(1))).sum();
         if total == 0 {
             return Self::default();
         }
         let per_weight = match minimum {
-            Some(min) => (min.min(MAX_RING_SIZE) as u64).div_ceil(total).max(1),
+            Some(min) => (min.min(max_points) as u64).div_ceil(total).max(1),
             None => POINTS_PER_WEIGHT as u64,
         };
+        // A weight from xDS is any u32: at 256 points each, one huge weight
+        // would be billions of points (found reading the code while adding the
+        // fuzz targets). Past MAX_RING_SIZE, shares shrink in proportion.
+        let wanted = u128::from(per_weight) * u128::from(total);
+        let budget = max_points as u128;
         let mut points = Vec::new();
         for (i, e) in endpoints.iter().enumerate() {
-            let share = per_weight * u64::from(e.weight.max(1));
+            let weight = u128::from(e.weight.max(1));
+            let share = if wanted <= budget {
+                per_weight * weight as u64
+            } else {
+                (u128::from(per_weight) * weight * budget / wanted).max(1) as u64
+            };
             let addr = e.endpoint.addr().to_string();
             for n in 0..share {
                 points.push((hash_key(format!("{addr}_{n}").as_bytes()), i as u32));
@@ -89,6 +104,19 @@ mod tests {
                 weight: 1,
             })
             .collect()
+    }
+
+    #[tokio::test]
+    async fn a_huge_weight_is_held_to_the_ring_size() {
+        let mut e = endpoints(2);
+        e[0].weight = u32::MAX;
+        const MAX: usize = 10_000;
+        let ring = Ring::within(&e, None, MAX);
+        assert!(ring.points.len() <= MAX + e.len(), "{}", ring.points.len());
+        // The light endpoint keeps at least one point.
+        assert!(ring.points.iter().any(|(_, i)| *i == 1));
+        let ring = Ring::within(&e, Some(usize::MAX), MAX);
+        assert!(ring.points.len() <= MAX + e.len(), "{}", ring.points.len());
     }
 
     #[tokio::test]

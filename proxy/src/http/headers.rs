@@ -16,12 +16,20 @@ const HOP_BY_HOP: [HeaderName; 6] = [
 /// Removes headers that belong to one connection, including those named in
 /// `Connection`. `te: trailers` survives: gRPC needs it.
 pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
-    if let Some(listed) = headers.get(header::CONNECTION).cloned() {
-        if let Ok(listed) = listed.to_str() {
-            for name in listed.split(',') {
-                if let Ok(name) = HeaderName::from_bytes(name.trim().as_bytes()) {
-                    headers.remove(name);
-                }
+    // Every Connection header counts, and its bytes are read as they are: names
+    // listed in a second one, or beside a non-ASCII byte, are still this hop's.
+    let mut values = headers.get_all(header::CONNECTION).iter();
+    match (values.next().cloned(), values.next().is_some()) {
+        (None, _) => {}
+        (Some(only), false) => remove_listed(headers, &only),
+        (Some(_), true) => {
+            let all: Vec<_> = headers
+                .get_all(header::CONNECTION)
+                .iter()
+                .cloned()
+                .collect();
+            for listed in &all {
+                remove_listed(headers, listed);
             }
         }
     }
@@ -35,6 +43,14 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
         headers.remove(name);
     }
     headers.remove("proxy-connection");
+}
+
+fn remove_listed(headers: &mut HeaderMap, listed: &http::HeaderValue) {
+    for name in listed.as_bytes().split(|b| *b == b',') {
+        if let Ok(name) = HeaderName::from_bytes(name.trim_ascii()) {
+            headers.remove(name);
+        }
+    }
 }
 
 /// Points a request at `authority`, keeping its path and query (`/` if it had none).
@@ -99,6 +115,23 @@ mod tests {
         assert!(h.get(header::CONNECTION).is_none());
         assert!(h.get("keep-alive").is_none());
         assert_eq!(h.get(header::TE).unwrap(), "trailers");
+        assert!(h.get("x-public").is_some());
+    }
+
+    #[test]
+    fn every_connection_header_counts() {
+        let mut h = HeaderMap::new();
+        h.append(header::CONNECTION, "keep-alive".parse().unwrap());
+        h.append(header::CONNECTION, "x-second".parse().unwrap());
+        h.append(
+            header::CONNECTION,
+            http::HeaderValue::from_bytes(b"x-third, \xff").unwrap(),
+        );
+        for name in ["x-second", "x-third", "x-public"] {
+            h.insert(name, "1".parse().unwrap());
+        }
+        strip_hop_by_hop(&mut h);
+        assert!(h.get("x-second").is_none() && h.get("x-third").is_none());
         assert!(h.get("x-public").is_some());
     }
 }

@@ -12,6 +12,10 @@ pub fn parse_grpc_timeout(value: &HeaderValue) -> Option<Duration> {
         return None;
     }
     let (digits, unit) = text.split_at(text.len() - 1);
+    // Digits only (the gRPC spec): `u64::from_str` would also take a `+`.
+    if !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
     let n: u64 = digits.parse().ok()?;
     Some(match unit {
         "H" => Duration::from_secs(n.checked_mul(3600)?),
@@ -61,6 +65,7 @@ mod tests {
             Some(Duration::from_secs(3600))
         );
         assert_eq!(parse_grpc_timeout(&v("123456789m")), None, "9 digits");
+        assert_eq!(parse_grpc_timeout(&v("+5S")), None, "digits only");
         assert_eq!(parse_grpc_timeout(&v("10x")), None);
         assert_eq!(format_grpc_timeout(Duration::from_millis(100)), "100000u");
         assert_eq!(format_grpc_timeout(Duration::from_secs(1000)), "1000000m");
