@@ -51,8 +51,11 @@ async fn a_failing_endpoint_is_ejected_and_comes_back_after_it_recovers() {
 
     // It recovers: after the ejection time a probe succeeds and it is back.
     // No sleep for the ejection time: until it is up the requests go elsewhere.
+    // Up to 15 s: on a loaded machine the probe itself can be slow, and P2C then
+    // prefers the other two until that peak decays (peak-EWMA's 10 s); seen once
+    // in a full-suite run with 6 s.
     bad.set_failures(0.0, 503, tonic::Code::Unavailable);
-    let back = wait_for(Duration::from_secs(6), || async {
+    let back = wait_for(Duration::from_secs(15), || async {
         get().await.unwrap();
         bad.requests() >= before + 3
     })
