@@ -15,11 +15,6 @@ use remora_tests::harness::{bin_path, http, wait_for, ControlPlane, Proxy, Proxy
 use remora_tests::load::{Load, LoadSpec};
 use support::*;
 
-const SERVICES: &str = "apiVersion: v1\nkind: Service\nmetadata: {name: web, namespace: default}\n\
-spec:\n  ports: [{port: 80, appProtocol: http}]\n---\n\
-apiVersion: v1\nkind: Service\nmetadata: {name: orders, namespace: default}\n\
-spec:\n  ports: [{port: 80, appProtocol: http}]\n";
-
 fn request(path: &str, header: Option<(&str, String)>) -> ::http::Request<Full<Bytes>> {
     let mut b = ::http::Request::builder()
         .uri(path)
@@ -34,7 +29,7 @@ fn request(path: &str, header: Option<(&str, String)>) -> ::http::Request<Full<B
 async fn oversized_requests_are_refused_at_the_edge_and_innocent_traffic_sees_no_error() {
     let root = tempfile::tempdir().unwrap();
     let config = config_dir(root.path());
-    write_config(&config, "services.yaml", SERVICES);
+    write_config(&config, "services.yaml", WEB_AND_ORDERS);
     let cp = ControlPlane::start_secure(&config, &[]).await.unwrap();
     let (web_app, orders_app) = (TestApp::http("web"), TestApp::http("orders"));
     let web = meshed_proxy(&cp, root.path(), "web", &web_app).await;

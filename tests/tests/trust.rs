@@ -9,20 +9,11 @@ use std::time::Duration;
 
 use remora_proto::telemetry::telemetry_client::TelemetryClient;
 use remora_proto::telemetry::{Hop, HopReport};
-use remora_proto::xds::envoy::config::core::v3::Node;
 use remora_proto::xds::envoy::service::discovery::v3::aggregated_discovery_service_client::AggregatedDiscoveryServiceClient;
 use remora_proto::xds::envoy::service::discovery::v3::DiscoveryRequest;
-use remora_proto::xds::google::protobuf::{value::Kind, Struct, Value};
 use remora_tests::app::TestApp;
 use remora_tests::harness::{http, wait_for, ControlPlane, Proxy, ProxySpec};
 use support::*;
-
-/// web and orders as a user writes them: no annotation, so each is served only
-/// by the service account named like it.
-const SERVICES: &str = "apiVersion: v1\nkind: Service\nmetadata: {name: web, namespace: default}\n\
-spec:\n  ports: [{port: 80, appProtocol: http}]\n---\n\
-apiVersion: v1\nkind: Service\nmetadata: {name: orders, namespace: default}\n\
-spec:\n  ports: [{port: 80, appProtocol: http}]\n";
 
 struct Mesh {
     root: tempfile::TempDir,
@@ -36,7 +27,7 @@ struct Mesh {
 async fn secure_mesh() -> Mesh {
     let root = tempfile::tempdir().unwrap();
     let config = config_dir(root.path());
-    write_config(&config, "services.yaml", SERVICES);
+    write_config(&config, "services.yaml", WEB_AND_ORDERS);
     let cp = ControlPlane::start_secure(&config, &[]).await.unwrap();
     let (web_app, orders_app) = (TestApp::http("web"), TestApp::http("orders"));
     let web = meshed_proxy(&cp, root.path(), "web", &web_app).await;
@@ -52,23 +43,6 @@ async fn secure_mesh() -> Mesh {
         _orders: orders,
         _web_app: web_app,
         orders_app,
-    }
-}
-
-fn node(id: &str, fields: &[(&str, &str)]) -> Node {
-    let fields = fields
-        .iter()
-        .map(|(k, v)| {
-            let v = Value {
-                kind: Some(Kind::StringValue((*v).to_owned())),
-            };
-            ((*k).to_owned(), v)
-        })
-        .collect();
-    Node {
-        id: id.to_owned(),
-        metadata: Some(Struct { fields }),
-        ..Default::default()
     }
 }
 
@@ -271,7 +245,7 @@ async fn anonymous_clients_read_no_config_and_forge_no_telemetry() {
 async fn the_api_needs_an_admin_token_when_told_to() {
     let root = tempfile::tempdir().unwrap();
     let config = config_dir(root.path());
-    write_config(&config, "services.yaml", SERVICES);
+    write_config(&config, "services.yaml", WEB_AND_ORDERS);
     let cp = ControlPlane::start_secure(&config, &["--api-token-required"])
         .await
         .unwrap();

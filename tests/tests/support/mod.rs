@@ -18,6 +18,37 @@ pub fn write_config(dir: &Path, name: &str, text: &str) {
     std::fs::rename(&tmp, dir.join(name)).unwrap();
 }
 
+/// web and orders as a user writes them, without annotations: each is served only
+/// by the service account named like it (endpoint authority's default).
+pub const WEB_AND_ORDERS: &str =
+    "apiVersion: v1\nkind: Service\nmetadata: {name: web, namespace: default}\n\
+spec:\n  ports: [{port: 80, appProtocol: http}]\n---\n\
+apiVersion: v1\nkind: Service\nmetadata: {name: orders, namespace: default}\n\
+spec:\n  ports: [{port: 80, appProtocol: http}]\n";
+
+/// A node as a proxy (or a raw ADS client) announces itself: `metadata` as
+/// string fields.
+pub fn node(
+    id: &str,
+    metadata: &[(&str, &str)],
+) -> remora_proto::xds::envoy::config::core::v3::Node {
+    use remora_proto::xds::google::protobuf::{value::Kind, Struct, Value};
+    let fields = metadata
+        .iter()
+        .map(|(k, v)| {
+            let value = Value {
+                kind: Some(Kind::StringValue((*v).to_owned())),
+            };
+            ((*k).to_owned(), value)
+        })
+        .collect();
+    remora_proto::xds::envoy::config::core::v3::Node {
+        id: id.to_owned(),
+        metadata: Some(Struct { fields }),
+        ..Default::default()
+    }
+}
+
 pub fn service(name: &str, port: u16, app_protocol: &str) -> String {
     format!(
         "apiVersion: v1\nkind: Service\nmetadata: {{name: {name}, namespace: default, annotations: {{remora.io/allow-unauthenticated-endpoints: \"true\"}}}}\n\
