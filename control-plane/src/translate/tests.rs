@@ -300,6 +300,31 @@ fn endpoints_are_connected_proxies_and_static_endpoints() {
 }
 
 #[test]
+fn endpoints_the_service_does_not_admit_are_left_out() {
+    let mut wrong_identity = mesh_endpoint("orders", "127.0.0.1:7200", "impostor");
+    wrong_identity.identity = Some("spiffe://cluster.local/ns/default/sa/web".into());
+    let mut anonymous = mesh_endpoint("orders", "127.0.0.1:7201", "anonymous");
+    anonymous.identity = None;
+    let mut elsewhere = mesh_endpoint("orders", "127.0.0.1:1", "far-away");
+    elsewhere.peer = Some("10.9.9.9:40000".parse().unwrap());
+    let admitted = mesh_endpoint("orders", "127.0.0.1:7203", "orders-a");
+    let meshed = [wrong_identity, anonymous, elsewhere, admitted];
+    let r = translate(&store(), &meshed, "default", "cluster.local");
+    let cla: ClusterLoadAssignment = decode(
+        &r.endpoints,
+        "outbound|80||orders.default.svc.cluster.local",
+    );
+    assert_eq!(
+        endpoints_of(&cla),
+        [(
+            "127.0.0.1:7203".to_owned(),
+            true,
+            Some("orders-a".to_owned())
+        )]
+    );
+}
+
+#[test]
 fn a_service_without_endpoints_has_an_empty_assignment() {
     let r = translate(&store(), &[], "default", "cluster.local");
     let cla: ClusterLoadAssignment = decode(
