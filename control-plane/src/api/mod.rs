@@ -60,7 +60,11 @@ pub async fn serve(listener: TcpListener, state: ApiState, mut shutdown: watch::
             Ok((stream, peer)) => match slots.take() {
                 Some(slot) => (stream, slot),
                 None => {
-                    tracing::warn!(%peer, limit = MAX_CONNECTIONS, refused = slots.refused(), "API connection refused: at the connection limit");
+                    // A flood of refusals must not become a flood of log lines: the
+                    // 1st, 2nd, 4th, 8th... are logged, each with the count.
+                    if slots.refused().is_power_of_two() {
+                        tracing::warn!(%peer, limit = MAX_CONNECTIONS, refused = slots.refused(), "API connection refused: at the connection limit");
+                    }
                     continue;
                 }
             },

@@ -207,7 +207,11 @@ pub fn incoming(
                 () = tx.closed() => return,
             };
             let Some(slot) = slots.take() else {
-                tracing::warn!(%remote, limit = slots.max(), refused = slots.refused(), "xDS connection refused: at the connection limit");
+                // A flood of refusals must not become a flood of log lines: the
+                // 1st, 2nd, 4th, 8th... are logged, each with the count.
+                if slots.refused().is_power_of_two() {
+                    tracing::warn!(%remote, limit = slots.max(), refused = slots.refused(), "xDS connection refused: at the connection limit");
+                }
                 continue;
             };
             let _ = stream.set_nodelay(true);
