@@ -52,12 +52,12 @@ impl Admin {
                     )
                 } else if self.snapshot.load().is_ready() {
                     text(StatusCode::OK, "ready\n")
-                } else if let Some(error) = self.status.view().last_error {
+                } else if let Some(error) = self.status.last_error() {
                     // Say why: a refused proxy otherwise looks like a slow one.
-                    let body = format!("waiting for configuration: {error}\n");
-                    let mut r = Response::new(Either::Right(Full::new(Bytes::from(body))));
-                    *r.status_mut() = StatusCode::SERVICE_UNAVAILABLE;
-                    r
+                    text(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        format!("waiting for configuration: {error}\n"),
+                    )
                 } else {
                     text(
                         StatusCode::SERVICE_UNAVAILABLE,
@@ -268,10 +268,8 @@ impl crate::http::server::Handler for Admin {
     }
 }
 
-fn text(status: StatusCode, body: &'static str) -> Response<ResponseBody> {
-    let mut r = Response::new(Either::Right(Full::new(Bytes::from_static(
-        body.as_bytes(),
-    ))));
+fn text(status: StatusCode, body: impl Into<Bytes>) -> Response<ResponseBody> {
+    let mut r = Response::new(Either::Right(Full::new(body.into())));
     *r.status_mut() = status;
     r
 }

@@ -44,11 +44,20 @@ const RESERVED_DESCRIPTORS: usize = 512;
 const FALLBACK_MAX_CONNECTIONS: usize = 4096;
 
 impl Default for Limits {
+    /// The defaults without reading the process's descriptor limit (see
+    /// [`RawLimits::resolve`], which does).
     fn default() -> Self {
+        Self::for_open_files(None)
+    }
+}
+
+impl Limits {
+    /// The defaults for a process that may open `open_files` descriptors.
+    pub fn for_open_files(open_files: Option<u64>) -> Self {
         Limits {
             max_request_header_bytes: DEFAULT_MAX_REQUEST_HEADER_BYTES,
             max_request_body_bytes: None,
-            max_connections: default_max_connections(open_files_limit()),
+            max_connections: default_max_connections(open_files),
             admin_max_connections: DEFAULT_ADMIN_MAX_CONNECTIONS,
             idle_timeout: DEFAULT_IDLE_TIMEOUT,
         }
@@ -77,8 +86,10 @@ pub struct OutOfRange {
 }
 
 impl RawLimits {
+    /// The limits this bootstrap asks for, the rest sized for this process (its
+    /// descriptor limit is read once, here).
     pub fn resolve(self) -> Result<Limits, OutOfRange> {
-        let d = Limits::default();
+        let d = Limits::for_open_files(open_files_limit());
         let check = |field, value: Option<u64>, min: u64, max: u64| match value {
             Some(v) if !(min..=max).contains(&v) => Err(OutOfRange {
                 field,

@@ -40,6 +40,11 @@ impl XdsStatus {
         self.lock().last_error = Some(error);
     }
 
+    /// Why the last stream failed, until a response is accepted.
+    pub fn last_error(&self) -> Option<String> {
+        self.lock().last_error.clone()
+    }
+
     pub fn accepted(&self, type_url: &'static str, version: &str) {
         let mut inner = self.lock();
         inner.last_error = None;
