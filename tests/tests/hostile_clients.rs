@@ -27,17 +27,8 @@ fn request(path: &str, header: Option<(&str, String)>) -> ::http::Request<Full<B
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn oversized_requests_are_refused_at_the_edge_and_innocent_traffic_sees_no_error() {
-    let root = tempfile::tempdir().unwrap();
-    let config = config_dir(root.path());
-    write_config(&config, "services.yaml", WEB_AND_ORDERS);
-    let cp = ControlPlane::start_secure(&config, &[]).await.unwrap();
-    let (web_app, orders_app) = (TestApp::http("web"), TestApp::http("orders"));
-    let web = meshed_proxy(&cp, root.path(), "web", &web_app).await;
-    let _orders = meshed_proxy(&cp, root.path(), "orders", &orders_app).await;
-    wait_config(&web, Duration::from_secs(10), "orders' endpoint", |d| {
-        endpoint_count(d, "orders") == 1
-    })
-    .await;
+    let mesh = SecureMesh::start().await;
+    let (web, orders_app) = (&mesh.web, &mesh.orders_app);
 
     // Innocent callers share web's one HTTP/2 connection to orders' proxy.
     let load = Load::start(
@@ -71,6 +62,8 @@ async fn oversized_requests_are_refused_at_the_edge_and_innocent_traffic_sees_no
             .await
             .unwrap();
         assert_eq!(reply.status, 414, "{}", reply.text());
+        // Spread over the innocent load's 4 s, so its requests are in flight
+        // on the shared connection while the oversized ones arrive.
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert_eq!(refused, 40);

@@ -15,37 +15,6 @@ use remora_tests::app::TestApp;
 use remora_tests::harness::{http, wait_for, ControlPlane, Proxy, ProxySpec};
 use support::*;
 
-struct Mesh {
-    root: tempfile::TempDir,
-    cp: ControlPlane,
-    web: Proxy,
-    _orders: Proxy,
-    _web_app: TestApp,
-    orders_app: TestApp,
-}
-
-async fn secure_mesh() -> Mesh {
-    let root = tempfile::tempdir().unwrap();
-    let config = config_dir(root.path());
-    write_config(&config, "services.yaml", WEB_AND_ORDERS);
-    let cp = ControlPlane::start_secure(&config, &[]).await.unwrap();
-    let (web_app, orders_app) = (TestApp::http("web"), TestApp::http("orders"));
-    let web = meshed_proxy(&cp, root.path(), "web", &web_app).await;
-    let orders = meshed_proxy(&cp, root.path(), "orders", &orders_app).await;
-    wait_config(&web, Duration::from_secs(10), "orders' one endpoint", |d| {
-        endpoint_count(d, "orders") == 1
-    })
-    .await;
-    Mesh {
-        root,
-        cp,
-        web,
-        _orders: orders,
-        _web_app: web_app,
-        orders_app,
-    }
-}
-
 /// A raw ADS client without a certificate, as anyone on the network could run:
 /// the status of its first answer.
 async fn anonymous_ads(cp: &ControlPlane, fields: &[(&str, &str)]) -> tonic::Status {
@@ -81,7 +50,7 @@ async fn refusals(cp: &ControlPlane) -> serde_json::Value {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_impostor_never_becomes_an_endpoint_and_never_sees_a_request() {
-    let mesh = secure_mesh().await;
+    let mesh = SecureMesh::start().await;
     let dir = mesh.root.path();
 
     // 1. Our binary, no token, `service: orders`.
@@ -184,7 +153,7 @@ async fn an_impostor_never_becomes_an_endpoint_and_never_sees_a_request() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn anonymous_clients_read_no_config_and_forge_no_telemetry() {
-    let mesh = secure_mesh().await;
+    let mesh = SecureMesh::start().await;
 
     // Reading: no certificate, no config, whatever namespace it names.
     for namespace in ["default", "kube-system"] {

@@ -4,6 +4,8 @@
 //! Needs the binary: `cargo build --bins` first. The harness prints the control
 //! plane's log when a test fails.
 
+mod support;
+
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -18,10 +20,10 @@ use remora_proto::xds::envoy::service::discovery::v3::aggregated_discovery_servi
 use remora_proto::xds::envoy::service::discovery::v3::{
     DeltaDiscoveryRequest, DiscoveryRequest, DiscoveryResponse,
 };
-use remora_proto::xds::google::protobuf::{value::Kind, Struct, Value};
 use remora_proto::xds::google::rpc;
 use remora_tests::harness;
 use serde_json::Value as Json;
+use support::node;
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 
@@ -119,23 +121,6 @@ impl ControlPlane {
 
 // ---------------------------------------------------------------------------
 // A raw ADS client
-
-fn node(id: &str, metadata: &[(&str, &str)]) -> Node {
-    let fields = metadata
-        .iter()
-        .map(|(k, v)| {
-            let value = Value {
-                kind: Some(Kind::StringValue((*v).to_owned())),
-            };
-            ((*k).to_owned(), value)
-        })
-        .collect();
-    Node {
-        id: id.to_owned(),
-        metadata: Some(Struct { fields }),
-        ..Default::default()
-    }
-}
 
 /// One ADS stream, as a proxy would hold it.
 struct Proxy {

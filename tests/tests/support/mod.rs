@@ -26,6 +26,45 @@ spec:\n  ports: [{port: 80, appProtocol: http}]\n---\n\
 apiVersion: v1\nkind: Service\nmetadata: {name: orders, namespace: default}\n\
 spec:\n  ports: [{port: 80, appProtocol: http}]\n";
 
+/// web and orders (WEB_AND_ORDERS) on a control plane run as an operator runs
+/// it (client certificates required), each proxy with a token for the account
+/// named like its Service, web already knowing orders' one endpoint.
+pub struct SecureMesh {
+    pub root: tempfile::TempDir,
+    pub cp: remora_tests::harness::ControlPlane,
+    pub web: Proxy,
+    pub orders: Proxy,
+    pub web_app: remora_tests::app::TestApp,
+    pub orders_app: remora_tests::app::TestApp,
+}
+
+impl SecureMesh {
+    pub async fn start() -> SecureMesh {
+        use remora_tests::app::TestApp;
+        let root = tempfile::tempdir().unwrap();
+        let config = config_dir(root.path());
+        write_config(&config, "services.yaml", WEB_AND_ORDERS);
+        let cp = remora_tests::harness::ControlPlane::start_secure(&config, &[])
+            .await
+            .unwrap();
+        let (web_app, orders_app) = (TestApp::http("web"), TestApp::http("orders"));
+        let web = meshed_proxy(&cp, root.path(), "web", &web_app).await;
+        let orders = meshed_proxy(&cp, root.path(), "orders", &orders_app).await;
+        wait_config(&web, Duration::from_secs(10), "orders' one endpoint", |d| {
+            endpoint_count(d, "orders") == 1
+        })
+        .await;
+        SecureMesh {
+            root,
+            cp,
+            web,
+            orders,
+            web_app,
+            orders_app,
+        }
+    }
+}
+
 /// A node as a proxy (or a raw ADS client) announces itself: `metadata` as
 /// string fields.
 pub fn node(
