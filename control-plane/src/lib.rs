@@ -5,13 +5,14 @@
 //! `control` wires the pieces together and `api` shows their state.
 #![forbid(unsafe_code)]
 
-pub mod api; //       HTTP API: /api/v1/proxies, /api/v1/config, /live
+pub mod api; //       HTTP API: proxies, config, stat, refusals, the dashboard; admin tokens
 pub mod authority; // which proxies may serve a Service (endpoint authority)
 pub mod ca; //        the certificate authority: root or operator CA, SPIFFE leaves from CSRs
 pub mod check; //     `remora check`: offline validation
 pub mod cli; //       the command line (clap)
 pub mod control; //   `run_control`: bind, load, watch, serve
 pub mod demo; //      `remora demo`: a whole mesh on loopback, the split moving
+pub mod duration; //  `90s`, `30m`, `24h`, `7d`: the CLI's and the API's durations
 mod error; //         the library's error type
 pub mod escape; //    outside text made safe to print and log
 pub mod identity; //  bootstrap tokens and the Identity gRPC service (CSR -> certificate)

@@ -109,7 +109,7 @@ fn stat_query(query: &str) -> Result<(crate::traffic::Filter, std::time::Duratio
             "namespace" if !v.is_empty() => filter.namespace = Some(v.to_owned()),
             "service" if !v.is_empty() => filter.service = Some(v.to_owned()),
             "window" => {
-                window = crate::cli::parse_duration(v)?;
+                window = crate::duration::parse_duration(v)?;
                 if window.is_zero() || window.as_millis() as u64 > MAX_STAT_WINDOW_MS {
                     return Err(format!(
                         "window `{v}`: give 1s to {}m",
