@@ -1,33 +1,53 @@
 //! remora-proxy: the data-plane proxy.
 //!
-//! - [`bootstrap`]: who this proxy is and where it listens (the bootstrap file).
+//! Modules from the bottom layer up; each names only modules above it in this
+//! list's order of layers (`../shared/tools/module-cycles` checks no cycle).
+//!
+//! Shared types, no dependencies inside the crate:
+//! - [`matchers`]: header and path matchers (routes, authorization, faults).
+//! - [`grpc`]: gRPC content type and status.
+//! - [`backoff`]: jittered exponential backoff.
 //! - [`limits`]: header and body sizes, connections per listener, idle time.
+//!
+//! Security and telemetry primitives:
+//! - [`tls`]: mTLS between proxies, verified by SPIFFE identity; the certificate store.
+//! - [`telemetry`]: per-hop metrics, TCP counters, request ids, access logs,
+//!   traces, and reports to the control plane.
 //! - [`identity`]: the workload key and certificate, renewed before expiry.
-//! - [`tls`]: mTLS between proxies, verified by SPIFFE identity.
-//! - [`xds`]: the ADS client that keeps the config current and survives outages.
-//! - [`compile`]: xDS resources -> an immutable [`snapshot::Snapshot`], or rejections.
-//! - [`snapshot`]: the compiled config the request path reads (routes, clusters).
+//! - [`bootstrap`]: who this proxy is and where it listens (the bootstrap file).
+//!
+//! Policies and balancing:
+//! - [`authz`]: who may call this proxy's service (compiled RBAC).
+//! - [`resilience`]: retry policies, retry budgets, deadlines, faults, rate limits.
+//! - [`balance`]: power-of-two-choices over peak-EWMA latency, round robin, ring hash.
+//!
+//! Upstream state and config:
 //! - [`upstream`]: long-lived endpoints, their connections and balancer state.
-//! - [`resilience`]: retry policies, retry budgets and deadlines.
-//! - [`balance`]: power-of-two-choices over peak-EWMA latency.
-//! - [`authz`]: who may call this proxy's service (compiled RBAC), per request.
-//! - [`http`]: the request path: server, outbound and inbound handlers.
-//! - [`telemetry`]: per-hop metrics (`/metrics`), TCP counters, request ids,
-//!   access logs, traces, and reports to the control plane.
-//! - [`admin`]: `/live`, `/ready`, `/config_dump`.
+//! - [`snapshot`]: the compiled config the request path reads (routes, clusters).
+//! - [`compile`]: xDS resources -> an immutable [`snapshot::Snapshot`], or rejections.
+//! - [`xds`]: the ADS client that keeps the config current and survives outages.
+//!
+//! The data path:
+//! - [`http`]: the HTTP request path: server, outbound and inbound handlers.
+//!
+//! On top:
+//! - [`admin`]: `/live`, `/ready`, `/config_dump`, `/metrics`.
 //! - [`run`]: wires it all together.
 #![forbid(unsafe_code)]
 
 pub mod admin;
 pub mod authz;
+pub mod backoff;
 pub mod balance;
 pub mod bootstrap;
 pub mod compile;
 #[doc(hidden)]
 pub mod fuzzing; // entry points for the fuzz targets in fuzz/ (not an API)
+pub mod grpc;
 pub mod http;
 pub mod identity;
 pub mod limits;
+pub mod matchers;
 pub mod resilience;
 pub mod run;
 pub mod snapshot;

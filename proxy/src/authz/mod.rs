@@ -12,7 +12,7 @@ use std::sync::Arc;
 
 use http::{HeaderMap, Method};
 
-use crate::snapshot::HeaderMatch;
+use crate::matchers::HeaderMatch;
 
 /// The caller and request an authorization decision is about.
 pub struct Request<'a> {

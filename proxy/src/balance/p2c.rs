@@ -6,7 +6,7 @@
 
 use tokio::time::Instant;
 
-use crate::upstream::WeightedEndpoint;
+use super::Candidate;
 
 /// What "cheaper" means.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -18,7 +18,7 @@ pub enum Cost {
 }
 
 /// Picks an endpoint, or `None` when there is none.
-pub fn pick(endpoints: &[WeightedEndpoint], by: Cost) -> Option<&WeightedEndpoint> {
+pub fn pick<E: Candidate>(endpoints: &[E], by: Cost) -> Option<&E> {
     let cheaper = |a, b| cheaper(a, b, by);
     match endpoints.len() {
         0 => None,
@@ -32,7 +32,7 @@ pub fn pick(endpoints: &[WeightedEndpoint], by: Cost) -> Option<&WeightedEndpoin
             }
             let (ea, eb) = (&endpoints[a], &endpoints[b]);
             let now = Instant::now();
-            let available = |e: &WeightedEndpoint| !e.endpoint.outlier().is_ejected(now);
+            let available = |e: &E| !e.is_ejected(now);
             Some(match (available(ea), available(eb)) {
                 (true, true) => cheaper(ea, eb),
                 (true, false) => ea,
@@ -48,7 +48,7 @@ pub fn pick(endpoints: &[WeightedEndpoint], by: Cost) -> Option<&WeightedEndpoin
     }
 }
 
-fn cheaper<'a>(a: &'a WeightedEndpoint, b: &'a WeightedEndpoint, by: Cost) -> &'a WeightedEndpoint {
+fn cheaper<'a, E: Candidate>(a: &'a E, b: &'a E, by: Cost) -> &'a E {
     if cost(a, by) <= cost(b, by) {
         a
     } else {
@@ -56,19 +56,19 @@ fn cheaper<'a>(a: &'a WeightedEndpoint, b: &'a WeightedEndpoint, by: Cost) -> &'
     }
 }
 
-fn cost(e: &WeightedEndpoint, by: Cost) -> f64 {
-    let requests = e.endpoint.in_flight() as f64 + 1.0;
+fn cost<E: Candidate>(e: &E, by: Cost) -> f64 {
+    let requests = f64::from(e.in_flight()) + 1.0;
     let load = match by {
-        Cost::PeakEwma => e.endpoint.ewma().get() * requests,
+        Cost::PeakEwma => e.latency_estimate() * requests,
         Cost::Requests => requests,
     };
-    load / f64::from(e.weight.max(1))
+    load / f64::from(e.weight().max(1))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::upstream::{Endpoint, Transport};
+    use crate::upstream::{Endpoint, Transport, WeightedEndpoint};
     use std::sync::Arc;
     use std::time::Duration;
 
@@ -111,7 +111,7 @@ mod tests {
 
     #[test]
     fn empty_and_single() {
-        assert!(pick(&[], Cost::PeakEwma).is_none());
+        assert!(pick::<WeightedEndpoint>(&[], Cost::PeakEwma).is_none());
         let one = vec![endpoint(9)];
         assert_eq!(
             pick(&one, Cost::Requests).unwrap().endpoint.addr().port(),

@@ -4,7 +4,7 @@
 
 use std::hash::{Hash, Hasher};
 
-use crate::upstream::WeightedEndpoint;
+use super::Candidate;
 
 /// Points per unit of weight. A fixed count keeps every endpoint's points where
 /// they are when endpoints come and go, so only the keys that land on a new
@@ -31,13 +31,13 @@ impl Ring {
     /// `POINTS_PER_WEIGHT` points per unit of weight, more when `minimum` points
     /// in all are asked for. Points are hashed from the endpoint's address, so
     /// each keeps its points whatever else changes.
-    pub fn new(endpoints: &[WeightedEndpoint], minimum: Option<usize>) -> Self {
+    pub fn new<E: Candidate>(endpoints: &[E], minimum: Option<usize>) -> Self {
         Self::within(endpoints, minimum, MAX_RING_SIZE)
     }
 
     /// At most about `max_points` points (one more per endpoint at worst).
-    fn within(endpoints: &[WeightedEndpoint], minimum: Option<usize>, max_points: usize) -> Self {
-        let total: u64 = endpoints.iter().map(|e| u64::from(e.weight.max(1))).sum();
+    fn within<E: Candidate>(endpoints: &[E], minimum: Option<usize>, max_points: usize) -> Self {
+        let total: u64 = endpoints.iter().map(|e| u64::from(e.weight().max(1))).sum();
         if total == 0 {
             return Self::default();
         }
@@ -52,13 +52,13 @@ impl Ring {
         let budget = max_points as u128;
         let mut points = Vec::new();
         for (i, e) in endpoints.iter().enumerate() {
-            let weight = u128::from(e.weight.max(1));
+            let weight = u128::from(e.weight().max(1));
             let share = if wanted <= budget {
                 per_weight * weight as u64
             } else {
                 (u128::from(per_weight) * weight * budget / wanted).max(1) as u64
             };
-            let addr = e.endpoint.addr().to_string();
+            let addr = e.addr().to_string();
             for n in 0..share {
                 points.push((hash_key(format!("{addr}_{n}").as_bytes()), i as u32));
             }
@@ -69,11 +69,7 @@ impl Ring {
 
     /// The endpoint for `hash`: the owner of the first point at or after it,
     /// passing over ejected endpoints while others remain.
-    pub fn pick<'a>(
-        &self,
-        endpoints: &'a [WeightedEndpoint],
-        hash: u64,
-    ) -> Option<&'a WeightedEndpoint> {
+    pub fn pick<'a, E: Candidate>(&self, endpoints: &'a [E], hash: u64) -> Option<&'a E> {
         if self.points.is_empty() {
             return None;
         }
@@ -92,7 +88,7 @@ mod tests {
     use std::sync::Arc;
 
     use super::*;
-    use crate::upstream::{Endpoint, Transport};
+    use crate::upstream::{Endpoint, Transport, WeightedEndpoint};
 
     fn endpoints(n: u16) -> Vec<WeightedEndpoint> {
         (1..=n)

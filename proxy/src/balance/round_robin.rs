@@ -3,7 +3,7 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use crate::upstream::WeightedEndpoint;
+use super::Candidate;
 
 #[derive(Debug, Default)]
 pub struct RoundRobin {
@@ -12,12 +12,12 @@ pub struct RoundRobin {
 }
 
 impl RoundRobin {
-    pub fn new(endpoints: &[WeightedEndpoint]) -> Self {
+    pub fn new<E: Candidate>(endpoints: &[E]) -> Self {
         let mut total = 0;
         let cumulative = endpoints
             .iter()
             .map(|e| {
-                total += u64::from(e.weight.max(1));
+                total += u64::from(e.weight().max(1));
                 total
             })
             .collect();
@@ -25,11 +25,7 @@ impl RoundRobin {
     }
 
     /// The next endpoint in turn, passing over ejected ones while others remain.
-    pub fn pick<'a>(
-        &self,
-        endpoints: &'a [WeightedEndpoint],
-        next: &AtomicU64,
-    ) -> Option<&'a WeightedEndpoint> {
+    pub fn pick<'a, E: Candidate>(&self, endpoints: &'a [E], next: &AtomicU64) -> Option<&'a E> {
         let total = *self.cumulative.last()?;
         super::first_available((0..endpoints.len()).map(|_| {
             let turn = next.fetch_add(1, Ordering::Relaxed) % total;
@@ -43,7 +39,7 @@ mod tests {
     use std::sync::Arc;
 
     use super::*;
-    use crate::upstream::{Endpoint, Transport};
+    use crate::upstream::{Endpoint, Transport, WeightedEndpoint};
 
     #[tokio::test]
     async fn turns_follow_the_weights() {

@@ -18,7 +18,6 @@ use tokio::time::{timeout_at, Instant};
 use super::outbound::{send_to, shape, upstream_failure};
 use super::reply::{local, timed_out, TimeoutKind};
 use super::{is_grpc, ResponseBody};
-use crate::balance;
 use crate::balance::hash_key as hash_key_bytes;
 use crate::resilience::deadline::{format_grpc_timeout, parse_grpc_timeout};
 use crate::resilience::retry::REPLAY_LIMIT;
@@ -219,7 +218,7 @@ async fn attempts(
                 return response;
             }
             Ok(Ok(response)) => Failure::Response(response),
-            Ok(Err(error)) if retry.retries_error(&error) => Failure::Error(error),
+            Ok(Err(error)) if retry.retries_error(error.is_connect()) => Failure::Error(error),
             Ok(Err(error)) => return upstream_failure(&error),
             Err(_) => match deadline {
                 // The request's own deadline came first: no more attempts.
@@ -283,7 +282,7 @@ async fn attempt(
     deadline: Option<Instant>,
     hash: Option<u64>,
 ) -> Result<Response<ResponseBody>, UpstreamError> {
-    let Some(chosen) = balance::pick(cluster, hash) else {
+    let Some(chosen) = cluster.pick(hash) else {
         return Ok(local(StatusCode::SERVICE_UNAVAILABLE, "no endpoints"));
     };
     let endpoint = &chosen.endpoint;

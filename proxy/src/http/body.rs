@@ -11,10 +11,22 @@ use http_body_util::{Either, Full};
 use hyper::body::Incoming;
 use tokio::time::Sleep;
 
-use crate::telemetry::Finish;
+use crate::telemetry::{Finish, FinishOnEnd};
 use crate::upstream::{ActiveRequest, InFlight};
 
 pub type ResponseBody = Either<Tracked, Full<Bytes>>;
+
+impl FinishOnEnd for ResponseBody {
+    fn finish_on_end(&mut self, finish: Finish) {
+        match self {
+            Either::Left(body) => body.finish_on_end(finish),
+            Either::Right(full) => {
+                let sent = Body::size_hint(full).exact().unwrap_or(0);
+                finish.done(sent);
+            }
+        }
+    }
+}
 
 /// An upstream body that keeps its request counted as in flight until the body is
 /// finished or dropped, so long streams weigh on the balancer as they should.

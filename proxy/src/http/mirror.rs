@@ -13,7 +13,6 @@ use http::Request;
 use http_body_util::BodyExt;
 
 use super::outbound::{send_to, shape};
-use crate::balance;
 use crate::upstream::{Cluster, ClusterStats, Recorded, RequestBody};
 
 /// How long a mirrored request may take before it is dropped.
@@ -41,7 +40,7 @@ pub fn spawn(
     let shadow = Authority::try_from(format!("{}-shadow", authority.host()))
         .unwrap_or_else(|_| authority.clone());
     for cluster in mirrors {
-        let Some(chosen) = balance::pick(&cluster, None) else {
+        let Some(chosen) = cluster.pick(None) else {
             continue;
         };
         let endpoint = chosen.endpoint.clone();

@@ -29,14 +29,4 @@ pub const CLIENT_ID: http::HeaderName = http::HeaderName::from_static("remora-cl
 /// Says why the proxy answered a request itself.
 pub const ERROR_HEADER: http::HeaderName = http::HeaderName::from_static("remora-error");
 
-/// Whether a request (or response) is gRPC, by its content type.
-pub fn is_grpc(headers: &http::HeaderMap) -> bool {
-    headers
-        .get(http::header::CONTENT_TYPE)
-        .is_some_and(|v| v.as_bytes().starts_with(b"application/grpc"))
-}
-
-/// The `grpc-status` of a trailers-only gRPC response.
-pub fn grpc_status(headers: &http::HeaderMap) -> Option<u32> {
-    headers.get("grpc-status")?.to_str().ok()?.parse().ok()
-}
+pub use crate::grpc::{grpc_status, is_grpc};

@@ -11,8 +11,8 @@ use remora_proto::identity::identity_client::IdentityClient;
 use remora_proto::identity::CertifyRequest;
 
 use super::{new_request, renew_after, CertStore, Certified, CsrError};
+use crate::backoff::Backoff;
 use crate::tls::{server_auth_config, TlsContext};
-use crate::xds::Backoff;
 
 /// Where the bootstrap token comes from. A file is read again for every request,
 /// so a token that is rotated on disk (a projected Kubernetes token) keeps working.

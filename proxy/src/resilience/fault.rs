@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use http::HeaderMap;
 
-use crate::snapshot::HeaderMatch;
+use crate::matchers::HeaderMatch;
 
 #[derive(Debug)]
 pub struct Fault {

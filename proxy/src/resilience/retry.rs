@@ -5,8 +5,7 @@ use std::time::Duration;
 
 use http::{HeaderMap, StatusCode};
 
-use crate::http::grpc_status;
-use crate::upstream::UpstreamError;
+use crate::grpc::grpc_status;
 
 /// Envoy's defaults when `retry_back_off` is absent.
 pub const DEFAULT_BACKOFF_BASE: Duration = Duration::from_millis(25);
@@ -51,9 +50,10 @@ impl RetryPolicy {
                 && grpc_status(headers).is_some_and(|c| c < 32 && self.grpc_codes & (1 << c) != 0))
     }
 
-    /// Whether a failure to get a response is retried.
-    pub fn retries_error(&self, error: &UpstreamError) -> bool {
-        if error.is_connect() {
+    /// Whether a failure to get a response is retried: `nothing_sent` when the
+    /// request never reached the upstream (a connect or handshake failure).
+    pub fn retries_error(&self, nothing_sent: bool) -> bool {
+        if nothing_sent {
             self.on.connect_failure || self.on.server_error || self.on.gateway_error
         } else {
             self.on.reset || self.on.server_error

@@ -5,7 +5,7 @@
 //! - [`hop`]: the series of one hop (a route's backend, or the callers of the
 //!   inbound side), resolved when config compiles and kept across config changes,
 //!   so the request path only bumps atomics;
-//! - [`render`], [`exposition`]: `/metrics` in the Prometheus text format;
+//! - [`render`]: the Prometheus text format (`/metrics` is rendered by the admin side);
 //! - [`tcp`]: connections and bytes, counted on every socket;
 //! - [`request_id`]: `x-request-id`, made where a request enters the mesh;
 //! - [`access_log`]: one JSON line per request;
@@ -20,7 +20,6 @@
 //! identities, never from request paths or hosts, so cardinality stays bounded.
 
 pub mod access_log;
-pub mod exposition;
 pub mod histogram;
 pub mod hop;
 pub mod render;
@@ -197,7 +196,7 @@ impl RequestMeta {
             backend: backend.to_owned(),
             endpoint: learned.endpoint.map(|e| e.to_string()).unwrap_or_default(),
             status: response.status().as_u16(),
-            grpc_status: crate::http::grpc_status(response.headers()),
+            grpc_status: crate::grpc::grpc_status(response.headers()),
             peer_identity: peer_identity.to_owned(),
             retries: learned.retries,
             flags,
@@ -205,6 +204,14 @@ impl RequestMeta {
             bytes_sent: 0,
         }
     }
+}
+
+/// A response body that can carry a [`Finish`] to its end. The request path's
+/// body implements it; telemetry does not need to know that body.
+pub trait FinishOnEnd {
+    /// Keeps `finish` until the body ends, or does it now when the body is a
+    /// reply the proxy made itself (its size known).
+    fn finish_on_end(&mut self, finish: Finish);
 }
 
 /// What is done when a response ends: its access log line written and its
@@ -217,18 +224,6 @@ pub struct Finish {
 }
 
 impl Finish {
-    /// Attaches itself to the response body (done when it ends), or is done
-    /// now for a reply the proxy made itself.
-    fn attach(self, response: &mut http::Response<crate::http::ResponseBody>) {
-        match response.body_mut() {
-            http_body_util::Either::Left(body) => body.finish_on_end(self),
-            http_body_util::Either::Right(full) => {
-                let sent = http_body::Body::size_hint(full).exact().unwrap_or(0);
-                self.done(sent);
-            }
-        }
-    }
-
     pub fn done(self, bytes_sent: u64) {
         let mut entry = self.entry;
         entry.bytes_sent = bytes_sent;
@@ -263,10 +258,10 @@ pub fn arrive(metrics: &Metrics, req: &mut http::Request<hyper::body::Incoming>)
 impl Arrival {
     /// Attaches the line and span to the response body (finished when it
     /// ends), or finishes them now for a reply the proxy made itself.
-    pub fn finish(
+    pub fn finish<B: FinishOnEnd>(
         self,
         metrics: &Metrics,
-        response: &mut http::Response<crate::http::ResponseBody>,
+        response: &mut http::Response<B>,
         hop: Hop<'_>,
         elapsed: Duration,
         learned: &Learned,
@@ -282,6 +277,6 @@ impl Arrival {
             log: metrics.access_log.clone(),
             span,
         };
-        finish.attach(response);
+        response.body_mut().finish_on_end(finish);
     }
 }

@@ -8,6 +8,7 @@
 
 mod channel;
 mod identity;
+mod store;
 mod verify;
 
 use std::sync::Arc;
@@ -21,9 +22,8 @@ use rustls::{ClientConfig, RootCertStore, ServerConfig};
 
 pub use channel::connect;
 pub use identity::{peer_identity, spiffe_id};
+pub use store::{CertStore, Certified};
 pub use verify::SpiffeServerVerifier;
-
-use crate::identity::{CertStore, Certified};
 
 #[derive(Debug, thiserror::Error)]
 pub enum TlsError {

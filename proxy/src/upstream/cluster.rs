@@ -4,7 +4,7 @@ use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::Arc;
 
 use super::{Endpoint, OutlierConfig};
-use crate::balance::Balancer;
+use crate::balance::{Balancer, Candidate};
 use crate::resilience::fault::Fault;
 use crate::resilience::{BudgetConfig, RetryBudget};
 
@@ -19,6 +19,28 @@ pub enum Protocol {
 pub struct WeightedEndpoint {
     pub endpoint: Arc<Endpoint>,
     pub weight: u32,
+}
+
+impl Candidate for WeightedEndpoint {
+    fn weight(&self) -> u32 {
+        self.weight
+    }
+
+    fn addr(&self) -> std::net::SocketAddr {
+        self.endpoint.addr()
+    }
+
+    fn is_ejected(&self, now: tokio::time::Instant) -> bool {
+        self.endpoint.outlier().is_ejected(now)
+    }
+
+    fn in_flight(&self) -> u32 {
+        self.endpoint.in_flight()
+    }
+
+    fn latency_estimate(&self) -> f64 {
+        self.endpoint.ewma().get()
+    }
 }
 
 #[derive(Debug)]
@@ -41,6 +63,15 @@ pub struct Cluster {
     pub fault: Option<Arc<Fault>>,
     /// What outlives this snapshot: the budget's window and the counters.
     pub state: Arc<ClusterState>,
+}
+
+impl Cluster {
+    /// The endpoint an attempt goes to; `hash` is the request's key for
+    /// consistent hashing.
+    pub fn pick(&self, hash: Option<u64>) -> Option<&WeightedEndpoint> {
+        self.balancer
+            .pick(&self.endpoints, hash, &self.state.round_robin)
+    }
 }
 
 /// Envoy's circuit-breaker thresholds. Remora does not queue requests: one over

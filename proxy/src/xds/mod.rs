@@ -1,13 +1,12 @@
 //! The xDS client: an ADS stream to the control plane that keeps the last good
 //! snapshot published while the control plane is away.
 
-mod backoff;
 mod client;
 mod decode;
 mod node;
 mod status;
 
-pub use backoff::Backoff;
+pub use crate::backoff::Backoff;
 pub(crate) use client::apply_response;
 pub use client::XdsClient;
 pub use node::node;

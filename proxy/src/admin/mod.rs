@@ -1,5 +1,7 @@
 //! The admin listener: liveness, readiness and a dump of the active config.
 
+mod metrics;
+
 use std::sync::Arc;
 
 use arc_swap::ArcSwap;
@@ -113,14 +115,13 @@ impl Admin {
             }
             (&Method::GET, "/metrics") => {
                 let snapshot = self.snapshot.load();
-                let body =
-                    crate::telemetry::exposition::render(&crate::telemetry::exposition::Sources {
-                        metrics: &self.metrics,
-                        snapshot: &snapshot,
-                        inbound: &self.inbound,
-                        xds: &self.status,
-                        certificate: self.certificate.as_ref(),
-                    });
+                let body = metrics::render(&metrics::Sources {
+                    metrics: &self.metrics,
+                    snapshot: &snapshot,
+                    inbound: &self.inbound,
+                    xds: &self.status,
+                    certificate: self.certificate.as_ref(),
+                });
                 let mut r = text(StatusCode::OK, "");
                 *r.body_mut() = Either::Right(Full::new(Bytes::from(body)));
                 r.headers_mut().insert(

@@ -6,11 +6,11 @@ use std::sync::atomic::AtomicU64;
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::UNIX_EPOCH;
 
-use super::render::{header, hops, labels, sample};
-use super::Metrics;
 use crate::http::InboundStats;
 use crate::identity::CertStore;
 use crate::snapshot::Snapshot;
+use crate::telemetry::render::{header, hops, labels, sample};
+use crate::telemetry::Metrics;
 use crate::xds::XdsStatus;
 
 pub struct Sources<'a> {
@@ -252,7 +252,7 @@ fn xds(out: &mut String, status: &XdsStatus) {
     }
 }
 
-fn traces(out: &mut String, s: &super::trace::TraceStats) {
+fn traces(out: &mut String, s: &crate::telemetry::trace::TraceStats) {
     header(
         out,
         "remora_trace_spans_exported_total",
@@ -282,7 +282,7 @@ fn traces(out: &mut String, s: &super::trace::TraceStats) {
 
 /// Connections and bytes by direction and peer (`src`: accepted, `dst`: opened).
 fn tcp(out: &mut String) {
-    use super::tcp::{TcpCounters, TCP};
+    use crate::telemetry::tcp::{TcpCounters, TCP};
     type Pick = fn(&TcpCounters) -> u64;
     let families: [(&str, &str, &str, Pick); 6] = [
         (

@@ -1,0 +1,14 @@
+//! gRPC as seen from HTTP: whether a message is gRPC and its status, read by the
+//! request path, retry policies and telemetry alike.
+
+/// Whether a request (or response) is gRPC, by its content type.
+pub fn is_grpc(headers: &http::HeaderMap) -> bool {
+    headers
+        .get(http::header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"application/grpc"))
+}
+
+/// The `grpc-status` of a trailers-only gRPC response.
+pub fn grpc_status(headers: &http::HeaderMap) -> Option<u32> {
+    headers.get("grpc-status")?.to_str().ok()?.parse().ok()
+}
