@@ -2,6 +2,7 @@
 //! published at a time with arc-swap; a request loads it once and keeps it.
 
 use std::collections::{BTreeMap, HashMap};
+use std::net::SocketAddr;
 use std::sync::Arc;
 
 use http::{HeaderName, HeaderValue, Method};
@@ -28,6 +29,48 @@ pub struct Snapshot {
     /// How the inbound listener accepts connections and authorizes requests; until
     /// the control plane sends it, STRICT with no authorization policy.
     pub inbound: Option<InboundPolicy>,
+    /// Where a connection goes by its original destination or Service port (the
+    /// outbound listener's filter chains after the first).
+    pub destinations: Destinations,
+}
+
+/// The Service ports a connection can be for, from the outbound listener.
+#[derive(Debug, Default)]
+pub struct Destinations {
+    /// By a Service's `clusterIP:port` (transparent mode).
+    pub by_address: HashMap<SocketAddr, Arc<Destination>>,
+    /// By `name.namespace:port` (the bootstrap's `upstreams`).
+    pub by_name: HashMap<String, Arc<Destination>>,
+}
+
+impl Destinations {
+    /// `redis.default:6379`
+    pub fn key(service: &str, namespace: &str, port: u16) -> String {
+        format!("{service}.{namespace}:{port}")
+    }
+}
+
+/// One Service port and how its traffic is carried.
+#[derive(Debug)]
+pub struct Destination {
+    pub service: String,
+    pub namespace: String,
+    pub port: u16,
+    /// The `appProtocol` as declared (`redis`, `tcp`, `http`, ...), for logs.
+    pub app_protocol: String,
+    pub carry: Carry,
+}
+
+#[derive(Debug)]
+pub enum Carry {
+    /// Opaque TCP to the cluster's endpoints; closed after `idle_timeout`
+    /// without a byte either way.
+    Opaque {
+        cluster: Arc<str>,
+        idle_timeout: Duration,
+    },
+    /// Through the HTTP path, routed as a request to this authority would be.
+    Http { authority: Arc<str> },
 }
 
 /// The compiled inbound listener.
@@ -40,6 +83,16 @@ pub struct InboundPolicy {
     pub plaintext: Option<Authorization>,
     /// The Service's local rate limit, over every caller.
     pub rate_limit: Option<Limiter>,
+    /// The app ports that take opaque TCP from the mesh, and who may connect.
+    pub tcp: HashMap<u16, TcpPort>,
+}
+
+/// An app port carried as opaque TCP, as the inbound listener declares it.
+#[derive(Debug)]
+pub struct TcpPort {
+    pub mtls: Authorization,
+    /// `Some` when plaintext connections are taken too (PERMISSIVE).
+    pub plaintext: Option<Authorization>,
 }
 
 impl InboundPolicy {

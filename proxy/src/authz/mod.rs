@@ -65,6 +65,26 @@ impl Authorization {
     }
 }
 
+impl Authorization {
+    /// The same decision for an opaque TCP connection: the caller is all that is
+    /// known, so a permission about paths, methods or headers matches nothing
+    /// (the control plane already dropped such rules from ALLOW policies and such
+    /// conditions from DENY ones, so TCP is denied more, never less).
+    pub fn check_connection(&self, peer: Option<&str>) -> Result<(), Denied> {
+        let matches = |p: &Policy| {
+            p.principals.iter().any(|x| x.matches(peer))
+                && p.permissions.iter().any(Permission::matches_connection)
+        };
+        if let Some(p) = self.deny.iter().find(|p| matches(p)) {
+            return Err(Denied::By(p.name.clone()));
+        }
+        match &self.allow {
+            Some(allow) if !allow.iter().any(matches) => Err(Denied::NotAllowed),
+            _ => Ok(()),
+        }
+    }
+}
+
 /// One RBAC policy: any of its permissions and any of its principals.
 #[derive(Debug)]
 pub struct Policy {
@@ -102,6 +122,16 @@ impl Permission {
             Permission::Path(m) => m.matches(req.path),
             Permission::Method(m) => m == req.method,
             Permission::Header(h) => h.matches(req.headers),
+        }
+    }
+
+    fn matches_connection(&self) -> bool {
+        match self {
+            Permission::Any => true,
+            Permission::And(all) => all.iter().all(Permission::matches_connection),
+            Permission::Or(any) => any.iter().any(Permission::matches_connection),
+            Permission::Not(p) => !p.matches_connection(),
+            Permission::Path(_) | Permission::Method(_) | Permission::Header(_) => false,
         }
     }
 }

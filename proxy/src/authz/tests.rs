@@ -105,3 +105,43 @@ fn combinators_nest() {
     assert!(check(&a, None, "DELETE", "/orders").is_err());
     assert_eq!(check(&a, Some(OPS), "PUT", "/x/y.jsonl"), Ok(()));
 }
+
+#[test]
+fn connections_are_checked_by_caller_alone() {
+    let a = Authorization {
+        deny: vec![policy(
+            "no-ops",
+            vec![Principal::Authenticated(Some(StringMatch::Exact(OPS.into())))],
+            vec![Permission::Any],
+        )],
+        allow: Some(vec![
+            policy(
+                "web-reads",
+                vec![Principal::Authenticated(Some(StringMatch::Exact(WEB.into())))],
+                vec![Permission::Method(Method::GET)],
+            ),
+            policy(
+                "mesh",
+                vec![Principal::Authenticated(None)],
+                vec![Permission::Not(Box::new(Permission::Path(
+                    StringMatch::Exact("/admin".into()),
+                )))],
+            ),
+        ]),
+    };
+    // A DENY on the caller alone denies the connection.
+    assert_eq!(a.check_connection(Some(OPS)), Err(Denied::By("no-ops".into())));
+    // `not path` is true for a connection (it has no path): allowed.
+    assert_eq!(a.check_connection(Some(WEB)), Ok(()));
+    assert_eq!(a.check_connection(None), Err(Denied::NotAllowed));
+    let only_methods = Authorization {
+        deny: vec![],
+        allow: Some(vec![policy(
+            "web-reads",
+            vec![Principal::Any],
+            vec![Permission::Method(Method::GET)],
+        )]),
+    };
+    // An ALLOW that needs a method cannot match a connection.
+    assert_eq!(only_methods.check_connection(Some(WEB)), Err(Denied::NotAllowed));
+}

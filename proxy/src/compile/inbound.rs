@@ -2,6 +2,9 @@
 //! accept (an mTLS chain always; a plaintext one when PERMISSIVE) and the
 //! authorization each chain's RBAC filters describe.
 
+use std::collections::hash_map::Entry;
+use std::collections::HashMap;
+
 use remora_proto::prost::Message;
 use remora_proto::type_url;
 use remora_proto::xds::envoy::config::core::v3::transport_socket;
@@ -22,7 +25,7 @@ use super::route::{header_match, method_match};
 use super::CompileError;
 use crate::authz::{Authorization, Permission, Policy, Principal, StringMatch};
 use crate::resilience::rate_limit::Limiter;
-use crate::snapshot::InboundPolicy;
+use crate::snapshot::{InboundPolicy, TcpPort};
 use crate::upstream::EndpointRegistry;
 
 /// `filter_chain_match.transport_protocol` values.
@@ -38,9 +41,35 @@ pub fn compile(l: &Listener, registry: &EndpointRegistry) -> Result<InboundPolic
     let mut mtls = None;
     let mut plaintext = None;
     let mut rate_limit = None;
+    let mut tcp = HashMap::<u16, TcpPort>::new();
     for (i, chain) in l.filter_chains.iter().enumerate() {
         let path = format!("filter_chains[{i}]");
         let is_tls = transport(chain, &path).map_err(err)?;
+        if super::tcp::is_tcp(chain) {
+            let (port, authorization) = super::tcp::inbound(chain, &path).map_err(err)?;
+            let entry = tcp.entry(port);
+            let duplicate = match (entry, is_tls) {
+                (Entry::Vacant(v), true) => {
+                    v.insert(TcpPort {
+                        mtls: authorization,
+                        plaintext: None,
+                    });
+                    false
+                }
+                (Entry::Occupied(mut o), false) => o.get_mut().plaintext.replace(authorization).is_some(),
+                (Entry::Occupied(_), true) => true,
+                (Entry::Vacant(_), false) => {
+                    return Err(err((
+                        path,
+                        format!("a plaintext TCP chain for port {port} before its mTLS chain"),
+                    )))
+                }
+            };
+            if duplicate {
+                return Err(err((path, format!("a second TCP chain for port {port}"))));
+            }
+            continue;
+        }
         let (authorization, limit) = authorization(l, i, registry)?;
         // Every chain carries the same limit (one bucket, by its stat_prefix).
         rate_limit = rate_limit.or(limit);
@@ -61,6 +90,7 @@ pub fn compile(l: &Listener, registry: &EndpointRegistry) -> Result<InboundPolic
         mtls,
         plaintext,
         rate_limit,
+        tcp,
     })
 }
 
@@ -151,7 +181,8 @@ fn authorization(
             type_url::RBAC => {
                 let filter = RbacFilter::decode(any.value.as_slice())
                     .map_err(|e| err(field.clone(), format!("cannot decode: {e}")))?;
-                rbac(filter, &mut out)
+                let matcher = filter.matcher.is_some() || filter.shadow_matcher.is_some();
+                rbac(matcher, filter.rules, &mut out)
                     .map_err(|(f, m)| err(format!("{field}.typed_config.{f}"), m))?;
             }
             super::filters::LOCAL_RATE_LIMIT => {
@@ -176,8 +207,14 @@ fn authorization(
     Ok((out, limit))
 }
 
-fn rbac(filter: RbacFilter, out: &mut Authorization) -> Result<(), Field> {
-    if filter.matcher.is_some() || filter.shadow_matcher.is_some() {
+/// An RBAC filter's rules (HTTP or network filter alike) into `out`; `matcher`
+/// when the filter uses the matcher API instead, which is refused.
+pub(super) fn rbac(
+    matcher: bool,
+    rules: Option<XdsRbac>,
+    out: &mut Authorization,
+) -> Result<(), Field> {
+    if matcher {
         return Err((
             "matcher".into(),
             "matcher-based RBAC is not supported (use rules)".into(),
@@ -186,7 +223,7 @@ fn rbac(filter: RbacFilter, out: &mut Authorization) -> Result<(), Field> {
     // Envoy: a filter without rules does nothing.
     let Some(XdsRbac {
         action, policies, ..
-    }) = filter.rules
+    }) = rules
     else {
         return Ok(());
     };

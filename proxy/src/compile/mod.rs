@@ -10,6 +10,7 @@ mod listener;
 mod origin;
 mod policy;
 mod route;
+mod tcp;
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -130,6 +131,7 @@ pub fn compile(
         clusters.insert(Arc::from(name.as_str()), Arc::new(compiled));
     }
     let mut outbound_source = None;
+    let mut destinations = Default::default();
     let mut inbound = None;
     for (name, l) in &resources.listeners {
         let l: Listener = decode("Listener", name, l)?;
@@ -148,6 +150,7 @@ pub fn compile(
         let source = listener::route_source(&l)?;
         if name == OUTBOUND_LISTENER {
             outbound_source = Some(source);
+            destinations = tcp::outbound(&l, &clusters)?;
         }
     }
     let mut outbound = None;
@@ -173,6 +176,7 @@ pub fn compile(
         clusters,
         outbound,
         inbound,
+        destinations,
     })
 }
 

@@ -22,7 +22,7 @@ use crate::balance::hash_key as hash_key_bytes;
 use crate::resilience::deadline::{format_grpc_timeout, parse_grpc_timeout};
 use crate::resilience::retry::REPLAY_LIMIT;
 use crate::snapshot::{HashPolicy, RoutePolicy};
-use crate::upstream::{Cluster, ClusterStats, Recorded, RequestBody, UpstreamError, Verdict};
+use crate::upstream::{Cluster, ClusterStats, Recorded, RequestBody, UpstreamError};
 
 const GRPC_TIMEOUT: &str = "grpc-timeout";
 
@@ -306,24 +306,9 @@ async fn attempt(
     {
         ClusterStats::count(&cluster.state.stats.timeouts_connect);
     }
-    if let Some(config) = &cluster.outlier {
-        let success = result.as_ref().is_ok_and(|r| !r.status().is_server_error());
-        let now = Instant::now();
-        if endpoint.outlier().record(success, config, now) == Verdict::Eject {
-            let ejected = cluster
-                .endpoints
-                .iter()
-                .filter(|e| e.endpoint.outlier().is_ejected(now))
-                .count();
-            if ejected < config.max_ejected(cluster.endpoints.len()) {
-                let time = endpoint.outlier().eject(config, now);
-                // When it is back, it should get the probe that decides its fate.
-                endpoint.ewma().reset();
-                ClusterStats::count(&cluster.state.stats.ejections);
-                crate::telemetry::flag(|f| f.ejected = true);
-                tracing::info!(cluster = %cluster.name, endpoint = %endpoint.addr(), ?time, "endpoint ejected after consecutive failures");
-            }
-        }
+    let success = result.as_ref().is_ok_and(|r| !r.status().is_server_error());
+    if cluster.record_outcome(endpoint, success) {
+        crate::telemetry::flag(|f| f.ejected = true);
     }
     result
 }

@@ -51,6 +51,9 @@ pub struct TlsContext {
 }
 
 pub const ALPN_H2: &[u8] = b"h2";
+/// Opaque TCP between proxies: after the handshake the client sends the app
+/// port it wants (see `tcp::header`), then the app's bytes.
+pub const ALPN_TCP: &[u8] = b"remora-tcp/1";
 
 /// The control plane's SPIFFE id, which the proxy verifies on its xDS and identity
 /// connections.
@@ -102,6 +105,11 @@ impl TlsContext {
 
     /// A client config that accepts only a server presenting `expected`.
     pub fn client_config(&self, expected: &str) -> Option<Arc<ClientConfig>> {
+        self.client_config_for(expected, ALPN_H2)
+    }
+
+    /// The same, offering `alpn` (HTTP/2, or opaque TCP's [`ALPN_TCP`]).
+    pub fn client_config_for(&self, expected: &str, alpn: &[u8]) -> Option<Arc<ClientConfig>> {
         let built = self.current()?;
         let verifier =
             SpiffeServerVerifier::new(built.roots.clone(), built.provider.clone(), expected);
@@ -114,7 +122,7 @@ impl TlsContext {
             });
         match config {
             Ok(mut config) => {
-                config.alpn_protocols = vec![ALPN_H2.to_vec()];
+                config.alpn_protocols = vec![alpn.to_vec()];
                 Some(Arc::new(config))
             }
             Err(error) => {
@@ -169,7 +177,7 @@ fn build(cert: &Certified) -> Result<Built, TlsError> {
         .with_protocol_versions(&[&rustls::version::TLS13])?
         .with_client_cert_verifier(client_verifier)
         .with_single_cert(chain.clone(), key.clone_key())?;
-    server.alpn_protocols = vec![ALPN_H2.to_vec(), b"http/1.1".to_vec()];
+    server.alpn_protocols = vec![ALPN_H2.to_vec(), b"http/1.1".to_vec(), ALPN_TCP.to_vec()];
     Ok(Built {
         generation: cert.generation,
         provider,

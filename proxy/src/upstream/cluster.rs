@@ -3,7 +3,7 @@
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::Arc;
 
-use super::{Endpoint, OutlierConfig};
+use super::{Endpoint, OutlierConfig, Verdict};
 use crate::balance::{Balancer, Candidate};
 use crate::resilience::fault::Fault;
 use crate::resilience::{BudgetConfig, RetryBudget};
@@ -71,6 +71,33 @@ impl Cluster {
     pub fn pick(&self, hash: Option<u64>) -> Option<&WeightedEndpoint> {
         self.balancer
             .pick(&self.endpoints, hash, &self.state.round_robin)
+    }
+
+    /// Tells outlier detection how an attempt on `endpoint` went (a request's
+    /// response, or a TCP connect); true when that ejected the endpoint. At most
+    /// `max_ejection_percent` of the endpoints are out at once.
+    pub fn record_outcome(&self, endpoint: &Endpoint, success: bool) -> bool {
+        let Some(config) = &self.outlier else {
+            return false;
+        };
+        let now = tokio::time::Instant::now();
+        if endpoint.outlier().record(success, config, now) != Verdict::Eject {
+            return false;
+        }
+        let ejected = self
+            .endpoints
+            .iter()
+            .filter(|e| e.endpoint.outlier().is_ejected(now))
+            .count();
+        if ejected >= config.max_ejected(self.endpoints.len()) {
+            return false;
+        }
+        let time = endpoint.outlier().eject(config, now);
+        // When it is back, it should get the probe that decides its fate.
+        endpoint.ewma().reset();
+        ClusterStats::count(&self.state.stats.ejections);
+        tracing::info!(cluster = %self.name, endpoint = %endpoint.addr(), ?time, "endpoint ejected after consecutive failures");
+        true
     }
 }
 

@@ -200,6 +200,15 @@ impl Endpoint {
         self.origin_authority.as_ref()
     }
 
+    /// How to open a connection of its own to this endpoint (opaque TCP): the
+    /// connect timeout, and the mTLS it must verify when it is a meshed proxy.
+    pub fn connect_settings(&self) -> (std::time::Duration, Option<&TlsTarget>) {
+        match &self.connection {
+            Connection::H2(conn) => (conn.connect_timeout(), conn.tls()),
+            _ => (super::ConnectionTimeouts::DEFAULT.connect, None),
+        }
+    }
+
     pub fn outlier(&self) -> &Outlier {
         &self.outlier
     }

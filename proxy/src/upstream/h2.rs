@@ -147,6 +147,14 @@ impl H2Connection {
             .map(|s| SendRequest::clone(s))
     }
 
+    pub fn connect_timeout(&self) -> std::time::Duration {
+        self.timeouts.connect
+    }
+
+    pub fn tls(&self) -> Option<&TlsTarget> {
+        self.tls.as_ref()
+    }
+
     async fn connect(&self) -> Result<SendRequest<RequestBody>, UpstreamError> {
         let addr = self.addr;
         let stream = tokio::time::timeout(self.timeouts.connect, TcpStream::connect(addr))

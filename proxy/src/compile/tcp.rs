@@ -1,0 +1,249 @@
+//! Opaque TCP in the listeners. The outbound listener's chains after the first
+//! say which Service port a connection is for (by cluster IP and port, or by
+//! name for the bootstrap's `upstreams`) and whether it is carried as opaque TCP
+//! (`tcp_proxy`) or through the HTTP path. The inbound listener's `tcp_proxy`
+//! chains name the app ports that take mesh TCP, and who may connect.
+
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::Duration;
+
+use remora_proto::prost::Message;
+use remora_proto::xds::envoy::config::core::v3::Metadata;
+use remora_proto::xds::envoy::config::listener::v3::{filter, Filter, FilterChain, Listener};
+use remora_proto::xds::envoy::extensions::filters::network::rbac::v3::Rbac as NetworkRbac;
+use remora_proto::xds::envoy::extensions::filters::network::tcp_proxy::v3::{
+    tcp_proxy::ClusterSpecifier, TcpProxy,
+};
+use remora_proto::xds::google::protobuf::value::Kind;
+use remora_proto::xds::google::protobuf::Any;
+
+use super::CompileError;
+use crate::authz::Authorization;
+use crate::snapshot::{Carry, Destination, Destinations};
+use crate::upstream::Cluster;
+
+pub const TCP_PROXY_FILTER: &str = "envoy.filters.network.tcp_proxy";
+pub const TCP_PROXY: &str = "type.googleapis.com/envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy";
+pub const NETWORK_RBAC: &str = "type.googleapis.com/envoy.extensions.filters.network.rbac.v3.RBAC";
+const HCM_FILTER: &str = "envoy.filters.network.http_connection_manager";
+/// Envoy's default: an opaque connection with no byte either way for an hour is
+/// closed.
+pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(3600);
+
+type Field = (String, String);
+
+/// Whether a filter chain carries opaque TCP (it ends with `tcp_proxy`).
+pub fn is_tcp(chain: &FilterChain) -> bool {
+    chain.filters.iter().any(|f| f.name == TCP_PROXY_FILTER)
+}
+
+/// The outbound listener's chains after the first (the HTTP one): every Service
+/// port the proxy can reach by address or name. A chain naming a cluster this
+/// snapshot lacks is an error, as a route naming one is.
+pub fn outbound(
+    l: &Listener,
+    clusters: &HashMap<Arc<str>, Arc<Cluster>>,
+) -> Result<Destinations, CompileError> {
+    let err = |(field, message): Field| CompileError::new("Listener", &l.name, field, message);
+    let mut out = Destinations::default();
+    for (i, chain) in l.filter_chains.iter().enumerate().skip(1) {
+        let path = format!("filter_chains[{i}]");
+        let destination = Arc::new(destination(chain, &path, clusters).map_err(err)?);
+        let port = destination.port;
+        for ip in cluster_ips(chain, &path).map_err(err)? {
+            let addr = SocketAddr::new(ip, port);
+            if out.by_address.insert(addr, destination.clone()).is_some() {
+                return Err(err((
+                    format!("{path}.filter_chain_match"),
+                    format!("{addr} is matched by an earlier chain too"),
+                )));
+            }
+        }
+        let key = Destinations::key(&destination.service, &destination.namespace, port);
+        out.by_name.insert(key, destination);
+    }
+    Ok(out)
+}
+
+fn destination(
+    chain: &FilterChain,
+    path: &str,
+    clusters: &HashMap<Arc<str>, Arc<Cluster>>,
+) -> Result<Destination, Field> {
+    let meta = |key: &str| metadata_string(chain.metadata.as_ref(), key);
+    let required = |key: &str| {
+        meta(key).ok_or_else(|| {
+            (
+                format!("{path}.metadata.filter_metadata.remora.{key}"),
+                "missing".to_owned(),
+            )
+        })
+    };
+    let service = required("service")?;
+    let namespace = required("namespace")?;
+    let port = chain
+        .filter_chain_match
+        .as_ref()
+        .and_then(|m| m.destination_port)
+        .and_then(|p| u16::try_from(p.value).ok())
+        .filter(|p| *p != 0)
+        .ok_or_else(|| {
+            (
+                format!("{path}.filter_chain_match.destination_port"),
+                "a port (1-65535) is required".to_owned(),
+            )
+        })?;
+    let (i, filter) = chain
+        .filters
+        .iter()
+        .enumerate()
+        .find(|(_, f)| f.name == TCP_PROXY_FILTER || f.name == HCM_FILTER)
+        .ok_or_else(|| {
+            (
+                format!("{path}.filters"),
+                format!("neither {TCP_PROXY_FILTER} nor {HCM_FILTER}"),
+            )
+        })?;
+    let carry = if filter.name == TCP_PROXY_FILTER {
+        let (cluster, idle_timeout) = tcp_proxy(filter, &format!("{path}.filters[{i}]"))?;
+        let cluster = clusters
+            .get_key_value(cluster.as_str())
+            .map(|(name, _)| name.clone())
+            .ok_or_else(|| {
+                (
+                    format!("{path}.filters[{i}].typed_config.cluster"),
+                    format!("unknown cluster `{cluster}`"),
+                )
+            })?;
+        Carry::Opaque {
+            cluster,
+            idle_timeout,
+        }
+    } else {
+        Carry::Http {
+            authority: required("authority")?.into(),
+        }
+    };
+    Ok(Destination {
+        service,
+        namespace,
+        port,
+        app_protocol: meta("protocol").unwrap_or_else(|| "tcp".into()),
+        carry,
+    })
+}
+
+/// The chain's cluster IPs: single addresses only (`/32`, `/128`).
+fn cluster_ips(chain: &FilterChain, path: &str) -> Result<Vec<IpAddr>, Field> {
+    let Some(m) = &chain.filter_chain_match else {
+        return Ok(Vec::new());
+    };
+    m.prefix_ranges
+        .iter()
+        .enumerate()
+        .map(|(i, r)| {
+            let field = format!("{path}.filter_chain_match.prefix_ranges[{i}]");
+            let ip: IpAddr = r.address_prefix.parse().map_err(|_| {
+                (
+                    format!("{field}.address_prefix"),
+                    format!("`{}` is not an IP address", r.address_prefix),
+                )
+            })?;
+            let full = if ip.is_ipv4() { 32 } else { 128 };
+            match r.prefix_len.map(|p| p.value) {
+                None => Ok(ip),
+                Some(len) if len == full => Ok(ip),
+                Some(len) => Err((
+                    format!("{field}.prefix_len"),
+                    format!("{len}: only single addresses (cluster IPs) are supported"),
+                )),
+            }
+        })
+        .collect()
+}
+
+/// A `tcp_proxy` filter's cluster and idle timeout.
+pub fn tcp_proxy(filter: &Filter, path: &str) -> Result<(String, Duration), Field> {
+    let field = format!("{path}.typed_config");
+    let any = typed_config(filter, &field, TCP_PROXY)?;
+    let proxy =
+        TcpProxy::decode(any.value.as_slice()).map_err(|e| (field.clone(), format!("cannot decode: {e}")))?;
+    let cluster = match proxy.cluster_specifier {
+        Some(ClusterSpecifier::Cluster(name)) if !name.is_empty() => name,
+        Some(ClusterSpecifier::WeightedClusters(_)) => {
+            return Err((
+                format!("{field}.weighted_clusters"),
+                "not supported (split TCP with a route-less Service instead)".into(),
+            ))
+        }
+        _ => return Err((format!("{field}.cluster"), "missing".into())),
+    };
+    let idle_timeout = match &proxy.idle_timeout {
+        Some(d) => super::duration(d, &format!("{field}.idle_timeout"))?,
+        None => DEFAULT_IDLE_TIMEOUT,
+    };
+    Ok((cluster, idle_timeout))
+}
+
+/// The port and authorization of one of the inbound listener's TCP chains.
+pub fn inbound(chain: &FilterChain, path: &str) -> Result<(u16, Authorization), Field> {
+    let port = chain
+        .filter_chain_match
+        .as_ref()
+        .and_then(|m| m.destination_port)
+        .and_then(|p| u16::try_from(p.value).ok())
+        .filter(|p| *p != 0)
+        .ok_or_else(|| {
+            (
+                format!("{path}.filter_chain_match.destination_port"),
+                "the app port (1-65535) is required".to_owned(),
+            )
+        })?;
+    let mut authorization = Authorization::default();
+    let last = chain.filters.len().saturating_sub(1);
+    for (i, f) in chain.filters.iter().enumerate() {
+        let field = format!("{path}.filters[{i}]");
+        match f.name.as_str() {
+            TCP_PROXY_FILTER if i == last => {
+                tcp_proxy(f, &field)?;
+            }
+            TCP_PROXY_FILTER => {
+                return Err((field, "tcp_proxy must be the last filter".into()));
+            }
+            _ => {
+                let any = typed_config(f, &format!("{field}.typed_config"), NETWORK_RBAC)?;
+                let rbac = NetworkRbac::decode(any.value.as_slice())
+                    .map_err(|e| (format!("{field}.typed_config"), format!("cannot decode: {e}")))?;
+                let matcher = rbac.matcher.is_some() || rbac.shadow_matcher.is_some();
+                super::inbound::rbac(matcher, rbac.rules, &mut authorization)
+                    .map_err(|(f, m)| (format!("{field}.typed_config.{f}"), m))?;
+            }
+        }
+    }
+    if !chain.filters.last().is_some_and(|f| f.name == TCP_PROXY_FILTER) {
+        return Err((format!("{path}.filters"), "must end with tcp_proxy".into()));
+    }
+    Ok((port, authorization))
+}
+
+fn typed_config<'a>(f: &'a Filter, field: &str, expected: &str) -> Result<&'a Any, Field> {
+    match &f.config_type {
+        Some(filter::ConfigType::TypedConfig(any)) if any.type_url == expected => Ok(any),
+        Some(filter::ConfigType::TypedConfig(any)) => Err((
+            field.to_owned(),
+            format!("expected {expected}, got {}", any.type_url),
+        )),
+        _ => Err((field.to_owned(), "missing".into())),
+    }
+}
+
+fn metadata_string(m: Option<&Metadata>, key: &str) -> Option<String> {
+    let value = m?.filter_metadata.get("remora")?.fields.get(key)?;
+    match &value.kind {
+        Some(Kind::StringValue(s)) if !s.is_empty() => Some(s.clone()),
+        Some(Kind::NumberValue(n)) => Some(n.to_string()),
+        _ => None,
+    }
+}
