@@ -32,6 +32,7 @@ pub fn render(s: &Sources<'_>) -> String {
     }
     clusters(&mut out, s.snapshot);
     tcp(&mut out);
+    s.metrics.tcp.render(&mut out);
     inbound(&mut out, s.inbound);
     xds(&mut out, s.xds);
     if let Some(store) = s.certificate {

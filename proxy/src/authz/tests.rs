@@ -111,13 +111,17 @@ fn connections_are_checked_by_caller_alone() {
     let a = Authorization {
         deny: vec![policy(
             "no-ops",
-            vec![Principal::Authenticated(Some(StringMatch::Exact(OPS.into())))],
+            vec![Principal::Authenticated(Some(StringMatch::Exact(
+                OPS.into(),
+            )))],
             vec![Permission::Any],
         )],
         allow: Some(vec![
             policy(
                 "web-reads",
-                vec![Principal::Authenticated(Some(StringMatch::Exact(WEB.into())))],
+                vec![Principal::Authenticated(Some(StringMatch::Exact(
+                    WEB.into(),
+                )))],
                 vec![Permission::Method(Method::GET)],
             ),
             policy(
@@ -130,7 +134,10 @@ fn connections_are_checked_by_caller_alone() {
         ]),
     };
     // A DENY on the caller alone denies the connection.
-    assert_eq!(a.check_connection(Some(OPS)), Err(Denied::By("no-ops".into())));
+    assert_eq!(
+        a.check_connection(Some(OPS)),
+        Err(Denied::By("no-ops".into()))
+    );
     // `not path` is true for a connection (it has no path): allowed.
     assert_eq!(a.check_connection(Some(WEB)), Ok(()));
     assert_eq!(a.check_connection(None), Err(Denied::NotAllowed));
@@ -143,5 +150,8 @@ fn connections_are_checked_by_caller_alone() {
         )]),
     };
     // An ALLOW that needs a method cannot match a connection.
-    assert_eq!(only_methods.check_connection(Some(WEB)), Err(Denied::NotAllowed));
+    assert_eq!(
+        only_methods.check_connection(Some(WEB)),
+        Err(Denied::NotAllowed)
+    );
 }

@@ -56,7 +56,9 @@ pub fn compile(l: &Listener, registry: &EndpointRegistry) -> Result<InboundPolic
                     });
                     false
                 }
-                (Entry::Occupied(mut o), false) => o.get_mut().plaintext.replace(authorization).is_some(),
+                (Entry::Occupied(mut o), false) => {
+                    o.get_mut().plaintext.replace(authorization).is_some()
+                }
                 (Entry::Occupied(_), true) => true,
                 (Entry::Vacant(_), false) => {
                     return Err(err((

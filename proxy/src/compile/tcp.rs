@@ -25,7 +25,8 @@ use crate::snapshot::{Carry, Destination, Destinations};
 use crate::upstream::Cluster;
 
 pub const TCP_PROXY_FILTER: &str = "envoy.filters.network.tcp_proxy";
-pub const TCP_PROXY: &str = "type.googleapis.com/envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy";
+pub const TCP_PROXY: &str =
+    "type.googleapis.com/envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy";
 pub const NETWORK_RBAC: &str = "type.googleapis.com/envoy.extensions.filters.network.rbac.v3.RBAC";
 const HCM_FILTER: &str = "envoy.filters.network.http_connection_manager";
 /// Envoy's default: an opaque connection with no byte either way for an hour is
@@ -168,8 +169,8 @@ fn cluster_ips(chain: &FilterChain, path: &str) -> Result<Vec<IpAddr>, Field> {
 pub fn tcp_proxy(filter: &Filter, path: &str) -> Result<(String, Duration), Field> {
     let field = format!("{path}.typed_config");
     let any = typed_config(filter, &field, TCP_PROXY)?;
-    let proxy =
-        TcpProxy::decode(any.value.as_slice()).map_err(|e| (field.clone(), format!("cannot decode: {e}")))?;
+    let proxy = TcpProxy::decode(any.value.as_slice())
+        .map_err(|e| (field.clone(), format!("cannot decode: {e}")))?;
     let cluster = match proxy.cluster_specifier {
         Some(ClusterSpecifier::Cluster(name)) if !name.is_empty() => name,
         Some(ClusterSpecifier::WeightedClusters(_)) => {
@@ -214,15 +215,23 @@ pub fn inbound(chain: &FilterChain, path: &str) -> Result<(u16, Authorization), 
             }
             _ => {
                 let any = typed_config(f, &format!("{field}.typed_config"), NETWORK_RBAC)?;
-                let rbac = NetworkRbac::decode(any.value.as_slice())
-                    .map_err(|e| (format!("{field}.typed_config"), format!("cannot decode: {e}")))?;
+                let rbac = NetworkRbac::decode(any.value.as_slice()).map_err(|e| {
+                    (
+                        format!("{field}.typed_config"),
+                        format!("cannot decode: {e}"),
+                    )
+                })?;
                 let matcher = rbac.matcher.is_some() || rbac.shadow_matcher.is_some();
                 super::inbound::rbac(matcher, rbac.rules, &mut authorization)
                     .map_err(|(f, m)| (format!("{field}.typed_config.{f}"), m))?;
             }
         }
     }
-    if !chain.filters.last().is_some_and(|f| f.name == TCP_PROXY_FILTER) {
+    if !chain
+        .filters
+        .last()
+        .is_some_and(|f| f.name == TCP_PROXY_FILTER)
+    {
         return Err((format!("{path}.filters"), "must end with tcp_proxy".into()));
     }
     Ok((port, authorization))

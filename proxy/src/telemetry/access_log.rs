@@ -111,7 +111,8 @@ impl AccessLog {
         self.pending.is_some()
     }
 
-    pub fn write(&self, entry: &Entry) {
+    /// Appends one line: a request's [`Entry`] or a connection's [`TcpEntry`].
+    pub fn write<E: Serialize>(&self, entry: &E) {
         let Some(pending) = &self.pending else { return };
         let mut buf = pending.lock().unwrap_or_else(PoisonError::into_inner);
         if buf.len() >= BUFFER {
@@ -150,6 +151,36 @@ pub struct Entry {
     pub flags: Flags,
     pub bytes_received: u64,
     pub bytes_sent: u64,
+}
+
+/// One opaque TCP connection, as logged when it ends.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct TcpEntry {
+    pub start_unix_ms: u64,
+    pub duration_ms: f64,
+    pub direction: &'static str,
+    /// Always `tcp`: tells these lines from requests'.
+    pub protocol: &'static str,
+    /// What detection saw (`opaque`, `tls`, `timeout`, or `declared` when the
+    /// port skipped it) and why the connection was carried as opaque TCP.
+    pub detected: &'static str,
+    pub opaque_reason: &'static str,
+    /// The Service port it went to (`redis.default:6379`), or empty.
+    pub destination: String,
+    pub app_protocol: String,
+    /// The address the client dialled (transparent mode), or empty.
+    pub original_destination: String,
+    /// The server name of a TLS client hello, when the app spoke TLS.
+    pub sni: String,
+    pub endpoint: String,
+    /// The verified identity of the caller (inbound) or of the server (outbound).
+    pub peer_identity: String,
+    pub bytes_sent: u64,
+    pub bytes_received: u64,
+    /// How it ended: `closed`, `idle_timeout`, `client_reset`, `server_reset`,
+    /// `denied`, `no_destination`, `connect_failed`.
+    pub end: &'static str,
+    pub error: String,
 }
 
 #[derive(Debug, Clone, Copy, Default, Serialize)]

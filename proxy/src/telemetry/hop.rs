@@ -91,6 +91,8 @@ pub struct Metrics {
     pub access_log: Option<Arc<super::access_log::AccessLog>>,
     /// Records a span per request; `None` without a collector.
     pub tracer: Option<Arc<super::trace::Tracer>>,
+    /// Opaque TCP connections per hop.
+    pub tcp: super::tcp_hop::TcpHops,
     /// Bootstrap `metrics: off`: no hop is counted (for measuring what metrics
     /// cost); `/metrics` still shows the rest.
     pub off: bool,

@@ -7,6 +7,7 @@
 //!   so the request path only bumps atomics;
 //! - [`render`]: the Prometheus text format (`/metrics` is rendered by the admin side);
 //! - [`tcp`]: connections and bytes, counted on every socket;
+//! - [`tcp_hop`]: opaque TCP connections per hop (bytes each way, durations);
 //! - [`request_id`]: `x-request-id`, made where a request enters the mesh;
 //! - [`access_log`]: one JSON line per request;
 //! - [`trace`]: a span per hop, W3C/B3 context, OTLP export;
@@ -26,6 +27,7 @@ pub mod render;
 pub mod report;
 pub mod request_id;
 pub mod tcp;
+pub mod tcp_hop;
 pub mod trace;
 
 pub use histogram::Histogram;

@@ -6,6 +6,9 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
+mod sidecar;
+pub use sidecar::{Sidecar, Upstream, DEFAULT_DETECT_TIMEOUT};
+
 use crate::identity::TokenSource;
 use crate::telemetry::access_log::Destination;
 
@@ -23,6 +26,12 @@ pub enum BootstrapError {
     Field {
         path: PathBuf,
         field: &'static str,
+        message: String,
+    },
+    #[error("bootstrap {path}: field `{field}`: {message}")]
+    Sidecar {
+        path: PathBuf,
+        field: String,
         message: String,
     },
 }
@@ -66,6 +75,8 @@ pub struct Bootstrap {
     pub metrics: bool,
     /// Bootstrap `limits`: sizes, connections, idle time.
     pub limits: crate::limits::Limits,
+    /// Bootstrap `upstreams`, `detect` and `transparent`: carrying any protocol.
+    pub sidecar: Sidecar,
 }
 
 /// Bootstrap `tracing`.
@@ -104,6 +115,9 @@ struct RawBootstrap {
     report_interval_ms: Option<u64>,
     metrics: Option<String>,
     limits: Option<crate::limits::RawLimits>,
+    upstreams: Option<Vec<sidecar::RawUpstream>>,
+    detect: Option<sidecar::RawDetect>,
+    transparent: Option<sidecar::RawTransparent>,
 }
 
 impl Bootstrap {
@@ -270,7 +284,14 @@ impl Bootstrap {
             .unwrap_or_default()
             .resolve()
             .map_err(|e| field_error("limits", format!("{}: {e}", e.field)))?;
+        let sidecar = sidecar::resolve(raw.upstreams, raw.detect, raw.transparent, &namespace)
+            .map_err(|(field, message)| BootstrapError::Sidecar {
+                path: path.to_owned(),
+                field,
+                message,
+            })?;
         Ok(Bootstrap {
+            sidecar,
             limits,
             metrics,
             report_interval: std::time::Duration::from_millis(
