@@ -11,7 +11,9 @@
 //! - [`resilience`]: retry policies, retry budgets and deadlines.
 //! - [`balance`]: power-of-two-choices over peak-EWMA latency.
 //! - [`authz`]: who may call this proxy's service (compiled RBAC), per request.
+//! - [`detect`]: what an accepted connection speaks (HTTP/1, h2, TLS or opaque).
 //! - [`http`]: the request path: server, outbound and inbound handlers.
+//! - [`tcp`]: opaque TCP: copying both ways, resets, the proxy-to-proxy header.
 //! - [`telemetry`]: per-hop metrics (`/metrics`), TCP counters, request ids,
 //!   access logs, traces, and reports to the control plane.
 //! - [`admin`]: `/live`, `/ready`, `/config_dump`.
@@ -23,6 +25,7 @@ pub mod authz;
 pub mod balance;
 pub mod bootstrap;
 pub mod compile;
+pub mod detect;
 #[doc(hidden)]
 pub mod fuzzing; // entry points for the fuzz targets in fuzz/ (not an API)
 pub mod http;
@@ -31,6 +34,7 @@ pub mod limits;
 pub mod resilience;
 pub mod run;
 pub mod snapshot;
+pub mod tcp;
 pub mod telemetry;
 pub mod tls;
 pub mod upstream;
