@@ -28,7 +28,9 @@
 //! - [`xds`]: the ADS client that keeps the config current and survives outages.
 //!
 //! The data path:
+//! - [`detect`]: what an accepted connection speaks (HTTP/1, h2, TLS or opaque).
 //! - [`http`]: the HTTP request path: server, outbound and inbound handlers.
+//! - [`tcp`]: opaque TCP: connecting through the mesh, copying both ways, resets.
 //!
 //! On top:
 //! - [`admin`]: `/live`, `/ready`, `/config_dump`, `/metrics`.
@@ -41,6 +43,7 @@ pub mod backoff;
 pub mod balance;
 pub mod bootstrap;
 pub mod compile;
+pub mod detect;
 #[doc(hidden)]
 pub mod fuzzing; // entry points for the fuzz targets in fuzz/ (not an API)
 pub mod grpc;
@@ -51,6 +54,7 @@ pub mod matchers;
 pub mod resilience;
 pub mod run;
 pub mod snapshot;
+pub mod tcp;
 pub mod telemetry;
 pub mod tls;
 pub mod upstream;

@@ -1,0 +1,53 @@
+//! Passing a reset on. When one side of a forwarded connection was reset, the
+//! other side should see a reset too, not a clean end-of-stream: a client must
+//! not take a truncated reply for a complete one.
+//!
+//! `SO_LINGER` with a zero timeout makes closing the socket send RST instead of
+//! FIN, discarding anything unsent. tokio deprecates `set_linger` (a non-zero
+//! linger blocks the thread on drop) and, since 1.50, offers `set_zero_linger`,
+//! which cannot block: that is the one used here, so no `socket2` dependency.
+
+use tokio::net::TcpStream;
+
+/// Makes dropping `stream` reset the connection. If the option cannot be set,
+/// the peer sees an ordinary close: worth a log line, not an error to handle.
+pub fn reset_on_drop(stream: &TcpStream) {
+    if let Err(e) = stream.set_zero_linger() {
+        tracing::debug!(error = %e, "SO_LINGER 0 not set; the peer will see a close, not a reset");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io;
+
+    use tokio::io::AsyncReadExt;
+    use tokio::net::TcpListener;
+
+    use super::*;
+
+    async fn connected() -> (TcpStream, TcpStream) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (client, accepted) = tokio::join!(TcpStream::connect(addr), listener.accept());
+        (client.unwrap(), accepted.unwrap().0)
+    }
+
+    #[tokio::test]
+    async fn the_peer_reads_a_reset_after_the_drop() {
+        let (client, mut accepted) = connected().await;
+        reset_on_drop(&client);
+        drop(client);
+        let mut buf = [0u8; 8];
+        let err = accepted.read(&mut buf).await.unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::ConnectionReset);
+    }
+
+    #[tokio::test]
+    async fn without_it_the_peer_reads_end_of_stream() {
+        let (client, mut accepted) = connected().await;
+        drop(client);
+        let mut buf = [0u8; 8];
+        assert_eq!(accepted.read(&mut buf).await.unwrap(), 0);
+    }
+}
