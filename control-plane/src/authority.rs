@@ -116,7 +116,9 @@ pub fn address_is_peers(announced: SocketAddr, peer: Option<SocketAddr>) -> bool
         && ip == canonical(peer.ip())
 }
 
-fn canonical(ip: IpAddr) -> IpAddr {
+/// The address as a connection carries it: an IPv4-mapped IPv6 address is its
+/// IPv4 address.
+pub fn canonical(ip: IpAddr) -> IpAddr {
     match ip {
         IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
         v4 => v4,
@@ -135,6 +137,7 @@ mod tests {
             endpoints: Vec::new(),
             tls: None,
             authority,
+            cluster_ip: None,
         }
     }
 

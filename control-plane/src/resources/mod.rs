@@ -20,7 +20,7 @@ pub use policy::{
     PolicyTarget, PolicyTimeouts, RateLimits, RetryBudget, TlsMode, TokenBucket, TrafficPolicy,
 };
 pub use service::{
-    AppProtocol, EndpointAuthority, OriginTls, Service, ServicePort, StaticEndpoint,
+    AppProtocol, EndpointAuthority, OpaqueProtocol, OriginTls, Service, ServicePort, StaticEndpoint,
 };
 
 /// The namespace every resource without `metadata.namespace` belongs to.

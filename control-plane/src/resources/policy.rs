@@ -82,6 +82,14 @@ pub struct AuthorizationRule {
     pub methods: Vec<String>,
 }
 
+impl AuthorizationRule {
+    /// Whether the rule names request attributes (paths, methods) that only HTTP
+    /// has: an opaque TCP connection has none of them.
+    pub fn needs_http(&self) -> bool {
+        !self.paths.is_empty() || !self.methods.is_empty()
+    }
+}
+
 /// Who a rule names.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Caller {

@@ -9,13 +9,17 @@ use super::ObjectKey;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Service {
     pub key: ObjectKey,
-    /// In the order written; the first port owns the port-less host names.
+    /// In the order written; the first HTTP port owns the port-less host names.
     pub ports: Vec<ServicePort>,
     pub endpoints: Vec<StaticEndpoint>,
     /// How the static endpoints are reached: plaintext (`None`) or ordinary TLS.
     pub tls: Option<OriginTls>,
     /// Which proxies may register as its endpoints.
     pub authority: EndpointAuthority,
+    /// `spec.clusterIP`: the virtual address callers connect to, which a
+    /// transparent proxy routes by (`None`: headless or not given). No two
+    /// Services share one.
+    pub cluster_ip: Option<IpAddr>,
 }
 
 /// Who may serve a Service (file mode: its `remora.io/*` annotations). A proxy
@@ -70,7 +74,8 @@ pub struct ServicePort {
     pub protocol: AppProtocol,
 }
 
-/// How the service speaks HTTP on a port (`spec.ports[].appProtocol`).
+/// What a port speaks (`spec.ports[].appProtocol`): HTTP, routed by request, or
+/// an opaque byte stream, balanced per connection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AppProtocol {
     /// `http` (also the default): HTTP/1.1 to the backend.
@@ -79,22 +84,79 @@ pub enum AppProtocol {
     H2c,
     /// `grpc`: HTTP/2.
     Grpc,
+    /// Bytes proxied as they are, one connection to one endpoint.
+    Opaque(OpaqueProtocol),
+}
+
+/// The opaque protocols `appProtocol` names. All are carried the same way, as
+/// TCP; the name is kept so what the user wrote shows in config and telemetry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OpaqueProtocol {
+    Tcp,
+    Mysql,
+    Postgresql,
+    Redis,
+    Nats,
+    Amqp,
+    Mqtt,
+    Kafka,
+    Smtp,
+}
+
+impl OpaqueProtocol {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OpaqueProtocol::Tcp => "tcp",
+            OpaqueProtocol::Mysql => "mysql",
+            OpaqueProtocol::Postgresql => "postgresql",
+            OpaqueProtocol::Redis => "redis",
+            OpaqueProtocol::Nats => "nats",
+            OpaqueProtocol::Amqp => "amqp",
+            OpaqueProtocol::Mqtt => "mqtt",
+            OpaqueProtocol::Kafka => "kafka",
+            OpaqueProtocol::Smtp => "smtp",
+        }
+    }
 }
 
 impl AppProtocol {
-    pub const ACCEPTED: &'static [&'static str] = &["http", "kubernetes.io/h2c", "grpc"];
+    /// Every value `appProtocol` accepts, HTTP ones first.
+    pub const ALL: [AppProtocol; 12] = [
+        AppProtocol::Http,
+        AppProtocol::H2c,
+        AppProtocol::Grpc,
+        AppProtocol::Opaque(OpaqueProtocol::Tcp),
+        AppProtocol::Opaque(OpaqueProtocol::Mysql),
+        AppProtocol::Opaque(OpaqueProtocol::Postgresql),
+        AppProtocol::Opaque(OpaqueProtocol::Redis),
+        AppProtocol::Opaque(OpaqueProtocol::Nats),
+        AppProtocol::Opaque(OpaqueProtocol::Amqp),
+        AppProtocol::Opaque(OpaqueProtocol::Mqtt),
+        AppProtocol::Opaque(OpaqueProtocol::Kafka),
+        AppProtocol::Opaque(OpaqueProtocol::Smtp),
+    ];
 
     pub fn parse(value: &str) -> Option<AppProtocol> {
-        match value {
-            "http" => Some(AppProtocol::Http),
-            "kubernetes.io/h2c" => Some(AppProtocol::H2c),
-            "grpc" => Some(AppProtocol::Grpc),
-            _ => None,
+        Self::ALL.into_iter().find(|p| p.as_str() == value)
+    }
+
+    /// As written in `appProtocol`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AppProtocol::Http => "http",
+            AppProtocol::H2c => "kubernetes.io/h2c",
+            AppProtocol::Grpc => "grpc",
+            AppProtocol::Opaque(p) => p.as_str(),
         }
     }
 
     pub fn is_http2(self) -> bool {
         matches!(self, AppProtocol::H2c | AppProtocol::Grpc)
+    }
+
+    /// Not HTTP: no routes, no HTTP filters; proxied per connection.
+    pub fn is_opaque(self) -> bool {
+        matches!(self, AppProtocol::Opaque(_))
     }
 }
 
@@ -115,5 +177,26 @@ impl Service {
             None if self.ports.len() == 1 => self.ports.first(),
             None => None,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_app_protocol_parses_back_from_its_name() {
+        for protocol in AppProtocol::ALL {
+            assert_eq!(AppProtocol::parse(protocol.as_str()), Some(protocol));
+        }
+        assert_eq!(AppProtocol::parse("HTTP"), None, "names are case-sensitive");
+    }
+
+    #[test]
+    fn opaque_protocols_are_neither_http1_nor_http2() {
+        let redis = AppProtocol::parse("redis").unwrap();
+        assert!(redis.is_opaque() && !redis.is_http2());
+        assert!(AppProtocol::Grpc.is_http2() && !AppProtocol::Grpc.is_opaque());
+        assert!(!AppProtocol::Http.is_http2() && !AppProtocol::Http.is_opaque());
     }
 }

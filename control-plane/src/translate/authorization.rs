@@ -1,11 +1,18 @@
-//! AuthorizationPolicy -> Envoy RBAC HTTP filters for a Service's inbound listener:
+//! AuthorizationPolicy -> Envoy RBAC filters for a Service's inbound listener:
 //! one DENY filter, then one ALLOW filter, as Envoy evaluates them (a request passes
 //! if no DENY policy matches it and, when an ALLOW filter exists, an ALLOW policy
-//! does).
+//! does). HTTP filters for its HTTP chains, network filters for its opaque TCP
+//! ports, from one translation ([`Traffic`] says which).
 //!
 //! An ALLOW policy restricts only what it targets: one that targets an HTTPRoute
 //! leaves requests outside that route alone. That becomes a synthetic ALLOW policy
 //! matching any request no ALLOW policy's target covers.
+//!
+//! A TCP connection has no path, method or header (Istio's semantics): a policy
+//! that targets an HTTPRoute does not apply to it; an ALLOW rule that needs HTTP
+//! attributes can never match it and is left out (an ALLOW policy with no rule
+//! left allows no connection); a DENY rule that names them denies on its callers
+//! alone, so that TCP is denied more, never less, than HTTP.
 
 use std::collections::BTreeMap;
 
@@ -29,6 +36,8 @@ use crate::store::Store;
 
 pub const RBAC_FILTER: &str = "envoy.filters.http.rbac";
 pub const RBAC_TYPE_URL: &str = remora_proto::type_url::RBAC;
+pub const NETWORK_RBAC_FILTER: &str = "envoy.filters.network.rbac";
+pub const NETWORK_RBAC_TYPE_URL: &str = remora_proto::type_url::NETWORK_RBAC;
 /// The synthetic ALLOW policy for requests no ALLOW policy targets.
 pub const UNTARGETED: &str = "remora:requests-no-allow-policy-targets";
 
@@ -40,6 +49,16 @@ struct HttpRbac {
     rules: Option<SortedRbac>,
 }
 
+/// Wire-compatible with `envoy.extensions.filters.network.rbac.v3.RBAC` (`rules`,
+/// `stat_prefix`), sorted like [`HttpRbac`].
+#[derive(Clone, PartialEq, prost::Message)]
+struct NetworkRbac {
+    #[prost(message, optional, tag = "1")]
+    rules: Option<SortedRbac>,
+    #[prost(string, tag = "3")]
+    stat_prefix: String,
+}
+
 /// Wire-compatible with `envoy.config.rbac.v3.RBAC` (`action`, `policies`).
 #[derive(Clone, PartialEq, prost::Message)]
 struct SortedRbac {
@@ -49,11 +68,58 @@ struct SortedRbac {
     policies: BTreeMap<String, Policy>,
 }
 
-/// The RBAC filter configs for `service`, DENY first; none without policies.
+/// What the RBAC rules are enforced on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Traffic {
+    /// HTTP requests: every attribute a rule names applies.
+    Http,
+    /// Opaque TCP connections: only callers (see the module doc).
+    Tcp,
+}
+
+/// The HTTP RBAC filter configs for `service`, DENY first; none without policies.
 pub fn filters(store: &Store, service: &Service, trust_domain: &str) -> Vec<Any> {
+    rule_sets(store, service, trust_domain, Traffic::Http)
+        .into_iter()
+        .map(|rules| Any {
+            type_url: RBAC_TYPE_URL.to_owned(),
+            value: HttpRbac { rules: Some(rules) }.encode_to_vec(),
+        })
+        .collect()
+}
+
+/// The network RBAC filter configs for `service`'s opaque TCP ports, DENY first;
+/// none without policies that apply to connections.
+pub fn network_filters(
+    store: &Store,
+    service: &Service,
+    trust_domain: &str,
+    stat_prefix: &str,
+) -> Vec<Any> {
+    rule_sets(store, service, trust_domain, Traffic::Tcp)
+        .into_iter()
+        .map(|rules| Any {
+            type_url: NETWORK_RBAC_TYPE_URL.to_owned(),
+            value: NetworkRbac {
+                rules: Some(rules),
+                stat_prefix: stat_prefix.to_owned(),
+            }
+            .encode_to_vec(),
+        })
+        .collect()
+}
+
+/// The DENY rule set, then the ALLOW one, of the policies that apply to
+/// `service`'s `traffic`; an action no policy has gets no set.
+fn rule_sets(
+    store: &Store,
+    service: &Service,
+    trust_domain: &str,
+    traffic: Traffic,
+) -> Vec<SortedRbac> {
     let applicable: Vec<(&AuthorizationPolicy, Permission)> = store
         .authorizations()
-        .filter_map(|p| target(store, service, p).map(|t| (p, t)))
+        .filter_map(|p| target(store, service, p, traffic).map(|t| (p, t)))
         .collect();
     let mut out = Vec::new();
     for action in [AuthorizationAction::Deny, AuthorizationAction::Allow] {
@@ -67,10 +133,13 @@ pub fn filters(store: &Store, service: &Service, trust_domain: &str) -> Vec<Any>
         let mut policies = BTreeMap::new();
         for (policy, target) in &of_action {
             for (i, rule) in policy.rules.iter().enumerate() {
+                let Some(matched) = requests(rule, action, traffic) else {
+                    continue;
+                };
                 policies.insert(
                     format!("{}/rules[{i}]", policy.key),
                     Policy {
-                        permissions: vec![and(vec![target.clone(), to(rule)])],
+                        permissions: vec![and(vec![target.clone(), matched])],
                         principals: principals(rule, trust_domain),
                         ..Default::default()
                     },
@@ -95,25 +164,25 @@ pub fn filters(store: &Store, service: &Service, trust_domain: &str) -> Vec<Any>
             AuthorizationAction::Allow => Action::Allow,
             AuthorizationAction::Deny => Action::Deny,
         };
-        let config = HttpRbac {
-            rules: Some(SortedRbac {
-                action: action as i32,
-                policies,
-            }),
-        };
-        out.push(Any {
-            type_url: RBAC_TYPE_URL.to_owned(),
-            value: config.encode_to_vec(),
+        out.push(SortedRbac {
+            action: action as i32,
+            policies,
         });
     }
     out
 }
 
-/// What part of `service`'s traffic `policy` applies to, if any.
-fn target(store: &Store, service: &Service, policy: &AuthorizationPolicy) -> Option<Permission> {
+/// What part of `service`'s traffic `policy` applies to, if any. A route selects
+/// requests, and a TCP connection is none of them.
+fn target(
+    store: &Store,
+    service: &Service,
+    policy: &AuthorizationPolicy,
+    traffic: Traffic,
+) -> Option<Permission> {
     match &policy.target {
         PolicyTarget::Service(key) if *key == service.key => Some(any_permission()),
-        PolicyTarget::HttpRoute(key) => {
+        PolicyTarget::HttpRoute(key) if traffic == Traffic::Http => {
             let route = store.route(key)?;
             route
                 .parents
@@ -142,6 +211,22 @@ fn route_requests(route: &HttpRoute) -> Permission {
         and(all)
     });
     or(matches.collect())
+}
+
+/// What a rule's `to` matches of `traffic`; `None` when the rule can never match
+/// it. On TCP only callers count: an ALLOW rule that needs HTTP attributes is left
+/// out, and a DENY rule keeps its callers and drops those attributes (deny more,
+/// never less).
+fn requests(
+    rule: &AuthorizationRule,
+    action: AuthorizationAction,
+    traffic: Traffic,
+) -> Option<Permission> {
+    match traffic {
+        Traffic::Http => Some(to(rule)),
+        Traffic::Tcp if rule.needs_http() && action == AuthorizationAction::Allow => None,
+        Traffic::Tcp => Some(any_permission()),
+    }
 }
 
 fn to(rule: &AuthorizationRule) -> Permission {

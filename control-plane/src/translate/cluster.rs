@@ -1,4 +1,5 @@
-//! Service port -> Cluster (EDS over ADS, least-request, HTTP/1.1 or HTTP/2).
+//! Service port -> Cluster (EDS over ADS, least-request; HTTP/1.1, HTTP/2 or
+//! opaque TCP).
 
 use std::collections::HashMap;
 
@@ -110,13 +111,18 @@ pub fn cluster(service: &Service, port: &ServicePort, policy: Option<&TrafficPol
                 ..Default::default()
             })),
         },
-        typed_extension_protocol_options: HashMap::from([(
-            HTTP_PROTOCOL_OPTIONS.to_owned(),
-            encode::message(&protocol_options(
-                port,
-                policy.and_then(|p| p.timeouts.idle),
-            )),
-        )]),
+        // An opaque port's connections carry no HTTP to set options for.
+        typed_extension_protocol_options: if port.protocol.is_opaque() {
+            HashMap::new()
+        } else {
+            HashMap::from([(
+                HTTP_PROTOCOL_OPTIONS.to_owned(),
+                encode::message(&protocol_options(
+                    port,
+                    policy.and_then(|p| p.timeouts.idle),
+                )),
+            )])
+        },
         transport_socket: service.tls.as_ref().map(|tls| origin_tls(tls, port)),
         metadata: Some(cluster_metadata(service, port, balancer)),
         name,
@@ -124,10 +130,11 @@ pub fn cluster(service: &Service, port: &ServicePort, policy: Option<&TrafficPol
     }
 }
 
-/// `metadata.remora`: `{service, namespace, port, balancer}`, and
-/// `allow_unauthenticated_endpoints: true` only for a Service annotated so:
-/// without it a Remora proxy sends nothing to a meshed endpoint that proves no
-/// identity.
+/// `metadata.remora`: `{service, namespace, port, balancer}`;
+/// `allow_unauthenticated_endpoints: true` only for a Service annotated so
+/// (without it a Remora proxy sends nothing to a meshed endpoint that proves no
+/// identity); `protocol: tcp` only for an opaque port (a proxy balances its
+/// connections, not requests, and speaks no HTTP to it).
 fn cluster_metadata(
     service: &Service,
     port: &ServicePort,
@@ -139,12 +146,17 @@ fn cluster_metadata(
         ("port", metadata::number(port.port.into())),
         ("balancer", metadata::string(balancer_name(balancer))),
     ]);
-    if service.authority.allow_unauthenticated {
-        if let Some(fields) = m.filter_metadata.get_mut(names::METADATA_KEY) {
-            fields.fields.insert(
+    if let Some(remora) = m.filter_metadata.get_mut(names::METADATA_KEY) {
+        if service.authority.allow_unauthenticated {
+            remora.fields.insert(
                 ALLOW_UNAUTHENTICATED_ENDPOINTS.to_owned(),
                 metadata::boolean(true),
             );
+        }
+        if port.protocol.is_opaque() {
+            remora
+                .fields
+                .insert(PROTOCOL.to_owned(), metadata::string(TCP));
         }
     }
     m
@@ -153,6 +165,9 @@ fn cluster_metadata(
 /// The cluster metadata field a proxy reads before it sends in plaintext to a
 /// meshed endpoint.
 pub const ALLOW_UNAUTHENTICATED_ENDPOINTS: &str = "allow_unauthenticated_endpoints";
+/// The cluster metadata field that marks an opaque TCP cluster, and its value.
+pub const PROTOCOL: &str = "protocol";
+pub const TCP: &str = "tcp";
 
 fn lb_policy(balancer: &LoadBalancer) -> LbPolicy {
     match balancer {
@@ -193,7 +208,8 @@ fn protocol_options(port: &ServicePort, idle: Option<std::time::Duration>) -> Ht
 }
 
 /// Ordinary TLS to the static endpoints: SNI and the DNS name to verify, the given
-/// roots or the system's. Meshed endpoints always use mesh mTLS.
+/// roots or the system's; ALPN for HTTP ports only (an opaque protocol negotiates
+/// nothing). Meshed endpoints always use mesh mTLS.
 fn origin_tls(tls: &OriginTls, port: &ServicePort) -> TransportSocket {
     let trust = match &tls.ca_certificates {
         Some(pem) => CertificateValidationContext {
@@ -219,16 +235,16 @@ fn origin_tls(tls: &OriginTls, port: &ServicePort) -> TransportSocket {
         }],
         ..trust
     };
-    let alpn = if port.protocol.is_http2() {
-        "h2"
-    } else {
-        "http/1.1"
+    let alpn = match port.protocol {
+        p if p.is_opaque() => None,
+        p if p.is_http2() => Some("h2"),
+        _ => Some("http/1.1"),
     };
     let context = UpstreamTlsContext {
         sni: tls.server_name.clone(),
         common_tls_context: Some(CommonTlsContext {
             validation_context_type: Some(ValidationContextType::ValidationContext(validation)),
-            alpn_protocols: vec![alpn.to_owned()],
+            alpn_protocols: alpn.into_iter().map(str::to_owned).collect(),
             ..Default::default()
         }),
         ..Default::default()
@@ -257,6 +273,7 @@ mod tests {
             endpoints: Vec::new(),
             tls,
             authority: crate::resources::EndpointAuthority::named_like("payments"),
+            cluster_ip: None,
         }
     }
 

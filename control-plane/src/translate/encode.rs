@@ -4,8 +4,9 @@
 //! prost encodes fields in tag order and repeated fields in order, which is
 //! canonical, except for maps: envoy-types generates `HashMap`s, whose iteration
 //! order differs between instances. The only multi-entry maps Remora writes are the
-//! `fields` of `metadata.filter_metadata["remora"]`, so metadata is left out of the
-//! main encoding and appended as a mirror message with sorted (`BTreeMap`) maps.
+//! `fields` of `metadata.filter_metadata["remora"]` (on clusters, endpoints and
+//! listeners' filter chains), so metadata is left out of the main encoding and
+//! appended as a mirror message with sorted (`BTreeMap`) maps.
 //! Protobuf parsers accept fields in any order; the decoded message is unchanged.
 
 use std::collections::BTreeMap;
@@ -14,6 +15,7 @@ use prost::{Message, Name};
 use remora_proto::xds::envoy::config::cluster::v3::Cluster;
 use remora_proto::xds::envoy::config::core::v3::Metadata;
 use remora_proto::xds::envoy::config::endpoint::v3::ClusterLoadAssignment;
+use remora_proto::xds::envoy::config::listener::v3::Listener;
 use remora_proto::xds::google::protobuf::{Any, Value};
 
 /// `envoy.config.cluster.v3.Cluster.metadata`
@@ -24,6 +26,10 @@ const ASSIGNMENT_ENDPOINTS: u32 = 2;
 const LOCALITY_LB_ENDPOINTS: u32 = 2;
 /// `envoy.config.endpoint.v3.LbEndpoint.metadata`
 const LB_ENDPOINT_METADATA: u32 = 3;
+/// `envoy.config.listener.v3.Listener.filter_chains`
+const LISTENER_FILTER_CHAINS: u32 = 3;
+/// `envoy.config.listener.v3.FilterChain.metadata`
+const FILTER_CHAIN_METADATA: u32 = 5;
 
 /// Wire-compatible with `envoy.config.core.v3.Metadata` (filter_metadata only).
 #[derive(Clone, PartialEq, prost::Message)]
@@ -105,11 +111,34 @@ pub fn assignment(cla: &ClusterLoadAssignment) -> Any {
     }
 }
 
+/// A listener whose filter chains may carry metadata.
+pub fn listener(l: &Listener) -> Any {
+    // Without chain metadata, the plain encoding: the same bytes, and so the
+    // same version, as before chains had metadata (no reload after an upgrade).
+    if l.filter_chains.iter().all(|c| c.metadata.is_none()) {
+        return message(l);
+    }
+    let mut rest = l.clone();
+    let chains = std::mem::take(&mut rest.filter_chains);
+    let mut value = rest.encode_to_vec();
+    for mut chain in chains {
+        let metadata = chain.metadata.take();
+        let mut chain_bytes = chain.encode_to_vec();
+        append_metadata(&mut chain_bytes, FILTER_CHAIN_METADATA, metadata.as_ref());
+        prost::encoding::bytes::encode(LISTENER_FILTER_CHAINS, &chain_bytes, &mut value);
+    }
+    Any {
+        type_url: Listener::type_url(),
+        value,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::collections::HashMap;
 
     use remora_proto::xds::envoy::config::endpoint::v3::{LbEndpoint, LocalityLbEndpoints};
+    use remora_proto::xds::envoy::config::listener::v3::FilterChain;
     use remora_proto::xds::google::protobuf::{value::Kind, Struct};
 
     use super::*;
@@ -168,5 +197,25 @@ mod tests {
             ClusterLoadAssignment::decode(first.value.as_slice()).unwrap(),
             make()
         );
+    }
+
+    #[test]
+    fn equal_listeners_encode_to_equal_bytes_and_decode_unchanged() {
+        let make = || Listener {
+            name: "l".into(),
+            filter_chains: (0..3)
+                .map(|i| FilterChain {
+                    name: format!("chain{i}"),
+                    metadata: (i > 0).then(|| metadata(6)),
+                    ..Default::default()
+                })
+                .collect(),
+            ..Default::default()
+        };
+        let first = listener(&make());
+        for _ in 0..20 {
+            assert_eq!(listener(&make()), first);
+        }
+        assert_eq!(Listener::decode(first.value.as_slice()).unwrap(), make());
     }
 }

@@ -1,5 +1,5 @@
 //! The HTTP filters a TrafficPolicy adds: fault injection on the outbound listener
-//! (one `envoy.filters.http.fault` per faulty Service port, restricted to its
+//! (one `envoy.filters.http.fault` per HTTP port of a faulty Service, restricted to its
 //! cluster with `upstream_cluster`) and local rate limits (a token bucket per
 //! Service: on its inbound listener, and per route to it on the outbound side).
 
@@ -40,7 +40,8 @@ pub fn outbound_faults(store: &Store) -> Vec<HttpFilter> {
         else {
             continue;
         };
-        for port in &service.ports {
+        // HTTP faults mean nothing to an opaque port's connections.
+        for port in service.ports.iter().filter(|p| !p.protocol.is_opaque()) {
             let config = fault(faults, names::cluster(&service.key, port.port));
             out.push(filter(FAULT_FILTER, encode::message(&config)));
         }

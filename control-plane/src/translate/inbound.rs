@@ -3,6 +3,11 @@
 //! inspector) and who may call it (RBAC filters). The proxy serves with its own
 //! workload certificate and forwards to its app as its bootstrap says, so the TLS
 //! context carries no certificate and the route table is empty.
+//!
+//! HTTP comes first (`mtls`, then `plaintext`); then each opaque TCP port has its
+//! own chains (`tcp|<port>`, then `tcp|<port>|plaintext`), matched by the port and,
+//! over mTLS, by the ALPN a caller's proxy offers for TCP ([`TCP_ALPN`]), with
+//! network RBAC filters before a TCP proxy to the app.
 
 use std::net::{Ipv4Addr, SocketAddr};
 
@@ -21,15 +26,22 @@ use remora_proto::xds::envoy::extensions::filters::network::http_connection_mana
 use remora_proto::xds::envoy::extensions::transport_sockets::tls::v3::{
     tls_parameters::TlsProtocol, CommonTlsContext, DownstreamTlsContext, TlsParameters,
 };
-use remora_proto::xds::google::protobuf::BoolValue;
+use remora_proto::xds::google::protobuf::{BoolValue, UInt32Value};
 
 use super::listener::{HTTP_CONNECTION_MANAGER, ROUTER};
-use super::{authorization, encode, names, socket_address};
-use crate::resources::{Service, TlsMode};
+use super::{authorization, encode, metadata, names, socket_address, tcp_proxy};
+use crate::resources::{Service, ServicePort, TlsMode};
 use crate::store::Store;
 
 pub const TLS_INSPECTOR: &str = "envoy.filters.listener.tls_inspector";
 pub const TLS_TRANSPORT_SOCKET: &str = "envoy.transport_sockets.tls";
+/// The ALPN of mesh HTTP between proxies.
+pub const HTTP_ALPN: &str = "h2";
+/// The ALPN a caller's proxy offers for an opaque TCP connection, which tells it
+/// apart from mesh HTTP in the ClientHello, before the handshake.
+pub const TCP_ALPN: &str = "remora-tcp/1";
+const TLS: &str = "tls";
+const RAW_BUFFER: &str = "raw_buffer";
 /// Informational: a proxy binds what its bootstrap says.
 const INBOUND_ADDRESS: SocketAddr =
     SocketAddr::new(std::net::IpAddr::V4(Ipv4Addr::UNSPECIFIED), 7002);
@@ -45,15 +57,10 @@ pub fn listener(store: &Store, service: &Service, trust_domain: &str) -> Listene
     let mut filter_chains = vec![FilterChain {
         name: "mtls".to_owned(),
         filter_chain_match: Some(FilterChainMatch {
-            transport_protocol: "tls".to_owned(),
+            transport_protocol: TLS.to_owned(),
             ..Default::default()
         }),
-        transport_socket: Some(TransportSocket {
-            name: TLS_TRANSPORT_SOCKET.to_owned(),
-            config_type: Some(transport_socket::ConfigType::TypedConfig(encode::message(
-                &mesh_tls(),
-            ))),
-        }),
+        transport_socket: Some(mesh_tls(HTTP_ALPN)),
         filters: vec![hcm.clone()],
         ..Default::default()
     }];
@@ -62,13 +69,14 @@ pub fn listener(store: &Store, service: &Service, trust_domain: &str) -> Listene
         filter_chains.push(FilterChain {
             name: "plaintext".to_owned(),
             filter_chain_match: Some(FilterChainMatch {
-                transport_protocol: "raw_buffer".to_owned(),
+                transport_protocol: RAW_BUFFER.to_owned(),
                 ..Default::default()
             }),
             filters: vec![hcm],
             ..Default::default()
         });
     }
+    filter_chains.extend(tcp_chains(store, service, trust_domain, mode));
     Listener {
         name,
         address: Some(socket_address(INBOUND_ADDRESS)),
@@ -85,19 +93,90 @@ pub fn listener(store: &Store, service: &Service, trust_domain: &str) -> Listene
     }
 }
 
-/// TLS 1.3 with a client certificate required, HTTP/2 between proxies.
-fn mesh_tls() -> DownstreamTlsContext {
-    DownstreamTlsContext {
+/// The chains of each opaque port, in port order: mTLS, and plaintext when
+/// PERMISSIVE. Both carry the same RBAC filters: a plaintext connection proves no
+/// caller, so only rules without `from` can allow it, as on the HTTP chains.
+fn tcp_chains(
+    store: &Store,
+    service: &Service,
+    trust_domain: &str,
+    mode: TlsMode,
+) -> Vec<FilterChain> {
+    let mut ports: Vec<&ServicePort> = service
+        .ports
+        .iter()
+        .filter(|p| p.protocol.is_opaque())
+        .collect();
+    ports.sort_by_key(|p| p.port);
+    let mut out = Vec::new();
+    for port in ports {
+        let cluster = names::inbound_cluster(port.port);
+        let mut filters: Vec<Filter> =
+            authorization::network_filters(store, service, trust_domain, &cluster)
+                .into_iter()
+                .map(|config| Filter {
+                    name: authorization::NETWORK_RBAC_FILTER.to_owned(),
+                    config_type: Some(filter::ConfigType::TypedConfig(config)),
+                })
+                .collect();
+        filters.push(tcp_proxy::filter(store, &service.key, &cluster, &cluster));
+        let metadata = metadata::remora([
+            ("port", metadata::number(port.port.into())),
+            ("protocol", metadata::string(port.protocol.as_str())),
+        ]);
+        let destination_port = Some(UInt32Value {
+            value: port.port.into(),
+        });
+        out.push(FilterChain {
+            name: names::inbound_tcp_chain(port.port),
+            filter_chain_match: Some(FilterChainMatch {
+                destination_port,
+                transport_protocol: TLS.to_owned(),
+                application_protocols: vec![TCP_ALPN.to_owned()],
+                ..Default::default()
+            }),
+            transport_socket: Some(mesh_tls(TCP_ALPN)),
+            filters: filters.clone(),
+            metadata: Some(metadata.clone()),
+            ..Default::default()
+        });
+        if mode == TlsMode::Permissive {
+            out.push(FilterChain {
+                name: names::inbound_plaintext_tcp_chain(port.port),
+                filter_chain_match: Some(FilterChainMatch {
+                    destination_port,
+                    transport_protocol: RAW_BUFFER.to_owned(),
+                    ..Default::default()
+                }),
+                filters,
+                metadata: Some(metadata),
+                ..Default::default()
+            });
+        }
+    }
+    out
+}
+
+/// TLS 1.3 with a client certificate required, negotiating `alpn`: the mesh
+/// TLS of every TLS chain, which differ only in what they carry.
+fn mesh_tls(alpn: &str) -> TransportSocket {
+    let context = DownstreamTlsContext {
         require_client_certificate: Some(BoolValue { value: true }),
         common_tls_context: Some(CommonTlsContext {
             tls_params: Some(TlsParameters {
                 tls_minimum_protocol_version: TlsProtocol::TlSv13 as i32,
                 ..Default::default()
             }),
-            alpn_protocols: vec!["h2".to_owned()],
+            alpn_protocols: vec![alpn.to_owned()],
             ..Default::default()
         }),
         ..Default::default()
+    };
+    TransportSocket {
+        name: TLS_TRANSPORT_SOCKET.to_owned(),
+        config_type: Some(transport_socket::ConfigType::TypedConfig(encode::message(
+            &context,
+        ))),
     }
 }
 

@@ -1,5 +1,6 @@
-//! Listeners: `outbound` for Remora proxies, and one API listener per Service port
-//! for gRPC's xDS client. Both hand HTTP to RDS `outbound`.
+//! Listeners: `outbound` for Remora proxies, and one API listener per HTTP Service
+//! port for gRPC's xDS client. Both hand HTTP to RDS `outbound`; the outbound
+//! listener also carries opaque TCP ports and cluster IPs (`outbound_chains`).
 
 use std::net::{Ipv4Addr, SocketAddr};
 
@@ -11,7 +12,7 @@ use remora_proto::xds::envoy::extensions::filters::network::http_connection_mana
     http_connection_manager::RouteSpecifier, http_filter, HttpConnectionManager, HttpFilter, Rds,
 };
 
-use super::{ads_config_source, encode, filters, names, socket_address};
+use super::{ads_config_source, encode, filters, names, outbound_chains, socket_address};
 use crate::resources::ObjectKey;
 use crate::store::Store;
 
@@ -21,24 +22,32 @@ pub const ROUTER: &str = "envoy.filters.http.router";
 const OUTBOUND_ADDRESS: SocketAddr =
     SocketAddr::new(std::net::IpAddr::V4(Ipv4Addr::LOCALHOST), 7001);
 
-/// The outbound listener: fault filters for the Services that inject faults and a
-/// rate limit filter when routes carry limits, before the router.
+/// The outbound listener. Its first filter chain, matching any connection, is
+/// the HTTP connection manager: fault filters for the Services that inject faults
+/// and a rate limit filter when routes carry limits, before the router. The
+/// chains after it pick connections by their original destination.
 pub fn outbound(store: &Store) -> Listener {
     let mut hcm = http_connection_manager(names::OUTBOUND);
     let mut filters = filters::outbound_faults(store);
     filters.extend(filters::outbound_rate_limit(store));
     filters.append(&mut hcm.http_filters);
     hcm.http_filters = filters;
+    let http = Filter {
+        name: HTTP_CONNECTION_MANAGER.to_owned(),
+        config_type: Some(filter::ConfigType::TypedConfig(encode::message(&hcm))),
+    };
+    let mut filter_chains = outbound_chains::chains(store, &http);
+    filter_chains.insert(
+        0,
+        FilterChain {
+            filters: vec![http],
+            ..Default::default()
+        },
+    );
     Listener {
         name: names::OUTBOUND.to_owned(),
         address: Some(socket_address(OUTBOUND_ADDRESS)),
-        filter_chains: vec![FilterChain {
-            filters: vec![Filter {
-                name: HTTP_CONNECTION_MANAGER.to_owned(),
-                config_type: Some(filter::ConfigType::TypedConfig(encode::message(&hcm))),
-            }],
-            ..Default::default()
-        }],
+        filter_chains,
         ..Default::default()
     }
 }

@@ -16,8 +16,10 @@ mod filters;
 mod inbound;
 mod listener;
 mod metadata;
+mod outbound_chains;
 mod resilience;
 mod route;
+mod tcp_proxy;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -145,18 +147,21 @@ pub fn translate(
             let cla = endpoint::assignment(service, port, meshed);
             out.endpoints
                 .insert(cla.cluster_name.clone(), encode::assignment(&cla));
-            let l = listener::api_listener(&service.key, port.port);
-            out.listeners.insert(l.name.clone(), encode::message(&l));
+            // gRPC clients speak HTTP/2: an opaque port has nothing for them.
+            if !port.protocol.is_opaque() {
+                let l = listener::api_listener(&service.key, port.port);
+                out.listeners.insert(l.name.clone(), encode::listener(&l));
+            }
         }
         // A proxy fronts a Service of its own namespace.
         if service.key.namespace == namespace {
             let l = inbound::listener(store, service, trust_domain);
-            out.listeners.insert(l.name.clone(), encode::message(&l));
+            out.listeners.insert(l.name.clone(), encode::listener(&l));
         }
     }
     let outbound = listener::outbound(store);
     out.listeners
-        .insert(outbound.name.clone(), encode::message(&outbound));
+        .insert(outbound.name.clone(), encode::listener(&outbound));
     let routes = route::route_configuration(store, namespace);
     out.routes
         .insert(routes.name.clone(), encode::message(&routes));
@@ -182,6 +187,10 @@ fn socket_address(addr: SocketAddr) -> Address {
     }
 }
 
+#[cfg(test)]
+mod opaque_policy_tests;
+#[cfg(test)]
+mod opaque_tests;
 #[cfg(test)]
 mod policy_tests;
 #[cfg(test)]

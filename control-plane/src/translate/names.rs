@@ -24,6 +24,41 @@ pub fn cluster(service: &ObjectKey, port: u16) -> String {
     format!("outbound|{port}||{}", fqdn(service))
 }
 
+/// `orders.default.svc.cluster.local:80`: the `Host` / `:authority` a proxy gives
+/// a request that arrived for the Service's cluster IP (one of [`domains`]).
+pub fn authority(service: &ObjectKey, port: u16) -> String {
+    format!("{}:{port}", fqdn(service))
+}
+
+/// `tcp|6379||redis.default.svc.cluster.local`: the outbound listener's filter
+/// chain for an opaque Service port.
+pub fn outbound_tcp_chain(service: &ObjectKey, port: u16) -> String {
+    format!("tcp|{port}||{}", fqdn(service))
+}
+
+/// `http|80||orders.default.svc.cluster.local`: the outbound listener's filter
+/// chain for connections to an HTTP port's cluster IP.
+pub fn outbound_http_chain(service: &ObjectKey, port: u16) -> String {
+    format!("http|{port}||{}", fqdn(service))
+}
+
+/// `tcp|6379`: the inbound listener's filter chain for mesh mTLS connections to
+/// an opaque port.
+pub fn inbound_tcp_chain(port: u16) -> String {
+    format!("tcp|{port}")
+}
+
+/// `tcp|6379|plaintext`: its PERMISSIVE twin for plaintext connections.
+pub fn inbound_plaintext_tcp_chain(port: u16) -> String {
+    format!("tcp|{port}|plaintext")
+}
+
+/// `inbound|6379|`: the cluster an inbound TCP proxy sends to, the proxy's own
+/// application on that port (the proxy resolves it from its bootstrap).
+pub fn inbound_cluster(port: u16) -> String {
+    format!("inbound|{port}|")
+}
+
 /// `inbound|orders.default.svc.cluster.local`: the listener the Service's proxies
 /// accept mesh traffic on.
 pub fn inbound(service: &ObjectKey) -> String {
@@ -44,7 +79,7 @@ pub fn virtual_host(service: &ObjectKey, port: u16) -> String {
 }
 
 /// The host names (`Host` / `:authority`) a Service port answers to, as seen from a
-/// proxy in `client_namespace`. Port-less names belong to the Service's first port;
+/// proxy in `client_namespace`. Port-less names belong to the Service's first HTTP port;
 /// the short name only resolves within the Service's own namespace.
 pub fn domains(
     service: &ObjectKey,
@@ -83,6 +118,28 @@ mod tests {
         );
         assert_eq!(listener(&orders, 80), "orders.default.svc.cluster.local:80");
         assert_eq!(virtual_host(&orders, 80), "default/orders:80");
+        assert_eq!(
+            outbound_tcp_chain(&orders, 6379),
+            "tcp|6379||orders.default.svc.cluster.local"
+        );
+        assert_eq!(
+            outbound_http_chain(&orders, 80),
+            "http|80||orders.default.svc.cluster.local"
+        );
+        assert_eq!(inbound_tcp_chain(6379), "tcp|6379");
+        assert_eq!(inbound_plaintext_tcp_chain(6379), "tcp|6379|plaintext");
+        assert_eq!(inbound_cluster(6379), "inbound|6379|");
+    }
+
+    #[test]
+    fn the_cluster_ip_authority_is_a_domain_of_every_port_from_every_namespace() {
+        let orders = ObjectKey::new("default", "orders");
+        for (port, first) in [(80, true), (9090, false)] {
+            for client in ["default", "shop"] {
+                let hosts = domains(&orders, port, first, client);
+                assert!(hosts.contains(&authority(&orders, port)), "{hosts:?}");
+            }
+        }
     }
 
     #[test]

@@ -1,5 +1,6 @@
-//! HTTPRoutes -> RouteConfiguration `outbound`: one virtual host per Service port,
-//! routes in Gateway API precedence order.
+//! HTTPRoutes -> RouteConfiguration `outbound`: one virtual host per HTTP Service
+//! port (an opaque TCP port has no requests to route), routes in Gateway API
+//! precedence order.
 //!
 //! Which HTTPRoutes apply (GAMMA): a route in the Service's own namespace (a
 //! producer route) applies to every client; a route in another namespace (a
@@ -30,15 +31,18 @@ use crate::resources::{self, HttpRoute, ObjectKey, PathMatch, Rule, Service, Ser
 use crate::store::Store;
 
 pub fn route_configuration(store: &Store, client_namespace: &str) -> RouteConfiguration {
-    let virtual_hosts =
-        store
-            .services()
-            .flat_map(|service| {
-                service.ports.iter().enumerate().map(move |(i, port)| {
-                    virtual_host(store, service, port, i == 0, client_namespace)
-                })
-            })
-            .collect();
+    let virtual_hosts = store
+        .services()
+        .flat_map(|service| {
+            // The port-less names belong to the first HTTP port.
+            service
+                .ports
+                .iter()
+                .filter(|port| !port.protocol.is_opaque())
+                .enumerate()
+                .map(move |(i, port)| virtual_host(store, service, port, i == 0, client_namespace))
+        })
+        .collect();
     RouteConfiguration {
         name: names::OUTBOUND.to_owned(),
         virtual_hosts,

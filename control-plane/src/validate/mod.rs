@@ -16,6 +16,7 @@
 //! 3. otherwise (the first load, or that file no longer defines it) the first in
 //!    file-name, then document order.
 
+mod cluster_ip;
 mod decode;
 mod document;
 mod httproute;
@@ -90,6 +91,7 @@ fn validate_with(documents: &[Document], loader_problems: &[Problem], previous: 
         )
         .collect();
     reject_duplicates(&mut candidates, previous, &hiding);
+    cluster_ip::reject_shared_cluster_ips(&mut candidates, previous, &hiding);
     check_references(&mut candidates);
 
     check_policy_targets(&mut candidates);
@@ -300,6 +302,8 @@ fn reject_second_policy(
     }
 }
 
+#[cfg(test)]
+mod opaque_tests;
 #[cfg(test)]
 mod policy_tests;
 #[cfg(test)]

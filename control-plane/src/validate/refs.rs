@@ -1,11 +1,11 @@
 //! References between resources: every Service an HTTPRoute names (as parent or
-//! backend) must be valid and have the port it names; every policy's target must
-//! exist.
+//! backend) must be valid and have the HTTP port it names (an opaque TCP port has
+//! no requests to route); every policy's target must exist.
 
 use std::collections::{BTreeMap, BTreeSet};
 
 use super::decode::{field, index, FieldError};
-use crate::resources::{HttpRoute, ObjectKey, PolicyTarget, Service};
+use crate::resources::{HttpRoute, ObjectKey, PolicyTarget, Service, ServicePort};
 
 /// The Services a route may refer to.
 pub struct Services<'a> {
@@ -37,6 +37,16 @@ fn ports_list(service: &Service) -> String {
     ports.join(", ")
 }
 
+fn opaque_port(service: &Service, port: &ServicePort) -> String {
+    format!(
+        "port {} of Service \"{}\" is opaque TCP (appProtocol: {}): an HTTPRoute \
+         routes HTTP ports only",
+        port.port,
+        service.key.name,
+        port.protocol.as_str()
+    )
+}
+
 /// Every broken reference of `route`, with its field path. The route must have
 /// decoded cleanly (its lists line up with the YAML's).
 pub fn check_route(route: &HttpRoute, services: &Services<'_>) -> Vec<FieldError> {
@@ -47,20 +57,30 @@ pub fn check_route(route: &HttpRoute, services: &Services<'_>) -> Vec<FieldError
         let path = index("spec.parentRefs", i);
         match services.lookup(&route.key, &parent.service) {
             Err(message) => error(field(&path, "name"), message),
-            Ok(service) => {
-                if let Some(port) = parent.port {
-                    if service.resolve_port(Some(port)).is_none() {
-                        error(
-                            field(&path, "port"),
-                            format!(
-                                "Service \"{}\" has no port {port} (it has {})",
-                                service.key.name,
-                                ports_list(service)
-                            ),
-                        );
+            Ok(service) => match parent.port {
+                Some(port) => match service.resolve_port(Some(port)) {
+                    None => error(
+                        field(&path, "port"),
+                        format!(
+                            "Service \"{}\" has no port {port} (it has {})",
+                            service.key.name,
+                            ports_list(service)
+                        ),
+                    ),
+                    Some(p) if p.protocol.is_opaque() => {
+                        error(field(&path, "port"), opaque_port(service, p))
                     }
-                }
-            }
+                    Some(_) => {}
+                },
+                None if service.ports.iter().all(|p| p.protocol.is_opaque()) => error(
+                    field(&path, "name"),
+                    format!(
+                        "Service \"{}\" has no HTTP port (its ports are opaque TCP)",
+                        service.key.name
+                    ),
+                ),
+                None => {}
+            },
         }
     }
 
@@ -84,7 +104,11 @@ pub fn check_route(route: &HttpRoute, services: &Services<'_>) -> Vec<FieldError
                     continue;
                 }
             };
-            if service.resolve_port(backend.port).is_none() {
+            if let Some(p) = service.resolve_port(backend.port) {
+                if p.protocol.is_opaque() {
+                    error(field(&path, "port"), opaque_port(service, p));
+                }
+            } else {
                 let message = match backend.port {
                     Some(port) => format!(
                         "Service \"{}\" has no port {port} (it has {})",

@@ -39,7 +39,12 @@ pub fn retain_last_good(previous: &Store, outcome: &mut Outcome) {
     let mut kept: Vec<(Kind, ObjectKey)> = Vec::new();
     let mut contents = store.contents();
     for old in previous.services() {
-        if store.service(&old.key).is_none() && keep(Kind::Service, &old.key) {
+        // Not when another Service has taken over its cluster IP since (which
+        // `cluster_ip` allows only when this one looked deleted).
+        let ip_taken = old
+            .cluster_ip
+            .is_some_and(|ip| store.services().any(|s| s.cluster_ip == Some(ip)));
+        if store.service(&old.key).is_none() && keep(Kind::Service, &old.key) && !ip_taken {
             kept.push((Kind::Service, old.key.clone()));
             contents.services.push(old.clone());
         }

@@ -1,8 +1,9 @@
-//! Decoding a Service's `spec`: ports and Remora's static endpoints.
+//! Decoding a Service's `spec`: ports, `clusterIP` and Remora's static endpoints.
 //!
 //! Kubernetes fields that do not matter to the mesh (`selector`, `type`,
-//! `clusterIP`, ...) are accepted and ignored, so a cluster's manifests can be used
-//! unchanged.
+//! `clusterIPs`, ...) are accepted and ignored, so a cluster's manifests can be
+//! used unchanged. That no two Services share a cluster IP is checked across
+//! Services (`cluster_ip.rs`).
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;
@@ -23,13 +24,35 @@ pub fn decode(top: &Mapping, spec: &Mapping, key: ObjectKey, d: &mut Decoder) ->
     let endpoints = endpoints(spec, &ports, d);
     let tls = tls(spec, d);
     let authority = authority(top, &key.name, d);
+    let cluster_ip = cluster_ip(spec, d);
     Some(Service {
         key,
         ports,
         endpoints,
         tls,
         authority,
+        cluster_ip,
     })
+}
+
+/// `spec.clusterIP`: an IPv4 or IPv6 address; absent, empty or `None` (a headless
+/// Service, as Kubernetes writes it) is no cluster IP. An IPv4-mapped IPv6
+/// address is kept as IPv4, the form a connection's original destination has.
+fn cluster_ip(spec: &Mapping, d: &mut Decoder) -> Option<IpAddr> {
+    let text = d.string(spec, "spec", "clusterIP")?;
+    if text == "None" {
+        return None;
+    }
+    let problem = match text.parse::<IpAddr>().map(crate::authority::canonical) {
+        Err(_) => "is not an IP address (an IPv4 or IPv6 address, or None for a headless Service)",
+        Ok(ip) if ip.is_unspecified() => {
+            "is the unspecified address, which no connection is sent to"
+        }
+        Ok(ip) if ip.is_multicast() => "is a multicast address, which cannot be a Service's",
+        Ok(ip) => return Some(ip),
+    };
+    d.error("spec.clusterIP", format!("\"{text}\" {problem}"));
+    None
 }
 
 /// `metadata.annotations` `remora.io/*`: who may serve the Service (see
@@ -175,13 +198,7 @@ fn ports(spec: &Mapping, d: &mut Decoder) -> Vec<ServicePort> {
             Some(value) => {
                 let parsed = AppProtocol::parse(&value);
                 if parsed.is_none() {
-                    d.error(
-                        field(&path, "appProtocol"),
-                        format!(
-                            "\"{value}\" is not supported (use one of: {})",
-                            AppProtocol::ACCEPTED.join(", ")
-                        ),
-                    );
+                    d.error(field(&path, "appProtocol"), unsupported_protocol(&value));
                 }
                 parsed
             }
@@ -203,6 +220,24 @@ fn ports(spec: &Mapping, d: &mut Decoder) -> Vec<ServicePort> {
         }
     }
     out
+}
+
+/// Names what is accepted, HTTP and opaque TCP apart, so the user sees that
+/// an unlisted TCP protocol can be declared as `tcp`.
+fn unsupported_protocol(value: &str) -> String {
+    let names = |opaque: bool| {
+        AppProtocol::ALL
+            .into_iter()
+            .filter(|p| p.is_opaque() == opaque)
+            .map(AppProtocol::as_str)
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    format!(
+        "\"{value}\" is not supported (HTTP: {}; opaque TCP: {})",
+        names(false),
+        names(true)
+    )
 }
 
 fn endpoints(spec: &Mapping, ports: &[ServicePort], d: &mut Decoder) -> Vec<StaticEndpoint> {

@@ -446,7 +446,7 @@ fn bad_app_protocol_and_port_out_of_range() {
     assert_eq!(
         messages(&outcome),
         [
-            "s.yaml: Service default/svc: spec.ports[0].appProtocol: \"http2\" is not supported (use one of: http, kubernetes.io/h2c, grpc)",
+            "s.yaml: Service default/svc: spec.ports[0].appProtocol: \"http2\" is not supported (HTTP: http, kubernetes.io/h2c, grpc; opaque TCP: tcp, mysql, postgresql, redis, nats, amqp, mqtt, kafka, smtp)",
             "s.yaml: Service default/svc: spec.ports[1].port: 70000 is out of range (1 to 65535)",
             "s.yaml: Service default/svc: spec.ports[2].port: must be a number, not a string",
         ]
