@@ -19,15 +19,14 @@ use remora_proto::xds::envoy::extensions::filters::network::tcp_proxy::v3::{
 use remora_proto::xds::google::protobuf::value::Kind;
 use remora_proto::xds::google::protobuf::Any;
 
+use remora_proto::type_url::{NETWORK_RBAC, TCP_PROXY};
+
 use super::CompileError;
 use crate::authz::Authorization;
 use crate::snapshot::{Carry, Destination, Destinations};
 use crate::upstream::Cluster;
 
 pub const TCP_PROXY_FILTER: &str = "envoy.filters.network.tcp_proxy";
-pub const TCP_PROXY: &str =
-    "type.googleapis.com/envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy";
-pub const NETWORK_RBAC: &str = "type.googleapis.com/envoy.extensions.filters.network.rbac.v3.RBAC";
 const HCM_FILTER: &str = "envoy.filters.network.http_connection_manager";
 /// Envoy's default: an opaque connection with no byte either way for an hour is
 /// closed.
