@@ -1,6 +1,8 @@
 //! remora-proxy: the data-plane proxy.
 //!
 //! - [`bootstrap`]: who this proxy is and where it listens (the bootstrap file).
+//! - [`init`]: `remora-proxy init`, the iptables rules of transparent mode.
+//! - [`transparent`]: the original destination of a redirected connection.
 //! - [`limits`]: header and body sizes, connections per listener, idle time.
 //! - [`identity`]: the workload key and certificate, renewed before expiry.
 //! - [`tls`]: mTLS between proxies, verified by SPIFFE identity.
@@ -27,11 +29,13 @@ pub mod compile;
 pub mod fuzzing; // entry points for the fuzz targets in fuzz/ (not an API)
 pub mod http;
 pub mod identity;
+pub mod init;
 pub mod limits;
 pub mod resilience;
 pub mod run;
 pub mod snapshot;
 pub mod telemetry;
 pub mod tls;
+pub mod transparent;
 pub mod upstream;
 pub mod xds;
