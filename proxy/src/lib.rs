@@ -7,6 +7,8 @@
 //! - [`matchers`]: header and path matchers (routes, authorization, faults).
 //! - [`grpc`]: gRPC content type and status.
 //! - [`backoff`]: jittered exponential backoff.
+//! - [`transparent`]: the original destination of a redirected connection.
+//! - [`init`]: `remora-proxy init`, the iptables rules of transparent mode.
 //! - [`limits`]: header and body sizes, connections per listener, idle time.
 //!
 //! Security and telemetry primitives:
@@ -49,6 +51,7 @@ pub mod fuzzing; // entry points for the fuzz targets in fuzz/ (not an API)
 pub mod grpc;
 pub mod http;
 pub mod identity;
+pub mod init;
 pub mod limits;
 pub mod matchers;
 pub mod resilience;
@@ -57,5 +60,6 @@ pub mod snapshot;
 pub mod tcp;
 pub mod telemetry;
 pub mod tls;
+pub mod transparent;
 pub mod upstream;
 pub mod xds;

@@ -1,18 +1,29 @@
-//! `remora-proxy --bootstrap FILE`
+//! `remora-proxy --bootstrap FILE`: run the proxy.
+//! `remora-proxy init [FLAGS]`: install the transparent-mode iptables rules
+//! (see `remora-proxy init --help`).
 
 use std::path::PathBuf;
 
 use anyhow::Context;
-use clap::Parser;
+use clap::{Parser, Subcommand};
 use remora_proxy::bootstrap::Bootstrap;
+use remora_proxy::init::InitArgs;
 use remora_proxy::run::{run, Options};
 
 #[derive(Parser)]
-#[command(name = "remora-proxy", version, about = "Remora's data-plane proxy")]
+#[command(
+    name = "remora-proxy",
+    version,
+    about = "Remora's data-plane proxy",
+    // `init` needs no bootstrap file: a subcommand lifts `--bootstrap`'s requirement.
+    subcommand_negates_reqs = true
+)]
 struct Args {
+    #[command(subcommand)]
+    command: Option<Command>,
     /// The bootstrap file (YAML): node id, service, namespace, control plane, listeners.
-    #[arg(long, env = "REMORA_BOOTSTRAP")]
-    bootstrap: PathBuf,
+    #[arg(long, env = "REMORA_BOOTSTRAP", required = true)]
+    bootstrap: Option<PathBuf>,
     /// Write the bound listener addresses here as JSON once listening.
     #[arg(long)]
     addresses_file: Option<PathBuf>,
@@ -24,10 +35,28 @@ struct Args {
     threads: u16,
 }
 
+#[derive(Subcommand)]
+enum Command {
+    // No doc comment here: it would replace the one on `InitArgs`, which `--help`
+    // shows in full.
+    Init(InitArgs),
+}
+
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
+    // Synchronous: iptables-restore and iptables-save, no runtime, no bootstrap.
+    if let Some(Command::Init(init)) = &args.command {
+        if let Err(error) = remora_proxy::init::run(init) {
+            eprintln!("remora-proxy init: {error}");
+            std::process::exit(1);
+        }
+        return Ok(());
+    }
+    let bootstrap_path = args
+        .bootstrap
+        .context("--bootstrap is required to run the proxy")?;
     let log_filter = init_tracing();
-    let bootstrap = Bootstrap::load(&args.bootstrap)?;
+    let bootstrap = Bootstrap::load(&bootstrap_path)?;
     let runtime = match args.threads {
         1 => tokio::runtime::Builder::new_current_thread()
             .enable_all()
