@@ -35,10 +35,13 @@
 //! - [`tcp`]: opaque TCP: connecting through the mesh, copying both ways, resets.
 //!
 //! On top:
+//! - [`accept`]: the connection path: accept -> original destination -> detect ->
+//!   HTTP or opaque TCP, for every listener.
 //! - [`admin`]: `/live`, `/ready`, `/config_dump`, `/metrics`.
 //! - [`run`]: wires it all together.
 #![forbid(unsafe_code)]
 
+pub mod accept;
 pub mod admin;
 pub mod authz;
 pub mod backoff;

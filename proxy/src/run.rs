@@ -10,9 +10,14 @@ use std::time::Duration;
 use arc_swap::ArcSwap;
 use tokio::net::TcpListener;
 
+use crate::accept::inbound::InboundConnections;
+use crate::accept::outbound::OutboundConnections;
+use crate::accept::upstreams::UpstreamConnections;
+use crate::accept::{serve, Context, DetectSettings, HttpOnly};
 use crate::admin::Admin;
 use crate::bootstrap::Bootstrap;
-use crate::http::{serve, Inbound, InboundStats, ListenerLimits, MeshAccept, Outbound};
+use crate::detect::{DetectStats, OpaquePorts};
+use crate::http::{HttpServer, Inbound, InboundStats, ListenerLimits, MeshAccept, Outbound};
 use crate::identity::{self, CertStore, IdentityConfig};
 use crate::snapshot::Snapshot;
 use crate::telemetry::access_log::AccessLog;
@@ -63,6 +68,10 @@ pub async fn run(options: Options, shutdown: impl Future<Output = ()>) -> Result
     let outbound = bind("outbound", b.outbound).await?;
     let inbound = bind("inbound", b.inbound).await?;
     let admin = bind("admin", b.admin).await?;
+    let mut upstream_listeners = Vec::with_capacity(b.sidecar.upstreams.len());
+    for u in &b.sidecar.upstreams {
+        upstream_listeners.push((u.clone(), bind("upstream", u.listen).await?));
+    }
     let local = |l: &TcpListener, name, addr| {
         l.local_addr().map_err(|source| RunError::Bind {
             listener: name,
@@ -75,8 +84,20 @@ pub async fn run(options: Options, shutdown: impl Future<Output = ()>) -> Result
     let admin_addr = local(&admin, "admin", b.admin)?;
     let advertised = b.advertised_inbound(inbound_addr);
     tracing::info!(outbound = %outbound_addr, inbound = %inbound_addr, admin = %admin_addr, %advertised, service = %b.service, namespace = %b.namespace, "listening");
+    let mut upstream_addrs = Vec::with_capacity(upstream_listeners.len());
+    for (u, l) in &upstream_listeners {
+        let addr = local(l, "upstream", u.listen)?;
+        tracing::info!(listen = %addr, service = %u.service, namespace = %u.namespace, port = u.port, "upstream listening");
+        upstream_addrs.push(addr);
+    }
     if let Some(path) = &options.addresses_file {
-        write_addresses(path, outbound_addr, inbound_addr, admin_addr)?;
+        write_addresses(
+            path,
+            outbound_addr,
+            inbound_addr,
+            admin_addr,
+            &upstream_addrs,
+        )?;
     }
 
     let snapshot = Arc::new(ArcSwap::from_pointee(Snapshot::default()));
@@ -172,6 +193,26 @@ pub async fn run(options: Options, shutdown: impl Future<Output = ()>) -> Result
             stats: stats.clone(),
         })
     });
+    let detect_stats = Arc::new(DetectStats::default());
+    let context = Arc::new(Context {
+        snapshot: snapshot.clone(),
+        metrics: metrics.clone(),
+        detect: DetectSettings {
+            timeout: b.sidecar.detect_timeout,
+            opaque_ports: b
+                .sidecar
+                .opaque_ports
+                .clone()
+                .map(OpaquePorts::new)
+                .unwrap_or_default(),
+            stats: detect_stats.clone(),
+        },
+        passthrough: b.sidecar.passthrough,
+        passthrough_idle: crate::compile::DEFAULT_TCP_IDLE_TIMEOUT,
+        connect_timeout: crate::upstream::DEFAULT_CONNECT_TIMEOUT,
+        app_ip: b.app.ip(),
+        inbound_stats: stats.clone(),
+    });
     // `POST /shutdown` on the admin port stops the proxy like SIGTERM does.
     let admin_shutdown = Arc::new(tokio::sync::Notify::new());
     let admin_handler = Admin {
@@ -183,13 +224,46 @@ pub async fn run(options: Options, shutdown: impl Future<Output = ()>) -> Result
         certificate: certificate.as_ref().map(|(store, _, _)| store.clone()),
         inbound: stats,
         metrics: metrics.clone(),
+        detect: detect_stats,
     };
+    let outbound_http = Arc::new(HttpServer::new(
+        Arc::new(Outbound::new(snapshot, metrics.clone()).with_limits(b.limits)),
+        data_limits,
+    ));
+    let outbound_connections = Arc::new(OutboundConnections {
+        context: context.clone(),
+        http: outbound_http.clone(),
+    });
+    let inbound_connections = Arc::new(InboundConnections {
+        context: context.clone(),
+        http: HttpServer::new(Arc::new(inbound_handler), data_limits),
+        mesh,
+    });
+    let admin_connections = Arc::new(HttpOnly(HttpServer::new(
+        Arc::new(admin_handler),
+        ListenerLimits::admin(&b.limits),
+    )));
+    let upstream_servers =
+        futures::future::join_all(upstream_listeners.into_iter().map(|(upstream, listener)| {
+            let connections = Arc::new(UpstreamConnections {
+                context: context.clone(),
+                http: outbound_http.clone(),
+                upstream,
+            });
+            serve(
+                listener,
+                connections,
+                &TCP.outbound_src,
+                data_limits,
+                stopped(),
+                DRAIN,
+            )
+        }));
     let servers = async {
         tokio::join!(
             serve(
                 outbound,
-                Arc::new(Outbound::new(snapshot, metrics.clone()).with_limits(b.limits)),
-                None,
+                outbound_connections,
                 &TCP.outbound_src,
                 data_limits,
                 stopped(),
@@ -197,8 +271,7 @@ pub async fn run(options: Options, shutdown: impl Future<Output = ()>) -> Result
             ),
             serve(
                 inbound,
-                Arc::new(inbound_handler),
-                mesh,
+                inbound_connections,
                 &TCP.inbound_src,
                 data_limits,
                 stopped(),
@@ -206,13 +279,13 @@ pub async fn run(options: Options, shutdown: impl Future<Output = ()>) -> Result
             ),
             serve(
                 admin,
-                Arc::new(admin_handler),
-                None,
+                admin_connections,
                 &ADMIN,
                 ListenerLimits::admin(&b.limits),
                 stopped(),
                 Duration::from_secs(1)
             ),
+            upstream_servers,
         )
     };
     tokio::pin!(servers);
@@ -258,11 +331,13 @@ fn write_addresses(
     outbound: SocketAddr,
     inbound: SocketAddr,
     admin: SocketAddr,
+    upstreams: &[SocketAddr],
 ) -> Result<(), RunError> {
     let json = serde_json::json!({
         "outbound": outbound.to_string(),
         "inbound": inbound.to_string(),
         "admin": admin.to_string(),
+        "upstreams": upstreams.iter().map(|a| a.to_string()).collect::<Vec<_>>(),
     });
     let tmp = path.with_extension("tmp");
     let err = |source| RunError::AddressesFile {

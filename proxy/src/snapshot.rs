@@ -93,6 +93,8 @@ pub struct TcpPort {
     pub mtls: Authorization,
     /// `Some` when plaintext connections are taken too (PERMISSIVE).
     pub plaintext: Option<Authorization>,
+    /// Closed after this long without a byte either way.
+    pub idle_timeout: Duration,
 }
 
 impl InboundPolicy {

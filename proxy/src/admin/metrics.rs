@@ -19,6 +19,7 @@ pub struct Sources<'a> {
     pub inbound: &'a InboundStats,
     pub xds: &'a XdsStatus,
     pub certificate: Option<&'a CertStore>,
+    pub detect: &'a crate::detect::DetectStats,
 }
 
 pub fn render(s: &Sources<'_>) -> String {
@@ -33,6 +34,7 @@ pub fn render(s: &Sources<'_>) -> String {
     clusters(&mut out, s.snapshot);
     tcp(&mut out);
     s.metrics.tcp.render(&mut out);
+    s.detect.render(&mut out);
     inbound(&mut out, s.inbound);
     xds(&mut out, s.xds);
     if let Some(store) = s.certificate {

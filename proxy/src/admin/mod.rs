@@ -25,6 +25,8 @@ pub struct Admin {
     pub certificate: Option<CertStore>,
     pub inbound: Arc<InboundStats>,
     pub metrics: Arc<crate::telemetry::Metrics>,
+    /// Protocol detection outcomes by port.
+    pub detect: Arc<crate::detect::DetectStats>,
     /// Notified by `POST /shutdown`.
     pub shutdown: Arc<tokio::sync::Notify>,
     pub log_filter: Option<LogFilter>,
@@ -121,6 +123,7 @@ impl Admin {
                     inbound: &self.inbound,
                     xds: &self.status,
                     certificate: self.certificate.as_ref(),
+                    detect: &self.detect,
                 });
                 let mut r = text(StatusCode::OK, "");
                 *r.body_mut() = Either::Right(Full::new(Bytes::from(body)));

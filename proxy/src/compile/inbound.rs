@@ -46,13 +46,15 @@ pub fn compile(l: &Listener, registry: &EndpointRegistry) -> Result<InboundPolic
         let path = format!("filter_chains[{i}]");
         let is_tls = transport(chain, &path).map_err(err)?;
         if super::tcp::is_tcp(chain) {
-            let (port, authorization) = super::tcp::inbound(chain, &path).map_err(err)?;
+            let (port, authorization, idle_timeout) =
+                super::tcp::inbound(chain, &path).map_err(err)?;
             let entry = tcp.entry(port);
             let duplicate = match (entry, is_tls) {
                 (Entry::Vacant(v), true) => {
                     v.insert(TcpPort {
                         mtls: authorization,
                         plaintext: None,
+                        idle_timeout,
                     });
                     false
                 }

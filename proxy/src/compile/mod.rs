@@ -23,6 +23,7 @@ use remora_proto::xds::envoy::config::{
 use remora_proto::xds::google::protobuf::Any;
 
 pub use error::CompileError;
+pub use tcp::DEFAULT_IDLE_TIMEOUT as DEFAULT_TCP_IDLE_TIMEOUT;
 
 use crate::snapshot::{Snapshot, Versions};
 use crate::upstream::EndpointRegistry;

@@ -188,7 +188,7 @@ pub fn tcp_proxy(filter: &Filter, path: &str) -> Result<(String, Duration), Fiel
 }
 
 /// The port and authorization of one of the inbound listener's TCP chains.
-pub fn inbound(chain: &FilterChain, path: &str) -> Result<(u16, Authorization), Field> {
+pub fn inbound(chain: &FilterChain, path: &str) -> Result<(u16, Authorization, Duration), Field> {
     let port = chain
         .filter_chain_match
         .as_ref()
@@ -202,12 +202,13 @@ pub fn inbound(chain: &FilterChain, path: &str) -> Result<(u16, Authorization), 
             )
         })?;
     let mut authorization = Authorization::default();
+    let mut idle_timeout = DEFAULT_IDLE_TIMEOUT;
     let last = chain.filters.len().saturating_sub(1);
     for (i, f) in chain.filters.iter().enumerate() {
         let field = format!("{path}.filters[{i}]");
         match f.name.as_str() {
             TCP_PROXY_FILTER if i == last => {
-                tcp_proxy(f, &field)?;
+                idle_timeout = tcp_proxy(f, &field)?.1;
             }
             TCP_PROXY_FILTER => {
                 return Err((field, "tcp_proxy must be the last filter".into()));
@@ -226,14 +227,10 @@ pub fn inbound(chain: &FilterChain, path: &str) -> Result<(u16, Authorization), 
             }
         }
     }
-    if !chain
-        .filters
-        .last()
-        .is_some_and(|f| f.name == TCP_PROXY_FILTER)
-    {
+    if chain.filters.last().is_none_or(|f| f.name != TCP_PROXY_FILTER) {
         return Err((format!("{path}.filters"), "must end with tcp_proxy".into()));
     }
-    Ok((port, authorization))
+    Ok((port, authorization, idle_timeout))
 }
 
 fn typed_config<'a>(f: &'a Filter, field: &str, expected: &str) -> Result<&'a Any, Field> {

@@ -17,7 +17,8 @@ pub(crate) use headers::{parse_version, strip_hop_by_hop, version_name};
 pub use inbound::Inbound;
 pub use outbound::Outbound;
 pub use server::{
-    serve, InboundStats, ListenerLimits, MeshAccept, PeerIdentity, Plaintext, Remote,
+    accept, ConnectionInfo, DefaultAuthority, Handler, HttpServer, InboundStats, ListenerLimits,
+    MeshAccept, PeerIdentity, Plaintext, Remote,
 };
 
 /// Carries the app's original protocol across the HTTP/2 hop between proxies, so the

@@ -15,7 +15,7 @@ use super::attempts;
 use super::body::Tracked;
 use super::headers::{retarget, set_host, strip_hop_by_hop, version_name};
 use super::reply::{fault_abort, local, rate_limited};
-use super::server::Handler;
+use super::server::{DefaultAuthority, Handler};
 use super::{ResponseBody, ORIG_PROTO};
 use crate::resilience::fault::Share;
 use crate::snapshot::{RouteAction, Snapshot, Target};
@@ -89,11 +89,20 @@ impl Outbound {
                 None,
             );
         };
-        let Some(authority) = request_authority(&req) else {
-            return (local(StatusCode::BAD_REQUEST, "missing host"), None);
-        };
-        let Some(vhost) = table.virtual_host(authority.as_str()) else {
-            return (local(StatusCode::NOT_FOUND, "unknown service"), None);
+        // Transparent mode and `upstreams`: the connection already says which
+        // Service it is for, whatever `Host` the app sent (an IP, localhost).
+        let found =
+            request_authority(&req).and_then(|a| Some((table.virtual_host(a.as_str())?, a)));
+        let found = found.or_else(|| {
+            let fallback = req.extensions().get::<DefaultAuthority>()?;
+            let authority = Authority::try_from(&*fallback.0).ok()?;
+            Some((table.virtual_host(authority.as_str())?, authority))
+        });
+        let Some((vhost, authority)) = found else {
+            return match request_authority(&req) {
+                None => (local(StatusCode::BAD_REQUEST, "missing host"), None),
+                Some(_) => (local(StatusCode::NOT_FOUND, "unknown service"), None),
+            };
         };
         let Some(route) = vhost.route(req.method(), req.uri().path(), req.headers()) else {
             return (local(StatusCode::NOT_FOUND, "no route matched"), None);

@@ -12,13 +12,13 @@ use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::GracefulShutdown;
+
 use std::net::SocketAddr;
 
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpStream;
 use tokio_rustls::server::TlsStream;
 
-use crate::telemetry::tcp::{Counted, TcpCounters};
+use crate::telemetry::tcp::Counted;
 use tokio_rustls::TlsAcceptor;
 use tokio_util::either::Either;
 
@@ -27,7 +27,7 @@ use crate::snapshot::Snapshot;
 use crate::telemetry::HopStats;
 use crate::tls::{peer_identity, TlsContext};
 use crate::upstream::{CONNECTION_WINDOW, STREAM_WINDOW};
-use remora_net::{Activity, IdleTimeout, Slots};
+use remora_net::{Activity, IdleTimeout};
 
 /// Something that answers requests; implemented by the inbound and outbound handlers.
 pub trait Handler: Send + Sync + 'static {
@@ -61,6 +61,8 @@ pub struct InboundStats {
     pub plaintext_refused: AtomicU64,
     pub requests_denied: AtomicU64,
     pub rate_limited: AtomicU64,
+    /// Opaque TCP connections refused by authorization.
+    pub tcp_denied: AtomicU64,
 }
 
 impl InboundStats {
@@ -73,6 +75,7 @@ impl InboundStats {
             "plaintext_connections_refused": n(&self.plaintext_refused),
             "requests_denied": n(&self.requests_denied),
             "rate_limited": n(&self.rate_limited),
+            "tcp_connections_denied": n(&self.tcp_denied),
         })
     }
 }
@@ -152,104 +155,104 @@ fn header_list_size(limits: &crate::limits::Limits) -> u32 {
 /// Scrapers and probes reconnect cheaply.
 const ADMIN_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 
-/// Serves until `shutdown` resolves, then drains for at most `drain`. With `mesh`,
-/// connections must be mTLS unless the inbound policy is PERMISSIVE. Over
-/// `limits.max_connections`, a new connection is closed at once (counted in
-/// `counters.refused`), so the process keeps descriptors for the rest.
-pub async fn serve<H: Handler>(
-    listener: TcpListener,
+/// Serves HTTP/1.1 and HTTP/2 (prior knowledge) on connections the accept path
+/// hands it, each watched for graceful shutdown.
+pub struct HttpServer<H> {
+    builder: auto::Builder<TokioExecutor>,
     handler: Arc<H>,
-    mesh: Option<Arc<MeshAccept>>,
-    counters: &'static TcpCounters,
-    limits: ListenerLimits,
-    shutdown: impl Future<Output = ()>,
-    drain: Duration,
-) {
-    let mut builder = auto::Builder::new(TokioExecutor::new());
-    builder
-        .http1()
-        .timer(TokioTimer::new())
-        .header_read_timeout(Duration::from_secs(30));
-    builder
-        .http2()
-        .timer(TokioTimer::new())
-        .initial_stream_window_size(STREAM_WINDOW)
-        .initial_connection_window_size(CONNECTION_WINDOW)
-        .max_header_list_size(limits.max_header_list_size)
-        .max_concurrent_streams(1024);
-    let graceful = GracefulShutdown::new();
-    let slots = Slots::new(limits.max_connections);
-    tokio::pin!(shutdown);
-    loop {
-        let (stream, peer) = tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok(a) => a,
-                Err(error) => {
-                    // Out of file descriptors and the like: back off briefly, keep serving.
-                    tracing::warn!(%error, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-            },
-            () = &mut shutdown => break,
-        };
-        let Some(slot) = slots.take() else {
-            // Closed at once: a client that holds connections open cannot take
-            // the process's descriptors, and the refusal is visible.
-            counters.refused.fetch_add(1, Ordering::Relaxed);
-            tracing::debug!(%peer, limit = limits.max_connections, "connection refused: listener at its connection limit");
-            drop(stream);
-            continue;
-        };
-        let _ = stream.set_nodelay(true);
-        let stream = Counted::new(stream, counters);
-        let (handler, mesh, builder) = (handler.clone(), mesh.clone(), builder.clone());
-        let watcher = graceful.watcher();
-        tokio::spawn(async move {
-            let _slot = slot;
-            let Some((io, identity)) = accept(stream, peer, mesh.as_deref()).await else {
-                return;
-            };
-            let plaintext = mesh.is_some() && matches!(io, Either::Left(_));
-            let activity = Arc::<Activity>::default();
-            let io = IdleTimeout::new(io, limits.idle_timeout, activity.clone());
-            let service = service_fn(move |mut req: Request<Incoming>| {
-                let handler = handler.clone();
-                if let Some(peer) = &identity {
-                    req.extensions_mut().insert(peer.clone());
-                }
-                if plaintext {
-                    req.extensions_mut().insert(Plaintext);
-                }
-                req.extensions_mut().insert(Remote(peer));
-                let in_flight = activity.request();
-                // A combinator: an async block would hold the handler's future
-                // twice (see `telemetry::observe`).
-                futures::FutureExt::map(handler.handle(req), move |response| {
-                    drop(in_flight);
-                    Ok::<_, Infallible>(response)
-                })
-            });
-            let connection = builder
-                .serve_connection(TokioIo::new(io), service)
-                .into_owned();
-            if let Err(error) = watcher.watch(connection).await {
-                tracing::debug!(%peer, %error, "connection ended with an error");
-            }
-        });
+    idle_timeout: Duration,
+}
+
+/// What the accept path learned of a connection before HTTP: who the peer is,
+/// how it came in, and (transparent mode) the Service its address belongs to.
+#[derive(Debug, Clone, Default)]
+pub struct ConnectionInfo {
+    pub identity: Option<PeerIdentity>,
+    /// Plaintext on the mesh inbound listener (PERMISSIVE).
+    pub plaintext: bool,
+    /// A request whose `Host` names no known Service goes to this authority
+    /// (the Service whose cluster IP the app dialled).
+    pub default_authority: Option<Arc<str>>,
+}
+
+/// The authority of the Service whose cluster IP the connection was for, in
+/// the requests' extensions (transparent mode).
+#[derive(Debug, Clone)]
+pub struct DefaultAuthority(pub Arc<str>);
+
+impl<H: Handler> HttpServer<H> {
+    pub fn new(handler: Arc<H>, limits: ListenerLimits) -> Self {
+        let mut builder = auto::Builder::new(TokioExecutor::new());
+        builder
+            .http1()
+            .timer(TokioTimer::new())
+            .header_read_timeout(Duration::from_secs(30));
+        builder
+            .http2()
+            .timer(TokioTimer::new())
+            .initial_stream_window_size(STREAM_WINDOW)
+            .initial_connection_window_size(CONNECTION_WINDOW)
+            .max_header_list_size(limits.max_header_list_size)
+            .max_concurrent_streams(1024);
+        Self {
+            builder,
+            handler,
+            idle_timeout: limits.idle_timeout,
+        }
     }
-    drop(listener);
-    if tokio::time::timeout(drain, graceful.shutdown())
-        .await
-        .is_err()
+
+    /// Serves one connection until it ends or shutdown has drained it.
+    pub async fn serve_connection<I>(
+        &self,
+        io: I,
+        peer: SocketAddr,
+        info: ConnectionInfo,
+        watcher: hyper_util::server::graceful::Watcher,
+    ) where
+        I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
     {
-        tracing::warn!("connections still open after the drain period");
+        let activity = Arc::<Activity>::default();
+        let io = IdleTimeout::new(io, self.idle_timeout, activity.clone());
+        let handler = self.handler.clone();
+        let ConnectionInfo {
+            identity,
+            plaintext,
+            default_authority,
+        } = info;
+        let default_authority = default_authority.map(DefaultAuthority);
+        let service = service_fn(move |mut req: Request<Incoming>| {
+            let handler = handler.clone();
+            if let Some(peer) = &identity {
+                req.extensions_mut().insert(peer.clone());
+            }
+            if plaintext {
+                req.extensions_mut().insert(Plaintext);
+            }
+            if let Some(authority) = &default_authority {
+                req.extensions_mut().insert(authority.clone());
+            }
+            req.extensions_mut().insert(Remote(peer));
+            let in_flight = activity.request();
+            // A combinator: an async block would hold the handler's future
+            // twice (see `telemetry::observe`).
+            futures::FutureExt::map(handler.handle(req), move |response| {
+                drop(in_flight);
+                Ok::<_, Infallible>(response)
+            })
+        });
+        let connection = self
+            .builder
+            .serve_connection(TokioIo::new(io), service)
+            .into_owned();
+        if let Err(error) = watcher.watch(connection).await {
+            tracing::debug!(%peer, %error, "connection ended with an error");
+        }
     }
 }
 
 /// Plaintext as it is, or (with `mesh`) an mTLS handshake and the peer's identity;
 /// `None` drops the connection.
-async fn accept(
+pub async fn accept(
     stream: Counted<TcpStream>,
     peer: SocketAddr,
     mesh: Option<&MeshAccept>,

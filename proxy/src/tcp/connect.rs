@@ -17,7 +17,7 @@ use tokio_util::either::Either;
 
 use crate::telemetry::tcp::{Counted, TCP};
 use crate::tls::ALPN_TCP;
-use crate::upstream::{Cluster, Endpoint, TlsTarget};
+use crate::upstream::{Cluster, Endpoint, TlsTarget, Transport};
 
 /// The server side of a carried connection.
 pub type ServerIo = Either<Counted<TcpStream>, TlsStream<Counted<TcpStream>>>;
@@ -100,11 +100,22 @@ async fn connect_endpoint(endpoint: &Endpoint, port: u16) -> Result<Connected, C
     let (timeout, tls) = endpoint.connect_settings();
     let stream = dial(addr, timeout).await?;
     match tls {
-        None => Ok(Connected {
-            io: Either::Left(stream),
-            endpoint: addr,
-            peer_identity: None,
-        }),
+        None => {
+            let mut stream = stream;
+            // A peer proxy without mTLS (this proxy has no certificate, the
+            // peer's Service is PERMISSIVE) still needs the app port.
+            if endpoint.transport() == Transport::MeshH2 {
+                stream
+                    .write_all(&super::header::encode(port))
+                    .await
+                    .map_err(|source| ConnectError::Io { addr, source })?;
+            }
+            Ok(Connected {
+                io: Either::Left(stream),
+                endpoint: addr,
+                peer_identity: None,
+            })
+        }
         Some(TlsTarget::Origin(_)) => Err(ConnectError::Origin { addr }),
         Some(TlsTarget::Mesh { context, expected }) => {
             let config = context

@@ -9,6 +9,7 @@
 //! - [`header`]: the 6-byte header that tells a server proxy which app port an
 //!   mTLS opaque connection (ALPN `remora-tcp/1`) is for.
 
+pub mod carry;
 pub mod connect;
 mod copy;
 pub mod header;

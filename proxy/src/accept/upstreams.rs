@@ -1,0 +1,97 @@
+//! Explicit mode for any protocol: each of the bootstrap's `upstreams` is a local
+//! port the app connects to for one Service port (as Consul Connect does), so a
+//! VM or a laptop needs no iptables. An HTTP port goes down the HTTP path as a
+//! request to that Service; an opaque one to the Service's endpoints over mTLS.
+
+use std::sync::Arc;
+
+use super::listener::{Accepted, Connections};
+use super::Context;
+use crate::bootstrap::Upstream;
+use crate::detect::{Direction, OpaqueReason};
+use crate::http::{ConnectionInfo, HttpServer, Outbound};
+use crate::snapshot::{Carry, Destinations};
+use crate::tcp::carry::{self, Facts};
+use crate::telemetry::tcp_hop::TcpHopKey;
+
+pub struct UpstreamConnections {
+    pub context: Arc<Context>,
+    pub http: Arc<HttpServer<Outbound>>,
+    pub upstream: Upstream,
+}
+
+impl Connections for UpstreamConnections {
+    async fn serve(self: Arc<Self>, accepted: Accepted) {
+        let ctx = &self.context;
+        let u = &self.upstream;
+        let name = Destinations::key(&u.service, &u.namespace, u.port);
+        let snapshot = ctx.snapshot.load_full();
+        let Some(destination) = snapshot.destinations.by_name.get(&name).cloned() else {
+            let key = TcpHopKey {
+                direction: "outbound",
+                destination: name.clone(),
+                peer_identity: String::new(),
+            };
+            tracing::info!(upstream = %name, listen = %u.listen, "connection refused: no such Service port in the config (yet)");
+            return carry::refused(
+                &ctx.metrics,
+                key,
+                Facts::default(),
+                "no_destination",
+                format!("{name} is not in the config"),
+            );
+        };
+        ctx.detect
+            .stats
+            .record(Direction::Outbound, u.port, "skipped");
+        match &destination.carry {
+            Carry::Http { authority } => {
+                drop(snapshot);
+                let info = ConnectionInfo {
+                    default_authority: Some(authority.clone()),
+                    ..Default::default()
+                };
+                self.http
+                    .serve_connection(accepted.stream, accepted.peer, info, accepted.watcher)
+                    .await
+            }
+            Carry::Opaque {
+                cluster,
+                idle_timeout,
+            } => {
+                let facts = Facts {
+                    detected: "declared",
+                    opaque_reason: OpaqueReason::Declared.reason(),
+                    app_protocol: destination.app_protocol.clone(),
+                    ..Default::default()
+                };
+                let Some(cluster) = snapshot.clusters.get(cluster).cloned() else {
+                    let key = TcpHopKey {
+                        direction: "outbound",
+                        destination: name,
+                        peer_identity: String::new(),
+                    };
+                    return carry::refused(
+                        &ctx.metrics,
+                        key,
+                        facts,
+                        "no_destination",
+                        format!("cluster {cluster} is not in the config"),
+                    );
+                };
+                let idle = *idle_timeout;
+                drop(snapshot);
+                carry::to_cluster(
+                    accepted.stream,
+                    &cluster,
+                    name,
+                    u.port,
+                    idle,
+                    &ctx.metrics,
+                    facts,
+                )
+                .await
+            }
+        }
+    }
+}
