@@ -211,6 +211,7 @@ pub async fn run(options: Options, shutdown: impl Future<Output = ()>) -> Result
         passthrough_idle: crate::compile::DEFAULT_TCP_IDLE_TIMEOUT,
         connect_timeout: crate::upstream::DEFAULT_CONNECT_TIMEOUT,
         app_ip: b.app.ip(),
+        app_ports: b.sidecar.app_ports.clone(),
         inbound_stats: stats.clone(),
     });
     // `POST /shutdown` on the admin port stops the proxy like SIGTERM does.

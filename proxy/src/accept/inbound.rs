@@ -18,7 +18,7 @@ use super::Context;
 use crate::detect::{self, Direction, Prefixed, Protocol};
 use crate::http::{accept, ConnectionInfo, HttpServer, Inbound, MeshAccept, PeerIdentity};
 use crate::tcp::carry::{self, Facts};
-use crate::tcp::header;
+use crate::tcp::{header, Socket};
 use crate::telemetry::tcp_hop::TcpHopKey;
 use crate::tls::ALPN_TCP;
 
@@ -135,7 +135,7 @@ impl InboundConnections {
     }
 
     /// A peer proxy's opaque TCP over mTLS: the header, then the app port.
-    async fn mesh_tcp<T: AsyncRead + AsyncWrite + Unpin>(
+    async fn mesh_tcp<T: AsyncRead + AsyncWrite + Unpin + Socket>(
         &self,
         mut tls: T,
         identity: Option<PeerIdentity>,
@@ -160,7 +160,7 @@ impl InboundConnections {
     }
 
     /// Checks the port and the caller, then carries the connection to the app.
-    async fn to_app<T: AsyncRead + AsyncWrite + Unpin>(
+    async fn to_app<T: AsyncRead + AsyncWrite + Unpin + Socket>(
         &self,
         io: T,
         port: u16,
@@ -206,7 +206,11 @@ impl InboundConnections {
             }
             return carry::refused(&ctx.metrics, key, facts, end, why);
         }
-        let app = SocketAddr::new(ctx.app_ip, port);
+        let app = ctx
+            .app_ports
+            .get(&port)
+            .copied()
+            .unwrap_or(SocketAddr::new(ctx.app_ip, port));
         carry::to_address(io, app, key, ctx.connect_timeout, idle, &ctx.metrics, facts).await
     }
 }

@@ -56,7 +56,9 @@ pub struct Context {
     /// How long a passthrough connection may idle.
     pub passthrough_idle: Duration,
     pub connect_timeout: Duration,
-    /// The app's address: inbound TCP goes to its declared ports there.
+    /// The app's address: inbound TCP goes to its declared ports there...
     pub app_ip: IpAddr,
+    /// ...unless the bootstrap's `app_ports` says otherwise.
+    pub app_ports: std::collections::BTreeMap<u16, std::net::SocketAddr>,
     pub inbound_stats: Arc<InboundStats>,
 }

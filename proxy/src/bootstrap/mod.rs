@@ -118,6 +118,7 @@ struct RawBootstrap {
     upstreams: Option<Vec<sidecar::RawUpstream>>,
     detect: Option<sidecar::RawDetect>,
     transparent: Option<sidecar::RawTransparent>,
+    app_ports: Option<std::collections::BTreeMap<u16, String>>,
 }
 
 impl Bootstrap {
@@ -284,12 +285,19 @@ impl Bootstrap {
             .unwrap_or_default()
             .resolve()
             .map_err(|e| field_error("limits", format!("{}: {e}", e.field)))?;
-        let sidecar = sidecar::resolve(raw.upstreams, raw.detect, raw.transparent, &namespace)
-            .map_err(|(field, message)| BootstrapError::Sidecar {
+        let raw_sidecar = sidecar::RawSidecar {
+            upstreams: raw.upstreams,
+            detect: raw.detect,
+            transparent: raw.transparent,
+            app_ports: raw.app_ports,
+        };
+        let sidecar = sidecar::resolve(raw_sidecar, &namespace).map_err(|(field, message)| {
+            BootstrapError::Sidecar {
                 path: path.to_owned(),
                 field,
                 message,
-            })?;
+            }
+        })?;
         Ok(Bootstrap {
             sidecar,
             limits,

@@ -35,6 +35,9 @@ pub struct Sidecar {
     /// Transparent mode: a connection to an address that is no Service's is
     /// passed through to it (`true`, the default) or refused.
     pub passthrough: bool,
+    /// Where the app listens for each of its Service's TCP ports, when not on
+    /// the app's address at that port (`app_ports: {6379: 127.0.0.1:16379}`).
+    pub app_ports: std::collections::BTreeMap<u16, SocketAddr>,
 }
 
 impl Default for Sidecar {
@@ -44,6 +47,7 @@ impl Default for Sidecar {
             detect_timeout: DEFAULT_DETECT_TIMEOUT,
             opaque_ports: None,
             passthrough: true,
+            app_ports: Default::default(),
         }
     }
 }
@@ -73,12 +77,33 @@ pub(super) struct RawTransparent {
 /// The field a value was wrong in, and why.
 pub(super) type FieldError = (String, String);
 
-pub(super) fn resolve(
-    upstreams: Option<Vec<RawUpstream>>,
-    detect: Option<RawDetect>,
-    transparent: Option<RawTransparent>,
-    own_namespace: &str,
-) -> Result<Sidecar, FieldError> {
+/// The bootstrap's sections about carrying any protocol, as written.
+#[derive(Debug, Default)]
+pub(super) struct RawSidecar {
+    pub upstreams: Option<Vec<RawUpstream>>,
+    pub detect: Option<RawDetect>,
+    pub transparent: Option<RawTransparent>,
+    pub app_ports: Option<std::collections::BTreeMap<u16, String>>,
+}
+
+pub(super) fn resolve(raw: RawSidecar, own_namespace: &str) -> Result<Sidecar, FieldError> {
+    let RawSidecar {
+        upstreams,
+        detect,
+        transparent,
+        app_ports: raw_app_ports,
+    } = raw;
+    let mut app_ports = std::collections::BTreeMap::new();
+    for (port, addr) in raw_app_ports.unwrap_or_default() {
+        let field = format!("app_ports.{port}");
+        if port == 0 {
+            return Err((field, "ports are 1-65535".into()));
+        }
+        let addr: SocketAddr = addr
+            .parse()
+            .map_err(|e| (field, format!("`{addr}` is not an ip:port address: {e}")))?;
+        app_ports.insert(port, addr);
+    }
     let mut out = Vec::new();
     for (i, u) in upstreams.unwrap_or_default().into_iter().enumerate() {
         let field = |name: &str| format!("upstreams[{i}].{name}");
@@ -140,6 +165,7 @@ pub(super) fn resolve(
         detect_timeout,
         opaque_ports: detect.opaque_ports,
         passthrough: transparent.unwrap_or_default().passthrough.unwrap_or(true),
+        app_ports,
     })
 }
 
@@ -158,13 +184,11 @@ mod tests {
 
     #[test]
     fn upstreams_default_to_the_proxys_namespace() {
-        let s = resolve(
-            Some(vec![upstream("redis", 6379, "127.0.0.1:16379")]),
-            None,
-            None,
-            "shop",
-        )
-        .unwrap();
+        let raw = RawSidecar {
+            upstreams: Some(vec![upstream("redis", 6379, "127.0.0.1:16379")]),
+            ..Default::default()
+        };
+        let s = resolve(raw, "shop").unwrap();
         assert_eq!(s.upstreams[0].namespace, "shop");
         assert_eq!(s.detect_timeout, DEFAULT_DETECT_TIMEOUT);
         assert!(s.passthrough);
@@ -172,7 +196,14 @@ mod tests {
 
     #[test]
     fn bad_values_name_their_field() {
-        let err = |u, d| resolve(u, d, None, "default").unwrap_err().0;
+        let err = |upstreams, detect| {
+            let raw = RawSidecar {
+                upstreams,
+                detect,
+                ..Default::default()
+            };
+            resolve(raw, "default").unwrap_err().0
+        };
         assert_eq!(
             err(Some(vec![upstream("Redis", 1, "127.0.0.1:1")]), None),
             "upstreams[0].service"
@@ -203,5 +234,10 @@ mod tests {
         };
         assert_eq!(err(None, detect(0)), "detect.timeout_ms");
         assert_eq!(err(None, detect(60_000)), "detect.timeout_ms");
+        let ports = RawSidecar {
+            app_ports: Some([(6379, "redis".to_owned())].into()),
+            ..Default::default()
+        };
+        assert_eq!(resolve(ports, "default").unwrap_err().0, "app_ports.6379");
     }
 }

@@ -227,7 +227,11 @@ pub fn inbound(chain: &FilterChain, path: &str) -> Result<(u16, Authorization, D
             }
         }
     }
-    if chain.filters.last().is_none_or(|f| f.name != TCP_PROXY_FILTER) {
+    if chain
+        .filters
+        .last()
+        .is_none_or(|f| f.name != TCP_PROXY_FILTER)
+    {
         return Err((format!("{path}.filters"), "must end with tcp_proxy".into()));
     }
     Ok((port, authorization, idle_timeout))

@@ -11,6 +11,7 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::time::Instant;
 
 use super::connect::{connect, dial, ConnectError};
+use super::reset::Socket;
 use super::{forward, End};
 use crate::detect::{OpaqueReason, Protocol};
 use crate::telemetry::access_log::TcpEntry;
@@ -100,6 +101,27 @@ impl<'a> Record<'a> {
     }
 }
 
+/// Forwards, then passes a reset on: a client whose server was reset sees a
+/// reset (not a clean end it could take for a complete reply), and the other
+/// way round.
+async fn forward_passing_resets<C, S>(
+    mut client: C,
+    mut server: S,
+    idle: Duration,
+) -> super::Forwarded
+where
+    C: AsyncRead + AsyncWrite + Unpin + Socket,
+    S: AsyncRead + AsyncWrite + Unpin + Socket,
+{
+    let done = forward(&mut client, &mut server, idle).await;
+    match done.end {
+        End::ServerReset(_) => client.reset_on_drop(),
+        End::ClientReset(_) => server.reset_on_drop(),
+        End::Closed | End::IdleTimeout => {}
+    }
+    done
+}
+
 fn end_label(end: End) -> (&'static str, String) {
     match end {
         End::ClientReset(kind) => (end.label(), format!("{kind}")),
@@ -119,7 +141,7 @@ pub async fn to_cluster<C>(
     metrics: &Metrics,
     facts: Facts,
 ) where
-    C: AsyncRead + AsyncWrite + Unpin,
+    C: AsyncRead + AsyncWrite + Unpin + Socket,
 {
     let started = Instant::now();
     let connected = connect(cluster, port).await;
@@ -137,7 +159,7 @@ pub async fn to_cluster<C>(
     match connected {
         Ok(server) => {
             record.entry.endpoint = server.endpoint.to_string();
-            let done = forward(client, server.io, idle).await;
+            let done = forward_passing_resets(client, server.io, idle).await;
             let (end, error) = end_label(done.end);
             record.finish(done.sent, done.received, end, error);
         }
@@ -161,13 +183,13 @@ pub async fn to_address<C>(
     metrics: &Metrics,
     facts: Facts,
 ) where
-    C: AsyncRead + AsyncWrite + Unpin,
+    C: AsyncRead + AsyncWrite + Unpin + Socket,
 {
     let mut record = Record::start(metrics, key, facts);
     record.entry.endpoint = addr.to_string();
     match dial(addr, connect_timeout).await {
         Ok(server) => {
-            let done = forward(client, server, idle).await;
+            let done = forward_passing_resets(client, server, idle).await;
             let (end, error) = end_label(done.end);
             record.finish(done.sent, done.received, end, error);
         }

@@ -8,6 +8,60 @@
 //! which cannot block: that is the one used here, so no `socket2` dependency.
 
 use tokio::net::TcpStream;
+use tokio_util::either::Either;
+
+use crate::detect::Prefixed;
+use crate::telemetry::tcp::Counted;
+
+/// An IO with a TCP socket underneath (plain, counted, replayed or TLS), so a
+/// reset can be passed on whatever is layered over the socket.
+pub trait Socket {
+    fn socket(&self) -> &TcpStream;
+
+    /// Closing it will send RST (see [`reset_on_drop`]).
+    fn reset_on_drop(&self) {
+        reset_on_drop(self.socket())
+    }
+}
+
+impl Socket for TcpStream {
+    fn socket(&self) -> &TcpStream {
+        self
+    }
+}
+
+impl<T: Socket> Socket for Counted<T> {
+    fn socket(&self) -> &TcpStream {
+        self.get_ref().socket()
+    }
+}
+
+impl<T: Socket> Socket for Prefixed<T> {
+    fn socket(&self) -> &TcpStream {
+        self.get_ref().socket()
+    }
+}
+
+impl<T: Socket> Socket for tokio_rustls::server::TlsStream<T> {
+    fn socket(&self) -> &TcpStream {
+        self.get_ref().0.socket()
+    }
+}
+
+impl<T: Socket> Socket for tokio_rustls::client::TlsStream<T> {
+    fn socket(&self) -> &TcpStream {
+        self.get_ref().0.socket()
+    }
+}
+
+impl<A: Socket, B: Socket> Socket for Either<A, B> {
+    fn socket(&self) -> &TcpStream {
+        match self {
+            Either::Left(a) => a.socket(),
+            Either::Right(b) => b.socket(),
+        }
+    }
+}
 
 /// Makes dropping `stream` reset the connection. If the option cannot be set,
 /// the peer sees an ordinary close: worth a log line, not an error to handle.

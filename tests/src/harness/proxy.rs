@@ -127,6 +127,8 @@ struct Addresses {
     outbound: SocketAddr,
     inbound: SocketAddr,
     admin: SocketAddr,
+    #[serde(default)]
+    upstreams: Vec<SocketAddr>,
 }
 
 /// A running `remora-proxy`. Killed when dropped.
@@ -137,6 +139,8 @@ pub struct Proxy {
     pub inbound: SocketAddr,
     /// Admin HTTP: `/ready`, `/config_dump`, `/metrics`, ...
     pub admin: SocketAddr,
+    /// The bootstrap's `upstreams` listeners, in order.
+    pub upstreams: Vec<SocketAddr>,
     /// What it was started with.
     pub spec: ProxySpec,
     process: Process,
@@ -179,6 +183,7 @@ impl Proxy {
             outbound: addresses.outbound,
             inbound: addresses.inbound,
             admin: addresses.admin,
+            upstreams: addresses.upstreams,
             spec,
             process,
         })

@@ -1,0 +1,525 @@
+//! Opaque TCP through the mesh in explicit mode: the client's proxy listens on a
+//! local port for a Service port (bootstrap `upstreams`), carries the bytes over
+//! mesh mTLS to the server's proxy, which checks the caller and hands them to
+//! its app. Real Redis with redis-cli, a scripted Kafka peer, a server-first
+//! protocol, and clients that misbehave.
+
+mod support;
+
+use std::net::SocketAddr;
+use std::process::Command;
+use std::time::Duration;
+
+use remora_tests::harness::{wait_for, ControlPlane, Proxy, ProxySpec};
+use support::{config_dir, mint_token, wait_config, write_config};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+const WEB: &str = "spiffe://cluster.local/ns/default/sa/web";
+
+/// `web` (HTTP) and a TCP Service `name` on `port`, on a control plane that
+/// requires client certificates; `name`'s proxy hands connections to
+/// `app_addr`; `web`'s proxy listens for `name:port` on an upstream port.
+struct TcpMesh {
+    root: tempfile::TempDir,
+    cp: ControlPlane,
+    web: Proxy,
+    server: Proxy,
+    _web_app: remora_tests::app::TestApp,
+}
+
+impl TcpMesh {
+    async fn start(name: &str, port: u16, app_protocol: &str, app_addr: SocketAddr) -> Self {
+        Self::start_with(name, port, app_protocol, app_addr, "").await
+    }
+
+    async fn start_with(
+        name: &str,
+        port: u16,
+        app_protocol: &str,
+        app_addr: SocketAddr,
+        more_config: &str,
+    ) -> Self {
+        let root = tempfile::tempdir().unwrap();
+        let config = config_dir(root.path());
+        let services = format!(
+            "apiVersion: v1\nkind: Service\nmetadata: {{name: web, namespace: default}}\n\
+             spec:\n  ports: [{{port: 80, appProtocol: http}}]\n---\n\
+             apiVersion: v1\nkind: Service\nmetadata: {{name: {name}, namespace: default}}\n\
+             spec:\n  ports: [{{port: {port}, appProtocol: {app_protocol}}}]\n{more_config}"
+        );
+        write_config(&config, "services.yaml", &services);
+        let cp = ControlPlane::start_secure(&config, &[]).await.unwrap();
+        let web_app = remora_tests::app::TestApp::http("web");
+        let token = |service: &str| {
+            let path = root.path().join(format!("{service}.token"));
+            std::fs::write(&path, mint_token(&cp.data_dir(), "default", service)).unwrap();
+            path
+        };
+        let server = Proxy::start(
+            ProxySpec::new(name, cp.xds_addr, web_app.addr)
+                .token_file(&token(name))
+                .extra(&format!("app_ports: {{{port}: \"{app_addr}\"}}\n")),
+        )
+        .await
+        .unwrap();
+        server.wait_ready(Duration::from_secs(10)).await.unwrap();
+        let web = Proxy::start(
+            ProxySpec::new("web", cp.xds_addr, web_app.addr)
+                .token_file(&token("web"))
+                .extra(&format!(
+                    "upstreams: [{{service: {name}, port: {port}, listen: \"127.0.0.1:0\"}}]\n"
+                )),
+        )
+        .await
+        .unwrap();
+        web.wait_ready(Duration::from_secs(10)).await.unwrap();
+        wait_config(
+            &web,
+            Duration::from_secs(10),
+            "the TCP Service's endpoint",
+            |d| support::endpoint_count(d, name) == 1,
+        )
+        .await;
+        Self {
+            root,
+            cp,
+            web,
+            server,
+            _web_app: web_app,
+        }
+    }
+
+    /// Where web's app connects for the TCP Service.
+    fn upstream(&self) -> SocketAddr {
+        self.web.upstreams[0]
+    }
+}
+
+/// A port nothing listens on now, for servers that cannot bind port 0 and say
+/// which port they got.
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// `redis-server` on loopback, stopped (by pid) when dropped.
+struct Redis {
+    child: std::process::Child,
+    port: u16,
+}
+
+impl Redis {
+    async fn start() -> Redis {
+        let port = free_port();
+        let child = Command::new("redis-server")
+            .args(["--bind", "127.0.0.1", "--port", &port.to_string()])
+            .args(["--save", "", "--appendonly", "no", "--protected-mode", "no"])
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .expect("redis-server (scripts/test installs it)");
+        let redis = Redis { child, port };
+        let up = wait_for(Duration::from_secs(10), || async {
+            redis_cli(redis.addr(), &["PING"]).is_ok_and(|out| out == "PONG")
+        })
+        .await;
+        assert!(up.is_ok(), "redis-server did not start on {port}");
+        redis
+    }
+
+    fn addr(&self) -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, 1], self.port))
+    }
+}
+
+impl Drop for Redis {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// `redis-cli` against `addr`; its output, trimmed, or its error output.
+fn redis_cli(addr: SocketAddr, args: &[&str]) -> Result<String, String> {
+    let out = Command::new("redis-cli")
+        .args(["-h", &addr.ip().to_string(), "-p", &addr.port().to_string()])
+        .args(args)
+        .output()
+        .map_err(|e| e.to_string())?;
+    let stdout = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+    if out.status.success() && !stdout.starts_with("Could not connect") && !stdout.contains("Error")
+    {
+        Ok(stdout)
+    } else {
+        Err(format!("{stdout} {}", String::from_utf8_lossy(&out.stderr)))
+    }
+}
+
+async fn metrics(proxy: &Proxy) -> String {
+    proxy.admin_get("/metrics").await.unwrap().text()
+}
+
+/// The value of the first sample of `family` whose labels contain `labels`.
+fn sample(text: &str, family: &str, labels: &str) -> Option<f64> {
+    text.lines()
+        .filter(|l| l.starts_with(family) && l[family.len()..].starts_with('{'))
+        .find(|l| l.contains(labels))
+        .and_then(|l| l.rsplit(' ').next()?.parse().ok())
+}
+
+#[tokio::test]
+async fn redis_through_the_mesh_over_mtls() {
+    let redis = Redis::start().await;
+    let mesh = TcpMesh::start("redis", 6379, "redis", redis.addr()).await;
+    let upstream = mesh.upstream();
+
+    assert_eq!(
+        redis_cli(upstream, &["SET", "greeting", "hello mesh"]).unwrap(),
+        "OK"
+    );
+    assert_eq!(
+        redis_cli(upstream, &["GET", "greeting"]).unwrap(),
+        "hello mesh"
+    );
+    // A pipeline of many commands in one connection.
+    let script: String = (0..200)
+        .map(|i| format!("INCR counter{}\n", i % 3))
+        .collect();
+    let mut cli = Command::new("redis-cli")
+        .args(["-h", "127.0.0.1", "-p", &upstream.port().to_string()])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write;
+    cli.stdin
+        .take()
+        .unwrap()
+        .write_all(script.as_bytes())
+        .unwrap();
+    let out = cli.wait_with_output().unwrap();
+    let replies: Vec<_> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(str::to_owned)
+        .collect();
+    assert_eq!(replies.len(), 200, "{replies:?}");
+    assert_eq!(redis_cli(redis.addr(), &["GET", "counter0"]).unwrap(), "67");
+
+    // The server's proxy names the caller's verified identity.
+    let server_metrics = metrics(&mesh.server).await;
+    let inbound = format!(r#"direction="inbound",destination=":6379",peer_identity="{WEB}""#);
+    assert!(
+        sample(
+            &server_metrics,
+            "remora_tcp_hop_connections_opened_total",
+            &inbound
+        )
+        .unwrap_or(0.0)
+            >= 3.0,
+        "{server_metrics}"
+    );
+    assert!(
+        sample(&server_metrics, "remora_tcp_hop_sent_bytes_total", &inbound).unwrap_or(0.0) > 0.0
+    );
+    // The client's proxy: its hop, and one access-log line per connection.
+    let web_metrics = metrics(&mesh.web).await;
+    let outbound = r#"direction="outbound",destination="redis.default:6379",peer_identity="spiffe://cluster.local/ns/default/sa/redis""#;
+    assert!(
+        sample(
+            &web_metrics,
+            "remora_tcp_hop_received_bytes_total",
+            outbound
+        )
+        .unwrap_or(0.0)
+            > 0.0,
+        "{web_metrics}"
+    );
+    let logged = wait_for(Duration::from_secs(5), || async {
+        mesh.web
+            .logs()
+            .lines()
+            .filter(|l| l.contains(r#""protocol":"tcp""#))
+            .count()
+            >= 3
+    })
+    .await;
+    assert!(logged.is_ok(), "{}", mesh.web.logs());
+    let line = mesh
+        .web
+        .logs()
+        .lines()
+        .find(|l| l.contains(r#""protocol":"tcp""#))
+        .unwrap()
+        .to_owned();
+    let line: serde_json::Value = serde_json::from_str(&line).unwrap();
+    assert_eq!(line["destination"], "redis.default:6379");
+    assert_eq!(line["app_protocol"], "redis");
+    assert_eq!(line["detected"], "declared");
+    assert_eq!(line["end"], "closed");
+    assert!(line["bytes_received"].as_u64().unwrap() > 0);
+    drop(mesh.root);
+}
+
+#[tokio::test]
+async fn authorization_policy_closes_denied_tcp_connections() {
+    let redis = Redis::start().await;
+    let mesh = TcpMesh::start("redis", 6379, "redis", redis.addr()).await;
+    assert_eq!(redis_cli(mesh.upstream(), &["PING"]).unwrap(), "PONG");
+    let config = config_dir(mesh.root.path());
+    // A DENY with a path still denies TCP by caller (deny more, never less).
+    write_config(
+        &config,
+        "deny.yaml",
+        &format!(
+            "apiVersion: policy.remora.dev/v1alpha1\nkind: AuthorizationPolicy\n\
+             metadata: {{name: no-web, namespace: default}}\n\
+             spec:\n  targetRef: {{kind: Service, name: redis}}\n  action: DENY\n  rules:\n\
+             \x20 - from: {{identities: [\"{WEB}\"]}}\n    to: {{paths: [\"/admin\"]}}\n"
+        ),
+    );
+    let denied = wait_for(Duration::from_secs(10), || async {
+        redis_cli(mesh.upstream(), &["PING"]).is_err()
+    })
+    .await;
+    assert!(
+        denied.is_ok(),
+        "still allowed; server logs:\n{}",
+        mesh.server.logs()
+    );
+    let text = metrics(&mesh.server).await;
+    let inbound = format!(r#"direction="inbound",destination=":6379",peer_identity="{WEB}""#);
+    assert!(
+        sample(&text, "remora_tcp_hop_connections_denied_total", &inbound).unwrap_or(0.0) >= 1.0,
+        "{text}"
+    );
+    std::fs::remove_file(config.join("deny.yaml")).unwrap();
+    let allowed = wait_for(Duration::from_secs(10), || async {
+        redis_cli(mesh.upstream(), &["PING"]).is_ok_and(|o| o == "PONG")
+    })
+    .await;
+    assert!(allowed.is_ok());
+    let _ = &mesh.cp;
+}
+
+/// A scripted Kafka broker: answers each request frame (4-byte length, then
+/// api key, version, correlation id) with an ApiVersions-shaped response that
+/// echoes the correlation id.
+async fn kafka_peer() -> (SocketAddr, tokio::task::JoinHandle<()>) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let task = tokio::spawn(async move {
+        loop {
+            let Ok((mut s, _)) = listener.accept().await else {
+                return;
+            };
+            tokio::spawn(async move {
+                loop {
+                    let Ok(len) = s.read_i32().await else { return };
+                    let mut body = vec![0u8; len.max(0) as usize];
+                    if s.read_exact(&mut body).await.is_err() || body.len() < 8 {
+                        return;
+                    }
+                    let correlation = &body[4..8];
+                    // ApiVersions v0 response: correlation id, error 0, one api
+                    // (key 18, versions 0..3).
+                    let mut resp = Vec::new();
+                    resp.extend_from_slice(correlation);
+                    resp.extend_from_slice(&[0, 0, 0, 0, 0, 1, 0, 18, 0, 0, 0, 3]);
+                    let mut frame = (resp.len() as i32).to_be_bytes().to_vec();
+                    frame.extend_from_slice(&resp);
+                    if s.write_all(&frame).await.is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    (addr, task)
+}
+
+#[tokio::test]
+async fn kafka_wire_protocol_as_opaque_tcp_on_9092() {
+    let (broker, _task) = kafka_peer().await;
+    let mesh = TcpMesh::start("kafka", 9092, "kafka", broker).await;
+    let mut client = TcpStream::connect(mesh.upstream()).await.unwrap();
+    for correlation in [42i32, 43, 44] {
+        // ApiVersions v0: api key 18, version 0, correlation id, client id.
+        let mut body = vec![0, 18, 0, 0];
+        body.extend_from_slice(&correlation.to_be_bytes());
+        let client_id = b"remora-test";
+        body.extend_from_slice(&(client_id.len() as i16).to_be_bytes());
+        body.extend_from_slice(client_id);
+        let mut frame = (body.len() as i32).to_be_bytes().to_vec();
+        frame.extend_from_slice(&body);
+        client.write_all(&frame).await.unwrap();
+        let len = client.read_i32().await.unwrap();
+        let mut resp = vec![0u8; len as usize];
+        client.read_exact(&mut resp).await.unwrap();
+        assert_eq!(&resp[0..4], &correlation.to_be_bytes());
+        assert_eq!(&resp[10..12], &[0, 18], "api key 18 listed");
+    }
+}
+
+/// A server-first peer (as MySQL, SMTP, NATS): it greets on connect.
+async fn greeting_peer(greeting: &'static [u8]) -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let _ = s.write_all(greeting).await;
+                let mut buf = [0u8; 1024];
+                while let Ok(n) = s.read(&mut buf).await {
+                    if n == 0 || s.write_all(&buf[..n]).await.is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    addr
+}
+
+#[tokio::test]
+async fn a_server_first_protocol_on_its_declared_port_is_not_held_for_detection() {
+    let greeting: &[u8] = b"\x4a\x00\x00\x00\x0a10.11.19-MariaDB\x00";
+    let server = greeting_peer(greeting).await;
+    let mesh = TcpMesh::start("db", 3306, "mysql", server).await;
+    let mut client = TcpStream::connect(mesh.upstream()).await.unwrap();
+    let mut got = vec![0u8; greeting.len()];
+    client.read_exact(&mut got).await.unwrap();
+    assert_eq!(got, greeting);
+    drop(client);
+    // The log says the port was declared: no detection ran.
+    let logged = wait_for(Duration::from_secs(5), || async {
+        mesh.web
+            .logs()
+            .lines()
+            .any(|l| l.contains(r#""protocol":"tcp""#) && l.contains(r#""detected":"declared""#))
+    })
+    .await;
+    assert!(logged.is_ok(), "{}", mesh.web.logs());
+}
+
+/// An echo server that, for a client whose first bytes are "RESET", sends part
+/// of a reply and resets the connection.
+async fn echo_peer() -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let echo = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut buf = vec![0u8; 64 * 1024];
+                while let Ok(n) = s.read(&mut buf).await {
+                    if n == 0 {
+                        return;
+                    }
+                    if buf[..n].starts_with(b"RESET") {
+                        let _ = s.write_all(b"partial").await;
+                        s.set_zero_linger().unwrap();
+                        return;
+                    }
+                    if s.write_all(&buf[..n]).await.is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    echo
+}
+
+async fn echoes(upstream: SocketAddr, message: &[u8]) {
+    let mut c = TcpStream::connect(upstream).await.unwrap();
+    c.write_all(message).await.unwrap();
+    let mut back = vec![0u8; message.len()];
+    c.read_exact(&mut back).await.unwrap();
+    assert_eq!(back, message);
+}
+
+#[tokio::test]
+async fn misbehaving_clients_get_their_own_outcome_and_disturb_nobody() {
+    let mesh = TcpMesh::start("echo", 7777, "tcp", echo_peer().await).await;
+    let upstream = mesh.upstream();
+
+    // Garbage is carried as it is.
+    let garbage: Vec<u8> = (0..50_000u32)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+        .collect();
+    echoes(upstream, &garbage).await;
+
+    // 1,000 idle connections are held in bounded memory, and the next client
+    // is still served.
+    let before = rss_kib(mesh.web.pid());
+    let mut idle_clients = Vec::new();
+    for _ in 0..1000 {
+        idle_clients.push(TcpStream::connect(upstream).await.unwrap());
+    }
+    // Every one of them is through to the server (a round trip on the last).
+    let last = idle_clients.last_mut().unwrap();
+    last.write_all(b"x").await.unwrap();
+    last.read_exact(&mut [0u8; 1]).await.unwrap();
+    echoes(upstream, b"still here").await;
+    let after = rss_kib(mesh.web.pid());
+    let per_connection = after.saturating_sub(before) / 1000;
+    eprintln!("web's proxy: {before} KiB, then {after} KiB with 1,000 idle opaque connections ({per_connection} KiB each)");
+    assert!(
+        per_connection < 96,
+        "{per_connection} KiB per idle connection ({before} -> {after} KiB)"
+    );
+    drop(idle_clients);
+
+    // A reset from the server reaches the client as a reset, after what was sent.
+    let mut r = TcpStream::connect(upstream).await.unwrap();
+    r.write_all(b"RESET please").await.unwrap();
+    let mut got = Vec::new();
+    let mut chunk = [0u8; 64];
+    let outcome = loop {
+        match r.read(&mut chunk).await {
+            Ok(0) => break Ok(()),
+            Ok(n) => got.extend_from_slice(&chunk[..n]),
+            Err(e) => break Err(e.kind()),
+        }
+    };
+    assert_eq!(
+        outcome,
+        Err(std::io::ErrorKind::ConnectionReset),
+        "got {:?}",
+        String::from_utf8_lossy(&got)
+    );
+
+    // And the next client is served as if none of it happened.
+    echoes(upstream, b"done").await;
+}
+
+#[tokio::test]
+async fn a_client_that_sends_nothing_is_closed_after_the_idle_timeout() {
+    let idle = "---\napiVersion: policy.remora.dev/v1alpha1\nkind: TrafficPolicy\n\
+                metadata: {name: echo-idle, namespace: default}\n\
+                spec:\n  targetRef: {kind: Service, name: echo}\n  timeouts: {idle: 1s}\n";
+    let mesh = TcpMesh::start_with("echo", 7777, "tcp", echo_peer().await, idle).await;
+    let mut quiet = TcpStream::connect(mesh.upstream()).await.unwrap();
+    let ended = tokio::time::timeout(Duration::from_secs(20), quiet.read(&mut [0u8; 8])).await;
+    assert!(
+        matches!(ended, Ok(Ok(0)) | Ok(Err(_))),
+        "idle connection not closed: {ended:?}"
+    );
+    let logged = wait_for(Duration::from_secs(5), || async {
+        mesh.web.logs().contains(r#""end":"idle_timeout""#)
+    })
+    .await;
+    assert!(logged.is_ok(), "{}", mesh.web.logs());
+}
+
+/// Resident memory of a process, in KiB.
+fn rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .unwrap()
+}
