@@ -33,6 +33,15 @@ pub struct ControlPlane {
     process: Process,
 }
 
+/// How to start the process, beyond its flags.
+#[derive(Debug, Default)]
+struct LaunchOptions {
+    /// A command the binary runs under (`ip netns exec NAME`).
+    wrapper: Vec<String>,
+    /// Where xDS listens; loopback when `None`.
+    xds_ip: Option<std::net::IpAddr>,
+}
+
 /// What `remora control --addresses-file` writes once it has bound.
 #[derive(Debug, Deserialize)]
 struct Addresses {
@@ -62,6 +71,24 @@ impl ControlPlane {
     pub async fn start_secure(config_dir: impl AsRef<Path>, args: &[&str]) -> Result<Self> {
         let args: Vec<String> = args.iter().map(|a| (*a).to_owned()).collect();
         match Self::launch(config_dir.as_ref(), 0, 0, &args).await {
+            Ok(cp) => Ok(cp),
+            Err(LaunchError::Exited(e) | LaunchError::Other(e)) => Err(e),
+        }
+    }
+
+    /// As [`ControlPlane::start_secure`], run with `wrapper` before the binary
+    /// (e.g. `ip netns exec NAME`) and xDS on `xds_ip` (the API stays on
+    /// loopback): for proxies in network namespaces.
+    pub async fn start_wrapped(
+        config_dir: impl AsRef<Path>,
+        wrapper: &[String],
+        xds_ip: std::net::IpAddr,
+    ) -> Result<Self> {
+        let options = LaunchOptions {
+            wrapper: wrapper.to_vec(),
+            xds_ip: Some(xds_ip),
+        };
+        match Self::launch_with(config_dir.as_ref(), 0, 0, &[], options).await {
             Ok(cp) => Ok(cp),
             Err(LaunchError::Exited(e) | LaunchError::Other(e)) => Err(e),
         }
@@ -103,6 +130,23 @@ impl ControlPlane {
         api_port: u16,
         extra: &[String],
     ) -> Result<Self, LaunchError> {
+        Self::launch_with(
+            config_dir,
+            xds_port,
+            api_port,
+            extra,
+            LaunchOptions::default(),
+        )
+        .await
+    }
+
+    async fn launch_with(
+        config_dir: &Path,
+        xds_port: u16,
+        api_port: u16,
+        extra: &[String],
+        options: LaunchOptions,
+    ) -> Result<Self, LaunchError> {
         let bin = bin_path("remora")?;
         let dir = tempfile::Builder::new()
             .prefix("remora-control-")
@@ -110,7 +154,17 @@ impl ControlPlane {
             .context("cannot create a temporary folder")?;
         let addresses_file = dir.path().join("addresses.json");
         let data_dir = data_dir_for(config_dir);
-        let mut command = Command::new(bin);
+        let mut command = match options.wrapper.split_first() {
+            None => Command::new(bin),
+            Some((first, rest)) => {
+                let mut c = Command::new(first);
+                c.args(rest).arg(bin);
+                c
+            }
+        };
+        let xds_ip = options
+            .xds_ip
+            .unwrap_or(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST));
         command
             .arg("control")
             .arg("--config-dir")
@@ -118,7 +172,7 @@ impl ControlPlane {
             .arg("--data-dir")
             .arg(&data_dir)
             .arg("--xds-addr")
-            .arg(format!("127.0.0.1:{xds_port}"))
+            .arg(SocketAddr::new(xds_ip, xds_port).to_string())
             .arg("--api-addr")
             .arg(format!("127.0.0.1:{api_port}"))
             .arg("--addresses-file")

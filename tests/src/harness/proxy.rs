@@ -32,6 +32,11 @@ pub struct ProxySpec {
     pub advertise: Option<SocketAddr>,
     /// More bootstrap YAML, appended as it is (e.g. `tracing:` or `access_log:`).
     pub extra: String,
+    /// A command the proxy runs under (`ip netns exec NAME setpriv ...`); its
+    /// files are then made readable by any user.
+    pub wrapper: Vec<String>,
+    /// Outbound, inbound and admin addresses; all on 127.0.0.1:0 when `None`.
+    pub listen: Option<[SocketAddr; 3]>,
 }
 
 impl ProxySpec {
@@ -47,7 +52,21 @@ impl ProxySpec {
             trust_bundle_file: None,
             advertise: None,
             extra: String::new(),
+            wrapper: Vec::new(),
+            listen: None,
         }
+    }
+
+    /// Run the proxy under `wrapper` (e.g. in a network namespace as another user).
+    pub fn wrapper(mut self, wrapper: &[String]) -> Self {
+        self.wrapper = wrapper.to_vec();
+        self
+    }
+
+    /// Listen on these outbound, inbound and admin addresses.
+    pub fn listen(mut self, outbound: SocketAddr, inbound: SocketAddr, admin: SocketAddr) -> Self {
+        self.listen = Some([outbound, inbound, admin]);
+        self
     }
 
     /// Append `yaml` to the bootstrap file.
@@ -96,13 +115,18 @@ impl ProxySpec {
         if let Some(id) = &self.node_id {
             yaml.push_str(&format!("node_id: {}\n", q(id)));
         }
+        let any = "127.0.0.1:0".parse().unwrap();
+        let [outbound, inbound, admin] = self.listen.unwrap_or([any; 3]);
         yaml.push_str(&format!(
             "service: {}\nnamespace: {}\ncontrol_plane: {}\napp: {}\n\
-             outbound: 127.0.0.1:0\ninbound: 127.0.0.1:0\nadmin: 127.0.0.1:0\n",
+             outbound: {}\ninbound: {}\nadmin: {}\n",
             q(&self.service),
             q(&self.namespace),
             q(&self.control_plane.to_string()),
             q(&self.app.to_string()),
+            q(&outbound.to_string()),
+            q(&inbound.to_string()),
+            q(&admin.to_string()),
         ));
         if let Some(path) = &self.token_file {
             yaml.push_str(&format!("token_file: {}\n", q(&path.to_string_lossy())));
@@ -160,7 +184,22 @@ impl Proxy {
         std::fs::write(&bootstrap, spec.bootstrap_yaml())
             .with_context(|| format!("cannot write {}", bootstrap.display()))?;
         let addresses_file = dir.path().join("addresses.json");
-        let mut command = Command::new(bin);
+        let mut command = match spec.wrapper.split_first() {
+            None => Command::new(bin),
+            Some((first, rest)) => {
+                // Another user must read the bootstrap and write the addresses.
+                use std::os::unix::fs::PermissionsExt;
+                let open = std::fs::Permissions::from_mode(0o777);
+                std::fs::set_permissions(dir.path(), open)
+                    .context("cannot open the proxy's folder to its user")?;
+                let readable = std::fs::Permissions::from_mode(0o644);
+                std::fs::set_permissions(&bootstrap, readable)
+                    .context("cannot make the bootstrap readable")?;
+                let mut c = Command::new(first);
+                c.args(rest).arg(bin);
+                c
+            }
+        };
         command
             .arg("--bootstrap")
             .arg(&bootstrap)
