@@ -523,3 +523,140 @@ fn rss_kib(pid: u32) -> u64 {
         .and_then(|v| v.split_whitespace().next()?.parse().ok())
         .unwrap()
 }
+
+/// `rabbitmq-server` on loopback ports of its own (AMQP, distribution, epmd),
+/// with its files in a folder of its own; stopped with `rabbitmqctl stop` and
+/// `epmd -kill` (its epmd is a daemon of its own) when dropped.
+struct RabbitMq {
+    dir: tempfile::TempDir,
+    child: std::process::Child,
+    env: Vec<(String, String)>,
+    node: String,
+    port: u16,
+}
+
+impl RabbitMq {
+    fn start() -> RabbitMq {
+        let dir = tempfile::tempdir().unwrap();
+        for sub in ["mnesia", "log"] {
+            std::fs::create_dir_all(dir.path().join(sub)).unwrap();
+        }
+        std::fs::write(dir.path().join("enabled_plugins"), "[].\n").unwrap();
+        // The server runs as the `rabbitmq` user: it must own its folder.
+        let chown = Command::new("chown")
+            .args(["-R", "rabbitmq:rabbitmq"])
+            .arg(dir.path())
+            .status()
+            .unwrap();
+        assert!(
+            chown.success(),
+            "chown rabbitmq (is rabbitmq-server installed?)"
+        );
+        let port = free_port();
+        let node = format!("remora{}x{port}@localhost", std::process::id());
+        let d = |sub: &str| dir.path().join(sub).to_string_lossy().into_owned();
+        let env: Vec<(String, String)> = [
+            ("RABBITMQ_NODE_PORT", port.to_string()),
+            ("RABBITMQ_NODE_IP_ADDRESS", "127.0.0.1".to_owned()),
+            ("RABBITMQ_DIST_PORT", free_port().to_string()),
+            ("ERL_EPMD_PORT", free_port().to_string()),
+            ("RABBITMQ_NODENAME", node.clone()),
+            ("RABBITMQ_MNESIA_BASE", d("mnesia")),
+            ("RABBITMQ_LOG_BASE", d("log")),
+            ("RABBITMQ_PID_FILE", d("rabbitmq.pid")),
+            ("RABBITMQ_ENABLED_PLUGINS_FILE", d("enabled_plugins")),
+            ("RABBITMQ_CONFIG_FILE", d("rabbitmq")),
+            ("HOME", d("")),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v))
+        .collect();
+        let child = Command::new("rabbitmq-server")
+            .envs(env.iter().map(|(k, v)| (k, v)))
+            .stdout(std::fs::File::create(dir.path().join("out.log")).unwrap())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("rabbitmq-server (scripts/test installs it)");
+        RabbitMq {
+            dir,
+            child,
+            env,
+            node,
+            port,
+        }
+    }
+
+    fn addr(&self) -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, 1], self.port))
+    }
+}
+
+impl Drop for RabbitMq {
+    fn drop(&mut self) {
+        let envs = || self.env.iter().map(|(k, v)| (k, v));
+        let _ = Command::new("rabbitmqctl")
+            .args(["-n", &self.node, "stop"])
+            .envs(envs())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .status();
+        let _ = Command::new("epmd")
+            .arg("-kill")
+            .envs(envs())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .status();
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = &self.dir;
+    }
+}
+
+/// Publishes a message to a queue through `addr` and gets it back (pika).
+fn amqp_round_trip(addr: SocketAddr) -> Result<String, String> {
+    let script = format!(
+        "import pika\n\
+         c = pika.BlockingConnection(pika.ConnectionParameters('127.0.0.1', {port}, connection_attempts=1, socket_timeout=5))\n\
+         ch = c.channel()\n\
+         ch.queue_declare(queue='mesh')\n\
+         ch.basic_publish(exchange='', routing_key='mesh', body=b'hello amqp')\n\
+         for _ in range(50):\n\
+         \x20   m = ch.basic_get(queue='mesh', auto_ack=True)\n\
+         \x20   if m[0] is not None:\n\
+         \x20       print(m[2].decode()); break\n\
+         c.close()\n",
+        port = addr.port()
+    );
+    let out = Command::new("python3")
+        .args(["-c", &script])
+        .output()
+        .map_err(|e| e.to_string())?;
+    let stdout = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+    if out.status.success() {
+        Ok(stdout)
+    } else {
+        Err(String::from_utf8_lossy(&out.stderr).into_owned())
+    }
+}
+
+#[tokio::test]
+async fn rabbitmq_through_the_mesh_over_mtls() {
+    let rabbit = RabbitMq::start();
+    let up = wait_for(Duration::from_secs(90), || async {
+        amqp_round_trip(rabbit.addr()).is_ok()
+    })
+    .await;
+    assert!(
+        up.is_ok(),
+        "rabbitmq-server did not start: {}",
+        std::fs::read_to_string(rabbit.dir.path().join("out.log")).unwrap_or_default()
+    );
+    let mesh = TcpMesh::start("rabbitmq", 5672, "amqp", rabbit.addr()).await;
+    assert_eq!(amqp_round_trip(mesh.upstream()).unwrap(), "hello amqp");
+    let text = metrics(&mesh.server).await;
+    let inbound = format!(r#"direction="inbound",destination=":5672",peer_identity="{WEB}""#);
+    assert!(
+        sample(&text, "remora_tcp_hop_connections_opened_total", &inbound).unwrap_or(0.0) >= 1.0,
+        "{text}"
+    );
+}

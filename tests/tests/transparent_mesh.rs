@@ -13,7 +13,7 @@
 mod support;
 
 use std::io::Write;
-use std::net::{IpAddr, SocketAddr};
+
 use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -168,80 +168,195 @@ fn readable(path: &Path, mode: u32) {
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
 }
 
-#[tokio::test]
-async fn apps_reach_a_service_by_its_cluster_ip_through_the_mesh() {
-    let (client_ns, server_ns) = match (Netns::create("client"), Netns::create("server")) {
-        (Ok(c), Ok(s)) => (c, s),
-        (Err(why), _) | (_, Err(why)) => return skip(&why),
-    };
-    // The two pods, joined by a veth pair on a /24 of their own.
-    let subnet = 100 + (std::process::id() % 100);
-    let (client_ip, server_ip) = (format!("10.{subnet}.0.1"), format!("10.{subnet}.0.2"));
-    let (veth_c, veth_s) = (
-        format!("rc{}", std::process::id() % 100_000),
-        format!("rs{}", std::process::id() % 100_000),
-    );
-    client_ns.run(
-        "ip",
-        &[
-            "link",
-            "add",
-            &veth_c,
-            "type",
-            "veth",
-            "peer",
-            "name",
-            &veth_s,
-            "netns",
-            &server_ns.name,
-        ],
-    );
-    client_ns.run(
-        "ip",
-        &["addr", "add", &format!("{client_ip}/24"), "dev", &veth_c],
-    );
-    client_ns.run("ip", &["link", "set", &veth_c, "up"]);
-    client_ns.run("ip", &["route", "add", "default", "via", &server_ip]);
-    server_ns.run(
-        "ip",
-        &["addr", "add", &format!("{server_ip}/24"), "dev", &veth_s],
-    );
-    server_ns.run("ip", &["link", "set", &veth_s, "up"]);
+/// The two pods and what runs in them: the control plane and the server's
+/// apps in the server's namespace, a proxy in each.
+struct Pods {
+    client_ns: Netns,
+    server_ns: Netns,
+    client: Proxy,
+    server: Proxy,
+    server_ip: String,
+    _cp: ControlPlane,
+    _apps: Vec<Started>,
+    _root: tempfile::TempDir,
+    _site: tempfile::TempDir,
+}
 
-    // The control plane runs in the server's namespace; `backend` serves HTTP
-    // on 80 and Redis on 6379 behind one cluster IP.
-    let root = tempfile::tempdir().unwrap();
-    readable(root.path(), 0o755);
-    let config = config_dir(root.path());
-    write_config(
-        &config,
-        "services.yaml",
-        &format!(
-            "apiVersion: v1\nkind: Service\nmetadata: {{name: client, namespace: default}}\n\
-             spec:\n  ports: [{{port: 80, appProtocol: http}}]\n---\n\
-             apiVersion: v1\nkind: Service\nmetadata: {{name: backend, namespace: default}}\n\
-             spec:\n  clusterIP: {CLUSTER_IP}\n  ports: [{{name: http, port: 80, appProtocol: http}}, \
-             {{name: redis, port: 6379, appProtocol: redis}}]\n"
-        ),
-    );
-    let server_ip_addr: IpAddr = server_ip.parse().unwrap();
-    let cp = ControlPlane::start_wrapped(&config, &server_ns.wrapper(false), server_ip_addr)
+/// The server pod's ports, as `backend` declares them (one cluster IP).
+const BACKEND_PORTS: &str = "[{name: http, port: 80, appProtocol: http}, \
+    {name: redis, port: 6379, appProtocol: redis}, {name: mqtt, port: 1883, appProtocol: mqtt}, \
+    {name: nats, port: 4222, appProtocol: nats}, {name: db, port: 3306, appProtocol: mysql}, \
+    {name: grpc, port: 50051, appProtocol: grpc}]";
+
+impl Pods {
+    /// Both pods with their init rules and proxies, the server's apps started
+    /// by `apps` (in the server's namespace; `site` is a folder they may use),
+    /// and the client's proxy holding the server's endpoints. `None` (after a
+    /// loud SKIPPED) when this machine cannot make namespaces.
+    async fn start(
+        server_init: &[&str],
+        apps: impl FnOnce(&Netns, &Path) -> Vec<Started>,
+    ) -> Option<Pods> {
+        let (client_ns, server_ns) = match (Netns::create("client"), Netns::create("server")) {
+            (Ok(c), Ok(s)) => (c, s),
+            (Err(why), _) | (_, Err(why)) => {
+                skip(&why);
+                return None;
+            }
+        };
+        // Joined by a veth pair on a /24 of their own.
+        static NEXT: AtomicUsize = AtomicUsize::new(0);
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        let subnet = 100 + (std::process::id() as usize * 7 + n) % 150;
+        let (client_ip, server_ip) = (format!("10.{subnet}.{n}.1"), format!("10.{subnet}.{n}.2"));
+        let tag = format!("{}{n}", std::process::id() % 100_000);
+        let (veth_c, veth_s) = (format!("rc{tag}"), format!("rs{tag}"));
+        client_ns.run(
+            "ip",
+            &[
+                "link",
+                "add",
+                &veth_c,
+                "type",
+                "veth",
+                "peer",
+                "name",
+                &veth_s,
+                "netns",
+                &server_ns.name,
+            ],
+        );
+        client_ns.run(
+            "ip",
+            &["addr", "add", &format!("{client_ip}/24"), "dev", &veth_c],
+        );
+        client_ns.run("ip", &["link", "set", &veth_c, "up"]);
+        client_ns.run("ip", &["route", "add", "default", "via", &server_ip]);
+        server_ns.run(
+            "ip",
+            &["addr", "add", &format!("{server_ip}/24"), "dev", &veth_s],
+        );
+        server_ns.run("ip", &["link", "set", &veth_s, "up"]);
+
+        let root = tempfile::tempdir().unwrap();
+        readable(root.path(), 0o755);
+        let config = config_dir(root.path());
+        write_config(
+            &config,
+            "services.yaml",
+            &format!(
+                "apiVersion: v1\nkind: Service\nmetadata: {{name: client, namespace: default}}\n\
+                 spec:\n  ports: [{{port: 80, appProtocol: http}}]\n---\n\
+                 apiVersion: v1\nkind: Service\nmetadata: {{name: backend, namespace: default}}\n\
+                 spec:\n  clusterIP: {CLUSTER_IP}\n  ports: {BACKEND_PORTS}\n"
+            ),
+        );
+        let cp = ControlPlane::start_wrapped(
+            &config,
+            &server_ns.wrapper(false),
+            server_ip.parse().unwrap(),
+        )
         .await
         .unwrap();
-    let xds_port = cp.xds_addr.port().to_string();
+        let xds_port = cp.xds_addr.port().to_string();
+        let proxy_bin = bin_path("remora-proxy").unwrap();
+        client_ns.run(path(&proxy_bin), &["init", "--ipv6", "false"]);
+        let mut skip_inbound = xds_port.clone();
+        for extra in server_init {
+            skip_inbound.push(',');
+            skip_inbound.push_str(extra);
+        }
+        server_ns.run(
+            path(&proxy_bin),
+            &[
+                "init",
+                "--ipv6",
+                "false",
+                "--skip-inbound-ports",
+                &skip_inbound,
+            ],
+        );
+        let site = tempfile::tempdir().unwrap();
+        readable(site.path(), 0o755);
+        let started = apps(&server_ns, site.path());
 
-    // Each pod's init step, then its app and its proxy (as uid 1337).
-    client_ns.run(
-        path(&bin_path("remora-proxy").unwrap()),
-        &["init", "--ipv6", "false"],
-    );
-    server_ns.run(
-        path(&bin_path("remora-proxy").unwrap()),
-        &["init", "--ipv6", "false", "--skip-inbound-ports", &xds_port],
-    );
-    let _redis = Started(
-        server_ns
-            .command(
+        let token = |service: &str| {
+            let file = root.path().join(format!("{service}.token"));
+            std::fs::write(&file, mint_token(&cp.data_dir(), "default", service)).unwrap();
+            readable(&file, 0o644);
+            file
+        };
+        let spec = |service: &str, ns: &Netns, ip: &str| {
+            ProxySpec::new(service, cp.xds_addr, "127.0.0.1:8080".parse().unwrap())
+                .token_file(&token(service))
+                .wrapper(&ns.wrapper(true))
+                .listen(
+                    "127.0.0.1:7001".parse().unwrap(),
+                    format!("{ip}:7002").parse().unwrap(),
+                    "127.0.0.1:7900".parse().unwrap(),
+                )
+        };
+        let server = Proxy::start(spec("backend", &server_ns, &server_ip))
+            .await
+            .unwrap();
+        server_ns.wait_ready(&server).await;
+        let client = Proxy::start(spec("client", &client_ns, &client_ip))
+            .await
+            .unwrap();
+        client_ns.wait_ready(&client).await;
+        let ports = BACKEND_PORTS.matches("port:").count();
+        let has_endpoints = wait_for(Duration::from_secs(15), || async {
+            let dump = client_ns.admin("/config_dump");
+            serde_json::from_str::<serde_json::Value>(&dump)
+                .is_ok_and(|d| support::endpoint_count(&d, "backend") >= ports)
+        })
+        .await;
+        assert!(has_endpoints.is_ok(), "{}", client_ns.admin("/config_dump"));
+        Some(Pods {
+            client_ns,
+            server_ns,
+            client,
+            server,
+            server_ip,
+            _cp: cp,
+            _apps: started,
+            _root: root,
+            _site: site,
+        })
+    }
+
+    /// The server's proxy's metrics must count an inbound TCP connection on
+    /// `port` from the client's SPIFFE id.
+    fn assert_inbound_tcp_from_client(&self, port: u16) {
+        let metrics = self.server_ns.admin("/metrics");
+        let series = format!(
+            r#"remora_tcp_hop_connections_opened_total{{direction="inbound",destination=":{port}",peer_identity="{WEB}"}}"#
+        );
+        assert!(
+            metrics.contains(&series),
+            "no {series} in:\n{metrics}\nserver:\n{}",
+            self.server.logs()
+        );
+    }
+}
+
+fn spawn(ns: &Netns, program: &str, args: &[&str]) -> Started {
+    Started(
+        ns.command(program, args)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {program}: {e}")),
+    )
+}
+
+#[tokio::test]
+async fn apps_reach_a_service_by_its_cluster_ip_through_the_mesh() {
+    let Some(pods) = Pods::start(&[], |ns, site| {
+        std::fs::write(site.join("index.html"), "hello from backend").unwrap();
+        vec![
+            spawn(
+                ns,
                 "redis-server",
                 &[
                     "--bind",
@@ -253,16 +368,9 @@ async fn apps_reach_a_service_by_its_cluster_ip_through_the_mesh() {
                     "--appendonly",
                     "no",
                 ],
-            )
-            .stdout(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
-    let site = tempfile::tempdir().unwrap();
-    std::fs::write(site.path().join("index.html"), "hello from backend").unwrap();
-    let _http_app = Started(
-        server_ns
-            .command(
+            ),
+            spawn(
+                ns,
                 "python3",
                 &[
                     "-m",
@@ -271,84 +379,49 @@ async fn apps_reach_a_service_by_its_cluster_ip_through_the_mesh() {
                     "--bind",
                     "127.0.0.1",
                     "--directory",
-                    path(site.path()),
+                    path(site),
                 ],
-            )
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
-    let token = |service: &str| {
-        let file = root.path().join(format!("{service}.token"));
-        std::fs::write(&file, mint_token(&cp.data_dir(), "default", service)).unwrap();
-        readable(&file, 0o644);
-        file
-    };
-    let listen = |ip: &str| -> [SocketAddr; 3] {
-        [
-            "127.0.0.1:7001".parse().unwrap(),
-            format!("{ip}:7002").parse().unwrap(),
-            "127.0.0.1:7900".parse().unwrap(),
+            ),
         ]
-    };
-    let spec = |service: &str, ns: &Netns, ip: &str, app: &str| {
-        let [o, i, a] = listen(ip);
-        ProxySpec::new(service, cp.xds_addr, app.parse().unwrap())
-            .token_file(&token(service))
-            .wrapper(&ns.wrapper(true))
-            .listen(o, i, a)
-    };
-    let server = Proxy::start(spec("backend", &server_ns, &server_ip, "127.0.0.1:8080"))
-        .await
-        .unwrap();
-    server_ns.wait_ready(&server).await;
-    let client = Proxy::start(spec("client", &client_ns, &client_ip, "127.0.0.1:8080"))
-        .await
-        .unwrap();
-    client_ns.wait_ready(&client).await;
-    let has_endpoints = wait_for(Duration::from_secs(15), || async {
-        let dump = client_ns.admin("/config_dump");
-        serde_json::from_str::<serde_json::Value>(&dump)
-            .is_ok_and(|d| support::endpoint_count(&d, "backend") >= 2)
     })
-    .await;
-    assert!(has_endpoints.is_ok(), "{}", client_ns.admin("/config_dump"));
+    .await
+    else {
+        return;
+    };
+    let client_ns = &pods.client_ns;
 
     // HTTP by the Service's plain address: curl knows nothing of the mesh.
-    let body = client_ns.run(
+    let body = wait_output(
+        client_ns,
         "curl",
         &["-s", "--max-time", "10", &format!("http://{CLUSTER_IP}/")],
-    );
+        |o| o.contains("hello from backend"),
+    )
+    .await;
     assert!(
         body.contains("hello from backend"),
         "{body}\nclient:\n{}",
-        client.logs()
+        pods.client.logs()
     );
 
     // Redis by the same cluster IP, as opaque TCP over mTLS.
-    let redis_cli = |args: &[&str]| {
-        let mut argv = vec!["-h", CLUSTER_IP, "-p", "6379"];
-        argv.extend_from_slice(args);
-        client_ns.output("redis-cli", &argv)
-    };
-    let set = redis_cli(&["SET", "mesh", "transparent"]);
-    assert_eq!(
-        String::from_utf8_lossy(&set.stdout).trim(),
-        "OK",
-        "{}",
-        client.logs()
+    let set = wait_output(
+        client_ns,
+        "redis-cli",
+        &["-h", CLUSTER_IP, "-p", "6379", "SET", "mesh", "transparent"],
+        |o| o.trim() == "OK",
+    )
+    .await;
+    assert_eq!(set.trim(), "OK", "{}", pods.client.logs());
+    let get = client_ns.run(
+        "redis-cli",
+        &["-h", CLUSTER_IP, "-p", "6379", "GET", "mesh"],
     );
-    let get = redis_cli(&["GET", "mesh"]);
-    assert_eq!(String::from_utf8_lossy(&get.stdout).trim(), "transparent");
+    assert_eq!(get.trim(), "transparent");
 
     // The server's proxy names the client's SPIFFE id for both.
-    let metrics = server_ns.admin("/metrics");
-    assert!(
-        metrics.contains(&format!(r#"remora_tcp_hop_connections_opened_total{{direction="inbound",destination=":6379",peer_identity="{WEB}"}}"#)),
-        "{metrics}"
-    );
-    assert!(metrics.contains(WEB), "{metrics}");
+    pods.assert_inbound_tcp_from_client(6379);
+    assert!(pods.server_ns.admin("/metrics").contains(WEB));
     let client_metrics = client_ns.admin("/metrics");
     assert!(
         client_metrics.contains(
@@ -357,16 +430,16 @@ async fn apps_reach_a_service_by_its_cluster_ip_through_the_mesh() {
         "{client_metrics}"
     );
 
-    // Plaintext straight to the server pod's Redis port (no mesh on the way:
-    // from the server's own namespace, as root, so not redirected outbound) is
-    // redirected inbound and refused: the Service is STRICT.
+    // Plaintext straight to the server pod's Redis port (as the proxy's uid, so
+    // not redirected on the way out) is redirected inbound and refused: the
+    // Service is STRICT.
     let direct = client_ns.output(
         "setpriv",
         &[
             &format!("--reuid={PROXY_UID}"),
             "redis-cli",
             "-h",
-            &server_ip,
+            &pods.server_ip,
             "-p",
             "6379",
             "PING",
@@ -377,9 +450,212 @@ async fn apps_reach_a_service_by_its_cluster_ip_through_the_mesh() {
         "PONG",
         "plaintext reached the app"
     );
-    drop(cp);
+}
+
+/// Runs `program` in `ns` until its output satisfies `ok` (the first calls may
+/// race the config), for at most 10 s; the last output.
+async fn wait_output(
+    ns: &Netns,
+    program: &str,
+    args: &[&str],
+    ok: impl Fn(&str) -> bool,
+) -> String {
+    let mut last = String::new();
+    for _ in 0..50 {
+        let out = ns.output(program, args);
+        last = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        if ok(&last) {
+            return last;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    last
 }
 
 fn path(p: &Path) -> &str {
     p.to_str().expect("UTF-8 path")
+}
+
+#[tokio::test]
+async fn mqtt_nats_mariadb_and_grpc_streams_by_cluster_ip() {
+    let grpc_script =
+        std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("scripts/grpc_streams.py");
+    let Some(pods) = Pods::start(&[], |ns, site| {
+        let data = site.join("mariadb");
+        ns.run(
+            "mariadb-install-db",
+            &[
+                "--no-defaults",
+                &format!("--datadir={}", path(&data)),
+                "--user=root",
+                "--auth-root-authentication-method=normal",
+            ],
+        );
+        vec![
+            spawn(ns, "mosquitto", &["-p", "1883"]),
+            spawn(ns, "nats-server", &["-a", "127.0.0.1", "-p", "4222"]),
+            spawn(
+                ns,
+                "mariadbd",
+                &[
+                    "--no-defaults",
+                    &format!("--datadir={}", path(&data)),
+                    &format!("--socket={}", path(&site.join("mariadb.sock"))),
+                    &format!("--pid-file={}", path(&site.join("mariadb.pid"))),
+                    "--port=3306",
+                    "--bind-address=127.0.0.1",
+                    "--user=root",
+                    "--skip-log-bin",
+                ],
+            ),
+            // The proxy's HTTP app (bootstrap `app`): Service port 50051 targets it.
+            spawn(ns, "python3", &[path(&grpc_script), "serve", "8080"]),
+        ]
+    })
+    .await
+    else {
+        return;
+    };
+    let ns = &pods.client_ns;
+
+    // MQTT: a retained message published and read back through the mesh.
+    let published = wait_output(
+        ns,
+        "mosquitto_pub",
+        &[
+            "-h",
+            CLUSTER_IP,
+            "-p",
+            "1883",
+            "-t",
+            "mesh/greeting",
+            "-m",
+            "hello mqtt",
+            "-r",
+        ],
+        |o| o.trim().is_empty(),
+    )
+    .await;
+    assert!(published.trim().is_empty(), "mosquitto_pub: {published}");
+    let got = ns.run(
+        "mosquitto_sub",
+        &[
+            "-h",
+            CLUSTER_IP,
+            "-p",
+            "1883",
+            "-t",
+            "mesh/greeting",
+            "-C",
+            "1",
+            "-W",
+            "10",
+        ],
+    );
+    assert_eq!(got.trim(), "hello mqtt");
+    pods.assert_inbound_tcp_from_client(1883);
+
+    // NATS (server-first: the server speaks first) with a client from PyPI.
+    let nats = r#"
+import asyncio, nats
+async def main():
+    nc = await nats.connect("nats://10.96.0.10:4222", connect_timeout=5)
+    sub = await nc.subscribe("mesh")
+    await nc.publish("mesh", b"hello nats")
+    msg = await sub.next_msg(timeout=5)
+    print(msg.data.decode())
+    await nc.close()
+asyncio.run(main())
+"#;
+    let got = wait_output(ns, "python3", &["-c", nats], |o| o.contains("hello nats")).await;
+    assert_eq!(got.trim(), "hello nats");
+    pods.assert_inbound_tcp_from_client(4222);
+
+    // MySQL protocol (server-first) on its declared port: no detection wait.
+    let got = wait_output(
+        ns,
+        "mariadb",
+        &[
+            "-h",
+            CLUSTER_IP,
+            "-P",
+            "3306",
+            "-u",
+            "root",
+            "--connect-timeout=10",
+            "-N",
+            "-e",
+            "select 6*7",
+        ],
+        |o| o.trim() == "42",
+    )
+    .await;
+    assert_eq!(got.trim(), "42", "{}", pods.client.logs());
+    pods.assert_inbound_tcp_from_client(3306);
+    let logs = pods.client.logs();
+    let db_line = logs
+        .lines()
+        .find(|l| l.contains(r#""protocol":"tcp""#) && l.contains("backend.default:3306"))
+        .unwrap_or_else(|| panic!("no access log line for 3306:\n{logs}"));
+    assert!(db_line.contains(r#""detected":"declared""#), "{db_line}");
+
+    // gRPC client streaming and bidirectional streaming, by cluster IP.
+    let got = wait_output(
+        ns,
+        "python3",
+        &[path(&grpc_script), "call", &format!("{CLUSTER_IP}:50051")],
+        |o| o.contains("chat"),
+    )
+    .await;
+    assert!(
+        got.contains("collect a,b,c"),
+        "{got}\n{}",
+        pods.client.logs()
+    );
+    assert!(got.contains("chat echo:1 echo:2 echo:3"), "{got}");
+    assert!(pods.server_ns.admin("/metrics").contains(WEB));
+}
+
+#[tokio::test]
+async fn a_server_first_protocol_on_an_undeclared_port_waits_only_the_detection_timeout() {
+    // A greeting server on the server pod, outside the mesh (its port is not
+    // redirected there): from the client, an address no Service has, so it is
+    // passed through after detection gives up.
+    let greeter = r#"
+import socket
+s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind(("0.0.0.0", 2525)); s.listen(16)
+while True:
+    c, _ = s.accept(); c.sendall(b"220 greeter ESMTP\r\n"); c.close()
+"#;
+    let Some(pods) = Pods::start(&["2525"], |ns, _| {
+        vec![spawn(ns, "python3", &["-c", greeter])]
+    })
+    .await
+    else {
+        return;
+    };
+    let target = format!("{}:2525", pods.server_ip);
+    let got = wait_output(&pods.client_ns, "python3", &["-c", &format!(
+        "import socket; s = socket.create_connection(('{}', 2525), timeout=10); print(s.recv(100).decode().strip())",
+        pods.server_ip
+    )], |o| o.contains("220 greeter")).await;
+    assert!(got.contains("220 greeter"), "{got}\n{}", pods.client.logs());
+    let metrics = pods.client_ns.admin("/metrics");
+    assert!(
+        metrics.contains(
+            r#"remora_protocol_detect_total{direction="outbound",port="2525",outcome="timeout"}"#
+        ),
+        "{metrics}"
+    );
+    let logs = pods.client.logs();
+    assert!(
+        logs.lines()
+            .any(|l| l.contains(r#""opaque_reason":"timeout""#) && l.contains(&target)),
+        "{logs}"
+    );
 }

@@ -3,6 +3,7 @@
 
 mod attempts;
 mod body;
+mod connect;
 mod headers;
 mod inbound;
 mod limits;

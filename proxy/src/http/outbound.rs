@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use arc_swap::ArcSwap;
 use http::uri::Authority;
-use http::{header, HeaderValue, Request, Response, StatusCode, Version};
+use http::{header, HeaderValue, Method, Request, Response, StatusCode, Version};
 use http_body_util::Either;
 use hyper::body::Incoming;
 use tokio::time::Instant;
@@ -83,6 +83,13 @@ impl Outbound {
             return (refused, None);
         }
         let snapshot = self.snapshot.load_full();
+        if req.method() == Method::CONNECT {
+            let namespace = &self.metrics.namespace;
+            return (
+                super::connect::tunnel(req, &snapshot, &self.metrics, namespace),
+                None,
+            );
+        }
         let Some(table) = &snapshot.outbound else {
             return (
                 local(StatusCode::SERVICE_UNAVAILABLE, "no configuration yet"),

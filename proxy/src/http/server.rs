@@ -242,7 +242,7 @@ impl<H: Handler> HttpServer<H> {
         });
         let connection = self
             .builder
-            .serve_connection(TokioIo::new(io), service)
+            .serve_connection_with_upgrades(TokioIo::new(io), service)
             .into_owned();
         if let Err(error) = watcher.watch(connection).await {
             tracing::debug!(%peer, %error, "connection ended with an error");

@@ -20,4 +20,4 @@ mod copy_tests;
 
 pub use copy::{forward, End, Forwarded};
 pub use header::HeaderError;
-pub use reset::{reset_on_drop, Socket};
+pub use reset::{reset_on_drop, Socket, Tunnel};

@@ -16,50 +16,88 @@ use crate::telemetry::tcp::Counted;
 /// An IO with a TCP socket underneath (plain, counted, replayed or TLS), so a
 /// reset can be passed on whatever is layered over the socket.
 pub trait Socket {
-    fn socket(&self) -> &TcpStream;
-
     /// Closing it will send RST (see [`reset_on_drop`]).
-    fn reset_on_drop(&self) {
-        reset_on_drop(self.socket())
-    }
+    fn reset_on_drop(&self);
 }
 
 impl Socket for TcpStream {
-    fn socket(&self) -> &TcpStream {
-        self
+    fn reset_on_drop(&self) {
+        reset_on_drop(self)
     }
 }
 
 impl<T: Socket> Socket for Counted<T> {
-    fn socket(&self) -> &TcpStream {
-        self.get_ref().socket()
+    fn reset_on_drop(&self) {
+        self.get_ref().reset_on_drop()
     }
 }
 
 impl<T: Socket> Socket for Prefixed<T> {
-    fn socket(&self) -> &TcpStream {
-        self.get_ref().socket()
+    fn reset_on_drop(&self) {
+        self.get_ref().reset_on_drop()
     }
 }
 
 impl<T: Socket> Socket for tokio_rustls::server::TlsStream<T> {
-    fn socket(&self) -> &TcpStream {
-        self.get_ref().0.socket()
+    fn reset_on_drop(&self) {
+        self.get_ref().0.reset_on_drop()
     }
 }
 
 impl<T: Socket> Socket for tokio_rustls::client::TlsStream<T> {
-    fn socket(&self) -> &TcpStream {
-        self.get_ref().0.socket()
+    fn reset_on_drop(&self) {
+        self.get_ref().0.reset_on_drop()
     }
 }
 
 impl<A: Socket, B: Socket> Socket for Either<A, B> {
-    fn socket(&self) -> &TcpStream {
+    fn reset_on_drop(&self) {
         match self {
-            Either::Left(a) => a.socket(),
-            Either::Right(b) => b.socket(),
+            Either::Left(a) => a.reset_on_drop(),
+            Either::Right(b) => b.reset_on_drop(),
         }
+    }
+}
+
+/// A tunnel an HTTP server handed over (`CONNECT`): its socket is hyper's, so a
+/// reset reaches the client as a close.
+pub struct Tunnel<T>(pub T);
+
+impl<T> Socket for Tunnel<T> {
+    fn reset_on_drop(&self) {}
+}
+
+impl<T: tokio::io::AsyncRead + Unpin> tokio::io::AsyncRead for Tunnel<T> {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.0).poll_read(cx, buf)
+    }
+}
+
+impl<T: tokio::io::AsyncWrite + Unpin> tokio::io::AsyncWrite for Tunnel<T> {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        std::pin::Pin::new(&mut self.0).poll_write(cx, buf)
+    }
+
+    fn poll_flush(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.0).poll_flush(cx)
+    }
+
+    fn poll_shutdown(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.0).poll_shutdown(cx)
     }
 }
 
