@@ -660,3 +660,40 @@ async fn rabbitmq_through_the_mesh_over_mtls() {
         "{text}"
     );
 }
+
+#[tokio::test]
+async fn connect_through_the_outbound_listener_tunnels_to_an_opaque_port() {
+    let redis = Redis::start().await;
+    let mesh = TcpMesh::start("redis", 6379, "redis", redis.addr()).await;
+    let mut c = TcpStream::connect(mesh.web.outbound).await.unwrap();
+    c.write_all(b"CONNECT redis.default:6379 HTTP/1.1\r\nHost: redis.default:6379\r\n\r\n")
+        .await
+        .unwrap();
+    let mut head = Vec::new();
+    while !head.ends_with(b"\r\n\r\n") {
+        let mut byte = [0u8; 1];
+        assert_eq!(c.read(&mut byte).await.unwrap(), 1, "{head:?}");
+        head.push(byte[0]);
+    }
+    let head = String::from_utf8_lossy(&head);
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    c.write_all(b"PING\r\n").await.unwrap();
+    let mut pong = [0u8; 7];
+    c.read_exact(&mut pong).await.unwrap();
+    assert_eq!(&pong, b"+PONG\r\n");
+
+    // An unknown Service, and an HTTP port, are refused with a reason.
+    for (target, status) in [("nowhere.default:6379", "404"), ("web.default:80", "405")] {
+        let mut c = TcpStream::connect(mesh.web.outbound).await.unwrap();
+        c.write_all(format!("CONNECT {target} HTTP/1.1\r\nHost: {target}\r\n\r\n").as_bytes())
+            .await
+            .unwrap();
+        let mut buf = vec![0u8; 256];
+        let n = c.read(&mut buf).await.unwrap();
+        let reply = String::from_utf8_lossy(&buf[..n]);
+        assert!(
+            reply.starts_with(&format!("HTTP/1.1 {status}")),
+            "{target}: {reply}"
+        );
+    }
+}

@@ -17,6 +17,8 @@ use crate::tcp::carry::{self, Facts};
 use crate::tcp::Tunnel;
 use crate::telemetry::Metrics;
 
+const HTTP_PORT: &str = "an HTTP port: send requests to it, not CONNECT";
+
 /// Answers a `CONNECT`; the tunnel is carried in a task of its own once the
 /// client has the 200.
 pub fn tunnel(
@@ -36,17 +38,22 @@ pub fn tunnel(
     };
     let name = Destinations::key(service, ns, port);
     let Some(destination) = snapshot.destinations.by_name.get(&name) else {
-        return local(StatusCode::NOT_FOUND, "unknown service");
+        let http = snapshot
+            .outbound
+            .as_ref()
+            .is_some_and(|t| t.virtual_host(authority.as_str()).is_some());
+        return if http {
+            local(StatusCode::METHOD_NOT_ALLOWED, HTTP_PORT)
+        } else {
+            local(StatusCode::NOT_FOUND, "unknown service")
+        };
     };
     let Carry::Opaque {
         cluster,
         idle_timeout,
     } = &destination.carry
     else {
-        return local(
-            StatusCode::METHOD_NOT_ALLOWED,
-            "an HTTP port: send requests to it, not CONNECT",
-        );
+        return local(StatusCode::METHOD_NOT_ALLOWED, HTTP_PORT);
     };
     let Some(cluster) = snapshot.clusters.get(cluster).cloned() else {
         return local(StatusCode::SERVICE_UNAVAILABLE, "cluster not found");
