@@ -260,6 +260,41 @@ pub async fn run(options: Options, shutdown: impl Future<Output = ()>) -> Result
                 DRAIN,
             )
         }));
+    // Transparent mode redirects IPv6 too: the same listeners on [::1] and [::].
+    let outbound_v6 = crate::accept::listener::ipv6_twin(outbound_addr).map(|l| {
+        serve(
+            l,
+            outbound_connections.clone(),
+            &TCP.outbound_src,
+            data_limits,
+            stopped(),
+            DRAIN,
+        )
+    });
+    let inbound_v6 = crate::accept::listener::ipv6_twin(inbound_addr).map(|l| {
+        serve(
+            l,
+            inbound_connections.clone(),
+            &TCP.inbound_src,
+            data_limits,
+            stopped(),
+            DRAIN,
+        )
+    });
+    let twins = async {
+        tokio::join!(
+            async {
+                if let Some(f) = outbound_v6 {
+                    f.await
+                }
+            },
+            async {
+                if let Some(f) = inbound_v6 {
+                    f.await
+                }
+            },
+        );
+    };
     let servers = async {
         tokio::join!(
             serve(
@@ -287,6 +322,7 @@ pub async fn run(options: Options, shutdown: impl Future<Output = ()>) -> Result
                 Duration::from_secs(1)
             ),
             upstream_servers,
+            twins,
         )
     };
     tokio::pin!(servers);

@@ -15,7 +15,7 @@ use crate::authz::Authorization;
 use crate::resilience::rate_limit::Limiter;
 use crate::resilience::RetryPolicy;
 use crate::telemetry::HopStats;
-use crate::upstream::Cluster;
+use crate::upstream::{Cluster, Endpoint};
 
 /// Accepted xDS versions, by type URL.
 pub type Versions = BTreeMap<&'static str, String>;
@@ -41,7 +41,14 @@ pub struct Destinations {
     pub by_address: HashMap<SocketAddr, Arc<Destination>>,
     /// By `name.namespace:port` (the bootstrap's `upstreams`).
     pub by_name: HashMap<String, Arc<Destination>>,
+    /// By an endpoint's IP and a port of its Service (an app that dials a pod
+    /// directly): the Service port, and the endpoint it must reach. `None`
+    /// where two Services' endpoints share the address (nothing is guessed).
+    pub by_endpoint: HashMap<SocketAddr, Option<PinnedDestination>>,
 }
+
+/// A Service port and the one endpoint of it a connection must reach.
+pub type PinnedDestination = (Arc<Destination>, Arc<Endpoint>);
 
 impl Destinations {
     /// `redis.default:6379`

@@ -176,6 +176,7 @@ struct Pods {
     client: Proxy,
     server: Proxy,
     server_ip: String,
+    server_ip6: String,
     _cp: ControlPlane,
     _apps: Vec<Started>,
     _root: tempfile::TempDir,
@@ -237,6 +238,35 @@ impl Pods {
             &["addr", "add", &format!("{server_ip}/24"), "dev", &veth_s],
         );
         server_ns.run("ip", &["link", "set", &veth_s, "up"]);
+        // IPv6 too (no duplicate address detection: usable at once).
+        let (client_ip6, server_ip6) = (
+            format!("fd00:{subnet}:{n}::1"),
+            format!("fd00:{subnet}:{n}::2"),
+        );
+        client_ns.run(
+            "ip",
+            &[
+                "-6",
+                "addr",
+                "add",
+                &format!("{client_ip6}/64"),
+                "dev",
+                &veth_c,
+                "nodad",
+            ],
+        );
+        server_ns.run(
+            "ip",
+            &[
+                "-6",
+                "addr",
+                "add",
+                &format!("{server_ip6}/64"),
+                "dev",
+                &veth_s,
+                "nodad",
+            ],
+        );
 
         let root = tempfile::tempdir().unwrap();
         readable(root.path(), 0o755);
@@ -260,7 +290,7 @@ impl Pods {
         .unwrap();
         let xds_port = cp.xds_addr.port().to_string();
         let proxy_bin = bin_path("remora-proxy").unwrap();
-        client_ns.run(path(&proxy_bin), &["init", "--ipv6", "false"]);
+        client_ns.run(path(&proxy_bin), &["init"]);
         let mut skip_inbound = xds_port.clone();
         for extra in server_init {
             skip_inbound.push(',');
@@ -318,6 +348,7 @@ impl Pods {
             client,
             server,
             server_ip,
+            server_ip6,
             _cp: cp,
             _apps: started,
             _root: root,
@@ -450,6 +481,14 @@ async fn apps_reach_a_service_by_its_cluster_ip_through_the_mesh() {
         "PONG",
         "plaintext reached the app"
     );
+
+    // The app dialling the server pod itself (an endpoint's address, as for a
+    // headless Service) is carried over the mesh to that endpoint.
+    let by_pod = client_ns.run(
+        "redis-cli",
+        &["-h", &pods.server_ip, "-p", "6379", "GET", "mesh"],
+    );
+    assert_eq!(by_pod.trim(), "transparent", "{}", pods.client.logs());
 }
 
 /// Runs `program` in `ns` until its output satisfies `ok` (the first calls may
@@ -627,8 +666,7 @@ async fn a_server_first_protocol_on_an_undeclared_port_waits_only_the_detection_
     // passed through after detection gives up.
     let greeter = r#"
 import socket
-s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-s.bind(("0.0.0.0", 2525)); s.listen(16)
+s = socket.create_server(("", 2525), family=socket.AF_INET6, dualstack_ipv6=True)
 while True:
     c, _ = s.accept(); c.sendall(b"220 greeter ESMTP\r\n"); c.close()
 "#;
@@ -652,10 +690,41 @@ while True:
         ),
         "{metrics}"
     );
-    let logs = pods.client.logs();
+    assert_logged_timeout(&pods.client, &target).await;
+
+    // The same over IPv6: redirected to the proxy's [::1]:7001 twin listener.
+    let got = wait_output(
+        &pods.client_ns,
+        "python3",
+        &[
+            "-c",
+            &format!(
+                "import socket; s = socket.create_connection(('{}', 2525), timeout=10); print(s.recv(100).decode().strip())",
+                pods.server_ip6
+            ),
+        ],
+        |o| o.contains("220 greeter"),
+    )
+    .await;
+    assert!(got.contains("220 greeter"), "{got}\n{}", pods.client.logs());
+    let ip6: std::net::IpAddr = pods.server_ip6.parse().unwrap();
+    let target6 = std::net::SocketAddr::new(ip6, 2525).to_string();
+    assert_logged_timeout(&pods.client, &target6).await;
+}
+
+/// Waits for the access-log line of a connection to `target` carried as opaque
+/// TCP after the detection timeout (lines are written when a connection ends).
+async fn assert_logged_timeout(proxy: &Proxy, target: &str) {
+    let logged = wait_for(Duration::from_secs(5), || async {
+        proxy
+            .logs()
+            .lines()
+            .any(|l| l.contains(r#""opaque_reason":"timeout""#) && l.contains(target))
+    })
+    .await;
     assert!(
-        logs.lines()
-            .any(|l| l.contains(r#""opaque_reason":"timeout""#) && l.contains(&target)),
-        "{logs}"
+        logged.is_ok(),
+        "no timeout line for {target}:\n{}",
+        proxy.logs()
     );
 }

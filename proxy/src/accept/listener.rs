@@ -98,3 +98,33 @@ pub async fn serve<C: Connections>(
         );
     }
 }
+
+/// The IPv6 twin of a loopback or wildcard IPv4 listener on a fixed port
+/// (`[::1]:7001` for `127.0.0.1:7001`, `[::]:7002` for `0.0.0.0:7002`, IPv6
+/// only), so connections iptables redirects over IPv6 have somewhere to go.
+/// `None` for port 0, other addresses, or a host without IPv6.
+pub fn ipv6_twin(v4: std::net::SocketAddr) -> Option<TcpListener> {
+    use std::net::{IpAddr, Ipv6Addr};
+    let ip = match v4.ip() {
+        IpAddr::V4(ip) if v4.port() != 0 && ip.is_loopback() => Ipv6Addr::LOCALHOST,
+        IpAddr::V4(ip) if v4.port() != 0 && ip.is_unspecified() => Ipv6Addr::UNSPECIFIED,
+        _ => return None,
+    };
+    let addr = std::net::SocketAddr::new(IpAddr::V6(ip), v4.port());
+    let bound = (|| {
+        let socket = socket2::Socket::new(socket2::Domain::IPV6, socket2::Type::STREAM, None)?;
+        socket.set_only_v6(true)?;
+        socket.set_reuse_address(true)?;
+        socket.set_nonblocking(true)?;
+        socket.bind(&addr.into())?;
+        socket.listen(1024)?;
+        TcpListener::from_std(socket.into())
+    })();
+    match bound {
+        Ok(listener) => Some(listener),
+        Err(error) => {
+            tracing::debug!(%addr, %error, "no IPv6 twin listener (no IPv6 here?)");
+            None
+        }
+    }
+}

@@ -52,8 +52,14 @@ impl OutboundConnections {
     async fn transparent(&self, accepted: Accepted, dst: SocketAddr) {
         let ctx = &self.context;
         let snapshot = ctx.snapshot.load_full();
-        let Some(destination) = snapshot.destinations.by_address.get(&dst).cloned() else {
-            return self.passthrough(accepted, dst).await;
+        // A Service's cluster IP, else one of its endpoints dialled directly
+        // (that endpoint is the one reached, for opaque TCP).
+        let (destination, pinned) = match snapshot.destinations.by_address.get(&dst) {
+            Some(d) => (d.clone(), None),
+            None => match snapshot.destinations.by_endpoint.get(&dst) {
+                Some(Some((d, endpoint))) => (d.clone(), Some(endpoint.clone())),
+                _ => return self.passthrough(accepted, dst).await,
+            },
         };
         ctx.detect
             .stats
@@ -78,6 +84,7 @@ impl OutboundConnections {
                     original_destination: Some(dst),
                     app_protocol: destination.app_protocol.clone(),
                     sni: None,
+                    accepted: None,
                 };
                 let name = format!(
                     "{}.{}:{}",
@@ -101,6 +108,7 @@ impl OutboundConnections {
                 carry::to_cluster(
                     accepted.stream,
                     &cluster,
+                    pinned.as_deref(),
                     name,
                     destination.port,
                     *idle_timeout,
@@ -136,6 +144,7 @@ impl OutboundConnections {
                 format!("{dst} is no Service of the mesh"),
             );
         }
+        let accepted_at = tokio::time::Instant::now();
         let (protocol, io) = if ctx.detect.opaque_ports.contains(dst.port()) {
             ctx.detect
                 .stats
@@ -158,7 +167,10 @@ impl OutboundConnections {
                 }
             }
         };
-        let facts = Facts::of(&protocol, Some(dst));
+        let facts = Facts {
+            accepted: Some(accepted_at),
+            ..Facts::of(&protocol, Some(dst))
+        };
         carry::to_address(
             io,
             dst,

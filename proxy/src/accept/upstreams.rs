@@ -84,6 +84,7 @@ impl Connections for UpstreamConnections {
                 carry::to_cluster(
                     accepted.stream,
                     &cluster,
+                    None,
                     name,
                     u.port,
                     idle,

@@ -23,7 +23,7 @@ use remora_proto::type_url::{NETWORK_RBAC, TCP_PROXY};
 
 use super::CompileError;
 use crate::authz::Authorization;
-use crate::snapshot::{Carry, Destination, Destinations};
+use crate::snapshot::{Carry, Destination, Destinations, PinnedDestination};
 use crate::upstream::Cluster;
 
 pub const TCP_PROXY_FILTER: &str = "envoy.filters.network.tcp_proxy";
@@ -62,9 +62,36 @@ pub fn outbound(
             }
         }
         let key = Destinations::key(&destination.service, &destination.namespace, port);
+        endpoints_of(&destination, clusters, &mut out.by_endpoint);
         out.by_name.insert(key, destination);
     }
     Ok(out)
+}
+
+/// Adds `destination`'s endpoints by IP and the Service port; an address two
+/// Services' endpoints share maps to `None`.
+fn endpoints_of(
+    destination: &Arc<Destination>,
+    clusters: &HashMap<Arc<str>, Arc<Cluster>>,
+    out: &mut HashMap<SocketAddr, Option<PinnedDestination>>,
+) {
+    let name = match &destination.carry {
+        Carry::Opaque { cluster, .. } => cluster.to_string(),
+        // The cluster of an HTTP port is named as every Service port's is.
+        Carry::Http { .. } => format!(
+            "outbound|{}||{}.{}.svc.cluster.local",
+            destination.port, destination.service, destination.namespace
+        ),
+    };
+    let Some(cluster) = clusters.get(name.as_str()) else {
+        return;
+    };
+    for e in &cluster.endpoints {
+        let addr = SocketAddr::new(e.endpoint.addr().ip(), destination.port);
+        out.entry(addr)
+            .and_modify(|v| *v = None)
+            .or_insert_with(|| Some((destination.clone(), e.endpoint.clone())));
+    }
 }
 
 fn destination(

@@ -70,7 +70,7 @@ pub fn tunnel(
         match upgrade.await {
             Ok(upgraded) => {
                 let client = Tunnel(TokioIo::new(upgraded));
-                carry::to_cluster(client, &cluster, name, port, idle, &metrics, facts).await
+                carry::to_cluster(client, &cluster, None, name, port, idle, &metrics, facts).await
             }
             Err(error) => tracing::debug!(%error, "CONNECT tunnel not established"),
         }

@@ -17,7 +17,7 @@ use crate::detect::{OpaqueReason, Protocol};
 use crate::telemetry::access_log::TcpEntry;
 use crate::telemetry::tcp_hop::{TcpHop, TcpHopKey};
 use crate::telemetry::{since_epoch, Metrics};
-use crate::upstream::Cluster;
+use crate::upstream::{Cluster, Endpoint};
 
 /// What is known of a connection before it is carried, for its log line.
 #[derive(Debug, Default, Clone)]
@@ -28,6 +28,9 @@ pub struct Facts {
     pub original_destination: Option<SocketAddr>,
     pub sni: Option<String>,
     pub app_protocol: String,
+    /// When the connection was accepted, if before this hop began (detection
+    /// waited): the log line's duration counts from there.
+    pub accepted: Option<Instant>,
 }
 
 impl Facts {
@@ -47,6 +50,7 @@ impl Facts {
             original_destination,
             sni,
             app_protocol: String::new(),
+            accepted: None,
         }
     }
 }
@@ -63,6 +67,7 @@ impl<'a> Record<'a> {
     fn start(metrics: &'a Metrics, key: TcpHopKey, facts: Facts) -> Self {
         let hop = metrics.tcp.hop(key.clone());
         TcpHop::count(&hop.opened);
+        let started = facts.accepted.unwrap_or_else(Instant::now);
         let entry = TcpEntry {
             start_unix_ms: since_epoch().as_millis() as u64,
             direction: key.direction,
@@ -83,7 +88,7 @@ impl<'a> Record<'a> {
             metrics,
             hop,
             entry,
-            started: Instant::now(),
+            started,
         }
     }
 
@@ -132,9 +137,11 @@ fn end_label(end: End) -> (&'static str, String) {
 
 /// Outbound: to one of `cluster`'s endpoints (mesh mTLS to a peer proxy, which
 /// gets `port` in the transport header), then bytes both ways.
+#[allow(clippy::too_many_arguments)]
 pub async fn to_cluster<C>(
     client: C,
     cluster: &Cluster,
+    pinned: Option<&Endpoint>,
     destination: String,
     port: u16,
     idle: Duration,
@@ -144,7 +151,7 @@ pub async fn to_cluster<C>(
     C: AsyncRead + AsyncWrite + Unpin + Socket,
 {
     let started = Instant::now();
-    let connected = connect(cluster, port).await;
+    let connected = connect(cluster, port, pinned).await;
     let identity = match &connected {
         Ok(c) => c.peer_identity.as_deref().unwrap_or_default().to_owned(),
         Err(_) => String::new(),
@@ -154,8 +161,11 @@ pub async fn to_cluster<C>(
         destination,
         peer_identity: identity,
     };
+    let facts = Facts {
+        accepted: Some(facts.accepted.unwrap_or(started)),
+        ..facts
+    };
     let mut record = Record::start(metrics, key, facts);
-    record.started = started;
     match connected {
         Ok(server) => {
             record.entry.endpoint = server.endpoint.to_string();

@@ -55,8 +55,18 @@ pub struct Connected {
 }
 
 /// Balances over `cluster`'s endpoints, connecting to the first that answers
-/// (at most [`MAX_ATTEMPTS`], each a different pick when there are several).
-pub async fn connect(cluster: &Cluster, port: u16) -> Result<Connected, ConnectError> {
+/// (at most [`MAX_ATTEMPTS`], each a different pick when there are several);
+/// or to `pinned` alone, when the app dialled that endpoint itself.
+pub async fn connect(
+    cluster: &Cluster,
+    port: u16,
+    pinned: Option<&Endpoint>,
+) -> Result<Connected, ConnectError> {
+    if let Some(endpoint) = pinned {
+        let result = connect_endpoint(endpoint, port).await;
+        cluster.record_outcome(endpoint, result.is_ok());
+        return result;
+    }
     let mut last = None;
     let mut tried: Vec<SocketAddr> = Vec::with_capacity(MAX_ATTEMPTS);
     for _ in 0..MAX_ATTEMPTS.min(cluster.endpoints.len().max(1)) {
