@@ -195,6 +195,9 @@ impl Inbound {
         if let Some(refused) = self.admit(&req) {
             return refused;
         }
+        if super::upgrade::is_extended_connect(&req) {
+            return super::upgrade::inbound(self.app_h1.addr(), req).await;
+        }
         self.forward(req).await
     }
 

@@ -11,6 +11,7 @@ mod mirror;
 mod outbound;
 mod reply;
 pub(crate) mod server;
+mod upgrade;
 
 pub(crate) use attempts::hash_key;
 pub use body::ResponseBody;

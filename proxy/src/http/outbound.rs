@@ -178,6 +178,11 @@ impl Outbound {
                 Target::Missing(_) => None,
             })
             .collect();
+        if let Some(protocol) = super::upgrade::wanted(&req) {
+            let mut response = super::upgrade::outbound(cluster, req, authority, protocol).await;
+            route.policy.response_headers.apply(response.headers_mut());
+            return response;
+        }
         let mut response = attempts::send(cluster, &route.policy, req, authority, mirrors).await;
         route.policy.response_headers.apply(response.headers_mut());
         response

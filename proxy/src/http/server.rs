@@ -193,7 +193,9 @@ impl<H: Handler> HttpServer<H> {
             .initial_stream_window_size(STREAM_WINDOW)
             .initial_connection_window_size(CONNECTION_WINDOW)
             .max_header_list_size(limits.max_header_list_size)
-            .max_concurrent_streams(1024);
+            .max_concurrent_streams(1024)
+            // Upgrades (WebSocket) between proxies ride extended CONNECT.
+            .enable_connect_protocol();
         Self {
             builder,
             handler,
