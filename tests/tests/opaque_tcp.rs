@@ -697,3 +697,74 @@ async fn connect_through_the_outbound_listener_tunnels_to_an_opaque_port() {
         );
     }
 }
+
+#[tokio::test]
+async fn a_half_closed_client_still_gets_its_reply() {
+    // A server that reads until the client is done sending, then answers.
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let server = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut got = Vec::new();
+                if s.read_to_end(&mut got).await.is_ok() {
+                    let _ = s
+                        .write_all(format!("got {} bytes", got.len()).as_bytes())
+                        .await;
+                }
+            });
+        }
+    });
+    let mesh = TcpMesh::start("counter", 7000, "tcp", server).await;
+    let mut c = TcpStream::connect(mesh.upstream()).await.unwrap();
+    c.write_all(&[7u8; 100_000]).await.unwrap();
+    c.shutdown().await.unwrap();
+    let mut reply = String::new();
+    c.read_to_string(&mut reply).await.unwrap();
+    assert_eq!(reply, "got 100000 bytes");
+}
+
+#[tokio::test]
+async fn connections_fail_over_to_a_live_endpoint_and_the_dead_one_is_ejected() {
+    let redis = Redis::start().await;
+    let policy = "---\napiVersion: policy.remora.dev/v1alpha1\nkind: TrafficPolicy\n\
+                  metadata: {name: redis, namespace: default}\n\
+                  spec:\n  targetRef: {kind: Service, name: redis}\n\
+                  \x20 timeouts: {connect: 300ms}\n\
+                  \x20 outlierDetection: {consecutiveFailures: 2, baseEjectionTime: 30s, maxEjectionPercent: 50}\n";
+    let mesh = TcpMesh::start_with("redis", 6379, "redis", redis.addr(), policy).await;
+    // A second endpoint of the Service, then the first one dies.
+    let token = mesh.root.path().join("redis.token");
+    let app = mesh.server.spec.app;
+    let second = Proxy::start(
+        ProxySpec::new("redis", mesh.cp.xds_addr, app)
+            .token_file(&token)
+            .extra(&format!("app_ports: {{6379: \"{}\"}}\n", redis.addr())),
+    )
+    .await
+    .unwrap();
+    second.wait_ready(Duration::from_secs(10)).await.unwrap();
+    wait_config(&mesh.web, Duration::from_secs(10), "both endpoints", |d| {
+        support::endpoint_count(d, "redis") == 2
+    })
+    .await;
+    // The first one hangs (stopped: connections are accepted by the kernel and
+    // never answered) while its xDS stream stays registered.
+    let stopped = Command::new("kill")
+        .args(["-STOP", &mesh.server.pid().to_string()])
+        .status()
+        .unwrap();
+    assert!(stopped.success());
+    // Every connection still works: a failed connect moves to the other one.
+    for i in 0..20 {
+        let out = redis_cli(mesh.web.upstreams[0], &["PING"]);
+        assert_eq!(out.as_deref(), Ok("PONG"), "connection {i}");
+    }
+    let text = metrics(&mesh.web).await;
+    assert!(
+        sample(&text, "remora_ejections_total", "redis").unwrap_or(0.0) >= 1.0,
+        "{text}"
+    );
+    drop(second);
+    // SIGKILL ends a stopped process too (Proxy's drop).
+}

@@ -330,7 +330,7 @@ mod tests {
             yaml,
             "node_id: \"orders-0\"\nservice: \"orders\"\nnamespace: \"shop\"\n\
              control_plane: \"127.0.0.1:7700\"\napp: \"127.0.0.1:8080\"\n\
-             outbound: 127.0.0.1:0\ninbound: 127.0.0.1:0\nadmin: 127.0.0.1:0\n"
+             outbound: \"127.0.0.1:0\"\ninbound: \"127.0.0.1:0\"\nadmin: \"127.0.0.1:0\"\n"
         );
     }
 }
