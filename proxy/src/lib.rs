@@ -31,7 +31,8 @@
 //!
 //! The data path:
 //! - [`detect`]: what an accepted connection speaks (HTTP/1, h2, TLS or opaque).
-//! - [`http`]: the HTTP request path: server, outbound and inbound handlers.
+//! - [`http`]: the HTTP request path: server, the outbound stack of layers, the
+//!   inbound handler.
 //! - [`tcp`]: opaque TCP: connecting through the mesh, copying both ways, resets.
 //!
 //! On top:

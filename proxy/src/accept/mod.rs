@@ -1,8 +1,9 @@
 //! The connection path, from the top: a listener accepts (`listener`), the
 //! original destination says where the app was going (`transparent`), detection
 //! says what it speaks (`detect`), and the connection goes down the HTTP path
-//! (route -> filters -> timeout -> retry -> balance -> endpoint) or the opaque
-//! TCP one (authorize -> balance -> connect -> copy).
+//! (outbound: route -> filters -> breaker -> mirror -> hash -> timeout -> retry
+//! -> balance -> endpoint, see `http::outbound`) or the opaque TCP one
+//! (authorize -> balance -> connect -> copy).
 //!
 //! - [`listener`]: the accept loop, connection caps and the drain.
 //! - [`outbound`]: the app's connections, explicit or redirected.

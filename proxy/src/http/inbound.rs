@@ -14,8 +14,7 @@ use hyper::body::Incoming;
 
 use super::body::Tracked;
 use super::headers::{parse_version, retarget, set_host, strip_hop_by_hop};
-use super::outbound::upstream_failure;
-use super::reply::{forbidden, local, rate_limited};
+use super::reply::{forbidden, local, rate_limited, upstream_failure};
 use super::server::{Handler, InboundStats, PeerIdentity, Plaintext};
 use super::{grpc_status, is_grpc, ResponseBody, CLIENT_ID, ORIG_PROTO};
 use crate::authz;

@@ -1,22 +1,21 @@
 //! The HTTP request path: accept, serve HTTP/1 and HTTP/2, and the outbound and
-//! inbound handlers.
+//! inbound handlers. The outbound path is a stack of layers (`outbound/`: route,
+//! filters, breaker, mirror, hash, timeout, retry, balance, endpoint).
 
-mod attempts;
 mod body;
 mod connect;
 mod headers;
 mod inbound;
 mod limits;
-mod mirror;
 mod outbound;
 mod reply;
 pub(crate) mod server;
 mod upgrade;
 
-pub(crate) use attempts::hash_key;
 pub use body::ResponseBody;
 pub(crate) use headers::{parse_version, strip_hop_by_hop, version_name};
 pub use inbound::Inbound;
+pub(crate) use outbound::hash_key;
 pub use outbound::Outbound;
 pub use server::{
     accept, ConnectionInfo, DefaultAuthority, Handler, HttpServer, InboundStats, ListenerLimits,

@@ -5,6 +5,7 @@ use http::{HeaderValue, Response, StatusCode};
 use http_body_util::{Either, Full};
 
 use super::{ResponseBody, ERROR_HEADER};
+use crate::upstream::UpstreamError;
 
 pub fn local(status: StatusCode, reason: &'static str) -> Response<ResponseBody> {
     let mut response = Response::new(Either::Right(Full::new(Bytes::from_static(
@@ -100,5 +101,18 @@ pub fn fault_abort(abort: crate::resilience::fault::Abort) -> Response<ResponseB
                 StatusCode::from_u16(status).unwrap_or(StatusCode::SERVICE_UNAVAILABLE);
             response
         }
+    }
+}
+
+/// An upstream that could not be reached (504 when connecting took too long,
+/// 503 when it failed) or whose exchange broke (502).
+pub fn upstream_failure(error: &UpstreamError) -> Response<ResponseBody> {
+    tracing::debug!(%error, "upstream request failed");
+    if error.is_connect_timeout() {
+        local(StatusCode::GATEWAY_TIMEOUT, "connect timeout")
+    } else if error.is_connect() {
+        local(StatusCode::SERVICE_UNAVAILABLE, "upstream connect failed")
+    } else {
+        local(StatusCode::BAD_GATEWAY, "upstream request failed")
     }
 }

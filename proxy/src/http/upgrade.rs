@@ -21,8 +21,7 @@ use tokio::net::TcpStream;
 
 use super::body::Tracked;
 use super::headers::{retarget, set_host, strip_hop_by_hop};
-use super::outbound::upstream_failure;
-use super::reply::local;
+use super::reply::{local, upstream_failure};
 use super::ResponseBody;
 use crate::upstream::{Cluster, RequestBody, Transport};
 
@@ -31,7 +30,7 @@ const APP_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The protocol an HTTP/1.1 request asks to upgrade to (`Connection: upgrade`
 /// and `Upgrade: websocket`), if it does.
-pub fn wanted(req: &Request<Incoming>) -> Option<HeaderValue> {
+pub fn wanted<B>(req: &Request<B>) -> Option<HeaderValue> {
     if req.version() > Version::HTTP_11 {
         return None;
     }
@@ -53,7 +52,7 @@ pub fn is_extended_connect(req: &Request<Incoming>) -> bool {
 /// extended CONNECT; answers the app 101 once the far side switched.
 pub async fn outbound(
     cluster: &Cluster,
-    mut req: Request<Incoming>,
+    mut req: Request<RequestBody>,
     authority: Authority,
     protocol: HeaderValue,
 ) -> Response<ResponseBody> {

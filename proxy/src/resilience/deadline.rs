@@ -3,7 +3,10 @@
 
 use std::time::Duration;
 
-use http::HeaderValue;
+use http::{HeaderName, HeaderValue};
+
+/// The header a gRPC client's deadline travels in.
+pub const GRPC_TIMEOUT: HeaderName = HeaderName::from_static("grpc-timeout");
 
 /// Parses `grpc-timeout` (`<up to 8 digits><H|M|S|m|u|n>`).
 pub fn parse_grpc_timeout(value: &HeaderValue) -> Option<Duration> {

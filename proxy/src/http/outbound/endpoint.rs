@@ -1,0 +1,146 @@
+//! The bottom of the stack: one attempt, shaped for the endpoint's transport and
+//! sent. Hop-by-hop headers are removed (`te: trailers` kept for gRPC). To a
+//! meshed endpoint the request goes over its shared HTTP/2 connection with the
+//! service name as `:authority` (an HTTP/1 request carries `remora-orig-proto`
+//! so the far proxy restores it); to a plain HTTP/1.1 server with `Host`; to a
+//! server outside the mesh under its own name. A gRPC attempt carries what is
+//! left of its deadline in `grpc-timeout`.
+//!
+//! The endpoint keeps its latency estimate (a failure counts as a slow answer,
+//! so the balancer steers away from endpoints that fail fast) and its count of
+//! requests in flight, until the response body ends.
+
+use std::future::Future;
+
+use futures::future::{self, Either, FutureExt};
+use http::uri::Authority;
+use http::{header, HeaderValue, Request, Response, StatusCode, Version};
+use tokio::time::Instant;
+
+use super::service::{Attempt, Picked, Serve};
+use crate::http::body::Tracked;
+use crate::http::headers::{retarget, set_host, strip_hop_by_hop, version_name};
+use crate::http::reply::local;
+use crate::http::{ResponseBody, ORIG_PROTO};
+use crate::resilience::deadline::{format_grpc_timeout, GRPC_TIMEOUT};
+use crate::upstream::{Endpoint, RequestBody, Transport, UpstreamError};
+
+/// How much a failed attempt counts against an endpoint's latency estimate, so the
+/// balancer steers away from endpoints that fail fast.
+const FAILURE_PENALTY: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// What became of an attempt at an endpoint.
+pub enum Sent {
+    /// It went to the endpoint: its answer, or how the exchange failed.
+    Exchanged(Result<Response<ResponseBody>, UpstreamError>),
+    /// It never left: the proxy's own answer (a target the endpoint's
+    /// transport cannot carry).
+    Refused(Response<ResponseBody>),
+}
+
+/// Sends attempts to the endpoints the balancer picks.
+pub struct Client;
+
+impl<'a> Serve<Picked<'a>> for Client {
+    type Response = Sent;
+
+    fn call(&self, picked: Picked<'a>) -> impl Future<Output = Sent> + Send {
+        let Picked { attempt, endpoint } = picked;
+        let Attempt {
+            parts,
+            body,
+            authority,
+            grpc,
+            deadline,
+            ..
+        } = attempt;
+        let mut req = Request::new(body);
+        *req.method_mut() = parts.method.clone();
+        *req.uri_mut() = parts.uri.clone();
+        *req.version_mut() = parts.version;
+        *req.headers_mut() = parts.headers.clone();
+        let (mut p, body) = req.into_parts();
+        strip_hop_by_hop(&mut p.headers);
+        if shape(endpoint, &mut p, authority, parts.version).is_err() {
+            let refused = local(StatusCode::BAD_REQUEST, "invalid request target");
+            return Either::Left(future::ready(Sent::Refused(refused)));
+        }
+        if let (true, Some(at)) = (grpc, deadline) {
+            let left = at.saturating_duration_since(Instant::now());
+            p.headers.insert(GRPC_TIMEOUT, format_grpc_timeout(left));
+        }
+        let sent = send_to(endpoint, Request::from_parts(p, body), parts.version);
+        Either::Right(sent.map(Sent::Exchanged))
+    }
+}
+
+/// Shapes a request for `endpoint`'s transport: HTTP/2 with the authority in the
+/// URI (and the app's protocol in `remora-orig-proto` between proxies), or
+/// HTTP/1.1 with `Host`; a server outside the mesh is addressed by its own name.
+pub fn shape(
+    endpoint: &Endpoint,
+    parts: &mut http::request::Parts,
+    authority: &Authority,
+    downstream_version: Version,
+) -> Result<(), InvalidTarget> {
+    let authority = endpoint.origin_authority().unwrap_or(authority);
+    let uri_authority = match endpoint.transport() {
+        Transport::MeshH2 | Transport::PlainH2 | Transport::TlsH2 => {
+            parts.version = Version::HTTP_2;
+            parts.headers.remove(header::HOST);
+            if endpoint.transport() == Transport::MeshH2 && downstream_version != Version::HTTP_2 {
+                parts.headers.insert(
+                    ORIG_PROTO,
+                    HeaderValue::from_static(version_name(downstream_version)),
+                );
+            }
+            authority.clone()
+        }
+        Transport::PlainH1 => {
+            parts.version = Version::HTTP_11;
+            if !parts.headers.contains_key(header::HOST) {
+                set_host(&mut parts.headers, authority);
+            }
+            endpoint.authority().clone()
+        }
+        Transport::TlsH1 => {
+            parts.version = Version::HTTP_11;
+            set_host(&mut parts.headers, authority);
+            endpoint.authority().clone()
+        }
+    };
+    retarget(parts, uri_authority).map_err(|_| InvalidTarget)
+}
+
+/// The request's target cannot be rewritten for the endpoint (400).
+pub struct InvalidTarget;
+
+/// Sends one request to `endpoint`, keeping its latency estimate and in-flight
+/// count; the response body keeps counting as in flight until it ends.
+pub async fn send_to(
+    endpoint: &Endpoint,
+    req: Request<RequestBody>,
+    downstream_version: Version,
+) -> Result<Response<ResponseBody>, UpstreamError> {
+    let in_flight = endpoint.start();
+    let started = Instant::now();
+    crate::telemetry::note(|f| f.endpoint.set(Some(endpoint.addr())));
+    let sent = endpoint.send(req).await;
+    crate::telemetry::add_upstream_time(started.elapsed());
+    match sent {
+        Ok(response) => {
+            endpoint.ewma().observe(started.elapsed());
+            let (mut parts, body) = response.into_parts();
+            strip_hop_by_hop(&mut parts.headers);
+            parts.version = downstream_version;
+            Ok(Response::from_parts(
+                parts,
+                http_body_util::Either::Left(Tracked::new(body, Some(in_flight))),
+            ))
+        }
+        Err(error) => {
+            endpoint.ewma().observe(FAILURE_PENALTY);
+            Err(error)
+        }
+    }
+}
