@@ -27,8 +27,11 @@ def main() -> None:
             per_k = r["cpu_s"] * 1000 / (total_ops / 1000) if total_ops else 0
             per_gb = r["cpu_s"] / gb if gb else 0
             rss = "/".join(str(x) for x in r["peak_rss_kb"]) or "-"
+            # CPU per 1000 operations tells the small load, per GB the bulk one.
+            per_k = f"{per_k:13.3f}" if phase == "small" else f"{'-':>13}"
+            per_gb = f"{per_gb:9.2f}" if phase == "bulk" else f"{'-':>9}"
             print(f"{s:<17} {phase:<6} {ops:>9.0f} {mb_s:>8.1f} {r['cpu_s']:>7.2f} "
-                  f"{per_k:>13.3f} {per_gb:>9.2f} {rss:>14}")
+                  f"{per_k} {per_gb} {rss:>14}")
     base, ours = "tcp-haproxy-tls", "tcp-remora-mtls"
     print()
     for phase in ("small", "bulk"):
