@@ -128,3 +128,90 @@ pub fn ipv6_twin(v4: std::net::SocketAddr) -> Option<TcpListener> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::AtomicUsize;
+
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    use super::*;
+    use crate::telemetry::tcp::TcpCounters;
+
+    /// Echoes one message per connection, counting the connections it served.
+    struct Echo(AtomicUsize);
+
+    impl Connections for Echo {
+        async fn serve(self: Arc<Self>, mut a: Accepted) {
+            self.0.fetch_add(1, Ordering::Relaxed);
+            let mut buf = [0u8; 16];
+            if let Ok(n) = a.stream.read(&mut buf).await {
+                let _ = a.stream.write_all(&buf[..n]).await;
+            }
+            // Hold the connection (and its slot) until the client goes.
+            let _ = a.stream.read(&mut buf).await;
+        }
+    }
+
+    fn limits(max_connections: usize) -> ListenerLimits {
+        ListenerLimits {
+            max_connections,
+            idle_timeout: Duration::from_secs(60),
+            max_header_list_size: 64 * 1024,
+        }
+    }
+
+    #[tokio::test]
+    async fn over_the_cap_a_connection_is_closed_at_once_and_counted() {
+        static COUNTERS: TcpCounters = TcpCounters::new();
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let echo = Arc::new(Echo(AtomicUsize::new(0)));
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let served = tokio::spawn(serve(
+            listener,
+            echo.clone(),
+            &COUNTERS,
+            limits(1),
+            async {
+                let _ = stopped.await;
+            },
+            Duration::from_secs(1),
+        ));
+        let mut first = TcpStream::connect(addr).await.unwrap();
+        first.write_all(b"hi").await.unwrap();
+        let mut buf = [0u8; 2];
+        first.read_exact(&mut buf).await.unwrap();
+        // The one slot is taken: the next connection reads end-of-stream.
+        let mut second = TcpStream::connect(addr).await.unwrap();
+        let n = second.read(&mut [0u8; 4]).await.unwrap_or(0);
+        assert_eq!(n, 0);
+        assert_eq!(COUNTERS.refused.load(Ordering::Relaxed), 1);
+        assert_eq!(echo.0.load(Ordering::Relaxed), 1);
+        // Once the first goes, its slot is free again.
+        drop(first);
+        let mut third = loop {
+            let mut c = TcpStream::connect(addr).await.unwrap();
+            c.write_all(b"ok").await.unwrap();
+            let mut buf = [0u8; 2];
+            if c.read_exact(&mut buf).await.is_ok() {
+                break c;
+            }
+            tokio::task::yield_now().await;
+        };
+        third.shutdown().await.unwrap();
+        let _ = stop.send(());
+        served.await.unwrap();
+    }
+
+    #[test]
+    fn only_loopback_and_wildcard_listeners_on_fixed_ports_get_an_ipv6_twin() {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let _guard = rt.enter();
+        assert!(ipv6_twin("127.0.0.1:0".parse().unwrap()).is_none());
+        assert!(ipv6_twin("10.0.0.1:7001".parse().unwrap()).is_none());
+    }
+}

@@ -16,6 +16,8 @@ pub mod header;
 mod reset;
 
 #[cfg(test)]
+mod connect_tests;
+#[cfg(test)]
 mod copy_tests;
 
 pub use copy::{forward, End, Forwarded};

@@ -23,7 +23,7 @@ pub struct TcpCounters {
 }
 
 impl TcpCounters {
-    const fn new() -> Self {
+    pub const fn new() -> Self {
         Self {
             opened: AtomicU64::new(0),
             closed: AtomicU64::new(0),
