@@ -175,6 +175,25 @@ async fn redis_through_the_mesh_over_mtls() {
     let redis = Redis::start().await;
     let mesh = TcpMesh::start("redis", 6379, "redis", redis.addr()).await;
     let upstream = mesh.upstream();
+    // Both proxies show what they carry as TCP.
+    let dump = mesh.web.config_dump().await.unwrap();
+    let names = &dump["destinations"]["by_name"];
+    let redis_port = names
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|d| d["name"] == "redis.default:6379")
+        .unwrap_or_else(|| panic!("{names:#}"));
+    assert_eq!(redis_port["app_protocol"], "redis");
+    assert!(
+        redis_port["carry"]["opaque"]["cluster"].is_string(),
+        "{redis_port}"
+    );
+    let server = mesh.server.config_dump().await.unwrap();
+    assert_eq!(
+        server["inbound"]["tcp_ports"][0]["port"], 6379,
+        "{server:#}"
+    );
 
     assert_eq!(
         redis_cli(upstream, &["SET", "greeting", "hello mesh"]).unwrap(),

@@ -249,6 +249,20 @@ impl Admin {
         inbound["listener"] = listener;
         inbound["tls_mode"] = json!(mode);
         inbound["authorization"] = policies;
+        let mut tcp_ports: Vec<_> = snapshot
+            .inbound
+            .iter()
+            .flat_map(|p| p.tcp.iter())
+            .map(|(port, t)| {
+                json!({
+                    "port": port,
+                    "plaintext": t.plaintext.is_some(),
+                    "idle_timeout_ms": t.idle_timeout.as_millis() as u64,
+                })
+            })
+            .collect();
+        tcp_ports.sort_by_key(|p| p["port"].as_u64());
+        inbound["tcp_ports"] = json!(tcp_ports);
         json!({
             "node_id": self.node_id,
             "certificate": certificate,
@@ -258,8 +272,41 @@ impl Admin {
             "versions": snapshot.versions,
             "clusters": clusters,
             "routes": routes,
+            "destinations": destinations(&snapshot.destinations),
         })
     }
+}
+
+/// The Service ports connections can be for: by cluster IP, by name.
+fn destinations(d: &crate::snapshot::Destinations) -> serde_json::Value {
+    use crate::snapshot::Carry;
+    let mut by_name: Vec<_> = d
+        .by_name
+        .iter()
+        .map(|(name, dest)| {
+            let carry = match &dest.carry {
+                Carry::Opaque {
+                    cluster,
+                    idle_timeout,
+                } => json!({"opaque": {"cluster": &**cluster, "idle_timeout_ms": idle_timeout.as_millis() as u64}}),
+                Carry::Http { authority } => json!({"http": {"authority": &**authority}}),
+            };
+            json!({"name": name, "app_protocol": dest.app_protocol, "carry": carry})
+        })
+        .collect();
+    by_name.sort_by(|a, b| a["name"].as_str().cmp(&b["name"].as_str()));
+    let mut by_address: Vec<_> = d
+        .by_address
+        .iter()
+        .map(|(addr, dest)| {
+            json!({
+                "address": addr.to_string(),
+                "name": crate::snapshot::Destinations::key(&dest.service, &dest.namespace, dest.port),
+            })
+        })
+        .collect();
+    by_address.sort_by(|a, b| a["address"].as_str().cmp(&b["address"].as_str()));
+    json!({"by_name": by_name, "by_address": by_address, "endpoints": d.by_endpoint.len()})
 }
 
 impl crate::http::server::Handler for Admin {
