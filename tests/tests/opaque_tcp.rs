@@ -787,3 +787,138 @@ async fn connections_fail_over_to_a_live_endpoint_and_the_dead_one_is_ejected() 
     drop(second);
     // SIGKILL ends a stopped process too (Proxy's drop).
 }
+
+/// A workload certificate for `account`, signed with the control plane's CA
+/// by openssl (as a peer that holds a real mesh identity would have).
+fn workload_cert(cp: &ControlPlane, dir: &std::path::Path, account: &str) -> (String, String) {
+    let (key, csr, crt, ext) = (
+        dir.join(format!("{account}.key")),
+        dir.join(format!("{account}.csr")),
+        dir.join(format!("{account}.crt")),
+        dir.join(format!("{account}.ext")),
+    );
+    let s = |p: &std::path::Path| p.to_string_lossy().into_owned();
+    let ok = Command::new("openssl")
+        .args([
+            "req",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-nodes",
+        ])
+        .args([
+            "-subj",
+            &format!("/CN={account}"),
+            "-keyout",
+            &s(&key),
+            "-out",
+            &s(&csr),
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        ok.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
+    std::fs::write(
+        &ext,
+        format!(
+            "subjectAltName=URI:spiffe://cluster.local/ns/default/sa/{account}\n\
+             extendedKeyUsage=serverAuth,clientAuth\n"
+        ),
+    )
+    .unwrap();
+    let data = cp.data_dir();
+    let ok = Command::new("openssl")
+        .args([
+            "x509",
+            "-req",
+            "-in",
+            &s(&csr),
+            "-days",
+            "1",
+            "-CAcreateserial",
+        ])
+        .args([
+            "-CA",
+            &s(&data.join("ca.crt")),
+            "-CAkey",
+            &s(&data.join("ca.key")),
+        ])
+        .args(["-extfile", &s(&ext), "-out", &s(&crt)])
+        .output()
+        .unwrap();
+    assert!(
+        ok.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
+    (s(&crt), s(&key))
+}
+
+/// Speaks opaque TCP to `inbound` as a peer proxy would (mTLS, ALPN
+/// remora-tcp/1, the port header), sends `payload`; what came back.
+fn as_peer(inbound: SocketAddr, cert: &(String, String), port: u16, payload: &[u8]) -> String {
+    use std::io::Write;
+    let mut child = Command::new("openssl")
+        .args(["s_client", "-quiet", "-nocommands", "-no_ign_eof", "-alpn", "remora-tcp/1"])
+        .args([
+            "-connect",
+            &inbound.to_string(),
+            "-cert",
+            &cert.0,
+            "-key",
+            &cert.1,
+        ])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut input = b"RMT1".to_vec();
+    input.extend_from_slice(&port.to_be_bytes());
+    input.extend_from_slice(payload);
+    let mut stdin = child.stdin.take().unwrap();
+    stdin.write_all(&input).unwrap();
+    // Half a second for the answer, then end the input (s_client quits).
+    std::thread::sleep(Duration::from_millis(500));
+    drop(stdin);
+    let out = child.wait_with_output().unwrap();
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[tokio::test]
+async fn a_peer_with_a_mesh_identity_reaches_only_the_declared_tcp_ports() {
+    let redis = Redis::start().await;
+    let mesh = TcpMesh::start("redis", 6379, "redis", redis.addr()).await;
+    let cert = workload_cert(&mesh.cp, mesh.root.path(), "web");
+    // The declared port: a real peer's view (the positive control).
+    let pong = as_peer(mesh.server.inbound, &cert, 6379, b"PING\r\n");
+    assert!(
+        pong.contains("+PONG"),
+        "got {pong:?}\n{}",
+        mesh.server.logs()
+    );
+    // Any other port of the app's host (the proxy's own admin, the HTTP app,
+    // Redis on its real port): refused before anything is reached.
+    for port in [mesh.server.admin.port(), redis.port, 22] {
+        let got = as_peer(
+            mesh.server.inbound,
+            &cert,
+            port,
+            b"GET /ready HTTP/1.0\r\n\r\nPING\r\n",
+        );
+        assert!(got.is_empty(), "port {port} answered {got:?}");
+    }
+    let logged = wait_for(Duration::from_secs(5), || async {
+        mesh.server
+            .logs()
+            .matches(r#""end":"no_destination""#)
+            .count()
+            >= 3
+    })
+    .await;
+    assert!(logged.is_ok(), "{}", mesh.server.logs());
+}
