@@ -863,7 +863,14 @@ fn workload_cert(cp: &ControlPlane, dir: &std::path::Path, account: &str) -> (St
 fn as_peer(inbound: SocketAddr, cert: &(String, String), port: u16, payload: &[u8]) -> String {
     use std::io::Write;
     let mut child = Command::new("openssl")
-        .args(["s_client", "-quiet", "-nocommands", "-no_ign_eof", "-alpn", "remora-tcp/1"])
+        .args([
+            "s_client",
+            "-quiet",
+            "-nocommands",
+            "-no_ign_eof",
+            "-alpn",
+            "remora-tcp/1",
+        ])
         .args([
             "-connect",
             &inbound.to_string(),
