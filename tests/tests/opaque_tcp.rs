@@ -929,3 +929,38 @@ async fn a_peer_with_a_mesh_identity_reaches_only_the_declared_tcp_ports() {
     .await;
     assert!(logged.is_ok(), "{}", mesh.server.logs());
 }
+
+#[tokio::test]
+async fn an_upstream_port_for_an_http_service_carries_its_requests() {
+    // `web` calls the HTTP Service `orders` (no cluster IP) through a local
+    // port: requests with any Host go to orders.
+    let root = tempfile::tempdir().unwrap();
+    let config = config_dir(root.path());
+    write_config(&config, "services.yaml", support::WEB_AND_ORDERS);
+    let cp = ControlPlane::start_secure(&config, &[]).await.unwrap();
+    let (web_app, orders_app) = (
+        remora_tests::app::TestApp::http("web"),
+        remora_tests::app::TestApp::http("orders"),
+    );
+    let orders = support::meshed_proxy(&cp, root.path(), "orders", &orders_app).await;
+    let token = root.path().join("web.token");
+    std::fs::write(&token, mint_token(&cp.data_dir(), "default", "web")).unwrap();
+    let web = Proxy::start(
+        ProxySpec::new("web", cp.xds_addr, web_app.addr)
+            .token_file(&token)
+            .extra("upstreams: [{service: orders, port: 80, listen: \"127.0.0.1:0\"}]\n"),
+    )
+    .await
+    .unwrap();
+    web.wait_ready(Duration::from_secs(10)).await.unwrap();
+    wait_config(&web, Duration::from_secs(10), "orders' endpoint", |d| {
+        support::endpoint_count(d, "orders") == 1
+    })
+    .await;
+    let reply = remora_tests::harness::http::get_with_host(web.upstreams[0], "localhost", "/hello")
+        .await
+        .unwrap();
+    assert_eq!(reply.status, 200, "{}\n{}", reply.text(), web.logs());
+    assert_eq!(orders_app.requests(), 1);
+    drop(orders);
+}

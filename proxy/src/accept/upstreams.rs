@@ -27,6 +27,24 @@ impl Connections for UpstreamConnections {
         let name = Destinations::key(&u.service, &u.namespace, u.port);
         let snapshot = ctx.snapshot.load_full();
         let Some(destination) = snapshot.destinations.by_name.get(&name).cloned() else {
+            // An HTTP port without a cluster IP has no chain of its own: it is
+            // a virtual host of the route table, reached by its name.
+            let authority = format!("{}.{}.svc.cluster.local:{}", u.service, u.namespace, u.port);
+            let http = snapshot
+                .outbound
+                .as_ref()
+                .is_some_and(|t| t.virtual_host(&authority).is_some());
+            if http {
+                drop(snapshot);
+                let info = ConnectionInfo {
+                    default_authority: Some(authority.into()),
+                    ..Default::default()
+                };
+                return self
+                    .http
+                    .serve_connection(accepted.stream, accepted.peer, info, accepted.watcher)
+                    .await;
+            }
             let key = TcpHopKey {
                 direction: "outbound",
                 destination: name.clone(),
