@@ -18,10 +18,6 @@ use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::time::Instant;
 
-/// Per direction: large enough for bulk transfers, small enough for many idle
-/// connections.
-const BUFFER: usize = 16 * 1024;
-
 /// The idle timer wakes this many times per idle period, so a connection closes
 /// between `idle` and `idle * (1 + 1/CHECKS_PER_PERIOD)` after its last byte.
 const CHECKS_PER_PERIOD: u32 = 4;
@@ -74,7 +70,7 @@ where
     let moved = AtomicU64::new(0);
     let mut client = Tallied::new(client, &moved);
     let mut server = Tallied::new(server, &moved);
-    let copy = tokio::io::copy_bidirectional_with_sizes(&mut client, &mut server, BUFFER, BUFFER);
+    let copy = super::buffers::copy_bidirectional(&mut client, &mut server);
     // `None`: the idle timer won. The copy (and its borrows) end with the select.
     let copied = tokio::select! {
         biased;

@@ -3,12 +3,14 @@
 //! connecting are the caller's; these only move bytes and say how it went.
 //!
 //! - [`connect`]: to a cluster's endpoint, plain or over mesh mTLS.
+//! - `buffers`: the copy itself, with buffers held only while bytes move.
 //! - `copy`: [`forward`] copies both ways with half-close and an idle timeout,
 //!   and reports the bytes and how it [`End`]ed.
 //! - `reset`: [`reset_on_drop`] passes a reset on to the other side.
 //! - [`header`]: the 6-byte header that tells a server proxy which app port an
 //!   mTLS opaque connection (ALPN `remora-tcp/1`) is for.
 
+mod buffers;
 pub mod carry;
 pub mod connect;
 mod copy;
