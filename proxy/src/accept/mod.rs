@@ -21,12 +21,83 @@ use std::time::Duration;
 
 use arc_swap::ArcSwap;
 
-use crate::detect::{DetectStats, OpaquePorts};
+use crate::detect::{self, DetectStats, OpaquePorts};
 use crate::http::InboundStats;
 use crate::snapshot::Snapshot;
 use crate::telemetry::Metrics;
 
 pub use listener::{serve, Accepted, Connections};
+
+/// Carries a connection to a Service port as the port is declared: HTTP with
+/// the Service as the default authority, or opaque TCP to its endpoints
+/// (`pinned`: to that endpoint only). `original` is where the app dialled, in
+/// transparent mode.
+pub(crate) async fn to_destination(
+    ctx: &Context,
+    http: &crate::http::HttpServer<crate::http::Outbound>,
+    accepted: Accepted,
+    snapshot: Arc<Snapshot>,
+    destination: Arc<crate::snapshot::Destination>,
+    pinned: Option<Arc<crate::upstream::Endpoint>>,
+    original: Option<std::net::SocketAddr>,
+) {
+    use crate::snapshot::Carry;
+    use crate::tcp::carry::{self, Facts};
+    ctx.detect
+        .stats
+        .record(detect::Direction::Outbound, destination.port, "skipped");
+    match &destination.carry {
+        Carry::Http { authority } => {
+            drop(snapshot);
+            let info = crate::http::ConnectionInfo {
+                default_authority: Some(authority.clone()),
+                ..Default::default()
+            };
+            http.serve_connection(accepted.stream, accepted.peer, info, accepted.watcher)
+                .await
+        }
+        Carry::Opaque {
+            cluster,
+            idle_timeout,
+        } => {
+            let facts = Facts {
+                detected: "declared",
+                opaque_reason: detect::OpaqueReason::Declared.reason(),
+                original_destination: original,
+                app_protocol: destination.app_protocol.clone(),
+                ..Default::default()
+            };
+            let name = crate::snapshot::Destinations::key(
+                &destination.service,
+                &destination.namespace,
+                destination.port,
+            );
+            let Some(cluster) = snapshot.clusters.get(cluster).cloned() else {
+                let key = crate::telemetry::tcp_hop::TcpHopKey {
+                    direction: "outbound",
+                    destination: name,
+                    peer_identity: String::new(),
+                };
+                let why = format!("cluster {cluster} is not in the config");
+                return carry::refused(&ctx.metrics, key, facts, "no_destination", why);
+            };
+            let idle = *idle_timeout;
+            drop(snapshot);
+            let port = destination.port;
+            carry::to_cluster(
+                accepted.stream,
+                &cluster,
+                pinned.as_deref(),
+                name,
+                port,
+                idle,
+                &ctx.metrics,
+                facts,
+            )
+            .await
+        }
+    }
+}
 
 /// A listener that serves HTTP alone (the admin port).
 pub struct HttpOnly<H>(pub crate::http::HttpServer<H>);

@@ -12,7 +12,6 @@ use super::listener::{Accepted, Connections};
 use super::Context;
 use crate::detect::{self, Direction, OpaqueReason, Protocol};
 use crate::http::{ConnectionInfo, HttpServer, Outbound};
-use crate::snapshot::Carry;
 use crate::tcp::carry::{self, Facts};
 use crate::telemetry::tcp_hop::TcpHopKey;
 
@@ -61,63 +60,16 @@ impl OutboundConnections {
                 _ => return self.passthrough(accepted, dst).await,
             },
         };
-        ctx.detect
-            .stats
-            .record(Direction::Outbound, dst.port(), "skipped");
-        match &destination.carry {
-            Carry::Http { authority } => {
-                let info = ConnectionInfo {
-                    default_authority: Some(authority.clone()),
-                    ..Default::default()
-                };
-                self.http
-                    .serve_connection(accepted.stream, accepted.peer, info, accepted.watcher)
-                    .await
-            }
-            Carry::Opaque {
-                cluster,
-                idle_timeout,
-            } => {
-                let facts = Facts {
-                    detected: "declared",
-                    opaque_reason: OpaqueReason::Declared.reason(),
-                    original_destination: Some(dst),
-                    app_protocol: destination.app_protocol.clone(),
-                    sni: None,
-                    accepted: None,
-                };
-                let name = format!(
-                    "{}.{}:{}",
-                    destination.service, destination.namespace, destination.port
-                );
-                let Some(cluster) = snapshot.clusters.get(cluster).cloned() else {
-                    let key = TcpHopKey {
-                        direction: "outbound",
-                        destination: name,
-                        peer_identity: String::new(),
-                    };
-                    return carry::refused(
-                        &ctx.metrics,
-                        key,
-                        facts,
-                        "no_destination",
-                        format!("cluster {cluster} is not in the config"),
-                    );
-                };
-                drop(snapshot);
-                carry::to_cluster(
-                    accepted.stream,
-                    &cluster,
-                    pinned.as_deref(),
-                    name,
-                    destination.port,
-                    *idle_timeout,
-                    &ctx.metrics,
-                    facts,
-                )
-                .await
-            }
-        }
+        super::to_destination(
+            ctx,
+            &self.http,
+            accepted,
+            snapshot,
+            destination,
+            pinned,
+            Some(dst),
+        )
+        .await
     }
 
     /// An address outside the mesh: detect for the record (which ports carry

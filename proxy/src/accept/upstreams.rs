@@ -8,9 +8,8 @@ use std::sync::Arc;
 use super::listener::{Accepted, Connections};
 use super::Context;
 use crate::bootstrap::Upstream;
-use crate::detect::{Direction, OpaqueReason};
 use crate::http::{ConnectionInfo, HttpServer, Outbound};
-use crate::snapshot::{Carry, Destinations};
+use crate::snapshot::Destinations;
 use crate::tcp::carry::{self, Facts};
 use crate::telemetry::tcp_hop::TcpHopKey;
 
@@ -59,58 +58,6 @@ impl Connections for UpstreamConnections {
                 format!("{name} is not in the config"),
             );
         };
-        ctx.detect
-            .stats
-            .record(Direction::Outbound, u.port, "skipped");
-        match &destination.carry {
-            Carry::Http { authority } => {
-                drop(snapshot);
-                let info = ConnectionInfo {
-                    default_authority: Some(authority.clone()),
-                    ..Default::default()
-                };
-                self.http
-                    .serve_connection(accepted.stream, accepted.peer, info, accepted.watcher)
-                    .await
-            }
-            Carry::Opaque {
-                cluster,
-                idle_timeout,
-            } => {
-                let facts = Facts {
-                    detected: "declared",
-                    opaque_reason: OpaqueReason::Declared.reason(),
-                    app_protocol: destination.app_protocol.clone(),
-                    ..Default::default()
-                };
-                let Some(cluster) = snapshot.clusters.get(cluster).cloned() else {
-                    let key = TcpHopKey {
-                        direction: "outbound",
-                        destination: name,
-                        peer_identity: String::new(),
-                    };
-                    return carry::refused(
-                        &ctx.metrics,
-                        key,
-                        facts,
-                        "no_destination",
-                        format!("cluster {cluster} is not in the config"),
-                    );
-                };
-                let idle = *idle_timeout;
-                drop(snapshot);
-                carry::to_cluster(
-                    accepted.stream,
-                    &cluster,
-                    None,
-                    name,
-                    u.port,
-                    idle,
-                    &ctx.metrics,
-                    facts,
-                )
-                .await
-            }
-        }
+        super::to_destination(ctx, &self.http, accepted, snapshot, destination, None, None).await
     }
 }
