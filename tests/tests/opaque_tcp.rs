@@ -544,11 +544,14 @@ fn rss_kib(pid: u32) -> u64 {
 }
 
 /// `rabbitmq-server` on loopback ports of its own (AMQP, distribution, epmd),
-/// with its files in a folder of its own; stopped with `rabbitmqctl stop` and
-/// `epmd -kill` (its epmd is a daemon of its own) when dropped.
+/// with its files in a folder of its own; stopped with `rabbitmqctl stop`, and
+/// the epmd started for it by its pid, when dropped.
 struct RabbitMq {
     dir: tempfile::TempDir,
     child: std::process::Child,
+    /// Started here rather than by the broker (which would leave it running as
+    /// a daemon of its own): stopped by its pid.
+    epmd: std::process::Child,
     env: Vec<(String, String)>,
     node: String,
     port: u16,
@@ -572,13 +575,20 @@ impl RabbitMq {
             "chown rabbitmq (is rabbitmq-server installed?)"
         );
         let port = free_port();
+        let epmd_port = free_port();
+        let epmd = Command::new("epmd")
+            .args(["-address", "127.0.0.1", "-port", &epmd_port.to_string()])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("epmd (installed with rabbitmq-server)");
         let node = format!("remora{}x{port}@localhost", std::process::id());
         let d = |sub: &str| dir.path().join(sub).to_string_lossy().into_owned();
         let env: Vec<(String, String)> = [
             ("RABBITMQ_NODE_PORT", port.to_string()),
             ("RABBITMQ_NODE_IP_ADDRESS", "127.0.0.1".to_owned()),
             ("RABBITMQ_DIST_PORT", free_port().to_string()),
-            ("ERL_EPMD_PORT", free_port().to_string()),
+            ("ERL_EPMD_PORT", epmd_port.to_string()),
             ("RABBITMQ_NODENAME", node.clone()),
             ("RABBITMQ_MNESIA_BASE", d("mnesia")),
             ("RABBITMQ_LOG_BASE", d("log")),
@@ -599,6 +609,7 @@ impl RabbitMq {
         RabbitMq {
             dir,
             child,
+            epmd,
             env,
             node,
             port,
@@ -619,14 +630,10 @@ impl Drop for RabbitMq {
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())
             .status();
-        let _ = Command::new("epmd")
-            .arg("-kill")
-            .envs(envs())
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .status();
         let _ = self.child.kill();
         let _ = self.child.wait();
+        let _ = self.epmd.kill();
+        let _ = self.epmd.wait();
         let _ = &self.dir;
     }
 }
