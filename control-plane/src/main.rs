@@ -29,10 +29,14 @@ async fn main() -> ExitCode {
                 .map_err(anyhow::Error::from)
         }
         Command::Check(args) => check(&args.path),
-        Command::Demo(args) => remora_control::demo::run(args.into())
-            .await
-            .map(|()| ExitCode::SUCCESS)
-            .map_err(anyhow::Error::from),
+        // Ctrl-C or SIGTERM drops the demo, and with it every process it
+        // started (they are killed on drop), before this one exits.
+        Command::Demo(args) => tokio::select! {
+            result = remora_control::demo::run(args.into()) => result
+                .map(|()| ExitCode::SUCCESS)
+                .map_err(anyhow::Error::from),
+            () = remora_control::signal::terminate() => Ok(ExitCode::SUCCESS),
+        },
         Command::Token(TokenCommand::Create(args)) => token_create(args),
         Command::TrustBundle(args) => trust_bundle(args),
         Command::Stat(args) => stat(args).await,

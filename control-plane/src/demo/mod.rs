@@ -122,7 +122,8 @@ async fn steps(mesh: &mut topology::Mesh, options: &DemoOptions) -> Result<(), D
     }
     if options.forever {
         println!("\nThe mesh keeps running (traffic continues); press Ctrl-C to stop.");
-        let _ = tokio::signal::ctrl_c().await;
+        // Until Ctrl-C or SIGTERM, which the caller waits for.
+        std::future::pending::<()>().await;
     }
     driver.stop().await;
     match failed {
