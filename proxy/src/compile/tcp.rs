@@ -110,18 +110,7 @@ fn destination(
     };
     let service = required("service")?;
     let namespace = required("namespace")?;
-    let port = chain
-        .filter_chain_match
-        .as_ref()
-        .and_then(|m| m.destination_port)
-        .and_then(|p| u16::try_from(p.value).ok())
-        .filter(|p| *p != 0)
-        .ok_or_else(|| {
-            (
-                format!("{path}.filter_chain_match.destination_port"),
-                "a port (1-65535) is required".to_owned(),
-            )
-        })?;
+    let port = destination_port(chain, path, "a port")?;
     let (i, filter) = chain
         .filters
         .iter()
@@ -216,18 +205,7 @@ pub fn tcp_proxy(filter: &Filter, path: &str) -> Result<(String, Duration), Fiel
 
 /// The port and authorization of one of the inbound listener's TCP chains.
 pub fn inbound(chain: &FilterChain, path: &str) -> Result<(u16, Authorization, Duration), Field> {
-    let port = chain
-        .filter_chain_match
-        .as_ref()
-        .and_then(|m| m.destination_port)
-        .and_then(|p| u16::try_from(p.value).ok())
-        .filter(|p| *p != 0)
-        .ok_or_else(|| {
-            (
-                format!("{path}.filter_chain_match.destination_port"),
-                "the app port (1-65535) is required".to_owned(),
-            )
-        })?;
+    let port = destination_port(chain, path, "the app port")?;
     let mut authorization = Authorization::default();
     let mut idle_timeout = DEFAULT_IDLE_TIMEOUT;
     let last = chain.filters.len().saturating_sub(1);
@@ -262,6 +240,23 @@ pub fn inbound(chain: &FilterChain, path: &str) -> Result<(u16, Authorization, D
         return Err((format!("{path}.filters"), "must end with tcp_proxy".into()));
     }
     Ok((port, authorization, idle_timeout))
+}
+
+/// The chain's `filter_chain_match.destination_port` (1-65535); `what` names
+/// it in the error.
+fn destination_port(chain: &FilterChain, path: &str, what: &str) -> Result<u16, Field> {
+    chain
+        .filter_chain_match
+        .as_ref()
+        .and_then(|m| m.destination_port)
+        .and_then(|p| u16::try_from(p.value).ok())
+        .filter(|p| *p != 0)
+        .ok_or_else(|| {
+            (
+                format!("{path}.filter_chain_match.destination_port"),
+                format!("{what} (1-65535) is required"),
+            )
+        })
 }
 
 fn typed_config<'a>(f: &'a Filter, field: &str, expected: &str) -> Result<&'a Any, Field> {
