@@ -15,6 +15,7 @@ use super::reset::Socket;
 use super::{forward, End};
 use crate::detect::{OpaqueReason, Protocol};
 use crate::telemetry::access_log::TcpEntry;
+use crate::telemetry::tcp::TCP;
 use crate::telemetry::tcp_hop::{TcpHop, TcpHopKey};
 use crate::telemetry::{since_epoch, Metrics};
 use crate::upstream::{Cluster, Endpoint};
@@ -197,7 +198,12 @@ pub async fn to_address<C>(
 {
     let mut record = Record::start(metrics, key, facts);
     record.entry.endpoint = addr.to_string();
-    match dial(addr, connect_timeout).await {
+    // The local app counts as inbound; an address outside the mesh as outbound.
+    let counters = match record.entry.direction {
+        "inbound" => &TCP.inbound_dst,
+        _ => &TCP.outbound_dst,
+    };
+    match dial(addr, connect_timeout, counters).await {
         Ok(server) => {
             let done = forward_passing_resets(client, server, idle).await;
             let (end, error) = end_label(done.end);

@@ -15,7 +15,7 @@ use tokio_rustls::client::TlsStream;
 use tokio_rustls::TlsConnector;
 use tokio_util::either::Either;
 
-use crate::telemetry::tcp::{Counted, TCP};
+use crate::telemetry::tcp::{Counted, TcpCounters, TCP};
 use crate::tls::ALPN_TCP;
 use crate::upstream::{Cluster, Endpoint, TlsTarget, Transport};
 
@@ -108,7 +108,7 @@ fn pick_untried<'a>(
 async fn connect_endpoint(endpoint: &Endpoint, port: u16) -> Result<Connected, ConnectError> {
     let addr = endpoint.addr();
     let (timeout, tls) = endpoint.connect_settings();
-    let stream = dial(addr, timeout).await?;
+    let stream = dial(addr, timeout, &TCP.outbound_dst).await?;
     match tls {
         None => {
             let mut stream = stream;
@@ -157,12 +157,17 @@ async fn connect_endpoint(endpoint: &Endpoint, port: u16) -> Result<Connected, C
 /// A handshake gets at least this long, however short the connect timeout.
 const HANDSHAKE_MIN: Duration = Duration::from_secs(1);
 
-/// A plain TCP connection, within `timeout`.
-pub async fn dial(addr: SocketAddr, timeout: Duration) -> Result<Counted<TcpStream>, ConnectError> {
+/// A plain TCP connection, within `timeout`, counted in `counters` (the
+/// outbound or inbound side's connections the proxy opened).
+pub async fn dial(
+    addr: SocketAddr,
+    timeout: Duration,
+    counters: &'static TcpCounters,
+) -> Result<Counted<TcpStream>, ConnectError> {
     let stream = tokio::time::timeout(timeout, TcpStream::connect(addr))
         .await
         .map_err(|_| ConnectError::Timeout { addr })?
         .map_err(|source| ConnectError::Io { addr, source })?;
     let _ = stream.set_nodelay(true);
-    Ok(Counted::new(stream, &TCP.outbound_dst))
+    Ok(Counted::new(stream, counters))
 }
