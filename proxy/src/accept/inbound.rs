@@ -70,8 +70,8 @@ impl Connections for InboundConnections {
         }
         let io = if plaintext {
             match self.plaintext_header(io, peer).await {
-                Ok(io) => io,
-                Err(Some((io, port))) => {
+                Plain::Http(io) => io,
+                Plain::Tcp(io, port) => {
                     let facts = Facts {
                         detected: "opaque",
                         opaque_reason: "mesh",
@@ -80,7 +80,7 @@ impl Connections for InboundConnections {
                     };
                     return self.to_app(io, port, None, facts).await;
                 }
-                Err(None) => return,
+                Plain::Failed => return,
             }
         } else {
             Prefixed::new(Default::default(), io)
@@ -104,34 +104,32 @@ impl InboundConnections {
     }
 
     /// On a plaintext connection, a peer proxy without a certificate sends the
-    /// transport header first: `Err(Some)` with the port when it did, `Ok` with
-    /// the bytes read replayed for HTTP when it did not, `Err(None)` when the
-    /// connection failed.
-    #[allow(clippy::type_complexity)]
+    /// transport header first; anything else is HTTP, with the bytes read
+    /// replayed.
     async fn plaintext_header<T: AsyncRead + AsyncWrite + Unpin>(
         &self,
         io: T,
         peer: SocketAddr,
-    ) -> Result<Prefixed<T>, Option<(Prefixed<T>, u16)>> {
+    ) -> Plain<T> {
         let detected = match detect::detect(io, self.context.detect.timeout).await {
             Ok(d) => d,
             Err(error) => {
                 tracing::debug!(%peer, %error, "inbound connection failed during detection");
-                return Err(None);
+                return Plain::Failed;
             }
         };
-        let prefix = detected.io.prefix();
-        if matches!(detected.protocol, Protocol::Opaque(_)) && prefix.starts_with(&header::MAGIC) {
-            if let Some(bytes) = prefix.get(..header::LEN) {
-                let mut h = [0u8; header::LEN];
-                h.copy_from_slice(bytes);
-                if let Ok(port) = header::decode(h) {
-                    let (prefix, io) = detected.io.into_parts();
-                    return Err(Some((Prefixed::new(prefix.slice(header::LEN..), io), port)));
-                }
+        let header = detected
+            .io
+            .prefix()
+            .get(..header::LEN)
+            .and_then(|h| header::decode(h.try_into().ok()?).ok());
+        match (&detected.protocol, header) {
+            (Protocol::Opaque(_), Some(port)) => {
+                let (prefix, io) = detected.io.into_parts();
+                Plain::Tcp(Prefixed::new(prefix.slice(header::LEN..), io), port)
             }
+            _ => Plain::Http(detected.io),
         }
-        Ok(detected.io)
     }
 
     /// A peer proxy's opaque TCP over mTLS: the header, then the app port.
@@ -213,6 +211,14 @@ impl InboundConnections {
             .unwrap_or(SocketAddr::new(ctx.app_ip, port));
         carry::to_address(io, app, key, ctx.connect_timeout, idle, &ctx.metrics, facts).await
     }
+}
+
+/// What a plaintext inbound connection turned out to be.
+enum Plain<T> {
+    Http(Prefixed<T>),
+    /// A peer proxy's opaque TCP for this app port (header consumed).
+    Tcp(Prefixed<T>, u16),
+    Failed,
 }
 
 /// A peer proxy sends the header right after the handshake.
