@@ -10,6 +10,8 @@
 //! - [`transparent`]: the original destination of a redirected connection.
 //! - [`init`]: `remora-proxy init`, the iptables rules of transparent mode.
 //! - [`limits`]: header and body sizes, connections per listener, idle time.
+//! - [`state`]: the state directory: the last accepted config and the
+//!   certificate, kept across a restart.
 //!
 //! Security and telemetry primitives:
 //! - [`tls`]: mTLS between proxies, verified by SPIFFE identity; the certificate store.
@@ -61,6 +63,7 @@ pub mod matchers;
 pub mod resilience;
 pub mod run;
 pub mod snapshot;
+pub mod state;
 pub mod tcp;
 pub mod telemetry;
 pub mod tls;
