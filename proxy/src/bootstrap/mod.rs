@@ -77,6 +77,10 @@ pub struct Bootstrap {
     pub limits: crate::limits::Limits,
     /// Bootstrap `upstreams`, `detect` and `transparent`: carrying any protocol.
     pub sidecar: Sidecar,
+    /// Bootstrap `state_dir`: where the last accepted config (and, with a
+    /// token, the certificate and key) survive a restart; `None`: nothing kept.
+    /// A relative path is taken from the bootstrap file's folder.
+    pub state_dir: Option<PathBuf>,
 }
 
 /// Bootstrap `tracing`.
@@ -119,6 +123,7 @@ struct RawBootstrap {
     detect: Option<sidecar::RawDetect>,
     transparent: Option<sidecar::RawTransparent>,
     app_ports: Option<std::collections::BTreeMap<u16, String>>,
+    state_dir: Option<PathBuf>,
 }
 
 impl Bootstrap {
@@ -298,7 +303,20 @@ impl Bootstrap {
                 message,
             }
         })?;
+        let state_dir = match raw.state_dir {
+            Some(dir) if dir.as_os_str().is_empty() => {
+                return Err(field_error(
+                    "state_dir",
+                    "give a folder, or leave the field out".into(),
+                ))
+            }
+            Some(dir) if dir.is_relative() => {
+                Some(path.parent().unwrap_or(Path::new("")).join(dir))
+            }
+            dir => dir,
+        };
         Ok(Bootstrap {
+            state_dir,
             sidecar,
             limits,
             metrics,
@@ -427,6 +445,27 @@ mod tests {
         .unwrap_err()
         .to_string();
         assert!(err.contains("field `tracing.sample_rate`"), "{err}");
+    }
+
+    #[test]
+    fn a_state_dir_is_optional_and_relative_to_the_bootstrap() {
+        let b = parse("service: a\napp: 127.0.0.1:1\n").unwrap();
+        assert_eq!(b.state_dir, None, "off unless configured");
+        let at = |text: &str| {
+            Bootstrap::parse(Path::new("/etc/remora/b.yaml"), text).map(|b| b.state_dir)
+        };
+        assert_eq!(
+            at("service: a\napp: 127.0.0.1:1\nstate_dir: /run/remora\n").unwrap(),
+            Some(PathBuf::from("/run/remora"))
+        );
+        assert_eq!(
+            at("service: a\napp: 127.0.0.1:1\nstate_dir: state\n").unwrap(),
+            Some(PathBuf::from("/etc/remora/state"))
+        );
+        let err = at("service: a\napp: 127.0.0.1:1\nstate_dir: \"\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("field `state_dir`"), "{err}");
     }
 
     #[test]
