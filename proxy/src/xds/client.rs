@@ -14,14 +14,15 @@ use remora_proto::xds::envoy::service::discovery::v3::{
     DiscoveryResponse,
 };
 use remora_proto::xds::google::protobuf::value::Kind;
-use remora_proto::xds::google::protobuf::Any;
 use remora_proto::xds::google::rpc::Status;
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 
+use super::apply::apply_response;
 use super::{decode, Backoff, XdsStatus};
 use crate::compile::{self, Resources, Subscriptions, OUTBOUND_LISTENER};
 use crate::snapshot::Snapshot;
+use crate::state::ConfigState;
 use crate::tls::TlsContext;
 use crate::upstream::EndpointRegistry;
 
@@ -38,6 +39,8 @@ pub struct XdsClient {
     mtls: Option<(Arc<TlsContext>, String)>,
     /// The accepted resources; survives reconnects.
     accepted: Resources,
+    /// Bootstrap `state_dir`: where accepted resources survive a restart.
+    state: Option<Arc<ConfigState>>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -88,7 +91,30 @@ impl XdsClient {
             snapshot,
             status,
             accepted: Resources::default(),
+            state: None,
         }
+    }
+
+    /// Keeps every accepted config in `state` and starts from the one saved
+    /// there, compiled as a response is: the proxy serves it until the control
+    /// plane answers (a saved config that is damaged, another proxy's, or does
+    /// not compile is logged and left out).
+    pub fn with_state(mut self, state: Option<Arc<ConfigState>>) -> Self {
+        if let Some(state) = &state {
+            if let Some(saved) = state.load() {
+                match super::restore::from_saved(&saved, &self.registry) {
+                    Ok(Some((accepted, snapshot))) => {
+                        self.snapshot.store(Arc::new(snapshot));
+                        self.accepted = accepted;
+                        state.restored(&saved);
+                    }
+                    Ok(None) => {}
+                    Err(error) => state.restore_failed(&error),
+                }
+            }
+        }
+        self.state = state;
+        self
     }
 
     /// Runs the stream over mTLS (once `tls` holds a certificate), verifying that
@@ -227,6 +253,9 @@ impl XdsClient {
             Ok(()) => {
                 tracing::info!(type_url = t, version = %response.version_info, resources = response.resources.len(), "xDS update accepted");
                 self.status.accepted(t, &response.version_info);
+                if let Some(state) = &self.state {
+                    state.accepted(super::restore::to_saved(&self.accepted));
+                }
                 out.push(self.request(t, types, None));
                 if let Ok(subs) = self.accepted.subscriptions() {
                     out.extend(self.resubscribe(subs, types));
@@ -298,29 +327,4 @@ impl XdsClient {
         }
         out
     }
-}
-
-/// Applies one response of type `t` to a copy of the `accepted` resources, drops
-/// the routes and endpoints nothing subscribes to any more, and compiles the
-/// result: the resources and snapshot to keep, or why the response is rejected
-/// (the accepted resources stay in force). Pure apart from the registry.
-pub(crate) fn apply_response(
-    accepted: &Resources,
-    t: &'static str,
-    version: &str,
-    resources: &[Any],
-    registry: &EndpointRegistry,
-) -> Result<(Resources, Snapshot), compile::CompileError> {
-    let mut candidate = accepted.clone();
-    decode::apply(&mut candidate, t, resources)?;
-    candidate.versions.insert(t, version.to_owned());
-    let subs = candidate.subscriptions()?;
-    candidate
-        .routes
-        .retain(|name, _| subs.routes.contains(name));
-    candidate
-        .endpoints
-        .retain(|name, _| subs.endpoints.contains(name));
-    let snapshot = compile::compile(&candidate, registry)?;
-    Ok((candidate, snapshot))
 }
