@@ -44,6 +44,9 @@ pub struct IdentityConfig {
     pub tls: Arc<TlsContext>,
     /// The bootstrap's trust bundle: the first request goes over TLS too.
     pub trust_bundle: Option<String>,
+    /// Bootstrap `state_dir`: each certificate is saved there, and the saved
+    /// one is used at start while it is good (see [`super::restore`]).
+    pub state: Option<Arc<crate::state::StateDir>>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -67,6 +70,14 @@ enum ObtainError {
 pub async fn run(config: IdentityConfig, store: CertStore) {
     let mut backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(10));
     let mut generation = 0;
+    // A certificate restored from the state dir serves until its renewal time,
+    // as one obtained here would.
+    if let Some(restored) = store.load_full() {
+        generation = restored.generation;
+        let wait = super::restore::renewal_wait(&restored, rand::random());
+        tracing::info!(identity = %config.identity, renew_in = ?wait, "renewing the restored certificate at the usual time");
+        tokio::time::sleep(wait).await;
+    }
     loop {
         match obtain(&config, generation + 1).await {
             Ok(certified) => {
@@ -75,6 +86,9 @@ pub async fn run(config: IdentityConfig, store: CertStore) {
                 let issued = SystemTime::now();
                 let not_after = certified.not_after;
                 tracing::info!(identity = %config.identity, generation, expires_in = ?not_after.duration_since(issued).unwrap_or_default(), "certificate obtained");
+                if let Some(dir) = &config.state {
+                    super::restore::save(dir, &certified);
+                }
                 store.store(Some(Arc::new(certified)));
                 let wait = renew_after(issued, not_after, SystemTime::now(), rand::random());
                 tokio::time::sleep(wait).await;

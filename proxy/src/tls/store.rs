@@ -8,7 +8,8 @@ use arc_swap::ArcSwapOption;
 /// A certificate this proxy holds, with its key.
 pub struct Certified {
     pub identity: String,
-    /// PKCS#8 PEM of the private key; only ever in memory.
+    /// PKCS#8 PEM of the private key: in memory, and in the state dir (mode
+    /// 0600) when the bootstrap has `state_dir`.
     pub key_pem: String,
     pub leaf_pem: String,
     pub chain_pem: String,
