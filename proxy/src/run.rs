@@ -52,6 +52,8 @@ pub enum RunError {
         destination: String,
         source: std::io::Error,
     },
+    #[error(transparent)]
+    StateDir(#[from] crate::state::StateError),
 }
 
 pub struct Options {
@@ -103,6 +105,12 @@ pub async fn run(options: Options, shutdown: impl Future<Output = ()>) -> Result
     let snapshot = Arc::new(ArcSwap::from_pointee(Snapshot::default()));
     let status = Arc::new(XdsStatus::default());
     let control_plane_identity = crate::tls::control_plane_identity(&b.trust_domain);
+    // Bootstrap `state_dir`: the last accepted config and the certificate are
+    // kept there and used at start, before the control plane answers.
+    let state_dir = match &b.state_dir {
+        Some(path) => Some(crate::state::StateDir::open(path)?),
+        None => None,
+    };
     // With a token the proxy gets a certificate: proxies talk mTLS to each other
     // and to the control plane, and inbound follows the mesh TLS mode.
     let certificate = b.token.clone().map(|token| {
@@ -115,7 +123,10 @@ pub async fn run(options: Options, shutdown: impl Future<Output = ()>) -> Result
             control_plane_identity: control_plane_identity.clone(),
             tls: tls.clone(),
             trust_bundle: b.trust_bundle.clone(),
+            state: state_dir.clone(),
         };
+        // Before anything handshakes: a saved certificate still good serves at once.
+        identity::restore(&config, &store);
         (
             store.clone(),
             tls,
@@ -143,6 +154,14 @@ pub async fn run(options: Options, shutdown: impl Future<Output = ()>) -> Result
     });
     let metrics = Arc::new(metrics);
     let registry = Arc::new(EndpointRegistry::with_metrics(tls.clone(), metrics.clone()));
+    let config_state = state_dir.map(|dir| {
+        let owner = crate::state::Owner {
+            service: b.service.clone(),
+            namespace: b.namespace.clone(),
+            identity: b.identity(),
+        };
+        crate::state::ConfigState::start(dir, owner, b.node_id.clone())
+    });
     let xds = XdsClient::new(
         b.control_plane,
         node(b, advertised),
@@ -150,7 +169,8 @@ pub async fn run(options: Options, shutdown: impl Future<Output = ()>) -> Result
         snapshot.clone(),
         status.clone(),
     )
-    .with_mtls(tls.clone(), control_plane_identity.clone());
+    .with_mtls(tls.clone(), control_plane_identity.clone())
+    .with_state(config_state.clone());
     let xds = tokio::spawn(xds.run());
     let reports = (b.metrics && !b.report_interval.is_zero()).then(|| {
         tokio::spawn(
@@ -226,6 +246,7 @@ pub async fn run(options: Options, shutdown: impl Future<Output = ()>) -> Result
         inbound: stats,
         metrics: metrics.clone(),
         detect: detect_stats,
+        state: config_state,
     };
     let outbound_http = Arc::new(HttpServer::new(
         Arc::new(Outbound::new(snapshot, metrics.clone()).with_limits(b.limits)),

@@ -30,6 +30,8 @@ pub struct Admin {
     /// Notified by `POST /shutdown`.
     pub shutdown: Arc<tokio::sync::Notify>,
     pub log_filter: Option<LogFilter>,
+    /// Bootstrap `state_dir`: whether the config in force came from it.
+    pub state: Option<Arc<crate::state::ConfigState>>,
 }
 
 /// Sets the log filter (`level,target=level`, as `RUST_LOG`); the error says why
@@ -55,7 +57,7 @@ impl Admin {
                         "waiting for a certificate\n",
                     )
                 } else if self.snapshot.load().is_ready() {
-                    text(StatusCode::OK, "ready\n")
+                    text(StatusCode::OK, self.ready_text())
                 } else if let Some(error) = self.status.last_error() {
                     // Say why: a refused proxy otherwise looks like a slow one.
                     text(
@@ -134,6 +136,31 @@ impl Admin {
                 r
             }
             _ => text(StatusCode::NOT_FOUND, "not found\n"),
+        }
+    }
+
+    /// Ready, and whether the config is the control plane's or was restored
+    /// from the state dir (then still serving while the control plane is away).
+    fn ready_text(&self) -> &'static str {
+        let from_state =
+            self.state.as_ref().and_then(|s| s.source()) == Some(crate::state::Source::StateDir);
+        match (from_state, self.status.view().connected) {
+            (false, _) => "ready\n",
+            (true, false) => "ready (config from state dir, control plane unreachable)\n",
+            (true, true) => "ready (config from state dir, waiting for the control plane)\n",
+        }
+    }
+
+    /// Where the config in force came from: the state dir until the control
+    /// plane's first response is accepted, then the control plane; `None`
+    /// before any config.
+    fn config_source(&self) -> Option<crate::state::Source> {
+        match self.state.as_ref().and_then(|s| s.source()) {
+            Some(source) => Some(source),
+            None => {
+                let answered = self.status.view().types.values().any(|t| t.updates > 0);
+                answered.then_some(crate::state::Source::ControlPlane)
+            }
         }
     }
 
@@ -265,6 +292,8 @@ impl Admin {
         inbound["tcp_ports"] = json!(tcp_ports);
         json!({
             "node_id": self.node_id,
+            "source": self.config_source(),
+            "state": self.state.as_ref().map(|s| s.view()),
             "certificate": certificate,
             "inbound": inbound,
             "ready": snapshot.is_ready(),
