@@ -2,8 +2,8 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use rcgen::{
-    BasicConstraints, CertificateParams, CertifiedIssuer, ExtendedKeyUsagePurpose, IsCa, KeyPair,
-    KeyUsagePurpose, SanType,
+    BasicConstraints, CertificateParams, CertifiedIssuer, DistinguishedName, DnType,
+    ExtendedKeyUsagePurpose, IsCa, KeyPair, KeyUsagePurpose, SanType,
 };
 
 use super::*;
@@ -20,6 +20,10 @@ struct Ca {
 fn ca() -> Ca {
     let mut params = CertificateParams::default();
     params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    params.distinguished_name = DistinguishedName::new();
+    params
+        .distinguished_name
+        .push(DnType::CommonName, "test mesh root");
     params.key_usages = vec![
         KeyUsagePurpose::KeyCertSign,
         KeyUsagePurpose::DigitalSignature,
@@ -47,6 +51,8 @@ fn leaf(ca: &Ca, identity: &str, from: i64, until: i64) -> SavedCertificate {
     let mut params = CertificateParams::default();
     params.not_before = at(from).into();
     params.not_after = at(until).into();
+    // As the mesh CA issues them: no subject, the identity in the URI SAN.
+    params.distinguished_name = DistinguishedName::new();
     params.subject_alt_names = vec![SanType::URI(identity.try_into().unwrap())];
     params.extended_key_usages = vec![
         ExtendedKeyUsagePurpose::ServerAuth,
