@@ -266,7 +266,7 @@ mod tests {
         while !writer.is_finished() || reads == 0 {
             let seen = dir.read("x").unwrap().expect("the file is always there");
             assert!(
-                contents.iter().any(|c| *c == seen),
+                contents.contains(&seen),
                 "read {} bytes that are neither version",
                 seen.len()
             );
