@@ -10,6 +10,7 @@
 //! - [`transparent`]: the original destination of a redirected connection.
 //! - [`init`]: `remora-proxy init`, the iptables rules of transparent mode.
 //! - [`limits`]: header and body sizes, connections per listener, idle time.
+//! - [`drain`]: the phases of leaving the mesh (propagation window, hard cap).
 //!
 //! Security and telemetry primitives:
 //! - [`tls`]: mTLS between proxies, verified by SPIFFE identity; the certificate store.
@@ -50,6 +51,7 @@ pub mod balance;
 pub mod bootstrap;
 pub mod compile;
 pub mod detect;
+pub mod drain;
 #[doc(hidden)]
 pub mod fuzzing; // entry points for the fuzz targets in fuzz/ (not an API)
 pub mod grpc;
