@@ -13,6 +13,7 @@ pub mod cli; //       the command line (clap)
 pub mod control; //   `run_control`: bind, load, watch, serve
 pub mod demo; //      `remora demo`: a whole mesh on loopback, the split moving
 pub mod duration; //  `90s`, `30m`, `24h`, `7d`: the CLI's and the API's durations
+pub mod endpoints; // endpoint discovery: which addresses serve each Service
 mod error; //         the library's error type
 pub mod escape; //    outside text made safe to print and log
 pub mod identity; //  bootstrap tokens and the Identity gRPC service (CSR -> certificate)

@@ -12,6 +12,7 @@
 //! - [`limits`]: header and body sizes, connections per listener, idle time.
 //! - [`state`]: the state directory: the last accepted config and the
 //!   certificate, kept across a restart.
+//! - [`drain`]: the phases of leaving the mesh (propagation window, hard cap).
 //!
 //! Security and telemetry primitives:
 //! - [`tls`]: mTLS between proxies, verified by SPIFFE identity; the certificate store.
@@ -52,6 +53,7 @@ pub mod balance;
 pub mod bootstrap;
 pub mod compile;
 pub mod detect;
+pub mod drain;
 #[doc(hidden)]
 pub mod fuzzing; // entry points for the fuzz targets in fuzz/ (not an API)
 pub mod grpc;

@@ -68,15 +68,21 @@ fn main() -> anyhow::Result<()> {
     }
     .context("cannot start the runtime")?;
     runtime.block_on(async {
-        run(
-            Options {
-                bootstrap,
-                addresses_file: args.addresses_file,
-                log_filter: Some(log_filter),
-            },
-            shutdown_signal(),
-        )
-        .await
+        let (first_tx, first_rx) = tokio::sync::oneshot::channel::<()>();
+        let options = Options {
+            bootstrap,
+            addresses_file: args.addresses_file,
+            log_filter: Some(log_filter),
+        };
+        // The first SIGTERM or Ctrl-C drains (see remora_proxy::drain); a
+        // second one, from someone who will not wait, exits at once.
+        tokio::select! {
+            result = run(options, async { let _ = first_rx.await; }) => result,
+            () = signals(first_tx) => {
+                tracing::warn!("a second signal: exiting without finishing the drain");
+                Ok(())
+            }
+        }
     })?;
     Ok(())
 }
@@ -123,18 +129,36 @@ fn init_tracing() -> remora_proxy::admin::LogFilter {
     })
 }
 
-async fn shutdown_signal() {
+/// Sends on `first` at the first SIGTERM or Ctrl-C; returns at the second.
+async fn signals(first: tokio::sync::oneshot::Sender<()>) {
     use tokio::signal::unix::{signal, SignalKind};
     let mut term = match signal(SignalKind::terminate()) {
-        Ok(s) => s,
+        Ok(s) => Some(s),
         Err(error) => {
             tracing::warn!(%error, "cannot listen for SIGTERM");
-            let _ = tokio::signal::ctrl_c().await;
-            return;
+            None
         }
     };
-    tokio::select! {
-        _ = term.recv() => {}
-        _ = tokio::signal::ctrl_c() => {}
+    let mut first = Some(first);
+    loop {
+        let terminated = async {
+            if let Some(t) = term.as_mut() {
+                if t.recv().await.is_some() {
+                    return;
+                }
+            }
+            // No SIGTERM to wait for (or no more): Ctrl-C only.
+            std::future::pending::<()>().await
+        };
+        tokio::select! {
+            () = terminated => {}
+            _ = tokio::signal::ctrl_c() => {}
+        }
+        match first.take() {
+            Some(tx) => {
+                let _ = tx.send(());
+            }
+            None => return,
+        }
     }
 }

@@ -1,5 +1,6 @@
 //! Assembles the proxy: binds the listeners, starts the xDS client and serves until
-//! shutdown.
+//! shutdown, then drains (see [`crate::drain`]): the control plane is told first,
+//! inbound closes after the propagation window, outbound and admin last.
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -17,6 +18,7 @@ use crate::accept::{serve, Context, DetectSettings, HttpOnly};
 use crate::admin::Admin;
 use crate::bootstrap::Bootstrap;
 use crate::detect::{DetectStats, OpaquePorts};
+use crate::drain::{Drain, Phase};
 use crate::http::{HttpServer, Inbound, InboundStats, ListenerLimits, MeshAccept, Outbound};
 use crate::identity::{self, CertStore, IdentityConfig};
 use crate::snapshot::Snapshot;
@@ -27,8 +29,8 @@ use crate::tls::TlsContext;
 use crate::upstream::EndpointRegistry;
 use crate::xds::{node, XdsClient, XdsStatus};
 
-/// How long in-flight requests get to finish on shutdown.
-pub const DRAIN: Duration = Duration::from_secs(10);
+/// How long the admin listener's connections (probes, scrapes) get at the end.
+const ADMIN_DRAIN: Duration = Duration::from_secs(1);
 /// How long the last spans may take to reach the collector at shutdown.
 const SPAN_FLUSH_TIMEOUT: Duration = Duration::from_secs(2);
 
@@ -162,6 +164,7 @@ pub async fn run(options: Options, shutdown: impl Future<Output = ()>) -> Result
         };
         crate::state::ConfigState::start(dir, owner, b.node_id.clone())
     });
+    let drain = Arc::new(Drain::default());
     let xds = XdsClient::new(
         b.control_plane,
         node(b, advertised),
@@ -170,7 +173,8 @@ pub async fn run(options: Options, shutdown: impl Future<Output = ()>) -> Result
         status.clone(),
     )
     .with_mtls(tls.clone(), control_plane_identity.clone())
-    .with_state(config_state.clone());
+    .with_state(config_state.clone())
+    .with_drain(drain.clone());
     let xds = tokio::spawn(xds.run());
     let reports = (b.metrics && !b.report_interval.is_zero()).then(|| {
         tokio::spawn(
@@ -185,12 +189,12 @@ pub async fn run(options: Options, shutdown: impl Future<Output = ()>) -> Result
         )
     });
 
-    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let stopped = move || {
-        let mut rx = stop_rx.clone();
-        async move {
-            let _ = rx.wait_for(|s| *s).await;
-        }
+    // Inbound stops accepting when the propagation window is over; outbound
+    // (the app may still be finishing requests that call other services) and
+    // admin once inbound has drained. Each resolves with the drain's deadline.
+    let stop_at = |phase: Phase| {
+        let drain = drain.clone();
+        async move { drain.reached(phase).await }
     };
     let stats = Arc::new(InboundStats::default());
     let inbound_handler = Inbound::new(b.app, snapshot.clone(), stats.clone(), metrics.clone())
@@ -237,6 +241,7 @@ pub async fn run(options: Options, shutdown: impl Future<Output = ()>) -> Result
     // `POST /shutdown` on the admin port stops the proxy like SIGTERM does.
     let admin_shutdown = Arc::new(tokio::sync::Notify::new());
     let admin_handler = Admin {
+        drain: drain.clone(),
         shutdown: admin_shutdown.clone(),
         log_filter: options.log_filter.clone(),
         node_id: b.node_id.clone(),
@@ -248,17 +253,24 @@ pub async fn run(options: Options, shutdown: impl Future<Output = ()>) -> Result
         detect: detect_stats,
         state: config_state,
     };
-    let outbound_http = Arc::new(HttpServer::new(
-        Arc::new(Outbound::new(snapshot, metrics.clone()).with_limits(b.limits)),
-        data_limits,
-    ));
+    let outbound_http = Arc::new(
+        HttpServer::new(
+            Arc::new(Outbound::new(snapshot, metrics.clone()).with_limits(b.limits)),
+            data_limits,
+        )
+        .with_drain(drain.clone(), Phase::Exiting),
+    );
     let outbound_connections = Arc::new(OutboundConnections {
         context: context.clone(),
         http: outbound_http.clone(),
     });
     let inbound_connections = Arc::new(InboundConnections {
         context: context.clone(),
-        http: HttpServer::new(Arc::new(inbound_handler), data_limits),
+        // Clients outside the mesh (HTTP/1) learn from the leave on that each
+        // connection ends after its response; mesh callers (HTTP/2) get GOAWAY
+        // when inbound closes, by when they no longer pick this proxy.
+        http: HttpServer::new(Arc::new(inbound_handler), data_limits)
+            .with_drain(drain.clone(), Phase::Leaving),
         mesh,
     });
     let admin_connections = Arc::new(HttpOnly(HttpServer::new(
@@ -277,8 +289,7 @@ pub async fn run(options: Options, shutdown: impl Future<Output = ()>) -> Result
                 connections,
                 &TCP.outbound_src,
                 data_limits,
-                stopped(),
-                DRAIN,
+                stop_at(Phase::Exiting),
             )
         }));
     // Transparent mode redirects IPv6 too: the same listeners on [::1] and [::].
@@ -288,8 +299,7 @@ pub async fn run(options: Options, shutdown: impl Future<Output = ()>) -> Result
             outbound_connections.clone(),
             &TCP.outbound_src,
             data_limits,
-            stopped(),
-            DRAIN,
+            stop_at(Phase::Exiting),
         )
     });
     let inbound_v6 = crate::accept::listener::ipv6_twin(inbound_addr).map(|l| {
@@ -298,63 +308,74 @@ pub async fn run(options: Options, shutdown: impl Future<Output = ()>) -> Result
             inbound_connections.clone(),
             &TCP.inbound_src,
             data_limits,
-            stopped(),
-            DRAIN,
+            stop_at(Phase::ClosingInbound),
         )
     });
-    let twins = async {
-        tokio::join!(
+    // The connections still open when the inbound listeners gave up.
+    let inbound_served = async {
+        let (v4, v6) = tokio::join!(
+            serve(
+                inbound,
+                inbound_connections,
+                &TCP.inbound_src,
+                data_limits,
+                stop_at(Phase::ClosingInbound),
+            ),
             async {
-                if let Some(f) = outbound_v6 {
-                    f.await
-                }
-            },
-            async {
-                if let Some(f) = inbound_v6 {
-                    f.await
+                match inbound_v6 {
+                    Some(f) => f.await,
+                    None => 0,
                 }
             },
         );
+        v4 + v6
     };
-    let servers = async {
+    let admin_stop = {
+        let drain = drain.clone();
+        async move {
+            let deadline = drain.reached(Phase::Exiting).await;
+            deadline.min(tokio::time::Instant::now() + ADMIN_DRAIN)
+        }
+    };
+    let rest_served = async {
         tokio::join!(
             serve(
                 outbound,
                 outbound_connections,
                 &TCP.outbound_src,
                 data_limits,
-                stopped(),
-                DRAIN
+                stop_at(Phase::Exiting),
             ),
-            serve(
-                inbound,
-                inbound_connections,
-                &TCP.inbound_src,
-                data_limits,
-                stopped(),
-                DRAIN
-            ),
+            async {
+                if let Some(f) = outbound_v6 {
+                    f.await;
+                }
+            },
+            upstream_servers,
+            // `/ready` answers 503 `draining` until the very end.
             serve(
                 admin,
                 admin_connections,
                 &ADMIN,
                 ListenerLimits::admin(&b.limits),
-                stopped(),
-                Duration::from_secs(1)
+                admin_stop,
             ),
-            upstream_servers,
-            twins,
-        )
+        );
     };
-    tokio::pin!(servers);
-    tokio::select! {
-        _ = &mut servers => {}
-        () = async { tokio::select! { () = shutdown => {}, () = admin_shutdown.notified() => {} } } => {
-            tracing::info!("shutting down: draining connections");
-            let _ = stop_tx.send(true);
-            servers.await;
+    let trigger = async {
+        tokio::select! {
+            () = shutdown => tracing::info!("drain: signal received"),
+            () = admin_shutdown.notified() => {}
         }
-    }
+    };
+    tokio::join!(
+        crate::drain::sequence(&drain, b.drain, trigger, inbound_served),
+        rest_served,
+    );
+    tracing::info!(
+        elapsed_ms = drain.elapsed_ms(),
+        "drain: outbound and admin closed"
+    );
     // The requests are answered: what they logged and traced goes out before
     // the process does.
     if let Some(exporter) = exporter {
@@ -371,6 +392,7 @@ pub async fn run(options: Options, shutdown: impl Future<Output = ()>) -> Result
     if let Some((_, _, renewal)) = certificate {
         renewal.abort();
     }
+    tracing::info!(elapsed_ms = drain.elapsed_ms(), "drain: exit");
     Ok(())
 }
 

@@ -22,6 +22,9 @@ pub struct ProxyView {
     /// Set for proxies served without a client certificate.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub warning: Option<&'static str>,
+    /// What an operator should know, e.g. that the Service it names is not
+    /// defined (so it gets no traffic). Empty when all is well.
+    pub warnings: Vec<String>,
     /// RFC 3339, UTC.
     pub connected_since: String,
     /// By type URL; only the types the proxy asked for.
@@ -65,6 +68,7 @@ impl From<&ProxyStatus> for ProxyView {
             warning: p.identity.identity.is_none().then_some(
                 "no client certificate: served only because the control plane runs with --allow-plaintext-proxies",
             ),
+            warnings: p.warnings.clone(),
             connected_since: rfc3339(p.connected_since),
             types: p
                 .types

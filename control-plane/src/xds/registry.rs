@@ -1,7 +1,9 @@
 //! The connected proxies: who they are (from their Node), what each was sent and
-//! ACKed, and, for those that front a Service, the endpoints they add to it.
+//! ACKed, whether it is leaving, and what an operator should be warned about.
+//! Those that front a Service are registered with endpoint discovery
+//! ([`crate::endpoints`]) for as long as they are connected.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::SystemTime;
@@ -13,9 +15,25 @@ use tokio::sync::watch;
 use super::refusals::Refusals;
 use super::snapshot::{self, Snapshot};
 use super::XdsPeer;
+use crate::endpoints::{Discovery, Registration};
 use crate::escape::escape_control;
 use crate::resources::{ObjectKey, DEFAULT_NAMESPACE};
 use crate::translate::{MeshEndpoint, ResourceType};
+
+/// The node metadata field through which a proxy says it is leaving (a bool,
+/// or the string `"true"`).
+pub const DRAINING: &str = "draining";
+
+/// Whether `node` says its proxy is leaving the mesh.
+pub fn is_draining(node: Option<&Node>) -> bool {
+    node.and_then(|n| n.metadata.as_ref())
+        .and_then(|m| m.fields.get(DRAINING))
+        .is_some_and(|v| match &v.kind {
+            Some(Kind::BoolValue(b)) => *b,
+            Some(Kind::StringValue(s)) => s == "true",
+            _ => false,
+        })
+}
 
 /// What a proxy says about itself in `node` (see docs/architecture.md).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -67,7 +85,9 @@ impl ProxyIdentity {
         }
     }
 
-    fn endpoint(&self) -> Option<MeshEndpoint> {
+    /// The endpoint it registers: its inbound address for the Service it
+    /// names, once both are known.
+    pub fn endpoint(&self) -> Option<MeshEndpoint> {
         Some(MeshEndpoint {
             service: ObjectKey::new(self.namespace.clone(), self.service.clone()?),
             address: self.inbound_address?,
@@ -100,14 +120,21 @@ pub struct ProxyStatus {
     pub identity: ProxyIdentity,
     pub connected_since: SystemTime,
     pub types: BTreeMap<ResourceType, TypeStatus>,
+    /// It said it is leaving: it is no endpoint any more, and finishes what
+    /// is in flight.
+    pub draining: bool,
+    /// What an operator should know about it (e.g. it names a Service that is
+    /// not defined, so it gets no traffic).
+    pub warnings: Vec<String>,
 }
 
 /// The connected proxies. Connecting or disconnecting one that fronts a Service
-/// publishes the new endpoints on the snapshot channel.
+/// registers or removes its endpoint with discovery, which publishes the new
+/// endpoints.
 #[derive(Debug)]
 pub struct Registry {
     proxies: Mutex<Proxies>,
-    snapshots: watch::Sender<Snapshot>,
+    discovery: Arc<Discovery>,
     /// What the xDS port refused (streams, registrations, reports).
     pub refusals: Refusals,
 }
@@ -119,12 +146,26 @@ struct Proxies {
 }
 
 impl Registry {
+    /// A registry whose proxies' endpoints are published on `snapshots`.
     pub fn new(snapshots: watch::Sender<Snapshot>) -> Arc<Self> {
+        let discovery = Discovery::new(move |endpoints| {
+            snapshot::publish_endpoints(&snapshots, endpoints);
+        });
+        Self::with_discovery(discovery)
+    }
+
+    /// A registry that registers its proxies' endpoints with `discovery`.
+    pub fn with_discovery(discovery: Arc<Discovery>) -> Arc<Self> {
         Arc::new(Registry {
             proxies: Mutex::new(Proxies::default()),
-            snapshots,
+            discovery,
             refusals: Refusals::default(),
         })
+    }
+
+    /// Endpoint discovery, which this registry feeds.
+    pub fn discovery(&self) -> &Arc<Discovery> {
+        &self.discovery
     }
 
     fn lock(&self) -> MutexGuard<'_, Proxies> {
@@ -133,21 +174,38 @@ impl Registry {
 
     /// Registers a proxy until the returned guard is dropped.
     pub fn connect(self: &Arc<Self>, identity: ProxyIdentity) -> Connection {
-        let mut proxies = self.lock();
-        let id = proxies.next_id;
-        proxies.next_id += 1;
-        proxies.by_id.insert(
-            id,
-            ProxyStatus {
-                identity,
-                connected_since: SystemTime::now(),
-                types: BTreeMap::new(),
-            },
-        );
-        self.publish_endpoints(&proxies);
+        self.connect_draining(identity, false)
+    }
+
+    /// Registers a proxy that may already be leaving (it reconnected during
+    /// its drain): then it is never an endpoint, not even for a moment.
+    pub fn connect_draining(
+        self: &Arc<Self>,
+        identity: ProxyIdentity,
+        draining: bool,
+    ) -> Connection {
+        let endpoint = identity.endpoint();
+        let id = {
+            let mut proxies = self.lock();
+            let id = proxies.next_id;
+            proxies.next_id += 1;
+            proxies.by_id.insert(
+                id,
+                ProxyStatus {
+                    identity,
+                    connected_since: SystemTime::now(),
+                    types: BTreeMap::new(),
+                    draining,
+                    warnings: Vec::new(),
+                },
+            );
+            id
+        };
+        let registration = endpoint.map(|e| self.discovery.register(e, draining));
         Connection {
             registry: Arc::clone(self),
             id,
+            registration,
         }
     }
 
@@ -175,26 +233,16 @@ impl Registry {
     pub fn proxies(&self) -> Vec<ProxyStatus> {
         self.lock().by_id.values().cloned().collect()
     }
-
-    /// One endpoint per (Service, address): if a proxy reconnects before its old
-    /// stream is gone, the newer connection wins.
-    fn publish_endpoints(&self, proxies: &Proxies) {
-        let mut latest: BTreeMap<(ObjectKey, SocketAddr), MeshEndpoint> = BTreeMap::new();
-        for status in proxies.by_id.values() {
-            if let Some(e) = status.identity.endpoint() {
-                latest.insert((e.service.clone(), e.address), e);
-            }
-        }
-        let endpoints: BTreeSet<MeshEndpoint> = latest.into_values().collect();
-        snapshot::publish_endpoints(&self.snapshots, endpoints.into_iter().collect());
-    }
 }
 
-/// A registered proxy; dropping it unregisters the proxy.
+/// A registered proxy; dropping it unregisters the proxy (and removes its
+/// endpoint).
 #[derive(Debug)]
 pub struct Connection {
     registry: Arc<Registry>,
     id: u64,
+    /// Its endpoint, for a proxy that fronts a Service.
+    registration: Option<Registration>,
 }
 
 impl Connection {
@@ -203,13 +251,33 @@ impl Connection {
             status.types = types;
         }
     }
+
+    /// The proxy is leaving: its endpoint is withdrawn at once (discovery
+    /// publishes, and every stream pushes the change) while it stays
+    /// connected. Returns whether it was not draining already.
+    pub fn drain(&self) -> bool {
+        let first = match self.registry.lock().by_id.get_mut(&self.id) {
+            Some(status) => !std::mem::replace(&mut status.draining, true),
+            None => false,
+        };
+        if let Some(registration) = &self.registration {
+            registration.drain();
+        }
+        first
+    }
+
+    /// Replaces what operators are warned about this proxy.
+    pub fn set_warnings(&self, warnings: Vec<String>) {
+        if let Some(status) = self.registry.lock().by_id.get_mut(&self.id) {
+            status.warnings = warnings;
+        }
+    }
 }
 
 impl Drop for Connection {
     fn drop(&mut self) {
-        let mut proxies = self.registry.lock();
-        proxies.by_id.remove(&self.id);
-        self.registry.publish_endpoints(&proxies);
+        self.registry.lock().by_id.remove(&self.id);
+        // `registration` is dropped next, which removes the endpoint.
     }
 }
 
@@ -287,5 +355,80 @@ mod tests {
         drop(a);
         assert!(endpoints(&rx).is_empty());
         assert_eq!(registry.proxies().len(), 1);
+    }
+
+    fn orders(id: &str, addr: &str) -> ProxyIdentity {
+        ProxyIdentity::from_node(Some(&node(
+            id,
+            &[("service", "orders"), ("inbound_address", addr)],
+        )))
+    }
+
+    #[test]
+    fn a_draining_proxy_stops_being_an_endpoint_at_once_and_stays_listed() {
+        let (tx, mut rx) = watch::channel(Snapshot::default());
+        let registry = Registry::new(tx);
+        let a = registry.connect(orders("a", "127.0.0.1:7002"));
+        let _b = registry.connect(orders("b", "127.0.0.1:7003"));
+        rx.borrow_and_update();
+        assert!(a.drain(), "the first leave");
+        // Published with the leave itself: every stream wakes and pushes EDS.
+        assert!(rx.has_changed().unwrap());
+        assert_eq!(endpoints(&rx), [("b".into(), "127.0.0.1:7003".into())]);
+        let listed = registry.proxies();
+        assert_eq!(
+            listed.len(),
+            2,
+            "it is still connected, finishing its requests"
+        );
+        assert!(listed
+            .iter()
+            .any(|p| p.identity.node_id == "a" && p.draining));
+        assert!(!a.drain(), "a second leave changes nothing");
+        drop(a);
+        assert_eq!(endpoints(&rx), [("b".into(), "127.0.0.1:7003".into())]);
+    }
+
+    #[test]
+    fn a_proxy_that_reconnects_draining_is_never_an_endpoint() {
+        let (tx, mut rx) = watch::channel(Snapshot::default());
+        let registry = Registry::new(tx);
+        rx.borrow_and_update();
+        let _a = registry.connect_draining(orders("a", "127.0.0.1:7002"), true);
+        assert!(endpoints(&rx).is_empty());
+        assert!(registry.proxies()[0].draining);
+    }
+
+    #[test]
+    fn the_leave_flag_is_read_from_node_metadata() {
+        let mut n = node("a", &[("service", "orders"), ("draining", "true")]);
+        assert!(is_draining(Some(&n)));
+        n.metadata.as_mut().unwrap().fields.insert(
+            DRAINING.into(),
+            Value {
+                kind: Some(Kind::BoolValue(true)),
+            },
+        );
+        assert!(is_draining(Some(&n)));
+        n.metadata.as_mut().unwrap().fields.insert(
+            DRAINING.into(),
+            Value {
+                kind: Some(Kind::BoolValue(false)),
+            },
+        );
+        assert!(!is_draining(Some(&n)));
+        assert!(!is_draining(Some(&node("b", &[("service", "orders")]))));
+        assert!(!is_draining(None));
+    }
+
+    #[test]
+    fn warnings_are_kept_per_proxy() {
+        let (tx, _rx) = watch::channel(Snapshot::default());
+        let registry = Registry::new(tx);
+        let a = registry.connect(orders("a", "127.0.0.1:7002"));
+        a.set_warnings(vec!["Service default/orders is not defined".into()]);
+        assert_eq!(registry.proxies()[0].warnings.len(), 1);
+        a.set_warnings(Vec::new());
+        assert!(registry.proxies()[0].warnings.is_empty());
     }
 }

@@ -17,15 +17,17 @@ use tokio::time::Instant;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
 
+use remora_proto::xds::envoy::config::core::v3::Node;
+
 use super::refusals::Reason;
-use super::registry::{ProxyIdentity, Registry};
+use super::registry::{self, Connection, ProxyIdentity, Registry};
+use super::service_watch::ServiceWatch;
 use super::snapshot::{Snapshot, TranslationCache};
 use super::stream::StreamState;
 use super::XdsPeer;
-use crate::authority;
 use crate::ca::SpiffeId;
+use crate::endpoints;
 use crate::escape::escape_control as escape;
-use crate::resources::ObjectKey;
 use crate::signal::stopped;
 
 /// Responses a stream may queue before its task waits for the client.
@@ -181,6 +183,9 @@ impl Inner {
         let node_id = identity.node_id.clone();
         let namespace = identity.namespace.clone();
         let service = identity.service.clone();
+        // A proxy that reconnects while it leaves is never an endpoint again.
+        let draining = registry::is_draining(first.node.as_ref());
+        let mut services = ServiceWatch::new(&identity);
         tracing::info!(
             node_id = %escape(&identity.node_id),
             service = %escape(identity.service.as_deref().unwrap_or("")),
@@ -188,10 +193,11 @@ impl Inner {
             inbound_address = ?identity.inbound_address,
             identity = identity.identity.as_deref().unwrap_or(""),
             transport = peer.transport(),
+            draining,
             "proxy connected"
         );
         let mut snapshots = self.snapshots.clone();
-        let connection = self.registry.connect(identity);
+        let connection = self.registry.connect_draining(identity, draining);
         let mut state = StreamState::new(
             node_id.clone(),
             format!("{}-{stream_id}", self.nonce_prefix),
@@ -205,6 +211,9 @@ impl Inner {
         loop {
             let responses = match event {
                 Event::Request(req) => {
+                    if let Some(node) = &req.node {
+                        leave_if_asked(node, &node_id, &connection);
+                    }
                     // `borrow`, not `borrow_and_update`: a request answers its own
                     // type only, so a change it sees must still wake the
                     // `Changed` branch, which pushes every other type it touched.
@@ -212,6 +221,7 @@ impl Inner {
                     // registered while another's ACK was being handled never
                     // reached that other proxy.)
                     let snapshot = snapshots.borrow().clone();
+                    watch_service(&mut services, &snapshot, &connection);
                     let resources =
                         self.cache
                             .resources_for(&snapshot, &namespace, service.as_deref());
@@ -219,6 +229,7 @@ impl Inner {
                 }
                 Event::Changed => {
                     let snapshot = snapshots.borrow_and_update().clone();
+                    watch_service(&mut services, &snapshot, &connection);
                     let resources =
                         self.cache
                             .resources_for(&snapshot, &namespace, service.as_deref());
@@ -227,6 +238,7 @@ impl Inner {
                 Event::ReleaseEndpoints => {
                     hold_until = None;
                     let snapshot = snapshots.borrow_and_update().clone();
+                    watch_service(&mut services, &snapshot, &connection);
                     let resources =
                         self.cache
                             .resources_for(&snapshot, &namespace, service.as_deref());
@@ -270,29 +282,68 @@ impl Inner {
 }
 
 impl Inner {
-    /// Endpoint authority (see [`crate::authority`]) against the Service as it
-    /// is now. A Service not defined yet admits nobody yet: the proxy is served,
-    /// and translation checks its endpoint once the Service appears.
+    /// Endpoint authority (see [`crate::endpoints::admit`]) against the
+    /// Service as it is now. A Service not defined yet admits nobody yet: the
+    /// proxy is served (and warned about), and translation checks its endpoint
+    /// once the Service appears.
     fn authorize_endpoint(&self, identity: &ProxyIdentity) -> Result<(), Refusal> {
-        let (Some(service), Some(address)) = (&identity.service, identity.inbound_address) else {
+        let Some(endpoint) = identity.endpoint() else {
             return Ok(());
         };
-        let snapshot = self.snapshots.borrow().clone();
-        let key = ObjectKey::new(identity.namespace.clone(), service.clone());
-        let Some(service) = snapshot.store.service(&key) else {
-            return Ok(());
-        };
-        let claim = authority::Claim {
-            identity: identity.identity.as_deref(),
-            address,
-            peer: identity.remote,
-        };
-        authority::check(service, &self.trust_domain, claim).map_err(|e| {
-            (
-                Reason::EndpointAuthority,
-                Status::permission_denied(e.to_string()),
-            )
-        })
+        let store = self.snapshots.borrow().store.clone();
+        endpoints::admit(&store, &self.trust_domain, &endpoint)
+            .map(drop)
+            .map_err(|e| {
+                (
+                    Reason::EndpointAuthority,
+                    Status::permission_denied(e.to_string()),
+                )
+            })
+    }
+}
+
+/// What a later request's `node` asks of its stream's proxy.
+#[derive(Debug, PartialEq, Eq)]
+enum Leave {
+    /// Nothing (the node as before, as Envoy sends it on every request).
+    No,
+    /// Its proxy is leaving: withdraw its endpoint.
+    Yes,
+    /// It names another node: a proxy withdraws only itself, on its own
+    /// (authenticated) stream.
+    OtherNode,
+}
+
+fn leave_asked(node: &Node, node_id: &str) -> Leave {
+    if !registry::is_draining(Some(node)) {
+        Leave::No
+    } else if node.id != node_id {
+        Leave::OtherNode
+    } else {
+        Leave::Yes
+    }
+}
+
+/// The leave signal: a request whose node metadata says `draining: true`
+/// withdraws the stream's own endpoint at once (see docs/architecture.md).
+fn leave_if_asked(node: &Node, node_id: &str, connection: &Connection) {
+    match leave_asked(node, node_id) {
+        Leave::No => {}
+        Leave::OtherNode => {
+            tracing::warn!(node_id = %escape(node_id), named = %escape(&node.id), "a request names another node as leaving: ignored (a proxy withdraws only itself)");
+        }
+        Leave::Yes => {
+            if connection.drain() {
+                tracing::info!(node_id = %escape(node_id), "proxy leaving: its endpoint is withdrawn and the change pushed to every stream");
+            }
+        }
+    }
+}
+
+/// Warns (log and registry) when the Service the proxy names is not defined.
+fn watch_service(services: &mut ServiceWatch, snapshot: &Snapshot, connection: &Connection) {
+    if let Some(warnings) = services.observe(&snapshot.store) {
+        connection.set_warnings(warnings);
     }
 }
 
@@ -377,6 +428,58 @@ mod tests {
     }
 
     const ORDERS: &str = "spiffe://cluster.local/ns/shop/sa/orders";
+
+    fn node(id: &str, draining: bool) -> Node {
+        use remora_proto::xds::google::protobuf::{value::Kind, Struct, Value};
+        let flag = Value {
+            kind: Some(Kind::BoolValue(draining)),
+        };
+        Node {
+            id: id.into(),
+            metadata: Some(Struct {
+                fields: [(registry::DRAINING.to_owned(), flag)]
+                    .into_iter()
+                    .collect(),
+            }),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn a_proxy_withdraws_only_itself() {
+        assert_eq!(leave_asked(&node("orders-1", true), "orders-1"), Leave::Yes);
+        assert_eq!(leave_asked(&node("orders-1", false), "orders-1"), Leave::No);
+        assert_eq!(
+            leave_asked(&node("orders-2", true), "orders-1"),
+            Leave::OtherNode
+        );
+    }
+
+    #[test]
+    fn a_leave_on_a_stream_withdraws_that_streams_endpoint_only() {
+        let (tx, rx) = tokio::sync::watch::channel(Snapshot::default());
+        let registry = Registry::new(tx);
+        let mut one = proxy("default", None);
+        one.node_id = "orders-1".into();
+        one.inbound_address = Some("127.0.0.1:7002".parse().unwrap());
+        let mut two = one.clone();
+        two.node_id = "orders-2".into();
+        two.inbound_address = Some("127.0.0.1:7003".parse().unwrap());
+        let first = registry.connect(one);
+        let _second = registry.connect(two);
+        assert_eq!(rx.borrow().endpoints.len(), 2);
+        // orders-1's stream carries a leave naming orders-2: nothing changes.
+        leave_if_asked(&node("orders-2", true), "orders-1", &first);
+        assert_eq!(rx.borrow().endpoints.len(), 2);
+        leave_if_asked(&node("orders-1", true), "orders-1", &first);
+        let left: Vec<_> = rx
+            .borrow()
+            .endpoints
+            .iter()
+            .map(|e| e.node_id.clone())
+            .collect();
+        assert_eq!(left, ["orders-2"]);
+    }
 
     #[test]
     fn the_certificate_decides_the_identity() {

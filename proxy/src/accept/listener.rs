@@ -1,6 +1,8 @@
 //! The accept loop every data listener runs: a connection cap, TCP counters,
-//! one task per connection, and a drain on shutdown (HTTP connections finish
-//! their requests and close; opaque ones get the drain period to end).
+//! one task per connection, and a drain on shutdown (the listener closes at
+//! once; HTTP/1 connections close after the response in flight, HTTP/2 ones get
+//! GOAWAY and finish their streams; opaque ones get until the drain's deadline
+//! to end).
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -10,6 +12,7 @@ use std::time::Duration;
 
 use hyper_util::server::graceful::{GracefulShutdown, Watcher};
 use tokio::net::{TcpListener, TcpStream};
+use tokio::time::Instant;
 
 use crate::http::ListenerLimits;
 use crate::telemetry::tcp::{Counted, TcpCounters};
@@ -34,22 +37,24 @@ pub trait Connections: Send + Sync + 'static {
 /// How often the drain looks whether every connection has ended.
 const DRAIN_POLL: Duration = Duration::from_millis(20);
 
-/// Serves until `shutdown` resolves, then drains for at most `drain`. Over
-/// `limits.max_connections`, a new connection is closed at once (counted in
-/// `counters.refused`), so the process keeps descriptors for the rest.
+/// Serves until `stop` resolves with the time by which the drain must be over,
+/// then stops accepting and drains until every connection has ended or that
+/// time has come. Returns how many connections were still open then (0: all
+/// ended). Over `limits.max_connections`, a new connection is closed at once
+/// (counted in `counters.refused`), so the process keeps descriptors for the
+/// rest.
 pub async fn serve<C: Connections>(
     listener: TcpListener,
     connections: Arc<C>,
     counters: &'static TcpCounters,
     limits: ListenerLimits,
-    shutdown: impl Future<Output = ()>,
-    drain: Duration,
-) {
+    stop: impl Future<Output = Instant>,
+) -> usize {
     let graceful = GracefulShutdown::new();
     let slots = Slots::new(limits.max_connections);
     let local = listener.local_addr().ok();
-    tokio::pin!(shutdown);
-    loop {
+    tokio::pin!(stop);
+    let deadline = loop {
         let (stream, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok(a) => a,
@@ -60,7 +65,7 @@ pub async fn serve<C: Connections>(
                     continue;
                 }
             },
-            () = &mut shutdown => break,
+            deadline = &mut stop => break deadline,
         };
         let Some(slot) = slots.take() else {
             // Closed at once: a client that holds connections open cannot take
@@ -82,7 +87,9 @@ pub async fn serve<C: Connections>(
             let _slot = slot;
             connections.serve(accepted).await;
         });
-    }
+    };
+    // Closed now: a new connection is refused by the kernel, so a caller that
+    // still tries this address fails fast and picks another endpoint.
     drop(listener);
     let drained = async {
         graceful.shutdown().await;
@@ -91,12 +98,16 @@ pub async fn serve<C: Connections>(
             tokio::time::sleep(DRAIN_POLL).await;
         }
     };
-    if tokio::time::timeout(drain, drained).await.is_err() {
+    if tokio::time::timeout_at(deadline, drained).await.is_err() {
+        let open = slots.open();
         tracing::warn!(
-            open = slots.open(),
-            "connections still open after the drain period"
+            listener = ?local,
+            open,
+            "connections still open at the drain's deadline"
         );
+        return open;
     }
+    0
 }
 
 /// The IPv6 twin of a loopback or wildcard IPv4 listener on a fixed port
@@ -168,16 +179,10 @@ mod tests {
         let addr = listener.local_addr().unwrap();
         let echo = Arc::new(Echo(AtomicUsize::new(0)));
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let served = tokio::spawn(serve(
-            listener,
-            echo.clone(),
-            &COUNTERS,
-            limits(1),
-            async {
-                let _ = stopped.await;
-            },
-            Duration::from_secs(1),
-        ));
+        let served = tokio::spawn(serve(listener, echo.clone(), &COUNTERS, limits(1), async {
+            let _ = stopped.await;
+            Instant::now() + Duration::from_secs(1)
+        }));
         let mut first = TcpStream::connect(addr).await.unwrap();
         first.write_all(b"hi").await.unwrap();
         let mut buf = [0u8; 2];
@@ -202,6 +207,135 @@ mod tests {
         third.shutdown().await.unwrap();
         let _ = stop.send(());
         served.await.unwrap();
+    }
+
+    /// Answers every request, once `release` is notified when `hold` is set,
+    /// telling `arrived` first.
+    struct Slow {
+        hold: bool,
+        arrived: tokio::sync::Notify,
+        release: tokio::sync::Notify,
+    }
+
+    impl crate::http::Handler for Slow {
+        fn handle(
+            self: Arc<Self>,
+            _req: http::Request<hyper::body::Incoming>,
+        ) -> impl Future<Output = http::Response<crate::http::ResponseBody>> + Send + 'static
+        {
+            async move {
+                self.arrived.notify_one();
+                if self.hold {
+                    self.release.notified().await;
+                }
+                http::Response::new(http_body_util::Either::Right(http_body_util::Full::new(
+                    bytes::Bytes::from_static(b"done"),
+                )))
+            }
+        }
+    }
+
+    /// An HTTP listener that drains with `drain` (HTTP/1 closing from
+    /// `Leaving`), stopping when it reaches `ClosingInbound`.
+    async fn http_listener(
+        drain: Arc<crate::drain::Drain>,
+        hold: bool,
+    ) -> (SocketAddr, Arc<Slow>, tokio::task::JoinHandle<usize>) {
+        use crate::drain::Phase;
+        static COUNTERS: TcpCounters = TcpCounters::new();
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let slow = Arc::new(Slow {
+            hold,
+            arrived: tokio::sync::Notify::new(),
+            release: tokio::sync::Notify::new(),
+        });
+        let server = crate::http::HttpServer::new(slow.clone(), limits(8))
+            .with_drain(drain.clone(), Phase::Leaving);
+        let served = tokio::spawn(serve(
+            listener,
+            Arc::new(crate::accept::HttpOnly(server)),
+            &COUNTERS,
+            limits(8),
+            async move { drain.reached(Phase::ClosingInbound).await },
+        ));
+        (addr, slow, served)
+    }
+
+    /// Whether connections to `addr` come to be refused (the accept loop sees
+    /// the stop on its next turn).
+    async fn refused(addr: SocketAddr) -> bool {
+        for _ in 0..250 {
+            if TcpStream::connect(addr).await.is_err() {
+                return true;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        false
+    }
+
+    async fn h1_get(addr: SocketAddr) -> http::Response<hyper::body::Incoming> {
+        let stream = TcpStream::connect(addr).await.unwrap();
+        let (mut sender, conn) =
+            hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+                .await
+                .unwrap();
+        tokio::spawn(conn);
+        let req = http::Request::get("/")
+            .header("host", "orders")
+            .body(http_body_util::Empty::<bytes::Bytes>::new())
+            .unwrap();
+        sender.send_request(req).await.unwrap()
+    }
+
+    #[tokio::test]
+    async fn while_draining_http1_responses_say_connection_close() {
+        let drain = Arc::new(crate::drain::Drain::default());
+        let (addr, _slow, served) = http_listener(drain.clone(), false).await;
+        let before = h1_get(addr).await;
+        assert_eq!(before.status(), 200);
+        assert_eq!(before.headers().get(http::header::CONNECTION), None);
+        // Leaving: still accepted and served, but each connection closes
+        // after its response.
+        drain.begin(Duration::from_secs(30));
+        let during = h1_get(addr).await;
+        assert_eq!(during.status(), 200);
+        assert_eq!(
+            during.headers().get(http::header::CONNECTION).unwrap(),
+            "close"
+        );
+        drain.advance(crate::drain::Phase::ClosingInbound);
+        assert_eq!(served.await.unwrap(), 0, "every connection ended");
+    }
+
+    #[tokio::test]
+    async fn an_h2_request_in_flight_finishes_after_the_listener_closed() {
+        let drain = Arc::new(crate::drain::Drain::default());
+        let (addr, slow, served) = http_listener(drain.clone(), true).await;
+        let stream = TcpStream::connect(addr).await.unwrap();
+        let (mut sender, conn) = hyper::client::conn::http2::handshake(
+            hyper_util::rt::TokioExecutor::new(),
+            hyper_util::rt::TokioIo::new(stream),
+        )
+        .await
+        .unwrap();
+        let conn = tokio::spawn(conn);
+        let req = http::Request::get("http://orders/")
+            .body(http_body_util::Empty::<bytes::Bytes>::new())
+            .unwrap();
+        let response = tokio::spawn(sender.send_request(req));
+        slow.arrived.notified().await;
+        drain.begin(Duration::from_secs(30));
+        drain.advance(crate::drain::Phase::ClosingInbound);
+        // The listener is closed: new connections are refused.
+        assert!(refused(addr).await, "the listener still accepts");
+        // The request in flight is answered on its connection...
+        slow.release.notify_one();
+        let response = response.await.unwrap().unwrap();
+        assert_eq!(response.status(), 200);
+        // ...which then ends (GOAWAY, then close), so the drain ends too.
+        assert_eq!(served.await.unwrap(), 0);
+        let _ = conn.await;
     }
 
     #[test]

@@ -29,6 +29,8 @@ pub struct Admin {
     pub detect: Arc<crate::detect::DetectStats>,
     /// Notified by `POST /shutdown`.
     pub shutdown: Arc<tokio::sync::Notify>,
+    /// Where the drain stands: `/ready` answers 503 from the leave on.
+    pub drain: Arc<crate::drain::Drain>,
     pub log_filter: Option<LogFilter>,
     /// Bootstrap `state_dir`: whether the config in force came from it.
     pub state: Option<Arc<crate::state::ConfigState>>,
@@ -51,13 +53,24 @@ impl Admin {
             (&Method::GET, "/live") => text(StatusCode::OK, "live\n"),
             (&Method::GET, "/ready") => {
                 let certified = self.certificate.as_ref().is_none_or(|c| c.load().is_some());
-                if !certified {
+                if self.drain.is_draining() {
+                    // Kubernetes and load balancers stop sending here too.
+                    text(StatusCode::SERVICE_UNAVAILABLE, "draining\n")
+                } else if !certified {
                     text(
                         StatusCode::SERVICE_UNAVAILABLE,
                         "waiting for a certificate\n",
                     )
                 } else if self.snapshot.load().is_ready() {
-                    text(StatusCode::OK, self.ready_text())
+                    match self.status.service_warning() {
+                        // Ready (the app's outbound calls work), but say why no
+                        // traffic comes in.
+                        Some(warning) => text(
+                            StatusCode::OK,
+                            format!("{}warning: {warning}\n", self.ready_text()),
+                        ),
+                        None => text(StatusCode::OK, self.ready_text()),
+                    }
                 } else if let Some(error) = self.status.last_error() {
                     // Say why: a refused proxy otherwise looks like a slow one.
                     text(
@@ -87,7 +100,10 @@ impl Admin {
             (&Method::POST, "/shutdown") => {
                 tracing::info!("shutdown asked on the admin port");
                 self.shutdown.notify_one();
-                text(StatusCode::OK, "shutting down\n")
+                text(
+                    StatusCode::OK,
+                    "shutting down: leaving the mesh, draining, then exiting\n",
+                )
             }
             (&Method::POST, "/logging") => {
                 let level = req
@@ -294,6 +310,7 @@ impl Admin {
             "node_id": self.node_id,
             "source": self.config_source(),
             "state": self.state.as_ref().map(|s| s.view()),
+            "draining": self.drain.is_draining(),
             "certificate": certificate,
             "inbound": inbound,
             "ready": snapshot.is_ready(),

@@ -81,6 +81,8 @@ pub struct Bootstrap {
     /// token, the certificate and key) survive a restart; `None`: nothing kept.
     /// A relative path is taken from the bootstrap file's folder.
     pub state_dir: Option<PathBuf>,
+    /// Bootstrap `drain`: the propagation window and the hard cap of a drain.
+    pub drain: crate::drain::Settings,
 }
 
 /// Bootstrap `tracing`.
@@ -124,6 +126,7 @@ struct RawBootstrap {
     transparent: Option<sidecar::RawTransparent>,
     app_ports: Option<std::collections::BTreeMap<u16, String>>,
     state_dir: Option<PathBuf>,
+    drain: Option<crate::drain::RawSettings>,
 }
 
 impl Bootstrap {
@@ -290,6 +293,11 @@ impl Bootstrap {
             .unwrap_or_default()
             .resolve()
             .map_err(|e| field_error("limits", format!("{}: {e}", e.field)))?;
+        let drain = raw
+            .drain
+            .unwrap_or_default()
+            .resolve()
+            .map_err(|e| field_error("drain", format!("{}: {e}", e.field)))?;
         let raw_sidecar = sidecar::RawSidecar {
             upstreams: raw.upstreams,
             detect: raw.detect,
@@ -317,6 +325,7 @@ impl Bootstrap {
         };
         Ok(Bootstrap {
             state_dir,
+            drain,
             sidecar,
             limits,
             metrics,
@@ -466,6 +475,23 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("field `state_dir`"), "{err}");
+    }
+
+    #[test]
+    fn drain_has_defaults_and_names_its_fields() {
+        let b = parse("service: a\napp: 127.0.0.1:1\n").unwrap();
+        assert_eq!(b.drain, crate::drain::Settings::default());
+        let b =
+            parse("service: a\napp: 127.0.0.1:1\ndrain: {propagation_ms: 500, timeout_ms: 5000}\n")
+                .unwrap();
+        assert_eq!(b.drain.propagation, std::time::Duration::from_millis(500));
+        assert_eq!(b.drain.timeout, std::time::Duration::from_secs(5));
+        let err = parse(
+            "service: a\napp: 127.0.0.1:1\ndrain: {propagation_ms: 9000, timeout_ms: 5000}\n",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("field `drain`: propagation_ms"), "{err}");
     }
 
     #[test]

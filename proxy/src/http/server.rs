@@ -1,5 +1,8 @@
 //! Accepts connections and serves HTTP/1.1 and HTTP/2 (prior knowledge) on them until
-//! shutdown, then lets in-flight requests finish.
+//! shutdown, then lets in-flight requests finish. While the proxy drains, HTTP/1
+//! responses say `Connection: close`, so clients do not send another request on
+//! a connection about to close (hyper alone would just close it after the
+//! response).
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -7,7 +10,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
-use http::{HeaderValue, Request, Response};
+use http::{header, HeaderValue, Method, Request, Response, StatusCode, Version};
 use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
@@ -23,6 +26,7 @@ use tokio_rustls::TlsAcceptor;
 use tokio_util::either::Either;
 
 use super::ResponseBody;
+use crate::drain::{Drain, Phase};
 use crate::snapshot::Snapshot;
 use crate::telemetry::HopStats;
 use crate::tls::{peer_identity, TlsContext};
@@ -161,6 +165,8 @@ pub struct HttpServer<H> {
     builder: auto::Builder<TokioExecutor>,
     handler: Arc<H>,
     idle_timeout: Duration,
+    /// From this phase of the drain on, HTTP/1 responses close their connection.
+    closing: Option<(Arc<Drain>, Phase)>,
 }
 
 /// What the accept path learned of a connection before HTTP: who the peer is,
@@ -200,7 +206,15 @@ impl<H: Handler> HttpServer<H> {
             builder,
             handler,
             idle_timeout: limits.idle_timeout,
+            closing: None,
         }
+    }
+
+    /// From `from` on (see [`crate::drain`]), every HTTP/1 response carries
+    /// `Connection: close` and its connection closes after it.
+    pub fn with_drain(mut self, drain: Arc<Drain>, from: Phase) -> Self {
+        self.closing = Some((drain, from));
+        self
     }
 
     /// Serves one connection until it ends or shutdown has drained it.
@@ -222,8 +236,14 @@ impl<H: Handler> HttpServer<H> {
             default_authority,
         } = info;
         let default_authority = default_authority.map(DefaultAuthority);
+        let closing = self.closing.clone();
         let service = service_fn(move |mut req: Request<Incoming>| {
             let handler = handler.clone();
+            // Upgrades and CONNECT tunnels keep their connection.
+            let may_close = closing.clone().filter(|_| {
+                (req.version() == Version::HTTP_11 || req.version() == Version::HTTP_10)
+                    && req.method() != Method::CONNECT
+            });
             if let Some(peer) = &identity {
                 req.extensions_mut().insert(peer.clone());
             }
@@ -237,8 +257,17 @@ impl<H: Handler> HttpServer<H> {
             let in_flight = activity.request();
             // A combinator: an async block would hold the handler's future
             // twice (see `telemetry::observe`).
-            futures::FutureExt::map(handler.handle(req), move |response| {
+            futures::FutureExt::map(handler.handle(req), move |mut response| {
                 drop(in_flight);
+                if let Some((drain, from)) = &may_close {
+                    if drain.phase() >= *from
+                        && response.status() != StatusCode::SWITCHING_PROTOCOLS
+                    {
+                        response
+                            .headers_mut()
+                            .insert(header::CONNECTION, HeaderValue::from_static("close"));
+                    }
+                }
                 Ok::<_, Infallible>(response)
             })
         });

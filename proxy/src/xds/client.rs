@@ -1,5 +1,11 @@
 //! The ADS stream: subscribe, apply each response as one atomic update, ACK or NACK,
 //! and reconnect with backoff. The last good snapshot stays published throughout.
+//! When the proxy drains, the stream tells the control plane it is leaving
+//! (`leave`), and it warns when the config has nothing for its own Service
+//! (`own_service`).
+
+mod leave;
+mod own_service;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -21,6 +27,7 @@ use tokio_stream::wrappers::ReceiverStream;
 use super::apply::apply_response;
 use super::{decode, Backoff, XdsStatus};
 use crate::compile::{self, Resources, Subscriptions, OUTBOUND_LISTENER};
+use crate::drain::Drain;
 use crate::snapshot::Snapshot;
 use crate::state::ConfigState;
 use crate::tls::TlsContext;
@@ -41,6 +48,10 @@ pub struct XdsClient {
     accepted: Resources,
     /// Bootstrap `state_dir`: where accepted resources survive a restart.
     state: Option<Arc<ConfigState>>,
+    /// Set while the proxy drains: the stream says it is leaving.
+    drain: Option<Arc<Drain>>,
+    /// This proxy's endpoint was seen gone from the config (logged once).
+    withdrawn: bool,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -92,7 +103,15 @@ impl XdsClient {
             status,
             accepted: Resources::default(),
             state: None,
+            drain: None,
+            withdrawn: false,
         }
+    }
+
+    /// Tells the control plane when `drain` begins (see [`crate::drain`]).
+    pub fn with_drain(mut self, drain: Arc<Drain>) -> Self {
+        self.drain = Some(drain);
+        self
     }
 
     /// Keeps every accepted config in `state` and starts from the one saved
@@ -180,6 +199,8 @@ impl XdsClient {
             .max_decoding_message_size(64 * 1024 * 1024);
         let (tx, rx) = mpsc::channel::<DiscoveryRequest>(16);
         let mut types: HashMap<&'static str, TypeState> = HashMap::new();
+        // A proxy that reconnects while it leaves says so in its first request.
+        let mut left = self.mark_if_leaving();
 
         // Resume with what we hold: versions let the server skip what we already have.
         let subs = self.accepted.subscriptions().unwrap_or_default();
@@ -216,13 +237,30 @@ impl XdsClient {
         self.status.set_connected(true);
         tracing::info!(control_plane = %self.control_plane, "xDS stream open");
 
-        while let Some(response) = responses.message().await? {
+        loop {
+            let response = tokio::select! {
+                response = responses.message() => response?,
+                () = leave::begun(self.drain.clone()), if !left => {
+                    left = true;
+                    let leave = self.leave_request(&types);
+                    if tx.send(leave).await.is_err() {
+                        return Err(StreamError::Closed);
+                    }
+                    self.leave_sent();
+                    continue;
+                }
+            };
+            let Some(response) = response else {
+                break;
+            };
             *received = true;
             for req in self.on_response(response, &mut types) {
                 if tx.send(req).await.is_err() {
                     return Err(StreamError::Closed);
                 }
             }
+            self.observe_own_service();
+            self.observe_withdrawal();
         }
         Err(StreamError::Closed)
     }

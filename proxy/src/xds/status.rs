@@ -29,6 +29,10 @@ pub struct StatusInner {
     /// Why the last stream failed (e.g. the control plane refused this proxy),
     /// until a response is accepted.
     pub last_error: Option<String>,
+    /// Why this proxy gets no traffic although it has config: the control plane
+    /// sent no inbound listener for its Service (it does not know the Service).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub service_warning: Option<String>,
 }
 
 impl XdsStatus {
@@ -62,6 +66,15 @@ impl XdsStatus {
         let entry = inner.types.entry(type_url).or_default();
         entry.last_nack = Some(message.to_owned());
         entry.nacks += 1;
+    }
+
+    /// Sets the Service warning; returns the one it replaces.
+    pub fn set_service_warning(&self, warning: Option<String>) -> Option<String> {
+        std::mem::replace(&mut self.lock().service_warning, warning)
+    }
+
+    pub fn service_warning(&self) -> Option<String> {
+        self.lock().service_warning.clone()
     }
 
     pub fn view(&self) -> StatusInner {
