@@ -16,8 +16,11 @@ fn endpoint(node_id: &str, address: &str) -> MeshEndpoint {
     }
 }
 
+/// The endpoint sets a discovery published, newest last.
+type Published = Arc<Mutex<Vec<Vec<String>>>>;
+
 /// A discovery whose published sets are kept, newest last.
-fn discovery() -> (Arc<Discovery>, Arc<Mutex<Vec<Vec<String>>>>) {
+fn discovery() -> (Arc<Discovery>, Published) {
     let published = Arc::new(Mutex::new(Vec::new()));
     let sink = published.clone();
     let discovery = Discovery::new(move |set: Vec<MeshEndpoint>| {

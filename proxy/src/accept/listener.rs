@@ -218,6 +218,7 @@ mod tests {
     }
 
     impl crate::http::Handler for Slow {
+        #[allow(clippy::manual_async_fn)] // the trait's signature, spelled out
         fn handle(
             self: Arc<Self>,
             _req: http::Request<hyper::body::Incoming>,
