@@ -158,8 +158,10 @@ pub async fn send_to(
     let in_flight = endpoint.start();
     let started = Instant::now();
     crate::telemetry::note(|f| f.endpoint.set(Some(endpoint.addr())));
+    // An attempt cut short (a per-try timeout) waited on its upstream too.
+    let waiting = UpstreamClock(started);
     let sent = endpoint.send(req).await;
-    crate::telemetry::add_upstream_time(started.elapsed());
+    drop(waiting);
     match sent {
         Ok(response) => {
             endpoint.ewma().observe(started.elapsed());
@@ -175,6 +177,16 @@ pub async fn send_to(
             endpoint.ewma().observe(FAILURE_PENALTY);
             Err(error)
         }
+    }
+}
+
+/// Adds the time since it started to the request's upstream time when
+/// dropped: when the answer comes, or when the attempt is given up.
+struct UpstreamClock(Instant);
+
+impl Drop for UpstreamClock {
+    fn drop(&mut self) {
+        crate::telemetry::add_upstream_time(self.0.elapsed());
     }
 }
 
