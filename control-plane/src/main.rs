@@ -140,14 +140,11 @@ fn token_create(args: TokenCreateArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// Prints the trust bundle, making the CA if this data directory has none yet.
+/// Prints the trust bundle of the CA in this data directory; refuses when it
+/// has none (a wrong `--data-dir` must not make a new CA).
 fn trust_bundle(args: DataArgs) -> anyhow::Result<ExitCode> {
-    let ca = remora_control::ca::CertificateAuthority::load_or_create(
-        &data_dir(&args),
-        None,
-        &args.trust_domain,
-    )?;
-    print!("{}", ca.trust_bundle_pem());
+    let pem = remora_control::ca::CertificateAuthority::existing_trust_bundle(&data_dir(&args))?;
+    print!("{pem}");
     Ok(ExitCode::SUCCESS)
 }
 
