@@ -130,7 +130,7 @@ pub fn compile(
                 xr.name.clone()
             };
             let RouteAction::Split(split) = &action;
-            let (parent_service, parent_namespace) = parent_service(&vh.name);
+            let (parent, parent_namespace) = parent_service(&vh.name);
             let hops = split
                 .targets
                 .iter()
@@ -145,7 +145,7 @@ pub fn compile(
                         ("destination_identity", c.destination_identity.clone()),
                         ("route", name.clone()),
                         ("backend", c.name.to_string()),
-                        ("parent_service", parent_service.to_owned()),
+                        ("parent_service", parent.to_owned()),
                         ("parent_namespace", parent_namespace.to_owned()),
                     ])),
                     Target::Missing(_) => None,
