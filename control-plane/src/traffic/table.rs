@@ -6,11 +6,15 @@ use std::fmt::Write;
 
 use super::{Edge, ServiceRef, StatView};
 
+/// A line's sort key (source, the Service called, 0 for its own line or 1 for
+/// a backend's, the backend) and its edge.
+type Line<'a> = ((String, String, u8, String), &'a Edge);
+
 pub fn render(view: &StatView) -> String {
     let mut out = String::new();
     let name = |r: &ServiceRef| format!("{}.{}", r.service, r.namespace);
     // Sorted so a parent's line comes first and its backends follow it.
-    let mut lines: Vec<((String, String, u8, String), &Edge)> = view
+    let mut lines: Vec<Line<'_>> = view
         .parents
         .iter()
         .map(|e| ((name(&e.source), name(&e.destination), 0, String::new()), e))

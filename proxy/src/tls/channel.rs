@@ -40,9 +40,7 @@ pub async fn connect(
 /// The TLS error that ended a connection attempt, when it was the handshake
 /// (a certificate that did not verify, most often): found among `error`'s
 /// causes, where tokio-rustls leaves it inside an `io::Error`.
-pub fn handshake_failure<'a>(
-    error: &'a (dyn std::error::Error + 'static),
-) -> Option<&'a rustls::Error> {
+pub fn handshake_failure(error: &(dyn std::error::Error + 'static)) -> Option<&rustls::Error> {
     let mut cause = Some(error);
     while let Some(e) = cause {
         if let Some(tls) = e.downcast_ref::<rustls::Error>() {
