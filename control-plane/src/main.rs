@@ -81,7 +81,7 @@ fn check(path: &Path) -> anyhow::Result<ExitCode> {
 
 /// Prints the edges once, or (`--watch`) every two seconds until interrupted.
 async fn stat(args: StatArgs) -> anyhow::Result<ExitCode> {
-    use remora_control::traffic::{fetch::fetch, table, Filter};
+    use remora_control::traffic::{fetch::fetch, screen, Filter};
     let filter = Filter {
         namespace: args.namespace.clone(),
         service: args.service.clone(),
@@ -97,21 +97,17 @@ async fn stat(args: StatArgs) -> anyhow::Result<ExitCode> {
     };
     let interrupted = remora_control::signal::terminate();
     tokio::pin!(interrupted);
+    let screen = screen::Screen::stdout(args.output == Output::Json, args.watch);
     loop {
         let view = fetch(args.api, token.as_deref(), &filter, args.window).await?;
-        match (args.output, args.watch) {
-            (Output::Table, false) => print!("{}", table::render(&view)),
-            (Output::Json, false) => println!("{}", serde_json::to_string_pretty(&view)?),
-            // Clear the screen and redraw in place.
-            (Output::Table, true) => print!("\x1b[2J\x1b[H{}", table::render(&view)),
-            // One document per line, for a script reading a stream.
-            (Output::Json, true) => println!("{}", serde_json::to_string(&view)?),
+        match screen.show(&mut std::io::stdout().lock(), &view) {
+            // `remora stat --watch | head`: the reader is done, so are we.
+            Err(e) if screen::reader_gone(&e) => return Ok(ExitCode::SUCCESS),
+            shown => shown?,
         }
         if !args.watch {
             return Ok(ExitCode::SUCCESS);
         }
-        use std::io::Write;
-        std::io::stdout().flush()?;
         tokio::select! {
             () = tokio::time::sleep(std::time::Duration::from_secs(2)) => {}
             () = &mut interrupted => return Ok(ExitCode::SUCCESS),
@@ -144,14 +140,11 @@ fn token_create(args: TokenCreateArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// Prints the trust bundle, making the CA if this data directory has none yet.
+/// Prints the trust bundle of the CA in this data directory; refuses when it
+/// has none (a wrong `--data-dir` must not make a new CA).
 fn trust_bundle(args: DataArgs) -> anyhow::Result<ExitCode> {
-    let ca = remora_control::ca::CertificateAuthority::load_or_create(
-        &data_dir(&args),
-        None,
-        &args.trust_domain,
-    )?;
-    print!("{}", ca.trust_bundle_pem());
+    let pem = remora_control::ca::CertificateAuthority::existing_trust_bundle(&data_dir(&args))?;
+    print!("{pem}");
     Ok(ExitCode::SUCCESS)
 }
 

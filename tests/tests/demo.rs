@@ -114,3 +114,70 @@ fn sigterm_stops_the_demo_and_everything_it_started() {
         );
     }
 }
+
+/// Every `http://HOST:PORT/PATH` in `text`, as an address and a path.
+fn urls(text: &str) -> Vec<(std::net::SocketAddr, String)> {
+    text.split_whitespace()
+        .filter_map(|word| word.strip_prefix("http://"))
+        .filter_map(|rest| {
+            let (addr, path) = rest.split_once('/').unwrap_or((rest, ""));
+            Some((addr.parse().ok()?, format!("/{path}")))
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_demo_prints_the_dashboard_and_the_urls_readme_promises_and_they_answer() {
+    use std::io::BufRead;
+    let remora = bin_path("remora").unwrap();
+    let mut child = std::process::Command::new(remora)
+        .args(["demo", "--forever", "--step-seconds", "1"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let seen = tokio::task::spawn_blocking(move || {
+        let mut seen = String::new();
+        for line in std::io::BufReader::new(stdout).lines() {
+            let Ok(line) = line else { break };
+            seen.push_str(&line);
+            seen.push('\n');
+            if line.contains("keeps running") {
+                break;
+            }
+        }
+        seen
+    });
+    let seen = tokio::time::timeout(Duration::from_secs(90), seen).await;
+    let checked = async {
+        let seen = seen.expect("the demo never said it keeps running").unwrap();
+        let dashboard = seen
+            .lines()
+            .find(|l| l.contains("Open the dashboard"))
+            .unwrap_or_else(|| panic!("no dashboard line:\n{seen}"));
+        assert_eq!(urls(dashboard).len(), 1, "{dashboard}");
+        let all = urls(&seen);
+        let paths: Vec<&str> = all.iter().map(|(_, p)| p.as_str()).collect();
+        // What README's demo section promises.
+        assert_eq!(
+            paths.iter().filter(|p| **p == "/config_dump").count(),
+            3,
+            "each proxy's /config_dump:\n{seen}"
+        );
+        assert!(paths.contains(&"/api/v1/proxies"), "{seen}");
+        assert!(paths.contains(&"/"), "the dashboard:\n{seen}");
+        for (addr, path) in &all {
+            let reply = remora_tests::harness::http::get(*addr, path).await.unwrap();
+            assert_eq!(reply.status, 200, "http://{addr}{path}: {}", reply.text());
+        }
+    };
+    let outcome = futures::FutureExt::catch_unwind(std::panic::AssertUnwindSafe(checked)).await;
+    let _ = std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
+    let _ = child.wait();
+    if let Err(panic) = outcome {
+        std::panic::resume_unwind(panic);
+    }
+}

@@ -69,6 +69,16 @@ pub fn handle<B>(state: &ApiState, req: &Request<B>) -> Response<Body> {
         "/api/v1/stat" => match stat_query(req.uri().query().unwrap_or_default()) {
             Ok((filter, window)) => {
                 let nodes = state.traffic.nodes();
+                let store = state.snapshots.borrow().store.clone();
+                let defined = store.services().map(|s| crate::traffic::ServiceRef {
+                    service: s.key.name.clone(),
+                    namespace: s.key.namespace.clone(),
+                });
+                if let Some(message) = crate::traffic::unknown_service(&filter, defined, &nodes) {
+                    let mut response = json(&serde_json::json!({ "error": message }));
+                    *response.status_mut() = StatusCode::NOT_FOUND;
+                    return response;
+                }
                 let now = crate::traffic::store::now_ms();
                 let window_ms = window.as_millis() as u64;
                 json(&crate::traffic::edges(&nodes, now, window_ms, &filter))
@@ -196,6 +206,15 @@ mod tests {
         );
         let (status, _) = get(&state(), "/api/v1/stat?colour=blue");
         assert_eq!(status, StatusCode::BAD_REQUEST);
+        let (status, body) = get(&state(), "/api/v1/stat?service=nosuch");
+        assert_eq!(status, StatusCode::NOT_FOUND);
+        assert!(
+            body["error"]
+                .as_str()
+                .unwrap()
+                .contains("unknown service `nosuch`"),
+            "{body}"
+        );
     }
 
     fn get(state: &ApiState, path: &str) -> (StatusCode, serde_json::Value) {

@@ -81,6 +81,24 @@ pub fn load_or_create_root(
     })
 }
 
+/// The certificate of the root in `dir`, which must be there.
+pub fn existing_root_pem(dir: &Path) -> Result<String, CaError> {
+    let cert_path = dir.join(CA_CERT_FILE);
+    if !cert_path.exists() {
+        return Err(CaError::Missing {
+            dir: dir.to_owned(),
+        });
+    }
+    let pem = read(&cert_path)?;
+    if !pem.contains("-----BEGIN CERTIFICATE-----") {
+        return Err(CaError::Invalid {
+            path: cert_path,
+            message: "holds no PEM certificate".into(),
+        });
+    }
+    Ok(pem)
+}
+
 fn read(path: &Path) -> Result<String, CaError> {
     std::fs::read_to_string(path).map_err(|source| CaError::Io {
         path: path.to_owned(),

@@ -30,11 +30,18 @@ const BACKDATE: Duration = Duration::from_secs(60);
 
 #[derive(Debug, thiserror::Error)]
 pub enum CaError {
-    #[error("CA file {path}: {source}")]
+    /// The cause is the `source`, not repeated here: a chain prints it once.
+    #[error("CA file {path}")]
     Io {
         path: PathBuf,
         source: std::io::Error,
     },
+    /// Asked for the CA of a data directory that has none (a mistyped
+    /// `--data-dir`): nothing is made there.
+    #[error(
+        "no CA in {dir}: ca.crt is missing (give the --data-dir the control plane runs with; `remora control` makes the CA on first start)"
+    )]
+    Missing { dir: PathBuf },
     #[error("CA file {path}: {message}")]
     Invalid { path: PathBuf, message: String },
     #[error("certificate signing request: {0}")]
@@ -95,6 +102,13 @@ impl CertificateAuthority {
             trust_bundle_pem: loaded.bundle_pem,
             trust_domain: trust_domain.to_owned(),
         })
+    }
+
+    /// The trust bundle of the CA the control plane made in `data_dir`,
+    /// without making one: a data directory without a CA is an error, so a
+    /// wrong `--data-dir` never hands out the roots of a CA nobody runs.
+    pub fn existing_trust_bundle(data_dir: &Path) -> Result<String, CaError> {
+        files::existing_root_pem(data_dir)
     }
 
     pub fn trust_domain(&self) -> &str {

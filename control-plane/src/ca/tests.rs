@@ -57,6 +57,24 @@ fn a_root_is_created_once_with_a_private_key_and_reused() {
 }
 
 #[test]
+fn the_trust_bundle_of_a_data_directory_without_a_ca_is_an_error_and_makes_none() {
+    let dir = tempfile::tempdir().unwrap();
+    let err = CertificateAuthority::existing_trust_bundle(dir.path()).unwrap_err();
+    assert!(matches!(err, CaError::Missing { .. }), "{err:?}");
+    let text = err.to_string();
+    assert!(text.contains(&dir.path().display().to_string()), "{text}");
+    assert!(
+        std::fs::read_dir(dir.path()).unwrap().next().is_none(),
+        "nothing was made"
+    );
+    let ca = CertificateAuthority::load_or_create(dir.path(), None, "cluster.local").unwrap();
+    assert_eq!(
+        CertificateAuthority::existing_trust_bundle(dir.path()).unwrap(),
+        ca.trust_bundle_pem()
+    );
+}
+
+#[test]
 fn a_readable_key_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     CertificateAuthority::load_or_create(dir.path(), None, "cluster.local").unwrap();

@@ -44,7 +44,7 @@ impl Default for DemoOptions {
 pub enum DemoError {
     #[error(transparent)]
     Process(#[from] ProcessError),
-    #[error("cannot write the demo config in {path}: {source}")]
+    #[error("cannot write the demo config in {path}")]
     Config {
         path: PathBuf,
         source: std::io::Error,
@@ -78,22 +78,27 @@ async fn steps(mesh: &mut topology::Mesh, options: &DemoOptions) -> Result<(), D
         "  mTLS between the proxies: each holds a SPIFFE certificate from the control plane's CA"
     );
     println!("  config dir     {}", mesh.config_dir().display());
+    println!();
+    println!("  Open the dashboard: http://{}/", mesh.api);
+    println!();
     println!(
-        "  control plane  xDS {}  API http://{}  (pid {})",
+        "  control plane  (pid {})  xDS {}  API http://{}",
+        mesh.pids()[0],
         mesh.xds,
-        mesh.api,
-        mesh.pids()[0]
+        mesh.api
     );
+    println!("    proxies      http://{}/api/v1/proxies", mesh.api);
+    println!("    stat         remora stat --api http://{}", mesh.api);
     for p in &mesh.proxies {
         println!(
-            "  {:<13}  app {}  proxy outbound {}  inbound {}  admin http://{}  (pid {})",
+            "  {:<13}  (pid {})  app {}  outbound {}  inbound {}",
             p.service,
+            p.process.pid(),
             p.app,
             p.addresses.outbound,
             p.addresses.inbound,
-            p.addresses.admin,
-            p.process.pid()
         );
+        println!("    config dump  http://{}/config_dump", p.addresses.admin);
     }
     println!();
     let driver = traffic::Driver::start(mesh.entry(), "orders", options.rate);

@@ -13,7 +13,7 @@ use tokio::process::{Child, Command};
 pub enum ProcessError {
     #[error("cannot find `{name}` in {dir} (build it with `cargo build --bins`)")]
     MissingBinary { name: String, dir: PathBuf },
-    #[error("cannot start {name}: {source}")]
+    #[error("cannot start {name}")]
     Spawn {
         name: String,
         source: std::io::Error,

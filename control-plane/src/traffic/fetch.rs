@@ -9,27 +9,32 @@ use hyper_util::rt::TokioIo;
 
 use super::{Filter, StatView};
 
+/// Why `remora stat` got no view. The cause of each is its `source`, not
+/// repeated in the message: `{:#}` prints the whole chain once.
 #[derive(Debug, thiserror::Error)]
 pub enum FetchError {
-    #[error("cannot reach the control plane API at {api}: {source}")]
+    #[error("cannot reach the control plane API at {api}")]
     Connect {
         api: SocketAddr,
         source: std::io::Error,
     },
-    #[error("control plane API at {api}: {source}")]
+    #[error("control plane API at {api}")]
     Http {
         api: SocketAddr,
         source: hyper::Error,
     },
     #[error("control plane API at {api} did not answer within {0:?}", TIMEOUT)]
     Timeout { api: SocketAddr },
+    /// The query named a service the control plane does not know.
+    #[error("{message}")]
+    Unknown { message: String },
     #[error("control plane API at {api} answered {status}: {body}")]
     Status {
         api: SocketAddr,
         status: http::StatusCode,
         body: String,
     },
-    #[error("control plane API at {api} answered something that is not a stat view: {source}")]
+    #[error("control plane API at {api} answered something that is not a stat view")]
     Decode {
         api: SocketAddr,
         source: serde_json::Error,
@@ -94,11 +99,40 @@ async fn get(
         .map_err(http)?
         .to_bytes();
     if !status.is_success() {
-        return Err(FetchError::Status {
-            api,
-            status,
-            body: String::from_utf8_lossy(&body).trim().to_owned(),
+        // The API's errors are `{"error": "..."}`: the message alone is the
+        // answer a user reads.
+        let message = serde_json::from_slice::<serde_json::Value>(&body)
+            .ok()
+            .and_then(|v| v["error"].as_str().map(str::to_owned));
+        return Err(match message {
+            Some(message) if status == http::StatusCode::NOT_FOUND => {
+                FetchError::Unknown { message }
+            }
+            Some(body) => FetchError::Status { api, status, body },
+            None => FetchError::Status {
+                api,
+                status,
+                body: String::from_utf8_lossy(&body).trim().to_owned(),
+            },
         });
     }
     serde_json::from_slice(&body).map_err(|source| FetchError::Decode { api, source })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::error::Chain;
+
+    #[test]
+    fn a_refused_connection_is_said_once() {
+        let api: SocketAddr = "127.0.0.1:7780".parse().unwrap();
+        let error = FetchError::Connect {
+            api,
+            source: std::io::Error::from(std::io::ErrorKind::ConnectionRefused),
+        };
+        let text = Chain(&error).to_string();
+        assert_eq!(text.matches("refused").count(), 1, "{text}");
+        assert!(text.starts_with("cannot reach the control plane API at 127.0.0.1:7780: "));
+    }
 }

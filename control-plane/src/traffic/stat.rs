@@ -1,25 +1,37 @@
 //! Per-edge golden signals over a window, from the proxies' cumulative reports.
 //!
-//! For each proxy the window's traffic is the difference between its latest
-//! report and the last one taken before the window began (or zero, for a proxy
-//! that started inside the window). An edge `SRC -> DST` is what the source's
-//! proxies saw on their outbound side, summed over replicas, routes and
-//! backends: its rate, success rate (5xx and gRPC failures fail) and latency
+//! For each proxy the window's traffic is what [`super::window`] takes from its
+//! reports. An edge `SRC -> DST` is what the source's proxies saw on their
+//! outbound side, summed over replicas, routes and backends: its rate, success
+//! rate (5xx, gRPC failures and authorization denials fail) and latency
 //! percentiles. Its mesh overhead is the mean time spent in the source's
 //! outbound proxy plus the mean time in the destination's inbound proxy.
+//!
+//! When the app called a Service whose route sends its requests to other
+//! Services (a split of `orders` to `orders-v1` and `orders-v2`), each
+//! backend's edge names that Service as its `parent`, and the view also has
+//! the parent's own edge (`SRC -> orders`), summed over its backends.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
-use remora_proto::telemetry::{Hop, HopReport};
 use serde::{Deserialize, Serialize};
 
 use super::store::NodeReports;
+use super::window::{window, Delta};
 
 /// Which edges to show: those touching this namespace and/or service.
 #[derive(Debug, Clone, Default)]
 pub struct Filter {
     pub namespace: Option<String>,
     pub service: Option<String>,
+}
+
+impl Filter {
+    /// Whether `r` is a service this filter asks for.
+    pub fn matches(&self, r: &ServiceRef) -> bool {
+        self.namespace.as_ref().is_none_or(|ns| &r.namespace == ns)
+            && self.service.as_ref().is_none_or(|s| &r.service == s)
+    }
 }
 
 /// A service by name and namespace.
@@ -33,6 +45,11 @@ pub struct ServiceRef {
 pub struct Edge {
     pub source: ServiceRef,
     pub destination: ServiceRef,
+    /// The Service the source's app called, when its route sent the requests
+    /// on to `destination` (a backend of a split); `None` when the app called
+    /// `destination` itself.
+    #[serde(default)]
+    pub parent: Option<ServiceRef>,
     pub requests: u64,
     pub failures: u64,
     pub requests_per_second: f64,
@@ -55,122 +72,13 @@ pub struct Edge {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct StatView {
     pub window_seconds: f64,
+    /// Proxy to proxy: each source and the Service that answered.
     pub edges: Vec<Edge>,
-}
-
-/// Counters of one hop over the window.
-#[derive(Debug, Clone, Default)]
-struct Delta {
-    requests: u64,
-    failures: u64,
-    duration: Vec<u64>,
-    overhead_count: u64,
-    overhead_sum: f64,
-}
-
-impl Delta {
-    fn add(&mut self, other: &Delta) {
-        self.requests += other.requests;
-        self.failures += other.failures;
-        if self.duration.len() < other.duration.len() {
-            self.duration.resize(other.duration.len(), 0);
-        }
-        for (a, b) in self.duration.iter_mut().zip(&other.duration) {
-            *a += b;
-        }
-        self.overhead_count += other.overhead_count;
-        self.overhead_sum += other.overhead_sum;
-    }
-}
-
-type HopKey = (
-    String,
-    String,
-    String,
-    String,
-    String,
-    String,
-    String,
-    String,
-);
-
-fn key(h: &Hop) -> HopKey {
-    (
-        h.direction.clone(),
-        h.source_service.clone(),
-        h.source_namespace.clone(),
-        h.source_identity.clone(),
-        h.destination_service.clone(),
-        h.destination_namespace.clone(),
-        h.route.clone(),
-        h.backend.clone(),
-    )
-}
-
-fn sub(a: &[u64], b: &[u64]) -> Vec<u64> {
-    a.iter()
-        .enumerate()
-        .map(|(i, x)| x.saturating_sub(b.get(i).copied().unwrap_or(0)))
-        .collect()
-}
-
-fn delta(latest: &Hop, base: Option<&Hop>) -> Delta {
-    // Counters that went down belong to a new series (its hop was removed and
-    // made again): all of it is in the window.
-    let base = base.filter(|b| b.requests <= latest.requests);
-    let zero = Hop::default();
-    let b = base.unwrap_or(&zero);
-    Delta {
-        requests: latest.requests - b.requests,
-        failures: latest.failures.saturating_sub(b.failures),
-        duration: sub(&latest.duration_counts, &b.duration_counts),
-        overhead_count: latest
-            .overhead_counts
-            .iter()
-            .sum::<u64>()
-            .saturating_sub(b.overhead_counts.iter().sum()),
-        overhead_sum: (latest.overhead_sum_seconds - b.overhead_sum_seconds).max(0.0),
-    }
-}
-
-/// One proxy's traffic over the window: its latest report, its hops' deltas and
-/// the seconds they cover.
-type Window<'a> = (&'a HopReport, Vec<(Hop, Delta)>, f64);
-
-/// `None` when the proxy's latest report is older than the window.
-fn window(node: &NodeReports, now_ms: u64, window_ms: u64) -> Option<Window<'_>> {
-    let latest = node.reports.back()?;
-    let start = now_ms.saturating_sub(window_ms);
-    if latest.taken_unix_ms < start {
-        return None;
-    }
-    let base = node
-        .reports
-        .iter()
-        .rev()
-        .find(|r| r.taken_unix_ms <= latest.taken_unix_ms.saturating_sub(window_ms));
-    let (base_hops, since) = match base {
-        Some(b) => (
-            b.hops.iter().map(|h| (key(h), h)).collect(),
-            b.taken_unix_ms,
-        ),
-        None if latest.started_unix_ms >= start => (HashMap::new(), latest.started_unix_ms),
-        // Reports before the window were lost: the oldest kept stands in.
-        None => {
-            let oldest = node.reports.front()?;
-            (
-                oldest.hops.iter().map(|h| (key(h), h)).collect(),
-                oldest.taken_unix_ms,
-            )
-        }
-    };
-    let seconds = latest.taken_unix_ms.saturating_sub(since) as f64 / 1000.0;
-    let hops = latest
-        .hops
-        .iter()
-        .map(|h| (h.clone(), delta(h, base_hops.get(&key(h)).copied())))
-        .collect();
-    Some((latest, hops, seconds))
+    /// Each source and a Service whose route sent its requests to other
+    /// Services, summed over those backends (their edges are in `edges`, with
+    /// `parent` naming this Service).
+    #[serde(default)]
+    pub parents: Vec<Edge>,
 }
 
 /// The value below which a share `q` of the counts fall, interpolated inside
@@ -196,18 +104,68 @@ pub fn quantile(bounds: &[f64], counts: &[u64], q: f64) -> f64 {
     bounds.last().copied().unwrap_or(0.0)
 }
 
+/// An edge's traffic: the source side's counters, rate and proxies, and the
+/// destination side's overhead for this source's requests.
 #[derive(Default)]
 struct EdgeSum {
     delta: Delta,
     rate: f64,
     proxies: usize,
+    inbound: Delta,
 }
 
+impl EdgeSum {
+    fn add(&mut self, other: &EdgeSum) {
+        self.delta.add(&other.delta);
+        self.rate += other.rate;
+        // The same source proxies carry every backend of a parent.
+        self.proxies = self.proxies.max(other.proxies);
+        self.inbound.add(&other.inbound);
+    }
+
+    fn edge(
+        &self,
+        bounds: &[f64],
+        source: ServiceRef,
+        destination: ServiceRef,
+        parent: Option<ServiceRef>,
+    ) -> Edge {
+        let d = &self.delta;
+        let outbound_overhead_ms = d.mean_overhead_ms();
+        let inbound_overhead_ms = self.inbound.mean_overhead_ms();
+        let ms = |q| quantile(bounds, &d.duration, q) * 1e3;
+        Edge {
+            source,
+            destination,
+            parent,
+            requests: d.requests,
+            failures: d.failures,
+            requests_per_second: self.rate,
+            success_rate: if d.requests == 0 {
+                1.0
+            } else {
+                (d.requests - d.failures.min(d.requests)) as f64 / d.requests as f64
+            },
+            latency_ms_p50: ms(0.5),
+            latency_ms_p95: ms(0.95),
+            latency_ms_p99: ms(0.99),
+            overhead_ms: outbound_overhead_ms + inbound_overhead_ms,
+            outbound_overhead_ms,
+            inbound_overhead_ms,
+            proxies: self.proxies,
+        }
+    }
+}
+
+/// Source, destination, and the Service the app called (its route's parent;
+/// `None` when unknown).
+type EdgeKey = (ServiceRef, ServiceRef, Option<ServiceRef>);
+
 /// The edges of the mesh over the last `window_ms`, sorted by source then
-/// destination.
+/// destination, and the edges to parents of routes sending to other Services.
 pub fn edges(nodes: &[NodeReports], now_ms: u64, window_ms: u64, filter: &Filter) -> StatView {
     let mut bounds: Vec<f64> = Vec::new();
-    let mut outbound: BTreeMap<(ServiceRef, ServiceRef), EdgeSum> = BTreeMap::new();
+    let mut outbound: BTreeMap<EdgeKey, EdgeSum> = BTreeMap::new();
     // Destination -> caller (identity, or "unauthenticated") -> overhead.
     let mut inbound: HashMap<ServiceRef, HashMap<String, Delta>> = HashMap::new();
     let identities: HashMap<&str, ServiceRef> = nodes
@@ -230,25 +188,28 @@ pub fn edges(nodes: &[NodeReports], now_ms: u64, window_ms: u64, filter: &Filter
         if bounds.is_empty() {
             bounds = latest.bucket_bounds.clone();
         }
-        let mut per_edge: BTreeMap<(ServiceRef, ServiceRef), Delta> = BTreeMap::new();
+        let this = ServiceRef {
+            service: latest.service.clone(),
+            namespace: latest.namespace.clone(),
+        };
+        let mut per_edge: BTreeMap<EdgeKey, Delta> = BTreeMap::new();
         for (hop, d) in hops {
             if hop.direction == "outbound" {
-                let source = ServiceRef {
-                    service: latest.service.clone(),
-                    namespace: latest.namespace.clone(),
-                };
                 let destination = ServiceRef {
                     service: hop.destination_service.clone(),
                     namespace: hop.destination_namespace.clone(),
                 };
-                per_edge.entry((source, destination)).or_default().add(&d);
+                let parent = (!hop.parent_service.is_empty()).then(|| ServiceRef {
+                    service: hop.parent_service.clone(),
+                    namespace: hop.parent_namespace.clone(),
+                });
+                per_edge
+                    .entry((this.clone(), destination, parent))
+                    .or_default()
+                    .add(&d);
             } else {
-                let destination = ServiceRef {
-                    service: latest.service.clone(),
-                    namespace: latest.namespace.clone(),
-                };
                 inbound
-                    .entry(destination)
+                    .entry(this.clone())
                     .or_default()
                     .entry(hop.source_identity.clone())
                     .or_default()
@@ -266,75 +227,80 @@ pub fn edges(nodes: &[NodeReports], now_ms: u64, window_ms: u64, filter: &Filter
             sum.delta.add(&d);
         }
     }
-    let mean_ms = |d: &Delta| {
-        if d.overhead_count == 0 {
-            0.0
-        } else {
-            d.overhead_sum / d.overhead_count as f64 * 1e3
-        }
-    };
-    let mut edges = Vec::new();
-    for ((source, destination), sum) in outbound {
-        let touches = |r: &ServiceRef| {
-            filter
-                .namespace
-                .as_ref()
-                .is_none_or(|ns| &r.namespace == ns)
-                && filter.service.as_ref().is_none_or(|s| &r.service == s)
-        };
-        let d = &sum.delta;
-        // Hops exist for every route a proxy has; only traffic makes an edge.
-        if d.requests == 0 || !(touches(&source) || touches(&destination)) {
-            continue;
-        }
+    // Hops exist for every route a proxy has; only traffic makes an edge.
+    outbound.retain(|_, sum| sum.delta.requests > 0);
+    for ((source, destination, _), sum) in outbound.iter_mut() {
         // The destination's callers that are this source, by identity; when
         // nobody has an identity (plaintext), all its callers.
-        let callers = inbound.get(&destination);
-        let mut theirs = Delta::default();
-        if let Some(callers) = callers {
-            for (identity, c) in callers {
-                if identities.get(identity.as_str()) == Some(&source) {
-                    theirs.add(c);
-                }
-            }
-            if theirs.overhead_count == 0 {
-                if let Some(c) = callers.get("unauthenticated") {
-                    theirs.add(c);
-                }
+        let Some(callers) = inbound.get(destination) else {
+            continue;
+        };
+        for (identity, c) in callers {
+            if identities.get(identity.as_str()) == Some(source) {
+                sum.inbound.add(c);
             }
         }
-        let outbound_overhead_ms = mean_ms(d);
-        let inbound_overhead_ms = mean_ms(&theirs);
-        let ms = |q| quantile(&bounds, &d.duration, q) * 1e3;
-        edges.push(Edge {
-            requests: d.requests,
-            failures: d.failures,
-            requests_per_second: sum.rate,
-            success_rate: if d.requests == 0 {
-                1.0
-            } else {
-                (d.requests - d.failures.min(d.requests)) as f64 / d.requests as f64
-            },
-            latency_ms_p50: ms(0.5),
-            latency_ms_p95: ms(0.95),
-            latency_ms_p99: ms(0.99),
-            overhead_ms: outbound_overhead_ms + inbound_overhead_ms,
-            outbound_overhead_ms,
-            inbound_overhead_ms,
-            proxies: sum.proxies,
-            source,
-            destination,
-        });
+        if sum.inbound.overhead_count == 0 {
+            if let Some(c) = callers.get("unauthenticated") {
+                sum.inbound.add(c);
+            }
+        }
     }
+    let routed = routed_parents(outbound.keys());
+    let mut edges: BTreeMap<EdgeKey, EdgeSum> = BTreeMap::new();
+    let mut parents: BTreeMap<(ServiceRef, ServiceRef), EdgeSum> = BTreeMap::new();
+    for ((source, destination, parent), sum) in outbound {
+        // A parent that is the destination itself, in a route that sends
+        // nowhere else, is just the edge.
+        let parent = parent.filter(|p| routed.contains(&(source.clone(), p.clone())));
+        if let Some(p) = &parent {
+            parents
+                .entry((source.clone(), p.clone()))
+                .or_default()
+                .add(&sum);
+        }
+        edges
+            .entry((source, destination, parent))
+            .or_default()
+            .add(&sum);
+    }
+    let edges = edges
+        .into_iter()
+        .filter(|((s, d, p), _)| {
+            filter.matches(s) || filter.matches(d) || p.as_ref().is_some_and(|p| filter.matches(p))
+        })
+        .map(|((s, d, p), sum)| sum.edge(&bounds, s, d, p))
+        .collect();
+    let parents = parents
+        .into_iter()
+        .filter(|((s, p), _)| filter.matches(s) || filter.matches(p))
+        .map(|((s, p), sum)| sum.edge(&bounds, s, p, None))
+        .collect();
     StatView {
         window_seconds: window_ms as f64 / 1000.0,
         edges,
+        parents,
     }
+}
+
+/// `(source, parent)` pairs whose route sent requests to a Service other than
+/// the parent itself.
+fn routed_parents<'a>(
+    keys: impl Iterator<Item = &'a EdgeKey>,
+) -> BTreeSet<(ServiceRef, ServiceRef)> {
+    keys.filter_map(|(source, destination, parent)| {
+        parent
+            .as_ref()
+            .filter(|p| *p != destination)
+            .map(|p| (source.clone(), p.clone()))
+    })
+    .collect()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use remora_proto::telemetry::{Hop, HopReport};
     use std::collections::VecDeque;
 
     const BOUNDS: [f64; 3] = [0.001, 0.01, 0.1];
@@ -431,6 +397,87 @@ mod tests {
             },
         );
         assert!(none.edges.is_empty());
+    }
+
+    /// web's outbound hop to `backend` of a route whose parent is `parent`.
+    fn routed(parent: &str, backend: &str, requests: u64, failures: u64) -> Hop {
+        Hop {
+            parent_service: parent.into(),
+            parent_namespace: "default".into(),
+            ..hop("outbound", backend, "", requests, failures)
+        }
+    }
+
+    fn split(v1: (u64, u64), v2: (u64, u64)) -> Vec<NodeReports> {
+        let web = node(
+            "spiffe://td/ns/default/sa/web",
+            vec![
+                report("web", 0, 50_000, vec![]),
+                report(
+                    "web",
+                    0,
+                    60_000,
+                    vec![
+                        routed("orders", "orders-v1", v1.0, v1.1),
+                        routed("orders", "orders-v2", v2.0, v2.1),
+                        // web calling payments itself: its own parent.
+                        routed("payments", "payments", 100, 0),
+                    ],
+                ),
+            ],
+        );
+        vec![web]
+    }
+
+    fn names(edges: &[Edge]) -> Vec<String> {
+        edges
+            .iter()
+            .map(|e| {
+                let via = e
+                    .parent
+                    .as_ref()
+                    .map_or(String::new(), |p| format!("{} -> ", p.service));
+                format!("{} -> {via}{}", e.source.service, e.destination.service)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_split_shows_the_parents_edge_and_its_backends() {
+        let nodes = split((900, 0), (100, 50));
+        let orders = Filter {
+            service: Some("orders".into()),
+            ..Default::default()
+        };
+        let view = edges(&nodes, 60_500, 10_000, &orders);
+        assert_eq!(
+            names(&view.edges),
+            ["web -> orders -> orders-v1", "web -> orders -> orders-v2"]
+        );
+        assert_eq!(names(&view.parents), ["web -> orders"]);
+        let parent = &view.parents[0];
+        assert_eq!(parent.requests, 1000);
+        assert!((parent.requests_per_second - 100.0).abs() < 1e-9);
+        assert!((parent.success_rate - 0.95).abs() < 1e-9);
+        assert_eq!(parent.proxies, 1);
+
+        let all = edges(&nodes, 60_500, 10_000, &Filter::default());
+        assert_eq!(
+            names(&all.edges),
+            [
+                "web -> orders -> orders-v1",
+                "web -> orders -> orders-v2",
+                "web -> payments"
+            ],
+            "a Service called directly has no parent"
+        );
+        let backend = Filter {
+            service: Some("orders-v2".into()),
+            ..Default::default()
+        };
+        let view = edges(&nodes, 60_500, 10_000, &backend);
+        assert_eq!(names(&view.edges), ["web -> orders -> orders-v2"]);
+        assert!(view.parents.is_empty());
     }
 
     #[test]

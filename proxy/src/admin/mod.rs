@@ -50,6 +50,7 @@ fn is_local(req: &Request<Incoming>) -> bool {
 impl Admin {
     fn answer(&self, req: &Request<Incoming>) -> Response<ResponseBody> {
         match (req.method(), req.uri().path()) {
+            (&Method::GET, "/") => text(StatusCode::OK, index(&self.node_id)),
             (&Method::GET, "/live") => text(StatusCode::OK, "live\n"),
             (&Method::GET, "/ready") => {
                 let certified = self.certificate.as_ref().is_none_or(|c| c.load().is_some());
@@ -85,7 +86,8 @@ impl Admin {
                 }
             }
             (&Method::GET, "/config_dump") => {
-                let body = self.config_dump().to_string();
+                // Pretty: it is read by people with curl more than by scripts.
+                let body = pretty(&self.config_dump());
                 let mut r = text(StatusCode::OK, "");
                 *r.body_mut() = Either::Right(Full::new(Bytes::from(body)));
                 r.headers_mut().insert(
@@ -365,8 +367,74 @@ impl crate::http::server::Handler for Admin {
     }
 }
 
+/// What the admin port serves, for `GET /`.
+const ENDPOINTS: &[(&str, &str)] = &[
+    ("GET  /live", "the process is up"),
+    (
+        "GET  /ready",
+        "200 once it has its certificate (with a token) and config; else why not",
+    ),
+    (
+        "GET  /config_dump",
+        "the config in force: clusters, routes, certificate, inbound, xDS (JSON)",
+    ),
+    ("GET  /metrics", "Prometheus text"),
+    ("POST /shutdown", "drain and stop (from localhost only)"),
+    (
+        "POST /logging?level=debug",
+        "change the log filter (from localhost only)",
+    ),
+];
+
+/// The index page: which proxy this is and what its admin port serves.
+fn index(node_id: &str) -> String {
+    let mut page = format!("remora-proxy {node_id}: admin endpoints\n\n");
+    let width = ENDPOINTS.iter().map(|(e, _)| e.len()).max().unwrap_or(0);
+    for (endpoint, what) in ENDPOINTS {
+        page.push_str(&format!("{endpoint:<width$}  {what}\n"));
+    }
+    page
+}
+
+fn pretty(value: &serde_json::Value) -> String {
+    let mut text = serde_json::to_string_pretty(value).unwrap_or_else(|_| value.to_string());
+    text.push('\n');
+    text
+}
+
 fn text(status: StatusCode, body: impl Into<Bytes>) -> Response<ResponseBody> {
     let mut r = Response::new(Either::Right(Full::new(body.into())));
     *r.status_mut() = status;
     r
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_index_lists_every_endpoint() {
+        let page = index("web-1");
+        assert!(
+            page.starts_with("remora-proxy web-1: admin endpoints"),
+            "{page}"
+        );
+        for path in [
+            "/live",
+            "/ready",
+            "/config_dump",
+            "/metrics",
+            "/shutdown",
+            "/logging",
+        ] {
+            assert!(page.contains(path), "{path} missing:\n{page}");
+        }
+    }
+
+    #[test]
+    fn config_dump_is_pretty() {
+        let text = pretty(&json!({"clusters": [{"name": "orders"}]}));
+        assert!(text.contains("\n  \"clusters\": ["), "{text}");
+        assert!(text.ends_with("}\n"));
+    }
 }

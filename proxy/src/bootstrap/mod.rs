@@ -57,10 +57,10 @@ pub struct Bootstrap {
     /// The bootstrap token that grants the identity; without one the proxy runs
     /// without a certificate (plaintext only, until mTLS is required).
     pub token: Option<TokenSource>,
-    /// The mesh's trust bundle (PEM, from `remora trust-bundle`): with it, even the
-    /// first certificate request (which carries the token) goes over TLS to a
-    /// verified control plane.
-    pub trust_bundle: Option<String>,
+    /// The mesh's trust bundle (PEM, from `remora trust-bundle`) and its file:
+    /// with it, even the first certificate request (which carries the token)
+    /// goes over TLS to a verified control plane.
+    pub trust_bundle: Option<crate::tls::TrustBundle>,
     /// Where access log lines go (`access_log`: `stdout`, the default; `off`; or
     /// a file path).
     pub access_log: Destination,
@@ -162,10 +162,10 @@ impl Bootstrap {
         };
         let addr = |field: &'static str, value: Option<String>, default: SocketAddr| match value {
             None => Ok(default),
-            Some(v) => v
-                .parse::<SocketAddr>()
-                .map_err(|e| field_error(field, format!("`{v}` is not an ip:port address: {e}"))),
+            Some(v) => socket_addr(&v).map_err(|e| field_error(field, e)),
         };
+        // Files the bootstrap names are found beside it, wherever the proxy runs.
+        let beside = |file: PathBuf| beside_bootstrap(path, file);
         let service = match raw.service {
             Some(s) if is_dns_label(&s) => s,
             Some(s) => {
@@ -215,11 +215,12 @@ impl Bootstrap {
                 ))
             }
             (Some(t), None) => Some(TokenSource::Inline(t)),
-            (None, Some(f)) => Some(TokenSource::File(f)),
+            (None, Some(f)) => Some(TokenSource::File(beside(f))),
             (None, None) => None,
         };
         let trust_bundle = raw
             .trust_bundle_file
+            .map(beside)
             .map(|file| {
                 let pem = read_file(file.as_path()).map_err(|e| {
                     field_error(
@@ -232,7 +233,7 @@ impl Bootstrap {
                         "trust_bundle_file",
                         format!("{} holds no PEM certificate", file.display()),
                     )),
-                    Ok(_) => Ok(pem),
+                    Ok(_) => Ok(crate::tls::TrustBundle { pem, file }),
                     Err(e) => Err(field_error(
                         "trust_bundle_file",
                         format!("{}: {e}", file.display()),
@@ -380,6 +381,29 @@ impl Bootstrap {
     }
 }
 
+/// `ip:port`, or `localhost:port` (as 127.0.0.1: apps listen on IPv4
+/// loopback far more often than on `::1`, whichever a resolver lists first).
+fn socket_addr(value: &str) -> Result<SocketAddr, String> {
+    if let Some(port) = value.strip_prefix("localhost:") {
+        return port
+            .parse::<u16>()
+            .map(|port| SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), port))
+            .map_err(|e| format!("`{value}`: the port: {e}"));
+    }
+    value
+        .parse::<SocketAddr>()
+        .map_err(|e| format!("`{value}` is not an ip:port or localhost:port address: {e}"))
+}
+
+/// A file the bootstrap at `bootstrap` names: a relative path is relative to
+/// the bootstrap's folder, not to wherever the proxy was started.
+fn beside_bootstrap(bootstrap: &Path, file: PathBuf) -> PathBuf {
+    match bootstrap.parent() {
+        Some(folder) if file.is_relative() => folder.join(file),
+        _ => file,
+    }
+}
+
 fn read_from_disk(path: &Path) -> std::io::Result<String> {
     std::fs::read_to_string(path)
 }
@@ -492,6 +516,55 @@ mod tests {
         .unwrap_err()
         .to_string();
         assert!(err.contains("field `drain`: propagation_ms"), "{err}");
+    }
+
+    #[test]
+    fn app_may_be_localhost() {
+        let b = parse("service: a\napp: localhost:8080\nadmin: localhost:7901\n").unwrap();
+        assert_eq!(b.app, "127.0.0.1:8080".parse().unwrap());
+        assert_eq!(b.admin, "127.0.0.1:7901".parse().unwrap());
+        let b = parse("service: a\napp: \"[::1]:8080\"\n").unwrap();
+        assert_eq!(b.app, "[::1]:8080".parse().unwrap());
+        for bad in [
+            "localhost",
+            "localhost:http",
+            "localhost:70000",
+            "example.com:80",
+        ] {
+            let err = parse(&format!("service: a\napp: \"{bad}\"\n"))
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains("field `app`"), "{bad}: {err}");
+        }
+    }
+
+    #[test]
+    fn relative_files_are_found_beside_the_bootstrap() {
+        let dir = tempfile::tempdir().unwrap();
+        let pem = "-----BEGIN CERTIFICATE-----\nMA==\n-----END CERTIFICATE-----\n";
+        let text = "service: a\napp: 127.0.0.1:1\ntoken_file: a.token\ntrust_bundle_file: ca.pem\n";
+        let seen = std::cell::RefCell::new(Vec::new());
+        let b = Bootstrap::parse_with(&dir.path().join("a.yaml"), text, |file: &Path| {
+            seen.borrow_mut().push(file.to_owned());
+            Ok(pem.to_owned())
+        })
+        .unwrap();
+        assert_eq!(seen.into_inner(), [dir.path().join("ca.pem")]);
+        assert_eq!(b.trust_bundle.unwrap().file, dir.path().join("ca.pem"));
+        match b.token {
+            Some(TokenSource::File(f)) => assert_eq!(f, dir.path().join("a.token")),
+            other => panic!("{other:?}"),
+        }
+        // Absolute paths stay as they are.
+        let text = "service: a\napp: 127.0.0.1:1\ntoken_file: /run/secrets/token\n";
+        let b = Bootstrap::parse_with(&dir.path().join("a.yaml"), text, |_: &Path| {
+            Ok(String::new())
+        })
+        .unwrap();
+        match b.token {
+            Some(TokenSource::File(f)) => assert_eq!(f, Path::new("/run/secrets/token")),
+            other => panic!("{other:?}"),
+        }
     }
 
     #[test]

@@ -99,9 +99,7 @@ pub(super) fn resolve(raw: RawSidecar, own_namespace: &str) -> Result<Sidecar, F
         if port == 0 {
             return Err((field, "ports are 1-65535".into()));
         }
-        let addr: SocketAddr = addr
-            .parse()
-            .map_err(|e| (field, format!("`{addr}` is not an ip:port address: {e}")))?;
+        let addr = super::socket_addr(&addr).map_err(|e| (field, e))?;
         app_ports.insert(port, addr);
     }
     let mut out = Vec::new();
@@ -123,12 +121,7 @@ pub(super) fn resolve(raw: RawSidecar, own_namespace: &str) -> Result<Sidecar, F
         if u.port == 0 {
             return Err((field("port"), "must be 1-65535".into()));
         }
-        let listen: SocketAddr = u.listen.parse().map_err(|e| {
-            (
-                field("listen"),
-                format!("`{}` is not an ip:port address: {e}", u.listen),
-            )
-        })?;
+        let listen = super::socket_addr(&u.listen).map_err(|e| (field("listen"), e))?;
         if out
             .iter()
             .any(|o: &Upstream| o.listen == listen && listen.port() != 0)

@@ -130,6 +130,7 @@ pub fn compile(
                 xr.name.clone()
             };
             let RouteAction::Split(split) = &action;
+            let (parent, parent_namespace) = parent_service(&vh.name);
             let hops = split
                 .targets
                 .iter()
@@ -144,6 +145,8 @@ pub fn compile(
                         ("destination_identity", c.destination_identity.clone()),
                         ("route", name.clone()),
                         ("backend", c.name.to_string()),
+                        ("parent_service", parent.to_owned()),
+                        ("parent_namespace", parent_namespace.to_owned()),
                     ])),
                     Target::Missing(_) => None,
                 })
@@ -167,6 +170,19 @@ pub fn compile(
 }
 
 type FieldError = (String, String);
+
+/// The Service a virtual host stands for, `(name, namespace)`, from the name
+/// Remora's control plane gives it (`<namespace>/<service>:<port>`): the
+/// Service the app called, which a route may send to other Services (its
+/// backends). Empty for a name of another shape.
+pub(crate) fn parent_service(virtual_host: &str) -> (&str, &str) {
+    let parsed = virtual_host.split_once('/').and_then(|(namespace, rest)| {
+        let (service, port) = rest.rsplit_once(':')?;
+        let valid = !namespace.is_empty() && !service.is_empty() && port.parse::<u16>().is_ok();
+        valid.then_some((service, namespace))
+    });
+    parsed.unwrap_or(("", ""))
+}
 
 fn route_match(
     m: Option<&remora_proto::xds::envoy::config::route::v3::RouteMatch>,
@@ -395,5 +411,25 @@ fn action(
             format!("{field}.cluster_specifier"),
             "a cluster or weighted_clusters is required".into(),
         )),
+    }
+}
+
+#[cfg(test)]
+mod parent_tests {
+    use super::parent_service;
+
+    #[test]
+    fn a_virtual_host_names_the_service_the_app_called() {
+        assert_eq!(parent_service("default/orders:80"), ("orders", "default"));
+        assert_eq!(parent_service("shop/orders-v1:8080"), ("orders-v1", "shop"));
+        for other in [
+            "orders",
+            "default/orders",
+            "/orders:80",
+            "default/:80",
+            "a/b:x",
+        ] {
+            assert_eq!(parent_service(other), ("", ""), "{other}");
+        }
     }
 }

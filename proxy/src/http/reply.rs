@@ -22,6 +22,25 @@ pub fn local(status: StatusCode, reason: &'static str) -> Response<ResponseBody>
     response
 }
 
+/// `status` with a reason made at run time, in the body and, when it fits in a
+/// header, in `remora-error` (else `fallback` there).
+pub fn explained(
+    status: StatusCode,
+    reason: String,
+    fallback: &'static str,
+) -> Response<ResponseBody> {
+    let header = HeaderValue::from_str(&reason).unwrap_or(HeaderValue::from_static(fallback));
+    let mut response = Response::new(Either::Right(Full::new(Bytes::from(reason + "\n"))));
+    *response.status_mut() = status;
+    let headers = response.headers_mut();
+    headers.insert(ERROR_HEADER, header);
+    headers.insert(
+        http::header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain"),
+    );
+    response
+}
+
 /// 403 with the reason in the body and, when it fits in a header, in `remora-error`.
 pub fn forbidden(reason: String) -> Response<ResponseBody> {
     let header = HeaderValue::from_str(&reason).ok();

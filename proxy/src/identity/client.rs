@@ -43,7 +43,7 @@ pub struct IdentityConfig {
     /// Renewals go over mTLS with the current certificate.
     pub tls: Arc<TlsContext>,
     /// The bootstrap's trust bundle: the first request goes over TLS too.
-    pub trust_bundle: Option<String>,
+    pub trust_bundle: Option<crate::tls::TrustBundle>,
     /// Bootstrap `state_dir`: each certificate is saved there, and the saved
     /// one is used at start while it is good (see [`super::restore`]).
     pub state: Option<Arc<crate::state::StateDir>>,
@@ -60,8 +60,16 @@ enum ObtainError {
     Csr(#[from] CsrError),
     #[error("the bootstrap trust bundle: {0}")]
     TrustBundle(#[from] crate::tls::TlsError),
-    #[error("cannot reach the identity service: {0}")]
+    #[error("cannot reach the identity service: {}", crate::tls::causes(.0))]
     Connect(#[from] tonic::transport::Error),
+    /// The handshake failed on the control plane's certificate: most often a
+    /// trust bundle from another control plane (another `--data-dir`).
+    #[error("the control plane's certificate did not verify against {trusted}: {reason}{hint}")]
+    Untrusted {
+        trusted: String,
+        reason: rustls::Error,
+        hint: &'static str,
+    },
     #[error("the identity service refused: {}: {}", .0.code(), .0.message())]
     Refused(#[from] tonic::Status),
 }
@@ -116,13 +124,26 @@ async fn obtain(config: &IdentityConfig, generation: u64) -> Result<Certified, O
     let request = new_request(&config.identity)?;
     // With a certificate, mTLS; before the first, TLS if the bootstrap gave the
     // trust bundle to verify the control plane with.
-    let tls = match config.tls.client_config(&config.control_plane_identity) {
-        Some(mtls) => Some(mtls),
+    // And what the control plane's certificate is checked against, for an
+    // error that says so.
+    let (tls, trusted, hint) = match config.tls.client_config(&config.control_plane_identity) {
+        Some(mtls) => (
+            Some(mtls),
+            "the trust bundle that came with this proxy's certificate".to_owned(),
+            "",
+        ),
         None => match &config.trust_bundle {
-            Some(bundle) => Some(server_auth_config(bundle, &config.control_plane_identity)?),
+            Some(bundle) => (
+                Some(server_auth_config(
+                    &bundle.pem,
+                    &config.control_plane_identity,
+                )?),
+                format!("trust_bundle_file {}", bundle.file.display()),
+                " (give the proxy what `remora trust-bundle --data-dir DIR` prints for this control plane's data directory)",
+            ),
             None => {
                 tracing::warn!("requesting the first certificate in plaintext: the bootstrap has no trust_bundle_file, so the token crosses the network unencrypted");
-                None
+                (None, String::new(), "")
             }
         },
     };
@@ -130,7 +151,19 @@ async fn obtain(config: &IdentityConfig, generation: u64) -> Result<Certified, O
         tonic::transport::Endpoint::from_shared(format!("http://{}", config.control_plane))?
             .connect_timeout(Duration::from_secs(2))
             .timeout(Duration::from_secs(10));
-    let channel = crate::tls::connect(endpoint, config.control_plane, tls).await?;
+    let channel = crate::tls::connect(endpoint, config.control_plane, tls)
+        .await
+        .map_err(|e| {
+            let untrusted = crate::tls::handshake_failure(&e).cloned();
+            match untrusted {
+                Some(reason) => ObtainError::Untrusted {
+                    trusted,
+                    reason,
+                    hint,
+                },
+                None => ObtainError::Connect(e),
+            }
+        })?;
     let response = IdentityClient::new(channel)
         .certify(CertifyRequest {
             identity: config.identity.clone(),

@@ -89,7 +89,7 @@ fn check(dir: &StateDir, config: &IdentityConfig) -> Result<Option<Certified>, U
             .collect::<Result<_, _>>()
             .map_err(pem)?;
     let (roots_pem, roots) = match &config.trust_bundle {
-        Some(bundle) => (bundle.as_str(), "bootstrap's trust bundle"),
+        Some(bundle) => (bundle.pem.as_str(), "bootstrap's trust bundle"),
         None => (
             saved.trust_bundle_pem.as_str(),
             "trust bundle saved with it",

@@ -70,7 +70,10 @@ fn config(dir: &Arc<StateDir>, trust_bundle: Option<&str>) -> IdentityConfig {
         token: TokenSource::Inline("t".into()),
         control_plane_identity: "spiffe://cluster.local/ns/remora-system/sa/remora-control".into(),
         tls: TlsContext::new(CertStore::default()),
-        trust_bundle: trust_bundle.map(str::to_owned),
+        trust_bundle: trust_bundle.map(|pem| crate::tls::TrustBundle {
+            pem: pem.to_owned(),
+            file: "ca.pem".into(),
+        }),
         state: Some(dir.clone()),
     }
 }

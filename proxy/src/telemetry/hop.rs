@@ -75,6 +75,9 @@ pub struct HopStats {
     /// The part of `duration` spent in the proxy itself (not waiting on the
     /// upstream or the app).
     pub overhead: Histogram,
+    /// Answers that were the destination proxy's authorization denial (403
+    /// with `remora-error`): failures of the hop, though not 5xx.
+    pub denied: AtomicU64,
 }
 
 /// Every hop of a proxy, by its labels; entries go when no snapshot uses them.
@@ -189,19 +192,23 @@ impl HopStats {
             responses: StatusCounts::default(),
             duration: Histogram::default(),
             overhead: Histogram::default(),
+            denied: AtomicU64::new(0),
         }
     }
 
     /// Answers and failures (5xx, or a gRPC status other than OK, as Linkerd
-    /// counts them).
+    /// counts them, and authorization denials: a caller refused by policy did
+    /// not get what it asked for).
     pub fn requests_and_failures(&self) -> (u64, u64) {
-        self.responses
-            .snapshot()
-            .iter()
-            .fold((0, 0), |(all, failed), (status, grpc, n)| {
-                let failure = *status >= 500 || *grpc > 0;
-                (all + n, failed + if failure { *n } else { 0 })
-            })
+        let (all, failed) =
+            self.responses
+                .snapshot()
+                .iter()
+                .fold((0, 0), |(all, failed), (status, grpc, n)| {
+                    let failure = *status >= 500 || *grpc > 0;
+                    (all + n, failed + if failure { *n } else { 0 })
+                });
+        (all, failed + self.denied.load(Relaxed))
     }
 
     /// A label's value, or "".
@@ -230,5 +237,16 @@ mod tests {
         assert!(snap.contains(&(200, 14, 1)));
         assert!(snap.contains(&(211, -1, 1)), "past the slots: {snap:?}");
         assert_eq!(snap.iter().map(|e| e.2).sum::<u64>(), 14);
+    }
+
+    #[test]
+    fn authorization_denials_are_failures() {
+        let hop = HopStats::new(Vec::new());
+        hop.responses.count(200, None);
+        hop.responses.count(403, None);
+        hop.responses.count(403, None);
+        // One of the two 403s was the destination proxy's denial.
+        hop.denied.fetch_add(1, Relaxed);
+        assert_eq!(hop.requests_and_failures(), (3, 1));
     }
 }

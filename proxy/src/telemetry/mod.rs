@@ -52,6 +52,9 @@ pub struct Facts {
     /// Nanoseconds spent waiting on the upstream (summed over attempts), so the
     /// proxy's own time is the rest.
     pub upstream_ns: Cell<u64>,
+    /// Nanoseconds the request waited by design rather than for work: the
+    /// backoff between retries. Not the proxy's overhead either.
+    pub waited_ns: Cell<u64>,
     pub retries: Cell<u32>,
     /// The endpoint of the last attempt.
     pub endpoint: Cell<Option<std::net::SocketAddr>>,
@@ -62,6 +65,8 @@ pub struct Facts {
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Learned {
     pub upstream: Duration,
+    /// Backoff between retries (see [`Facts::waited_ns`]).
+    pub waited: Duration,
     pub retries: u32,
     pub endpoint: Option<std::net::SocketAddr>,
     pub flags: access_log::Flags,
@@ -87,6 +92,7 @@ pub fn observe<F: std::future::Future>(
         f.map(|out| {
             let learned = FACTS.with(|facts| Learned {
                 upstream: Duration::from_nanos(facts.upstream_ns.get()),
+                waited: Duration::from_nanos(facts.waited_ns.get()),
                 retries: facts.retries.get(),
                 endpoint: facts.endpoint.get(),
                 flags: facts.flags.get(),
@@ -104,6 +110,22 @@ pub fn note(f: impl FnOnce(&Facts)) {
 /// Adds upstream waiting time to the current request.
 pub fn add_upstream_time(d: Duration) {
     note(|f| f.upstream_ns.set(f.upstream_ns.get() + d.as_nanos() as u64));
+}
+
+/// Adds time the current request waited by design (a retry's backoff).
+pub fn add_waiting_time(d: Duration) {
+    note(|f| f.waited_ns.set(f.waited_ns.get() + d.as_nanos() as u64));
+}
+
+impl Learned {
+    /// The time a request answered after `elapsed` spent in the proxy itself:
+    /// neither waiting on its upstream (every attempt, cut short or not) nor
+    /// backing off between retries.
+    pub fn overhead(&self, elapsed: Duration) -> Duration {
+        elapsed
+            .saturating_sub(self.upstream)
+            .saturating_sub(self.waited)
+    }
 }
 
 /// Sets a flag of the current request.

@@ -101,6 +101,8 @@ fn hop(h: &HopStats) -> Hop {
         destination_namespace: label("destination_namespace"),
         route: label("route"),
         backend: label("backend"),
+        parent_service: label("parent_service"),
+        parent_namespace: label("parent_namespace"),
         requests,
         failures,
         duration_counts,

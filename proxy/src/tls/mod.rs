@@ -20,7 +20,7 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::server::WebPkiClientVerifier;
 use rustls::{ClientConfig, RootCertStore, ServerConfig};
 
-pub use channel::connect;
+pub use channel::{causes, connect, handshake_failure};
 pub use identity::{peer_identity, spiffe_id};
 pub use store::{CertStore, Certified};
 pub use verify::SpiffeServerVerifier;
@@ -33,6 +33,15 @@ pub enum TlsError {
     Rustls(#[from] rustls::Error),
     #[error("client verifier: {0}")]
     Verifier(#[from] rustls::server::VerifierBuilderError),
+}
+
+/// A trust bundle the bootstrap names: its certificates (PEM) and the file
+/// they came from, which an error names when the control plane's certificate
+/// does not verify against them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TrustBundle {
+    pub pem: String,
+    pub file: std::path::PathBuf,
 }
 
 /// What every handshake of one certificate generation shares.

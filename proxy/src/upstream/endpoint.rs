@@ -128,6 +128,10 @@ pub struct Endpoint {
     in_flight: Arc<AtomicU32>,
     outlier: Outlier,
     connection: Connection,
+    /// The SPIFFE id a meshed endpoint announced while this proxy has no
+    /// certificate to prove itself with: it is reached in plaintext all the
+    /// same (a PERMISSIVE peer accepts that), and a failure is explained.
+    unproven_to: Option<Arc<str>>,
 }
 
 impl Endpoint {
@@ -179,7 +183,21 @@ impl Endpoint {
             in_flight: Arc::new(AtomicU32::new(0)),
             outlier: Outlier::default(),
             connection,
+            unproven_to: None,
         }
+    }
+
+    /// Marks a meshed endpoint that announced `identity` but that this proxy,
+    /// having no certificate, reaches in plaintext.
+    pub(super) fn reached_without_certificate(mut self, identity: Option<Arc<str>>) -> Self {
+        self.unproven_to = identity;
+        self
+    }
+
+    /// The identity this endpoint announced, when this proxy has no
+    /// certificate and so talks to it in plaintext (a STRICT peer refuses).
+    pub fn reached_without_certificate_to(&self) -> Option<&str> {
+        self.unproven_to.as_deref()
     }
 
     pub fn addr(&self) -> SocketAddr {

@@ -134,6 +134,13 @@ impl EndpointRegistry {
             return existing;
         }
         map.retain(|_, weak| weak.strong_count() > 0);
+        // A proxy without a certificate still reaches an mTLS peer, in
+        // plaintext: PERMISSIVE peers accept it, STRICT ones refuse and the
+        // caller says why.
+        let unproven = match (&self.tls, transport, &peer_key) {
+            (None, Transport::MeshH2, Some(PeerKey::Mesh(expected))) => Some(expected.clone()),
+            _ => None,
+        };
         let tls = match (&self.tls, transport, peer_key, peer) {
             (Some(context), Transport::MeshH2, Some(PeerKey::Mesh(expected)), _) => {
                 Some(TlsTarget::Mesh {
@@ -148,7 +155,7 @@ impl EndpointRegistry {
         };
         // Plain HTTP/1 endpoints share one pool, unless their cluster sets its own
         // connect timeout.
-        let endpoint = Arc::new(Endpoint::with_http1_pool(
+        let endpoint = Endpoint::with_http1_pool(
             addr,
             transport,
             || {
@@ -161,7 +168,8 @@ impl EndpointRegistry {
             tls,
             timeouts,
             &TCP.outbound_dst,
-        ));
+        );
+        let endpoint = Arc::new(endpoint.reached_without_certificate(unproven));
         map.insert(key, Arc::downgrade(&endpoint));
         endpoint
     }
@@ -218,5 +226,17 @@ mod tests {
         let weak = Arc::downgrade(&a);
         drop((a, b));
         assert!(weak.upgrade().is_none(), "unused endpoints are released");
+    }
+
+    #[tokio::test]
+    async fn a_proxy_without_certificate_marks_the_mtls_peers_it_reaches_in_plaintext() {
+        let registry = EndpointRegistry::new(None);
+        let addr: SocketAddr = "127.0.0.1:9".parse().unwrap();
+        let orders = "spiffe://cluster.local/ns/default/sa/orders";
+        let announced = registry.endpoint(addr, Transport::MeshH2, Peer::Mesh(orders), T);
+        assert_eq!(announced.reached_without_certificate_to(), Some(orders));
+        assert!(announced.connect_settings().1.is_none(), "plaintext");
+        let anonymous = registry.endpoint(addr, Transport::MeshH2, Peer::None, T);
+        assert_eq!(anonymous.reached_without_certificate_to(), None);
     }
 }

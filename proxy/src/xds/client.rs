@@ -56,7 +56,7 @@ pub struct XdsClient {
 
 #[derive(Debug, thiserror::Error)]
 enum StreamError {
-    #[error("connect: {0}")]
+    #[error("connect: {}", crate::tls::causes(.0))]
     Connect(#[from] tonic::transport::Error),
     #[error("stream: {0}")]
     Status(#[from] tonic::Status),

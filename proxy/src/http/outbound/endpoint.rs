@@ -20,7 +20,7 @@ use tokio::time::Instant;
 use super::service::{Attempt, Picked, Serve};
 use crate::http::body::Tracked;
 use crate::http::headers::{retarget, set_host, strip_hop_by_hop, version_name};
-use crate::http::reply::local;
+use crate::http::reply::{explained, local};
 use crate::http::{ResponseBody, ORIG_PROTO};
 use crate::resilience::deadline::{format_grpc_timeout, GRPC_TIMEOUT};
 use crate::upstream::{Endpoint, RequestBody, Transport, UpstreamError};
@@ -50,6 +50,7 @@ impl<'a> Serve<Picked<'a>> for Client {
             parts,
             body,
             authority,
+            cluster,
             grpc,
             deadline,
             ..
@@ -70,8 +71,40 @@ impl<'a> Serve<Picked<'a>> for Client {
             p.headers.insert(GRPC_TIMEOUT, format_grpc_timeout(left));
         }
         let sent = send_to(endpoint, Request::from_parts(p, body), parts.version);
-        Either::Right(sent.map(Sent::Exchanged))
+        Either::Right(sent.map(move |result| match result {
+            Err(error) if refused_for_want_of_certificate(endpoint, &error) => {
+                Sent::Refused(needs_certificate(&cluster.destination.0, &error))
+            }
+            result => Sent::Exchanged(result),
+        }))
     }
+}
+
+/// Whether `error` is most likely an mTLS peer refusing this proxy's plaintext:
+/// the endpoint announced an identity, this proxy has no certificate to meet
+/// it, and the connection opened but the exchange failed (a STRICT peer
+/// closes a connection whose first bytes are not a TLS handshake).
+fn refused_for_want_of_certificate(endpoint: &Endpoint, error: &UpstreamError) -> bool {
+    endpoint.reached_without_certificate_to().is_some()
+        && !matches!(
+            error,
+            UpstreamError::Connect { .. } | UpstreamError::ConnectTimeout { .. }
+        )
+}
+
+/// 502 saying why, so the app (and the user reading its error) learns what
+/// only the callee's log would otherwise say. Not the endpoint's fault: the
+/// attempt counts as refused, not as a failure of the endpoint.
+fn needs_certificate(service: &str, error: &UpstreamError) -> Response<ResponseBody> {
+    tracing::debug!(%error, service, "mTLS peer refused a plaintext request: this proxy has no certificate");
+    explained(
+        StatusCode::BAD_GATEWAY,
+        format!(
+            "{service} requires mTLS; this proxy has no certificate (give it a token_file, \
+             or set the Service's MeshTLS to PERMISSIVE)"
+        ),
+        "upstream requires mTLS; this proxy has no certificate",
+    )
 }
 
 /// Shapes a request for `endpoint`'s transport: HTTP/2 with the authority in the
@@ -125,8 +158,10 @@ pub async fn send_to(
     let in_flight = endpoint.start();
     let started = Instant::now();
     crate::telemetry::note(|f| f.endpoint.set(Some(endpoint.addr())));
+    // An attempt cut short (a per-try timeout) waited on its upstream too.
+    let waiting = UpstreamClock(started);
     let sent = endpoint.send(req).await;
-    crate::telemetry::add_upstream_time(started.elapsed());
+    drop(waiting);
     match sent {
         Ok(response) => {
             endpoint.ewma().observe(started.elapsed());
@@ -142,5 +177,75 @@ pub async fn send_to(
             endpoint.ewma().observe(FAILURE_PENALTY);
             Err(error)
         }
+    }
+}
+
+/// Adds the time since it started to the request's upstream time when
+/// dropped: when the answer comes, or when the attempt is given up.
+struct UpstreamClock(Instant);
+
+impl Drop for UpstreamClock {
+    fn drop(&mut self) {
+        crate::telemetry::add_upstream_time(self.0.elapsed());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::SocketAddr;
+
+    use super::*;
+    use crate::upstream::{ConnectionTimeouts, EndpointRegistry, Peer};
+
+    const ORDERS: &str = "spiffe://cluster.local/ns/default/sa/orders";
+
+    fn addr() -> SocketAddr {
+        ([127, 0, 0, 1], 9).into()
+    }
+
+    fn refused(addr: SocketAddr) -> UpstreamError {
+        UpstreamError::Tls {
+            addr,
+            source: std::io::Error::from(std::io::ErrorKind::ConnectionReset),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_peer_refusing_a_caller_without_certificate_is_explained() {
+        let registry = EndpointRegistry::new(None);
+        let peer = Peer::Mesh(ORDERS);
+        let endpoint =
+            registry.endpoint(addr(), Transport::MeshH2, peer, ConnectionTimeouts::DEFAULT);
+        assert!(refused_for_want_of_certificate(&endpoint, &refused(addr())));
+        let down = UpstreamError::Connect {
+            addr: addr(),
+            source: std::io::Error::from(std::io::ErrorKind::ConnectionRefused),
+        };
+        assert!(
+            !refused_for_want_of_certificate(&endpoint, &down),
+            "nothing listening is not a refusal"
+        );
+        let anonymous = registry.endpoint(
+            addr(),
+            Transport::MeshH2,
+            Peer::None,
+            ConnectionTimeouts::DEFAULT,
+        );
+        assert!(!refused_for_want_of_certificate(
+            &anonymous,
+            &refused(addr())
+        ));
+    }
+
+    #[tokio::test]
+    async fn the_answer_names_the_service_and_what_to_do() {
+        let response = needs_certificate("orders", &refused(addr()));
+        assert_eq!(response.status(), StatusCode::BAD_GATEWAY);
+        let reason = response.headers()["remora-error"].to_str().unwrap();
+        assert!(
+            reason.starts_with("orders requires mTLS; this proxy has no certificate"),
+            "{reason}"
+        );
+        assert!(reason.contains("token_file") && reason.contains("PERMISSIVE"));
     }
 }

@@ -125,9 +125,12 @@ impl Outbound {
         if let Some(hop) = &hop {
             let grpc = super::grpc_status(response.headers());
             hop.responses.count(response.status().as_u16(), grpc);
+            if denied_by_peer(&response) {
+                hop.denied
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            }
             hop.duration.observe(elapsed);
-            hop.overhead
-                .observe(elapsed.saturating_sub(learned.upstream));
+            hop.overhead.observe(learned.overhead(elapsed));
         }
         let (route, backend) = hop
             .as_ref()
@@ -169,6 +172,14 @@ impl Outbound {
             .call((table, req.map(RequestBody::Streaming)))
             .await
     }
+}
+
+/// Whether the answer is the destination proxy's authorization denial (its
+/// 403 carries `remora-error`; an app's own 403 does not), which the hop counts
+/// as a failure.
+fn denied_by_peer(response: &Response<ResponseBody>) -> bool {
+    response.status() == StatusCode::FORBIDDEN
+        && response.headers().contains_key(super::ERROR_HEADER)
 }
 
 impl Handler for Outbound {

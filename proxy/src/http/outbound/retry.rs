@@ -169,12 +169,16 @@ where
                 retries += 1;
                 let backoff = retry.backoff(retries, rand::random());
                 let wake = Instant::now() + backoff;
+                // Backing off is waiting by design, not the proxy's overhead.
+                let backing_off = Instant::now();
                 if let Some(d) = deadline.filter(|d| d.at <= wake) {
                     tokio::time::sleep_until(d.at).await;
+                    crate::telemetry::add_waiting_time(backing_off.elapsed());
                     return d.expired(stats, grpc);
                 }
                 drop(failure);
                 tokio::time::sleep_until(wake).await;
+                crate::telemetry::add_waiting_time(backing_off.elapsed());
                 ClusterStats::count(&stats.retries);
                 crate::telemetry::note(|f| f.retries.set(f.retries.get() + 1));
                 tracing::debug!(cluster = %cluster.name, retry = retries, ?backoff, "retrying");

@@ -202,3 +202,22 @@ async fn without_a_policy_one_attempt_carries_the_request_deadline() {
     assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
     assert_eq!(upstream.attempts(), [(started, Some(deadline.at))]);
 }
+
+#[tokio::test(start_paused = true)]
+async fn backing_off_is_not_counted_as_the_proxys_overhead() {
+    let upstream = Upstream::new(&[Step::Answer(503, MS), Step::Answer(200, MS)]);
+    let mut slow = retrying(1);
+    slow.backoff_base = 10 * HOUR;
+    slow.backoff_max = 10 * HOUR;
+    let (policy, cluster) = (policy(slow), cluster(vec![]));
+    let retry = RetryLayer.layer(&upstream);
+    let started = Instant::now();
+    let (response, learned) =
+        crate::telemetry::observe(retry.call(routed(&policy, &cluster, None))).await;
+    let elapsed = started.elapsed();
+    assert_eq!(response.status(), StatusCode::OK);
+    // The stand-in upstream reports no upstream time: what is left of the
+    // request's time is its two answers, never the backoff between them.
+    assert_eq!(learned.overhead(elapsed), 2 * MS);
+    assert_eq!(learned.waited, elapsed - 2 * MS);
+}
