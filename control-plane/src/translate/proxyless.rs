@@ -9,11 +9,14 @@
 //!   (`orders.default.svc.cluster.local:80`) with the port's one virtual host,
 //!   as Remora proxies of the same namespace get it, less what gRPC would NACK
 //!   or cannot do (see [`for_grpc`]);
-//! - a Listener for each name a client may put in its target: every domain of
-//!   the virtual host (`orders.default.svc.cluster.local:80`, `orders:80`,
-//!   `orders.default`, ...) but the bare short name, which could collide with
-//!   Remora's own listener names; each holds an `api_listener` whose HTTP
-//!   connection manager takes that RouteConfiguration over RDS.
+//! - a Listener for each `host:port` name a client may put in its target: the
+//!   virtual host's domains with a port (`orders.default.svc.cluster.local:80`,
+//!   `orders.default.svc:80`, `orders.default:80`, and `orders:80` in the
+//!   Service's namespace), each an `api_listener` whose HTTP connection manager
+//!   takes that RouteConfiguration over RDS. A name with a port is never one of
+//!   the listener names Remora gives its proxies (`outbound`, `inbound|...`).
+//!   Port-less names are left out: every copy costs each stream's view of its
+//!   namespace, and a gRPC target names a port.
 //!
 //! Remora proxies never ask for these names, and a client asks for them by name
 //! only, so they cost the proxies nothing on the wire.
@@ -41,11 +44,9 @@ pub fn add(host: &PortHost<'_>, out: &mut Resources) {
     out.routes.insert(routes, encode::message(&config));
 }
 
-/// A domain with a dot or a port: never `outbound` or another listener name
-/// Remora gives its proxies (inbound listeners' names hold a `|`, which no
-/// domain does).
+/// A `host:port` domain.
 fn is_listener(domain: &str) -> bool {
-    domain.contains(|c: char| c == '.' || c == ':')
+    domain.contains(':')
 }
 
 fn api_listener(name: &str, routes: &str) -> Listener {
@@ -196,10 +197,10 @@ mod tests {
     }
 
     #[test]
-    fn every_domain_but_the_bare_short_name_is_a_listener() {
+    fn every_domain_with_a_port_is_a_listener() {
         assert!(is_listener("orders.default.svc.cluster.local:80"));
-        assert!(is_listener("orders.default"));
         assert!(is_listener("orders:80"));
+        assert!(!is_listener("orders.default"));
         assert!(!is_listener("orders"));
         assert!(!is_listener("outbound"));
     }

@@ -399,14 +399,11 @@ fn the_outbound_listener_uses_rds_outbound() {
 #[test]
 fn every_name_of_an_http_port_is_an_api_listener_for_grpc() {
     let r = translate(&store(), &[], "default", "cluster.local");
-    // Every domain of orders:80 but the bare short name, which is no listener.
+    // Every domain with a port.
     for name in [
         "orders.default.svc.cluster.local:80",
-        "orders.default.svc.cluster.local",
         "orders.default.svc:80",
-        "orders.default.svc",
         "orders.default:80",
-        "orders.default",
         "orders:80",
         "orders.default.svc.cluster.local:9090",
         "orders:9090",
@@ -424,7 +421,11 @@ fn every_name_of_an_http_port_is_an_api_listener_for_grpc() {
         };
         hcm_of(&any, routes);
     }
-    for not_a_listener in ["orders", "orders.default.svc.cluster.local:9091"] {
+    for not_a_listener in [
+        "orders",
+        "orders.default.svc.cluster.local",
+        "orders.default.svc.cluster.local:9091",
+    ] {
         assert!(
             !r.listeners.contains_key(not_a_listener),
             "{not_a_listener}"
