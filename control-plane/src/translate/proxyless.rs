@@ -22,9 +22,7 @@
 //! only, so they cost the proxies nothing on the wire.
 
 use remora_proto::xds::envoy::config::listener::v3::{ApiListener, Listener};
-use remora_proto::xds::envoy::config::route::v3::{
-    route::Action, route_action::ClusterSpecifier, RouteConfiguration, VirtualHost,
-};
+use remora_proto::xds::envoy::config::route::v3::{route::Action, RouteConfiguration, VirtualHost};
 
 use super::route::PortHost;
 use super::{encode, listener, names, Resources};
@@ -67,20 +65,14 @@ fn api_listener(name: &str, routes: &str) -> Listener {
 ///   caller's proxy enforces (a proxyless client has none), and gRPC rejects
 ///   config for a filter it does not know;
 /// - no retry policy with `num_retries: 0` (what a per-try timeout alone
-///   gives): gRPC rejects it, and has no per-try timeout;
-/// - header names in lower case, as gRPC holds metadata keys;
-/// - a split whose weights are all 0 becomes a route without an action (gRPC
-///   rejects such a split): gRPC fails the call, as a proxy answers 500.
+///   gives): gRPC rejects it, and has no per-try timeout.
 ///
-/// Header changes, mirrors and HTTP timeouts stay: gRPC ignores them.
+/// Header changes, mirrors and HTTP timeouts stay: gRPC ignores them. What
+/// else gRPC would reject never gets here: validation refuses a split whose
+/// weights are all 0 and lower-cases header names (gRPC's metadata keys are).
 pub fn for_grpc(mut host: VirtualHost) -> VirtualHost {
     for route in &mut host.routes {
         route.typed_per_filter_config.clear();
-        if let Some(m) = &mut route.r#match {
-            for h in &mut m.headers {
-                h.name.make_ascii_lowercase();
-            }
-        }
         let Some(Action::Route(action)) = &mut route.action else {
             continue;
         };
@@ -91,16 +83,6 @@ pub fn for_grpc(mut host: VirtualHost) -> VirtualHost {
         {
             action.retry_policy = None;
         }
-        let nowhere = match &action.cluster_specifier {
-            Some(ClusterSpecifier::WeightedClusters(w)) => w
-                .clusters
-                .iter()
-                .all(|c| c.weight.map_or(0, |w| w.value) == 0),
-            _ => false,
-        };
-        if nowhere {
-            route.action = None;
-        }
     }
     host
 }
@@ -109,20 +91,14 @@ pub fn for_grpc(mut host: VirtualHost) -> VirtualHost {
 mod tests {
     use super::*;
     use remora_proto::xds::envoy::config::route::v3::{
-        weighted_cluster::ClusterWeight, HeaderMatcher, RetryPolicy, Route, RouteAction,
-        RouteMatch, WeightedCluster,
+        route_action::ClusterSpecifier, weighted_cluster::ClusterWeight, RetryPolicy, Route,
+        RouteAction, RouteMatch, WeightedCluster,
     };
     use remora_proto::xds::google::protobuf::{Any, UInt32Value};
 
     fn route(action: RouteAction) -> Route {
         Route {
-            r#match: Some(RouteMatch {
-                headers: vec![HeaderMatcher {
-                    name: "X-Canary".into(),
-                    ..Default::default()
-                }],
-                ..Default::default()
-            }),
+            r#match: Some(RouteMatch::default()),
             action: Some(Action::Route(action)),
             typed_per_filter_config: [(
                 "envoy.filters.http.local_ratelimit".to_owned(),
@@ -165,10 +141,6 @@ mod tests {
                     ..Default::default()
                 }),
                 route(RouteAction {
-                    cluster_specifier: split(&[0, 0]),
-                    ..Default::default()
-                }),
-                route(RouteAction {
                     cluster_specifier: split(&[80, 20]),
                     retry_policy: retries(2),
                     ..Default::default()
@@ -179,7 +151,6 @@ mod tests {
         let host = for_grpc(host);
         for r in &host.routes {
             assert!(r.typed_per_filter_config.is_empty());
-            assert_eq!(r.r#match.as_ref().unwrap().headers[0].name, "x-canary");
         }
         let action = |i: usize| match &host.routes[i].action {
             Some(Action::Route(a)) => Some(a.clone()),
@@ -192,8 +163,7 @@ mod tests {
             split(&[0, 100]),
             "a zero weight stays: gRPC skips it"
         );
-        assert_eq!(action(1), None, "nowhere to send: no action");
-        assert_eq!(action(2).unwrap().retry_policy, retries(2));
+        assert_eq!(action(1).unwrap().retry_policy, retries(2));
     }
 
     #[test]
