@@ -20,10 +20,10 @@ pub enum Subscription {
 
 impl Subscription {
     /// `previous`: the subscription so far on this stream. A client that named
-    /// resources and then sends no name unsubscribes from all of them (gRPC
-    /// does when the Listener it watches is deleted: it drops every Cluster but
-    /// keeps watching the Listener); only a client that never named any is in
-    /// legacy wildcard mode.
+    /// resources and then sends no name unsubscribes from all of them (as gRPC
+    /// does when it stops watching every resource of a type but keeps the
+    /// stream for others); only a client that never named any is in legacy
+    /// wildcard mode.
     pub fn from_request(t: ResourceType, names: &[String], previous: Option<&Self>) -> Self {
         let legacy_wildcard = t.is_full_set()
             && names.is_empty()
