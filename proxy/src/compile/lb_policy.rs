@@ -2,7 +2,7 @@
 //! Remora knows, as every xDS client does, so the control plane can put
 //! Remora's own policy first and standard ones after it for other clients
 //! (gRPC). A cluster without the list (an older control plane) is read from
-//! its `lb_policy` enum ([`cluster_policy::balancer`]).
+//! its `lb_policy` enum (`cluster_policy::balancer`).
 //!
 //! Known, by `typed_config` type:
 //! - `remora.lb.v1.PeakEwma`: P2C over peak-EWMA latency x requests in flight;
