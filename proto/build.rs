@@ -5,6 +5,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let files = [
         "proto/remora/demo/v1/echo.proto",
         "proto/remora/identity/v1/identity.proto",
+        "proto/remora/lb/v1/lb.proto",
         "proto/remora/telemetry/v1/telemetry.proto",
     ];
     for file in files {

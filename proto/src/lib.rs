@@ -6,6 +6,8 @@
 //! - [`demo`]: Remora's own demo/test service (`remora.demo.v1.Echo`).
 //! - [`identity`]: how a proxy gets its certificate (`remora.identity.v1.Identity`).
 //! - [`telemetry`]: proxies' traffic reports (`remora.telemetry.v1.Telemetry`).
+//! - [`lb`]: Remora's own load-balancing policies (`remora.lb.v1`), carried in a
+//!   Cluster's `load_balancing_policy` list.
 //! - [`otlp`]: the OpenTelemetry protocol's trace export (spans, `TraceService`).
 #![forbid(unsafe_code)]
 
@@ -31,6 +33,12 @@ pub mod telemetry {
     tonic::include_proto!("remora.telemetry.v1");
 }
 
+/// `remora.lb.v1`: load-balancing policies only Remora's proxy knows.
+pub mod lb {
+    #![allow(clippy::all)]
+    tonic::include_proto!("remora.lb.v1");
+}
+
 /// Type URLs of the xDS resources Remora serves and consumes.
 pub mod type_url {
     pub const LISTENER: &str = "type.googleapis.com/envoy.config.listener.v3.Listener";
@@ -50,6 +58,8 @@ pub mod type_url {
         "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext";
     pub const HTTP_PROTOCOL_OPTIONS: &str =
         "type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions";
+    /// Remora's peak-EWMA balancer in a Cluster's `load_balancing_policy`.
+    pub const PEAK_EWMA: &str = "type.googleapis.com/remora.lb.v1.PeakEwma";
 
     /// The order in which a change is pushed: what is referenced goes before what
     /// references it (make before break).

@@ -1,5 +1,7 @@
-//! Service port -> Cluster (EDS over ADS, least-request; HTTP/1.1, HTTP/2 or
-//! opaque TCP).
+//! Service port -> Cluster (EDS over ADS; HTTP/1.1, HTTP/2 or opaque TCP), one
+//! that Remora proxies and gRPC's xDS client both accept: the balancer is the
+//! `load_balancing_policy` list (`lb_policy.rs`), each client taking the first
+//! policy it knows, with the old `lb_policy` enum beside it for older proxies.
 
 use std::collections::HashMap;
 
@@ -95,6 +97,7 @@ pub fn cluster(service: &Service, port: &ServicePort, policy: Option<&TrafficPol
                 }),
                 ..Default::default()
             }),
+        load_balancing_policy: Some(super::lb_policy::load_balancing_policy(balancer)),
         lb_policy: lb_policy(balancer) as i32,
         lb_config: match balancer {
             LoadBalancer::PeakEwma | LoadBalancer::LeastRequest => {
@@ -224,15 +227,20 @@ fn origin_tls(tls: &OriginTls, port: &ServicePort) -> TransportSocket {
             ..Default::default()
         },
     };
+    let server_name = StringMatcher {
+        match_pattern: Some(MatchPattern::Exact(tls.server_name.clone())),
+        ignore_case: false,
+    };
+    // gRPC's xDS client reads only the deprecated untyped matchers, Envoy and
+    // Remora only the typed ones when both are there: each checks the name.
+    #[allow(deprecated)]
     let validation = CertificateValidationContext {
         match_typed_subject_alt_names: vec![SubjectAltNameMatcher {
             san_type: subject_alt_name_matcher::SanType::Dns as i32,
-            matcher: Some(StringMatcher {
-                match_pattern: Some(MatchPattern::Exact(tls.server_name.clone())),
-                ignore_case: false,
-            }),
+            matcher: Some(server_name.clone()),
             ..Default::default()
         }],
+        match_subject_alt_names: vec![server_name],
         ..trust
     };
     let alpn = match port.protocol {
@@ -306,6 +314,13 @@ mod tests {
         };
         assert!(v.system_root_certs.is_some() && v.trusted_ca.is_none());
         assert_eq!(v.match_typed_subject_alt_names.len(), 1);
+        #[allow(deprecated)]
+        let untyped = &v.match_subject_alt_names;
+        assert_eq!(
+            untyped[0].match_pattern,
+            Some(MatchPattern::Exact("payments.example.com".into())),
+            "gRPC checks the name with the untyped matcher"
+        );
 
         let s = service(Some(OriginTls {
             server_name: "payments.example.com".into(),

@@ -1,19 +1,17 @@
-//! Listeners: `outbound` for Remora proxies, and one API listener per HTTP Service
-//! port for gRPC's xDS client. Both hand HTTP to RDS `outbound`; the outbound
+//! The listener `outbound` of Remora proxies: HTTP goes to RDS `outbound`; the
 //! listener also carries opaque TCP ports and cluster IPs (`outbound_chains`).
+//! gRPC's API listeners are in `proxyless.rs`; they share the HTTP connection
+//! manager built here.
 
 use std::net::{Ipv4Addr, SocketAddr};
 
-use remora_proto::xds::envoy::config::listener::v3::{
-    filter, ApiListener, Filter, FilterChain, Listener,
-};
+use remora_proto::xds::envoy::config::listener::v3::{filter, Filter, FilterChain, Listener};
 use remora_proto::xds::envoy::extensions::filters::http::router::v3::Router;
 use remora_proto::xds::envoy::extensions::filters::network::http_connection_manager::v3::{
     http_connection_manager::RouteSpecifier, http_filter, HttpConnectionManager, HttpFilter, Rds,
 };
 
 use super::{ads_config_source, encode, filters, names, outbound_chains, socket_address};
-use crate::resources::ObjectKey;
 use crate::store::Store;
 
 pub const HTTP_CONNECTION_MANAGER: &str = "envoy.filters.network.http_connection_manager";
@@ -27,7 +25,7 @@ const OUTBOUND_ADDRESS: SocketAddr =
 /// and a rate limit filter when routes carry limits, before the router. The
 /// chains after it pick connections by their original destination.
 pub fn outbound(store: &Store) -> Listener {
-    let mut hcm = http_connection_manager(names::OUTBOUND);
+    let mut hcm = http_connection_manager(names::OUTBOUND, names::OUTBOUND);
     let mut filters = filters::outbound_faults(store);
     filters.extend(filters::outbound_rate_limit(store));
     filters.append(&mut hcm.http_filters);
@@ -52,23 +50,14 @@ pub fn outbound(store: &Store) -> Listener {
     }
 }
 
-pub fn api_listener(service: &ObjectKey, port: u16) -> Listener {
-    let name = names::listener(service, port);
-    Listener {
-        api_listener: Some(ApiListener {
-            api_listener: Some(encode::message(&http_connection_manager(&name))),
-        }),
-        name,
-        ..Default::default()
-    }
-}
-
-fn http_connection_manager(stat_prefix: &str) -> HttpConnectionManager {
+/// Routes from RDS `routes` over ADS, then only the router (gRPC wants the
+/// router last, with a typed config).
+pub fn http_connection_manager(stat_prefix: &str, routes: &str) -> HttpConnectionManager {
     HttpConnectionManager {
         stat_prefix: stat_prefix.to_owned(),
         route_specifier: Some(RouteSpecifier::Rds(Rds {
             config_source: Some(ads_config_source()),
-            route_config_name: names::OUTBOUND.to_owned(),
+            route_config_name: routes.to_owned(),
         })),
         http_filters: vec![HttpFilter {
             name: ROUTER.to_owned(),

@@ -1,6 +1,7 @@
 //! Store + one proxy -> the xDS resources that proxy should hold, exactly as
 //! docs/architecture.md describes them, consumable by Remora proxies and by gRPC's
-//! xDS client (gRFC A27/A28).
+//! xDS client (gRFC A27/A28; its Listeners and routes are in `proxyless.rs`, and
+//! Clusters carry a `load_balancing_policy` list it accepts, `lb_policy.rs`).
 //!
 //! Pure: the same inputs always give the same resources, byte for byte, so a hash
 //! of them is a version. Not here: which of them a proxy asked for, or when they
@@ -14,9 +15,11 @@ mod encode;
 mod endpoint;
 mod filters;
 mod inbound;
+mod lb_policy;
 mod listener;
 mod metadata;
 mod outbound_chains;
+mod proxyless;
 mod resilience;
 mod route;
 mod tcp_proxy;
@@ -147,11 +150,6 @@ pub fn translate(
             let cla = endpoint::assignment(service, port, meshed);
             out.endpoints
                 .insert(cla.cluster_name.clone(), encode::assignment(&cla));
-            // gRPC clients speak HTTP/2: an opaque port has nothing for them.
-            if !port.protocol.is_opaque() {
-                let l = listener::api_listener(&service.key, port.port);
-                out.listeners.insert(l.name.clone(), encode::listener(&l));
-            }
         }
         // A proxy fronts a Service of its own namespace.
         if service.key.namespace == namespace {
@@ -159,12 +157,20 @@ pub fn translate(
             out.listeners.insert(l.name.clone(), encode::listener(&l));
         }
     }
+    // Each HTTP port's virtual host, for proxies in one RouteConfiguration, for
+    // gRPC clients (which speak HTTP/2 only: opaque ports have nothing for them)
+    // in one of its own.
+    let mut virtual_hosts = Vec::new();
+    for host in route::virtual_hosts(store, namespace) {
+        proxyless::add(&host, &mut out);
+        virtual_hosts.push(host.virtual_host);
+    }
+    let routes = route::outbound(virtual_hosts);
+    out.routes
+        .insert(routes.name.clone(), encode::message(&routes));
     let outbound = listener::outbound(store);
     out.listeners
         .insert(outbound.name.clone(), encode::listener(&outbound));
-    let routes = route::route_configuration(store, namespace);
-    out.routes
-        .insert(routes.name.clone(), encode::message(&routes));
     out
 }
 

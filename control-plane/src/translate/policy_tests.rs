@@ -412,6 +412,18 @@ spec:
             (bucket.max_tokens, bucket.tokens_per_fill.unwrap().value),
             (10, 10)
         );
+        // gRPC clients get the routes without it: a caller's proxy enforces
+        // the limit, and gRPC rejects config for a filter it does not know.
+        let grpc = RouteConfiguration::decode(
+            r.routes["orders.shop.svc.cluster.local:80"]
+                .value
+                .as_slice(),
+        )
+        .unwrap();
+        assert!(grpc.virtual_hosts[0]
+            .routes
+            .iter()
+            .all(|route| route.typed_per_filter_config.is_empty()));
 
         let inbound = hcm_filters(&r.listeners["inbound|orders.shop.svc.cluster.local"]);
         let limit = LocalRateLimit::decode(inbound[0].1.as_slice()).unwrap();

@@ -30,24 +30,41 @@ use super::names;
 use crate::resources::{self, HttpRoute, ObjectKey, PathMatch, Rule, Service, ServicePort};
 use crate::store::Store;
 
-pub fn route_configuration(store: &Store, client_namespace: &str) -> RouteConfiguration {
-    let virtual_hosts = store
-        .services()
-        .flat_map(|service| {
-            // The port-less names belong to the first HTTP port.
-            service
-                .ports
-                .iter()
-                .filter(|port| !port.protocol.is_opaque())
-                .enumerate()
-                .map(move |(i, port)| virtual_host(store, service, port, i == 0, client_namespace))
-        })
-        .collect();
+/// The RouteConfiguration `outbound` of Remora proxies.
+pub fn outbound(virtual_hosts: Vec<VirtualHost>) -> RouteConfiguration {
     RouteConfiguration {
         name: names::OUTBOUND.to_owned(),
         virtual_hosts,
         ..Default::default()
     }
+}
+
+/// One HTTP Service port's virtual host, as clients in one namespace see it.
+pub struct PortHost<'a> {
+    pub service: &'a Service,
+    pub port: &'a ServicePort,
+    pub virtual_host: VirtualHost,
+}
+
+/// Every HTTP Service port's virtual host, in Service then port order, as seen
+/// by clients in `client_namespace`.
+pub fn virtual_hosts<'a>(
+    store: &'a Store,
+    client_namespace: &'a str,
+) -> impl Iterator<Item = PortHost<'a>> + 'a {
+    store.services().flat_map(move |service| {
+        // The port-less names belong to the first HTTP port.
+        service
+            .ports
+            .iter()
+            .filter(|port| !port.protocol.is_opaque())
+            .enumerate()
+            .map(move |(i, port)| PortHost {
+                service,
+                port,
+                virtual_host: virtual_host(store, service, port, i == 0, client_namespace),
+            })
+    })
 }
 
 fn virtual_host(

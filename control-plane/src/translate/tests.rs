@@ -174,6 +174,26 @@ fn one_eds_cluster_per_service_port() {
         panic!("no least-request config: {:?}", c.lb_config);
     };
     assert_eq!(lr.choice_count.as_ref().map(|v| v.value), Some(2));
+    // The list gRPC reads: Remora's peak-EWMA first, round robin last.
+    let types: Vec<String> = c
+        .load_balancing_policy
+        .as_ref()
+        .unwrap()
+        .policies
+        .iter()
+        .map(|p| {
+            let config = p.typed_extension_config.as_ref().unwrap();
+            config.typed_config.as_ref().unwrap().type_url.clone()
+        })
+        .collect();
+    assert_eq!(
+        types.first().map(String::as_str),
+        Some(remora_proto::type_url::PEAK_EWMA)
+    );
+    assert_eq!(
+        types.last().map(String::as_str),
+        Some("type.googleapis.com/envoy.extensions.load_balancing_policies.round_robin.v3.RoundRobin")
+    );
     assert_eq!(
         remora_fields(c.metadata.as_ref()),
         [
@@ -334,12 +354,14 @@ fn a_service_without_endpoints_has_an_empty_assignment() {
     assert!(cla.endpoints.is_empty());
 }
 
-fn hcm_of(any: &Any) -> HttpConnectionManager {
+/// The HTTP connection manager in `any`, checked to take `routes` over RDS and
+/// to end with the router.
+fn hcm_of(any: &Any, routes: &str) -> HttpConnectionManager {
     let hcm: HttpConnectionManager = unpack(any);
     let Some(RouteSpecifier::Rds(rds)) = &hcm.route_specifier else {
         panic!("not RDS");
     };
-    assert_eq!(rds.route_config_name, "outbound");
+    assert_eq!(rds.route_config_name, routes);
     assert!(matches!(
         rds.config_source
             .as_ref()
@@ -371,17 +393,70 @@ fn the_outbound_listener_uses_rds_outbound() {
     let Some(filter::ConfigType::TypedConfig(any)) = &f.config_type else {
         panic!("no typed config");
     };
-    hcm_of(any);
+    hcm_of(any, "outbound");
 }
 
 #[test]
-fn every_service_port_has_an_api_listener_for_grpc() {
+fn every_name_of_an_http_port_is_an_api_listener_for_grpc() {
     let r = translate(&store(), &[], "default", "cluster.local");
-    let api_listeners = r.listeners.keys().filter(|n| !n.starts_with("inbound|"));
-    assert_eq!(api_listeners.count(), 6);
-    let l: Listener = decode(&r.listeners, "orders.default.svc.cluster.local:9090");
-    let any = l.api_listener.and_then(|a| a.api_listener).unwrap();
-    hcm_of(&any);
+    // Every domain with a port.
+    for name in [
+        "orders.default.svc.cluster.local:80",
+        "orders.default.svc:80",
+        "orders.default:80",
+        "orders:80",
+        "orders.default.svc.cluster.local:9090",
+        "orders:9090",
+        "payments.shop.svc.cluster.local:8080",
+    ] {
+        let l: Listener = decode(&r.listeners, name);
+        assert_eq!(l.name, name);
+        let any = l.api_listener.and_then(|a| a.api_listener).unwrap();
+        let routes = if name.ends_with("9090") {
+            "orders.default.svc.cluster.local:9090"
+        } else if name.starts_with("payments") {
+            "payments.shop.svc.cluster.local:8080"
+        } else {
+            "orders.default.svc.cluster.local:80"
+        };
+        hcm_of(&any, routes);
+    }
+    for not_a_listener in [
+        "orders",
+        "orders.default.svc.cluster.local",
+        "orders.default.svc.cluster.local:9091",
+    ] {
+        assert!(
+            !r.listeners.contains_key(not_a_listener),
+            "{not_a_listener}"
+        );
+    }
+    // Seen from shop, orders has no short names.
+    let shop = translate(&store(), &[], "shop", "cluster.local");
+    assert!(!shop.listeners.contains_key("orders:80"));
+    assert!(shop.listeners.contains_key("payments:8080"));
+}
+
+#[test]
+fn grpc_clients_get_each_ports_virtual_host_in_a_route_configuration_of_its_own() {
+    let r = translate(&store(), &[], "default", "cluster.local");
+    let outbound: RouteConfiguration = decode(&r.routes, "outbound");
+    let name = "orders.default.svc.cluster.local:80";
+    let rc: RouteConfiguration = decode(&r.routes, name);
+    assert_eq!(rc.name, name);
+    let [host] = rc.virtual_hosts.as_slice() else {
+        panic!("expected one virtual host: {rc:?}");
+    };
+    assert_eq!(host.name, "default/orders:80");
+    // The split reaches gRPC as weighted clusters, like the proxies' routes.
+    assert_eq!(
+        describe(host),
+        describe(vhost(&outbound, "default/orders:80"))
+    );
+    assert!(host.domains.contains(&name.to_owned()));
+    assert!(host.domains.contains(&"orders:80".to_owned()));
+    // Proxies still get one RouteConfiguration with every virtual host.
+    assert_eq!(outbound.virtual_hosts.len(), 5);
 }
 
 fn vhost<'a>(rc: &'a RouteConfiguration, name: &str) -> &'a VirtualHost {

@@ -76,7 +76,8 @@ impl StreamState {
             tracing::warn!(node_id = %escape(node_id), type_url = %escape(&req.type_url), "request for an unknown resource type ignored");
             return Vec::new();
         };
-        let subscription = Subscription::from_request(t, &req.resource_names);
+        let previous = self.types.get(&t).map(|s| &s.subscription);
+        let subscription = Subscription::from_request(t, &req.resource_names, previous);
         let initial = req.response_nonce.is_empty();
         let state = self
             .types

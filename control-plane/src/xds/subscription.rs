@@ -9,15 +9,26 @@ use crate::translate::{ResourceMap, ResourceType};
 /// The resource names a client asked for.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Subscription {
-    /// Everything of the type (`resource_names` empty for Listener and Cluster, or
-    /// containing `*`).
+    /// Everything of the type: `resource_names` containing `*`, or, for Listener
+    /// and Cluster, empty while the client has never named anything (xDS's
+    /// legacy wildcard, what Remora proxies use for Clusters).
     Wildcard,
+    /// Only these: what gRPC's xDS client and Remora proxies ask for Listeners,
+    /// routes and endpoints.
     Names(BTreeSet<String>),
 }
 
 impl Subscription {
-    pub fn from_request(t: ResourceType, names: &[String]) -> Self {
-        if names.iter().any(|n| n == "*") || (t.is_full_set() && names.is_empty()) {
+    /// `previous`: the subscription so far on this stream. A client that named
+    /// resources and then sends no name unsubscribes from all of them (as gRPC
+    /// does when it stops watching every resource of a type but keeps the
+    /// stream for others); only a client that never named any is in legacy
+    /// wildcard mode.
+    pub fn from_request(t: ResourceType, names: &[String], previous: Option<&Self>) -> Self {
+        let legacy_wildcard = t.is_full_set()
+            && names.is_empty()
+            && matches!(previous, None | Some(Subscription::Wildcard));
+        if legacy_wildcard || names.iter().any(|n| n == "*") {
             Subscription::Wildcard
         } else {
             Subscription::Names(names.iter().cloned().collect())
@@ -67,6 +78,49 @@ impl TypeState {
             sent_version: self.sent.as_ref().map(|s| s.version.clone()),
             acked_version: self.acked.clone(),
             last_nack: self.last_nack.clone(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn names(list: &[&str]) -> Vec<String> {
+        list.iter().map(|n| (*n).to_owned()).collect()
+    }
+
+    const LDS: ResourceType = ResourceType::Listener;
+
+    #[test]
+    fn an_empty_list_is_the_wildcard_only_before_anything_was_named() {
+        let first = Subscription::from_request(LDS, &[], None);
+        assert_eq!(first, Subscription::Wildcard);
+        // Still legacy wildcard: the client never named anything.
+        assert_eq!(
+            Subscription::from_request(LDS, &[], Some(&first)),
+            Subscription::Wildcard
+        );
+        let named = Subscription::from_request(LDS, &names(&["orders:80"]), Some(&first));
+        assert_eq!(named, Subscription::Names(["orders:80".to_owned()].into()));
+        // gRPC closing its last channel: nothing, not everything.
+        assert_eq!(
+            Subscription::from_request(LDS, &[], Some(&named)),
+            Subscription::Names(BTreeSet::new())
+        );
+        assert_eq!(
+            Subscription::from_request(LDS, &names(&["*"]), Some(&named)),
+            Subscription::Wildcard
+        );
+    }
+
+    #[test]
+    fn routes_and_endpoints_are_only_ever_named() {
+        for t in [ResourceType::Route, ResourceType::Endpoint] {
+            assert_eq!(
+                Subscription::from_request(t, &[], None),
+                Subscription::Names(BTreeSet::new())
+            );
         }
     }
 }

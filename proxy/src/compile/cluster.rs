@@ -18,7 +18,8 @@ use remora_proto::xds::envoy::extensions::upstreams::http::v3::http_protocol_opt
 use remora_proto::xds::envoy::extensions::upstreams::http::v3::HttpProtocolOptions;
 use remora_proto::xds::google::protobuf::value::Kind;
 
-use super::cluster_policy::{balancer, idle_timeout, limits, outlier, retry_budget};
+use super::cluster_policy::{idle_timeout, limits, outlier, retry_budget};
+use super::lb_policy::balancer;
 use super::origin::origin_tls;
 use super::CompileError;
 use crate::upstream::{

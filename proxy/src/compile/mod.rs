@@ -6,6 +6,7 @@ mod cluster_policy;
 mod error;
 mod filters;
 mod inbound;
+mod lb_policy;
 mod listener;
 mod origin;
 mod policy;

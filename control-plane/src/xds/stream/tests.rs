@@ -228,6 +228,19 @@ fn listeners_and_clusters_by_name_answer_even_when_missing() {
 }
 
 #[test]
+fn naming_nothing_after_names_unsubscribes_rather_than_asks_for_all() {
+    let mut s = StreamState::new("node", "s");
+    let r = one(s.on_request(&request(CDS, &["a"], "", ""), &base()));
+    let r = one(s.on_request(&ack(CDS, &[], &r), &base()));
+    assert!(r.resources.is_empty(), "{:?}", contents(&r));
+    // A client that never named a Cluster still gets them all.
+    let mut proxy = StreamState::new("proxy", "p");
+    let r = one(proxy.on_request(&request(CDS, &[], "", ""), &base()));
+    assert!(proxy.on_request(&ack(CDS, &[], &r), &base()).is_empty());
+    assert_eq!(contents(&r), ["a1", "b1"]);
+}
+
+#[test]
 fn unchanged_resources_are_not_resent() {
     let mut s = synced(&base());
     assert!(s.on_change(&base()).is_empty());

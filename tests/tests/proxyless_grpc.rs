@@ -1,0 +1,273 @@
+//! Proxyless gRPC: a client using gRPC's own xDS support (grpcio from PyPI, no
+//! Remora proxy) takes Listener, RouteConfiguration, Clusters and endpoints
+//! from the control plane and calls two plain gRPC servers directly. The
+//! HTTPRoute's 80/20 split holds over 1,000 calls; the route file rewritten
+//! while calls run moves the split with no failed call; gRPC NACKs nothing.
+//!
+//! Needs python3 with grpcio (scripts/test installs it). The client has no
+//! certificate, so the control plane runs with `--allow-plaintext-proxies` (the
+//! harness default): gRPC's bootstrap `tls` channel credentials check the
+//! server's host name, and the control plane's certificate names only its
+//! SPIFFE id.
+
+mod support;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use remora_tests::harness::{wait_for_some, ControlPlane, Process};
+use support::{config_dir, split_route, write_config};
+
+const TARGET: &str = "xds:///orders.default.svc.cluster.local:80";
+const NODE_ID: &str = "orders-client";
+/// Calls in each measured window.
+const CALLS: usize = 1000;
+/// How far a measured share may be from the configured one: 5 points is about
+/// four standard deviations over 1,000 calls at 20%.
+const TOLERANCE: f64 = 0.05;
+/// A sliding window this long, with the new split's share well over the old
+/// one's, marks where the client started to follow a change.
+const WINDOW: usize = 200;
+/// Enough for the xDS exchange and for thousands of calls on a slow machine.
+const WAIT: Duration = Duration::from_secs(90);
+
+fn script() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("scripts/xds_grpc_client.py")
+}
+
+/// A plain gRPC server answering `name`, and the port it listens on.
+async fn server(name: &str) -> (Process, u16) {
+    let mut command = Command::new("python3");
+    command.arg(script()).args(["serve", name]);
+    let dir = tempfile::tempdir().unwrap();
+    let process = Process::spawn(name, command, dir).unwrap();
+    let port = wait_for_some(Duration::from_secs(20), || async {
+        process
+            .logs()
+            .lines()
+            .find_map(|l| l.strip_prefix("serving ")?.trim().parse::<u16>().ok())
+    })
+    .await
+    .unwrap_or_else(|e| panic!("{name} did not start ({e}):\n{}", process.logs()));
+    (process, port)
+}
+
+/// orders (the Service the client calls) and orders-v1/v2, whose static
+/// endpoints are the two servers.
+fn services(v1: u16, v2: u16) -> String {
+    let service = |name: &str, endpoint: Option<u16>| {
+        let endpoints = endpoint
+            .map(|p| format!("  endpoints: [{{address: 127.0.0.1, port: {p}}}]\n"))
+            .unwrap_or_default();
+        format!(
+            "apiVersion: v1\nkind: Service\nmetadata: {{name: {name}, namespace: default}}\n\
+             spec:\n  ports: [{{port: 80, appProtocol: grpc}}]\n{endpoints}"
+        )
+    };
+    [
+        service("orders", None),
+        service("orders-v1", Some(v1)),
+        service("orders-v2", Some(v2)),
+    ]
+    .join("---\n")
+}
+
+fn write_split(config: &Path, v1: u32, v2: u32) {
+    write_config(
+        config,
+        "route.yaml",
+        &split_route("orders", "orders", &[("orders-v1", v1), ("orders-v2", v2)]),
+    );
+}
+
+/// gRPC's xDS bootstrap (gRFC A27): the control plane over plaintext, and a
+/// node that names its namespace as Remora proxies do.
+fn write_bootstrap(dir: &Path, cp: &ControlPlane) -> PathBuf {
+    let file = dir.join("grpc-bootstrap.json");
+    let json = serde_json::json!({
+        "xds_servers": [{
+            "server_uri": cp.xds_addr.to_string(),
+            "channel_creds": [{"type": "insecure"}],
+            "server_features": ["xds_v3"],
+        }],
+        "node": {
+            "id": NODE_ID,
+            "cluster": NODE_ID,
+            "metadata": {"namespace": "default"},
+        },
+    });
+    std::fs::write(&file, json.to_string()).unwrap();
+    file
+}
+
+/// The xDS client, calling `target` until killed, with gRPC's xDS trace on.
+fn start_client(bootstrap: &Path, target: &str) -> Process {
+    let mut command = Command::new("python3");
+    command
+        .arg(script())
+        .args(["run", target])
+        .env("GRPC_XDS_BOOTSTRAP", bootstrap)
+        .env("GRPC_TRACE", "xds_client")
+        .env("GRPC_VERBOSITY", "debug");
+    Process::spawn("grpc client", command, tempfile::tempdir().unwrap()).unwrap()
+}
+
+/// The client's calls so far: `Ok(server)` or `Err(code and details)`.
+fn calls(client: &Process) -> Vec<Result<String, String>> {
+    client
+        .logs()
+        .lines()
+        .filter_map(|l| {
+            if let Some(server) = l.strip_prefix("rpc ok ") {
+                Some(Ok(server.trim().to_owned()))
+            } else {
+                l.strip_prefix("rpc fail ").map(|e| Err(e.to_owned()))
+            }
+        })
+        .collect()
+}
+
+/// Waits until the client has made `n` calls and returns them all.
+async fn at_least(client: &Process, n: usize) -> Vec<Result<String, String>> {
+    let got = wait_for_some(WAIT, || async {
+        let made = calls(client);
+        (made.len() >= n).then_some(made)
+    })
+    .await;
+    got.unwrap_or_else(|e| {
+        panic!(
+            "the client made {} of {n} calls ({e}); its log:\n{}",
+            calls(client).len(),
+            client.logs()
+        )
+    })
+}
+
+/// How many of `calls` `server` answered.
+fn count(calls: &[Result<String, String>], server: &str) -> usize {
+    calls
+        .iter()
+        .filter(|c| matches!(c, Ok(s) if s == server))
+        .count()
+}
+
+fn share_of(calls: &[Result<String, String>], server: &str) -> f64 {
+    count(calls, server) as f64 / calls.len() as f64
+}
+
+/// The first call from `from` on where a window of `WINDOW` calls gives
+/// orders-v2 at least `share`: where the client follows the new split.
+async fn converged(client: &Process, from: usize, share: f64) -> usize {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    let mut checked = from;
+    loop {
+        let all = at_least(client, checked + WINDOW).await;
+        for start in checked..=all.len() - WINDOW {
+            if share_of(&all[start..start + WINDOW], "orders-v2") >= share {
+                return start;
+            }
+        }
+        checked = all.len() - WINDOW + 1;
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the client never followed the new split within {WAIT:?}; its log:\n{}",
+            client.logs()
+        );
+    }
+}
+
+fn assert_no_failure(calls: &[Result<String, String>], client: &Process) {
+    let failed: Vec<_> = calls.iter().filter_map(|c| c.as_ref().err()).collect();
+    assert!(
+        failed.is_empty(),
+        "{} of {} calls failed, first: {:?}; the client's log:\n{}",
+        failed.len(),
+        calls.len(),
+        failed.first(),
+        client.logs()
+    );
+}
+
+/// gRPC logs every rejected response ("will NACK") whatever the trace
+/// settings; the control plane records the last NACK of each type per client.
+async fn assert_no_nack(cp: &ControlPlane, client: &Process) {
+    let logs = client.logs();
+    for bad in ["will NACK", "error parsing ADS response"] {
+        assert!(!logs.contains(bad), "the gRPC client said {bad:?}:\n{logs}");
+    }
+    assert!(
+        logs.contains("received ADS response"),
+        "no xDS trace in the client's log:\n{logs}"
+    );
+    let proxies = cp.proxies().await.unwrap();
+    let me = proxies
+        .as_array()
+        .and_then(|list| list.iter().find(|p| p["node_id"] == NODE_ID))
+        .unwrap_or_else(|| panic!("{NODE_ID} not in {proxies:#}"));
+    let types = me["types"].as_object().expect("types by type URL");
+    assert_eq!(
+        types.len(),
+        4,
+        "the client asked for all four types: {me:#}"
+    );
+    for (type_url, status) in types {
+        assert!(status["last_nack"].is_null(), "{type_url}: {status:#}");
+        assert!(!status["acked_version"].is_null(), "{type_url}: {status:#}");
+    }
+}
+
+#[tokio::test]
+async fn grpc_xds_client_follows_a_split_and_its_hot_changes_without_a_failed_call() {
+    let root = tempfile::tempdir().unwrap();
+    let config = config_dir(root.path());
+    let (_v1, v1_port) = server("orders-v1").await;
+    let (_v2, v2_port) = server("orders-v2").await;
+    write_config(&config, "services.yaml", &services(v1_port, v2_port));
+    write_split(&config, 80, 20);
+    let cp = ControlPlane::start(&config).await.unwrap();
+    let bootstrap = write_bootstrap(root.path(), &cp);
+    let client = start_client(&bootstrap, TARGET);
+
+    // 80/20 over the first 1,000 calls (the first one waited for the config).
+    let first = at_least(&client, CALLS).await;
+    assert_no_failure(&first, &client);
+    let v2 = share_of(&first[..CALLS], "orders-v2");
+    assert!(
+        (v2 - 0.2).abs() <= TOLERANCE,
+        "orders-v2 got {:.1}% of {CALLS} calls, configured 20%",
+        v2 * 100.0
+    );
+
+    // Hot change to 20/80 while the calls go on.
+    let written = calls(&client).len();
+    write_split(&config, 20, 80);
+    let start = converged(&client, written, 0.6).await + WINDOW;
+    let after = at_least(&client, start + CALLS).await;
+    let v2 = share_of(&after[start..start + CALLS], "orders-v2");
+    assert!(
+        (v2 - 0.8).abs() <= TOLERANCE,
+        "after the change orders-v2 got {:.1}% of {CALLS} calls, configured 80%",
+        v2 * 100.0
+    );
+
+    // 0/100: orders-v1 leaves the route (gRPC drops its cluster).
+    let written = after.len();
+    write_split(&config, 0, 100);
+    let start = converged(&client, written, 1.0).await + WINDOW;
+    let last = at_least(&client, start + CALLS / 2).await;
+    assert_eq!(
+        count(&last[start..], "orders-v1"),
+        0,
+        "orders-v1 still got calls after the split moved away from it"
+    );
+
+    assert_no_failure(&last, &client);
+    assert_no_nack(&cp, &client).await;
+
+    // The short name works too from the Service's namespace.
+    let short = start_client(&bootstrap, "xds:///orders:80");
+    let short_calls = at_least(&short, 20).await;
+    assert_no_failure(&short_calls, &short);
+    assert_eq!(count(&short_calls, "orders-v1"), 0);
+}
