@@ -75,13 +75,18 @@ impl Cluster {
 
     /// Tells outlier detection how an attempt on `endpoint` went (a request's
     /// response, or a TCP connect); true when that ejected the endpoint. At most
-    /// `max_ejection_percent` of the endpoints are out at once.
+    /// `max_ejection_percent` of the endpoints are out at once. A success, the
+    /// common case, costs two atomic loads.
     pub fn record_outcome(&self, endpoint: &Endpoint, success: bool) -> bool {
         let Some(config) = &self.outlier else {
             return false;
         };
+        if success {
+            endpoint.outlier().succeeded(tokio::time::Instant::now);
+            return false;
+        }
         let now = tokio::time::Instant::now();
-        if endpoint.outlier().record(success, config, now) != Verdict::Eject {
+        if endpoint.outlier().failed(config, now) != Verdict::Eject {
             return false;
         }
         let ejected = self
@@ -92,8 +97,10 @@ impl Cluster {
         if ejected >= config.max_ejected(self.endpoints.len()) {
             return false;
         }
-        let time = endpoint.outlier().eject(config, now);
-        // When it is back, it should get the probe that decides its fate.
+        let Some(time) = endpoint.outlier().eject(config, now) else {
+            return false;
+        };
+        // Its next request, once it is back, is the probe that decides its fate.
         endpoint.ewma().reset();
         ClusterStats::count(&self.state.stats.ejections);
         tracing::info!(cluster = %self.name, endpoint = %endpoint.addr(), ?time, "endpoint ejected after consecutive failures");
