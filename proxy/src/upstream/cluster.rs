@@ -225,3 +225,82 @@ impl ClusterStats {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use tokio::time::Instant;
+
+    use super::*;
+    use crate::upstream::Transport;
+
+    fn two_endpoints() -> Cluster {
+        let endpoint = |port: u16| WeightedEndpoint {
+            endpoint: Arc::new(Endpoint::new(
+                ([127, 0, 0, 1], port).into(),
+                Transport::MeshH2,
+            )),
+            weight: 1,
+        };
+        Cluster {
+            name: "orders".into(),
+            destination: ("orders".into(), "default".into()),
+            destination_identity: String::new(),
+            protocol: Protocol::Http1,
+            endpoints: vec![endpoint(1), endpoint(2)],
+            retry_budget: BudgetConfig::DEFAULT,
+            balancer: Balancer::PeakEwma,
+            outlier: Some(OutlierConfig::DEFAULT),
+            limits: Limits::default(),
+            concurrency: None,
+            fault: None,
+            state: Arc::default(),
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_fast_failing_endpoint_is_ejected_and_probed_first_when_it_is_back() {
+        let c = two_endpoints();
+        let (bad, good) = (&c.endpoints[0].endpoint, &c.endpoints[1].endpoint);
+        // The failing one answers faster: without ejection it would be picked.
+        bad.ewma().observe(Duration::from_micros(50));
+        good.ewma().observe(Duration::from_micros(100));
+        assert_eq!(c.pick(None).unwrap().endpoint.addr(), bad.addr());
+        for _ in 0..4 {
+            assert!(!c.record_outcome(bad, false));
+        }
+        assert!(
+            c.record_outcome(bad, false),
+            "the fifth failure in a row ejects"
+        );
+        for _ in 0..20 {
+            assert_eq!(c.pick(None).unwrap().endpoint.addr(), good.addr());
+        }
+        tokio::time::advance(OutlierConfig::DEFAULT.base_ejection_time).await;
+        // Back with no latency sample: the next request is its probe.
+        assert_eq!(c.pick(None).unwrap().endpoint.addr(), bad.addr());
+        assert!(!c.record_outcome(bad, true));
+        assert!(!bad.outlier().is_ejected(Instant::now()));
+        assert_eq!(n(&c.state.stats.ejections), 1);
+    }
+
+    #[test]
+    fn an_overflow_names_the_service_the_limit_and_its_value() {
+        let mut c = two_endpoints();
+        c.limits.max_pending_requests = Some(10);
+        assert_eq!(
+            c.overflow_reason(Limit::MaxPendingRequests),
+            "overflow: orders.default: maxPendingRequests (10) reached"
+        );
+        c.destination.1 = String::new();
+        assert_eq!(
+            c.overflow_reason(Limit::MaxRequests),
+            "overflow: orders: maxRequests (0) reached"
+        );
+    }
+
+    fn n(counter: &AtomicU64) -> u64 {
+        counter.load(Ordering::Relaxed)
+    }
+}
