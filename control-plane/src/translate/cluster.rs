@@ -10,10 +10,8 @@ use remora_proto::xds::envoy::config::cluster::v3::cluster::{
     ClusterDiscoveryType, DiscoveryType, EdsClusterConfig, LbConfig, LbPolicy,
     LeastRequestLbConfig, RingHashLbConfig,
 };
+use remora_proto::xds::envoy::config::cluster::v3::CircuitBreakers;
 use remora_proto::xds::envoy::config::cluster::v3::Cluster;
-use remora_proto::xds::envoy::config::cluster::v3::{
-    CircuitBreakers, OutlierDetection as XdsOutlierDetection,
-};
 use remora_proto::xds::envoy::config::core::v3::{
     Http1ProtocolOptions, Http2ProtocolOptions, HttpProtocolOptions as CoreHttpProtocolOptions,
 };
@@ -46,8 +44,9 @@ const DEFAULT_CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_s
 /// The key of `typed_extension_protocol_options` for upstream HTTP options.
 pub const HTTP_PROTOCOL_OPTIONS: &str = "envoy.extensions.upstreams.http.v3.HttpProtocolOptions";
 
-/// `policy`: the Service's TrafficPolicy, for the connect timeout and the retry
-/// budget (without one the proxy applies its default budget).
+/// `policy`: the Service's TrafficPolicy, for the connect timeout, the retry
+/// budget (without one the proxy applies its default budget), the limits and
+/// outlier detection (without one, the default).
 pub fn cluster(service: &Service, port: &ServicePort, policy: Option<&TrafficPolicy>) -> Cluster {
     let name = names::cluster(&service.key, port.port);
     let connect = policy
@@ -84,19 +83,8 @@ pub fn cluster(service: &Service, port: &ServicePort, policy: Option<&TrafficPol
             }],
             ..Default::default()
         }),
-        outlier_detection: policy
-            .and_then(|p| p.outlier_detection)
-            .map(|o| XdsOutlierDetection {
-                consecutive_5xx: Some(UInt32Value {
-                    value: o.consecutive_failures,
-                }),
-                base_ejection_time: Some(super::resilience::duration(o.base_ejection_time)),
-                max_ejection_time: o.max_ejection_time.map(super::resilience::duration),
-                max_ejection_percent: Some(UInt32Value {
-                    value: o.max_ejection_percent,
-                }),
-                ..Default::default()
-            }),
+        // On by default: see `resilience`.
+        outlier_detection: Some(super::resilience::outlier_detection(policy)),
         load_balancing_policy: Some(super::lb_policy::load_balancing_policy(balancer)),
         lb_policy: lb_policy(balancer) as i32,
         lb_config: match balancer {

@@ -14,9 +14,20 @@
 //! first, then the one on the Service the request is addressed to. A rule's own
 //! `retry` replaces a policy's whole; a policy's `retry` also names `5xx`,
 //! `gateway-error` and gRPC codes.
+//!
+//! A Service's cluster always carries `outlier_detection`: its TrafficPolicy's,
+//! or without one the same as an empty `outlierDetection: {}` (Envoy's numbers:
+//! 5 consecutive failures, 30 s growing to at most 300 s, at most 10% of the
+//! endpoints but always one). Detection is on by default because the default
+//! balancer prefers fast endpoints, and an endpoint that fails fast would
+//! otherwise draw most of the traffic; Finagle and Linkerd 1 accrue failures by
+//! default the same way. `enforcing_success_rate: 0` says that no success-rate
+//! ejection is meant (Envoy and gRPC's xDS client enable it by default once
+//! the field is present; Remora's proxy has none).
 
 use std::time::Duration;
 
+use remora_proto::xds::envoy::config::cluster::v3::OutlierDetection as XdsOutlierDetection;
 use remora_proto::xds::envoy::config::route::v3::route_action::hash_policy::{
     self, PolicySpecifier,
 };
@@ -26,7 +37,38 @@ use remora_proto::xds::envoy::config::route::v3::{
 };
 use remora_proto::xds::google::protobuf::{Duration as XdsDuration, UInt32Value};
 
-use crate::resources::{HashKey, LoadBalancer, ObjectKey, PolicyTarget, Rule, TrafficPolicy};
+use crate::resources::{
+    HashKey, LoadBalancer, ObjectKey, OutlierDetection, PolicyTarget, Rule, TrafficPolicy,
+};
+
+/// Outlier detection when a Service's TrafficPolicy sets none: what an empty
+/// `outlierDetection: {}` means (validation's defaults).
+pub const DEFAULT_OUTLIER_DETECTION: OutlierDetection = OutlierDetection {
+    consecutive_failures: 5,
+    base_ejection_time: Duration::from_secs(30),
+    max_ejection_time: None,
+    max_ejection_percent: 10,
+};
+
+/// A cluster's `outlier_detection`: the policy's, or the default (see the
+/// module doc); consecutive failures only.
+pub fn outlier_detection(policy: Option<&TrafficPolicy>) -> XdsOutlierDetection {
+    let o = policy
+        .and_then(|p| p.outlier_detection)
+        .unwrap_or(DEFAULT_OUTLIER_DETECTION);
+    XdsOutlierDetection {
+        consecutive_5xx: Some(UInt32Value {
+            value: o.consecutive_failures,
+        }),
+        base_ejection_time: Some(duration(o.base_ejection_time)),
+        max_ejection_time: o.max_ejection_time.map(duration),
+        max_ejection_percent: Some(UInt32Value {
+            value: o.max_ejection_percent,
+        }),
+        enforcing_success_rate: Some(UInt32Value { value: 0 }),
+        ..Default::default()
+    }
+}
 use crate::store::Store;
 
 /// What a route's requests are sent with: `service` is the Service they are
@@ -142,4 +184,38 @@ pub fn hash_policy<'a>(
         policy_specifier: Some(specifier),
         ..Default::default()
     }]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn without_a_policy_outlier_detection_is_an_empty_outlier_detection() {
+        let default = outlier_detection(None);
+        assert_eq!(default.consecutive_5xx.unwrap().value, 5);
+        assert_eq!(default.base_ejection_time.unwrap().seconds, 30);
+        assert_eq!(default.max_ejection_time, None);
+        assert_eq!(default.max_ejection_percent.unwrap().value, 10);
+        assert_eq!(default.enforcing_success_rate.unwrap().value, 0);
+        // The same as a TrafficPolicy that writes `outlierDetection: {}`.
+        let text = "apiVersion: v1\nkind: Service\nmetadata: {name: orders, namespace: shop}\n\
+                    spec: {ports: [{port: 80}]}\n---\n\
+                    apiVersion: policy.remora.dev/v1alpha1\nkind: TrafficPolicy\n\
+                    metadata: {name: orders, namespace: shop}\n\
+                    spec:\n  targetRef: {kind: Service, name: orders}\n  outlierDetection: {}\n";
+        let mut loaded = crate::source::Loaded::default();
+        loaded
+            .documents
+            .extend(crate::source::parse("a.yaml", text).documents);
+        let outcome = crate::validate::validate_loaded(&loaded);
+        assert!(outcome.problems.is_empty(), "{:?}", outcome.problems);
+        let target = PolicyTarget::Service(ObjectKey::new("shop", "orders"));
+        let policy = outcome.store.traffic_policy(&target);
+        assert_eq!(
+            policy.and_then(|p| p.outlier_detection),
+            Some(DEFAULT_OUTLIER_DETECTION)
+        );
+        assert_eq!(outlier_detection(policy), default);
+    }
 }

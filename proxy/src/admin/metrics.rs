@@ -72,7 +72,7 @@ fn clusters(out: &mut String, snapshot: &Snapshot) {
         &'static [(&'static str, &'static str)],
         Pick,
     );
-    let counters: [Counter; 12] = [
+    let counters: [Counter; 15] = [
         ("remora_retries_total", "Retries sent.", &[], |s| &s.retries),
         (
             "remora_retry_budget_exhausted_total",
@@ -115,6 +115,24 @@ fn clusters(out: &mut String, snapshot: &Snapshot) {
             "",
             &[("kind", "rate")],
             |s| &s.rate_limited,
+        ),
+        (
+            "remora_upstream_overflow_total",
+            "Requests and opaque connections refused by a circuit breaker, by limit.",
+            &[("limit", "max_requests")],
+            |s| &s.overflow_max_requests,
+        ),
+        (
+            "remora_upstream_overflow_total",
+            "",
+            &[("limit", "max_connections")],
+            |s| &s.overflow_max_connections,
+        ),
+        (
+            "remora_upstream_overflow_total",
+            "",
+            &[("limit", "max_pending_requests")],
+            |s| &s.overflow_max_pending_requests,
         ),
         (
             "remora_faults_injected_total",

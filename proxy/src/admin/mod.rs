@@ -199,6 +199,7 @@ impl Admin {
                             "transport": format!("{:?}", e.endpoint.transport()),
                             "in_flight": e.endpoint.in_flight(),
                             "latency_ewma_ms": e.endpoint.ewma().get() / 1e6,
+                            "ejected": e.endpoint.outlier().is_ejected(tokio::time::Instant::now()),
                         })
                     })
                     .collect();
@@ -211,6 +212,7 @@ impl Admin {
                     "protocol": format!("{:?}", c.protocol),
                     "endpoints": endpoints,
                     "stats": c.state.stats.to_json(),
+                    "circuit_breakers": c.breakers_json(),
                     "retry_budget": {
                         "ratio": c.retry_budget.ratio,
                         "min_per_second": c.retry_budget.min_per_second,

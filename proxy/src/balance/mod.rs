@@ -3,7 +3,9 @@
 //! - [`p2c`]: power of two choices, over peak-EWMA latency (Remora's default) or
 //!   requests in flight (Envoy's least request);
 //! - [`round_robin`]: weighted round robin;
-//! - [`ring`]: consistent hashing on a request key (header or cookie).
+//! - [`ring`]: consistent hashing on a request key (header or cookie);
+//! - [`subset`]: the endpoints a cluster keeps when it may hold fewer
+//!   connections than it has endpoints.
 //!
 //! Every balancer passes over endpoints that outlier detection ejected.
 
@@ -11,6 +13,7 @@ mod ewma;
 pub mod p2c;
 pub mod ring;
 pub mod round_robin;
+pub mod subset;
 
 pub use ewma::PeakEwma;
 pub use ring::{hash_key, Ring};
@@ -28,7 +31,8 @@ pub trait Candidate {
     /// Passed over while others remain (outlier detection ejected it).
     fn is_ejected(&self, now: Instant) -> bool;
     fn in_flight(&self) -> u32;
-    /// The peak-EWMA latency estimate.
+    /// The peak-EWMA latency estimate in nanoseconds; zero when the endpoint has
+    /// not answered yet (see [`p2c`]).
     fn latency_estimate(&self) -> f64;
 }
 

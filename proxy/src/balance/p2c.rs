@@ -3,6 +3,12 @@
 //! the requests in flight; Envoy's least-request cost is the requests in flight
 //! alone. Endpoints ejected by outlier detection are passed over while others
 //! remain.
+//!
+//! An endpoint with no latency sample yet (new, or back from ejection) costs
+//! nothing while idle and more than any measured endpoint while its first
+//! request is out (Finagle's rule): it is tried at once, one request at a time,
+//! until it has answered once. A "fresh estimate" that merely looked fast would
+//! lose to endpoints faster than it on a fast network and never get its probe.
 
 use tokio::time::Instant;
 
@@ -56,10 +62,18 @@ fn cheaper<'a, E: Candidate>(a: &'a E, b: &'a E, by: Cost) -> &'a E {
     }
 }
 
+/// The cost of an endpoint with no latency sample and a request out.
+const UNTRIED_BUSY: f64 = f64::MAX;
+
 fn cost<E: Candidate>(e: &E, by: Cost) -> f64 {
-    let requests = f64::from(e.in_flight()) + 1.0;
+    let in_flight = e.in_flight();
+    let requests = f64::from(in_flight) + 1.0;
     let load = match by {
-        Cost::PeakEwma => e.latency_estimate() * requests,
+        Cost::PeakEwma => match e.latency_estimate() {
+            estimate if estimate > 0.0 => estimate * requests,
+            _ if in_flight == 0 => 0.0,
+            _ => UNTRIED_BUSY,
+        },
         Cost::Requests => requests,
     };
     load / f64::from(e.weight().max(1))
@@ -107,6 +121,33 @@ mod tests {
                 2
             );
         }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_untried_endpoint_gets_one_request_at_a_time_until_it_answers() {
+        let eps = vec![endpoint(1), endpoint(2)];
+        // The known one is fast; the untried one still gets the next request.
+        eps[0].endpoint.ewma().observe(Duration::from_micros(100));
+        assert_eq!(
+            pick(&eps, Cost::PeakEwma).unwrap().endpoint.addr().port(),
+            2
+        );
+        // While that request is out, nothing more goes to it.
+        let first = eps[1].endpoint.start();
+        let _busy = eps[0].endpoint.start();
+        for _ in 0..50 {
+            assert_eq!(
+                pick(&eps, Cost::PeakEwma).unwrap().endpoint.addr().port(),
+                1
+            );
+        }
+        // Once it has answered, it competes on its latency.
+        eps[1].endpoint.ewma().observe(Duration::from_micros(50));
+        drop(first);
+        assert_eq!(
+            pick(&eps, Cost::PeakEwma).unwrap().endpoint.addr().port(),
+            2
+        );
     }
 
     #[test]

@@ -131,11 +131,20 @@ pub fn compile(
             })
             .collect(),
     };
+    let limits = limits(c);
+    // One shared connection per HTTP/2 endpoint: a subset of `max_connections`
+    // endpoints keeps the connections within it (opaque TCP counts its own).
+    let endpoints = match limits.max_connections {
+        Some(max) if !is_opaque(c) && shares_connections(&endpoints) => {
+            crate::balance::subset::subset(endpoints, max as usize)
+        }
+        _ => endpoints,
+    };
     let balancer = balancer(c, &endpoints)?;
     let meshed = endpoints
         .first()
         .is_some_and(|e| e.endpoint.transport() == Transport::MeshH2);
-    let concurrency_limit = limits(c).concurrency(protocol, meshed);
+    let concurrency = limits.concurrency(protocol, meshed);
     Ok(Cluster {
         name: Arc::from(c.name.as_str()),
         destination: destination(c),
@@ -145,7 +154,8 @@ pub fn compile(
         endpoints,
         retry_budget: retry_budget(c)?,
         outlier: outlier(c)?,
-        concurrency_limit,
+        limits,
+        concurrency,
         fault: None,
         state: registry.cluster_state(&c.name),
     })
@@ -288,6 +298,25 @@ fn identity(metadata: Option<&Metadata>) -> Option<String> {
             Some(Kind::StringValue(s)) if !s.is_empty() => Some(s.clone()),
             _ => None,
         })
+}
+
+/// Whether every endpoint is reached over one shared HTTP/2 connection.
+fn shares_connections(endpoints: &[WeightedEndpoint]) -> bool {
+    endpoints.iter().all(|e| {
+        matches!(
+            e.endpoint.transport(),
+            Transport::MeshH2 | Transport::PlainH2 | Transport::TlsH2
+        )
+    })
+}
+
+/// `metadata.remora.protocol: tcp`: an opaque TCP cluster.
+fn is_opaque(c: &XdsCluster) -> bool {
+    c.metadata
+        .as_ref()
+        .and_then(|m| m.filter_metadata.get("remora"))
+        .and_then(|s| s.fields.get("protocol"))
+        .is_some_and(|v| matches!(&v.kind, Some(Kind::StringValue(p)) if p == "tcp"))
 }
 
 /// `metadata.remora.allow_unauthenticated_endpoints: true` (the Service's

@@ -122,8 +122,9 @@ pub fn outlier(c: &XdsCluster) -> Result<Option<OutlierConfig>, CompileError> {
     }))
 }
 
-/// `circuit_breakers.thresholds[0]`: `max_requests` and `max_connections`.
-/// Remora does not queue, so `max_pending_requests` has nothing to bound.
+/// `circuit_breakers.thresholds[0]` (the default priority's): `max_requests`,
+/// `max_connections` and `max_pending_requests` (what each bounds: see
+/// `upstream::breaker`).
 pub fn limits(c: &XdsCluster) -> Limits {
     let Some(t) = c
         .circuit_breakers
@@ -135,6 +136,7 @@ pub fn limits(c: &XdsCluster) -> Limits {
     Limits {
         max_requests: t.max_requests.map(|v| v.value),
         max_connections: t.max_connections.map(|v| v.value),
+        max_pending_requests: t.max_pending_requests.map(|v| v.value),
     }
 }
 

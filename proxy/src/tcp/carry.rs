@@ -170,9 +170,15 @@ pub async fn to_cluster<C>(
     match connected {
         Ok(server) => {
             record.entry.endpoint = server.endpoint.to_string();
+            // Its place under the cluster's max_connections, until the end.
+            let _place = server.place;
             let done = forward_passing_resets(client, server.io, idle).await;
             let (end, error) = end_label(done.end);
             record.finish(done.sent, done.received, end, error);
+        }
+        Err(error @ ConnectError::Overflow { .. }) => {
+            tracing::debug!(cluster = %cluster.name, %error, "opaque TCP connection refused");
+            record.finish(0, 0, "overflow", error.to_string());
         }
         Err(error) => {
             TcpHop::count(&record.hop.connect_failures);

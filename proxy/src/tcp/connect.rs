@@ -2,7 +2,8 @@
 //! a server outside the mesh, or mesh mTLS to a peer proxy (checking its SPIFFE
 //! id, offering ALPN `remora-tcp/1`) followed by the transport header naming
 //! the app port. Tries other endpoints when one cannot be reached, and tells
-//! outlier detection how each attempt went.
+//! outlier detection how each attempt went. A cluster with `max_connections`
+//! carries at most that many at once: the next is refused before any connect.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -17,7 +18,7 @@ use tokio_util::either::Either;
 
 use crate::telemetry::tcp::{Counted, TcpCounters, TCP};
 use crate::tls::ALPN_TCP;
-use crate::upstream::{Cluster, Endpoint, TlsTarget, Transport};
+use crate::upstream::{Cluster, Endpoint, Limit, OpenConnection, TlsTarget, Transport};
 
 /// The server side of a carried connection.
 pub type ServerIo = Either<Counted<TcpStream>, TlsStream<Counted<TcpStream>>>;
@@ -45,6 +46,9 @@ pub enum ConnectError {
     },
     #[error("TLS to {addr} is not mesh mTLS (a server outside the mesh cannot take opaque TCP over TLS)")]
     Origin { addr: SocketAddr },
+    /// The cluster carries as many connections as its `max_connections`.
+    #[error("{reason}")]
+    Overflow { reason: String },
 }
 
 /// A connection made: to which endpoint, and who it proved to be.
@@ -52,12 +56,36 @@ pub struct Connected {
     pub io: ServerIo,
     pub endpoint: SocketAddr,
     pub peer_identity: Option<Arc<str>>,
+    /// Its place among the cluster's connections (with `max_connections`),
+    /// given back when this is dropped: keep it for as long as the bytes flow.
+    pub place: Option<OpenConnection>,
 }
 
 /// Balances over `cluster`'s endpoints, connecting to the first that answers
 /// (at most [`MAX_ATTEMPTS`], each a different pick when there are several);
 /// or to `pinned` alone, when the app dialled that endpoint itself.
 pub async fn connect(
+    cluster: &Cluster,
+    port: u16,
+    pinned: Option<&Endpoint>,
+) -> Result<Connected, ConnectError> {
+    let place = match cluster.limits.max_connections {
+        None => None,
+        Some(limit) => match cluster.state.open_connection(limit) {
+            Some(place) => Some(place),
+            None => {
+                cluster.state.stats.overflowed(Limit::MaxConnections);
+                let reason = cluster.overflow_reason(Limit::MaxConnections);
+                return Err(ConnectError::Overflow { reason });
+            }
+        },
+    };
+    let mut connected = connect_any(cluster, port, pinned).await?;
+    connected.place = place;
+    Ok(connected)
+}
+
+async fn connect_any(
     cluster: &Cluster,
     port: u16,
     pinned: Option<&Endpoint>,
@@ -124,6 +152,7 @@ async fn connect_endpoint(endpoint: &Endpoint, port: u16) -> Result<Connected, C
                 io: Either::Left(stream),
                 endpoint: addr,
                 peer_identity: None,
+                place: None,
             })
         }
         Some(TlsTarget::Origin(_)) => Err(ConnectError::Origin { addr }),
@@ -149,6 +178,7 @@ async fn connect_endpoint(endpoint: &Endpoint, port: u16) -> Result<Connected, C
                 io: Either::Right(tls),
                 endpoint: addr,
                 peer_identity: Some(expected.clone()),
+                place: None,
             })
         }
     }

@@ -39,7 +39,8 @@ fn cluster(endpoints: Vec<WeightedEndpoint>) -> Cluster {
             max_ejection_time: Duration::from_secs(300),
             max_ejection_percent: 50,
         }),
-        concurrency_limit: None,
+        limits: crate::upstream::Limits::default(),
+        concurrency: None,
         fault: None,
         state: Arc::default(),
     }
@@ -109,4 +110,39 @@ async fn every_endpoint_refusing_is_the_last_error() {
     let c = cluster(vec![plain(refused().await), plain(refused().await)]);
     let err = connect(&c, 6379, None).await.err().unwrap();
     assert!(matches!(err, ConnectError::Io { .. }), "{err}");
+}
+
+#[tokio::test]
+async fn over_max_connections_a_connection_is_refused_until_one_ends() {
+    let live = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let live_addr = live.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = live.accept().await {
+            tokio::spawn(async move {
+                let _ = s.read(&mut [0u8; 8]).await;
+            });
+        }
+    });
+    let mut c = cluster(vec![plain(live_addr)]);
+    c.limits.max_connections = Some(2);
+    let first = connect(&c, 6379, None).await.unwrap();
+    let _second = connect(&c, 6379, None).await.unwrap();
+    let err = connect(&c, 6379, None).await.err().unwrap();
+    assert!(matches!(err, ConnectError::Overflow { .. }), "{err}");
+    assert_eq!(
+        err.to_string(),
+        "overflow: redis.default: maxConnections (2) reached"
+    );
+    let n = |c: &std::sync::atomic::AtomicU64| c.load(std::sync::atomic::Ordering::Relaxed);
+    assert_eq!(n(&c.state.stats.overflow_max_connections), 1);
+    assert_eq!(
+        n(&c.state.stats.ejections),
+        0,
+        "a refusal is not the endpoint's failure"
+    );
+    drop(first);
+    assert!(
+        connect(&c, 6379, None).await.is_ok(),
+        "its place is free again"
+    );
 }

@@ -1,8 +1,9 @@
 //! A cluster as one snapshot sees it: immutable, pointing at long-lived endpoints.
 
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
+use super::breaker::{BreakerState, Concurrency, Limit, Limits};
 use super::{Endpoint, OutlierConfig, Verdict};
 use crate::balance::{Balancer, Candidate};
 use crate::resilience::fault::Fault;
@@ -57,8 +58,10 @@ pub struct Cluster {
     pub balancer: Balancer,
     /// `None`: endpoints are never ejected.
     pub outlier: Option<OutlierConfig>,
-    /// Concurrent requests allowed (see [`Limits::concurrency`]); `None`: no limit.
-    pub concurrency_limit: Option<u32>,
+    /// The circuit-breaker limits (see `upstream::breaker`).
+    pub limits: Limits,
+    /// Requests allowed in progress (see [`Limits::concurrency`]); `None`: no limit.
+    pub concurrency: Option<Concurrency>,
     /// The fault injected into requests to this cluster, if any.
     pub fault: Option<Arc<Fault>>,
     /// What outlives this snapshot: the budget's window and the counters.
@@ -75,13 +78,18 @@ impl Cluster {
 
     /// Tells outlier detection how an attempt on `endpoint` went (a request's
     /// response, or a TCP connect); true when that ejected the endpoint. At most
-    /// `max_ejection_percent` of the endpoints are out at once.
+    /// `max_ejection_percent` of the endpoints are out at once. A success, the
+    /// common case, costs two atomic loads.
     pub fn record_outcome(&self, endpoint: &Endpoint, success: bool) -> bool {
         let Some(config) = &self.outlier else {
             return false;
         };
+        if success {
+            endpoint.outlier().succeeded(tokio::time::Instant::now);
+            return false;
+        }
         let now = tokio::time::Instant::now();
-        if endpoint.outlier().record(success, config, now) != Verdict::Eject {
+        if endpoint.outlier().failed(config, now) != Verdict::Eject {
             return false;
         }
         let ejected = self
@@ -92,54 +100,45 @@ impl Cluster {
         if ejected >= config.max_ejected(self.endpoints.len()) {
             return false;
         }
-        let time = endpoint.outlier().eject(config, now);
-        // When it is back, it should get the probe that decides its fate.
+        let Some(time) = endpoint.outlier().eject(config, now) else {
+            return false;
+        };
+        // Its next request, once it is back, is the probe that decides its fate.
         endpoint.ewma().reset();
         ClusterStats::count(&self.state.stats.ejections);
         tracing::info!(cluster = %self.name, endpoint = %endpoint.addr(), ?time, "endpoint ejected after consecutive failures");
         true
     }
-}
 
-/// Envoy's circuit-breaker thresholds. Remora does not queue requests: one over
-/// the limit fails at once.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Limits {
-    /// Concurrent requests (until their response ends).
-    pub max_requests: Option<u32>,
-    /// Connections; an HTTP/1.1 request holds one, HTTP/2 endpoints share one each.
-    pub max_connections: Option<u32>,
-}
-
-impl Limits {
-    /// The concurrent requests allowed for a cluster speaking `protocol` to
-    /// unmeshed endpoints.
-    pub fn concurrency(&self, protocol: Protocol, meshed: bool) -> Option<u32> {
-        match (self.max_connections, meshed || protocol == Protocol::Http2) {
-            (Some(c), false) => Some(self.max_requests.map_or(c, |r| r.min(c))),
-            _ => self.max_requests,
-        }
+    /// The limits and what counts against them now, for `/config_dump`.
+    pub fn breakers_json(&self) -> serde_json::Value {
+        let b = &self.state.breaker;
+        serde_json::json!({
+            "max_requests": self.limits.max_requests,
+            "max_connections": self.limits.max_connections,
+            "max_pending_requests": self.limits.max_pending_requests,
+            "requests_in_progress": b.active(),
+            "requests_waiting": b.waiting(),
+            "opaque_connections": b.connections(),
+            "outlier_detection": self.outlier.map(|o| serde_json::json!({
+                "consecutive_failures": o.consecutive_failures,
+                "base_ejection_time_seconds": o.base_ejection_time.as_secs_f64(),
+                "max_ejection_time_seconds": o.max_ejection_time.as_secs_f64(),
+                "max_ejection_percent": o.max_ejection_percent,
+            })),
+        })
     }
-}
 
-/// Counts a request as active in its cluster until dropped (with its response).
-#[derive(Debug)]
-pub struct ActiveRequest(Arc<ClusterState>);
-
-impl Drop for ActiveRequest {
-    fn drop(&mut self) {
-        self.0.active_requests.fetch_sub(1, Ordering::Relaxed);
-    }
-}
-
-impl ClusterState {
-    /// Admits a request under `limit` concurrent ones; `None` when over it.
-    pub fn admit(self: &Arc<Self>, limit: Option<u32>) -> Option<ActiveRequest> {
-        let active = self.active_requests.fetch_add(1, Ordering::Relaxed);
-        let guard = ActiveRequest(self.clone());
-        match limit {
-            Some(limit) if active >= limit => None,
-            _ => Some(guard),
+    /// What a request or connection refused by `limit` is told: the limit, its
+    /// value and the Service, as a user wrote them in its TrafficPolicy.
+    pub fn overflow_reason(&self, limit: Limit) -> String {
+        let (service, namespace) = &self.destination;
+        let value = self.limits.get(limit).unwrap_or(0);
+        let field = limit.field();
+        if namespace.is_empty() {
+            format!("overflow: {service}: {field} ({value}) reached")
+        } else {
+            format!("overflow: {service}.{namespace}: {field} ({value}) reached")
         }
     }
 }
@@ -149,7 +148,8 @@ impl ClusterState {
 pub struct ClusterState {
     pub budget: RetryBudget,
     pub stats: ClusterStats,
-    pub active_requests: AtomicU32,
+    /// Requests in progress and in line, opaque connections carried.
+    pub breaker: BreakerState,
     /// The round-robin turn.
     pub round_robin: AtomicU64,
 }
@@ -167,8 +167,12 @@ pub struct ClusterStats {
     pub timeouts_per_try: AtomicU64,
     pub timeouts_connect: AtomicU64,
     pub ejections: AtomicU64,
-    /// Requests refused by the concurrency limit.
+    /// Requests and opaque connections refused by a circuit breaker, in all
+    /// and by limit.
     pub overflow: AtomicU64,
+    pub overflow_max_requests: AtomicU64,
+    pub overflow_max_connections: AtomicU64,
+    pub overflow_max_pending_requests: AtomicU64,
     pub rate_limited: AtomicU64,
     pub faults_aborted: AtomicU64,
     pub faults_delayed: AtomicU64,
@@ -183,6 +187,21 @@ impl ClusterStats {
         counter.fetch_add(1, Ordering::Relaxed);
     }
 
+    /// Counts a refusal by `limit`.
+    pub fn overflowed(&self, limit: Limit) {
+        Self::count(&self.overflow);
+        Self::count(self.overflow_by(limit));
+    }
+
+    /// The refusals by `limit`.
+    pub fn overflow_by(&self, limit: Limit) -> &AtomicU64 {
+        match limit {
+            Limit::MaxRequests => &self.overflow_max_requests,
+            Limit::MaxConnections => &self.overflow_max_connections,
+            Limit::MaxPendingRequests => &self.overflow_max_pending_requests,
+        }
+    }
+
     pub fn to_json(&self) -> serde_json::Value {
         let n = |c: &AtomicU64| c.load(Ordering::Relaxed);
         serde_json::json!({
@@ -195,11 +214,93 @@ impl ClusterStats {
             "timeouts_connect": n(&self.timeouts_connect),
             "ejections": n(&self.ejections),
             "overflow": n(&self.overflow),
+            "overflow_max_requests": n(&self.overflow_max_requests),
+            "overflow_max_connections": n(&self.overflow_max_connections),
+            "overflow_max_pending_requests": n(&self.overflow_max_pending_requests),
             "rate_limited": n(&self.rate_limited),
             "faults_aborted": n(&self.faults_aborted),
             "faults_delayed": n(&self.faults_delayed),
             "mirrored": n(&self.mirrored),
             "mirror_skipped": n(&self.mirror_skipped),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use tokio::time::Instant;
+
+    use super::*;
+    use crate::upstream::Transport;
+
+    fn two_endpoints() -> Cluster {
+        let endpoint = |port: u16| WeightedEndpoint {
+            endpoint: Arc::new(Endpoint::new(
+                ([127, 0, 0, 1], port).into(),
+                Transport::MeshH2,
+            )),
+            weight: 1,
+        };
+        Cluster {
+            name: "orders".into(),
+            destination: ("orders".into(), "default".into()),
+            destination_identity: String::new(),
+            protocol: Protocol::Http1,
+            endpoints: vec![endpoint(1), endpoint(2)],
+            retry_budget: BudgetConfig::DEFAULT,
+            balancer: Balancer::PeakEwma,
+            outlier: Some(OutlierConfig::DEFAULT),
+            limits: Limits::default(),
+            concurrency: None,
+            fault: None,
+            state: Arc::default(),
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_fast_failing_endpoint_is_ejected_and_probed_first_when_it_is_back() {
+        let c = two_endpoints();
+        let (bad, good) = (&c.endpoints[0].endpoint, &c.endpoints[1].endpoint);
+        // The failing one answers faster: without ejection it would be picked.
+        bad.ewma().observe(Duration::from_micros(50));
+        good.ewma().observe(Duration::from_micros(100));
+        assert_eq!(c.pick(None).unwrap().endpoint.addr(), bad.addr());
+        for _ in 0..4 {
+            assert!(!c.record_outcome(bad, false));
+        }
+        assert!(
+            c.record_outcome(bad, false),
+            "the fifth failure in a row ejects"
+        );
+        for _ in 0..20 {
+            assert_eq!(c.pick(None).unwrap().endpoint.addr(), good.addr());
+        }
+        tokio::time::advance(OutlierConfig::DEFAULT.base_ejection_time).await;
+        // Back with no latency sample: the next request is its probe.
+        assert_eq!(c.pick(None).unwrap().endpoint.addr(), bad.addr());
+        assert!(!c.record_outcome(bad, true));
+        assert!(!bad.outlier().is_ejected(Instant::now()));
+        assert_eq!(n(&c.state.stats.ejections), 1);
+    }
+
+    #[test]
+    fn an_overflow_names_the_service_the_limit_and_its_value() {
+        let mut c = two_endpoints();
+        c.limits.max_pending_requests = Some(10);
+        assert_eq!(
+            c.overflow_reason(Limit::MaxPendingRequests),
+            "overflow: orders.default: maxPendingRequests (10) reached"
+        );
+        c.destination.1 = String::new();
+        assert_eq!(
+            c.overflow_reason(Limit::MaxRequests),
+            "overflow: orders: maxRequests (0) reached"
+        );
+    }
+
+    fn n(counter: &AtomicU64) -> u64 {
+        counter.load(Ordering::Relaxed)
     }
 }

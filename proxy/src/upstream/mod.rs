@@ -1,7 +1,9 @@
 //! Upstream state that outlives config: endpoints (latency estimate, requests in
-//! flight, their connection) and the clusters a snapshot groups them into.
+//! flight, their connection) and the clusters a snapshot groups them into, with
+//! their circuit breakers (`breaker`) and outlier detection (`outlier`).
 
 mod body;
+mod breaker;
 mod cluster;
 mod endpoint;
 mod h2;
@@ -10,9 +12,8 @@ mod outlier;
 mod registry;
 
 pub use body::{Recorded, RequestBody};
-pub use cluster::{
-    ActiveRequest, Cluster, ClusterState, ClusterStats, Limits, Protocol, WeightedEndpoint,
-};
+pub use breaker::{ActiveRequest, BreakerState, Concurrency, Limit, Limits, OpenConnection};
+pub use cluster::{Cluster, ClusterState, ClusterStats, Protocol, WeightedEndpoint};
 pub use endpoint::{Endpoint, InFlight, Transport, UpstreamError};
 pub use h2::{H2Connection, TlsTarget, CONNECTION_WINDOW, STREAM_WINDOW};
 pub use origin::{OriginClient, OriginTls};

@@ -6,11 +6,14 @@
 //! it, a failure ejects it again at once. A cluster never has more than
 //! `max_ejection_percent` of its endpoints ejected (but always may eject one).
 //!
-//! The balancer reads one atomic per endpoint; the rest of the state is behind a
-//! lock taken once per attempt.
+//! All of it is atomics: the balancer reads one per endpoint, and a success (the
+//! common outcome, recorded for every attempt now that detection is on by
+//! default) reads two and writes nothing unless there was something to clear.
+//! Under concurrency "in a row" is approximate, as in Envoy; an ejection
+//! happens once however many attempts see the threshold together.
 
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Mutex, OnceLock, PoisonError};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering::Relaxed};
+use std::sync::OnceLock;
 use std::time::Duration;
 
 use tokio::time::Instant;
@@ -42,15 +45,10 @@ impl OutlierConfig {
 pub struct Outlier {
     /// Milliseconds after [`base`] until which the endpoint is ejected; 0 when not.
     ejected_until: AtomicU64,
-    state: Mutex<State>,
-}
-
-#[derive(Debug, Default)]
-struct State {
-    consecutive_failures: u32,
-    times_ejected: u32,
+    consecutive_failures: AtomicU32,
+    times_ejected: AtomicU32,
     /// Back from an ejection and not yet proven healthy.
-    probation: bool,
+    probation: AtomicBool,
 }
 
 /// What recording an attempt's outcome decided.
@@ -77,46 +75,68 @@ fn millis(at: Instant) -> u64 {
 impl Outlier {
     /// Whether the endpoint is ejected at `now`.
     pub fn is_ejected(&self, now: Instant) -> bool {
-        let until = self.ejected_until.load(Ordering::Relaxed);
+        let until = self.ejected_until.load(Relaxed);
         until != 0 && millis(now) < until
     }
 
     /// Records an attempt's outcome.
     pub fn record(&self, success: bool, config: &OutlierConfig, now: Instant) -> Verdict {
-        let mut s = self.state.lock().unwrap_or_else(PoisonError::into_inner);
         if success {
-            s.consecutive_failures = 0;
-            if s.probation {
-                s.probation = false;
-                self.ejected_until.store(0, Ordering::Relaxed);
-            }
-            return Verdict::Healthy;
+            self.succeeded(|| now);
+            Verdict::Healthy
+        } else {
+            self.failed(config, now)
         }
+    }
+
+    /// Records a success; `now` is read only when the endpoint is on probation.
+    /// A success while ejected (an attempt that began before) changes nothing.
+    pub fn succeeded(&self, now: impl FnOnce() -> Instant) {
+        if self.consecutive_failures.load(Relaxed) != 0 {
+            self.consecutive_failures.store(0, Relaxed);
+        }
+        if self.probation.load(Relaxed)
+            && !self.is_ejected(now())
+            && self.probation.swap(false, Relaxed)
+        {
+            self.ejected_until.store(0, Relaxed);
+        }
+    }
+
+    /// Records a failure.
+    pub fn failed(&self, config: &OutlierConfig, now: Instant) -> Verdict {
         if self.is_ejected(now) {
-            // A request that started before the ejection.
+            // An attempt that began before the ejection.
             return Verdict::Failing;
         }
-        s.consecutive_failures += 1;
-        if s.probation || s.consecutive_failures >= config.consecutive_failures {
+        let failures = self.consecutive_failures.fetch_add(1, Relaxed) + 1;
+        if self.probation.load(Relaxed) || failures >= config.consecutive_failures {
             Verdict::Eject
         } else {
             Verdict::Failing
         }
     }
 
-    /// Ejects the endpoint; returns for how long.
-    pub fn eject(&self, config: &OutlierConfig, now: Instant) -> Duration {
-        let mut s = self.state.lock().unwrap_or_else(PoisonError::into_inner);
-        s.times_ejected = s.times_ejected.saturating_add(1);
-        s.consecutive_failures = 0;
-        s.probation = true;
+    /// Ejects the endpoint; returns for how long, or `None` when it already is
+    /// (another attempt got there first).
+    pub fn eject(&self, config: &OutlierConfig, now: Instant) -> Option<Duration> {
+        let until = self.ejected_until.load(Relaxed);
+        if until != 0 && millis(now) < until {
+            return None;
+        }
+        let times = self.times_ejected.load(Relaxed).saturating_add(1);
         let time = config
             .base_ejection_time
-            .saturating_mul(s.times_ejected)
+            .saturating_mul(times)
             .min(config.max_ejection_time.max(config.base_ejection_time));
+        // Only one of the attempts that saw the threshold ejects.
         self.ejected_until
-            .store(millis(now + time), Ordering::Relaxed);
-        time
+            .compare_exchange(until, millis(now + time), Relaxed, Relaxed)
+            .ok()?;
+        self.times_ejected.store(times, Relaxed);
+        self.consecutive_failures.store(0, Relaxed);
+        self.probation.store(true, Relaxed);
+        Some(time)
     }
 }
 
@@ -144,13 +164,14 @@ mod tests {
         assert_eq!(o.record(false, &CONFIG, now()), Verdict::Failing);
         assert_eq!(o.record(false, &CONFIG, now()), Verdict::Failing);
         assert_eq!(o.record(false, &CONFIG, now()), Verdict::Eject);
-        assert_eq!(o.eject(&CONFIG, now()), Duration::from_secs(10));
+        assert_eq!(o.eject(&CONFIG, now()), Some(Duration::from_secs(10)));
         assert!(o.is_ejected(now()));
+        assert_eq!(o.eject(&CONFIG, now()), None, "ejected once");
         tokio::time::advance(Duration::from_secs(10)).await;
         assert!(!o.is_ejected(now()), "back on probation");
         // The probe fails: out again, for longer.
         assert_eq!(o.record(false, &CONFIG, now()), Verdict::Eject);
-        assert_eq!(o.eject(&CONFIG, now()), Duration::from_secs(20));
+        assert_eq!(o.eject(&CONFIG, now()), Some(Duration::from_secs(20)));
         tokio::time::advance(Duration::from_secs(20)).await;
         assert_eq!(o.record(true, &CONFIG, now()), Verdict::Healthy);
         assert!(!o.is_ejected(now()));
@@ -162,7 +183,25 @@ mod tests {
         // The third ejection is capped at the maximum.
         o.record(false, &CONFIG, now());
         o.record(false, &CONFIG, now());
-        assert_eq!(o.eject(&CONFIG, now()), Duration::from_secs(25));
+        assert_eq!(o.eject(&CONFIG, now()), Some(Duration::from_secs(25)));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn outcomes_of_attempts_begun_before_an_ejection_change_nothing() {
+        let o = Outlier::default();
+        let now = Instant::now;
+        for _ in 0..3 {
+            o.record(false, &CONFIG, now());
+        }
+        assert!(o.eject(&CONFIG, now()).is_some());
+        // A late success must not take it back before its time is up.
+        assert_eq!(o.record(true, &CONFIG, now()), Verdict::Healthy);
+        assert!(o.is_ejected(now()));
+        assert_eq!(o.record(false, &CONFIG, now()), Verdict::Failing);
+        tokio::time::advance(Duration::from_secs(10)).await;
+        // Back on probation: the probe's success clears it.
+        assert_eq!(o.record(true, &CONFIG, now()), Verdict::Healthy);
+        assert_eq!(o.record(false, &CONFIG, now()), Verdict::Failing);
     }
 
     #[test]

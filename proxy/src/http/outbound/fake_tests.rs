@@ -32,7 +32,8 @@ pub fn cluster(endpoints: Vec<WeightedEndpoint>) -> Cluster {
         retry_budget: BudgetConfig::DEFAULT,
         balancer: Balancer::PeakEwma,
         outlier: None,
-        concurrency_limit: None,
+        limits: crate::upstream::Limits::default(),
+        concurrency: None,
         fault: None,
         state: Arc::default(),
     }

@@ -5,7 +5,8 @@
 //!                     the hop's metrics, span and access log
 //!   route             virtual host by authority, first matching route, weighted split
 //!   filters           rate limit, fault (delay, abort), request/response headers
-//!   breaker           the cluster's concurrency limit (503 overflow)
+//!   breaker           the cluster's circuit breakers: a place among its requests,
+//!                     or its line, or 503 overflow naming the limit
 //!   mirror            a copy to each mirror cluster once the answer is in
 //!   hash              the request's key for consistent hashing (and its cookie)
 //!   timeout           the request deadline (route timeout or grpc-timeout); stream idle

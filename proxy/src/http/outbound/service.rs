@@ -11,8 +11,9 @@
 //!   tower's `Service::Future` is a named type: without boxing, every layer
 //!   would need a hand-written future; here a layer is an `async fn` or a
 //!   combinator over the one below, and nothing is allocated per request.
-//! - No `poll_ready`: the proxy never queues a request (a cluster over its
-//!   concurrency limit answers 503 at once), so every layer is always ready.
+//! - No `poll_ready`: every layer is always ready. The one wait for capacity
+//!   is the breaker's line, which a cluster asks for (`max_pending_requests`)
+//!   and which is bounded; without it a full cluster answers 503 at once.
 //!
 //! The layers are still `tower::Layer`s, stacked with `tower::ServiceBuilder`.
 

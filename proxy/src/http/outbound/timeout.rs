@@ -40,7 +40,10 @@ where
 
     fn call(&self, mut routed: Routed<'a>) -> impl Future<Output = Response<ResponseBody>> + Send {
         let grpc = crate::grpc::is_grpc(routed.req.headers());
-        let deadline = Deadline::of(routed.policy, routed.req.headers(), grpc, Instant::now());
+        // A request that waited in line for its cluster already has one.
+        let deadline = routed
+            .deadline
+            .or_else(|| Deadline::of(routed.policy, routed.req.headers(), grpc, Instant::now()));
         routed.grpc = grpc;
         routed.deadline = deadline;
         let (stats, stream_idle) = (&routed.cluster.state.stats, routed.policy.stream_idle);
