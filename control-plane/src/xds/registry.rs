@@ -100,6 +100,9 @@ pub struct ProxyStatus {
     pub identity: ProxyIdentity,
     pub connected_since: SystemTime,
     pub types: BTreeMap<ResourceType, TypeStatus>,
+    /// The snapshot generation every type of its stream was last computed from
+    /// (at least): with `types` ACKed, the proxy holds that generation or newer.
+    pub generation: u64,
 }
 
 /// The connected proxies. Connecting or disconnecting one that fronts a Service
@@ -142,6 +145,7 @@ impl Registry {
                 identity,
                 connected_since: SystemTime::now(),
                 types: BTreeMap::new(),
+                generation: 0,
             },
         );
         self.publish_endpoints(&proxies);
@@ -201,6 +205,15 @@ impl Connection {
     pub fn update(&self, types: BTreeMap<ResourceType, TypeStatus>) {
         if let Some(status) = self.registry.lock().by_id.get_mut(&self.id) {
             status.types = types;
+        }
+    }
+
+    /// Every type of the stream has been computed from `generation` or a later
+    /// snapshot. Call after [`Connection::update`], so that a reader never pairs
+    /// the new generation with the types from before.
+    pub fn seen(&self, generation: u64) {
+        if let Some(status) = self.registry.lock().by_id.get_mut(&self.id) {
+            status.generation = generation;
         }
     }
 }

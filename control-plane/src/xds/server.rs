@@ -191,6 +191,9 @@ impl Inner {
             "proxy connected"
         );
         let mut snapshots = self.snapshots.clone();
+        // Every type this stream answers from now on is computed from this
+        // snapshot or a later one (`remora status`, `apply --wait`).
+        let mut generation = snapshots.borrow_and_update().generation;
         let connection = self.registry.connect(identity);
         let mut state = StreamState::new(
             node_id.clone(),
@@ -219,6 +222,7 @@ impl Inner {
                 }
                 Event::Changed => {
                     let snapshot = snapshots.borrow_and_update().clone();
+                    generation = snapshot.generation;
                     let resources =
                         self.cache
                             .resources_for(&snapshot, &namespace, service.as_deref());
@@ -227,6 +231,7 @@ impl Inner {
                 Event::ReleaseEndpoints => {
                     hold_until = None;
                     let snapshot = snapshots.borrow_and_update().clone();
+                    generation = snapshot.generation;
                     let resources =
                         self.cache
                             .resources_for(&snapshot, &namespace, service.as_deref());
@@ -245,6 +250,7 @@ impl Inner {
                 }
             }
             connection.update(state.status());
+            connection.seen(generation);
             event = tokio::select! {
                 req = requests.message() => match req {
                     Ok(Some(req)) => Event::Request(Box::new(req)),
