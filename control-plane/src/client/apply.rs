@@ -99,7 +99,10 @@ pub async fn run(api: &Api, delete: bool, request: Request) -> Result<Exit, Clie
 fn results(answer: &AnswerDoc, delete: bool) -> String {
     let mut out = String::new();
     for r in &answer.results {
-        let kind = Kind::from_name(&r.kind).map_or(r.kind.as_str(), kinds::short);
+        let kind: &str = match Kind::from_name(&r.kind) {
+            Some(k) => kinds::short(k),
+            None => &r.kind,
+        };
         let name = crate::escape::escape_control(&r.name);
         let namespace = match r.namespace.as_str() {
             crate::resources::DEFAULT_NAMESPACE => String::new(),
