@@ -94,7 +94,7 @@ pub async fn serve(listener: TcpListener, state: ApiState, mut shutdown: watch::
         let state = Arc::clone(&state);
         let activity = Arc::<remora_net::Activity>::default();
         let io = remora_net::IdleTimeout::new(stream, IDLE_TIMEOUT, activity.clone());
-        let service = service_fn(move |req| {
+        let service = service_fn(move |req: http::Request<hyper::body::Incoming>| {
             let in_flight = activity.request();
             let state = Arc::clone(&state);
             async move {

@@ -179,7 +179,7 @@ impl<'a> Plan<'a> {
                 kind: Some(id.kind.as_str().to_owned()),
                 namespace: Some(id.key.namespace.clone()),
                 name: Some(id.key.name.clone()),
-                ..Problem::in_file(REQUEST, format!("{id} not found"))
+                ..Problem::in_file(REQUEST, "not found")
             });
             return;
         };
