@@ -4,15 +4,21 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
-use clap::{Args, Parser, Subcommand};
+use clap::{ArgGroup, Args, Parser, Subcommand};
 
+pub use crate::client::Output;
+use crate::client::{get::Target, Api, ApiAddr, ClientError};
 use crate::control::{ControlOptions, DEFAULT_API_ADDR, DEFAULT_XDS_ADDR};
+
+/// What every command that talks to the control plane exits with.
+pub const EXIT_CODES: &str = "Exit codes: 0 ok; 1 refused or not as asked (invalid config, not found, a NACK, a proxy behind); 2 usage; 3 the control plane cannot be reached.";
 
 #[derive(Debug, Parser)]
 #[command(
     name = "remora",
     version,
-    about = "Remora service mesh: control plane and operator CLI"
+    about = "Remora service mesh: control plane and operator CLI",
+    after_help = EXIT_CODES
 )]
 pub struct Cli {
     #[command(subcommand)]
@@ -25,6 +31,17 @@ pub enum Command {
     Control(ControlArgs),
     /// Validate resources offline: print every problem, exit 1 if there is any.
     Check(CheckArgs),
+    /// Create or change resources through the control plane: it validates them
+    /// against everything it holds, then stores all of them or none.
+    Apply(ApplyArgs),
+    /// Delete resources named in files, or by KIND NAME.
+    Delete(DeleteArgs),
+    /// List resources in force (services, httproutes, meshtls,
+    /// authorizationpolicies, trafficpolicies), proxies, or endpoints.
+    Get(GetArgs),
+    /// Every proxy: the config version it ACKed per type, whether it is current,
+    /// its last NACK, its certificate. Exits 1 when one needs attention.
+    Status(StatusArgs),
     /// Run a whole mesh on loopback: web -> orders v1/v2, moving the split step by step.
     Demo(DemoArgs),
     /// Bootstrap tokens that let a proxy obtain its workload certificate.
@@ -37,35 +54,227 @@ pub enum Command {
     Stat(StatArgs),
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum Output {
-    Table,
-    Json,
+/// Where the control plane's API is, and the admin token to show it.
+#[derive(Debug, Clone, Args)]
+pub struct ApiArgs {
+    /// The control plane's API: HOST:PORT or http://HOST:PORT.
+    #[arg(
+        long,
+        value_name = "ADDR",
+        env = "REMORA_API_ADDR",
+        default_value = "127.0.0.1:7780"
+    )]
+    pub api: ApiAddr,
+    /// A file holding an admin token (remora token create --admin). Writes
+    /// (apply, delete) always need one; reads when the API is off loopback or
+    /// runs with --api-token-required.
+    #[arg(long, value_name = "FILE", env = "REMORA_API_TOKEN_FILE")]
+    pub token_file: Option<PathBuf>,
+}
+
+impl ApiArgs {
+    /// The API with the token read from its file.
+    pub fn client(&self) -> Result<Api, ClientError> {
+        let token = crate::client::read_token(self.token_file.as_deref())?;
+        Ok(Api::new(self.api.clone(), token))
+    }
 }
 
 #[derive(Debug, Args)]
+#[command(after_help = concat!(
+    "Examples:\n",
+    "  remora stat\n",
+    "  remora stat orders -n shop --window 1m\n",
+    "  remora stat --watch --api http://127.0.0.1:7780\n",
+    "\n",
+    "Exit codes: 0 ok; 1 refused; 2 usage; 3 the control plane cannot be reached."
+))]
 pub struct StatArgs {
     /// Only edges to or from this service.
     pub service: Option<String>,
     /// Only edges to or from this namespace.
     #[arg(short, long)]
     pub namespace: Option<String>,
-    /// The control plane's API address.
-    #[arg(long, env = "REMORA_API_ADDR", default_value_t = DEFAULT_API_ADDR)]
-    pub api: SocketAddr,
-    /// A file holding an admin token (remora token create --admin), for an API
-    /// that needs one (off loopback, or --api-token-required).
-    #[arg(long, value_name = "FILE", env = "REMORA_API_TOKEN_FILE")]
-    pub token_file: Option<PathBuf>,
+    #[command(flatten)]
+    pub api: ApiArgs,
     /// The window the figures cover: e.g. 10s, 1m (at most 10m).
     #[arg(long, default_value = "30s", value_parser = parse_duration)]
     pub window: std::time::Duration,
     /// Refresh every two seconds until interrupted.
     #[arg(short, long)]
     pub watch: bool,
-    /// `table` for people, `json` for scripts.
+    /// `table` for people, `json` or `yaml` for scripts.
     #[arg(short, long, value_enum, default_value_t = Output::Table)]
     pub output: Output,
+}
+
+#[derive(Debug, Args)]
+#[command(after_help = concat!(
+    "Examples:\n",
+    "  remora apply -f orders.yaml\n",
+    "  remora apply -f config/ --wait --timeout 30s\n",
+    "  cat split.yaml | remora apply -f - -n shop\n",
+    "  remora apply -f split.yaml --dry-run\n",
+    "\n",
+    "Writes need an admin token, on loopback too:\n",
+    "  remora token create --admin > admin.token && export REMORA_API_TOKEN_FILE=admin.token\n",
+    "\n",
+    "Each resource prints as `service/orders created`, `configured` or `unchanged`; every\n",
+    "problem names its file, resource and field, and then nothing is changed.\n",
+    "\n",
+    "Exit codes: 0 ok; 1 invalid, or (--wait) a proxy NACKed or is still behind at the\n",
+    "timeout; 2 usage; 3 the control plane cannot be reached."
+))]
+pub struct ApplyArgs {
+    /// A YAML file, a directory of them, or - for standard input (repeat for more).
+    #[arg(
+        short = 'f',
+        long = "filename",
+        visible_alias = "file",
+        value_name = "FILE|DIR|-",
+        required = true
+    )]
+    pub files: Vec<PathBuf>,
+    /// Put resources without metadata.namespace in this namespace (the others
+    /// must already be in it).
+    #[arg(short, long)]
+    pub namespace: Option<String>,
+    /// Validate against everything the control plane holds; change nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Then wait until every connected proxy has ACKed the new config; name
+    /// each proxy that NACKed it (with its message) and exit 1.
+    #[arg(long)]
+    pub wait: bool,
+    /// How long --wait waits at most.
+    #[arg(long, default_value = "60s", value_parser = parse_duration)]
+    pub timeout: std::time::Duration,
+    /// `table` prints a line per resource; `json` or `yaml` the API's answer.
+    #[arg(short, long, value_enum, default_value_t = Output::Table)]
+    pub output: Output,
+    #[command(flatten)]
+    pub api: ApiArgs,
+}
+
+#[derive(Debug, Args)]
+#[command(
+    group(ArgGroup::new("what").required(true).args(["kind", "files"])),
+    after_help = concat!(
+        "Examples:\n",
+        "  remora delete -f split.yaml\n",
+        "  remora delete httproute orders-split\n",
+        "  remora delete service/orders -n shop --dry-run\n",
+        "\n",
+        "A delete that would leave another resource broken (a route to a deleted\n",
+        "Service) is refused, naming it.\n",
+        "\n",
+        "Exit codes: 0 ok; 1 not found or refused; 2 usage; 3 the control plane cannot be reached."
+    )
+)]
+pub struct DeleteArgs {
+    /// The kind (service, httproute, meshtls, authorizationpolicy,
+    /// trafficpolicy, or a short name: svc, route, authz, tp), or KIND/NAME.
+    #[arg(value_name = "KIND", conflicts_with = "files")]
+    pub kind: Option<String>,
+    /// The resource's name.
+    #[arg(value_name = "NAME")]
+    pub name: Option<String>,
+    /// The resources defined in a YAML file, a directory of them, or - (stdin).
+    #[arg(
+        short = 'f',
+        long = "filename",
+        visible_alias = "file",
+        value_name = "FILE|DIR|-"
+    )]
+    pub files: Vec<PathBuf>,
+    /// The namespace (default: `default`, or each document's own).
+    #[arg(short, long)]
+    pub namespace: Option<String>,
+    /// Check what would be deleted; change nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    #[arg(short, long, value_enum, default_value_t = Output::Table)]
+    pub output: Output,
+    #[command(flatten)]
+    pub api: ApiArgs,
+}
+
+impl DeleteArgs {
+    /// What to delete: the files, or the one resource named.
+    pub fn what(&self) -> Result<crate::client::apply::What, String> {
+        use crate::client::apply::What;
+        if !self.files.is_empty() {
+            return Ok(What::Files(self.files.clone()));
+        }
+        let kind = self.kind.as_deref().unwrap_or_default();
+        let (kind, name) = match (kind.split_once('/'), &self.name) {
+            (None, Some(name)) => (kind, name.as_str()),
+            (Some((kind, name)), None) => (kind, name),
+            _ => {
+                return Err(
+                    "give KIND NAME (or KIND/NAME), e.g. `remora delete service orders`".to_owned(),
+                )
+            }
+        };
+        let kind = crate::api::kinds::parse(kind)
+            .ok_or_else(|| format!("unknown kind `{kind}`: give {}", crate::api::kinds::KNOWN))?;
+        Ok(What::Named {
+            kind,
+            name: name.to_owned(),
+        })
+    }
+}
+
+#[derive(Debug, Args)]
+#[command(after_help = concat!(
+    "Examples:\n",
+    "  remora get services\n",
+    "  remora get httproute orders-split -o yaml > split.yaml\n",
+    "  remora get proxies -n shop\n",
+    "  remora get endpoints orders        # EJECTED: which proxies' outlier detection ejected it\n",
+    "\n",
+    "Exit codes: 0 ok; 1 NAME not found; 2 usage; 3 the control plane cannot be reached."
+))]
+pub struct GetArgs {
+    /// What to list: services (svc), httproutes (route), meshtls,
+    /// authorizationpolicies (authz), trafficpolicies (tp), proxies, endpoints.
+    #[arg(value_name = "KIND", value_parser = Target::parse)]
+    pub kind: Target,
+    /// Only the one of this name (endpoints: of this Service; proxies: this
+    /// node id or Service).
+    pub name: Option<String>,
+    /// Only this namespace (default: all).
+    #[arg(short, long)]
+    pub namespace: Option<String>,
+    /// `table` for people; `json` or `yaml` (the documents as written, which
+    /// `remora apply -f` takes back) for scripts.
+    #[arg(short, long, value_enum, default_value_t = Output::Table)]
+    pub output: Output,
+    #[command(flatten)]
+    pub api: ApiArgs,
+}
+
+#[derive(Debug, Args)]
+#[command(after_help = concat!(
+    "Examples:\n",
+    "  remora status\n",
+    "  remora status -o json | jq '.proxies[] | select(.current | not)'\n",
+    "  remora apply -f config/ --wait && remora status && ./deploy-next.sh\n",
+    "\n",
+    "A proxy is current when it has ACKed the last version sent of every type and\n",
+    "that version was computed from the latest config.\n",
+    "\n",
+    "Exit codes: 0 every proxy current, no NACK, no warning; 1 otherwise; 2 usage;\n",
+    "3 the control plane cannot be reached."
+))]
+pub struct StatusArgs {
+    /// Only this namespace's proxies.
+    #[arg(short, long)]
+    pub namespace: Option<String>,
+    #[arg(short, long, value_enum, default_value_t = Output::Table)]
+    pub output: Output,
+    #[command(flatten)]
+    pub api: ApiArgs,
 }
 
 #[derive(Debug, Subcommand)]
@@ -236,6 +445,101 @@ mod tests {
     #[test]
     fn the_command_line_is_well_formed() {
         Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn every_api_command_takes_the_url_the_demo_prints() {
+        for args in [
+            &["remora", "stat", "--api", "http://127.0.0.1:7780"][..],
+            &["remora", "status", "--api", "http://127.0.0.1:7780/"],
+            &["remora", "get", "svc", "--api", "127.0.0.1:7780"],
+            &[
+                "remora",
+                "apply",
+                "-f",
+                "a.yaml",
+                "--api",
+                "http://127.0.0.1:7780",
+            ],
+            &[
+                "remora",
+                "delete",
+                "svc",
+                "orders",
+                "--api",
+                "http://127.0.0.1:7780",
+            ],
+        ] {
+            Cli::try_parse_from(args).unwrap_or_else(|e| panic!("{args:?}: {e}"));
+        }
+        assert!(Cli::try_parse_from(["remora", "status", "--api", "https://x:1"]).is_err());
+    }
+
+    #[test]
+    fn apply_takes_files_wait_and_a_timeout() {
+        let cli = Cli::try_parse_from([
+            "remora",
+            "apply",
+            "-f",
+            "a.yaml",
+            "-f",
+            "dir",
+            "--wait",
+            "--timeout",
+            "30s",
+            "-n",
+            "shop",
+        ])
+        .unwrap();
+        let Command::Apply(args) = cli.command else {
+            panic!("not apply");
+        };
+        assert_eq!(args.files.len(), 2);
+        assert!(args.wait && !args.dry_run);
+        assert_eq!(args.timeout, std::time::Duration::from_secs(30));
+        assert_eq!(args.namespace.as_deref(), Some("shop"));
+        assert!(
+            Cli::try_parse_from(["remora", "apply"]).is_err(),
+            "-f is required"
+        );
+    }
+
+    #[test]
+    fn delete_takes_kind_and_name_or_files() {
+        let what = |args: &[&str]| {
+            let cli = Cli::try_parse_from(args).unwrap();
+            let Command::Delete(d) = cli.command else {
+                panic!("not delete");
+            };
+            d.what()
+        };
+        use crate::client::apply::What;
+        assert!(matches!(
+            what(&["remora", "delete", "svc", "orders"]),
+            Ok(What::Named { .. })
+        ));
+        assert!(matches!(
+            what(&["remora", "delete", "service/orders"]),
+            Ok(What::Named { .. })
+        ));
+        assert!(matches!(
+            what(&["remora", "delete", "-f", "a.yaml"]),
+            Ok(What::Files(_))
+        ));
+        assert!(what(&["remora", "delete", "svc"]).is_err());
+        assert!(what(&["remora", "delete", "pods", "x"]).is_err());
+        assert!(Cli::try_parse_from(["remora", "delete"]).is_err());
+    }
+
+    #[test]
+    fn help_says_the_exit_codes_and_gives_examples() {
+        let mut cli = Cli::command();
+        for verb in ["apply", "delete", "get", "status", "stat"] {
+            let sub = cli.find_subcommand_mut(verb).unwrap();
+            let help = sub.render_long_help().to_string();
+            assert!(help.contains("Examples:"), "{verb}: {help}");
+            assert!(help.contains("Exit codes"), "{verb}: {help}");
+        }
     }
 
     #[test]

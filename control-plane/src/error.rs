@@ -13,6 +13,11 @@ pub enum Error {
         path: PathBuf,
         source: std::io::Error,
     },
+    #[error("cannot write {path}")]
+    WriteConfig {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("cannot watch {path}")]
     Watch {
         path: PathBuf,

@@ -2,14 +2,17 @@
 //! configuration, and serves it over ADS.
 //!
 //! Config flows `source` -> `validate` -> `store` -> `translate` -> `xds`;
-//! `control` wires the pieces together and `api` shows their state.
+//! `control` wires the pieces together, `api` shows their state and takes
+//! writes (which go back to the source), and `client` is the operator's side of
+//! the API.
 #![forbid(unsafe_code)]
 
-pub mod api; //       HTTP API: proxies, config, stat, refusals, the dashboard; admin tokens
+pub mod api; //       HTTP API: status, resources, endpoints, stat, the dashboard; apply/delete; admin tokens
 pub mod authority; // which proxies may serve a Service (endpoint authority)
 pub mod ca; //        the certificate authority: root or operator CA, SPIFFE leaves from CSRs
 pub mod check; //     `remora check`: offline validation
 pub mod cli; //       the command line (clap)
+pub mod client; //    `remora apply/delete/get/status/stat`: requests to the API, printed answers
 pub mod control; //   `run_control`: bind, load, watch, serve
 pub mod demo; //      `remora demo`: a whole mesh on loopback, the split moving
 pub mod duration; //  `90s`, `30m`, `24h`, `7d`: the CLI's and the API's durations
@@ -20,7 +23,7 @@ pub mod identity; //  bootstrap tokens and the Identity gRPC service (CSR -> cer
 pub mod problem; //   a config problem: file, resource, field, message
 pub mod resources; // the typed resources users write (Service, HTTPRoute)
 pub mod signal; //    waiting for Ctrl-C / SIGTERM
-pub mod source; //    YAML files in a watched directory -> documents
+pub mod source; //    the `Source` trait; its file source: a watched directory of YAML <-> documents
 pub mod store; //     the valid resources in force
 pub mod traffic; //   proxies' traffic reports -> per-edge golden signals (`remora stat`)
 pub mod translate; // store + proxy -> xDS resources (pure)

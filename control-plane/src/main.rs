@@ -7,17 +7,20 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use remora_control::cli::{
-    Cli, Command, DataArgs, Output, StatArgs, TokenCommand, TokenCreateArgs,
+    ApplyArgs, Cli, Command, DataArgs, DeleteArgs, GetArgs, Output, StatArgs, StatusArgs,
+    TokenCommand, TokenCreateArgs,
 };
+use remora_control::client::{self, ClientError, Exit};
 use tracing_subscriber::EnvFilter;
 
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
-    // The demo's output is its report; its own logs only say what went wrong.
+    // The demo's output is its report, and the API commands' their answer;
+    // their own logs only say what went wrong.
     let default_level = match cli.command {
-        Command::Demo(_) => "warn",
-        _ => "info",
+        Command::Control(_) => "info",
+        _ => "warn",
     };
     init_tracing(default_level);
     let result = match cli.command {
@@ -40,11 +43,69 @@ async fn main() -> ExitCode {
         Command::Token(TokenCommand::Create(args)) => token_create(args),
         Command::TrustBundle(args) => trust_bundle(args),
         Command::Stat(args) => stat(args).await,
+        Command::Apply(args) => apply(args).await,
+        Command::Delete(args) => delete(args).await,
+        Command::Get(args) => get(args).await,
+        Command::Status(args) => status(args).await,
     };
     result.unwrap_or_else(|error| {
         eprintln!("remora: {error:#}");
-        ExitCode::FAILURE
+        // Scripts tell "the control plane is down" (3) from "it said no" (1).
+        match error.downcast_ref::<ClientError>() {
+            Some(e) => e.exit().into(),
+            None => ExitCode::FAILURE,
+        }
     })
+}
+
+async fn apply(args: ApplyArgs) -> anyhow::Result<ExitCode> {
+    let api = args.api.client()?;
+    let request = client::apply::Request {
+        what: client::apply::What::Files(args.files),
+        namespace: args.namespace,
+        dry_run: args.dry_run,
+        wait: args.wait.then_some(args.timeout),
+        output: args.output,
+    };
+    Ok(client::apply::run(&api, false, request).await?.into())
+}
+
+async fn delete(args: DeleteArgs) -> anyhow::Result<ExitCode> {
+    let what = match args.what() {
+        Ok(what) => what,
+        Err(usage) => {
+            eprintln!("remora delete: {usage}");
+            return Ok(Exit::Usage.into());
+        }
+    };
+    let api = args.api.client()?;
+    let request = client::apply::Request {
+        what,
+        namespace: args.namespace,
+        dry_run: args.dry_run,
+        wait: None,
+        output: args.output,
+    };
+    Ok(client::apply::run(&api, true, request).await?.into())
+}
+
+async fn get(args: GetArgs) -> anyhow::Result<ExitCode> {
+    let api = args.api.client()?;
+    let exit = client::get::run(
+        &api,
+        args.kind,
+        args.name.as_deref(),
+        args.namespace.as_deref(),
+        args.output,
+    )
+    .await?;
+    Ok(exit.into())
+}
+
+async fn status(args: StatusArgs) -> anyhow::Result<ExitCode> {
+    let api = args.api.client()?;
+    let exit = client::status::run(&api, args.output, args.namespace.as_deref()).await?;
+    Ok(exit.into())
 }
 
 /// Logs to stderr; `RUST_LOG` filters (default `info`).
@@ -81,26 +142,31 @@ fn check(path: &Path) -> anyhow::Result<ExitCode> {
 
 /// Prints the edges once, or (`--watch`) every two seconds until interrupted.
 async fn stat(args: StatArgs) -> anyhow::Result<ExitCode> {
-    use remora_control::traffic::{fetch::fetch, screen, Filter};
-    let filter = Filter {
-        namespace: args.namespace.clone(),
-        service: args.service.clone(),
-    };
-    let token = match &args.token_file {
-        None => None,
-        Some(path) => Some(
-            std::fs::read_to_string(path)
-                .map_err(|e| anyhow::anyhow!("--token-file {}: {e}", path.display()))?
-                .trim()
-                .to_owned(),
-        ),
-    };
+    use remora_control::api::query::encode;
+    use remora_control::traffic::{screen, StatView};
+    use std::io::Write as _;
+    let api = args.api.client()?;
+    let mut query = format!("window={}s", args.window.as_secs().max(1));
+    for (k, v) in [("namespace", &args.namespace), ("service", &args.service)] {
+        if let Some(v) = v {
+            query.push_str(&format!("&{k}={}", encode(v)));
+        }
+    }
+    let path = format!("/api/v1/stat?{query}");
     let interrupted = remora_control::signal::terminate();
     tokio::pin!(interrupted);
     let screen = screen::Screen::stdout(args.output == Output::Json, args.watch);
     loop {
-        let view = fetch(args.api, token.as_deref(), &filter, args.window).await?;
-        match screen.show(&mut std::io::stdout().lock(), &view) {
+        let view: StatView = api.get_json(&path).await?;
+        let shown = match args.output {
+            Output::Yaml => {
+                let text = serde_yaml_ng::to_string(&view)?;
+                writeln!(std::io::stdout().lock(), "{text}---")
+                    .and_then(|()| std::io::stdout().lock().flush())
+            }
+            _ => screen.show(&mut std::io::stdout().lock(), &view),
+        };
+        match shown {
             // `remora stat --watch | head`: the reader is done, so are we.
             Err(e) if screen::reader_gone(&e) => return Ok(ExitCode::SUCCESS),
             shown => shown?,

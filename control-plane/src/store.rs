@@ -3,9 +3,13 @@
 //! A `Store` only ever holds resources that passed [`crate::validate`]: every
 //! reference in it resolves. It is immutable once built; a change builds a new one.
 //! It also remembers the file each resource was read from, so the next load can
-//! keep a resource where it was in force (see `validate`'s rule for duplicates).
+//! keep a resource where it was in force (see `validate`'s rule for duplicates),
+//! and the document it was read from, as the user wrote it (`remora get`).
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use serde_yaml_ng::Value;
 
 use crate::resources::{
     AuthorizationPolicy, HttpRoute, Kind, MeshTls, ObjectKey, PolicyTarget, Service, TlsMode,
@@ -20,10 +24,15 @@ pub struct Store {
     authorizations: BTreeMap<ObjectKey, AuthorizationPolicy>,
     traffic: BTreeMap<ObjectKey, TrafficPolicy>,
     origins: Origins,
+    documents: Documents,
 }
 
 /// The file each resource was read from, by kind and key.
 pub type Origins = BTreeMap<(Kind, ObjectKey), String>;
+
+/// The document each resource in force was read from (for a resource whose
+/// last valid version stays in force, that version's document).
+pub type Documents = BTreeMap<(Kind, ObjectKey), Arc<Value>>;
 
 /// Everything a `Store` is built from.
 #[derive(Debug, Clone, Default)]
@@ -35,6 +44,8 @@ pub struct Contents {
     pub traffic: Vec<TrafficPolicy>,
     /// Where the resources were read from (none for resources made in code).
     pub origins: Origins,
+    /// The documents they were read from (set by [`Store::with_documents`]).
+    pub documents: Documents,
 }
 
 impl Store {
@@ -61,7 +72,40 @@ impl Store {
                 .collect(),
             traffic: c.traffic.into_iter().map(|p| (p.key.clone(), p)).collect(),
             origins: c.origins,
+            documents: c.documents,
         }
+    }
+
+    /// The same resources, with the documents they were read from.
+    pub fn with_documents(mut self, documents: Documents) -> Self {
+        self.documents = documents;
+        self
+    }
+
+    /// The document a resource in force was read from.
+    pub fn document(&self, kind: Kind, key: &ObjectKey) -> Option<&Arc<Value>> {
+        self.documents.get(&(kind, key.clone()))
+    }
+
+    /// Where each resource in force was read from.
+    pub fn origins(&self) -> &Origins {
+        &self.origins
+    }
+
+    /// Every resource in force, by kind, then namespace and name.
+    pub fn ids(&self) -> Vec<(Kind, &ObjectKey)> {
+        let mut ids: Vec<(Kind, &ObjectKey)> = Vec::new();
+        ids.extend(self.services.keys().map(|k| (Kind::Service, k)));
+        ids.extend(self.routes.keys().map(|k| (Kind::HttpRoute, k)));
+        ids.extend(self.mesh_tls.keys().map(|k| (Kind::MeshTls, k)));
+        ids.extend(
+            self.authorizations
+                .keys()
+                .map(|k| (Kind::AuthorizationPolicy, k)),
+        );
+        ids.extend(self.traffic.keys().map(|k| (Kind::TrafficPolicy, k)));
+        ids.sort();
+        ids
     }
 
     /// The file a resource in force was read from.
@@ -139,6 +183,7 @@ impl Store {
             authorizations: self.authorizations.values().cloned().collect(),
             traffic: self.traffic.values().cloned().collect(),
             origins: self.origins.clone(),
+            documents: self.documents.clone(),
         }
     }
 }

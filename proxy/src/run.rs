@@ -184,6 +184,14 @@ pub async fn run(options: Options, shutdown: impl Future<Output = ()>) -> Result
                 metrics: metrics.clone(),
                 node_id: b.node_id.clone(),
                 every: b.report_interval,
+                ejected: {
+                    let snapshot = snapshot.clone();
+                    Arc::new(move || {
+                        snapshot
+                            .load()
+                            .ejected_endpoints(tokio::time::Instant::now())
+                    })
+                },
             }
             .run(),
         )

@@ -34,6 +34,33 @@ pub struct Snapshot {
     pub destinations: Destinations,
 }
 
+impl Snapshot {
+    /// The endpoints outlier detection has ejected at `now`, by cluster: what
+    /// the proxy reports to the control plane (`remora get endpoints`).
+    pub fn ejected_endpoints(
+        &self,
+        now: tokio::time::Instant,
+    ) -> Vec<remora_proto::telemetry::EjectedEndpoint> {
+        let mut out: Vec<_> = self
+            .clusters
+            .values()
+            .flat_map(|c| {
+                c.endpoints
+                    .iter()
+                    .filter(move |e| e.endpoint.outlier().is_ejected(now))
+                    .map(move |e| remora_proto::telemetry::EjectedEndpoint {
+                        cluster: c.name.to_string(),
+                        service: c.destination.0.clone(),
+                        namespace: c.destination.1.clone(),
+                        address: e.endpoint.addr().to_string(),
+                    })
+            })
+            .collect();
+        out.sort_by(|a, b| (&a.cluster, &a.address).cmp(&(&b.cluster, &b.address)));
+        out
+    }
+}
+
 /// The Service ports a connection can be for, from the outbound listener.
 #[derive(Debug, Default)]
 pub struct Destinations {

@@ -373,7 +373,7 @@ fn an_unreachable_control_plane_is_said_once() {
         .unwrap();
     let out = stat_run(port, &[]);
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert_eq!(out.status.code(), Some(3), "{stderr}");
     assert_eq!(
         stderr.to_lowercase().matches("connection refused").count(),
         1,

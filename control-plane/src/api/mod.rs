@@ -1,10 +1,20 @@
-//! The HTTP API (hyper, HTTP/1.1): `GET /api/v1/proxies`, `GET /api/v1/config`,
-//! `GET /api/v1/stat`, `GET /live`, and the dashboard at `/`. Read-only views of the registry and the config in force.
+//! The HTTP API (hyper, HTTP/1.1). Reads: `GET /api/v1/proxies`,
+//! `/api/v1/status` (every proxy and whether it holds the config in force),
+//! `/api/v1/config`, `/api/v1/resources`, `/api/v1/endpoints`, `/api/v1/stat`,
+//! `/api/v1/refusals`, `/live`, and the dashboard at `/`. Writes (always with an
+//! admin token): `POST /api/v1/apply` and `POST /api/v1/delete`, made by the
+//! control plane's config task through its source.
 
 pub mod auth;
+mod body; //      request bodies: size cap and timeout
+pub mod kinds; // kind names and aliases (`svc`, `httproutes`, ...)
+pub mod query; // percent-encoding of query values
+mod resources; // /api/v1/resources and /api/v1/endpoints
 mod routes;
+mod status; //    /api/v1/status
 mod time;
 mod views;
+pub mod writes; // /api/v1/apply and /api/v1/delete, and the channel to the config task
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -21,6 +31,7 @@ use tokio::sync::watch;
 use crate::signal::stopped;
 use crate::xds::{Registry, Snapshot};
 
+pub use body::MAX_BODY_BYTES;
 pub use views::{ConfigView, NackView, ProxyView, TypeView};
 
 /// How long in-flight requests may take to finish after shutdown.
@@ -35,8 +46,12 @@ pub struct ApiState {
     pub trust_bundle: Bytes,
     /// What proxies report about their traffic.
     pub traffic: Arc<crate::traffic::TrafficStore>,
-    /// Who may read it.
+    /// Who may read it (and write: admin tokens only).
     pub access: auth::Access,
+    /// Where writes go.
+    pub writes: writes::Writes,
+    /// The certificates issued, for each proxy's expiry in `/api/v1/status`.
+    pub certificates: Arc<crate::identity::IssuedCertificates>,
 }
 
 /// Open API connections at most; more are closed at once.
@@ -79,10 +94,14 @@ pub async fn serve(listener: TcpListener, state: ApiState, mut shutdown: watch::
         let state = Arc::clone(&state);
         let activity = Arc::<remora_net::Activity>::default();
         let io = remora_net::IdleTimeout::new(stream, IDLE_TIMEOUT, activity.clone());
-        let service = service_fn(move |req| {
-            let _in_flight = activity.request();
-            let response = routes::handle(&state, &req);
-            async move { Ok::<_, Infallible>(response) }
+        let service = service_fn(move |req: http::Request<hyper::body::Incoming>| {
+            let in_flight = activity.request();
+            let state = Arc::clone(&state);
+            async move {
+                let response = routes::respond(&state, req).await;
+                drop(in_flight);
+                Ok::<_, Infallible>(response)
+            }
         });
         let connection = hyper::server::conn::http1::Builder::new()
             .timer(hyper_util::rt::TokioTimer::new())

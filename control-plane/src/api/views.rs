@@ -25,6 +25,9 @@ pub struct ProxyView {
     /// What an operator should know, e.g. that the Service it names is not
     /// defined (so it gets no traffic). Empty when all is well.
     pub warnings: Vec<String>,
+    /// It said it is leaving (SIGTERM or `POST /shutdown`): no endpoint any
+    /// more, finishing what is in flight.
+    pub draining: bool,
     /// RFC 3339, UTC.
     pub connected_since: String,
     /// By type URL; only the types the proxy asked for.
@@ -69,6 +72,7 @@ impl From<&ProxyStatus> for ProxyView {
                 "no client certificate: served only because the control plane runs with --allow-plaintext-proxies",
             ),
             warnings: p.warnings.clone(),
+            draining: p.draining,
             connected_since: rfc3339(p.connected_since),
             types: p
                 .types

@@ -1,5 +1,5 @@
 //! Running the control plane: bind the xDS and API listeners, load and watch the
-//! config directory, serve until shut down.
+//! config source (a directory of YAML files), serve until shut down.
 //!
 //! [`run_control`] does it all; [`ControlPlane`] splits binding from serving for
 //! callers that need the bound addresses first (the demo runs it in-process).
@@ -20,7 +20,7 @@ use tokio::sync::watch;
 
 use crate::api::{self, ApiState};
 use crate::signal::stopped;
-use crate::source::DirWatcher;
+use crate::source::{DirSource, Source};
 use crate::xds::{AdsServer, Registry, Snapshot};
 use crate::Error;
 
@@ -106,7 +106,9 @@ impl ControlOptions {
 pub struct ControlPlane {
     options: ControlOptions,
     ca: std::sync::Arc<crate::ca::CertificateAuthority>,
-    watcher: DirWatcher,
+    /// Where resources are read from and API writes go. Nothing past `bind`
+    /// knows which kind of source it is.
+    source: std::sync::Arc<dyn Source>,
     snapshots: watch::Sender<Snapshot>,
     xds: TcpListener,
     api: TcpListener,
@@ -117,26 +119,9 @@ pub struct ControlPlane {
 impl ControlPlane {
     /// Loads the config directory (it must exist) and binds both listeners.
     pub async fn bind(options: ControlOptions) -> Result<Self, Error> {
-        let read_err = |source| Error::ReadConfig {
-            path: options.config_dir.clone(),
-            source,
-        };
-        if !std::fs::metadata(&options.config_dir)
-            .map_err(read_err)?
-            .is_dir()
-        {
-            let kind = std::io::ErrorKind::NotADirectory;
-            return Err(read_err(std::io::Error::new(kind, "not a directory")));
-        }
-        // Watch first: a change made while loading is then not missed.
-        let watcher = DirWatcher::new(&options.config_dir)?;
-        let dir = options.config_dir.clone();
-        let nothing_in_force = crate::store::Store::default();
-        let outcome = tokio::task::spawn_blocking(move || config::load(&dir, &nothing_in_force))
-            .await
-            .map_err(|e| read_err(std::io::Error::other(e)))??;
-        let (snapshots, _) = watch::channel(Snapshot::default());
-        config::publish(&snapshots, outcome);
+        let source: std::sync::Arc<dyn Source> =
+            std::sync::Arc::new(DirSource::open(&options.config_dir)?);
+        let snapshots = config::first_load(source.as_ref()).await?;
 
         let bind = |addr: SocketAddr| async move {
             let listener = TcpListener::bind(addr)
@@ -157,7 +142,7 @@ impl ControlPlane {
         Ok(ControlPlane {
             ca: std::sync::Arc::new(ca),
             options,
-            watcher,
+            source,
             snapshots,
             xds,
             api,
@@ -205,6 +190,9 @@ impl ControlPlane {
 
         let registry = Registry::new(self.snapshots.clone());
         let traffic = std::sync::Arc::new(crate::traffic::TrafficStore::default());
+        let certificates = std::sync::Arc::new(crate::identity::IssuedCertificates::default());
+        let (writes, write_requests) = api::writes::channel();
+        let tokens = crate::identity::TokenStore::new(&self.options.data_dir);
         let api_state = ApiState {
             traffic: traffic.clone(),
             registry: registry.clone(),
@@ -212,23 +200,24 @@ impl ControlPlane {
             trust_bundle: bytes::Bytes::from(self.ca.trust_bundle_pem().to_owned()),
             access: if self.options.api_token_required || !self.api_addr.ip().is_loopback() {
                 tracing::info!(api = %self.api_addr, "the API needs an admin token (remora token create --admin)");
-                api::auth::Access::AdminToken(crate::identity::TokenStore::new(
-                    &self.options.data_dir,
-                ))
+                api::auth::Access::new(tokens, api::auth::Reads::AdminToken)
             } else {
-                api::auth::Access::Open
+                api::auth::Access::new(tokens, api::auth::Reads::Open)
             },
+            writes,
+            certificates: certificates.clone(),
         };
         let identity = crate::identity::IdentityService::new(
             self.ca.clone(),
             crate::identity::TokenStore::new(&self.options.data_dir),
             self.options.leaf_ttl,
-        );
+        )
+        .recording(certificates);
         let api = tokio::spawn(api::serve(self.api, api_state, stop_rx.clone()));
-        let reload = tokio::spawn(config::watch(
-            self.options.config_dir.clone(),
-            self.watcher,
+        let reload = tokio::spawn(config::run(
+            self.source,
             self.snapshots.clone(),
+            write_requests,
             stop_rx.clone(),
         ));
         let ads = AdsServer::new(

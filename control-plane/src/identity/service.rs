@@ -8,6 +8,7 @@ use remora_proto::identity::identity_server::{Identity, IdentityServer};
 use remora_proto::identity::{CertifyRequest, CertifyResponse};
 use tonic::{Request, Response, Status};
 
+use super::issued::{Issued, IssuedCertificates};
 use super::tokens::{TokenError, TokenStore};
 use crate::ca::{CaError, CertificateAuthority, SpiffeId};
 use crate::xds::XdsPeer;
@@ -16,6 +17,8 @@ pub struct IdentityService {
     ca: Arc<CertificateAuthority>,
     tokens: TokenStore,
     leaf_ttl: Duration,
+    /// What was issued to whom, for `remora status`.
+    issued: Arc<IssuedCertificates>,
 }
 
 impl IdentityService {
@@ -24,7 +27,14 @@ impl IdentityService {
             ca,
             tokens,
             leaf_ttl,
+            issued: Arc::default(),
         }
+    }
+
+    /// Records every certificate issued in `issued`.
+    pub fn recording(mut self, issued: Arc<IssuedCertificates>) -> Self {
+        self.issued = issued;
+        self
     }
 
     pub fn into_service(self) -> IdentityServer<Self> {
@@ -68,6 +78,16 @@ impl IdentityService {
                 }
             })?;
         tracing::info!(%identity, transport = %peer.transport(), "certificate issued");
+        self.issued.record(
+            &identity.to_string(),
+            Issued {
+                not_before: signed
+                    .not_after
+                    .checked_sub(self.leaf_ttl)
+                    .unwrap_or(UNIX_EPOCH),
+                not_after: signed.not_after,
+            },
+        );
         Ok(CertifyResponse {
             leaf_pem: signed.leaf_pem,
             chain_pem: signed.chain_pem,

@@ -78,7 +78,7 @@ pub fn load(path: &Path) -> Result<Loaded, Error> {
 
 /// The text of a file, unless it is over [`MAX_FILE_BYTES`]: its size is checked
 /// before reading, and no more than the limit is read in case it grows meanwhile.
-fn read_limited(path: &Path) -> std::io::Result<Result<String, LimitError>> {
+pub(super) fn read_limited(path: &Path) -> std::io::Result<Result<String, LimitError>> {
     let file = std::fs::File::open(path)?;
     if let Err(limit) = limits::check_size(file.metadata()?.len()) {
         return Ok(Err(limit));
@@ -122,19 +122,47 @@ fn yaml_files(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
 /// line, and its resource when its `kind` and `metadata` can be read) and the
 /// others are kept.
 pub fn parse(file: &str, text: &str) -> Loaded {
+    parse_spans(file, text).0
+}
+
+/// Where one piece of a file's text (see `split`) is, and the document indexes
+/// it holds: one, except for a piece with a `...` end marker inside.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Span {
+    /// Byte range in the file's text.
+    pub bytes: std::ops::Range<usize>,
+    /// The 1-based document indexes read from it.
+    pub indexes: std::ops::Range<usize>,
+}
+
+/// [`parse`], and where each document's text is: what a source that rewrites a
+/// file one document at a time needs.
+pub fn parse_spans(file: &str, text: &str) -> (Loaded, Vec<Span>) {
     let mut loaded = Loaded::default();
+    let mut spans = Vec::new();
     let size = u64::try_from(text.len()).unwrap_or(u64::MAX);
     if let Err(limit) = limits::check_size(size) {
-        return too_large(file, &limit);
+        return (too_large(file, &limit), spans);
     }
-    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
+    let bom = if text.starts_with('\u{feff}') {
+        '\u{feff}'.len_utf8()
+    } else {
+        0
+    };
+    let text = &text[bom..];
     let mut index = 0;
     for piece in split::documents(text) {
+        let first = index + 1;
+        let bytes = bom + piece.start..bom + piece.start + piece.text.len();
         if let Err(limit) = limits::check_depth(piece.text) {
             index += 1;
             loaded
                 .problems
                 .push(limit_problem(file, index, &piece, &limit));
+            spans.push(Span {
+                bytes,
+                indexes: first..index + 1,
+            });
             continue;
         }
         // Normally one document; more if the piece holds a `...` end marker.
@@ -158,8 +186,12 @@ pub fn parse(file: &str, text: &str) -> Loaded {
                 }
             }
         }
+        spans.push(Span {
+            bytes,
+            indexes: first..index + 1,
+        });
     }
-    loaded
+    (loaded, spans)
 }
 
 fn limit_problem(file: &str, index: usize, piece: &Piece<'_>, limit: &LimitError) -> Problem {

@@ -24,6 +24,8 @@ pub struct Piece<'a> {
     pub text: &'a str,
     /// 1-based line of the file on which `text` starts.
     pub first_line: usize,
+    /// The byte offset in the file's text at which `text` starts.
+    pub start: usize,
 }
 
 /// The documents of `text`, in order (at least one, maybe empty).
@@ -61,6 +63,7 @@ pub fn documents(text: &str) -> Vec<Piece<'_>> {
             pieces.push(Piece {
                 text: piece,
                 first_line,
+                start,
             });
         }
     }

@@ -81,6 +81,9 @@ impl TelemetryService {
     }
 }
 
+/// Ejected endpoints one report may list.
+const MAX_EJECTED: usize = 4096;
+
 /// A report must come from its namespace's certificate (when there is one) and
 /// have histograms that fit its bounds.
 fn check(report: &HopReport, identity: Option<&str>) -> Result<(), Status> {
@@ -99,6 +102,13 @@ fn check(report: &HopReport, identity: Option<&str>) -> Result<(), Status> {
                 report.namespace, id.namespace
             )));
         }
+    }
+    // A proxy ejects at most every endpoint it knows; this is far above that.
+    if report.ejected.len() > MAX_EJECTED {
+        return Err(Status::invalid_argument(format!(
+            "report: {} ejected endpoints, more than {MAX_EJECTED}",
+            report.ejected.len()
+        )));
     }
     let buckets = report.bucket_bounds.len() + 1;
     for (i, hop) in report.hops.iter().enumerate() {

@@ -331,6 +331,7 @@ mod tests {
             taken_unix_ms: taken,
             bucket_bounds: BOUNDS.to_vec(),
             hops,
+            ejected: Vec::new(),
         }
     }
 

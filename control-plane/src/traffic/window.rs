@@ -159,6 +159,7 @@ mod tests {
             taken_unix_ms: taken,
             bucket_bounds: vec![0.1],
             hops,
+            ejected: Vec::new(),
         }
     }
 

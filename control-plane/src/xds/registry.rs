@@ -126,6 +126,9 @@ pub struct ProxyStatus {
     /// What an operator should know about it (e.g. it names a Service that is
     /// not defined, so it gets no traffic).
     pub warnings: Vec<String>,
+    /// The snapshot generation every type of its stream was last computed from
+    /// (at least): with `types` ACKed, the proxy holds that generation or newer.
+    pub generation: u64,
 }
 
 /// The connected proxies. Connecting or disconnecting one that fronts a Service
@@ -197,6 +200,7 @@ impl Registry {
                     types: BTreeMap::new(),
                     draining,
                     warnings: Vec::new(),
+                    generation: 0,
                 },
             );
             id
@@ -270,6 +274,15 @@ impl Connection {
     pub fn set_warnings(&self, warnings: Vec<String>) {
         if let Some(status) = self.registry.lock().by_id.get_mut(&self.id) {
             status.warnings = warnings;
+        }
+    }
+
+    /// Every type of the stream has been computed from `generation` or a later
+    /// snapshot. Call after [`Connection::update`], so that a reader never pairs
+    /// the new generation with the types from before.
+    pub fn seen(&self, generation: u64) {
+        if let Some(status) = self.registry.lock().by_id.get_mut(&self.id) {
+            status.generation = generation;
         }
     }
 }

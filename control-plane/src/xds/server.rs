@@ -197,6 +197,9 @@ impl Inner {
             "proxy connected"
         );
         let mut snapshots = self.snapshots.clone();
+        // Every type this stream answers from now on is computed from this
+        // snapshot or a later one (`remora status`, `apply --wait`).
+        let mut generation = snapshots.borrow_and_update().generation;
         let connection = self.registry.connect_draining(identity, draining);
         let mut state = StreamState::new(
             node_id.clone(),
@@ -230,6 +233,7 @@ impl Inner {
                 Event::Changed => {
                     let snapshot = snapshots.borrow_and_update().clone();
                     watch_service(&mut services, &snapshot, &connection);
+                    generation = snapshot.generation;
                     let resources =
                         self.cache
                             .resources_for(&snapshot, &namespace, service.as_deref());
@@ -239,6 +243,7 @@ impl Inner {
                     hold_until = None;
                     let snapshot = snapshots.borrow_and_update().clone();
                     watch_service(&mut services, &snapshot, &connection);
+                    generation = snapshot.generation;
                     let resources =
                         self.cache
                             .resources_for(&snapshot, &namespace, service.as_deref());
@@ -257,6 +262,7 @@ impl Inner {
                 }
             }
             connection.update(state.status());
+            connection.seen(generation);
             event = tokio::select! {
                 req = requests.message() => match req {
                     Ok(Some(req)) => Event::Request(Box::new(req)),

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use remora_proto::telemetry::telemetry_client::TelemetryClient;
-use remora_proto::telemetry::{Hop, HopReport};
+use remora_proto::telemetry::{EjectedEndpoint, Hop, HopReport};
 use tonic::transport::Channel;
 
 use super::histogram::BUCKETS;
@@ -19,6 +19,10 @@ use crate::tls::TlsContext;
 
 const REPORT_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// The endpoints outlier detection has ejected now (read from the snapshot in
+/// force, which this module does not know).
+pub type Ejected = Arc<dyn Fn() -> Vec<EjectedEndpoint> + Send + Sync>;
+
 pub struct Reporter {
     pub control_plane: SocketAddr,
     /// This proxy's TLS and the control plane's SPIFFE id, when it has an identity.
@@ -26,6 +30,8 @@ pub struct Reporter {
     pub metrics: Arc<Metrics>,
     pub node_id: String,
     pub every: Duration,
+    /// Reported with every report, for the control plane's endpoint view.
+    pub ejected: Ejected,
 }
 
 impl Reporter {
@@ -83,6 +89,7 @@ impl Reporter {
             taken_unix_ms: unix_ms(),
             bucket_bounds: BUCKETS.to_vec(),
             hops,
+            ejected: (self.ejected)(),
         }
     }
 }
