@@ -11,9 +11,7 @@
 //! - [`table`]: the rows as `remora stat` prints them;
 //! - [`screen`]: `remora stat`'s output (clearing only a terminal, a reader
 //!   that went away ending the command quietly);
-//! - [`fetch`]: `remora stat`'s request to the API.
 
-pub mod fetch;
 pub mod known;
 pub mod screen;
 pub mod service;
