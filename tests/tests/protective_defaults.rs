@@ -123,8 +123,13 @@ async fn a_replica_failing_fast_gets_little_traffic_and_gets_it_back_once_it_rec
         "the failing replica got {to_bad} of {N} requests"
     );
     assert!(failed * 20 <= N, "{failed} of {N} requests failed");
+    // Five failures in a row eject it. (On a loaded machine the balancer may
+    // have kept away from it before that: its first answers, slowed by the
+    // connection set-up, looked slower than the healthy one's.)
     let stats = m.orders_stats().await;
-    assert!(stats["ejections"].as_u64() >= Some(1), "{stats:#}");
+    if to_bad >= 5 {
+        assert!(stats["ejections"].as_u64() >= Some(1), "{stats:#}");
+    }
 
     // It recovers: once its ejection is over (30 s the first time), its next
     // request is a probe, which succeeds, and it is back in the rotation. No
