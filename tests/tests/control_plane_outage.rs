@@ -56,3 +56,54 @@ async fn traffic_survives_a_control_plane_restart_and_converges_after() {
         "all proxies reconnected: {proxies:#}"
     );
 }
+
+/// A control plane stopped with SIGTERM closes every stream; each closed stream
+/// unregisters its proxy, and that must not reach the proxies still connected
+/// as endpoint removals: they keep serving (and would keep in their state dirs)
+/// the mesh as it was.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_control_plane_stopped_with_sigterm_takes_no_endpoint_away() {
+    let mut mesh = SplitMesh::start(50, 50).await;
+    // web's stream is the newest, so the others may close before it does.
+    let spec = mesh.web.spec.clone();
+    mesh.web.kill();
+    mesh.web = remora_tests::harness::Proxy::start(spec).await.unwrap();
+    wait_config(
+        &mesh.web,
+        Duration::from_secs(10),
+        "endpoints for both versions",
+        |d| endpoint_count(d, "orders-v1") == 1 && endpoint_count(d, "orders-v2") == 1,
+    )
+    .await;
+    let (xds_port, api_port) = (mesh.cp.xds_addr.port(), mesh.cp.api_addr.port());
+    let load = Load::start(LoadSpec::rate(mesh.web.outbound, "orders", 100.0).connections(2));
+    // The order in which streams close varies: a few rounds.
+    for round in 0..4 {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let status = mesh.cp.terminate();
+        assert!(
+            status.is_some_and(|s| s.success()),
+            "the control plane exits 0 on SIGTERM: {status:?}\n{}",
+            mesh.cp.logs()
+        );
+        // Whatever it would have pushed has arrived by now.
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let dump = mesh.web.config_dump().await.unwrap();
+        for service in ["orders-v1", "orders-v2"] {
+            assert_eq!(
+                endpoint_count(&dump, service),
+                1,
+                "round {round}, {service}: {dump:#}"
+            );
+        }
+        mesh.cp = ControlPlane::start_on(&mesh.config, xds_port, api_port)
+            .await
+            .unwrap();
+        wait_config(&mesh.web, Duration::from_secs(15), "web reconnected", |d| {
+            d["xds"]["connected"] == true
+        })
+        .await;
+    }
+    let report = load.stop().await;
+    assert_no_errors(&report);
+}

@@ -188,7 +188,14 @@ async fn an_invalid_route_is_nacked_by_name_and_field_and_the_old_config_stays()
     );
 
     // A route configuration with a regex path, which the proxy does not support.
-    let route_name = resources.routes.keys().next().unwrap().clone();
+    // The proxy's own route configuration (the others, named `host:port`, are
+    // for gRPC's xDS client).
+    let route_name = resources
+        .routes
+        .keys()
+        .find(|name| !name.contains(':'))
+        .unwrap()
+        .clone();
     let mut bad =
         RouteConfiguration::decode(resources.routes[&route_name].value.as_slice()).unwrap();
     bad.virtual_hosts[0].routes[0]

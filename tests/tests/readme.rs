@@ -331,16 +331,20 @@ fn the_walkthrough_runs_as_written() {
         Some(s) => assert!(s.success(), "the walk through failed ({s})\n{report}"),
     }
     for expected in [
-        "mesh: ok",        // remora check
-        "orders v",        // the first request, v1 or v2
-        "ready",           // web's /ready
-        "orders v2",       // after the split moved
-        "\"weight\": 100", // the weights in web's config dump
-        "SRC -> DST",      // remora stat
-        "OK",              // redis-cli SET, through the mesh
-        "remora_tcp_hop_", // TCP hop metrics
-        "REMORA_INBOUND",  // remora-proxy init --dry-run
+        "mesh: ok",                          // remora check
+        "orders v",                          // the first request, v1 or v2
+        "ready",                             // web's /ready
+        "orders v2",                         // after the split moved
+        "\"weight\": 100",                   // the weights in web's config dump
+        "SRC -> DST",                        // remora stat
+        "OK",                                // redis-cli SET, through the mesh
+        "remora_tcp_hop_",                   // TCP hop metrics
+        "REMORA_INBOUND",                    // remora-proxy init --dry-run
+        "httproute/orders-split configured", // remora apply --wait
+        "config from state dir",             // web's /ready, restarted without a control plane
     ] {
         assert!(stdout.contains(expected), "no `{expected}` in\n{report}");
     }
+    // The rolling update under load lost no request.
+    assert!(!stdout.contains("LOST request"), "{report}");
 }

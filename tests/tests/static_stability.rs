@@ -148,7 +148,7 @@ async fn a_restarted_mesh_serves_over_mtls_from_its_state_dir_while_the_control_
         assert_eq!(ready.status, 200);
         assert_eq!(
             ready.text(),
-            "ready (config from state dir, control plane unreachable)\n"
+            "ready (config from state dir, not connected to the control plane)\n"
         );
         let dump = proxy.config_dump().await.unwrap();
         assert_eq!(dump["source"], "state_dir", "{dump:#}");

@@ -264,6 +264,13 @@ impl Inner {
             connection.update(state.status());
             connection.seen(generation);
             event = tokio::select! {
+                // Shutdown first: the streams that close then unregister their
+                // proxies, and that must not reach the streams still open as
+                // endpoint removals (their proxies would serve, and keep in
+                // their state dirs, a mesh without those endpoints while the
+                // control plane is away).
+                biased;
+                _ = stopped(&mut shutdown) => Event::Shutdown,
                 req = requests.message() => match req {
                     Ok(Some(req)) => Event::Request(Box::new(req)),
                     Ok(None) => Event::Closed,
@@ -276,7 +283,6 @@ impl Inner {
                     Ok(()) => Event::Changed,
                     Err(_) => Event::Shutdown,
                 },
-                _ = stopped(&mut shutdown) => Event::Shutdown,
                 () = sleep_until_some(hold_until) => Event::ReleaseEndpoints,
             };
             if tx.is_closed() {

@@ -164,7 +164,7 @@ impl Admin {
             self.state.as_ref().and_then(|s| s.source()) == Some(crate::state::Source::StateDir);
         match (from_state, self.status.view().connected) {
             (false, _) => "ready\n",
-            (true, false) => "ready (config from state dir, control plane unreachable)\n",
+            (true, false) => "ready (config from state dir, not connected to the control plane)\n",
             (true, true) => "ready (config from state dir, waiting for the control plane)\n",
         }
     }

@@ -197,6 +197,12 @@ impl ControlPlane {
         }
     }
 
+    /// Stops it as an operator would (SIGTERM), waiting up to 10 s for it to
+    /// exit; how it exited (`None`: it had to be killed).
+    pub fn terminate(&mut self) -> Option<std::process::ExitStatus> {
+        self.process.terminate(std::time::Duration::from_secs(10))
+    }
+
     /// Kill the process (SIGKILL) and reap it. Proxies keep their last config.
     pub fn kill(&mut self) {
         self.process.kill();

@@ -82,6 +82,26 @@ impl Process {
         self.child.try_wait().ok().flatten()
     }
 
+    /// Asks the process to stop (SIGTERM) and waits up to `timeout` for it to
+    /// exit; kills it (SIGKILL) if it has not. Returns how it exited.
+    pub fn terminate(&mut self, timeout: std::time::Duration) -> Option<ExitStatus> {
+        if let Some(status) = self.exit_status() {
+            return Some(status);
+        }
+        let _ = std::process::Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        let deadline = std::time::Instant::now() + timeout;
+        while std::time::Instant::now() < deadline {
+            if let Some(status) = self.exit_status() {
+                return Some(status);
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        self.kill();
+        None
+    }
+
     /// Kill the process (SIGKILL) and reap it. Killing a dead process does nothing.
     pub fn kill(&mut self) {
         if self.exit_status().is_some() {
