@@ -67,8 +67,12 @@ pub fn causes(error: &(dyn std::error::Error + 'static)) -> String {
     let mut text = error.to_string();
     let mut cause = error.source();
     while let Some(e) = cause {
-        text.push_str(": ");
-        text.push_str(&e.to_string());
+        // An io::Error often wraps an error that says the same thing: once.
+        let said = e.to_string();
+        if !text.ends_with(&said) {
+            text.push_str(": ");
+            text.push_str(&said);
+        }
         cause = e.source();
     }
     text
@@ -110,5 +114,10 @@ mod tests {
         )));
         assert_eq!(handshake_failure(&refused), None);
         assert_eq!(causes(&refused), "transport error: connection refused");
+        // An io::Error that wraps an error saying the same is said once.
+        let os = std::io::Error::from_raw_os_error(111);
+        let wrapped = Wrapper(Box::new(std::io::Error::new(os.kind(), os)));
+        let text = causes(&wrapped);
+        assert_eq!(text.matches("os error 111").count(), 1, "{text}");
     }
 }
