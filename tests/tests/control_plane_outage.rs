@@ -93,7 +93,9 @@ async fn a_control_plane_stopped_with_sigterm_takes_no_endpoint_away() {
             assert_eq!(
                 endpoint_count(&dump, service),
                 1,
-                "round {round}, {service}: {dump:#}"
+                "round {round}, {service}: {dump:#}\ncontrol plane:\n{}\nweb:\n{}",
+                mesh.cp.logs(),
+                mesh.web.logs()
             );
         }
         mesh.cp = ControlPlane::start_on(&mesh.config, xds_port, api_port)

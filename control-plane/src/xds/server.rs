@@ -256,6 +256,14 @@ impl Inner {
                     break;
                 }
             };
+            // Checked after the snapshot was read: a snapshot that already
+            // holds a removal made by a stream closing for the shutdown was read
+            // after the flag was set, so it is never sent.
+            if *shutdown.borrow() {
+                let status = Status::unavailable("control plane shutting down");
+                let _ = tx.send(Err(status)).await;
+                break;
+            }
             for response in responses {
                 if tx.send(Ok(response)).await.is_err() {
                     break;
