@@ -318,6 +318,13 @@ pub struct TokenCreateArgs {
 
 pub use crate::duration::parse_duration;
 
+/// `--xds-server-name`: a DNS name or an IP address.
+pub fn parse_host_name(s: &str) -> Result<crate::ca::HostName, String> {
+    s.trim()
+        .parse()
+        .map_err(|e: crate::ca::InvalidHostName| e.to_string())
+}
+
 #[derive(Debug, Args)]
 pub struct DemoArgs {
     /// Keep the mesh (and its traffic) running after the last step, until Ctrl-C.
@@ -398,6 +405,14 @@ pub struct ControlArgs {
     #[arg(long, default_value_t = crate::control::DEFAULT_MAX_XDS_CONNECTIONS,
           value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=1_000_000))]
     pub max_xds_connections: usize,
+    /// A DNS name or IP address clients dial the xDS port by, added to the
+    /// control plane's certificate (which always names localhost and the
+    /// address it is bound to, or 127.0.0.1 and ::1 when that is 0.0.0.0).
+    /// gRPC's xDS client checks the host of its bootstrap's `server_uri`
+    /// against these. Repeat it, or separate names with commas.
+    #[arg(long = "xds-server-name", value_name = "NAME", env = "REMORA_XDS_SERVER_NAMES",
+          value_delimiter = ',', value_parser = parse_host_name)]
+    pub xds_server_names: Vec<crate::ca::HostName>,
 }
 
 impl From<ControlArgs> for ControlOptions {
@@ -425,6 +440,7 @@ impl From<ControlArgs> for ControlOptions {
             allow_plaintext_proxies: a.allow_plaintext_proxies,
             api_token_required: a.api_token_required,
             max_xds_connections: a.max_xds_connections,
+            xds_server_names: a.xds_server_names,
         }
     }
 }
@@ -540,6 +556,37 @@ mod tests {
             assert!(help.contains("Examples:"), "{verb}: {help}");
             assert!(help.contains("Exit codes"), "{verb}: {help}");
         }
+    }
+
+    #[test]
+    fn xds_server_names_repeat_or_take_commas_and_are_checked() {
+        let parse = |extra: &[&str]| {
+            let mut args = vec!["remora", "control", "--config-dir", "cfg"];
+            args.extend_from_slice(extra);
+            Cli::try_parse_from(args).map(|cli| match cli.command {
+                Command::Control(a) => ControlOptions::from(a).xds_server_names,
+                _ => panic!("not control"),
+            })
+        };
+        let names = parse(&[
+            "--xds-server-name",
+            "xds.example.com,10.0.0.7",
+            "--xds-server-name",
+            "::1",
+        ])
+        .unwrap();
+        let expected: Vec<crate::ca::HostName> = ["xds.example.com", "10.0.0.7", "::1"]
+            .iter()
+            .map(|n| n.parse().unwrap())
+            .collect();
+        assert_eq!(names, expected);
+        let err = parse(&["--xds-server-name", "*.example.com"])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("*.example.com") && err.contains("wildcards"),
+            "{err}"
+        );
     }
 
     #[test]
