@@ -433,3 +433,31 @@ async fn a_grpc_xds_client_without_a_certificate_is_refused_and_counted() {
     let proxies = cp.proxies().await.unwrap();
     assert_eq!(proxies.as_array().map(Vec::len), Some(0), "{proxies:#}");
 }
+
+#[test]
+fn certificate_create_refuses_a_data_directory_without_a_ca_and_makes_none() {
+    let dir = tempfile::tempdir().unwrap();
+    let wrong = dir.path().join("typo");
+    let out_dir = dir.path().join("certs");
+    let out = Command::new(bin_path("remora").unwrap())
+        .args(["certificate", "create", "--data-dir"])
+        .arg(&wrong)
+        .args([
+            "--namespace",
+            "default",
+            "--service-account",
+            "orders-client",
+        ])
+        .arg("--out-dir")
+        .arg(&out_dir)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains(&wrong.display().to_string()) && stderr.contains("no CA"),
+        "the error names the directory: {stderr}"
+    );
+    assert!(!wrong.exists(), "no CA was made");
+    assert!(!out_dir.exists(), "nothing was written");
+}
