@@ -120,6 +120,8 @@ mod tests {
             ok("Remora-Control.remora-system.svc."),
             HostName::Dns("remora-control.remora-system.svc".into())
         );
+        let long_label = "a".repeat(64);
+        let long_name = format!("{}com", "a.".repeat(130));
         for bad in [
             "",
             "*.example.com",
@@ -130,8 +132,8 @@ mod tests {
             "1.2.3",
             "host:7700",
             "http://host",
-            &"a".repeat(64),
-            &format!("{}.com", "a.".repeat(130)),
+            long_label.as_str(),
+            long_name.as_str(),
         ] {
             let err = bad.parse::<HostName>().unwrap_err();
             assert_eq!(err.name, bad);
