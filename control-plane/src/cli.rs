@@ -47,6 +47,10 @@ pub enum Command {
     /// Bootstrap tokens that let a proxy obtain its workload certificate.
     #[command(subcommand)]
     Token(TokenCommand),
+    /// Workload certificates as files, for clients without a Remora proxy
+    /// (proxyless gRPC).
+    #[command(subcommand, visible_alias = "cert")]
+    Certificate(CertificateCommand),
     /// Print the trust bundle (PEM) proxies verify peers against.
     TrustBundle(DataArgs),
     /// Per-hop golden signals (SRC -> DST: success rate, requests per second,
@@ -316,7 +320,91 @@ pub struct TokenCreateArgs {
     pub ttl: std::time::Duration,
 }
 
+#[derive(Debug, Subcommand)]
+pub enum CertificateCommand {
+    /// Sign a certificate for one identity with the CA in the data directory,
+    /// and write cert.pem, key.pem (a key made here, mode 0600) and ca.pem.
+    Create(CertificateCreateArgs),
+}
+
+#[derive(Debug, Args)]
+#[command(after_help = concat!(
+    "Examples:\n",
+    "  remora certificate create --namespace default --service-account orders-client --out-dir certs/\n",
+    "  remora certificate create --namespace shop --service-account web --out-dir /etc/grpc-xds --ttl 7d\n",
+    "\n",
+    "cert.pem holds the certificate and its chain, ca.pem the trust bundle (the\n",
+    "control plane's certificate chains to it). A gRPC xDS bootstrap names them in\n",
+    "its `tls` channel credentials; gRPC reads them again every refresh_interval\n",
+    "(10m by default), so renewing is running this again before the certificate\n",
+    "expires: the files are replaced whole.\n",
+    "\n",
+    "Exit codes: 0 written; 1 no CA in the data directory, an invalid identity, or\n",
+    "a file that cannot be written; 2 usage."
+))]
+pub struct CertificateCreateArgs {
+    #[command(flatten)]
+    pub data: DataArgs,
+    /// The workload's namespace.
+    #[arg(long)]
+    pub namespace: String,
+    /// The workload's service account: the certificate proves
+    /// spiffe://<trust-domain>/ns/<namespace>/sa/<service-account>.
+    #[arg(long)]
+    pub service_account: String,
+    /// Where to write cert.pem, key.pem and ca.pem (made if missing; files
+    /// already there are replaced).
+    #[arg(long, value_name = "DIR")]
+    pub out_dir: PathBuf,
+    /// How long the certificate is valid: e.g. 1h, 24h, 7d (1m to 365d).
+    #[arg(long, default_value = "24h", value_parser = parse_certificate_ttl)]
+    pub ttl: std::time::Duration,
+    /// Sign with an operator's CA (as `remora control --ca-cert`) instead of
+    /// the one in the data directory. Needs --ca-key.
+    #[arg(long, value_name = "FILE", requires = "ca_key")]
+    pub ca_cert: Option<PathBuf>,
+    /// The private key (PEM) of --ca-cert.
+    #[arg(long, value_name = "FILE", requires = "ca_cert")]
+    pub ca_key: Option<PathBuf>,
+    /// The root(s) to write as ca.pem when --ca-cert is an intermediate.
+    #[arg(long, value_name = "FILE", requires = "ca_cert")]
+    pub ca_bundle: Option<PathBuf>,
+}
+
+impl CertificateCreateArgs {
+    /// The operator's CA files, when given.
+    pub fn ca_files(&self) -> Option<crate::ca::CaFiles> {
+        match (&self.ca_cert, &self.ca_key) {
+            (Some(cert), Some(key)) => Some(crate::ca::CaFiles {
+                cert: cert.clone(),
+                key: key.clone(),
+                bundle: self.ca_bundle.clone(),
+            }),
+            _ => None,
+        }
+    }
+}
+
 pub use crate::duration::parse_duration;
+
+/// A workload certificate's lifetime: short-lived is the point, but a gRPC
+/// client's certificate is renewed by hand or by a cron job, so up to a year.
+pub fn parse_certificate_ttl(s: &str) -> Result<std::time::Duration, String> {
+    const MIN: std::time::Duration = std::time::Duration::from_secs(60);
+    const MAX: std::time::Duration = std::time::Duration::from_secs(365 * 86_400);
+    let ttl = parse_duration(s)?;
+    if !(MIN..=MAX).contains(&ttl) {
+        return Err(format!("`{s}`: a certificate lives from 1m to 365d"));
+    }
+    Ok(ttl)
+}
+
+/// `--xds-server-name`: a DNS name or an IP address.
+pub fn parse_host_name(s: &str) -> Result<crate::ca::HostName, String> {
+    s.trim()
+        .parse()
+        .map_err(|e: crate::ca::InvalidHostName| e.to_string())
+}
 
 #[derive(Debug, Args)]
 pub struct DemoArgs {
@@ -398,6 +486,14 @@ pub struct ControlArgs {
     #[arg(long, default_value_t = crate::control::DEFAULT_MAX_XDS_CONNECTIONS,
           value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=1_000_000))]
     pub max_xds_connections: usize,
+    /// A DNS name or IP address clients dial the xDS port by, added to the
+    /// control plane's certificate (which always names localhost and the
+    /// address it is bound to, or 127.0.0.1 and ::1 when that is 0.0.0.0).
+    /// gRPC's xDS client checks the host of its bootstrap's `server_uri`
+    /// against these. Repeat it, or separate names with commas.
+    #[arg(long = "xds-server-name", value_name = "NAME", env = "REMORA_XDS_SERVER_NAMES",
+          value_delimiter = ',', value_parser = parse_host_name)]
+    pub xds_server_names: Vec<crate::ca::HostName>,
 }
 
 impl From<ControlArgs> for ControlOptions {
@@ -425,6 +521,7 @@ impl From<ControlArgs> for ControlOptions {
             allow_plaintext_proxies: a.allow_plaintext_proxies,
             api_token_required: a.api_token_required,
             max_xds_connections: a.max_xds_connections,
+            xds_server_names: a.xds_server_names,
         }
     }
 }
@@ -540,6 +637,65 @@ mod tests {
             assert!(help.contains("Examples:"), "{verb}: {help}");
             assert!(help.contains("Exit codes"), "{verb}: {help}");
         }
+    }
+
+    #[test]
+    fn xds_server_names_repeat_or_take_commas_and_are_checked() {
+        let parse = |extra: &[&str]| {
+            let mut args = vec!["remora", "control", "--config-dir", "cfg"];
+            args.extend_from_slice(extra);
+            Cli::try_parse_from(args).map(|cli| match cli.command {
+                Command::Control(a) => ControlOptions::from(a).xds_server_names,
+                _ => panic!("not control"),
+            })
+        };
+        let names = parse(&[
+            "--xds-server-name",
+            "xds.example.com,10.0.0.7",
+            "--xds-server-name",
+            "::1",
+        ])
+        .unwrap();
+        let expected: Vec<crate::ca::HostName> = ["xds.example.com", "10.0.0.7", "::1"]
+            .iter()
+            .map(|n| n.parse().unwrap())
+            .collect();
+        assert_eq!(names, expected);
+        let err = parse(&["--xds-server-name", "*.example.com"])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("*.example.com") && err.contains("wildcards"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn certificate_create_needs_an_identity_and_a_directory() {
+        let cli = Cli::try_parse_from([
+            "remora",
+            "certificate",
+            "create",
+            "--namespace",
+            "default",
+            "--service-account",
+            "orders-client",
+            "--out-dir",
+            "certs",
+        ])
+        .unwrap();
+        let Command::Certificate(CertificateCommand::Create(args)) = cli.command else {
+            panic!("not certificate create");
+        };
+        assert_eq!(args.ttl, std::time::Duration::from_secs(24 * 3600));
+        assert_eq!(args.ca_files(), None);
+        for ttl in ["0s", "30s", "366d", "99999999999999d"] {
+            assert!(parse_certificate_ttl(ttl).is_err(), "{ttl}");
+        }
+        assert!(parse_certificate_ttl("7d").is_ok());
+        assert!(
+            Cli::try_parse_from(["remora", "cert", "create", "--namespace", "default"]).is_err()
+        );
     }
 
     #[test]

@@ -7,8 +7,8 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use remora_control::cli::{
-    ApplyArgs, Cli, Command, DataArgs, DeleteArgs, GetArgs, Output, StatArgs, StatusArgs,
-    TokenCommand, TokenCreateArgs,
+    ApplyArgs, CertificateCommand, CertificateCreateArgs, Cli, Command, DataArgs, DeleteArgs,
+    GetArgs, Output, StatArgs, StatusArgs, TokenCommand, TokenCreateArgs,
 };
 use remora_control::client::{self, ClientError, Exit};
 use tracing_subscriber::EnvFilter;
@@ -41,6 +41,7 @@ async fn main() -> ExitCode {
             () = remora_control::signal::terminate() => Ok(ExitCode::SUCCESS),
         },
         Command::Token(TokenCommand::Create(args)) => token_create(args),
+        Command::Certificate(CertificateCommand::Create(args)) => certificate_create(args),
         Command::TrustBundle(args) => trust_bundle(args),
         Command::Stat(args) => stat(args).await,
         Command::Apply(args) => apply(args).await,
@@ -204,6 +205,45 @@ fn token_create(args: TokenCreateArgs) -> anyhow::Result<ExitCode> {
     };
     println!("{token}");
     Ok(ExitCode::SUCCESS)
+}
+
+/// Signs a workload certificate with the CA in the data directory (which must
+/// exist) and writes it with a new key and the trust bundle; prints what it
+/// wrote (stdout: it is the command's output).
+fn certificate_create(args: CertificateCreateArgs) -> anyhow::Result<ExitCode> {
+    use remora_control::ca::{workload, CertificateAuthority, SpiffeId};
+    let identity = SpiffeId::new(
+        &args.data.trust_domain,
+        &args.namespace,
+        &args.service_account,
+    )?;
+    let ca = CertificateAuthority::load_existing(
+        &data_dir(&args.data),
+        args.ca_files().as_ref(),
+        &args.data.trust_domain,
+    )?;
+    let issued = ca.issue(&identity, &[], args.ttl)?;
+    let files = workload::write(&args.out_dir, &issued, ca.trust_bundle_pem())?;
+    println!("identity  {identity}");
+    println!(
+        "expires   in {} (renew before then: run this again; gRPC reads the files again)",
+        span(args.ttl)
+    );
+    println!("cert      {}", files.cert.display());
+    println!("key       {}", files.key.display());
+    println!("ca        {}", files.bundle.display());
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `90s`, `30m`, `24h`, `7d`: the largest unit that divides it.
+fn span(d: std::time::Duration) -> String {
+    let s = d.as_secs();
+    match s {
+        _ if s >= 86_400 && s % 86_400 == 0 => format!("{}d", s / 86_400),
+        _ if s >= 3600 && s % 3600 == 0 => format!("{}h", s / 3600),
+        _ if s >= 60 && s % 60 == 0 => format!("{}m", s / 60),
+        _ => format!("{s}s"),
+    }
 }
 
 /// Prints the trust bundle of the CA in this data directory; refuses when it

@@ -7,14 +7,19 @@ plane). No generated code: messages are raw bytes.
         serves remora.test.Orders/Who on 127.0.0.1 (a port of the system's
         choosing), answering NAME to every call; prints "serving PORT" once up.
 
-    xds_grpc_client.py run TARGET
+    xds_grpc_client.py run TARGET [FIRST_CALL_TIMEOUT_S]
         calls Who on TARGET (e.g. xds:///orders.default.svc.cluster.local:80)
         one call after the other until killed. The first call waits for the
-        channel to be ready (xDS config to arrive, up to 30 s); every later call
-        is made without waiting for readiness, so a call the channel cannot
-        place fails and is reported. One line per call on stdout:
+        channel to be ready (xDS config to arrive, up to FIRST_CALL_TIMEOUT_S,
+        30 by default); if it fails the client says so and exits 1. Every
+        later call is made without waiting for readiness, so a call the channel
+        cannot place fails and is reported. One line per call on stdout:
             rpc ok NAME
             rpc fail CODE DETAILS
+
+The channel to the control plane is as GRPC_XDS_BOOTSTRAP says: plaintext
+(`insecure`) or TLS with a client certificate (`tls` with certificate_file,
+private_key_file and ca_certificate_file).
 """
 import sys
 from concurrent import futures
@@ -43,14 +48,14 @@ def serve(name: str) -> None:
     server.wait_for_termination()
 
 
-def run(target: str) -> None:
+def run(target: str, first_call_timeout_s: float) -> None:
     channel = grpc.insecure_channel(target)
     who = channel.unary_unary(METHOD)
     first = True
     while True:
         try:
             if first:
-                reply = who(b"", timeout=FIRST_CALL_TIMEOUT_S, wait_for_ready=True)
+                reply = who(b"", timeout=first_call_timeout_s, wait_for_ready=True)
                 first = False
             else:
                 reply = who(b"", timeout=CALL_TIMEOUT_S)
@@ -66,6 +71,10 @@ def run(target: str) -> None:
 
 
 if __name__ == "__main__":
-    if len(sys.argv) != 3 or sys.argv[1] not in ("serve", "run"):
+    args = sys.argv[1:]
+    if args[:1] == ["serve"] and len(args) == 2:
+        serve(args[1])
+    elif args[:1] == ["run"] and len(args) in (2, 3):
+        run(args[1], float(args[2]) if len(args) == 3 else FIRST_CALL_TIMEOUT_S)
+    else:
         sys.exit(__doc__)
-    serve(sys.argv[2]) if sys.argv[1] == "serve" else run(sys.argv[2])

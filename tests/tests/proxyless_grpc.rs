@@ -4,23 +4,29 @@
 //! HTTPRoute's 80/20 split holds over 1,000 calls; the route file rewritten
 //! while calls run moves the split with no failed call; gRPC NACKs nothing.
 //!
-//! Needs python3 with grpcio (scripts/test installs it). The client has no
-//! certificate, so the control plane runs with `--allow-plaintext-proxies` (the
-//! harness default): gRPC's bootstrap `tls` channel credentials check the
-//! server's host name, and the control plane's certificate names only its
-//! SPIFFE id.
+//! The control plane runs as an operator runs it (no
+//! `--allow-plaintext-proxies`): the client connects over mTLS with a
+//! certificate from `remora certificate create`, named in its bootstrap's
+//! `tls` channel credentials, and gRPC checks the control plane's certificate
+//! by the host it dialled (`127.0.0.1`, then `localhost`). A client without a
+//! certificate, in plaintext or over TLS, is refused and counted.
+//!
+//! Needs python3 with grpcio (scripts/test installs it).
 
 mod support;
 
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use remora_tests::harness::{wait_for_some, ControlPlane, Process};
+use remora_tests::harness::{bin_path, wait_for, wait_for_some, ControlPlane, Process};
 use support::{config_dir, split_route, write_config};
 
 const TARGET: &str = "xds:///orders.default.svc.cluster.local:80";
 const NODE_ID: &str = "orders-client";
+/// The identity `remora certificate create` gives the client.
+const IDENTITY: &str = "spiffe://cluster.local/ns/default/sa/orders-client";
 /// Calls in each measured window.
 const CALLS: usize = 1000;
 /// How far a measured share may be from the configured one: 5 points is about
@@ -81,19 +87,74 @@ fn write_split(config: &Path, v1: u32, v2: u32) {
     );
 }
 
-/// gRPC's xDS bootstrap (gRFC A27): the control plane over plaintext, and a
-/// node that names its namespace as Remora proxies do.
-fn write_bootstrap(dir: &Path, cp: &ControlPlane) -> PathBuf {
-    let file = dir.join("grpc-bootstrap.json");
+/// The files `remora certificate create` wrote.
+struct ClientCertificate {
+    cert: PathBuf,
+    key: PathBuf,
+    ca: PathBuf,
+}
+
+/// Runs the real `remora certificate create` against the control plane's
+/// data directory, as an operator would, for the client's identity.
+fn create_certificate(cp: &ControlPlane, out_dir: &Path) -> ClientCertificate {
+    let out = Command::new(bin_path("remora").unwrap())
+        .args(["certificate", "create", "--data-dir"])
+        .arg(cp.data_dir())
+        .args([
+            "--namespace",
+            "default",
+            "--service-account",
+            "orders-client",
+        ])
+        .arg("--out-dir")
+        .arg(out_dir)
+        .args(["--ttl", "1h"])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "remora certificate create failed: {stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let dir = std::fs::canonicalize(out_dir).unwrap();
+    let files = ClientCertificate {
+        cert: dir.join("cert.pem"),
+        key: dir.join("key.pem"),
+        ca: dir.join("ca.pem"),
+    };
+    assert!(stdout.contains(IDENTITY), "it says the identity: {stdout}");
+    for file in [&files.cert, &files.key, &files.ca] {
+        assert!(
+            stdout.contains(&file.display().to_string()),
+            "it says where {} is: {stdout}",
+            file.display()
+        );
+    }
+    let mode = std::fs::metadata(&files.key).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o600, "the key is private");
+    files
+}
+
+/// gRPC's xDS bootstrap (gRFC A27): the control plane at `server_uri` with
+/// `channel_creds`, and a node that names its namespace as Remora proxies do.
+fn write_bootstrap(
+    dir: &Path,
+    name: &str,
+    node_id: &str,
+    server_uri: &str,
+    channel_creds: serde_json::Value,
+) -> PathBuf {
+    let file = dir.join(format!("{name}.json"));
     let json = serde_json::json!({
         "xds_servers": [{
-            "server_uri": cp.xds_addr.to_string(),
-            "channel_creds": [{"type": "insecure"}],
+            "server_uri": server_uri,
+            "channel_creds": [channel_creds],
             "server_features": ["xds_v3"],
         }],
         "node": {
-            "id": NODE_ID,
-            "cluster": NODE_ID,
+            "id": node_id,
+            "cluster": node_id,
             "metadata": {"namespace": "default"},
         },
     });
@@ -101,12 +162,28 @@ fn write_bootstrap(dir: &Path, cp: &ControlPlane) -> PathBuf {
     file
 }
 
+/// gRPC's `tls` channel credentials (gRFC A65) with the client's certificate.
+fn mtls_creds(cert: &ClientCertificate) -> serde_json::Value {
+    serde_json::json!({"type": "tls", "config": {
+        "ca_certificate_file": cert.ca,
+        "certificate_file": cert.cert,
+        "private_key_file": cert.key,
+    }})
+}
+
 /// The xDS client, calling `target` until killed, with gRPC's xDS trace on.
 fn start_client(bootstrap: &Path, target: &str) -> Process {
+    start_client_waiting(bootstrap, target, None)
+}
+
+/// As [`start_client`], giving up after `first_call` seconds when no config
+/// comes.
+fn start_client_waiting(bootstrap: &Path, target: &str, first_call: Option<u32>) -> Process {
     let mut command = Command::new("python3");
     command
         .arg(script())
         .args(["run", target])
+        .args(first_call.map(|s| s.to_string()))
         .env("GRPC_XDS_BOOTSTRAP", bootstrap)
         .env("GRPC_TRACE", "xds_client")
         .env("GRPC_VERBOSITY", "debug");
@@ -205,6 +282,9 @@ async fn assert_no_nack(cp: &ControlPlane, client: &Process) {
         .as_array()
         .and_then(|list| list.iter().find(|p| p["node_id"] == NODE_ID))
         .unwrap_or_else(|| panic!("{NODE_ID} not in {proxies:#}"));
+    assert_eq!(me["transport"], "mtls", "{me:#}");
+    assert_eq!(me["identity"], IDENTITY, "{me:#}");
+    assert!(me.get("warning").is_none(), "{me:#}");
     let types = me["types"].as_object().expect("types by type URL");
     assert_eq!(
         types.len(),
@@ -225,8 +305,15 @@ async fn grpc_xds_client_follows_a_split_and_its_hot_changes_without_a_failed_ca
     let (_v2, v2_port) = server("orders-v2").await;
     write_config(&config, "services.yaml", &services(v1_port, v2_port));
     write_split(&config, 80, 20);
-    let cp = ControlPlane::start(&config).await.unwrap();
-    let bootstrap = write_bootstrap(root.path(), &cp);
+    let cp = ControlPlane::start_secure(&config, &[]).await.unwrap();
+    let cert = create_certificate(&cp, &root.path().join("grpc-certs"));
+    let bootstrap = write_bootstrap(
+        root.path(),
+        "grpc-bootstrap",
+        NODE_ID,
+        &cp.xds_addr.to_string(),
+        mtls_creds(&cert),
+    );
     let client = start_client(&bootstrap, TARGET);
 
     // 80/20 over the first 1,000 calls (the first one waited for the config).
@@ -265,9 +352,112 @@ async fn grpc_xds_client_follows_a_split_and_its_hot_changes_without_a_failed_ca
     assert_no_failure(&last, &client);
     assert_no_nack(&cp, &client).await;
 
-    // The short name works too from the Service's namespace.
-    let short = start_client(&bootstrap, "xds:///orders:80");
+    // The short name works too from the Service's namespace; this client
+    // dials the control plane as `localhost`, also in its certificate.
+    let localhost = write_bootstrap(
+        root.path(),
+        "grpc-bootstrap-localhost",
+        "orders-client-2",
+        &format!("localhost:{}", cp.xds_addr.port()),
+        mtls_creds(&cert),
+    );
+    let short = start_client(&localhost, "xds:///orders:80");
     let short_calls = at_least(&short, 20).await;
     assert_no_failure(&short_calls, &short);
     assert_eq!(count(&short_calls, "orders-v1"), 0);
+}
+
+#[tokio::test]
+async fn a_grpc_xds_client_without_a_certificate_is_refused_and_counted() {
+    let root = tempfile::tempdir().unwrap();
+    let config = config_dir(root.path());
+    write_config(&config, "services.yaml", &services(1, 2));
+    let cp = ControlPlane::start_secure(&config, &[]).await.unwrap();
+    let bundle = root.path().join("ca.pem");
+    std::fs::write(
+        &bundle,
+        cp.api_get("/api/v1/trust-bundle").await.unwrap().text(),
+    )
+    .unwrap();
+    let xds = cp.xds_addr.to_string();
+    // In plaintext, and over TLS that verifies the control plane but presents
+    // no certificate of its own.
+    let plaintext = write_bootstrap(
+        root.path(),
+        "plaintext",
+        "plaintext-client",
+        &xds,
+        serde_json::json!({"type": "insecure"}),
+    );
+    let tls_only = write_bootstrap(
+        root.path(),
+        "tls-only",
+        "tls-client",
+        &xds,
+        serde_json::json!({"type": "tls", "config": {"ca_certificate_file": bundle}}),
+    );
+    let clients = [
+        start_client_waiting(&plaintext, TARGET, Some(5)),
+        start_client_waiting(&tls_only, TARGET, Some(5)),
+    ];
+
+    for client in &clients {
+        let failed = wait_for(WAIT, || async { client.logs().contains("rpc fail") }).await;
+        let logs = client.logs();
+        assert!(failed.is_ok(), "the call never ended:\n{logs}");
+        assert!(
+            !logs.contains("rpc ok"),
+            "a client without a certificate got config:\n{logs}"
+        );
+        assert!(
+            logs.contains("requires a client certificate"),
+            "gRPC logs why the control plane refused it:\n{logs}"
+        );
+    }
+    let counted = wait_for_some(Duration::from_secs(10), || async {
+        let refusals = cp.api_get("/api/v1/refusals").await.ok()?.json().ok()?;
+        let n = refusals["counts"]["no_certificate"].as_u64()?;
+        (n >= 2).then_some(refusals)
+    })
+    .await;
+    let refusals = counted
+        .unwrap_or_else(|e| panic!("two no_certificate refusals expected ({e}): {}", cp.logs()));
+    assert!(
+        refusals["latest"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|r| r["reason"] == "no_certificate"),
+        "{refusals:#}"
+    );
+    let proxies = cp.proxies().await.unwrap();
+    assert_eq!(proxies.as_array().map(Vec::len), Some(0), "{proxies:#}");
+}
+
+#[test]
+fn certificate_create_refuses_a_data_directory_without_a_ca_and_makes_none() {
+    let dir = tempfile::tempdir().unwrap();
+    let wrong = dir.path().join("typo");
+    let out_dir = dir.path().join("certs");
+    let out = Command::new(bin_path("remora").unwrap())
+        .args(["certificate", "create", "--data-dir"])
+        .arg(&wrong)
+        .args([
+            "--namespace",
+            "default",
+            "--service-account",
+            "orders-client",
+        ])
+        .arg("--out-dir")
+        .arg(&out_dir)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains(&wrong.display().to_string()) && stderr.contains("no CA"),
+        "the error names the directory: {stderr}"
+    );
+    assert!(!wrong.exists(), "no CA was made");
+    assert!(!out_dir.exists(), "nothing was written");
 }

@@ -54,15 +54,7 @@ pub fn load_or_create_root(
     let cert_path = dir.join(CA_CERT_FILE);
     let key_path = dir.join(CA_KEY_FILE);
     if cert_path.exists() || key_path.exists() {
-        let cert_pem = read(&cert_path)?;
-        let key = parse_key(&key_path, &read(&key_path)?)?;
-        check_private(&key_path)?;
-        return Ok(Loaded {
-            cert_path,
-            bundle_pem: cert_pem.clone(),
-            cert_pem,
-            key,
-        });
+        return load_root(cert_path, &key_path);
     }
     let io = |path: &Path| {
         let path = path.to_owned();
@@ -73,6 +65,30 @@ pub fn load_or_create_root(
     write_private(&key_path, &key.serialize_pem())?;
     write_private(&cert_path, &cert_pem)?;
     tracing::info!(cert = %cert_path.display(), "created a new root CA");
+    Ok(Loaded {
+        cert_path,
+        bundle_pem: cert_pem.clone(),
+        cert_pem,
+        key,
+    })
+}
+
+/// The root in `dir`, which must be there: signing outside the control plane
+/// (`remora certificate create`) never makes a CA.
+pub fn load_existing_root(dir: &Path) -> Result<Loaded, CaError> {
+    let cert_path = dir.join(CA_CERT_FILE);
+    if !cert_path.exists() {
+        return Err(CaError::Missing {
+            dir: dir.to_owned(),
+        });
+    }
+    load_root(cert_path, &dir.join(CA_KEY_FILE))
+}
+
+fn load_root(cert_path: PathBuf, key_path: &Path) -> Result<Loaded, CaError> {
+    let cert_pem = read(&cert_path)?;
+    let key = parse_key(key_path, &read(key_path)?)?;
+    check_private(key_path)?;
     Ok(Loaded {
         cert_path,
         bundle_pem: cert_pem.clone(),

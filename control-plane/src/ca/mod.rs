@@ -2,23 +2,31 @@
 //! signs short-lived SPIFFE certificates for proxies from their CSRs.
 //!
 //! - [`spiffe`]: workload identities.
+//! - [`host`]: DNS names and IP addresses a server certificate is valid for.
 //! - [`files`]: the CA's key and certificate on disk (created once, mode 0600).
 //! - [`CertificateAuthority::sign`]: CSR + the identity a token grants -> leaf.
+//! - [`CertificateAuthority::issue`]: a leaf with a key made here (the control
+//!   plane's own certificate; `remora certificate create`).
+//! - [`workload`]: such a leaf written as the files a gRPC client reads.
 //!
 //! Not here: who may ask for which identity (tokens), or the gRPC service.
 
 mod files;
+mod host;
 mod spiffe;
+pub mod workload;
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
 use rcgen::{
     BasicConstraints, CertificateParams, CertificateSigningRequestParams, DistinguishedName,
-    DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair, KeyUsagePurpose, SanType,
+    DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair, KeyUsagePurpose, PublicKeyData,
+    SanType,
 };
 
 pub use files::{CaFiles, CA_CERT_FILE, CA_KEY_FILE};
+pub use host::{HostName, InvalidHostName};
 pub use spiffe::{InvalidSpiffeId, SpiffeId};
 
 /// Default leaf lifetime.
@@ -79,6 +87,23 @@ pub struct Signed {
     pub not_after: SystemTime,
 }
 
+/// A signed leaf and the key it was made for, made here.
+#[derive(Clone)]
+pub struct Issued {
+    pub signed: Signed,
+    /// The private key, PKCS#8 PEM.
+    pub key_pem: String,
+}
+
+impl std::fmt::Debug for Issued {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never the key.
+        f.debug_struct("Issued")
+            .field("signed", &self.signed)
+            .finish_non_exhaustive()
+    }
+}
+
 impl CertificateAuthority {
     /// Uses `files` if given, else the CA in `data_dir`, creating it on first use.
     pub fn load_or_create(
@@ -90,6 +115,25 @@ impl CertificateAuthority {
             Some(f) => f.load()?,
             None => files::load_or_create_root(data_dir, || root(trust_domain))?,
         };
+        Self::from_loaded(loaded, trust_domain)
+    }
+
+    /// Uses `files` if given, else the CA in `data_dir`, which must exist: a
+    /// wrong `--data-dir` is an error naming it, never a new CA whose
+    /// certificates nobody trusts.
+    pub fn load_existing(
+        data_dir: &Path,
+        files: Option<&CaFiles>,
+        trust_domain: &str,
+    ) -> Result<Self, CaError> {
+        let loaded = match files {
+            Some(f) => f.load()?,
+            None => files::load_existing_root(data_dir)?,
+        };
+        Self::from_loaded(loaded, trust_domain)
+    }
+
+    fn from_loaded(loaded: files::Loaded, trust_domain: &str) -> Result<Self, CaError> {
         let issuer = Issuer::from_ca_cert_pem(&loaded.cert_pem, loaded.key).map_err(|e| {
             CaError::Invalid {
                 path: loaded.cert_path.clone(),
@@ -129,12 +173,7 @@ impl CertificateAuthority {
         identity: &SpiffeId,
         ttl: Duration,
     ) -> Result<Signed, CaError> {
-        if identity.trust_domain != self.trust_domain {
-            return Err(CaError::Csr(format!(
-                "identity {identity} is outside trust domain {}",
-                self.trust_domain
-            )));
-        }
+        self.check_domain(identity)?;
         let csr = CertificateSigningRequestParams::from_pem(csr_pem)
             .map_err(|e| CaError::Csr(format!("not a valid PEM CSR: {e}")))?;
         let requested: Vec<String> = csr
@@ -151,6 +190,45 @@ impl CertificateAuthority {
                 "the CSR must name exactly the URI {identity}, it names {requested:?}"
             )));
         }
+        self.leaf(&csr.public_key, identity, &[], ttl)
+    }
+
+    /// Makes a key here and signs a leaf for it: `identity` as its one URI SAN
+    /// (what mesh peers check), and `hosts` as DNS and IP SANs, for clients
+    /// that check a server by the name they dialled (gRPC's TLS).
+    pub fn issue(
+        &self,
+        identity: &SpiffeId,
+        hosts: &[HostName],
+        ttl: Duration,
+    ) -> Result<Issued, CaError> {
+        self.check_domain(identity)?;
+        let key = KeyPair::generate().map_err(CaError::Sign)?;
+        let signed = self.leaf(&key, identity, hosts, ttl)?;
+        Ok(Issued {
+            signed,
+            key_pem: key.serialize_pem(),
+        })
+    }
+
+    fn check_domain(&self, identity: &SpiffeId) -> Result<(), CaError> {
+        if identity.trust_domain != self.trust_domain {
+            return Err(CaError::Csr(format!(
+                "identity {identity} is outside trust domain {}",
+                self.trust_domain
+            )));
+        }
+        Ok(())
+    }
+
+    /// The CA alone decides the names, lifetime and usages of a leaf.
+    fn leaf(
+        &self,
+        public_key: &impl PublicKeyData,
+        identity: &SpiffeId,
+        hosts: &[HostName],
+        ttl: Duration,
+    ) -> Result<Signed, CaError> {
         let now = SystemTime::now();
         let not_after = now + ttl;
         let mut params = CertificateParams::default();
@@ -160,6 +238,11 @@ impl CertificateAuthority {
             vec![SanType::URI(identity.to_string().try_into().map_err(
                 |e| CaError::Csr(format!("identity is not ASCII: {e}")),
             )?)];
+        for host in hosts {
+            params
+                .subject_alt_names
+                .push(host.san().map_err(CaError::Sign)?);
+        }
         params.distinguished_name = DistinguishedName::new();
         params.key_usages = vec![
             KeyUsagePurpose::DigitalSignature,
@@ -172,7 +255,7 @@ impl CertificateAuthority {
         params.is_ca = IsCa::ExplicitNoCa;
         params.use_authority_key_identifier_extension = true;
         let leaf = params
-            .signed_by(&csr.public_key, &self.issuer)
+            .signed_by(public_key, &self.issuer)
             .map_err(CaError::Sign)?;
         Ok(Signed {
             leaf_pem: leaf.pem(),

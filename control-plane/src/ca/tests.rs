@@ -204,3 +204,75 @@ fn an_operator_intermediate_signs_and_its_chain_is_returned() {
         String::from_utf8_lossy(&verify.stderr)
     );
 }
+
+#[test]
+fn an_issued_leaf_has_a_key_made_here_the_identity_and_the_host_names() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = CertificateAuthority::load_or_create(dir.path(), None, "cluster.local").unwrap();
+    let hosts: Vec<HostName> = ["localhost", "127.0.0.1", "::1", "xds.example.com"]
+        .iter()
+        .map(|h| h.parse().unwrap())
+        .collect();
+    let issued = ca.issue(&orders(), &hosts, DEFAULT_LEAF_TTL).unwrap();
+    let (ok, san) = openssl_verify(dir.path(), ca.trust_bundle_pem(), &issued.signed.leaf_pem);
+    assert!(ok, "openssl does not verify the leaf against the bundle");
+    for name in [
+        "URI:spiffe://cluster.local/ns/shop/sa/orders",
+        "DNS:localhost",
+        "IP Address:127.0.0.1",
+        "IP Address:0:0:0:0:0:0:0:1",
+        "DNS:xds.example.com",
+    ] {
+        assert!(san.contains(name), "{name} missing from {san}");
+    }
+    // The key is the certificate's.
+    std::fs::write(dir.path().join("key.pem"), &issued.key_pem).unwrap();
+    let public = |args: &[&str]| {
+        let out = Command::new("openssl").args(args).output().unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let leaf = dir.path().join("leaf.pem");
+    let key = dir.path().join("key.pem");
+    assert_eq!(
+        public(&["x509", "-noout", "-pubkey", "-in", leaf.to_str().unwrap()]),
+        public(&["pkey", "-pubout", "-in", key.to_str().unwrap()])
+    );
+    assert!(
+        !format!("{issued:?}").contains("PRIVATE KEY"),
+        "never the key"
+    );
+    let outside = SpiffeId::new("example.org", "shop", "orders").unwrap();
+    assert!(ca.issue(&outside, &[], DEFAULT_LEAF_TTL).is_err());
+    // A proxy's CSR still gets its identity alone, whatever hosts others get.
+    let signed = ca
+        .sign(
+            &csr_for(&["spiffe://cluster.local/ns/shop/sa/orders"]),
+            &orders(),
+            DEFAULT_LEAF_TTL,
+        )
+        .unwrap();
+    let (_, san) = openssl_verify(dir.path(), ca.trust_bundle_pem(), &signed.leaf_pem);
+    assert!(
+        !san.contains("DNS:") && !san.contains("IP Address:"),
+        "{san}"
+    );
+}
+
+#[test]
+fn loading_an_existing_ca_refuses_a_data_directory_without_one_and_makes_none() {
+    let dir = tempfile::tempdir().unwrap();
+    let err = CertificateAuthority::load_existing(dir.path(), None, "cluster.local").unwrap_err();
+    assert!(matches!(err, CaError::Missing { .. }), "{err:?}");
+    assert!(
+        std::fs::read_dir(dir.path()).unwrap().next().is_none(),
+        "nothing was made"
+    );
+    let made = CertificateAuthority::load_or_create(dir.path(), None, "cluster.local").unwrap();
+    let found = CertificateAuthority::load_existing(dir.path(), None, "cluster.local").unwrap();
+    assert_eq!(found.trust_bundle_pem(), made.trust_bundle_pem());
+}

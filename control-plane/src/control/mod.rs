@@ -64,6 +64,9 @@ pub struct ControlOptions {
     pub api_token_required: bool,
     /// Open xDS connections at most (proxies, each with one or two).
     pub max_xds_connections: usize,
+    /// More DNS names or IPs the xDS serving certificate is valid for, beyond
+    /// `localhost` and the bound address: the names gRPC clients dial.
+    pub xds_server_names: Vec<crate::ca::HostName>,
 }
 
 /// Enough for thousands of proxies, and under the descriptors a process gets.
@@ -96,6 +99,7 @@ impl ControlOptions {
             allow_plaintext_proxies: false,
             api_token_required: false,
             max_xds_connections: DEFAULT_MAX_XDS_CONNECTIONS,
+            xds_server_names: Vec::new(),
         }
     }
 }
@@ -228,9 +232,15 @@ impl ControlPlane {
             &self.options.trust_domain,
         )
         .allow_plaintext(self.options.allow_plaintext_proxies);
+        let hosts = transport::serving_hosts(self.xds_addr, &self.options.xds_server_names);
+        tracing::info!(
+            names = %hosts.iter().map(ToString::to_string).collect::<Vec<_>>().join(", "),
+            "xDS certificate: the control plane's SPIFFE id, and these names for clients that check host names (gRPC)"
+        );
         let tls = std::sync::Arc::new(transport::XdsTls::new(
             self.ca.clone(),
             self.options.leaf_ttl,
+            hosts,
         )?);
         let mut stop = stop_rx.clone();
         let served = tonic::transport::Server::builder()

@@ -6,11 +6,13 @@
 //! an identity.
 //!
 //! The control plane's own certificate comes from its CA, for
-//! `spiffe://<trust-domain>/ns/remora-system/sa/remora-control`, and is renewed
-//! in memory at half its lifetime.
+//! `spiffe://<trust-domain>/ns/remora-system/sa/remora-control` (what Remora
+//! proxies check), and is renewed in memory at half its lifetime. It also
+//! carries DNS and IP names ([`serving_hosts`]): gRPC's own xDS client checks
+//! the control plane by the host it dialled, as TLS clients do.
 
 use std::io;
-use std::net::SocketAddr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -35,7 +37,7 @@ use x509_parser::prelude::FromDer;
 
 use remora_net::{Activity, IdleTimeout, Slot, Slots};
 
-use crate::ca::{CertificateAuthority, SpiffeId};
+use crate::ca::{CertificateAuthority, HostName, SpiffeId};
 use crate::xds::XdsPeer;
 
 pub const CONTROL_PLANE_NAMESPACE: &str = "remora-system";
@@ -53,11 +55,35 @@ pub enum TransportError {
     Verifier(#[from] rustls::server::VerifierBuilderError),
 }
 
+/// The DNS and IP names of the control plane's serving certificate:
+/// `localhost`; the address xDS is bound to, or both loopback addresses when
+/// that is loopback or unspecified (0.0.0.0, ::), so a client on the machine
+/// may dial either; then the operator's `--xds-server-name`s. Once each, in
+/// that order.
+pub fn serving_hosts(bound: SocketAddr, extra: &[HostName]) -> Vec<HostName> {
+    let mut hosts = vec![HostName::localhost()];
+    let ip = bound.ip();
+    if ip.is_unspecified() || ip.is_loopback() {
+        hosts.push(IpAddr::V4(Ipv4Addr::LOCALHOST).into());
+        hosts.push(IpAddr::V6(Ipv6Addr::LOCALHOST).into());
+    }
+    if !ip.is_unspecified() {
+        hosts.push(ip.into());
+    }
+    for host in extra {
+        hosts.push(host.clone());
+    }
+    let mut seen = std::collections::HashSet::new();
+    hosts.retain(|h| seen.insert(h.clone()));
+    hosts
+}
+
 /// The control plane's serving certificate, swapped whole on renewal.
 #[derive(Debug)]
 pub struct ServingCert {
     current: ArcSwap<CertifiedKey>,
     provider: Arc<CryptoProvider>,
+    hosts: Vec<HostName>,
 }
 
 impl ResolvesServerCert for ServingCert {
@@ -71,6 +97,7 @@ impl ServingCert {
         ca: &CertificateAuthority,
         provider: &CryptoProvider,
         ttl: Duration,
+        hosts: &[HostName],
     ) -> Result<CertifiedKey, TransportError> {
         let err = |e: String| TransportError::Issue(e);
         let id = SpiffeId::new(
@@ -79,25 +106,14 @@ impl ServingCert {
             CONTROL_PLANE_ACCOUNT,
         )
         .map_err(|e| err(e.to_string()))?;
-        let key = rcgen::KeyPair::generate().map_err(|e| err(e.to_string()))?;
-        let mut params = rcgen::CertificateParams::default();
-        params.subject_alt_names = vec![rcgen::SanType::URI(
-            id.to_string()
-                .try_into()
-                .map_err(|e: rcgen::Error| err(e.to_string()))?,
-        )];
-        let csr = params
-            .serialize_request(&key)
-            .and_then(|c| c.pem())
-            .map_err(|e| err(e.to_string()))?;
-        let signed = ca.sign(&csr, &id, ttl).map_err(|e| err(e.to_string()))?;
+        let issued = ca.issue(&id, hosts, ttl).map_err(|e| err(e.to_string()))?;
         let mut chain = Vec::new();
-        for pem in [&signed.leaf_pem, &signed.chain_pem] {
+        for pem in [&issued.signed.leaf_pem, &issued.signed.chain_pem] {
             for c in CertificateDer::pem_slice_iter(pem.as_bytes()) {
                 chain.push(c.map_err(|e| err(e.to_string()))?);
             }
         }
-        let key = PrivateKeyDer::from_pem_slice(key.serialize_pem().as_bytes())
+        let key = PrivateKeyDer::from_pem_slice(issued.key_pem.as_bytes())
             .map_err(|e| err(e.to_string()))?;
         Ok(CertifiedKey::from_der(chain, key, provider)?)
     }
@@ -106,7 +122,7 @@ impl ServingCert {
     async fn renew(self: Arc<Self>, ca: Arc<CertificateAuthority>, ttl: Duration) {
         loop {
             tokio::time::sleep(ttl / 2).await;
-            match Self::issue(&ca, &self.provider, ttl) {
+            match Self::issue(&ca, &self.provider, ttl, &self.hosts) {
                 Ok(cert) => {
                     self.current.store(Arc::new(cert));
                     tracing::info!("control plane certificate renewed");
@@ -135,11 +151,17 @@ impl Drop for XdsTls {
 }
 
 impl XdsTls {
-    pub fn new(ca: Arc<CertificateAuthority>, ttl: Duration) -> Result<Self, TransportError> {
+    /// `hosts`: the DNS and IP names of its certificate ([`serving_hosts`]).
+    pub fn new(
+        ca: Arc<CertificateAuthority>,
+        ttl: Duration,
+        hosts: Vec<HostName>,
+    ) -> Result<Self, TransportError> {
         let provider = Arc::new(rustls::crypto::ring::default_provider());
         let cert = Arc::new(ServingCert {
-            current: ArcSwap::from_pointee(ServingCert::issue(&ca, &provider, ttl)?),
+            current: ArcSwap::from_pointee(ServingCert::issue(&ca, &provider, ttl, &hosts)?),
             provider: provider.clone(),
+            hosts,
         });
         let mut roots = RootCertStore::empty();
         for c in CertificateDer::pem_slice_iter(ca.trust_bundle_pem().as_bytes()) {
@@ -361,6 +383,120 @@ impl AsyncWrite for Io {
         match self.get_mut() {
             Io::Plain(s) => Pin::new(s).poll_shutdown(cx),
             Io::Tls(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use rustls::client::danger::ServerCertVerifier;
+    use rustls::client::WebPkiServerVerifier;
+    use rustls::pki_types::{ServerName, UnixTime};
+    use x509_parser::certificate::X509Certificate;
+
+    use super::*;
+
+    fn hosts(list: &[&str]) -> Vec<HostName> {
+        list.iter().map(|h| h.parse().unwrap()).collect()
+    }
+
+    #[test]
+    fn the_serving_hosts_are_localhost_loopback_or_the_bound_address_and_the_operators() {
+        let at = |addr: &str, extra: &[&str]| serving_hosts(addr.parse().unwrap(), &hosts(extra));
+        assert_eq!(
+            at("127.0.0.1:7700", &[]),
+            hosts(&["localhost", "127.0.0.1", "::1"])
+        );
+        assert_eq!(
+            at("0.0.0.0:7700", &["xds.example.com"]),
+            hosts(&["localhost", "127.0.0.1", "::1", "xds.example.com"])
+        );
+        assert_eq!(
+            at("[::]:7700", &[]),
+            hosts(&["localhost", "127.0.0.1", "::1"])
+        );
+        assert_eq!(
+            at("10.0.0.5:7700", &["10.0.0.5", "remora.mesh", "localhost"]),
+            hosts(&["localhost", "10.0.0.5", "remora.mesh"]),
+            "each name once"
+        );
+    }
+
+    /// Every SAN of `cert`, as `URI:...`, `DNS:...` or `IP:...`.
+    fn sans(cert: &CertificateDer<'_>) -> Vec<String> {
+        let (_, parsed) = X509Certificate::from_der(cert).unwrap();
+        let san = parsed.subject_alternative_name().unwrap().unwrap();
+        san.value
+            .general_names
+            .iter()
+            .map(|n| match n {
+                GeneralName::URI(u) => format!("URI:{u}"),
+                GeneralName::DNSName(d) => format!("DNS:{d}"),
+                GeneralName::IPAddress(b) => match b.len() {
+                    4 => format!("IP:{}", Ipv4Addr::from(<[u8; 4]>::try_from(*b).unwrap())),
+                    _ => format!("IP:{}", Ipv6Addr::from(<[u8; 16]>::try_from(*b).unwrap())),
+                },
+                other => format!("{other:?}"),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn the_serving_certificate_names_the_control_plane_and_every_host() {
+        let dir = tempfile::tempdir().unwrap();
+        let ca = CertificateAuthority::load_or_create(dir.path(), None, "cluster.local").unwrap();
+        let provider = rustls::crypto::ring::default_provider();
+        let hosts = serving_hosts(
+            "127.0.0.1:7700".parse().unwrap(),
+            &hosts(&["xds.example.com", "10.1.2.3"]),
+        );
+        let cert = ServingCert::issue(&ca, &provider, Duration::from_secs(3600), &hosts).unwrap();
+        let leaf = &cert.cert[0];
+        let id = "spiffe://cluster.local/ns/remora-system/sa/remora-control";
+        assert_eq!(
+            sans(leaf),
+            [
+                format!("URI:{id}"),
+                "DNS:localhost".into(),
+                "IP:127.0.0.1".into(),
+                "IP:::1".into(),
+                "DNS:xds.example.com".into(),
+                "IP:10.1.2.3".into(),
+            ]
+        );
+        // What Remora proxies check (the same rule as theirs): exactly one
+        // SPIFFE id, the control plane's; the other names change nothing.
+        assert_eq!(spiffe_id(leaf).as_deref(), Some(id));
+
+        // What a client that checks the host it dialled does (gRPC's TLS).
+        let mut roots = RootCertStore::empty();
+        for c in CertificateDer::pem_slice_iter(ca.trust_bundle_pem().as_bytes()) {
+            roots.add(c.unwrap()).unwrap();
+        }
+        let verifier =
+            WebPkiServerVerifier::builder_with_provider(Arc::new(roots), Arc::new(provider))
+                .build()
+                .unwrap();
+        let verify = |name: &str| {
+            verifier.verify_server_cert(
+                leaf,
+                &cert.cert[1..],
+                &ServerName::try_from(name).unwrap(),
+                &[],
+                UnixTime::now(),
+            )
+        };
+        for name in [
+            "localhost",
+            "127.0.0.1",
+            "::1",
+            "xds.example.com",
+            "10.1.2.3",
+        ] {
+            assert!(verify(name).is_ok(), "{name}: {:?}", verify(name).err());
+        }
+        for name in ["other.example.com", "10.9.9.9"] {
+            assert!(verify(name).is_err(), "{name} is not in the certificate");
         }
     }
 }
