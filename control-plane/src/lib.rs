@@ -9,7 +9,7 @@
 
 pub mod api; //       HTTP API: status, resources, endpoints, stat, the dashboard; apply/delete; admin tokens
 pub mod authority; // which proxies may serve a Service (endpoint authority)
-pub mod ca; //        the certificate authority: root or operator CA, SPIFFE leaves from CSRs
+pub mod ca; //        the certificate authority: root or operator CA, SPIFFE leaves from CSRs or made here (remora certificate create)
 pub mod check; //     `remora check`: offline validation
 pub mod cli; //       the command line (clap)
 pub mod client; //    `remora apply/delete/get/status/stat`: requests to the API, printed answers

@@ -413,7 +413,7 @@ fn authenticate(
 }
 
 /// What a stream without a client certificate is told.
-pub const NO_CERTIFICATE: &str = "this control plane requires a client certificate (mTLS) for xDS: give the proxy a bootstrap token (remora token create), or start the control plane with --allow-plaintext-proxies for local experiments";
+pub const NO_CERTIFICATE: &str = "this control plane requires a client certificate (mTLS) for xDS: give the proxy a bootstrap token (remora token create), a proxyless gRPC client a certificate (remora certificate create), or start the control plane with --allow-plaintext-proxies for local experiments";
 
 /// Sleeps until `deadline`, or forever when there is none.
 async fn sleep_until_some(deadline: Option<Instant>) {
