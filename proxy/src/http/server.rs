@@ -240,10 +240,13 @@ impl<H: Handler> HttpServer<H> {
         let service = service_fn(move |mut req: Request<Incoming>| {
             let handler = handler.clone();
             // Upgrades and CONNECT tunnels keep their connection.
-            let may_close = closing.clone().filter(|_| {
-                (req.version() == Version::HTTP_11 || req.version() == Version::HTTP_10)
-                    && req.method() != Method::CONNECT
-            });
+            // Looked at before cloning: most requests (HTTP/2 between proxies)
+            // never close their connection this way.
+            let may_close = ((req.version() == Version::HTTP_11
+                || req.version() == Version::HTTP_10)
+                && req.method() != Method::CONNECT)
+                .then(|| closing.clone())
+                .flatten();
             if let Some(peer) = &identity {
                 req.extensions_mut().insert(peer.clone());
             }
