@@ -107,7 +107,7 @@ fn get<'a>(
 ) -> Result<Option<&'a str>, AnnotationError> {
     match annotations.and_then(|a| a.get(key)) {
         None => Ok(None),
-        Some(Value::String(s)) => Ok(Some(s)),
+        Some(Value::String(s)) => Ok(Some(s.as_str())),
         Some(other) => {
             let text = serde_yaml_ng::to_string(other).unwrap_or_default();
             Err(wrong(
