@@ -56,6 +56,9 @@ pub enum Command {
     /// Per-hop golden signals (SRC -> DST: success rate, requests per second,
     /// p50/p95/p99 latency, mesh overhead), from the control plane.
     Stat(StatArgs),
+    /// Add the remora-proxy sidecar to the pods of Kubernetes manifests (or take
+    /// it out), printing the manifests on standard output.
+    Inject(InjectArgs),
 }
 
 /// Where the control plane's API is, and the admin token to show it.
@@ -524,6 +527,38 @@ impl From<ControlArgs> for ControlOptions {
             xds_server_names: a.xds_server_names,
         }
     }
+}
+
+#[derive(Debug, Args)]
+#[command(after_help = concat!(
+    "Examples:\n",
+    "  remora inject -f deployment.yaml | kubectl apply -f -\n",
+    "  kubectl get deploy -n shop -o yaml | remora inject -f - | kubectl apply -f -\n",
+    "  remora inject --uninject -f injected.yaml\n",
+    "\n",
+    "Pods, Deployments, StatefulSets, DaemonSets, ReplicaSets, Jobs, CronJobs and Lists\n",
+    "are rewritten; other kinds pass through. Pod template annotations: remora.io/inject:\n",
+    "disabled, remora.io/sidecar-mode: classic, remora.io/skip-inbound-ports,\n",
+    "remora.io/skip-outbound-ports, remora.io/skip-outbound-cidrs, remora.io/opaque-ports,\n",
+    "remora.io/proxy-{cpu,memory}-{request,limit}.\n",
+    "\n",
+    "Exit codes: 0 ok; 1 a document could not be rewritten (nothing is printed); 2 usage."
+))]
+pub struct InjectArgs {
+    /// A YAML file of one or more documents, or - for standard input.
+    #[arg(
+        short = 'f',
+        long = "filename",
+        visible_alias = "file",
+        value_name = "FILE|-"
+    )]
+    pub file: PathBuf,
+    /// Take the sidecar out instead.
+    #[arg(long)]
+    pub uninject: bool,
+    /// The proxy's image (default: remora-proxy:VERSION).
+    #[arg(long, value_name = "IMAGE")]
+    pub proxy_image: Option<String>,
 }
 
 #[derive(Debug, Args)]

@@ -20,6 +20,7 @@ pub mod endpoints; // endpoint discovery: which addresses serve each Service
 mod error; //         the library's error type
 pub mod escape; //    outside text made safe to print and log
 pub mod identity; //  bootstrap tokens and the Identity gRPC service (CSR -> certificate)
+pub mod inject; //    sidecar injection: manifests in, manifests with remora-proxy out (pure)
 pub mod problem; //   a config problem: file, resource, field, message
 pub mod resources; // the typed resources users write (Service, HTTPRoute)
 pub mod signal; //    waiting for Ctrl-C / SIGTERM

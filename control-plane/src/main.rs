@@ -48,6 +48,7 @@ async fn main() -> ExitCode {
         Command::Delete(args) => delete(args).await,
         Command::Get(args) => get(args).await,
         Command::Status(args) => status(args).await,
+        Command::Inject(args) => inject(args),
     };
     result.unwrap_or_else(|error| {
         eprintln!("remora: {error:#}");
@@ -107,6 +108,30 @@ async fn status(args: StatusArgs) -> anyhow::Result<ExitCode> {
     let api = args.api.client()?;
     let exit = client::status::run(&api, args.output, args.namespace.as_deref()).await?;
     Ok(exit.into())
+}
+
+/// `remora inject`: all documents rewritten, or nothing printed and exit 1.
+fn inject(args: remora_control::cli::InjectArgs) -> anyhow::Result<ExitCode> {
+    use anyhow::Context;
+    use remora_control::inject::{rewrite, Direction, InjectSettings};
+    let text = if args.file.as_os_str() == "-" {
+        std::io::read_to_string(std::io::stdin()).context("reading standard input")?
+    } else {
+        std::fs::read_to_string(&args.file)
+            .with_context(|| format!("reading {}", args.file.display()))?
+    };
+    let mut settings = InjectSettings::new(env!("CARGO_PKG_VERSION"));
+    if let Some(image) = args.proxy_image {
+        settings.image = image;
+    }
+    let direction = match args.uninject {
+        true => Direction::Uninject,
+        false => Direction::Inject,
+    };
+    let out = rewrite(&text, direction, &settings)
+        .with_context(|| format!("inject {}", args.file.display()))?;
+    print!("{out}");
+    Ok(ExitCode::SUCCESS)
 }
 
 /// Logs to stderr; `RUST_LOG` filters (default `info`).

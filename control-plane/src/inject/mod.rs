@@ -1,0 +1,147 @@
+//! Sidecar injection: a Kubernetes manifest in, the same manifest with
+//! `remora-proxy` added to every pod it describes out.
+//!
+//! One pure function, [`inject`], with its inverse [`uninject`]: no I/O, no
+//! cluster, so the CLI (`remora inject`) and, later, the admission webhook give
+//! the same answer for the same object. Injecting removes any earlier injection
+//! first, so injecting twice equals injecting once, and a newer version
+//! replaces an older one.
+//!
+//! - `walk`: where the pod templates are in each kind (Pod, Deployment,
+//!   StatefulSet, DaemonSet, ReplicaSet, ReplicationController, Job, CronJob,
+//!   `List`s); any other kind passes through unchanged.
+//! - `annotations`: the pod template's `remora.io/*` annotations, checked.
+//! - `sidecar`: the containers and annotations added, and taking them out.
+//! - `documents`: multi-document YAML text in and out, for the CLI.
+//!
+//! Not here yet: the bootstrap the proxy needs (the proxy reads its identity,
+//! control plane and admin address only from a `--bootstrap` file, and nothing
+//! provides that file in the pod yet), the webhook, and the manifests that
+//! install the control plane.
+
+mod annotations;
+mod documents;
+mod sidecar;
+mod walk;
+
+#[cfg(test)]
+mod tests;
+
+use std::fmt;
+
+use serde_yaml_ng::{Mapping, Value};
+
+pub use annotations::{
+    INJECT, INJECTED, OPAQUE_PORTS, PROXY_CPU_LIMIT, PROXY_CPU_REQUEST, PROXY_MEMORY_LIMIT,
+    PROXY_MEMORY_REQUEST, SIDECAR_MODE, SKIP_INBOUND_PORTS, SKIP_OUTBOUND_CIDRS,
+    SKIP_OUTBOUND_PORTS,
+};
+pub use documents::{rewrite, Direction, DocumentError};
+pub use sidecar::{ADMIN_PORT, INIT_NAME, PROXY_NAME};
+
+/// What injection needs to know that is not in the manifest.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct InjectSettings {
+    /// The proxy's image (it also runs `remora-proxy init`).
+    pub image: String,
+    /// Written in the `remora.io/injected` annotation.
+    pub version: String,
+    /// The uid the proxy runs as: the iptables rules never redirect its own
+    /// connections.
+    pub proxy_uid: u32,
+    /// The proxy's requests and limits when no annotation overrides them.
+    pub resources: ProxyResources,
+}
+
+impl InjectSettings {
+    /// The defaults for this build: image `remora-proxy:VERSION`, uid 1337.
+    pub fn new(version: &str) -> Self {
+        Self {
+            image: format!("remora-proxy:{version}"),
+            version: version.to_owned(),
+            proxy_uid: 1337,
+            resources: ProxyResources::default(),
+        }
+    }
+}
+
+/// Kubernetes quantities (`10m`, `64Mi`); `None` leaves that one unset.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ProxyResources {
+    pub cpu_request: Option<String>,
+    pub cpu_limit: Option<String>,
+    pub memory_request: Option<String>,
+    pub memory_limit: Option<String>,
+}
+
+impl Default for ProxyResources {
+    /// A sidecar is small: 10m CPU and 32Mi requested, 64Mi at most, and no CPU
+    /// limit (throttling a proxy adds latency to every request of the app).
+    fn default() -> Self {
+        Self {
+            cpu_request: Some("10m".into()),
+            cpu_limit: None,
+            memory_request: Some("32Mi".into()),
+            memory_limit: Some("64Mi".into()),
+        }
+    }
+}
+
+/// Which object an error is about: `Deployment shop/orders`, or the item of a
+/// `List`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ObjectRef {
+    pub kind: String,
+    pub namespace: Option<String>,
+    pub name: String,
+    /// The index in the enclosing `List`'s `items`.
+    pub item: Option<usize>,
+}
+
+impl fmt::Display for ObjectRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if let Some(item) = self.item {
+            write!(f, "items[{item}]: ")?;
+        }
+        match &self.namespace {
+            Some(ns) => write!(f, "{} {ns}/{}", self.kind, self.name),
+            None => write!(f, "{} {}", self.kind, self.name),
+        }
+    }
+}
+
+/// Why an object could not be injected.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum InjectError {
+    #[error("{object}: annotation `{annotation}`: `{value}` {reason}")]
+    Annotation {
+        object: ObjectRef,
+        annotation: &'static str,
+        value: String,
+        reason: String,
+    },
+    #[error("{object}: field `{field}`: {message}")]
+    Field {
+        object: ObjectRef,
+        field: String,
+        message: String,
+    },
+}
+
+/// `doc` with the sidecar added to every pod template in it; other kinds as
+/// they were. Pods annotated `remora.io/inject: disabled` and pods on the
+/// host's network get no sidecar (and lose one they had).
+pub fn inject(mut doc: Value, settings: &InjectSettings) -> Result<Value, InjectError> {
+    walk::each_pod_template(
+        &mut doc,
+        &mut |site: &walk::Site, template: &mut Mapping| sidecar::inject(site, template, settings),
+    )?;
+    Ok(doc)
+}
+
+/// `doc` without what [`inject`] added: `uninject(inject(x)) == x` for a
+/// manifest that had no sidecar.
+pub fn uninject(mut doc: Value) -> Result<Value, InjectError> {
+    walk::each_pod_template(&mut doc, &mut sidecar::uninject)?;
+    Ok(doc)
+}

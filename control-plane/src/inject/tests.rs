@@ -1,0 +1,206 @@
+//! Golden files: `testdata/<case>.in.yaml` injected must equal
+//! `testdata/<case>.out.yaml` (compared as YAML values, so key order and
+//! quoting do not matter). After a deliberate change to what is injected, run
+//!
+//!     REMORA_UPDATE_GOLDEN=1 cargo test -p remora-control inject::tests
+//!
+//! to rewrite the `.out.yaml` files, and review their diff.
+//!
+//! Every case is also injected twice (same result) and uninjected (the input
+//! back, for cases whose input had no sidecar).
+
+use std::path::PathBuf;
+
+use serde::Deserialize;
+use serde_yaml_ng::Value;
+
+use super::*;
+
+const CASES: &[&str] = &[
+    "deployment",
+    "pod",
+    "cronjob",
+    "list",
+    "multi-doc",
+    "already-injected",
+    "disabled",
+    "classic",
+    "annotations",
+];
+
+/// Inputs that already carry a sidecar: uninjecting them gives no "input back".
+const ALREADY_INJECTED: &[&str] = &["already-injected"];
+
+fn settings() -> InjectSettings {
+    InjectSettings {
+        image: "remora-proxy:test".into(),
+        version: "test".into(),
+        proxy_uid: 1337,
+        resources: ProxyResources::default(),
+    }
+}
+
+fn path(case: &str, suffix: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("src/inject/testdata")
+        .join(format!("{case}.{suffix}.yaml"))
+}
+
+fn documents(text: &str) -> Vec<Value> {
+    serde_yaml_ng::Deserializer::from_str(text)
+        .map(|d| Value::deserialize(d).unwrap())
+        .filter(|v| !v.is_null())
+        .collect()
+}
+
+fn read(case: &str, suffix: &str) -> String {
+    let path = path(case, suffix);
+    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+#[test]
+fn golden_files() {
+    let update = std::env::var_os("REMORA_UPDATE_GOLDEN").is_some_and(|v| v == "1");
+    for case in CASES {
+        let input = read(case, "in");
+        let out = rewrite(&input, Direction::Inject, &settings())
+            .unwrap_or_else(|e| panic!("{case}: {e}"));
+        if update {
+            std::fs::write(path(case, "out"), &out).unwrap();
+            continue;
+        }
+        assert_eq!(
+            documents(&out),
+            documents(&read(case, "out")),
+            "{case}: inject(in) differs from {case}.out.yaml; got:\n{out}"
+        );
+    }
+}
+
+#[test]
+fn injecting_twice_equals_injecting_once() {
+    for case in CASES {
+        for doc in documents(&read(case, "in")) {
+            let once = inject(doc, &settings()).unwrap();
+            let twice = inject(once.clone(), &settings()).unwrap();
+            assert_eq!(once, twice, "{case}");
+        }
+    }
+}
+
+#[test]
+fn uninject_gives_back_what_was_injected() {
+    for case in CASES {
+        for doc in documents(&read(case, "in")) {
+            let injected = inject(doc.clone(), &settings()).unwrap();
+            let back = uninject(injected).unwrap();
+            if ALREADY_INJECTED.contains(case) {
+                // The sidecar is gone, and uninjecting again changes nothing.
+                assert_eq!(uninject(back.clone()).unwrap(), back, "{case}");
+                assert_eq!(uninject(doc).unwrap(), back, "{case}");
+            } else {
+                assert_eq!(back, doc, "{case}");
+            }
+        }
+    }
+}
+
+#[test]
+fn a_new_version_replaces_the_old_sidecar() {
+    let doc = documents(&read("deployment", "in")).remove(0);
+    let old = inject(doc.clone(), &InjectSettings::new("0.1.0")).unwrap();
+    let new = inject(old, &settings()).unwrap();
+    assert_eq!(new, inject(doc, &settings()).unwrap());
+}
+
+#[test]
+fn other_kinds_pass_through_unchanged() {
+    let text = "\
+apiVersion: v1
+kind: Service
+metadata: {name: orders}
+spec: {ports: [{port: 80}]}
+---
+apiVersion: example.com/v1
+kind: Deployment
+metadata: {name: not-apps}
+spec: {template: {spec: {containers: [{name: app}]}}}
+";
+    for doc in documents(text) {
+        assert_eq!(inject(doc.clone(), &settings()).unwrap(), doc);
+    }
+}
+
+#[test]
+fn a_pod_on_the_host_network_gets_no_sidecar() {
+    let doc = documents(
+        "apiVersion: v1\nkind: Pod\nmetadata: {name: agent}\n\
+         spec: {hostNetwork: true, containers: [{name: agent}]}\n",
+    )
+    .remove(0);
+    assert_eq!(inject(doc.clone(), &settings()).unwrap(), doc);
+}
+
+#[test]
+fn a_wrong_annotation_names_the_object_and_the_annotation() {
+    let text = "\
+apiVersion: v1
+kind: Service
+metadata: {name: fine}
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: orders, namespace: shop}
+spec:
+  template:
+    metadata:
+      annotations: {remora.io/skip-inbound-ports: \"22,ssh\"}
+    spec: {containers: [{name: app}]}
+";
+    let error = rewrite(text, Direction::Inject, &settings()).unwrap_err();
+    let message = error.to_string();
+    assert!(
+        message.starts_with("document 2: Deployment shop/orders: "),
+        "{message}"
+    );
+    assert!(
+        message.contains("remora.io/skip-inbound-ports"),
+        "{message}"
+    );
+    assert!(message.contains("`ssh`"), "{message}");
+}
+
+#[test]
+fn a_list_item_error_names_the_item() {
+    let text = "\
+apiVersion: v1
+kind: List
+items:
+- apiVersion: v1
+  kind: Pod
+  metadata: {name: ok}
+  spec: {containers: [{name: app}]}
+- apiVersion: v1
+  kind: Pod
+  metadata: {name: bad, annotations: {remora.io/sidecar-mode: old}}
+  spec: {containers: [{name: app}]}
+";
+    let error = rewrite(text, Direction::Inject, &settings()).unwrap_err();
+    assert_eq!(
+        error.to_string(),
+        "document 1: items[1]: Pod bad: annotation `remora.io/sidecar-mode`: `old` \
+         is not `native` or `classic`"
+    );
+}
+
+#[test]
+fn a_workload_without_a_pod_template_is_an_error_naming_the_field() {
+    let doc =
+        documents("apiVersion: batch/v1\nkind: CronJob\nmetadata: {name: nightly}\nspec: {}\n")
+            .remove(0);
+    let error = inject(doc, &settings()).unwrap_err();
+    assert_eq!(
+        error.to_string(),
+        "CronJob nightly: field `spec.jobTemplate`: is missing (a pod template is expected here)"
+    );
+}
