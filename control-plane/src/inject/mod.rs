@@ -18,6 +18,9 @@
 //! control plane and admin address only from a `--bootstrap` file, and nothing
 //! provides that file in the pod yet), the webhook, and the manifests that
 //! install the control plane.
+// An error names the object and the annotation or field in full; it is
+// made once per bad manifest, off any hot path, so its size does not matter.
+#![allow(clippy::result_large_err)]
 
 mod annotations;
 mod documents;
