@@ -3,7 +3,7 @@
 
 use std::fmt;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::escape::escape_control;
 
@@ -13,7 +13,7 @@ use crate::escape::escape_control;
 /// the parts that are unknown, with control characters escaped (every part may
 /// come from a config file: see [`crate::escape`]), e.g.
 /// `config/routes.yaml: HTTPRoute default/orders: spec.rules[0].backendRefs[1].name: Service "orders-v3" does not exist`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Problem {
     pub file: String,
     /// 1-based; only for problems that stopped a document from being read (YAML

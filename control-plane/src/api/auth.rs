@@ -119,8 +119,8 @@ mod tests {
         h
     }
 
-    #[test]
-    fn reads_need_an_admin_token_and_say_how_to_get_one() {
+    /// A token store with an admin token and a workload token for default/web.
+    fn tokens() -> (tempfile::TempDir, TokenStore, String, String) {
         let dir = tempfile::tempdir().unwrap();
         let tokens = TokenStore::new(dir.path());
         let admin = tokens.create_admin(Duration::from_secs(60)).unwrap();
@@ -133,6 +133,12 @@ mod tests {
                 Duration::from_secs(60),
             )
             .unwrap();
+        (dir, tokens, admin, workload)
+    }
+
+    #[test]
+    fn reads_need_an_admin_token_and_say_how_to_get_one() {
+        let (_dir, tokens, admin, workload) = tokens();
         let open = Access::new(tokens.clone(), Reads::Open);
         let access = Access::new(tokens, Reads::AdminToken);
         let e = access
@@ -157,18 +163,7 @@ mod tests {
 
     #[test]
     fn writes_need_an_admin_token_even_where_reads_are_open() {
-        let dir = tempfile::tempdir().unwrap();
-        let tokens = TokenStore::new(dir.path());
-        let admin = tokens.create_admin(Duration::from_secs(60)).unwrap();
-        let workload = tokens
-            .create(
-                Grant {
-                    namespace: "default".into(),
-                    service_account: "web".into(),
-                },
-                Duration::from_secs(60),
-            )
-            .unwrap();
+        let (_dir, tokens, admin, workload) = tokens();
         let open = Access::new(tokens, Reads::Open);
         let e = open.check_write(&HeaderMap::new()).unwrap_err();
         assert_eq!(e.status, StatusCode::UNAUTHORIZED);

@@ -14,7 +14,6 @@ use super::views::{AnswerDoc, ProxyDoc};
 use super::{files, Api, ClientError, Exit, Output};
 use crate::api::kinds;
 use crate::api::query::encode;
-use crate::problem::Problem;
 use crate::resources::Kind;
 
 /// How often `--wait` asks.
@@ -121,7 +120,7 @@ fn results(answer: &AnswerDoc, delete: bool) -> String {
 /// Every problem, to stderr, as `remora check` prints them.
 fn print_problems(answer: &AnswerDoc) {
     for p in &answer.problems {
-        eprintln!("{}", Problem::from(p.clone()));
+        eprintln!("{p}");
     }
     let n = answer.problems.len();
     let s = if n == 1 { "" } else { "s" };

@@ -30,7 +30,7 @@ pub fn read(paths: &[PathBuf]) -> Result<Vec<(String, String)>, ClientError> {
             source,
         };
         if std::fs::metadata(path).map_err(read_err)?.is_dir() {
-            let files = yaml_files(path).map_err(read_err)?;
+            let files = crate::source::yaml_files(path).map_err(read_err)?;
             if files.is_empty() {
                 return Err(ClientError::Input(format!(
                     "{} holds no *.yaml or *.yml file",
@@ -59,22 +59,6 @@ fn read_one(path: &Path) -> Result<(String, String), ClientError> {
         source,
     })?;
     Ok((path.display().to_string(), text))
-}
-
-fn yaml_files(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
-    let mut files = Vec::new();
-    for entry in std::fs::read_dir(dir)? {
-        let path = entry?.path();
-        let is_yaml = path.extension().is_some_and(|e| e == "yaml" || e == "yml");
-        let hidden = path
-            .file_name()
-            .is_some_and(|n| n.to_string_lossy().starts_with('.'));
-        if is_yaml && !hidden && path.is_file() {
-            files.push(path);
-        }
-    }
-    files.sort();
-    Ok(files)
 }
 
 #[cfg(test)]

@@ -18,7 +18,7 @@ pub struct AnswerDoc {
     #[serde(default)]
     pub results: Vec<ResultDoc>,
     #[serde(default)]
-    pub problems: Vec<ProblemDoc>,
+    pub problems: Vec<Problem>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -27,36 +27,6 @@ pub struct ResultDoc {
     pub namespace: String,
     pub name: String,
     pub action: String,
-}
-
-/// A [`Problem`] as JSON.
-#[derive(Debug, Clone, Deserialize)]
-pub struct ProblemDoc {
-    pub file: String,
-    pub line: Option<usize>,
-    pub column: Option<usize>,
-    pub document: Option<usize>,
-    pub kind: Option<String>,
-    pub namespace: Option<String>,
-    pub name: Option<String>,
-    pub field: Option<String>,
-    pub message: String,
-}
-
-impl From<ProblemDoc> for Problem {
-    fn from(p: ProblemDoc) -> Self {
-        Problem {
-            file: p.file,
-            line: p.line,
-            column: p.column,
-            document: p.document,
-            kind: p.kind,
-            namespace: p.namespace,
-            name: p.name,
-            field: p.field,
-            message: p.message,
-        }
-    }
 }
 
 /// `GET /api/v1/status`

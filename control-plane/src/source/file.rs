@@ -101,7 +101,8 @@ fn too_large(file: &str, limit: &LimitError) -> Loaded {
     }
 }
 
-fn yaml_files(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
+/// The `*.yaml` / `*.yml` files of `dir` that are not hidden, in name order.
+pub(crate) fn yaml_files(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
     let mut files = Vec::new();
     for entry in std::fs::read_dir(dir)? {
         let path = entry?.path();

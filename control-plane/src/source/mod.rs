@@ -23,6 +23,7 @@ pub use change::{
 };
 pub use dir::DirSource;
 pub use file::{load, parse, parse_spans, Document, Loaded, Span};
+pub(crate) use file::yaml_files;
 pub use interface::Source;
 pub use limits::{MAX_DEPTH, MAX_FILE_BYTES};
 pub use stage::REQUEST;
