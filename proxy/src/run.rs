@@ -287,11 +287,11 @@ pub async fn run(options: Options, shutdown: impl Future<Output = ()>) -> Result
     )));
     let upstream_servers =
         futures::future::join_all(upstream_listeners.into_iter().map(|(upstream, listener)| {
-            let connections = Arc::new(UpstreamConnections {
-                context: context.clone(),
-                http: outbound_http.clone(),
+            let connections = Arc::new(UpstreamConnections::new(
+                context.clone(),
+                outbound_http.clone(),
                 upstream,
-            });
+            ));
             serve(
                 listener,
                 connections,

@@ -14,29 +14,49 @@ use crate::tcp::carry::{self, Facts};
 use crate::telemetry::tcp_hop::TcpHopKey;
 
 pub struct UpstreamConnections {
-    pub context: Arc<Context>,
-    pub http: Arc<HttpServer<Outbound>>,
-    pub upstream: Upstream,
+    context: Arc<Context>,
+    http: Arc<HttpServer<Outbound>>,
+    upstream: Upstream,
+    /// The Service port's key in `Destinations::by_name`, made once.
+    name: String,
+    /// Its virtual host's name, for an HTTP port, made once.
+    authority: Arc<str>,
+}
+
+impl UpstreamConnections {
+    pub fn new(context: Arc<Context>, http: Arc<HttpServer<Outbound>>, upstream: Upstream) -> Self {
+        let name = Destinations::key(&upstream.service, &upstream.namespace, upstream.port);
+        let authority = format!(
+            "{}.{}.svc.cluster.local:{}",
+            upstream.service, upstream.namespace, upstream.port
+        )
+        .into();
+        UpstreamConnections {
+            context,
+            http,
+            upstream,
+            name,
+            authority,
+        }
+    }
 }
 
 impl Connections for UpstreamConnections {
     async fn serve(self: Arc<Self>, accepted: Accepted) {
         let ctx = &self.context;
         let u = &self.upstream;
-        let name = Destinations::key(&u.service, &u.namespace, u.port);
         let snapshot = ctx.snapshot.load_full();
-        let Some(destination) = snapshot.destinations.by_name.get(&name).cloned() else {
+        let Some(destination) = snapshot.destinations.by_name.get(&self.name).cloned() else {
             // An HTTP port without a cluster IP has no chain of its own: it is
             // a virtual host of the route table, reached by its name.
-            let authority = format!("{}.{}.svc.cluster.local:{}", u.service, u.namespace, u.port);
             let http = snapshot
                 .outbound
                 .as_ref()
-                .is_some_and(|t| t.virtual_host(&authority).is_some());
+                .is_some_and(|t| t.virtual_host(&self.authority).is_some());
             if http {
                 drop(snapshot);
                 let info = ConnectionInfo {
-                    default_authority: Some(authority.into()),
+                    default_authority: Some(self.authority.clone()),
                     ..Default::default()
                 };
                 return self
@@ -46,16 +66,16 @@ impl Connections for UpstreamConnections {
             }
             let key = TcpHopKey {
                 direction: "outbound",
-                destination: name.clone(),
+                destination: self.name.clone(),
                 peer_identity: String::new(),
             };
-            tracing::info!(upstream = %name, listen = %u.listen, "connection refused: no such Service port in the config (yet)");
+            tracing::info!(upstream = %self.name, listen = %u.listen, "connection refused: no such Service port in the config (yet)");
             return carry::refused(
                 &ctx.metrics,
                 key,
                 Facts::default(),
                 "no_destination",
-                format!("{name} is not in the config"),
+                format!("{} is not in the config", self.name),
             );
         };
         super::to_destination(ctx, &self.http, accepted, snapshot, destination, None, None).await

@@ -43,19 +43,7 @@ pub fn explained(
 
 /// 403 with the reason in the body and, when it fits in a header, in `remora-error`.
 pub fn forbidden(reason: String) -> Response<ResponseBody> {
-    let header = HeaderValue::from_str(&reason).ok();
-    let mut response = Response::new(Either::Right(Full::new(Bytes::from(reason + "\n"))));
-    *response.status_mut() = StatusCode::FORBIDDEN;
-    let headers = response.headers_mut();
-    headers.insert(
-        ERROR_HEADER,
-        header.unwrap_or(HeaderValue::from_static("forbidden")),
-    );
-    headers.insert(
-        http::header::CONTENT_TYPE,
-        HeaderValue::from_static("text/plain"),
-    );
-    response
+    explained(StatusCode::FORBIDDEN, reason, "forbidden")
 }
 
 /// Which timeout ended a request.

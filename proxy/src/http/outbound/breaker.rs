@@ -13,15 +13,15 @@
 
 use std::future::Future;
 
-use bytes::Bytes;
 use futures::future::{self, Either, FutureExt};
 use http::{HeaderName, HeaderValue, Response, StatusCode};
-use http_body_util::Full;
+
 use tokio::time::{timeout_at, Instant};
 
 use super::deadline::Deadline;
 use super::service::{Routed, Serve};
-use crate::http::{ResponseBody, ERROR_HEADER};
+use crate::http::reply::explained;
+use crate::http::ResponseBody;
 use crate::upstream::{ActiveRequest, Cluster, ClusterStats, Limit};
 
 /// Names the limit that refused a request (`max_requests`, `max_connections`,
@@ -98,18 +98,10 @@ fn overflow(cluster: &Cluster, limit: Limit) -> Response<ResponseBody> {
     crate::telemetry::flag(|f| f.overflow = true);
     let reason = cluster.overflow_reason(limit);
     tracing::debug!(cluster = %cluster.name, limit = limit.label(), "refused: {reason}");
-    let header = HeaderValue::from_str(&reason).unwrap_or(HeaderValue::from_static("overflow"));
-    let mut response = Response::new(http_body_util::Either::Right(Full::new(Bytes::from(
-        reason,
-    ))));
-    *response.status_mut() = StatusCode::SERVICE_UNAVAILABLE;
-    let headers = response.headers_mut();
-    headers.insert(ERROR_HEADER, header);
-    headers.insert(OVERLOADED_HEADER, HeaderValue::from_static(limit.label()));
-    headers.insert(
-        http::header::CONTENT_TYPE,
-        HeaderValue::from_static("text/plain"),
-    );
+    let mut response = explained(StatusCode::SERVICE_UNAVAILABLE, reason, "overflow");
+    response
+        .headers_mut()
+        .insert(OVERLOADED_HEADER, HeaderValue::from_static(limit.label()));
     response
 }
 
