@@ -19,3 +19,14 @@ pub fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
     };
     Ok(std::time::Duration::from_secs(n.saturating_mul(seconds)))
 }
+/// `90s`, `30m`, `24h`, `7d`: the largest unit that divides `d` (the inverse of
+/// [`parse_duration`] for whole seconds).
+pub fn format_duration(d: std::time::Duration) -> String {
+    let s = d.as_secs();
+    match s {
+        _ if s >= 86_400 && s.is_multiple_of(86_400) => format!("{}d", s / 86_400),
+        _ if s >= 3600 && s.is_multiple_of(3600) => format!("{}h", s / 3600),
+        _ if s >= 60 && s.is_multiple_of(60) => format!("{}m", s / 60),
+        _ => format!("{s}s"),
+    }
+}

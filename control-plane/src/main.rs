@@ -252,23 +252,12 @@ fn certificate_create(args: CertificateCreateArgs) -> anyhow::Result<ExitCode> {
     println!("identity  {identity}");
     println!(
         "expires   in {} (renew before then: run this again; gRPC reads the files again)",
-        span(args.ttl)
+        remora_control::duration::format_duration(args.ttl)
     );
     println!("cert      {}", files.cert.display());
     println!("key       {}", files.key.display());
     println!("ca        {}", files.bundle.display());
     Ok(ExitCode::SUCCESS)
-}
-
-/// `90s`, `30m`, `24h`, `7d`: the largest unit that divides it.
-fn span(d: std::time::Duration) -> String {
-    let s = d.as_secs();
-    match s {
-        _ if s >= 86_400 && s.is_multiple_of(86_400) => format!("{}d", s / 86_400),
-        _ if s >= 3600 && s.is_multiple_of(3600) => format!("{}h", s / 3600),
-        _ if s >= 60 && s.is_multiple_of(60) => format!("{}m", s / 60),
-        _ => format!("{s}s"),
-    }
 }
 
 /// Prints the trust bundle of the CA in this data directory; refuses when it

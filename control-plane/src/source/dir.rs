@@ -34,10 +34,6 @@ impl DirSource {
             watcher: DirWatcher::new(dir)?,
         })
     }
-
-    pub fn dir(&self) -> &Path {
-        &self.dir
-    }
 }
 
 /// Runs file I/O off the async threads.

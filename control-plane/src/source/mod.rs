@@ -22,8 +22,8 @@ pub use change::{
     incoming, Action, Applied, Change, Incoming, Placement, ResourceId, Staged, Write,
 };
 pub use dir::DirSource;
-pub use file::{load, parse, parse_spans, Document, Loaded, Span};
 pub(crate) use file::yaml_files;
+pub use file::{load, parse, parse_spans, Document, Loaded, Span};
 pub use interface::Source;
 pub use limits::{MAX_DEPTH, MAX_FILE_BYTES};
 pub use stage::REQUEST;
