@@ -79,15 +79,32 @@ async fn a_control_plane_stopped_with_sigterm_takes_no_endpoint_away() {
     let load = Load::start(LoadSpec::rate(mesh.web.outbound, "orders", 100.0).connections(2));
     // The order in which streams close varies: a few rounds.
     for round in 0..4 {
-        tokio::time::sleep(Duration::from_millis(300)).await;
+        // Every proxy has a stream to close.
+        let all_connected = remora_tests::harness::wait_for(Duration::from_secs(15), || async {
+            mesh.cp
+                .proxies()
+                .await
+                .is_ok_and(|p| p.as_array().map(Vec::len) == Some(3))
+        })
+        .await;
+        assert!(
+            all_connected.is_ok(),
+            "round {round}: not every proxy reconnected"
+        );
         let status = mesh.cp.terminate();
         assert!(
             status.is_some_and(|s| s.success()),
             "the control plane exits 0 on SIGTERM: {status:?}\n{}",
             mesh.cp.logs()
         );
-        // Whatever it would have pushed has arrived by now.
-        tokio::time::sleep(Duration::from_millis(500)).await;
+        // Once web's stream has ended, whatever came on it has been applied.
+        wait_config(
+            &mesh.web,
+            Duration::from_secs(10),
+            "web's stream ended",
+            |d| d["xds"]["connected"] == false,
+        )
+        .await;
         let dump = mesh.web.config_dump().await.unwrap();
         for service in ["orders-v1", "orders-v2"] {
             assert_eq!(
