@@ -198,7 +198,7 @@ pub async fn write(
     let (_, before) = validated(held, Arc::clone(&in_force))
         .await
         .map_err(failed)?;
-    let (_, after) = validated(staged.loaded.clone(), in_force)
+    let (loaded_after, after) = validated(staged.loaded.clone(), in_force)
         .await
         .map_err(failed)?;
     let problems = refusals(&staged, &before.problems, &after.problems);
@@ -223,7 +223,10 @@ pub async fn write(
             "written through the API"
         );
     }
-    reload(source, tx).await;
+    // What was written is what was validated: published as it is, without
+    // reading the source again (the watcher's notice of our own files then
+    // publishes nothing new).
+    publish(tx, &loaded_after, after);
     Ok(Answer {
         dry_run,
         generation: generation(),
