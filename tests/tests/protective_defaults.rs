@@ -380,18 +380,7 @@ async fn an_h2c_cluster_holds_no_more_connections_than_max_connections() {
     })
     .await;
 
-    let mut client = remora_tests::app::echo_client(m.web.outbound, "echo")
-        .await
-        .unwrap();
-    for i in 0..30 {
-        let reply = client
-            .say(remora_proto::demo::EchoRequest {
-                message: format!("call {i}"),
-                count: 0,
-            })
-            .await;
-        assert!(reply.is_ok(), "call {i}: {reply:?}");
-    }
+    echo_calls_succeed(m.web.outbound, "echo", 30).await;
     let used: Vec<u64> = apps.iter().map(TestApp::requests).collect();
     assert_eq!(
         used.iter().filter(|n| **n > 0).count(),

@@ -178,17 +178,6 @@ async fn grpc_calls_are_retried_on_listed_status_codes() {
         )],
     )
     .await;
-    let mut client = remora_tests::app::echo_client(m.web.outbound, "orders")
-        .await
-        .unwrap();
-    for i in 0..50 {
-        let reply = client
-            .say(remora_proto::demo::EchoRequest {
-                message: format!("call {i}"),
-                count: 0,
-            })
-            .await;
-        assert!(reply.is_ok(), "call {i}: {reply:?}");
-    }
+    echo_calls_succeed(m.web.outbound, "orders", 50).await;
     assert!(m.apps[0].requests() > 50, "the failed calls were retried");
 }

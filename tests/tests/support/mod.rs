@@ -465,3 +465,20 @@ impl WebOrders {
         cluster_stats(&self.web, "orders").await
     }
 }
+
+/// Makes `n` echo calls to `service` through the proxy's outbound listener,
+/// each of which must succeed.
+pub async fn echo_calls_succeed(outbound: std::net::SocketAddr, service: &str, n: usize) {
+    let mut client = remora_tests::app::echo_client(outbound, service)
+        .await
+        .unwrap();
+    for i in 0..n {
+        let reply = client
+            .say(remora_proto::demo::EchoRequest {
+                message: format!("call {i}"),
+                count: 0,
+            })
+            .await;
+        assert!(reply.is_ok(), "call {i}: {reply:?}");
+    }
+}
