@@ -21,6 +21,7 @@ mod error; //         the library's error type
 pub mod escape; //    outside text made safe to print and log
 pub mod identity; //  bootstrap tokens and the Identity gRPC service (CSR -> certificate)
 pub mod inject; //    sidecar injection: manifests in, manifests with remora-proxy out (pure)
+pub mod kubernetes; // the Kubernetes source, TokenReview, the webhook's cluster side
 pub mod problem; //   a config problem: file, resource, field, message
 pub mod resources; // the typed resources users write (Service, HTTPRoute)
 pub mod signal; //    waiting for Ctrl-C / SIGTERM

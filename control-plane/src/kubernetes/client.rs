@@ -1,0 +1,58 @@
+//! Connecting to the API server: the pod's service account when the control
+//! plane runs in the cluster, else a kubeconfig (`--kubeconfig`, `$KUBECONFIG`,
+//! `~/.kube/config`), as `kubectl` finds it.
+
+use std::path::PathBuf;
+
+/// How `remora control --kubernetes` reaches the cluster.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct KubernetesOptions {
+    /// A kubeconfig file; `None`: in-cluster config, else the usual kubeconfig.
+    pub kubeconfig: Option<PathBuf>,
+    /// The kubeconfig context; `None`: its current context.
+    pub context: Option<String>,
+    /// The control plane's own namespace: never injected, holds its Service.
+    pub namespace: String,
+}
+
+/// The namespace `remora install` puts the control plane in.
+pub const DEFAULT_NAMESPACE: &str = "remora-system";
+
+#[derive(Debug, thiserror::Error)]
+pub enum KubeError {
+    #[error("cannot read the kubeconfig {path}")]
+    Kubeconfig {
+        path: PathBuf,
+        source: kube::config::KubeconfigError,
+    },
+    #[error("no Kubernetes configuration: not in a cluster and no kubeconfig found")]
+    NoConfig(#[source] kube::config::InferConfigError),
+    #[error("cannot make a Kubernetes client")]
+    Client(#[source] kube::Error),
+}
+
+/// A client for the cluster `options` names.
+pub async fn connect(options: &KubernetesOptions) -> Result<kube::Client, KubeError> {
+    let config_options = kube::config::KubeConfigOptions {
+        context: options.context.clone(),
+        ..Default::default()
+    };
+    let config = match &options.kubeconfig {
+        Some(path) => {
+            let kubeconfig = kube::config::Kubeconfig::read_from(path).map_err(|source| {
+                KubeError::Kubeconfig {
+                    path: path.clone(),
+                    source,
+                }
+            })?;
+            kube::Config::from_custom_kubeconfig(kubeconfig, &config_options)
+                .await
+                .map_err(|source| KubeError::Kubeconfig {
+                    path: path.clone(),
+                    source,
+                })?
+        }
+        None => kube::Config::infer().await.map_err(KubeError::NoConfig)?,
+    };
+    kube::Client::try_from(config).map_err(KubeError::Client)
+}
