@@ -444,8 +444,30 @@ impl From<DemoArgs> for crate::demo::DemoOptions {
 #[derive(Debug, Args)]
 pub struct ControlArgs {
     /// Directory of Service / HTTPRoute YAML files (watched for changes).
-    #[arg(long, value_name = "DIR", env = "REMORA_CONFIG_DIR")]
-    pub config_dir: PathBuf,
+    #[arg(
+        long,
+        value_name = "DIR",
+        env = "REMORA_CONFIG_DIR",
+        required_unless_present = "kubernetes",
+        conflicts_with = "kubernetes"
+    )]
+    pub config_dir: Option<PathBuf>,
+    /// Read Services, HTTPRoutes and Remora's policies from a Kubernetes
+    /// cluster (in-cluster config, else the kubeconfig) instead of a directory;
+    /// problems are written back as the objects' status.
+    #[arg(long)]
+    pub kubernetes: bool,
+    /// The kubeconfig to reach the cluster with (default: in-cluster config,
+    /// else ~/.kube/config).
+    #[arg(long, value_name = "FILE", env = "KUBECONFIG")]
+    pub kubeconfig: Option<PathBuf>,
+    /// The kubeconfig context (default: its current context).
+    #[arg(long, value_name = "NAME", requires = "kubernetes")]
+    pub context: Option<String>,
+    /// The control plane's own namespace in the cluster.
+    #[arg(long, value_name = "NS", env = "POD_NAMESPACE",
+          default_value = crate::kubernetes::DEFAULT_NAMESPACE)]
+    pub namespace: String,
     /// Listen address for xDS (gRPC ADS).
     #[arg(long, value_name = "ADDR", default_value_t = DEFAULT_XDS_ADDR, env = "REMORA_XDS_ADDR")]
     pub xds_addr: SocketAddr,
@@ -502,7 +524,12 @@ pub struct ControlArgs {
 impl From<ControlArgs> for ControlOptions {
     fn from(a: ControlArgs) -> Self {
         ControlOptions {
-            config_dir: a.config_dir,
+            config_dir: a.config_dir.unwrap_or_default(),
+            kubernetes: a.kubernetes.then(|| crate::kubernetes::KubernetesOptions {
+                kubeconfig: a.kubeconfig,
+                context: a.context,
+                namespace: a.namespace,
+            }),
             xds_addr: a.xds_addr,
             api_addr: a.api_addr,
             addresses_file: a.addresses_file,
@@ -741,5 +768,37 @@ mod tests {
         };
         let options = ControlOptions::from(args);
         assert_eq!(options, ControlOptions::new("cfg"));
+    }
+
+    #[test]
+    fn control_reads_a_directory_or_a_cluster_never_both() {
+        let parse = |args: &[&str]| {
+            let mut all = vec!["remora", "control"];
+            all.extend_from_slice(args);
+            Cli::try_parse_from(all).map(|cli| match cli.command {
+                Command::Control(a) => ControlOptions::from(a),
+                _ => panic!("not control"),
+            })
+        };
+        let options = parse(&[
+            "--kubernetes",
+            "--kubeconfig",
+            "kc.yaml",
+            "--context",
+            "test",
+            "--namespace",
+            "mesh",
+        ])
+        .unwrap();
+        assert_eq!(
+            options.kubernetes,
+            Some(crate::kubernetes::KubernetesOptions {
+                kubeconfig: Some("kc.yaml".into()),
+                context: Some("test".into()),
+                namespace: "mesh".into(),
+            })
+        );
+        assert!(parse(&["--kubernetes", "--config-dir", "cfg"]).is_err());
+        assert_eq!(parse(&["--config-dir", "cfg"]).unwrap().kubernetes, None);
     }
 }

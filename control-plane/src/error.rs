@@ -41,6 +41,11 @@ pub enum Error {
     Token(#[from] crate::identity::TokenError),
     #[error("xDS transport")]
     Transport(#[from] crate::control::TransportError),
+    #[error("Kubernetes")]
+    Kubernetes(#[from] crate::kubernetes::KubeError),
+    /// A write to a source that takes none (the cluster: use kubectl).
+    #[error("{0} is read-only: apply and delete resources with kubectl (e.g. kubectl apply -f FILE), not through remora")]
+    ReadOnly(String),
 }
 
 /// Displays an error followed by its causes: `cannot read /x: No such file or

@@ -64,6 +64,10 @@ where
         Err(e @ (writes::WriteError::Stopped | writes::WriteError::Busy)) => {
             error(StatusCode::SERVICE_UNAVAILABLE, &e.to_string())
         }
+        // A source that takes no writes (Kubernetes): the client's mistake.
+        Err(writes::WriteError::Source(e @ crate::Error::ReadOnly(_))) => {
+            error(StatusCode::CONFLICT, &e.to_string())
+        }
         Err(e) => {
             tracing::error!(error = %Chain(&e), "write failed");
             error(StatusCode::INTERNAL_SERVER_ERROR, &Chain(&e).to_string())

@@ -39,7 +39,10 @@ pub async fn first_load(source: &dyn Source) -> Result<watch::Sender<Snapshot>, 
     let loaded = source.load().await?;
     let (tx, _) = watch::channel(Snapshot::default());
     match validated(loaded, Arc::default()).await {
-        Ok((loaded, outcome)) => publish(&tx, &loaded, outcome),
+        Ok((loaded, outcome)) => {
+            publish(&tx, &loaded, outcome);
+            report(source, &tx);
+        }
         Err(error) => tracing::error!(%error, "validation failed; starting with no config"),
     }
     Ok(tx)
@@ -52,7 +55,10 @@ pub async fn reload(source: &dyn Source, tx: &watch::Sender<Snapshot>) {
         Ok(loaded) => {
             let previous = Arc::clone(&tx.borrow().store);
             match validated(loaded, previous).await {
-                Ok((loaded, outcome)) => publish(tx, &loaded, outcome),
+                Ok((loaded, outcome)) => {
+                    publish(tx, &loaded, outcome);
+                    report(source, tx);
+                }
                 Err(error) => {
                     tracing::error!(%error, "validation failed; keeping the config in force")
                 }
@@ -63,6 +69,16 @@ pub async fn reload(source: &dyn Source, tx: &watch::Sender<Snapshot>) {
             tracing::warn!(source = %source.describe(), %error, "cannot read the config source; keeping the config in force");
         }
     }
+}
+
+/// Tells the source the problems of what it holds and what is in force (the
+/// Kubernetes source writes them back as status).
+fn report(source: &dyn Source, tx: &watch::Sender<Snapshot>) {
+    let (problems, store) = {
+        let snapshot = tx.borrow();
+        (Arc::clone(&snapshot.problems), Arc::clone(&snapshot.store))
+    };
+    source.report(problems, store);
 }
 
 /// Publishes `outcome` (validated from `loaded`); logs its problems when they

@@ -1,5 +1,6 @@
 //! Running the control plane: bind the xDS and API listeners, load and watch the
-//! config source (a directory of YAML files), serve until shut down.
+//! config source (a directory of YAML files, or a Kubernetes cluster), serve
+//! until shut down.
 //!
 //! [`run_control`] does it all; [`ControlPlane`] splits binding from serving for
 //! callers that need the bound addresses first (the demo runs it in-process).
@@ -37,8 +38,11 @@ const KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(10);
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ControlOptions {
-    /// The directory of `*.yaml` / `*.yml` resources (file source).
+    /// The directory of `*.yaml` / `*.yml` resources (file source); not read
+    /// when `kubernetes` is set.
     pub config_dir: PathBuf,
+    /// Read resources from a Kubernetes cluster instead of `config_dir`.
+    pub kubernetes: Option<crate::kubernetes::KubernetesOptions>,
     /// gRPC (ADS) listen address; port 0 picks a free port.
     pub xds_addr: SocketAddr,
     /// HTTP API listen address; port 0 picks a free port.
@@ -88,6 +92,7 @@ impl ControlOptions {
     pub fn new(config_dir: impl Into<PathBuf>) -> Self {
         ControlOptions {
             config_dir: config_dir.into(),
+            kubernetes: None,
             xds_addr: DEFAULT_XDS_ADDR,
             api_addr: DEFAULT_API_ADDR,
             addresses_file: None,
@@ -113,6 +118,8 @@ pub struct ControlPlane {
     /// Where resources are read from and API writes go. Nothing past `bind`
     /// knows which kind of source it is.
     source: std::sync::Arc<dyn Source>,
+    /// The cluster's API client in Kubernetes mode.
+    kube: Option<kube::Client>,
     snapshots: watch::Sender<Snapshot>,
     xds: TcpListener,
     api: TcpListener,
@@ -121,10 +128,20 @@ pub struct ControlPlane {
 }
 
 impl ControlPlane {
-    /// Loads the config directory (it must exist) and binds both listeners.
+    /// Loads the config directory (it must exist), or in Kubernetes mode
+    /// waits for the cluster's first lists, and binds both listeners.
     pub async fn bind(options: ControlOptions) -> Result<Self, Error> {
-        let source: std::sync::Arc<dyn Source> =
-            std::sync::Arc::new(DirSource::open(&options.config_dir)?);
+        let (source, kube): (std::sync::Arc<dyn Source>, _) = match &options.kubernetes {
+            Some(cluster) => {
+                let client = crate::kubernetes::connect(cluster).await?;
+                let source = crate::kubernetes::KubeSource::start(client.clone()).await?;
+                (std::sync::Arc::new(source), Some(client))
+            }
+            None => (
+                std::sync::Arc::new(DirSource::open(&options.config_dir)?),
+                None,
+            ),
+        };
         let snapshots = config::first_load(source.as_ref()).await?;
 
         let bind = |addr: SocketAddr| async move {
@@ -147,6 +164,7 @@ impl ControlPlane {
             ca: std::sync::Arc::new(ca),
             options,
             source,
+            kube,
             snapshots,
             xds,
             api,
@@ -182,7 +200,8 @@ impl ControlPlane {
         tracing::info!(
             xds = %self.xds_addr,
             api = %self.api_addr,
-            config_dir = %self.options.config_dir.display(),
+            source = %self.source.describe(),
+            kubernetes = self.kube.is_some(),
             "control plane serving"
         );
         if self.options.allow_plaintext_proxies {

@@ -29,6 +29,14 @@ pub enum KubeError {
     NoConfig(#[source] kube::config::InferConfigError),
     #[error("cannot make a Kubernetes client")]
     Client(#[source] kube::Error),
+    #[error("the API server refuses to {verb} {resource} ({kind}): HTTP {code}: {message}; check the control plane's RBAC (it needs list and watch on {resource})")]
+    Refused {
+        kind: &'static str,
+        resource: &'static str,
+        verb: &'static str,
+        code: u16,
+        message: String,
+    },
 }
 
 /// A client for the cluster `options` names.

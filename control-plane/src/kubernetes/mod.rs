@@ -7,6 +7,16 @@
 //! Not here: what the documents mean ([`crate::validate`]), sidecar injection
 //! ([`crate::inject`]).
 
-mod client; // the API client: in-cluster config, or a kubeconfig
+mod cache; //     the compact objects of each watched kind; relists swap a kind whole
+mod client; //    the API client: in-cluster config, or a kubeconfig
+mod compact; //   an API object -> the little the mesh keeps of it
+mod documents; // the caches -> documents, as if read from files
+mod kinds; //     the watched kinds: API group, version, plural
+mod source; //    `KubeSource`: the cluster as a `Source`
+mod status; //    problems -> HTTPRoute and CRD status (pure)
+mod watch; //     one watch per kind (list, watch, bookmarks, 410 relist, backoff)
+mod writer; //    the status writer task: patches the status subresource
 
 pub use client::{connect, KubeError, KubernetesOptions, DEFAULT_NAMESPACE};
+pub use kinds::CONTROLLER_NAME;
+pub use source::KubeSource;

@@ -21,7 +21,9 @@ use crate::Error;
 /// One YAML document: a resource to be decoded and validated.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Document {
-    /// The file as it was named when loaded (directory joined with file name).
+    /// Where the document was read from, for problems to name: a file as it
+    /// was named when loaded (directory joined with file name), or for the
+    /// Kubernetes source the object (`Service shop/orders`).
     pub file: String,
     /// 1-based position of the document in its file.
     pub index: usize,

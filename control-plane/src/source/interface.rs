@@ -13,6 +13,7 @@ use std::sync::Arc;
 use futures::future::BoxFuture;
 
 use super::{Change, Loaded, Staged};
+use crate::problem::Problem;
 use crate::store::Store;
 use crate::Error;
 
@@ -44,4 +45,11 @@ pub trait Source: Send + Sync + std::fmt::Debug + 'static {
     /// Makes a staged change real: every write, or, when one fails, none (the
     /// writes already made are undone as far as the source allows).
     fn commit(&self, staged: Staged) -> BoxFuture<'static, Result<(), Error>>;
+
+    /// Told after each validation of what the source holds: its problems and
+    /// what is in force. A source that can show problems where its resources
+    /// live (Kubernetes: their status) does so here, without blocking.
+    fn report(&self, problems: Arc<[Problem]>, in_force: Arc<Store>) {
+        let _ = (problems, in_force);
+    }
 }
