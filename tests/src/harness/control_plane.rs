@@ -40,6 +40,9 @@ struct LaunchOptions {
     wrapper: Vec<String>,
     /// Where xDS listens; loopback when `None`.
     xds_ip: Option<std::net::IpAddr>,
+    /// Read a Kubernetes cluster through this kubeconfig instead of the
+    /// config directory (`--kubernetes --kubeconfig FILE`).
+    kubeconfig: Option<PathBuf>,
 }
 
 /// What `remora control --addresses-file` writes once it has bound.
@@ -87,8 +90,30 @@ impl ControlPlane {
         let options = LaunchOptions {
             wrapper: wrapper.to_vec(),
             xds_ip: Some(xds_ip),
+            kubeconfig: None,
         };
         match Self::launch_with(config_dir.as_ref(), 0, 0, &[], options).await {
+            Ok(cp) => Ok(cp),
+            Err(LaunchError::Exited(e) | LaunchError::Other(e)) => Err(e),
+        }
+    }
+
+    /// `remora control --kubernetes --kubeconfig KUBECONFIG` with `args` (and
+    /// `--allow-plaintext-proxies`). `config_dir` is not read: its parent
+    /// holds the data dir, as for the file source. Returns once the first
+    /// lists are done and it has bound.
+    pub async fn start_kubernetes(
+        config_dir: impl AsRef<Path>,
+        kubeconfig: &Path,
+        args: &[&str],
+    ) -> Result<Self> {
+        let mut args: Vec<String> = args.iter().map(|a| (*a).to_owned()).collect();
+        args.push(ALLOW_PLAINTEXT.to_owned());
+        let options = LaunchOptions {
+            kubeconfig: Some(kubeconfig.to_path_buf()),
+            ..LaunchOptions::default()
+        };
+        match Self::launch_with(config_dir.as_ref(), 0, 0, &args, options).await {
             Ok(cp) => Ok(cp),
             Err(LaunchError::Exited(e) | LaunchError::Other(e)) => Err(e),
         }
@@ -165,10 +190,15 @@ impl ControlPlane {
         let xds_ip = options
             .xds_ip
             .unwrap_or(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST));
+        command.arg("control");
+        match &options.kubeconfig {
+            Some(kubeconfig) => command
+                .arg("--kubernetes")
+                .arg("--kubeconfig")
+                .arg(kubeconfig),
+            None => command.arg("--config-dir").arg(config_dir),
+        };
         command
-            .arg("control")
-            .arg("--config-dir")
-            .arg(config_dir)
             .arg("--data-dir")
             .arg(&data_dir)
             .arg("--xds-addr")
