@@ -131,16 +131,19 @@ impl ControlPlane {
     /// Loads the config directory (it must exist), or in Kubernetes mode
     /// waits for the cluster's first lists, and binds both listeners.
     pub async fn bind(options: ControlOptions) -> Result<Self, Error> {
-        let (source, kube): (std::sync::Arc<dyn Source>, _) = match &options.kubernetes {
+        let (source, kube) = match &options.kubernetes {
             Some(cluster) => {
                 let client = crate::kubernetes::connect(cluster).await?;
-                let source = crate::kubernetes::KubeSource::start(client.clone()).await?;
-                (std::sync::Arc::new(source), Some(client))
+                let source: std::sync::Arc<dyn Source> = std::sync::Arc::new(
+                    crate::kubernetes::KubeSource::start(client.clone()).await?,
+                );
+                (source, Some(client))
             }
-            None => (
-                std::sync::Arc::new(DirSource::open(&options.config_dir)?),
-                None,
-            ),
+            None => {
+                let source: std::sync::Arc<dyn Source> =
+                    std::sync::Arc::new(DirSource::open(&options.config_dir)?);
+                (source, None)
+            }
         };
         let snapshots = config::first_load(source.as_ref()).await?;
 

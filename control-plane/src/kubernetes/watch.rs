@@ -61,7 +61,7 @@ fn classify(error: &watcher::Error) -> (Failure, &'static str) {
 
 async fn run(client: kube::Client, kind: Watched, caches: Arc<Caches>) {
     let api: Api<DynamicObject> = Api::all_with(client, &kind.api_resource());
-    let events = watcher(api);
+    let events = events_of(api);
     let mut events = std::pin::pin!(events);
     // The objects of a relist under way, swapped in whole at its end.
     let mut listing: Option<BTreeMap<ObjectRef, Compact>> = None;
@@ -137,7 +137,7 @@ async fn run(client: kube::Client, kind: Watched, caches: Arc<Caches>) {
 
 /// The watch stream: list+watch with bookmarks (the default config), with
 /// the default backoff between retries.
-fn watcher(
+fn events_of(
     api: Api<DynamicObject>,
 ) -> impl futures::Stream<Item = Result<Event<DynamicObject>, watcher::Error>> + Send {
     watcher::watcher(api, watcher::Config::default()).default_backoff()
