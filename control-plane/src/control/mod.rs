@@ -111,7 +111,6 @@ impl ControlOptions {
 
 /// A bound control plane, config loaded, not serving yet (connections wait in the
 /// listen backlog).
-#[derive(Debug)]
 pub struct ControlPlane {
     options: ControlOptions,
     ca: std::sync::Arc<crate::ca::CertificateAuthority>,
@@ -125,6 +124,17 @@ pub struct ControlPlane {
     api: TcpListener,
     xds_addr: SocketAddr,
     api_addr: SocketAddr,
+}
+
+impl std::fmt::Debug for ControlPlane {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ControlPlane")
+            .field("source", &self.source.describe())
+            .field("kubernetes", &self.kube.is_some())
+            .field("xds_addr", &self.xds_addr)
+            .field("api_addr", &self.api_addr)
+            .finish_non_exhaustive()
+    }
 }
 
 impl ControlPlane {
