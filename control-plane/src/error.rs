@@ -41,6 +41,8 @@ pub enum Error {
     Token(#[from] crate::identity::TokenError),
     #[error("xDS transport")]
     Transport(#[from] crate::control::TransportError),
+    #[error("admission webhook")]
+    Webhook(#[from] crate::webhook::WebhookError),
 }
 
 /// Displays an error followed by its causes: `cannot read /x: No such file or
