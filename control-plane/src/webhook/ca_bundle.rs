@@ -130,3 +130,58 @@ pub(super) async fn keep(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    fn base64(pem: &str) -> serde_json::Value {
+        serde_json::to_value(ByteString(pem.as_bytes().to_vec())).unwrap()
+    }
+
+    fn config(bundles: &[Option<&str>]) -> MutatingWebhookConfiguration {
+        let webhooks: Vec<serde_json::Value> = bundles
+            .iter()
+            .enumerate()
+            .map(|(i, bundle)| {
+                let mut client = json!({"url": "https://127.0.0.1:8443/inject"});
+                if let Some(pem) = bundle {
+                    client["caBundle"] = base64(pem);
+                }
+                json!({
+                    "name": format!("inject{i}.remora.io"),
+                    "admissionReviewVersions": ["v1"],
+                    "sideEffects": "None",
+                    "clientConfig": client,
+                })
+            })
+            .collect();
+        serde_json::from_value(json!({
+            "apiVersion": "admissionregistration.k8s.io/v1",
+            "kind": "MutatingWebhookConfiguration",
+            "metadata": {"name": WEBHOOK_CONFIGURATION},
+            "webhooks": webhooks,
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn every_webhook_without_the_bundle_is_patched_and_then_none() {
+        let before = config(&[None, Some("PEM"), Some("OLD")]);
+        let patch = bundle_patch(&before, "PEM").unwrap();
+        assert_eq!(
+            serde_json::to_value(&patch).unwrap(),
+            json!([
+                {"op": "add", "path": "/webhooks/0/clientConfig/caBundle", "value": base64("PEM")},
+                {"op": "add", "path": "/webhooks/2/clientConfig/caBundle", "value": base64("PEM")},
+            ])
+        );
+        let mut after = serde_json::to_value(&before).unwrap();
+        json_patch::patch(&mut after, &patch).unwrap();
+        let after: MutatingWebhookConfiguration = serde_json::from_value(after).unwrap();
+        assert!(bundle_patch(&after, "PEM").is_none(), "nothing left to do");
+        assert!(bundle_patch(&config(&[]), "PEM").is_none());
+    }
+}

@@ -2,6 +2,10 @@
 //! by [`crate::inject::inject`] (which works on YAML values) -> the JSONPatch
 //! (RFC 6902) from the first to the second, which the API server applies.
 
+// `InjectError` names the object and annotation in full; it is made once per
+// bad pod, off any hot path (as in `inject`).
+#![allow(clippy::result_large_err)]
+
 use serde_json::Value;
 
 use crate::inject::{inject, InjectError, InjectSettings};
