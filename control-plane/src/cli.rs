@@ -519,6 +519,34 @@ pub struct ControlArgs {
     #[arg(long = "xds-server-name", value_name = "NAME", env = "REMORA_XDS_SERVER_NAMES",
           value_delimiter = ',', value_parser = parse_host_name)]
     pub xds_server_names: Vec<crate::ca::HostName>,
+    /// Serve the mutating admission webhook (HTTPS, POST /inject) on this
+    /// address, e.g. 0.0.0.0:8443 (remora install's). Off unless given.
+    #[arg(long, value_name = "ADDR", env = "REMORA_WEBHOOK_ADDR")]
+    pub webhook_addr: Option<SocketAddr>,
+    /// A DNS name or IP the API server dials the webhook by, for its
+    /// certificate (default: remora-webhook.<namespace>.svc). Repeat it, or
+    /// separate names with commas.
+    #[arg(long = "webhook-server-name", value_name = "NAME", value_delimiter = ',',
+          value_parser = parse_host_name, requires = "webhook_addr")]
+    pub webhook_server_names: Vec<crate::ca::HostName>,
+    /// The control plane's own namespace: the webhook never injects its pods.
+    #[arg(long, value_name = "NAMESPACE", env = "POD_NAMESPACE",
+          default_value = crate::kubernetes::DEFAULT_NAMESPACE)]
+    pub webhook_namespace: String,
+    /// The proxy image the webhook injects (default: remora-proxy:VERSION,
+    /// as remora inject).
+    #[arg(long, value_name = "IMAGE")]
+    pub proxy_image: Option<String>,
+}
+
+/// What both `remora inject` and the webhook inject: this build's defaults,
+/// with the operator's image if given, so the two make the same pod.
+pub fn inject_settings(proxy_image: Option<String>) -> crate::inject::InjectSettings {
+    let mut settings = crate::inject::InjectSettings::new(env!("CARGO_PKG_VERSION"));
+    if let Some(image) = proxy_image {
+        settings.image = image;
+    }
+    settings
 }
 
 impl From<ControlArgs> for ControlOptions {
@@ -552,6 +580,12 @@ impl From<ControlArgs> for ControlOptions {
             api_token_required: a.api_token_required,
             max_xds_connections: a.max_xds_connections,
             xds_server_names: a.xds_server_names,
+            webhook: a.webhook_addr.map(|addr| crate::webhook::WebhookOptions {
+                addr,
+                server_names: a.webhook_server_names,
+                namespace: a.webhook_namespace,
+                settings: inject_settings(a.proxy_image),
+            }),
         }
     }
 }

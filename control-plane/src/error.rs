@@ -46,6 +46,8 @@ pub enum Error {
     /// A write to a source that takes none (the cluster: use kubectl).
     #[error("{0} is read-only: apply and delete resources with kubectl (e.g. kubectl apply -f FILE), not through remora")]
     ReadOnly(String),
+    #[error("admission webhook")]
+    Webhook(#[from] crate::webhook::WebhookError),
 }
 
 /// Displays an error followed by its causes: `cannot read /x: No such file or

@@ -30,6 +30,7 @@ pub mod store; //     the valid resources in force
 pub mod traffic; //   proxies' traffic reports -> per-edge golden signals (`remora stat`)
 pub mod translate; // store + proxy -> xDS resources (pure)
 pub mod validate; //  documents -> valid resources + every problem (pure)
+pub mod webhook; //   the mutating admission webhook (HTTPS): AdmissionReview in, the sidecar as a JSONPatch out
 pub mod xds; //       the ADS server: versions, nonces, ACK/NACK, pushes
 
 pub use control::{run_control, ControlOptions, ControlPlane};

@@ -113,17 +113,15 @@ async fn status(args: StatusArgs) -> anyhow::Result<ExitCode> {
 /// `remora inject`: all documents rewritten, or nothing printed and exit 1.
 fn inject(args: remora_control::cli::InjectArgs) -> anyhow::Result<ExitCode> {
     use anyhow::Context;
-    use remora_control::inject::{rewrite, Direction, InjectSettings};
+    use remora_control::inject::{rewrite, Direction};
     let text = if args.file.as_os_str() == "-" {
         std::io::read_to_string(std::io::stdin()).context("reading standard input")?
     } else {
         std::fs::read_to_string(&args.file)
             .with_context(|| format!("reading {}", args.file.display()))?
     };
-    let mut settings = InjectSettings::new(env!("CARGO_PKG_VERSION"));
-    if let Some(image) = args.proxy_image {
-        settings.image = image;
-    }
+    // The same settings as the webhook's.
+    let settings = remora_control::cli::inject_settings(args.proxy_image);
     let direction = match args.uninject {
         true => Direction::Uninject,
         false => Direction::Inject,

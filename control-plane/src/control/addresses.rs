@@ -1,19 +1,28 @@
 //! `--addresses-file`: the bound addresses as JSON, for whoever started us with
-//! port 0 (tests, the demo).
+//! port 0 (tests, the demo). `webhook` only when the webhook is served.
 
 use std::io::Write;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::Path;
 
-/// Writes `{"xds": "127.0.0.1:PORT", "api": "127.0.0.1:PORT"}` atomically (a
+/// Writes `{"xds": "127.0.0.1:PORT", "api": "127.0.0.1:PORT"}` (and
+/// `"webhook"` when given) atomically (a
 /// temporary file in the same directory, then a rename), so a reader never sees a
 /// partial file. An unspecified IP (0.0.0.0, ::) is written as loopback, an address
 /// one can connect to.
-pub fn write(path: &Path, xds: SocketAddr, api: SocketAddr) -> std::io::Result<()> {
-    let body = serde_json::json!({
+pub fn write(
+    path: &Path,
+    xds: SocketAddr,
+    api: SocketAddr,
+    webhook: Option<SocketAddr>,
+) -> std::io::Result<()> {
+    let mut body = serde_json::json!({
         "xds": connectable(xds).to_string(),
         "api": connectable(api).to_string(),
     });
+    if let (Some(webhook), Some(fields)) = (webhook, body.as_object_mut()) {
+        fields.insert("webhook".into(), connectable(webhook).to_string().into());
+    }
     let dir = path
         .parent()
         .filter(|p| !p.as_os_str().is_empty())
@@ -49,6 +58,7 @@ mod tests {
             &path,
             "0.0.0.0:7700".parse().unwrap(),
             "127.0.0.1:7780".parse().unwrap(),
+            None,
         )
         .unwrap();
         let json: serde_json::Value =
@@ -62,5 +72,21 @@ mod tests {
             1,
             "no temporary file left"
         );
+    }
+
+    #[test]
+    fn the_webhook_address_is_written_when_it_is_served() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("addresses.json");
+        write(
+            &path,
+            "127.0.0.1:7700".parse().unwrap(),
+            "127.0.0.1:7780".parse().unwrap(),
+            Some("0.0.0.0:8443".parse().unwrap()),
+        )
+        .unwrap();
+        let json: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+        assert_eq!(json["webhook"], "127.0.0.1:8443");
     }
 }

@@ -71,6 +71,8 @@ pub struct ControlOptions {
     /// More DNS names or IPs the xDS serving certificate is valid for, beyond
     /// `localhost` and the bound address: the names gRPC clients dial.
     pub xds_server_names: Vec<crate::ca::HostName>,
+    /// The mutating admission webhook (HTTPS), when `--webhook-addr` is given.
+    pub webhook: Option<crate::webhook::WebhookOptions>,
 }
 
 /// Enough for thousands of proxies, and under the descriptors a process gets.
@@ -105,6 +107,7 @@ impl ControlOptions {
             api_token_required: false,
             max_xds_connections: DEFAULT_MAX_XDS_CONNECTIONS,
             xds_server_names: Vec::new(),
+            webhook: None,
         }
     }
 }
@@ -124,6 +127,8 @@ pub struct ControlPlane {
     api: TcpListener,
     xds_addr: SocketAddr,
     api_addr: SocketAddr,
+    /// The webhook's listener and its bound address, when it is served.
+    webhook: Option<(TcpListener, SocketAddr)>,
 }
 
 impl std::fmt::Debug for ControlPlane {
@@ -168,6 +173,10 @@ impl ControlPlane {
         };
         let (xds, xds_addr) = bind(options.xds_addr).await?;
         let (api, api_addr) = bind(options.api_addr).await?;
+        let webhook = match &options.webhook {
+            Some(webhook) => Some(bind(webhook.addr).await?),
+            None => None,
+        };
         let ca = crate::ca::CertificateAuthority::load_or_create(
             &options.data_dir,
             options.ca_files.as_ref(),
@@ -183,7 +192,13 @@ impl ControlPlane {
             api,
             xds_addr,
             api_addr,
+            webhook,
         })
+    }
+
+    /// The bound webhook address, when the webhook is served.
+    pub fn webhook_addr(&self) -> Option<SocketAddr> {
+        self.webhook.as_ref().map(|(_, addr)| *addr)
     }
 
     /// The bound xDS address (the real port when bound to port 0).
@@ -250,6 +265,17 @@ impl ControlPlane {
         )
         .recording(certificates);
         let api = tokio::spawn(api::serve(self.api, api_state, stop_rx.clone()));
+        let webhook = match (self.webhook, &self.options.webhook) {
+            (Some((listener, _)), Some(options)) => Some(crate::webhook::spawn(
+                listener,
+                options,
+                self.ca.clone(),
+                self.options.leaf_ttl,
+                self.kube.clone(),
+                stop_rx.clone(),
+            )?),
+            _ => None,
+        };
         let reload = tokio::spawn(config::run(
             self.source,
             self.snapshots.clone(),
@@ -292,6 +318,9 @@ impl ControlPlane {
         trigger.abort();
         let _ = api.await;
         let _ = reload.await;
+        if let Some(webhook) = webhook {
+            let _ = webhook.await;
+        }
         tracing::info!("control plane stopped");
         served.map_err(Error::from)
     }
@@ -306,11 +335,15 @@ pub async fn run_control(
     let addresses_file = options.addresses_file.clone();
     let plane = ControlPlane::bind(options).await?;
     if let Some(path) = &addresses_file {
-        addresses::write(path, plane.xds_addr(), plane.api_addr()).map_err(|source| {
-            Error::AddressesFile {
-                path: path.clone(),
-                source,
-            }
+        addresses::write(
+            path,
+            plane.xds_addr(),
+            plane.api_addr(),
+            plane.webhook_addr(),
+        )
+        .map_err(|source| Error::AddressesFile {
+            path: path.clone(),
+            source,
         })?;
     }
     plane.serve(shutdown).await

@@ -1,0 +1,111 @@
+//! Reading a review: at most [`MAX_REVIEW_BYTES`], within [`BODY_TIMEOUT`].
+//! The API server sends one pod per review, far below the cap; anything
+//! larger is refused before it is parsed.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{header, HeaderMap, StatusCode};
+use http_body_util::{BodyExt, LengthLimitError, Limited};
+
+/// The largest review read (a pod is a few KiB; the API server's own limit
+/// on an object is about 1.5 MiB).
+pub const MAX_REVIEW_BYTES: usize = 4 * 1024 * 1024;
+/// A client gets this long to send the whole body (the API server's default
+/// webhook timeout is 10 s).
+pub const BODY_TIMEOUT: Duration = Duration::from_secs(10);
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum BodyError {
+    #[error("the review is over the limit of {MAX_REVIEW_BYTES} bytes")]
+    TooLarge,
+    #[error("the review did not arrive within {BODY_TIMEOUT:?}")]
+    Timeout,
+    #[error("the review could not be read: {0}")]
+    Read(String),
+}
+
+impl BodyError {
+    pub fn status(&self) -> StatusCode {
+        match self {
+            BodyError::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            BodyError::Timeout => StatusCode::REQUEST_TIMEOUT,
+            BodyError::Read(_) => StatusCode::BAD_REQUEST,
+        }
+    }
+}
+
+/// The whole body. A `Content-Length` over the limit is refused before a byte
+/// is read.
+pub async fn read<B>(headers: &HeaderMap, body: B) -> Result<Bytes, BodyError>
+where
+    B: hyper::body::Body,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > MAX_REVIEW_BYTES as u64) {
+        return Err(BodyError::TooLarge);
+    }
+    let collected = Limited::new(body, MAX_REVIEW_BYTES).collect();
+    match tokio::time::timeout(BODY_TIMEOUT, collected).await {
+        Err(_) => Err(BodyError::Timeout),
+        Ok(Err(e)) if e.downcast_ref::<LengthLimitError>().is_some() => Err(BodyError::TooLarge),
+        Ok(Err(e)) => Err(BodyError::Read(e.to_string())),
+        Ok(Ok(collected)) => Ok(collected.to_bytes()),
+    }
+}
+
+/// `application/json`, with or without parameters (`; charset=utf-8`).
+pub fn is_json(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|v| v.trim().eq_ignore_ascii_case("application/json"))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::convert::Infallible;
+
+    use http_body_util::{Full, StreamBody};
+
+    use super::*;
+
+    #[tokio::test]
+    async fn a_body_over_the_limit_is_refused_declared_or_not() {
+        let big = Full::new(Bytes::from(vec![b'a'; MAX_REVIEW_BYTES + 1]));
+        assert_eq!(read(&HeaderMap::new(), big).await, Err(BodyError::TooLarge));
+        let mut headers = HeaderMap::new();
+        headers.insert(header::CONTENT_LENGTH, "999999999".parse().unwrap());
+        let small = Full::new(Bytes::from_static(b"{}"));
+        let err = read(&headers, small).await.unwrap_err();
+        assert_eq!(err.status(), StatusCode::PAYLOAD_TOO_LARGE);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_body_that_never_ends_times_out() {
+        let frames = futures::stream::pending::<Result<hyper::body::Frame<Bytes>, Infallible>>();
+        let err = read(&HeaderMap::new(), StreamBody::new(frames))
+            .await
+            .unwrap_err();
+        assert_eq!(err, BodyError::Timeout);
+    }
+
+    #[test]
+    fn only_json_is_taken() {
+        let with = |value: &str| {
+            let mut headers = HeaderMap::new();
+            headers.insert(header::CONTENT_TYPE, value.parse().unwrap());
+            is_json(&headers)
+        };
+        assert!(with("application/json"));
+        assert!(with("application/json; charset=utf-8"));
+        assert!(!with("text/plain"));
+        assert!(!with("application/yaml"));
+        assert!(!is_json(&HeaderMap::new()));
+    }
+}
