@@ -97,7 +97,10 @@ fn meshed_endpoints(store: &Store) -> Vec<MeshEndpoint> {
             identity: Some(format!(
                 "spiffe://{TRUST_DOMAIN}/ns/{}/sa/{}",
                 s.key.namespace,
-                s.authority.service_accounts.first().unwrap_or(&s.key.name)
+                s.authority
+                    .service_accounts
+                    .first()
+                    .unwrap_or(&s.key.name)
             )),
             peer: Some(SocketAddr::from(([127, 0, 0, 1], 40_000))),
             origin: translate::Origin::Registered,
