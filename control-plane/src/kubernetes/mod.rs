@@ -8,5 +8,6 @@
 //! ([`crate::inject`]).
 
 mod client; // the API client: in-cluster config, or a kubeconfig
+pub mod endpoints; // EndpointSlices + Pods + Service selectors -> mesh endpoints
 
 pub use client::{connect, KubeError, KubernetesOptions, DEFAULT_NAMESPACE};
