@@ -348,10 +348,6 @@ async fn an_endpoint_turning_terminating_gets_no_new_requests() {
     ]);
     c.wait_orders_endpoints(&BTreeSet::from([endpoint(&b, "orders")]))
         .await;
-    wait_config(&c.web, WAIT, "only orders-b", |d| {
-        endpoint_count(d, "orders") == 1
-    })
-    .await;
     wait_for(WAIT, || async {
         http::get_with_host(c.web.outbound, "orders", "/")
             .await
