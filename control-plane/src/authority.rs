@@ -11,6 +11,12 @@
 //! The xDS server refuses a registration that fails this check; translation
 //! applies it again to every endpoint, so a Service whose annotations change
 //! loses the endpoints it no longer admits at once.
+//!
+//! In Kubernetes the cluster vouches instead ([`Origin::Cluster`]): an
+//! EndpointSlice endpoint whose pod the Service selects, with the pod's service
+//! account as identity (`kubernetes::endpoints` checks that). The Service's
+//! selector is its authority there, as it is for kube-proxy, so such an
+//! endpoint passes without the annotation or an xDS peer.
 
 use std::net::{IpAddr, SocketAddr};
 
@@ -45,6 +51,18 @@ pub enum Refusal {
     },
 }
 
+/// Who vouches for an endpoint.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Origin {
+    /// A proxy registered itself: its certificate and xDS peer address are
+    /// the proof, checked against the Service's annotations.
+    #[default]
+    Registered,
+    /// The cluster's own facts: an EndpointSlice endpoint whose pod the
+    /// Service selects, its identity the pod's service account.
+    Cluster,
+}
+
 /// What a registering proxy offers as proof.
 #[derive(Debug, Clone, Copy)]
 pub struct Claim<'a> {
@@ -53,10 +71,18 @@ pub struct Claim<'a> {
     pub address: SocketAddr,
     /// Where its xDS connection comes from.
     pub peer: Option<SocketAddr>,
+    /// Who vouches for it.
+    pub origin: Origin,
 }
 
 /// Whether `claim` may serve `service` in `trust_domain`.
 pub fn check(service: &Service, trust_domain: &str, claim: Claim<'_>) -> Result<(), Refusal> {
+    if claim.origin == Origin::Cluster {
+        // The selector check already happened where the cluster's facts are
+        // (the pod is the Service's, in its namespace): nothing a proxy says
+        // about itself is involved.
+        return Ok(());
+    }
     let authority = &service.authority;
     let name = || service.key.to_string();
     match claim.identity {
@@ -146,6 +172,7 @@ mod tests {
             identity,
             address: "10.0.0.7:7002".parse().unwrap(),
             peer: Some("10.0.0.7:41000".parse().unwrap()),
+            origin: Origin::Registered,
         }
     }
 
@@ -215,6 +242,27 @@ mod tests {
         assert!(e.to_string().contains("10.0.0.8"), "{e}");
         a.allow_any_address = true;
         check(&orders(a), TD, c).unwrap();
+    }
+
+    #[test]
+    fn the_cluster_vouches_without_the_annotation_or_a_peer() {
+        // An account the annotation does not name, no xDS peer, no address
+        // of the peer's: a selected pod's endpoint all the same.
+        let strict = orders(EndpointAuthority::named_like("orders"));
+        let c = Claim {
+            identity: Some("spiffe://cluster.local/ns/shop/sa/orders-canary"),
+            address: "10.0.0.9:7002".parse().unwrap(),
+            peer: None,
+            origin: Origin::Cluster,
+        };
+        check(&strict, TD, c).unwrap();
+        // The same claim made by a proxy about itself is refused.
+        let registered = Claim {
+            origin: Origin::Registered,
+            ..c
+        };
+        let e = check(&strict, TD, registered).unwrap_err();
+        assert!(matches!(e, Refusal::Identity { .. }), "{e}");
     }
 
     #[test]

@@ -103,6 +103,7 @@ fn meshed_endpoints(store: &Store) -> Vec<MeshEndpoint> {
                     .unwrap_or(&s.key.name)
             )),
             peer: Some(SocketAddr::from(([127, 0, 0, 1], 40_000))),
+            origin: translate::Origin::Registered,
         })
         .collect();
     endpoints.sort();

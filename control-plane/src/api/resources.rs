@@ -111,8 +111,8 @@ pub struct EndpointView {
     pub namespace: String,
     pub service: String,
     pub address: String,
-    /// `proxy`: a connected proxy registered for the Service; `static`: the
-    /// Service's `spec.endpoints`.
+    /// `proxy`: a connected proxy registered for the Service; `endpointslice`:
+    /// a pod the cluster lists for it; `static`: the Service's `spec.endpoints`.
     pub source: &'static str,
     pub node_id: Option<String>,
     pub identity: Option<String>,
@@ -167,7 +167,10 @@ pub fn endpoints(
             namespace: namespace.clone(),
             service: service.clone(),
             address,
-            source: "proxy",
+            source: match e.origin {
+                crate::translate::Origin::Registered => "proxy",
+                crate::translate::Origin::Cluster => "endpointslice",
+            },
             node_id: Some(e.node_id.clone()),
             identity: e.identity.clone(),
             service_port: None,
@@ -224,6 +227,7 @@ mod tests {
             node_id: node.into(),
             identity: None,
             peer: None,
+            origin: crate::translate::Origin::Registered,
         };
         Snapshot {
             generation: 3,

@@ -239,7 +239,20 @@ impl ControlPlane {
             );
         }
 
-        let registry = Registry::new(self.snapshots.clone());
+        // In Kubernetes the cluster says who serves: proxies are listed but
+        // register no endpoint, and EndpointSlices feed endpoint discovery.
+        let registry = match &self.kube {
+            Some(_) => Registry::without_self_registration(self.snapshots.clone()),
+            None => Registry::new(self.snapshots.clone()),
+        };
+        let cluster_endpoints = self.kube.clone().map(|client| {
+            tokio::spawn(crate::kubernetes::endpoints::run(
+                client,
+                registry.discovery().clone(),
+                self.options.trust_domain.clone(),
+                stop_rx.clone(),
+            ))
+        });
         let traffic = std::sync::Arc::new(crate::traffic::TrafficStore::default());
         let certificates = std::sync::Arc::new(crate::identity::IssuedCertificates::default());
         let (writes, write_requests) = api::writes::channel();
@@ -320,6 +333,9 @@ impl ControlPlane {
         let _ = reload.await;
         if let Some(webhook) = webhook {
             let _ = webhook.await;
+        }
+        if let Some(task) = cluster_endpoints {
+            let _ = task.await;
         }
         tracing::info!("control plane stopped");
         served.map_err(Error::from)

@@ -31,6 +31,7 @@ pub fn admit(
         identity: endpoint.identity.as_deref(),
         address: endpoint.address,
         peer: endpoint.peer,
+        origin: endpoint.origin,
     };
     authority::check(service, trust_domain, claim)?;
     Ok(Admission::Admitted)

@@ -11,17 +11,23 @@
 //! change publishes the whole set; translation turns it into
 //! `ClusterLoadAssignment`s and the streams push them.
 //!
+//! In Kubernetes the cluster says who serves ([`Discovery::replace_feed`]:
+//! the endpoints `kubernetes::endpoints` computes from EndpointSlices, Pods
+//! and Service selectors, replaced whole on every change) and proxies do not
+//! register; a proxy that says it is leaving withdraws its own pod's endpoint
+//! ([`Discovery::withdraw`]) before the cluster marks it terminating. Both
+//! inputs are published as one set.
+//!
 //! Not here: a Service's static `endpoints` (backends without a proxy), which
 //! are part of the Service resource and read by translation with it; nor when
 //! endpoints are sent to a stream (the xDS server holds them back after a
-//! restart, see `xds::server`). A Kubernetes source adds EndpointSlices here,
-//! as another feed of the same set.
+//! restart, see `xds::server`).
 
 mod admission;
 mod discovery;
 
 pub use admission::{admit, Admission};
-pub use discovery::{Discovery, Registration};
+pub use discovery::{Discovery, Registration, Withdrawal};
 
 #[cfg(test)]
 mod tests;

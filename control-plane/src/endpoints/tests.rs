@@ -4,7 +4,7 @@ use super::*;
 use crate::authority::Refusal;
 use crate::resources::{EndpointAuthority, ObjectKey, Service};
 use crate::store::Store;
-use crate::translate::MeshEndpoint;
+use crate::translate::{MeshEndpoint, Origin};
 
 fn endpoint(node_id: &str, address: &str) -> MeshEndpoint {
     MeshEndpoint {
@@ -13,6 +13,7 @@ fn endpoint(node_id: &str, address: &str) -> MeshEndpoint {
         node_id: node_id.to_owned(),
         identity: None,
         peer: Some("127.0.0.1:40000".parse().unwrap()),
+        origin: Origin::Registered,
     }
 }
 
@@ -90,6 +91,104 @@ fn the_newest_registration_of_an_address_decides() {
     drop(new);
     assert_eq!(last(&published), ["a"], "as before the reconnect");
     drop(old);
+}
+
+/// A pod the cluster says serves orders, with the pod's identity.
+fn fed(pod: &str, address: &str, account: &str) -> MeshEndpoint {
+    MeshEndpoint {
+        service: ObjectKey::new("default", "orders"),
+        address: address.parse().unwrap(),
+        node_id: pod.to_owned(),
+        identity: Some(format!("spiffe://cluster.local/ns/default/sa/{account}")),
+        peer: None,
+        origin: Origin::Cluster,
+    }
+}
+
+#[test]
+fn the_feed_is_replaced_whole_and_published_with_the_registrations() {
+    let (d, published) = discovery();
+    let _a = d.register(endpoint("a", "127.0.0.1:7002"), false);
+    d.replace_feed(vec![
+        fed("pod/default/b", "10.0.0.2:7002", "orders"),
+        fed("pod/default/c", "10.0.0.3:7002", "orders"),
+    ]);
+    assert_eq!(last(&published), ["pod/default/b", "pod/default/c", "a"]);
+    d.replace_feed(vec![fed("pod/default/c", "10.0.0.3:7002", "orders")]);
+    assert_eq!(last(&published), ["pod/default/c", "a"], "b is gone");
+    d.replace_feed(Vec::new());
+    assert_eq!(last(&published), ["a"]);
+}
+
+#[test]
+fn an_unchanged_feed_publishes_nothing() {
+    let (d, published) = discovery();
+    d.replace_feed(vec![
+        fed("pod/default/c", "10.0.0.3:7002", "orders"),
+        fed("pod/default/b", "10.0.0.2:7002", "orders"),
+    ]);
+    let before = published.lock().unwrap().len();
+    // The same set in another order.
+    d.replace_feed(vec![
+        fed("pod/default/b", "10.0.0.2:7002", "orders"),
+        fed("pod/default/c", "10.0.0.3:7002", "orders"),
+    ]);
+    assert_eq!(published.lock().unwrap().len(), before);
+}
+
+#[test]
+fn the_cluster_decides_an_address_both_give() {
+    let (d, published) = discovery();
+    let _a = d.register(endpoint("a", "10.0.0.2:7002"), false);
+    d.replace_feed(vec![fed("pod/default/b", "10.0.0.2:7002", "orders")]);
+    assert_eq!(last(&published), ["pod/default/b"]);
+}
+
+#[test]
+fn a_leaving_proxy_withdraws_its_own_pod_only_while_it_is_connected() {
+    let (d, published) = discovery();
+    d.replace_feed(vec![
+        fed("pod/default/b", "10.0.0.2:7002", "orders"),
+        fed("pod/default/c", "10.0.0.3:7002", "orders"),
+    ]);
+    let ip = "10.0.0.2".parse().unwrap();
+    let leaving = d.withdraw(ip, "spiffe://cluster.local/ns/default/sa/orders".into());
+    assert_eq!(last(&published), ["pod/default/c"], "withdrawn at once");
+    // The cluster's next change does not bring it back.
+    d.replace_feed(vec![
+        fed("pod/default/b", "10.0.0.2:7002", "orders"),
+        fed("pod/default/c", "10.0.0.3:7002", "orders"),
+        fed("pod/default/d", "10.0.0.4:7002", "orders"),
+    ]);
+    assert_eq!(last(&published), ["pod/default/c", "pod/default/d"]);
+    drop(leaving);
+    assert_eq!(
+        last(&published),
+        ["pod/default/b", "pod/default/c", "pod/default/d"],
+        "its stream ended: the cluster's word again"
+    );
+}
+
+#[test]
+fn a_leaving_proxy_cannot_withdraw_another_identitys_pod() {
+    let (d, published) = discovery();
+    d.replace_feed(vec![fed("pod/default/b", "10.0.0.2:7002", "orders")]);
+    // Same IP (another container of the pod, or a reused address), another
+    // identity: nothing is withdrawn.
+    let ip = "10.0.0.2".parse().unwrap();
+    let _other = d.withdraw(ip, "spiffe://cluster.local/ns/default/sa/web".into());
+    assert_eq!(last(&published), ["pod/default/b"]);
+    // The right identity from another IP: nothing either.
+    let elsewhere = "10.0.0.9".parse().unwrap();
+    let _far = d.withdraw(
+        elsewhere,
+        "spiffe://cluster.local/ns/default/sa/orders".into(),
+    );
+    assert_eq!(last(&published), ["pod/default/b"]);
+    // An IPv4-mapped address is the IPv4 one.
+    let mapped = "::ffff:10.0.0.2".parse().unwrap();
+    let _it = d.withdraw(mapped, "spiffe://cluster.local/ns/default/sa/orders".into());
+    assert!(last(&published).is_empty());
 }
 
 fn store(authority: EndpointAuthority) -> Store {

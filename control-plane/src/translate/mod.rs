@@ -100,17 +100,24 @@ impl Resources {
     }
 }
 
-/// A connected proxy that fronts a Service: it receives that Service's traffic, on
-/// every port, at `address` (its inbound listener).
+pub use crate::authority::Origin;
+
+/// A proxy that fronts a Service: it receives that Service's traffic, on every
+/// port, at `address` (its inbound listener). A connected proxy that
+/// registered itself, or a pod the cluster says serves the Service.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 pub struct MeshEndpoint {
     pub service: ObjectKey,
     pub address: SocketAddr,
+    /// The proxy's node id, or `pod/NAMESPACE/NAME` for a pod.
     pub node_id: String,
     /// The SPIFFE id its certificate carries, if it has one.
     pub identity: Option<String>,
-    /// Where its xDS connection comes from (see [`crate::authority`]).
+    /// Where its xDS connection comes from (see [`crate::authority`]); `None`
+    /// for a pod the cluster vouches for.
     pub peer: Option<SocketAddr>,
+    /// Who vouches for it: endpoint authority checks each kind its own way.
+    pub origin: Origin,
 }
 
 /// The resources for a proxy in `namespace`, given the Services' connected proxies.
@@ -132,6 +139,7 @@ pub fn translate(
             identity: e.identity.as_deref(),
             address: e.address,
             peer: e.peer,
+            origin: e.origin,
         };
         if authority::check(service, trust_domain, claim).is_ok() {
             by_service.entry(&e.service).or_default().push(e);

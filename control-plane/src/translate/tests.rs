@@ -97,6 +97,7 @@ fn mesh_endpoint(service: &str, address: &str, node_id: &str) -> MeshEndpoint {
         // Endpoint authority: the Service's default account, from its own address.
         identity: Some(format!("spiffe://cluster.local/ns/default/sa/{service}")),
         peer: Some(address.parse().unwrap()),
+        origin: crate::translate::Origin::Registered,
     }
 }
 
@@ -340,6 +341,40 @@ fn endpoints_the_service_does_not_admit_are_left_out() {
             "127.0.0.1:7203".to_owned(),
             true,
             Some("orders-a".to_owned())
+        )]
+    );
+}
+
+#[test]
+fn endpoints_the_cluster_vouches_for_are_kept_whatever_the_annotations_say() {
+    // A selected pod with its own account (not the one named like the
+    // Service), no xDS peer: the cluster's facts are its authority.
+    let pod = MeshEndpoint {
+        service: ObjectKey::new("default", "orders"),
+        address: "10.1.0.7:7002".parse().unwrap(),
+        node_id: "pod/default/orders-canary-0".into(),
+        identity: Some("spiffe://cluster.local/ns/default/sa/orders-canary".into()),
+        peer: None,
+        origin: crate::translate::Origin::Cluster,
+    };
+    // The same facts claimed by a proxy about itself are refused.
+    let claimed = MeshEndpoint {
+        address: "10.1.0.8:7002".parse().unwrap(),
+        node_id: "claims-the-same".into(),
+        origin: crate::translate::Origin::Registered,
+        ..pod.clone()
+    };
+    let r = translate(&store(), &[pod, claimed], "default", "cluster.local");
+    let cla: ClusterLoadAssignment = decode(
+        &r.endpoints,
+        "outbound|80||orders.default.svc.cluster.local",
+    );
+    assert_eq!(
+        endpoints_of(&cla),
+        [(
+            "10.1.0.7:7002".to_owned(),
+            true,
+            Some("pod/default/orders-canary-0".to_owned())
         )]
     );
 }

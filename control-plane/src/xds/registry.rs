@@ -1,11 +1,12 @@
 //! The connected proxies: who they are (from their Node), what each was sent and
 //! ACKed, whether it is leaving, and what an operator should be warned about.
 //! Those that front a Service are registered with endpoint discovery
-//! ([`crate::endpoints`]) for as long as they are connected.
+//! ([`crate::endpoints`]) for as long as they are connected, unless the cluster
+//! says who serves ([`Registry::without_self_registration`]).
 
 use std::collections::BTreeMap;
-use std::net::SocketAddr;
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::net::{IpAddr, SocketAddr};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
 use std::time::SystemTime;
 
 use remora_proto::xds::envoy::config::core::v3::Node;
@@ -15,10 +16,10 @@ use tokio::sync::watch;
 use super::refusals::Refusals;
 use super::snapshot::{self, Snapshot};
 use super::XdsPeer;
-use crate::endpoints::{Discovery, Registration};
+use crate::endpoints::{Discovery, Registration, Withdrawal};
 use crate::escape::escape_control;
 use crate::resources::{ObjectKey, DEFAULT_NAMESPACE};
-use crate::translate::{MeshEndpoint, ResourceType};
+use crate::translate::{MeshEndpoint, Origin, ResourceType};
 
 /// The node metadata field through which a proxy says it is leaving (a bool,
 /// or the string `"true"`).
@@ -94,6 +95,7 @@ impl ProxyIdentity {
             node_id: self.node_id.clone(),
             identity: self.identity.clone(),
             peer: self.remote,
+            origin: Origin::Registered,
         })
     }
 }
@@ -138,6 +140,9 @@ pub struct ProxyStatus {
 pub struct Registry {
     proxies: Mutex<Proxies>,
     discovery: Arc<Discovery>,
+    /// Proxies that front a Service become its endpoints (file mode); off
+    /// when the cluster says who serves (Kubernetes).
+    self_registration: bool,
     /// What the xDS port refused (streams, registrations, reports).
     pub refusals: Refusals,
 }
@@ -162,8 +167,30 @@ impl Registry {
         Arc::new(Registry {
             proxies: Mutex::new(Proxies::default()),
             discovery,
+            self_registration: true,
             refusals: Refusals::default(),
         })
+    }
+
+    /// A registry whose proxies are listed but register no endpoint: the
+    /// cluster feeds `discovery` (Kubernetes, where EndpointSlices say who
+    /// serves). A proxy that says it is leaving still withdraws its own pod.
+    pub fn without_self_registration(snapshots: watch::Sender<Snapshot>) -> Arc<Self> {
+        let discovery = Discovery::new(move |endpoints| {
+            snapshot::publish_endpoints(&snapshots, endpoints);
+        });
+        Arc::new(Registry {
+            proxies: Mutex::new(Proxies::default()),
+            discovery,
+            self_registration: false,
+            refusals: Refusals::default(),
+        })
+    }
+
+    /// Whether connected proxies register their own endpoints (and so are
+    /// checked by endpoint authority when they connect).
+    pub fn registers_endpoints(&self) -> bool {
+        self.self_registration
     }
 
     /// Endpoint discovery, which this registry feeds.
@@ -187,7 +214,15 @@ impl Registry {
         identity: ProxyIdentity,
         draining: bool,
     ) -> Connection {
-        let endpoint = identity.endpoint();
+        let endpoint = identity.endpoint().filter(|_| self.self_registration);
+        // What a leaving proxy's pod is known by: the IP its connection comes
+        // from and the identity its certificate proves.
+        let leave = match (identity.remote, &identity.identity) {
+            (Some(remote), Some(proven)) if !self.self_registration => {
+                Some((remote.ip(), proven.clone()))
+            }
+            _ => None,
+        };
         let id = {
             let mut proxies = self.lock();
             let id = proxies.next_id;
@@ -206,11 +241,17 @@ impl Registry {
             id
         };
         let registration = endpoint.map(|e| self.discovery.register(e, draining));
-        Connection {
+        let connection = Connection {
             registry: Arc::clone(self),
             id,
             registration,
+            leave,
+            withdrawal: OnceLock::new(),
+        };
+        if draining {
+            connection.withdraw_pod();
         }
+        connection
     }
 
     /// The connected proxy `node_id` whose xDS stream the same certificate
@@ -247,6 +288,11 @@ pub struct Connection {
     id: u64,
     /// Its endpoint, for a proxy that fronts a Service.
     registration: Option<Registration>,
+    /// Without self-registration: the IP and identity its pod's endpoint is
+    /// withdrawn by when it leaves (`None`: it cannot prove either).
+    leave: Option<(IpAddr, String)>,
+    /// Its pod's endpoint withdrawn, once it said it is leaving.
+    withdrawal: OnceLock<Withdrawal>,
 }
 
 impl Connection {
@@ -267,7 +313,18 @@ impl Connection {
         if let Some(registration) = &self.registration {
             registration.drain();
         }
+        self.withdraw_pod();
         first
+    }
+
+    /// Withdraws the pod the cluster lists for this proxy (its IP and
+    /// identity), once, for as long as it stays connected.
+    fn withdraw_pod(&self) {
+        let Some((ip, identity)) = &self.leave else {
+            return;
+        };
+        self.withdrawal
+            .get_or_init(|| self.registry.discovery.withdraw(*ip, identity.clone()));
     }
 
     /// Replaces what operators are warned about this proxy.
@@ -290,7 +347,8 @@ impl Connection {
 impl Drop for Connection {
     fn drop(&mut self) {
         self.registry.lock().by_id.remove(&self.id);
-        // `registration` is dropped next, which removes the endpoint.
+        // `registration` is dropped next, which removes the endpoint, and
+        // `withdrawal`, which gives its pod back to the cluster's word.
     }
 }
 
@@ -432,6 +490,67 @@ mod tests {
         assert!(!is_draining(Some(&n)));
         assert!(!is_draining(Some(&node("b", &[("service", "orders")]))));
         assert!(!is_draining(None));
+    }
+
+    /// A proxy of orders as an mTLS stream proves it, from `remote`.
+    fn proven(id: &str, remote: &str, account: &str) -> ProxyIdentity {
+        let mut p = orders(id, "127.0.0.1:7002");
+        p.remote = Some(remote.parse().unwrap());
+        p.identity = Some(format!("spiffe://cluster.local/ns/default/sa/{account}"));
+        p
+    }
+
+    fn pod(name: &str, address: &str) -> MeshEndpoint {
+        MeshEndpoint {
+            service: ObjectKey::new("default", "orders"),
+            address: address.parse().unwrap(),
+            node_id: format!("pod/default/{name}"),
+            identity: Some("spiffe://cluster.local/ns/default/sa/orders".into()),
+            peer: None,
+            origin: Origin::Cluster,
+        }
+    }
+
+    #[test]
+    fn without_self_registration_proxies_are_listed_but_no_endpoints() {
+        let (tx, rx) = watch::channel(Snapshot::default());
+        let registry = Registry::without_self_registration(tx);
+        assert!(!registry.registers_endpoints());
+        let _a = registry.connect(proven("a", "10.0.0.2:40000", "orders"));
+        assert!(endpoints(&rx).is_empty(), "the cluster says who serves");
+        assert_eq!(registry.proxies().len(), 1);
+        registry
+            .discovery()
+            .replace_feed(vec![pod("b", "10.0.0.3:7002")]);
+        assert_eq!(
+            endpoints(&rx),
+            [("pod/default/b".into(), "10.0.0.3:7002".into())]
+        );
+    }
+
+    #[test]
+    fn without_self_registration_a_leaving_proxy_withdraws_its_pod() {
+        let (tx, rx) = watch::channel(Snapshot::default());
+        let registry = Registry::without_self_registration(tx);
+        registry
+            .discovery()
+            .replace_feed(vec![pod("b", "10.0.0.2:7002"), pod("c", "10.0.0.3:7002")]);
+        let b = registry.connect(proven("b", "10.0.0.2:40000", "orders"));
+        assert_eq!(endpoints(&rx).len(), 2);
+        assert!(b.drain());
+        assert_eq!(
+            endpoints(&rx),
+            [("pod/default/c".into(), "10.0.0.3:7002".into())]
+        );
+        assert!(!b.drain(), "a second leave changes nothing");
+        drop(b);
+        assert_eq!(endpoints(&rx).len(), 2, "gone: the cluster's word again");
+        // One that reconnects while leaving is withdrawn from the start.
+        let _again = registry.connect_draining(proven("b", "10.0.0.2:40001", "orders"), true);
+        assert_eq!(
+            endpoints(&rx),
+            [("pod/default/c".into(), "10.0.0.3:7002".into())]
+        );
     }
 
     #[test]

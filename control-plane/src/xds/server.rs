@@ -307,7 +307,12 @@ impl Inner {
     /// proxy is served (and warned about), and translation checks its endpoint
     /// once the Service appears.
     fn authorize_endpoint(&self, identity: &ProxyIdentity) -> Result<(), Refusal> {
-        let Some(endpoint) = identity.endpoint() else {
+        // Without self-registration the proxy becomes no endpoint: the
+        // cluster's facts say who serves (`kubernetes::endpoints`).
+        let Some(endpoint) = identity
+            .endpoint()
+            .filter(|_| self.registry.registers_endpoints())
+        else {
             return Ok(());
         };
         let store = self.snapshots.borrow().store.clone();

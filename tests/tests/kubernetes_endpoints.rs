@@ -1,0 +1,358 @@
+//! In Kubernetes mode a Service's endpoints are what its EndpointSlices say,
+//! checked against the cluster's own facts: pods and a slice created with the
+//! real kubectl against the API server double reach a caller's proxy as
+//! endpoints with their pods' service accounts as identities, and real
+//! proxies serve them over mTLS. A pod the Service does not select is no
+//! endpoint; an endpoint turning terminating gets no new requests.
+
+mod support;
+
+use std::collections::BTreeSet;
+use std::net::{IpAddr, SocketAddr};
+use std::path::Path;
+use std::time::Duration;
+
+use remora_tests::app::TestApp;
+use remora_tests::harness::{http, wait_for, wait_for_some, ControlPlane, Proxy, ProxySpec};
+use remora_tests::kube::KubeDouble;
+use support::{endpoint_count, mint_token, wait_config};
+
+const WAIT: Duration = Duration::from_secs(30);
+
+/// web and orders, each selecting the pods labelled `app: <name>`; orders
+/// admits only its own account by annotation, which the cluster's facts
+/// override for the pods it selects.
+const SERVICES: &str = "\
+apiVersion: v1
+kind: Service
+metadata: {name: orders, namespace: default}
+spec:
+  selector: {app: orders}
+  ports: [{name: http, port: 80, targetPort: 8080, appProtocol: http}]
+---
+apiVersion: v1
+kind: Service
+metadata: {name: web, namespace: default}
+spec:
+  selector: {app: web}
+  ports: [{name: http, port: 80, targetPort: 8080, appProtocol: http}]
+";
+
+/// A cluster on the double, a control plane reading it, and web's proxy
+/// (the caller, with a certificate for web's account).
+/// Fields drop in order: the processes before the API server and their files.
+struct Cluster {
+    web: Proxy,
+    _web_app: TestApp,
+    cp: ControlPlane,
+    double: KubeDouble,
+    root: tempfile::TempDir,
+}
+
+/// One pod: its app, its proxy (inbound on the pod's IP) and its name.
+struct Backend {
+    pod: String,
+    app: TestApp,
+    proxy: Proxy,
+}
+
+impl Cluster {
+    async fn start() -> Cluster {
+        let double = KubeDouble::start();
+        double.kubectl_stdin(&["apply", "-f", "-"], SERVICES);
+        let root = tempfile::tempdir().unwrap();
+        let cp =
+            ControlPlane::start_kubernetes(root.path().join("config"), double.kubeconfig(), &[])
+                .await
+                .unwrap();
+        let web_app = TestApp::http("web");
+        let token = token_file(&cp, root.path(), "web");
+        let web = Proxy::start(ProxySpec::new("web", cp.xds_addr, web_app.addr).token_file(&token))
+            .await
+            .unwrap();
+        web.wait_ready(WAIT).await.unwrap();
+        Cluster {
+            web,
+            _web_app: web_app,
+            cp,
+            double,
+            root,
+        }
+    }
+
+    /// A pod `name` of account `sa` labelled `app: <app>` at `ip`, with a real
+    /// proxy whose inbound listener is bound there (the pod's inbound port is
+    /// the one it got), created with kubectl and given its IP as the kubelet
+    /// would (status subresource).
+    async fn pod(&self, name: &str, sa: &str, app: &str, ip: IpAddr) -> Backend {
+        let backend = TestApp::http(name);
+        let token = token_file(&self.cp, self.root.path(), sa);
+        let any = |ip: IpAddr| SocketAddr::new(ip, 0);
+        let loopback = IpAddr::from([127, 0, 0, 1]);
+        let spec = ProxySpec::new("orders", self.cp.xds_addr, backend.addr)
+            .node_id(name)
+            .token_file(&token)
+            .listen(any(loopback), any(ip), any(loopback));
+        let proxy = Proxy::start(spec).await.unwrap();
+        proxy.wait_ready(WAIT).await.unwrap();
+        let port = proxy.inbound.port();
+        self.double.kubectl_stdin(
+            &["apply", "-f", "-"],
+            &format!(
+                "apiVersion: v1\nkind: Pod\nmetadata:\n  name: {name}\n  namespace: default\n  \
+                 labels: {{app: {app}}}\n  annotations:\n    remora.io/injected: \"test\"\n    \
+                 remora.io/inbound-port: \"{port}\"\nspec:\n  serviceAccountName: {sa}\n  \
+                 containers: [{{name: app, image: example/app}}]\n"
+            ),
+        );
+        self.double.kubectl_ok(&[
+            "patch",
+            "pod",
+            name,
+            "-n",
+            "default",
+            "--subresource=status",
+            "--type=merge",
+            "-p",
+            &format!(
+                r#"{{"status":{{"phase":"Running","podIP":"{ip}","podIPs":[{{"ip":"{ip}"}}]}}}}"#
+            ),
+        ]);
+        Backend {
+            pod: name.to_owned(),
+            app: backend,
+            proxy,
+        }
+    }
+
+    /// The EndpointSlice of orders listing `pods` (name, IP), all ready.
+    fn slice(&self, pods: &[(&str, IpAddr)]) {
+        let endpoints: String = pods
+            .iter()
+            .map(|(name, ip)| {
+                format!(
+                    "- addresses: [\"{ip}\"]\n  conditions: {{ready: true, serving: true, terminating: false}}\n  \
+                     targetRef: {{kind: Pod, name: {name}, namespace: default}}\n"
+                )
+            })
+            .collect();
+        self.double.kubectl_stdin(
+            &["apply", "-f", "-"],
+            &format!(
+                "apiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\nmetadata:\n  name: orders-x1\n  \
+                 namespace: default\n  labels: {{kubernetes.io/service-name: orders}}\n\
+                 addressType: IPv4\nports: [{{name: http, port: 8080, protocol: TCP}}]\n\
+                 endpoints:\n{endpoints}"
+            ),
+        );
+    }
+
+    /// orders' endpoints as the control plane's API lists them: (node id,
+    /// address, identity, source).
+    async fn orders_endpoints(&self) -> BTreeSet<(String, String, String, String)> {
+        let reply = self.cp.api_get("/api/v1/endpoints").await.unwrap();
+        assert_eq!(reply.status, 200, "{}", reply.text());
+        let view = reply.json().unwrap();
+        view["endpoints"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|e| e["service"] == "orders" && e["namespace"] == "default")
+            .map(|e| {
+                let s = |k: &str| e[k].as_str().unwrap_or_default().to_owned();
+                (s("node_id"), s("address"), s("identity"), s("source"))
+            })
+            .collect()
+    }
+
+    /// Waits until orders' endpoints are exactly `expected`.
+    async fn wait_orders_endpoints(&self, expected: &BTreeSet<(String, String, String, String)>) {
+        let got = wait_for_some(WAIT, || async {
+            let now = self.orders_endpoints().await;
+            (now == *expected).then_some(now)
+        })
+        .await;
+        if got.is_err() {
+            panic!(
+                "orders' endpoints never became {expected:#?}; now {:#?}\ncontrol plane:\n{}",
+                self.orders_endpoints().await,
+                self.cp.logs()
+            );
+        }
+    }
+
+    /// Calls orders through web's proxy until every backend in `names` has
+    /// answered, every call succeeding.
+    async fn reach_all(&self, names: &[&str]) {
+        let wanted: BTreeSet<String> = names.iter().map(|n| (*n).to_owned()).collect();
+        let seen = std::sync::Mutex::new(BTreeSet::new());
+        let reached = wait_for(WAIT, || async {
+            let reply = http::get_with_host(self.web.outbound, "orders", "/")
+                .await
+                .unwrap();
+            assert_eq!(reply.status, 200, "{}\n{}", reply.text(), self.web.logs());
+            let mut seen = seen.lock().unwrap();
+            seen.insert(reply.header("x-backend").unwrap_or_default().to_owned());
+            wanted.is_subset(&seen)
+        })
+        .await;
+        assert!(
+            reached.is_ok(),
+            "web reached only {:?} of {wanted:?}\n{}",
+            seen.lock().unwrap(),
+            self.web.logs()
+        );
+    }
+}
+
+fn token_file(cp: &ControlPlane, dir: &Path, sa: &str) -> std::path::PathBuf {
+    let path = dir.join(format!("{sa}.token"));
+    std::fs::write(&path, mint_token(&cp.data_dir(), "default", sa)).unwrap();
+    path
+}
+
+fn ip(last: u8) -> IpAddr {
+    IpAddr::from([127, 0, 0, last])
+}
+
+fn endpoint(b: &Backend, sa: &str) -> (String, String, String, String) {
+    (
+        format!("pod/default/{}", b.pod),
+        b.proxy.inbound.to_string(),
+        format!("spiffe://cluster.local/ns/default/sa/{sa}"),
+        "endpointslice".to_owned(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pods_the_service_selects_serve_it_with_their_service_accounts() {
+    let c = Cluster::start().await;
+    let a = c.pod("orders-a", "orders", "orders", ip(2)).await;
+    // Another account than the Service's name: the cluster vouches for it.
+    let canary = c
+        .pod("orders-canary", "orders-canary", "orders", ip(3))
+        .await;
+    // Listed in the slice, injected, its IP right, but not selected.
+    let intruder = c.pod("intruder", "orders", "web", ip(4)).await;
+    c.slice(&[
+        ("orders-a", ip(2)),
+        ("orders-canary", ip(3)),
+        ("intruder", ip(4)),
+    ]);
+
+    let expected = BTreeSet::from([endpoint(&a, "orders"), endpoint(&canary, "orders-canary")]);
+    c.wait_orders_endpoints(&expected).await;
+    wait_config(&c.web, WAIT, "orders' two endpoints", |d| {
+        endpoint_count(d, "orders") == 2
+    })
+    .await;
+
+    // Both answer over mTLS, each proving the identity the cluster gave it
+    // (web's proxy checks it on every connection).
+    c.reach_all(&["orders-a", "orders-canary"]).await;
+    let reply = wait_for_some(WAIT, || async {
+        http::get_with_host(c.web.outbound, "orders", "/")
+            .await
+            .ok()
+            .filter(|r| r.header("x-backend") == Some("orders-canary"))
+    })
+    .await
+    .unwrap();
+    assert_eq!(
+        reply.header("x-seen-client-id"),
+        Some("spiffe://cluster.local/ns/default/sa/web"),
+        "the canary's proxy verified web's certificate"
+    );
+    let metrics = c.web.admin_get("/metrics").await.unwrap().text();
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l.starts_with("remora_requests_total{")
+                && l.contains(
+                    "destination_identity=\"spiffe://cluster.local/ns/default/sa/orders-canary\""
+                )),
+        "{metrics}"
+    );
+    assert_eq!(intruder.app.requests(), 0, "the unselected pod got traffic");
+    let warned = wait_for(WAIT, || async {
+        c.cp.logs().lines().any(|l| {
+            l.contains("not a mesh endpoint of its Service") && l.contains("default/intruder")
+        })
+    })
+    .await;
+    assert!(
+        warned.is_ok(),
+        "the skipped pod is named in a warning:\n{}",
+        c.cp.logs()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_endpoint_turning_terminating_gets_no_new_requests() {
+    let c = Cluster::start().await;
+    let a = c.pod("orders-a", "orders", "orders", ip(2)).await;
+    let b = c.pod("orders-b", "orders", "orders", ip(3)).await;
+    c.slice(&[("orders-a", ip(2)), ("orders-b", ip(3))]);
+    c.wait_orders_endpoints(&BTreeSet::from([
+        endpoint(&a, "orders"),
+        endpoint(&b, "orders"),
+    ]))
+    .await;
+    c.reach_all(&["orders-a", "orders-b"]).await;
+
+    // The kubelet marks orders-b terminating (it still serves what it has).
+    c.double.kubectl_ok(&[
+        "patch",
+        "endpointslice",
+        "orders-x1",
+        "-n",
+        "default",
+        "--type=json",
+        "-p",
+        r#"[{"op":"replace","path":"/endpoints/1/conditions","value":{"ready":false,"serving":true,"terminating":true}}]"#,
+    ]);
+    c.wait_orders_endpoints(&BTreeSet::from([endpoint(&a, "orders")]))
+        .await;
+    wait_config(&c.web, WAIT, "orders-b withdrawn", |d| {
+        endpoint_count(d, "orders") == 1
+    })
+    .await;
+
+    let b_before = b.app.requests();
+    let a_before = a.app.requests();
+    for _ in 0..40 {
+        let reply = http::get_with_host(c.web.outbound, "orders", "/")
+            .await
+            .unwrap();
+        assert_eq!(reply.status, 200, "{}\n{}", reply.text(), c.web.logs());
+        assert_eq!(reply.header("x-backend"), Some("orders-a"));
+    }
+    assert_eq!(
+        b.app.requests(),
+        b_before,
+        "the terminating pod got new requests"
+    );
+    assert_eq!(a.app.requests(), a_before + 40);
+
+    // orders-a goes too: with no ready endpoint left, the serving and
+    // terminating ones answer (as kube-proxy does), so orders-b is back.
+    c.double.kubectl_ok(&[
+        "patch",
+        "endpointslice",
+        "orders-x1",
+        "-n",
+        "default",
+        "--type=json",
+        "-p",
+        r#"[{"op":"replace","path":"/endpoints/0/conditions","value":{"ready":false,"serving":false,"terminating":true}}]"#,
+    ]);
+    c.wait_orders_endpoints(&BTreeSet::from([endpoint(&b, "orders")]))
+        .await;
+    wait_for(WAIT, || async {
+        http::get_with_host(c.web.outbound, "orders", "/")
+            .await
+            .is_ok_and(|r| r.header("x-backend") == Some("orders-b"))
+    })
+    .await
+    .unwrap();
+}
