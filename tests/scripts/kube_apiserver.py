@@ -1186,9 +1186,13 @@ class Handler(BaseHTTPRequestHandler):
             return json.loads(raw)
         except ValueError as e:
             ctype = self.headers.get("Content-Type", "")
-            raise ApiError(415 if "protobuf" in ctype else 400,
-                           "UnsupportedMediaType" if "protobuf" in ctype else "BadRequest",
-                           f"the body is not JSON ({ctype}): {e}") from e
+            if "protobuf" in ctype:
+                # kubectl's typed commands (`kubectl create configmap`, `auth can-i`)
+                # send protobuf; `kubectl create -f` and `apply -f` send JSON.
+                raise ApiError(415, "UnsupportedMediaType",
+                               "the Kubernetes API double reads JSON only, not protobuf: "
+                               "use kubectl apply -f / create -f") from e
+            raise bad_request(f"the body is not JSON ({ctype}): {e}") from e
 
     def send_json(self, code, obj):
         data = json.dumps(obj, separators=(",", ":")).encode()
