@@ -1246,6 +1246,19 @@ class Handler(BaseHTTPRequestHandler):
             self.end_headers()
             self.wfile.write(data)
             return None
+        if path == "/openapi/v2":
+            # No schemas: an empty document, which older kubectl (before OpenAPI v3)
+            # reads as "nothing to validate against" instead of failing the apply.
+            if "protobuf" in self.headers.get("Accept", ""):
+                self.send_response(200)
+                self.send_header("Content-Type",
+                                 "application/com.github.proto-openapi.spec.v2@v1.0+protobuf")
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+                return None
+            return self.send_json(200, {"swagger": "2.0", "info": {
+                "title": "Kubernetes", "version": SERVER_VERSION["gitVersion"]},
+                "paths": {}, "definitions": {}})
         if path == "/openapi/v3" or path.startswith("/openapi/v3/"):
             return self.send_json(200, self.openapi_v3(path[len("/openapi/v3/"):]))
         if path == "/api":
