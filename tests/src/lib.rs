@@ -7,6 +7,7 @@
 //! - [`load`]: an open-loop fixed-rate and a closed-loop max-throughput HTTP/1.1 load
 //!   generator that records every response; used by the tests and by `bench/run`
 //!   (through the `remora-load` binary).
+//! - [`kube`]: the Kubernetes API server double and the real `kubectl` pointed at it.
 //!
 //! Not for: the benchmark itself (that is `bench/`), or unit tests of the proxy and
 //! the control plane (those live in their crates).
@@ -14,4 +15,5 @@
 
 pub mod app;
 pub mod harness;
+pub mod kube;
 pub mod load;
