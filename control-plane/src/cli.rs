@@ -540,7 +540,8 @@ impl From<ControlArgs> for ControlOptions {
     "are rewritten; other kinds pass through. Pod template annotations: remora.io/inject:\n",
     "disabled, remora.io/sidecar-mode: classic, remora.io/skip-inbound-ports,\n",
     "remora.io/skip-outbound-ports, remora.io/skip-outbound-cidrs, remora.io/opaque-ports,\n",
-    "remora.io/proxy-{cpu,memory}-{request,limit}.\n",
+    "remora.io/proxy-{cpu,memory}-{request,limit}, remora.io/service (the Service the\n",
+    "proxy serves; else the label app.kubernetes.io/name, else app, else the workload's name).\n",
     "\n",
     "Exit codes: 0 ok; 1 a document could not be rewritten (nothing is printed); 2 usage."
 ))]
@@ -559,6 +560,13 @@ pub struct InjectArgs {
     /// The proxy's image (default: remora-proxy:VERSION).
     #[arg(long, value_name = "IMAGE")]
     pub proxy_image: Option<String>,
+    /// The mesh's trust bundle (PEM, from `remora trust-bundle`), given to the
+    /// proxies so their first certificate request goes over verified TLS.
+    #[arg(long, value_name = "FILE")]
+    pub trust_bundle: Option<PathBuf>,
+    /// Where the proxies reach the control plane (host:port).
+    #[arg(long, value_name = "HOST:PORT", default_value = crate::inject::DEFAULT_CONTROL_PLANE)]
+    pub control_plane: String,
 }
 
 #[derive(Debug, Args)]
