@@ -8,5 +8,6 @@
 //! ([`crate::inject`]).
 
 mod client; // the API client: in-cluster config, or a kubeconfig
+pub mod tokenreview; // proxies' service-account tokens, checked by the API server
 
 pub use client::{connect, KubeError, KubernetesOptions, DEFAULT_NAMESPACE};
