@@ -263,7 +263,7 @@ async fn a_service_account_token_gets_a_certificate_through_token_review() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn wait_returns_once_ready_and_drain_makes_the_proxy_exit() {
+async fn wait_times_out_naming_why_and_drain_makes_the_proxy_exit() {
     let (_root, cp) = control_plane_with(&[("orders", 80, "http")], &[]).await;
     let app = TestApp::http("orders");
     let mut env = pod_env("orders", "default", cp.xds_addr);
