@@ -529,10 +529,6 @@ pub struct ControlArgs {
     #[arg(long = "webhook-server-name", value_name = "NAME", value_delimiter = ',',
           value_parser = parse_host_name, requires = "webhook_addr")]
     pub webhook_server_names: Vec<crate::ca::HostName>,
-    /// The control plane's own namespace: the webhook never injects its pods.
-    #[arg(long, value_name = "NAMESPACE", env = "POD_NAMESPACE",
-          default_value = crate::kubernetes::DEFAULT_NAMESPACE)]
-    pub webhook_namespace: String,
     /// The proxy image the webhook injects (default: remora-proxy:VERSION,
     /// as remora inject).
     #[arg(long, value_name = "IMAGE")]
@@ -551,12 +547,16 @@ pub fn inject_settings(proxy_image: Option<String>) -> crate::inject::InjectSett
 
 impl From<ControlArgs> for ControlOptions {
     fn from(a: ControlArgs) -> Self {
+        // Injected proxies reach the control plane by its Service in its own
+        // namespace (deploy/: Service `remora`, xDS port 7700).
+        let mut settings = inject_settings(a.proxy_image);
+        settings.control_plane = format!("remora.{}.svc:7700", a.namespace);
         ControlOptions {
             config_dir: a.config_dir.unwrap_or_default(),
             kubernetes: a.kubernetes.then(|| crate::kubernetes::KubernetesOptions {
                 kubeconfig: a.kubeconfig,
                 context: a.context,
-                namespace: a.namespace,
+                namespace: a.namespace.clone(),
             }),
             xds_addr: a.xds_addr,
             api_addr: a.api_addr,
@@ -583,8 +583,8 @@ impl From<ControlArgs> for ControlOptions {
             webhook: a.webhook_addr.map(|addr| crate::webhook::WebhookOptions {
                 addr,
                 server_names: a.webhook_server_names,
-                namespace: a.webhook_namespace,
-                settings: inject_settings(a.proxy_image),
+                namespace: a.namespace,
+                settings,
             }),
         }
     }
@@ -601,7 +601,8 @@ impl From<ControlArgs> for ControlOptions {
     "are rewritten; other kinds pass through. Pod template annotations: remora.io/inject:\n",
     "disabled, remora.io/sidecar-mode: classic, remora.io/skip-inbound-ports,\n",
     "remora.io/skip-outbound-ports, remora.io/skip-outbound-cidrs, remora.io/opaque-ports,\n",
-    "remora.io/proxy-{cpu,memory}-{request,limit}.\n",
+    "remora.io/proxy-{cpu,memory}-{request,limit}, remora.io/service (the Service the\n",
+    "proxy serves; else the label app.kubernetes.io/name, else app, else the workload's name).\n",
     "\n",
     "Exit codes: 0 ok; 1 a document could not be rewritten (nothing is printed); 2 usage."
 ))]
@@ -620,6 +621,13 @@ pub struct InjectArgs {
     /// The proxy's image (default: remora-proxy:VERSION).
     #[arg(long, value_name = "IMAGE")]
     pub proxy_image: Option<String>,
+    /// The mesh's trust bundle (PEM, from `remora trust-bundle`), given to the
+    /// proxies so their first certificate request goes over verified TLS.
+    #[arg(long, value_name = "FILE")]
+    pub trust_bundle: Option<PathBuf>,
+    /// Where the proxies reach the control plane (host:port).
+    #[arg(long, value_name = "HOST:PORT", default_value = crate::inject::DEFAULT_CONTROL_PLANE)]
+    pub control_plane: String,
 }
 
 #[derive(Debug, Args)]

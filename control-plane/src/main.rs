@@ -121,7 +121,18 @@ fn inject(args: remora_control::cli::InjectArgs) -> anyhow::Result<ExitCode> {
             .with_context(|| format!("reading {}", args.file.display()))?
     };
     // The same settings as the webhook's.
-    let settings = remora_control::cli::inject_settings(args.proxy_image);
+    let mut settings = remora_control::cli::inject_settings(args.proxy_image);
+    if let Some(file) = &args.trust_bundle {
+        let pem = std::fs::read_to_string(file)
+            .with_context(|| format!("--trust-bundle {}", file.display()))?;
+        anyhow::ensure!(
+            pem.contains("-----BEGIN CERTIFICATE-----"),
+            "--trust-bundle {}: holds no PEM certificate (give what `remora trust-bundle` prints)",
+            file.display()
+        );
+        settings.trust_bundle = Some(pem);
+    }
+    settings.control_plane = args.control_plane;
     let direction = match args.uninject {
         true => Direction::Uninject,
         false => Direction::Inject,

@@ -19,7 +19,8 @@
 //! - [`telemetry`]: per-hop metrics, TCP counters, request ids, access logs,
 //!   traces, and reports to the control plane.
 //! - [`identity`]: the workload key and certificate, renewed before expiry.
-//! - [`bootstrap`]: who this proxy is and where it listens (the bootstrap file).
+//! - [`bootstrap`]: who this proxy is and where it listens (the bootstrap file,
+//!   or environment variables in a pod).
 //!
 //! Policies and balancing:
 //! - [`authz`]: who may call this proxy's service (compiled RBAC).
@@ -42,6 +43,8 @@
 //! - [`accept`]: the connection path: accept -> original destination -> detect ->
 //!   HTTP or opaque TCP, for every listener.
 //! - [`admin`]: `/live`, `/ready`, `/config_dump`, `/metrics`.
+//! - [`hooks`]: `remora-proxy wait` and `drain`, the classic sidecar's hooks
+//!   (a client of the admin port).
 //! - [`run`]: wires it all together.
 #![forbid(unsafe_code)]
 
@@ -57,6 +60,7 @@ pub mod drain;
 #[doc(hidden)]
 pub mod fuzzing; // entry points for the fuzz targets in fuzz/ (not an API)
 pub mod grpc;
+pub mod hooks;
 pub mod http;
 pub mod identity;
 pub mod init;

@@ -1,12 +1,16 @@
 //! `remora-proxy --bootstrap FILE`: run the proxy.
+//! `REMORA_BOOTSTRAP_FROM_ENV=1 remora-proxy`: run it with the bootstrap from
+//! environment variables (how injection runs it in a pod).
 //! `remora-proxy init [FLAGS]`: install the transparent-mode iptables rules
 //! (see `remora-proxy init --help`).
+//! `remora-proxy wait` / `remora-proxy drain`: the classic sidecar's hooks.
 
 use std::path::PathBuf;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use remora_proxy::bootstrap::Bootstrap;
+use remora_proxy::hooks::{DrainArgs, WaitArgs};
 use remora_proxy::init::InitArgs;
 use remora_proxy::run::{run, Options};
 
@@ -15,15 +19,19 @@ use remora_proxy::run::{run, Options};
     name = "remora-proxy",
     version,
     about = "Remora's data-plane proxy",
-    // `init` needs no bootstrap file: a subcommand lifts `--bootstrap`'s requirement.
-    subcommand_negates_reqs = true
+    after_help = ENV_HELP
 )]
 struct Args {
     #[command(subcommand)]
     command: Option<Command>,
     /// The bootstrap file (YAML): node id, service, namespace, control plane, listeners.
-    #[arg(long, env = "REMORA_BOOTSTRAP", required = true)]
+    #[arg(long, env = "REMORA_BOOTSTRAP")]
     bootstrap: Option<PathBuf>,
+    /// Read the bootstrap from environment variables instead of a file (as
+    /// injected into a Kubernetes pod; the variables are listed below).
+    #[arg(long, env = "REMORA_BOOTSTRAP_FROM_ENV",
+          value_parser = clap::builder::FalseyValueParser::new())]
+    bootstrap_from_env: bool,
     /// Write the bound listener addresses here as JSON once listening.
     #[arg(long)]
     addresses_file: Option<PathBuf>,
@@ -37,26 +45,64 @@ struct Args {
 
 #[derive(Subcommand)]
 enum Command {
-    // No doc comment here: it would replace the one on `InitArgs`, which `--help`
-    // shows in full.
+    // No doc comments here: they would replace the ones on the arguments'
+    // structs, which `--help` shows in full.
     Init(InitArgs),
+    Wait(WaitArgs),
+    Drain(DrainArgs),
 }
+
+const ENV_HELP: &str = "\
+With REMORA_BOOTSTRAP_FROM_ENV=1 (and no --bootstrap) the bootstrap comes from
+these environment variables (an injected sidecar's; see `remora inject`):
+  REMORA_SERVICE, POD_NAMESPACE, POD_NAME, POD_IP, SERVICE_ACCOUNT,
+  REMORA_CONTROL_PLANE, REMORA_TOKEN_FILE, REMORA_TRUST_BUNDLE or
+  REMORA_TRUST_BUNDLE_FILE, REMORA_TRUST_DOMAIN, REMORA_APP, REMORA_APP_PORTS,
+  REMORA_OPAQUE_PORTS, REMORA_INBOUND, REMORA_OUTBOUND, REMORA_ADMIN,
+  REMORA_STATE_DIR, REMORA_ACCESS_LOG, REMORA_METRICS.
+Logs: REMORA_LOG (else RUST_LOG), e.g. info,remora_proxy::xds=debug.";
 
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    // Synchronous: iptables-restore and iptables-save, no runtime, no bootstrap.
-    if let Some(Command::Init(init)) = &args.command {
-        if let Err(error) = remora_proxy::init::run(init) {
-            eprintln!("remora-proxy init: {error}");
+    // Synchronous, no runtime, no bootstrap: iptables-restore and
+    // iptables-save, or a few requests to the admin port.
+    let (name, outcome) = match &args.command {
+        Some(Command::Init(init)) => (
+            "init",
+            remora_proxy::init::run(init).map_err(|e| e.to_string()),
+        ),
+        Some(Command::Wait(wait)) => (
+            "wait",
+            remora_proxy::hooks::wait(wait).map_err(|e| e.to_string()),
+        ),
+        Some(Command::Drain(drain)) => (
+            "drain",
+            remora_proxy::hooks::drain(drain).map_err(|e| e.to_string()),
+        ),
+        None => ("", Ok(())),
+    };
+    if args.command.is_some() {
+        if let Err(error) = outcome {
+            eprintln!("remora-proxy {name}: {error}");
             std::process::exit(1);
         }
         return Ok(());
     }
-    let bootstrap_path = args
-        .bootstrap
-        .context("--bootstrap is required to run the proxy")?;
+    let bootstrap = match (args.bootstrap, args.bootstrap_from_env) {
+        (Some(_), true) => anyhow::bail!(
+            "give --bootstrap FILE or REMORA_BOOTSTRAP_FROM_ENV=1, not both"
+        ),
+        (Some(path), false) => Some(path),
+        (None, true) => None,
+        (None, false) => anyhow::bail!(
+            "give --bootstrap FILE, or set REMORA_BOOTSTRAP_FROM_ENV=1 to read the bootstrap from environment variables"
+        ),
+    };
     let log_filter = init_tracing();
-    let bootstrap = Bootstrap::load(&bootstrap_path)?;
+    let bootstrap = match bootstrap {
+        Some(path) => Bootstrap::load(&path)?,
+        None => Bootstrap::from_env(|name| std::env::var(name).ok())?,
+    };
     let runtime = match args.threads {
         1 => tokio::runtime::Builder::new_current_thread()
             .enable_all()
@@ -87,7 +133,7 @@ fn main() -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Logs to stderr, filtered by `RUST_LOG` (`info` by default). `Targets` reads the
+/// Logs to stderr, filtered by `REMORA_LOG`, else `RUST_LOG` (`info` by default). `Targets` reads the
 /// usual `level,crate=level` syntax without pulling a regex engine into the binary:
 /// every page of code counts against the proxy's memory. The filter can be changed
 /// later through the returned setter (the admin port's `POST /logging`).
@@ -95,12 +141,15 @@ fn init_tracing() -> remora_proxy::admin::LogFilter {
     use tracing_subscriber::filter::Targets;
     use tracing_subscriber::prelude::*;
     let default = || Targets::new().with_default(tracing::Level::INFO);
-    let filter = match std::env::var("RUST_LOG") {
-        Ok(spec) => spec.parse::<Targets>().unwrap_or_else(|error| {
-            eprintln!("remora-proxy: ignoring RUST_LOG={spec:?}: {error}");
+    let found = ["REMORA_LOG", "RUST_LOG"]
+        .into_iter()
+        .find_map(|name| std::env::var(name).ok().map(|spec| (name, spec)));
+    let filter = match found {
+        Some((name, spec)) => spec.parse::<Targets>().unwrap_or_else(|error| {
+            eprintln!("remora-proxy: ignoring {name}={spec:?}: {error}");
             default()
         }),
-        Err(_) => default(),
+        None => default(),
     };
     let (filter, handle) = tracing_subscriber::reload::Layer::new(filter);
     tracing_subscriber::registry()

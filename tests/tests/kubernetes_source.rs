@@ -236,7 +236,7 @@ fn is_watch(request: &serde_json::Value) -> bool {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn watches_relist_after_410_and_the_config_outlives_an_api_server_outage() {
-    let mut double = KubeDouble::start();
+    let double = KubeDouble::start();
     let root = tempfile::tempdir().unwrap();
     let (cp, _app, web) = mesh(&double, root.path()).await;
 

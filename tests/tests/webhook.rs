@@ -170,10 +170,10 @@ async fn the_webhook_answers_a_review_over_tls_with_a_patch_that_injects() {
 
     let (status, text) = answer(curl(&hook, SERVICE_NAME, &body, &[]));
     assert_eq!(status, 200, "{text}\n{}", hook.process.logs());
-    let review: Value = serde_json::from_str(&text).unwrap();
-    assert_eq!(review["apiVersion"], "admission.k8s.io/v1");
-    assert_eq!(review["kind"], "AdmissionReview");
-    let response = &review["response"];
+    let answered: Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(answered["apiVersion"], "admission.k8s.io/v1");
+    assert_eq!(answered["kind"], "AdmissionReview");
+    let response = &answered["response"];
     assert_eq!(response["uid"], "3f2d6c1e-8a51-4f0e-b7d2-0c9e8f7a6b5d");
     assert_eq!(response["allowed"], true);
     assert_eq!(response["patchType"], "JSONPatch");

@@ -271,12 +271,19 @@ impl ControlPlane {
             writes,
             certificates: certificates.clone(),
         };
-        let identity = crate::identity::IdentityService::new(
+        let mut identity = crate::identity::IdentityService::new(
             self.ca.clone(),
             crate::identity::TokenStore::new(&self.options.data_dir),
             self.options.leaf_ttl,
         )
         .recording(certificates);
+        // In a cluster, pods prove who they are with their service-account
+        // token; bootstrap tokens keep working for VMs joining the mesh.
+        if let Some(client) = &self.kube {
+            identity = identity.with_token_review(std::sync::Arc::new(
+                crate::kubernetes::tokenreview::TokenReviewer::new(client.clone()),
+            ));
+        }
         let api = tokio::spawn(api::serve(self.api, api_state, stop_rx.clone()));
         let webhook = match (self.webhook, &self.options.webhook) {
             (Some((listener, _)), Some(options)) => Some(crate::webhook::spawn(

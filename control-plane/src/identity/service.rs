@@ -1,5 +1,11 @@
 //! The `remora.identity.v1.Identity` gRPC service: a token's grant must be exactly
 //! the identity the CSR asks for.
+//!
+//! Two kinds of token grant an identity: bootstrap tokens (`rmt_...`, minted
+//! by `remora token create`, checked against the data directory: VMs and
+//! laptops) and, when the control plane runs with `--kubernetes`, a pod's
+//! projected service-account token, checked by the API server (TokenReview,
+//! see [`crate::kubernetes::tokenreview`]).
 
 use std::sync::Arc;
 use std::time::{Duration, UNIX_EPOCH};
@@ -9,8 +15,9 @@ use remora_proto::identity::{CertifyRequest, CertifyResponse};
 use tonic::{Request, Response, Status};
 
 use super::issued::{Issued, IssuedCertificates};
-use super::tokens::{TokenError, TokenStore};
+use super::tokens::{Grant, TokenError, TokenStore, PREFIX};
 use crate::ca::{CaError, CertificateAuthority, SpiffeId};
+use crate::kubernetes::tokenreview::{ReviewError, TokenReviewer};
 use crate::xds::XdsPeer;
 
 pub struct IdentityService {
@@ -19,6 +26,8 @@ pub struct IdentityService {
     leaf_ttl: Duration,
     /// What was issued to whom, for `remora status`.
     issued: Arc<IssuedCertificates>,
+    /// With `--kubernetes`: service-account tokens, reviewed by the API server.
+    reviewer: Option<Arc<TokenReviewer>>,
 }
 
 impl IdentityService {
@@ -28,7 +37,14 @@ impl IdentityService {
             tokens,
             leaf_ttl,
             issued: Arc::default(),
+            reviewer: None,
         }
+    }
+
+    /// Also accepts service-account tokens, as `reviewer` judges them.
+    pub fn with_token_review(mut self, reviewer: Arc<TokenReviewer>) -> Self {
+        self.reviewer = Some(reviewer);
+        self
     }
 
     /// Records every certificate issued in `issued`.
@@ -41,21 +57,12 @@ impl IdentityService {
         IdentityServer::new(self)
     }
 
-    fn issue(&self, req: &CertifyRequest, peer: &XdsPeer) -> Result<CertifyResponse, Status> {
+    async fn issue(&self, req: &CertifyRequest, peer: &XdsPeer) -> Result<CertifyResponse, Status> {
         let identity: SpiffeId = req
             .identity
             .parse()
             .map_err(|e: crate::ca::InvalidSpiffeId| Status::invalid_argument(e.to_string()))?;
-        let grant = self.tokens.verify(&req.token).map_err(|e| match e {
-            TokenError::Unknown | TokenError::Expired => Status::unauthenticated(e.to_string()),
-            TokenError::AdminForWorkload | TokenError::NotAdmin => {
-                Status::permission_denied(e.to_string())
-            }
-            TokenError::Store { .. } => {
-                tracing::error!(error = %e, "cannot read the token store");
-                Status::internal("token store unavailable")
-            }
-        })?;
+        let grant = self.grant(&req.token, &identity).await?;
         let granted = SpiffeId {
             trust_domain: self.ca.trust_domain().to_owned(),
             namespace: grant.namespace,
@@ -101,6 +108,44 @@ impl IdentityService {
     }
 }
 
+impl IdentityService {
+    /// What `token` grants: a bootstrap token from the store; any other token,
+    /// when running in Kubernetes, from the API server's review.
+    async fn grant(&self, token: &str, asked: &SpiffeId) -> Result<Grant, Status> {
+        let reviewer = match &self.reviewer {
+            Some(reviewer) if !token.starts_with(PREFIX) => reviewer,
+            _ => return self.tokens.verify(token).map_err(bootstrap_refusal),
+        };
+        match reviewer.review(token).await {
+            Ok(account) => Ok(Grant {
+                namespace: account.namespace,
+                service_account: account.name,
+            }),
+            Err(error @ ReviewError::Api(_)) => {
+                tracing::warn!(%error, identity = %asked, "cannot review a service-account token");
+                Err(Status::unavailable(error.to_string()))
+            }
+            Err(error) => {
+                tracing::warn!(%error, identity = %asked, "certificate refused: the service-account token");
+                Err(Status::unauthenticated(error.to_string()))
+            }
+        }
+    }
+}
+
+fn bootstrap_refusal(e: TokenError) -> Status {
+    match e {
+        TokenError::Unknown | TokenError::Expired => Status::unauthenticated(e.to_string()),
+        TokenError::AdminForWorkload | TokenError::NotAdmin => {
+            Status::permission_denied(e.to_string())
+        }
+        TokenError::Store { .. } => {
+            tracing::error!(error = %e, "cannot read the token store");
+            Status::internal("token store unavailable")
+        }
+    }
+}
+
 #[tonic::async_trait]
 impl Identity for IdentityService {
     async fn certify(
@@ -112,6 +157,8 @@ impl Identity for IdentityService {
             .get::<XdsPeer>()
             .cloned()
             .unwrap_or_default();
-        self.issue(request.get_ref(), &peer).map(Response::new)
+        self.issue(request.get_ref(), &peer)
+            .await
+            .map(Response::new)
     }
 }

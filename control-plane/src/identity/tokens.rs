@@ -13,7 +13,8 @@ use ring::rand::{SecureRandom, SystemRandom};
 use serde::{Deserialize, Serialize};
 
 pub const TOKENS_FILE: &str = "tokens.json";
-const PREFIX: &str = "rmt_";
+/// Every bootstrap token starts with it: anything else is not looked up here.
+pub(super) const PREFIX: &str = "rmt_";
 
 /// What a token grants: one namespace and service account.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -26,6 +26,9 @@ pub const PROXY_CPU_REQUEST: &str = "remora.io/proxy-cpu-request";
 pub const PROXY_CPU_LIMIT: &str = "remora.io/proxy-cpu-limit";
 pub const PROXY_MEMORY_REQUEST: &str = "remora.io/proxy-memory-request";
 pub const PROXY_MEMORY_LIMIT: &str = "remora.io/proxy-memory-limit";
+/// The Service the pod's proxy serves (a DNS label). Without it: the pod's
+/// label `app.kubernetes.io/name`, else `app`, else the workload's name.
+pub const SERVICE: &str = "remora.io/service";
 /// Written by injection: the version that injected the pod.
 pub const INJECTED: &str = "remora.io/injected";
 
@@ -45,6 +48,8 @@ pub(super) struct PodOptions {
     pub skip_outbound_cidrs: Vec<String>,
     pub opaque_ports: Vec<u16>,
     pub resources: ProxyResources,
+    /// `remora.io/service`, checked.
+    pub service: Option<String>,
 }
 
 /// An annotation whose value is wrong, and why.
@@ -85,7 +90,19 @@ pub(super) fn read(
                 )),
             }
         };
+    let service = match value(SERVICE)?.map(str::trim) {
+        None => None,
+        Some(name) if is_dns_label(name) => Some(name.to_owned()),
+        Some(name) => {
+            return Err(wrong(
+                SERVICE,
+                name,
+                "is not a Service name (a lowercase DNS label: a-z, 0-9, -)",
+            ))
+        }
+    };
     Ok(Some(PodOptions {
+        service,
         mode,
         skip_inbound_ports: port_list(SKIP_INBOUND_PORTS)?,
         skip_outbound_ports: port_list(SKIP_OUTBOUND_PORTS)?,
@@ -187,6 +204,17 @@ fn check_cidr(text: &str) -> Result<(), String> {
     }
 }
 
+/// What Kubernetes accepts as a Service's name (RFC 1035 label, at most 63).
+pub(super) fn is_dns_label(text: &str) -> bool {
+    !text.is_empty()
+        && text.len() <= 63
+        && text
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && text.starts_with(|c: char| c.is_ascii_lowercase())
+        && !text.ends_with('-')
+}
+
 /// A Kubernetes resource quantity in its usual forms: a decimal number with an
 /// optional suffix (`m`, `k`, `M`, `G`, ..., `Ki`, `Mi`, `Gi`, ...).
 /// Exponent forms (`1e3`) are rare and refused.
@@ -255,6 +283,8 @@ mod tests {
             (SKIP_OUTBOUND_CIDRS, "10.0.0.0/33"),
             (SKIP_OUTBOUND_CIDRS, "db.internal"),
             (PROXY_MEMORY_LIMIT, "64MB"),
+            (SERVICE, "Orders"),
+            (SERVICE, "orders.shop"),
         ];
         for (key, value) in cases {
             let a = annotations(&[(key, value)]);

@@ -14,10 +14,12 @@
 //! - `sidecar`: the containers and annotations added, and taking them out.
 //! - `documents`: multi-document YAML text in and out, for the CLI.
 //!
-//! Not here yet: the bootstrap the proxy needs (the proxy reads its identity,
-//! control plane and admin address only from a `--bootstrap` file, and nothing
-//! provides that file in the pod yet), the webhook, and the manifests that
-//! install the control plane.
+//! The proxy in the pod reads its bootstrap from environment variables
+//! (`REMORA_BOOTSTRAP_FROM_ENV`): the Service name is written literally (see
+//! [`SERVICE`]), the pod's name, namespace, IP and service account come from
+//! the downward API, and it proves its identity with a projected
+//! service-account token (audience `remora`) mounted from the `remora-token`
+//! volume.
 // An error names the object and the annotation or field in full; it is
 // made once per bad manifest, off any hot path, so its size does not matter.
 #![allow(clippy::result_large_err)]
@@ -36,11 +38,11 @@ use serde_yaml_ng::{Mapping, Value};
 
 pub use annotations::{
     INJECT, INJECTED, OPAQUE_PORTS, PROXY_CPU_LIMIT, PROXY_CPU_REQUEST, PROXY_MEMORY_LIMIT,
-    PROXY_MEMORY_REQUEST, SIDECAR_MODE, SKIP_INBOUND_PORTS, SKIP_OUTBOUND_CIDRS,
+    PROXY_MEMORY_REQUEST, SERVICE, SIDECAR_MODE, SKIP_INBOUND_PORTS, SKIP_OUTBOUND_CIDRS,
     SKIP_OUTBOUND_PORTS,
 };
 pub use documents::{rewrite, Direction, DocumentError};
-pub use sidecar::{ADMIN_PORT, INIT_NAME, PROXY_NAME};
+pub use sidecar::{ADMIN_PORT, INIT_NAME, PROXY_NAME, TOKEN_AUDIENCE, TOKEN_VOLUME};
 
 /// What injection needs to know that is not in the manifest.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -54,7 +56,18 @@ pub struct InjectSettings {
     pub proxy_uid: u32,
     /// The proxy's requests and limits when no annotation overrides them.
     pub resources: ProxyResources,
+    /// The mesh's trust bundle (PEM), written as `REMORA_TRUST_BUNDLE`: the
+    /// proxy's first certificate request (which carries its token) then goes
+    /// over TLS to a control plane it verified. `None`: the proxy asks in
+    /// plaintext and warns.
+    pub trust_bundle: Option<String>,
+    /// Where proxies reach the control plane (`REMORA_CONTROL_PLANE`):
+    /// `host:port`, resolved by the proxy at start.
+    pub control_plane: String,
 }
+
+/// The control plane's Service as `remora install` creates it.
+pub const DEFAULT_CONTROL_PLANE: &str = "remora.remora-system.svc:7700";
 
 impl InjectSettings {
     /// The defaults for this build: image `remora-proxy:VERSION`, uid 1337.
@@ -64,6 +77,8 @@ impl InjectSettings {
             version: version.to_owned(),
             proxy_uid: 1337,
             resources: ProxyResources::default(),
+            trust_bundle: None,
+            control_plane: DEFAULT_CONTROL_PLANE.to_owned(),
         }
     }
 }

@@ -8,11 +8,19 @@
 //!   and a Job still finishes. In classic mode the first regular container,
 //!   whose `postStart` hook holds the next containers until `/ready` answers and
 //!   whose `preStop` hook drains it (`POST /shutdown`) and waits for it to exit.
+//! - The `remora-token` volume: the pod's service-account token projected
+//!   with audience `remora` (an hour, rotated by the kubelet), mounted
+//!   read-only into the proxy, which presents it for its certificates.
 //! - Pod annotations: `prometheus.io/*` for scraping the admin port's
 //!   `/metrics`, and `remora.io/injected: VERSION`.
 //!
-//! The classic hooks run `/bin/sh` and `wget` inside the proxy's image (there is
-//! no `remora-proxy wait` command yet).
+//! The proxy's bootstrap is its environment (`REMORA_BOOTSTRAP_FROM_ENV=1`):
+//! the Service name written here, the control plane and trust bundle from the
+//! settings, the app's port from its first container port, and the pod's name,
+//! namespace, IP and service account from the downward API.
+//!
+//! The classic hooks run `remora-proxy wait` and `remora-proxy drain` inside
+//! the proxy's image: no shell or `wget` needed.
 
 use serde_yaml_ng::{Mapping, Value};
 
@@ -26,6 +34,15 @@ pub const INIT_NAME: &str = "remora-init";
 pub const PROXY_NAME: &str = "remora-proxy";
 /// The proxy's admin port (the proxy's default): probes, `/metrics`, drain.
 pub const ADMIN_PORT: u16 = 7900;
+/// The projected service-account token's volume, and where the proxy finds it
+/// (the proxy's default `REMORA_TOKEN_FILE` is `TOKEN_DIR/token`).
+pub const TOKEN_VOLUME: &str = "remora-token";
+const TOKEN_DIR: &str = "/var/run/secrets/remora";
+/// The audience of the proxy's token: the control plane's TokenReview asks for
+/// it, so a token made for another audience cannot get a certificate.
+pub const TOKEN_AUDIENCE: &str = "remora";
+/// How long each projected token lives; the kubelet renews it at 80%.
+const TOKEN_SECONDS: i64 = 3600;
 
 const SCRAPE: &str = "prometheus.io/scrape";
 const SCRAPE_PORT: &str = "prometheus.io/port";
@@ -42,6 +59,11 @@ pub(super) fn inject(
         .get("metadata")
         .and_then(|m| m.get("annotations"))
         .and_then(Value::as_mapping);
+    let labels = template
+        .get("metadata")
+        .and_then(|m| m.get("labels"))
+        .and_then(Value::as_mapping)
+        .cloned();
     let options = match annotations::read(found, &settings.resources) {
         Ok(Some(options)) => options,
         Ok(None) => return Ok(()),
@@ -63,7 +85,16 @@ pub(super) fn inject(
     if !spec.get("containers").is_some_and(Value::is_sequence) {
         return Err(site.field_error("spec.containers", "is not a list of containers"));
     }
-    let proxy = proxy_container(settings, &options);
+    let pod = Pod {
+        service: options
+            .service
+            .clone()
+            .unwrap_or_else(|| service_from_labels(site, labels.as_ref())),
+        app_port: first_container_port(spec),
+    };
+    let proxy = proxy_container(settings, &options, &pod);
+    let volumes = child_list(site, spec, "volumes", "spec.volumes")?;
+    volumes.push(token_volume());
     let inits = child_list(site, spec, "initContainers", "spec.initContainers")?;
     inits.insert(0, init_container(settings, &options));
     match options.mode {
@@ -99,13 +130,18 @@ pub(super) fn uninject(site: &Site, template: &mut Mapping) -> Result<(), super:
                 list.retain(|c| !ours(c));
             }
         }
-        // Only what injection created: an app's own (empty) list stays.
-        if spec
-            .get("initContainers")
-            .and_then(Value::as_sequence)
-            .is_some_and(Vec::is_empty)
-        {
-            spec.shift_remove("initContainers");
+        if let Some(volumes) = spec.get_mut("volumes").and_then(Value::as_sequence_mut) {
+            volumes.retain(|v| v.get("name").and_then(Value::as_str) != Some(TOKEN_VOLUME));
+        }
+        // Lists left empty were made by injection.
+        for key in ["initContainers", "volumes"] {
+            if spec
+                .get(key)
+                .and_then(Value::as_sequence)
+                .is_some_and(Vec::is_empty)
+            {
+                spec.shift_remove(key);
+            }
         }
     } else if template.get("spec").is_some() {
         return Err(site.field_error("spec", "is not a mapping"));
@@ -190,19 +226,97 @@ fn init_container(settings: &InjectSettings, options: &PodOptions) -> Value {
     ])
 }
 
+/// What the proxy's bootstrap needs from the pod template itself.
+struct Pod {
+    /// The Service the proxy serves.
+    service: String,
+    /// The app's first container port: where inbound HTTP goes.
+    app_port: Option<u16>,
+}
+
+/// The Service's name when no `remora.io/service` says: the labels workloads
+/// usually carry it in, else the workload's own name. An environment
+/// variable's `fieldRef` cannot pick a label by a key chosen per pod, so the
+/// name is written literally.
+fn service_from_labels(site: &Site, labels: Option<&Mapping>) -> String {
+    let label = |key: &str| {
+        labels
+            .and_then(|l| l.get(key))
+            .and_then(Value::as_str)
+            .map(str::trim)
+            .filter(|v| !v.is_empty())
+    };
+    match label("app.kubernetes.io/name").or_else(|| label("app")) {
+        Some(name) => name.to_owned(),
+        // A `generateName` prefix ends in `-`.
+        None => site.object.name.trim_end_matches('-').to_owned(),
+    }
+}
+
+/// The first TCP `containerPort` of the app's containers.
+fn first_container_port(spec: &Mapping) -> Option<u16> {
+    spec.get("containers")?
+        .as_sequence()?
+        .iter()
+        .filter(|c| c.get("name").and_then(Value::as_str) != Some(PROXY_NAME))
+        .filter_map(|c| c.get("ports").and_then(Value::as_sequence))
+        .flatten()
+        .filter(|p| {
+            p.get("protocol")
+                .and_then(Value::as_str)
+                .is_none_or(|proto| proto == "TCP")
+        })
+        .find_map(|p| p.get("containerPort").and_then(Value::as_u64))
+        .and_then(|port| u16::try_from(port).ok())
+        .filter(|port| *port != 0)
+}
+
+/// The pod's service-account token for audience `remora`, as a file.
+fn token_volume() -> Value {
+    map([
+        ("name", TOKEN_VOLUME.into()),
+        (
+            "projected",
+            map([(
+                "sources",
+                vec![map([(
+                    "serviceAccountToken",
+                    map([
+                        ("audience", TOKEN_AUDIENCE.into()),
+                        ("expirationSeconds", TOKEN_SECONDS.into()),
+                        ("path", "token".into()),
+                    ]),
+                )])]
+                .into(),
+            )]),
+        ),
+    ])
+}
+
 /// The proxy's container, native or classic.
-fn proxy_container(settings: &InjectSettings, options: &PodOptions) -> Value {
+fn proxy_container(settings: &InjectSettings, options: &PodOptions, pod: &Pod) -> Value {
     let mut env = vec![
+        value_env("REMORA_BOOTSTRAP_FROM_ENV", "1"),
+        value_env("REMORA_SERVICE", &pod.service),
+        value_env("REMORA_CONTROL_PLANE", &settings.control_plane),
+    ];
+    if let Some(bundle) = &settings.trust_bundle {
+        env.push(value_env("REMORA_TRUST_BUNDLE", bundle));
+    }
+    if let Some(port) = pod.app_port {
+        env.push(value_env("REMORA_APP", &format!("127.0.0.1:{port}")));
+    }
+    env.extend([
         field_env("POD_NAME", "metadata.name"),
         field_env("POD_NAMESPACE", "metadata.namespace"),
         field_env("POD_IP", "status.podIP"),
         field_env("SERVICE_ACCOUNT", "spec.serviceAccountName"),
-    ];
+    ]);
     if !options.opaque_ports.is_empty() {
-        env.push(map([
-            ("name", "REMORA_OPAQUE_PORTS".into()),
-            ("value", join(&options.opaque_ports).into()),
-        ]));
+        env.push(value_env(
+            "REMORA_OPAQUE_PORTS",
+            &join(&options.opaque_ports),
+        ));
     }
     let ready = || {
         map([
@@ -228,6 +342,15 @@ fn proxy_container(settings: &InjectSettings, options: &PodOptions) -> Value {
         .into(),
     );
     set("env", env.into());
+    set(
+        "volumeMounts",
+        vec![map([
+            ("name", TOKEN_VOLUME.into()),
+            ("mountPath", TOKEN_DIR.into()),
+            ("readOnly", true.into()),
+        ])]
+        .into(),
+    );
     set("resources", resources(&options.resources));
     set(
         "securityContext",
@@ -261,22 +384,16 @@ fn proxy_container(settings: &InjectSettings, options: &PodOptions) -> Value {
 /// Classic mode: hold the app until the proxy is ready; on the way out, drain
 /// the proxy and wait until it has exited.
 fn classic_hooks() -> Value {
-    let admin = format!("http://127.0.0.1:{ADMIN_PORT}");
-    let wait_ready = format!("until wget -q -O /dev/null {admin}/ready; do sleep 1; done");
-    let drain = format!(
-        "wget -q -O /dev/null --post-data= {admin}/shutdown; \
-         while wget -q -O /dev/null {admin}/live; do sleep 1; done"
-    );
-    let exec = |script: String| {
+    let exec = |command: &str| {
         map([(
             "exec",
             map([(
                 "command",
-                vec![Value::from("/bin/sh"), "-c".into(), script.into()].into(),
+                vec![Value::from("remora-proxy"), command.into()].into(),
             )]),
         )])
     };
-    map([("postStart", exec(wait_ready)), ("preStop", exec(drain))])
+    map([("postStart", exec("wait")), ("preStop", exec("drain"))])
 }
 
 fn resources(r: &ProxyResources) -> Value {
@@ -300,6 +417,10 @@ fn resources(r: &ProxyResources) -> Value {
         out.insert("limits".into(), limits.into());
     }
     Value::Mapping(out)
+}
+
+fn value_env(name: &str, value: &str) -> Value {
+    map([("name", name.into()), ("value", value.into())])
 }
 
 fn field_env(name: &str, path: &str) -> Value {

@@ -37,7 +37,61 @@ fn settings() -> InjectSettings {
         version: "test".into(),
         proxy_uid: 1337,
         resources: ProxyResources::default(),
+        trust_bundle: None,
+        control_plane: DEFAULT_CONTROL_PLANE.into(),
     }
+}
+
+/// The proxy container's `env` of the (only) pod template in `doc`, as
+/// `name -> value` (`valueFrom` ones as `fieldRef:PATH`).
+fn proxy_env(doc: &Value) -> Vec<(String, String)> {
+    let spec = &doc["spec"]["template"]["spec"];
+    let proxy = spec["initContainers"]
+        .as_sequence()
+        .into_iter()
+        .chain(spec["containers"].as_sequence())
+        .flatten()
+        .find(|c| c["name"].as_str() == Some(PROXY_NAME))
+        .expect("a proxy container");
+    proxy["env"]
+        .as_sequence()
+        .expect("env")
+        .iter()
+        .map(|e| {
+            let name = e["name"].as_str().unwrap_or_default().to_owned();
+            let value = match e["value"].as_str() {
+                Some(v) => v.to_owned(),
+                None => format!(
+                    "fieldRef:{}",
+                    e["valueFrom"]["fieldRef"]["fieldPath"]
+                        .as_str()
+                        .unwrap_or_default()
+                ),
+            };
+            (name, value)
+        })
+        .collect()
+}
+
+fn env_value(doc: &Value, name: &str) -> Option<String> {
+    proxy_env(doc)
+        .into_iter()
+        .find(|(n, _)| n == name)
+        .map(|(_, v)| v)
+}
+
+fn deployment(labels: &str, annotations: &str) -> Value {
+    let text = format!(
+        "apiVersion: apps/v1
+kind: Deployment
+metadata: {{name: orders-v2, namespace: shop}}
+spec:
+  template:
+    metadata: {{labels: {{{labels}}}, annotations: {{{annotations}}}}}
+    spec: {{containers: [{{name: app, ports: [{{containerPort: 9090}}]}}]}}
+"
+    );
+    documents(&text).remove(0)
 }
 
 fn path(case: &str, suffix: &str) -> PathBuf {
@@ -111,6 +165,78 @@ fn a_new_version_replaces_the_old_sidecar() {
     let old = inject(doc.clone(), &InjectSettings::new("0.1.0")).unwrap();
     let new = inject(old, &settings()).unwrap();
     assert_eq!(new, inject(doc, &settings()).unwrap());
+}
+
+#[test]
+fn the_service_name_comes_from_the_annotation_then_the_labels_then_the_name() {
+    let service = |labels: &str, annotations: &str| {
+        let doc = inject(deployment(labels, annotations), &settings()).unwrap();
+        env_value(&doc, "REMORA_SERVICE").unwrap()
+    };
+    let both = "app.kubernetes.io/name: orders-api, app: orders";
+    assert_eq!(service(both, "remora.io/service: orders"), "orders");
+    assert_eq!(service(both, ""), "orders-api");
+    assert_eq!(service("app: orders", ""), "orders");
+    assert_eq!(service("tier: web", ""), "orders-v2", "the workload's name");
+}
+
+#[test]
+fn the_proxy_gets_its_bootstrap_from_the_environment() {
+    let mut with_bundle = settings();
+    with_bundle.trust_bundle = Some("-----BEGIN CERTIFICATE-----\n...".into());
+    with_bundle.control_plane = "remora.mesh.svc:7700".into();
+    let doc = inject(deployment("app: orders", ""), &with_bundle).unwrap();
+    let env = proxy_env(&doc);
+    let names: Vec<&str> = env.iter().map(|(n, _)| n.as_str()).collect();
+    assert_eq!(
+        names,
+        [
+            "REMORA_BOOTSTRAP_FROM_ENV",
+            "REMORA_SERVICE",
+            "REMORA_CONTROL_PLANE",
+            "REMORA_TRUST_BUNDLE",
+            "REMORA_APP",
+            "POD_NAME",
+            "POD_NAMESPACE",
+            "POD_IP",
+            "SERVICE_ACCOUNT",
+        ]
+    );
+    assert_eq!(
+        env_value(&doc, "REMORA_CONTROL_PLANE").unwrap(),
+        "remora.mesh.svc:7700"
+    );
+    assert_eq!(env_value(&doc, "REMORA_APP").unwrap(), "127.0.0.1:9090");
+    assert!(env_value(&doc, "REMORA_TRUST_BUNDLE")
+        .unwrap()
+        .starts_with("-----BEGIN CERTIFICATE-----"));
+    // The token the proxy presents: projected for the control plane only.
+    let spec = &doc["spec"]["template"]["spec"];
+    let token = spec["volumes"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .find(|v| v["name"].as_str() == Some(TOKEN_VOLUME))
+        .expect("the token volume");
+    let projected = &token["projected"]["sources"][0]["serviceAccountToken"];
+    assert_eq!(projected["audience"].as_str(), Some(TOKEN_AUDIENCE));
+    assert_eq!(projected["path"].as_str(), Some("token"));
+}
+
+#[test]
+fn the_apps_own_volumes_stay_and_only_the_token_volume_goes() {
+    let doc = documents(
+        "apiVersion: v1\nkind: Pod\nmetadata: {name: web}\n\
+         spec: {containers: [{name: web}], volumes: [{name: data, emptyDir: {}}]}\n",
+    )
+    .remove(0);
+    let injected = inject(doc.clone(), &settings()).unwrap();
+    let volumes = injected["spec"]["volumes"].as_sequence().unwrap();
+    assert_eq!(volumes.len(), 2);
+    assert_eq!(volumes[0]["name"].as_str(), Some("data"));
+    assert_eq!(volumes[1]["name"].as_str(), Some(TOKEN_VOLUME));
+    assert_eq!(inject(injected.clone(), &settings()).unwrap(), injected);
+    assert_eq!(uninject(injected).unwrap(), doc);
 }
 
 #[test]

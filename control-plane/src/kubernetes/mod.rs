@@ -17,6 +17,7 @@ mod status; //    problems -> HTTPRoute and CRD status (pure)
 mod watch; //     one watch per kind (list, watch, bookmarks, 410 relist, backoff)
 mod writer; //    the status writer task: patches the status subresource
 pub mod endpoints; // EndpointSlices + Pods + Service selectors -> mesh endpoints
+pub mod tokenreview; // proxies' service-account tokens, checked by the API server
 
 pub use client::{connect, KubeError, KubernetesOptions, DEFAULT_NAMESPACE};
 pub use kinds::CONTROLLER_NAME;

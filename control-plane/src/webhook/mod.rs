@@ -117,8 +117,14 @@ pub fn spawn(
         image = %options.settings.image,
         "admission webhook serving POST {PATH}"
     );
+    // The proxy verifies the control plane from its first certificate request
+    // (which carries its token) with the CA this webhook knows.
+    let mut settings = options.settings.clone();
+    if settings.trust_bundle.is_none() {
+        settings.trust_bundle = Some(ca.trust_bundle_pem().to_owned());
+    }
     let policy = Arc::new(Policy {
-        settings: options.settings.clone(),
+        settings,
         own_namespace: options.namespace.clone(),
     });
     let bundle = kube.map(|client| {

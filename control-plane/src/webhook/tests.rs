@@ -20,6 +20,8 @@ fn policy() -> Policy {
             version: "test".into(),
             proxy_uid: 1337,
             resources: ProxyResources::default(),
+            trust_bundle: None,
+            control_plane: "remora.remora-system.svc:7700".into(),
         },
         own_namespace: "remora-system".into(),
     }
@@ -281,7 +283,7 @@ fn the_webhook_is_off_unless_given_an_address_and_injects_what_remora_inject_doe
     args.extend([
         "--webhook-addr",
         "0.0.0.0:8443",
-        "--webhook-namespace",
+        "--namespace",
         "mesh",
     ]);
     let webhook = options(&args).webhook.unwrap();
@@ -289,7 +291,9 @@ fn the_webhook_is_off_unless_given_an_address_and_injects_what_remora_inject_doe
         webhook.hosts().unwrap(),
         vec!["remora-webhook.mesh.svc".parse().unwrap()]
     );
-    assert_eq!(webhook.settings, crate::cli::inject_settings(None));
+    let mut expected = crate::cli::inject_settings(None);
+    expected.control_plane = "remora.mesh.svc:7700".into();
+    assert_eq!(webhook.settings, expected);
 
     args.extend([
         "--webhook-server-name",

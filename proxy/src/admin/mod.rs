@@ -41,10 +41,16 @@ pub struct Admin {
 pub type LogFilter = Arc<dyn Fn(&str) -> Result<(), String> + Send + Sync>;
 
 /// `/shutdown` and `/logging` change the proxy: only a caller on this machine may.
+/// Decided by the connection's peer address, never by a header, so it holds
+/// when the admin listens on the pod's IP for the kubelet's probes.
 fn is_local(req: &Request<Incoming>) -> bool {
-    req.extensions()
-        .get::<crate::http::Remote>()
-        .is_some_and(|r| r.0.ip().is_loopback())
+    is_local_peer(req.extensions().get::<crate::http::Remote>().map(|r| r.0))
+}
+
+/// A loopback peer; an unknown peer is not local. An IPv4-mapped IPv6 address
+/// is not loopback either: refused, which is the safe side.
+fn is_local_peer(peer: Option<std::net::SocketAddr>) -> bool {
+    peer.is_some_and(|p| p.ip().is_loopback())
 }
 
 impl Admin {
@@ -431,6 +437,18 @@ mod tests {
         ] {
             assert!(page.contains(path), "{path} missing:\n{page}");
         }
+    }
+
+    #[test]
+    fn only_a_loopback_peer_may_shut_down_or_change_logging() {
+        let peer = |a: &str| Some(a.parse().unwrap());
+        assert!(is_local_peer(peer("127.0.0.1:50000")));
+        assert!(is_local_peer(peer("[::1]:50000")));
+        // The kubelet, another pod, or another container calling the pod's IP.
+        assert!(!is_local_peer(peer("10.1.2.3:50000")));
+        assert!(!is_local_peer(peer("[fd00::3]:50000")));
+        assert!(!is_local_peer(peer("[::ffff:10.1.2.3]:50000")));
+        assert!(!is_local_peer(None), "no peer address: refused");
     }
 
     #[test]

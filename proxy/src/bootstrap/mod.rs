@@ -1,11 +1,17 @@
-//! The bootstrap file: who this proxy is, where its control plane is and where it
+//! The bootstrap: who this proxy is, where its control plane is and where it
 //! listens. Everything else arrives over xDS.
+//!
+//! It is read from a YAML file (`--bootstrap FILE`) or, in a Kubernetes pod,
+//! from environment variables ([`env`]: `REMORA_BOOTSTRAP_FROM_ENV=1`); both go
+//! through the same checks and defaults, and an error names the field or the
+//! variable.
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
+pub mod env;
 mod sidecar;
 pub use sidecar::{Sidecar, Upstream, DEFAULT_DETECT_TIMEOUT};
 
@@ -32,6 +38,12 @@ pub enum BootstrapError {
     Sidecar {
         path: PathBuf,
         field: String,
+        message: String,
+    },
+    /// A bootstrap from the environment: the variable that is wrong.
+    #[error("bootstrap from the environment: {variable}: {message}")]
+    Variable {
+        variable: &'static str,
         message: String,
     },
 }
@@ -99,7 +111,7 @@ pub const DEFAULT_REPORT_INTERVAL_MS: u64 = 2000;
 /// The share of new traces sampled when `tracing.sample_rate` is not given.
 pub const DEFAULT_SAMPLE_RATE: f64 = 0.01;
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawBootstrap {
     node_id: Option<String>,
@@ -155,209 +167,7 @@ impl Bootstrap {
                 path: path.to_owned(),
                 message: e.to_string(),
             })?;
-        let field_error = |field: &'static str, message: String| BootstrapError::Field {
-            path: path.to_owned(),
-            field,
-            message,
-        };
-        let addr = |field: &'static str, value: Option<String>, default: SocketAddr| match value {
-            None => Ok(default),
-            Some(v) => socket_addr(&v).map_err(|e| field_error(field, e)),
-        };
-        // Files the bootstrap names are found beside it, wherever the proxy runs.
-        let beside = |file: PathBuf| beside_bootstrap(path, file);
-        let service = match raw.service {
-            Some(s) if is_dns_label(&s) => s,
-            Some(s) => {
-                return Err(field_error(
-                    "service",
-                    format!("`{s}` is not a valid service name (lowercase DNS label)"),
-                ))
-            }
-            None => return Err(field_error("service", "is required".into())),
-        };
-        let namespace = match raw.namespace {
-            Some(ns) if is_dns_label(&ns) => ns,
-            Some(ns) => {
-                return Err(field_error(
-                    "namespace",
-                    format!("`{ns}` is not a valid namespace (lowercase DNS label)"),
-                ))
-            }
-            None => "default".to_owned(),
-        };
-        let loopback = |port| SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), port);
-        let app = match raw.app {
-            Some(v) => addr("app", Some(v), loopback(0))?,
-            None => return Err(field_error("app", "is required".into())),
-        };
-        let trust_domain = raw
-            .trust_domain
-            .unwrap_or_else(|| "cluster.local".to_owned());
-        let service_account = raw.service_account.unwrap_or_else(|| service.clone());
-        let identity = format!("spiffe://{trust_domain}/ns/{namespace}/sa/{service_account}");
-        if !is_dns_label(&service_account)
-            || trust_domain.is_empty()
-            || !trust_domain
-                .bytes()
-                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"._-".contains(&b))
-        {
-            return Err(field_error(
-                "service_account",
-                format!("`{identity}` is not a valid SPIFFE workload identity"),
-            ));
-        }
-        let token = match (raw.token, raw.token_file) {
-            (Some(_), Some(_)) => {
-                return Err(field_error(
-                    "token",
-                    "give `token` or `token_file`, not both".into(),
-                ))
-            }
-            (Some(t), None) => Some(TokenSource::Inline(t)),
-            (None, Some(f)) => Some(TokenSource::File(beside(f))),
-            (None, None) => None,
-        };
-        let trust_bundle = raw
-            .trust_bundle_file
-            .map(beside)
-            .map(|file| {
-                let pem = read_file(file.as_path()).map_err(|e| {
-                    field_error(
-                        "trust_bundle_file",
-                        format!("cannot read {}: {e}", file.display()),
-                    )
-                })?;
-                match crate::tls::count_certificates(&pem) {
-                    Ok(0) => Err(field_error(
-                        "trust_bundle_file",
-                        format!("{} holds no PEM certificate", file.display()),
-                    )),
-                    Ok(_) => Ok(crate::tls::TrustBundle { pem, file }),
-                    Err(e) => Err(field_error(
-                        "trust_bundle_file",
-                        format!("{}: {e}", file.display()),
-                    )),
-                }
-            })
-            .transpose()?;
-        let access_log = match raw.access_log.as_deref() {
-            None | Some("stdout") => Destination::Stdout,
-            Some("off") => Destination::Off,
-            Some("") => {
-                return Err(field_error(
-                    "access_log",
-                    "give stdout, off or a file path".into(),
-                ))
-            }
-            Some(path) => Destination::File(PathBuf::from(path)),
-        };
-        let tracing = raw
-            .tracing
-            .map(|t| {
-                let collector = t
-                    .collector
-                    .parse::<http::Uri>()
-                    .ok()
-                    .filter(|u| matches!(u.scheme_str(), Some("http")) && u.authority().is_some())
-                    .ok_or_else(|| {
-                        field_error(
-                            "tracing.collector",
-                            format!(
-                                "`{}` is not an http://host:port address of an OTLP/gRPC collector",
-                                t.collector
-                            ),
-                        )
-                    })?;
-                let sample_rate = t.sample_rate.unwrap_or(DEFAULT_SAMPLE_RATE);
-                if !(0.0..=1.0).contains(&sample_rate) {
-                    return Err(field_error(
-                        "tracing.sample_rate",
-                        format!("{sample_rate} is not a share between 0 and 1"),
-                    ));
-                }
-                Ok(crate::telemetry::trace::Settings {
-                    collector,
-                    sample_rate,
-                })
-            })
-            .transpose()?;
-        let metrics = match raw.metrics.as_deref() {
-            None | Some("on") => true,
-            Some("off") => false,
-            Some(other) => {
-                return Err(field_error("metrics", format!("`{other}`: give on or off")))
-            }
-        };
-        let limits = raw
-            .limits
-            .unwrap_or_default()
-            .resolve()
-            .map_err(|e| field_error("limits", format!("{}: {e}", e.field)))?;
-        let drain = raw
-            .drain
-            .unwrap_or_default()
-            .resolve()
-            .map_err(|e| field_error("drain", format!("{}: {e}", e.field)))?;
-        let raw_sidecar = sidecar::RawSidecar {
-            upstreams: raw.upstreams,
-            detect: raw.detect,
-            transparent: raw.transparent,
-            app_ports: raw.app_ports,
-        };
-        let sidecar = sidecar::resolve(raw_sidecar, &namespace).map_err(|(field, message)| {
-            BootstrapError::Sidecar {
-                path: path.to_owned(),
-                field,
-                message,
-            }
-        })?;
-        let state_dir = match raw.state_dir {
-            Some(dir) if dir.as_os_str().is_empty() => {
-                return Err(field_error(
-                    "state_dir",
-                    "give a folder, or leave the field out".into(),
-                ))
-            }
-            Some(dir) if dir.is_relative() => {
-                Some(path.parent().unwrap_or(Path::new("")).join(dir))
-            }
-            dir => dir,
-        };
-        Ok(Bootstrap {
-            state_dir,
-            drain,
-            sidecar,
-            limits,
-            metrics,
-            report_interval: std::time::Duration::from_millis(
-                raw.report_interval_ms.unwrap_or(DEFAULT_REPORT_INTERVAL_MS),
-            ),
-            tracing,
-            access_log,
-            trust_bundle,
-            trust_domain,
-            service_account,
-            token,
-            node_id: raw
-                .node_id
-                .unwrap_or_else(|| format!("{service}-{}", std::process::id())),
-            control_plane: addr("control_plane", raw.control_plane, loopback(7700))?,
-            app,
-            outbound: addr("outbound", raw.outbound, loopback(7001))?,
-            inbound: addr(
-                "inbound",
-                raw.inbound,
-                SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), 7002),
-            )?,
-            admin: addr("admin", raw.admin, loopback(7900))?,
-            advertise: raw
-                .advertise
-                .map(|v| addr("advertise", Some(v), loopback(0)))
-                .transpose()?,
-            service,
-            namespace,
-        })
+        resolve(raw, &Origin::File(path), read_file)
     }
 
     /// The address peers dial, given where the inbound listener actually bound.
@@ -371,6 +181,11 @@ impl Bootstrap {
 
     pub fn advertised_inbound(&self, bound: SocketAddr) -> SocketAddr {
         if let Some(a) = self.advertise {
+            // An address without a port (the pod's IP, with the inbound
+            // listener on port 0) takes the bound one.
+            if a.port() == 0 {
+                return SocketAddr::new(a.ip(), bound.port());
+            }
             return a;
         }
         if bound.ip().is_unspecified() {
@@ -379,6 +194,249 @@ impl Bootstrap {
             bound
         }
     }
+}
+
+/// Where a bootstrap came from: errors name the file's field, or the
+/// environment variable that set it; relative paths are taken from the file's
+/// folder, or from the working directory.
+enum Origin<'a> {
+    File(&'a Path),
+    Env(env::Names),
+}
+
+impl Origin<'_> {
+    fn field_error(&self, field: &'static str, message: String) -> BootstrapError {
+        match self {
+            Origin::File(path) => BootstrapError::Field {
+                path: path.to_path_buf(),
+                field,
+                message,
+            },
+            Origin::Env(names) => BootstrapError::Variable {
+                variable: names.variable(field),
+                message,
+            },
+        }
+    }
+
+    fn sidecar_error(&self, field: String, message: String) -> BootstrapError {
+        match self {
+            Origin::File(path) => BootstrapError::Sidecar {
+                path: path.to_path_buf(),
+                field,
+                message,
+            },
+            Origin::Env(names) => BootstrapError::Variable {
+                variable: names.variable(&field),
+                message,
+            },
+        }
+    }
+
+    /// Files a bootstrap file names are found beside it, wherever the proxy runs.
+    fn beside(&self, file: PathBuf) -> PathBuf {
+        match self {
+            Origin::File(path) => beside_bootstrap(path, file),
+            Origin::Env(_) => file,
+        }
+    }
+}
+
+/// The checks and defaults shared by the file and the environment.
+fn resolve(
+    raw: RawBootstrap,
+    origin: &Origin<'_>,
+    read_file: impl Fn(&Path) -> std::io::Result<String>,
+) -> Result<Bootstrap, BootstrapError> {
+    let field_error = |field: &'static str, message: String| origin.field_error(field, message);
+    let addr = |field: &'static str, value: Option<String>, default: SocketAddr| match value {
+        None => Ok(default),
+        Some(v) => socket_addr(&v).map_err(|e| field_error(field, e)),
+    };
+    let beside = |file: PathBuf| origin.beside(file);
+    let service = match raw.service {
+        Some(s) if is_dns_label(&s) => s,
+        Some(s) => {
+            return Err(field_error(
+                "service",
+                format!("`{s}` is not a valid service name (lowercase DNS label)"),
+            ))
+        }
+        None => return Err(field_error("service", "is required".into())),
+    };
+    let namespace = match raw.namespace {
+        Some(ns) if is_dns_label(&ns) => ns,
+        Some(ns) => {
+            return Err(field_error(
+                "namespace",
+                format!("`{ns}` is not a valid namespace (lowercase DNS label)"),
+            ))
+        }
+        None => "default".to_owned(),
+    };
+    let loopback = |port| SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), port);
+    let app = match raw.app {
+        Some(v) => addr("app", Some(v), loopback(0))?,
+        None => return Err(field_error("app", "is required".into())),
+    };
+    let trust_domain = raw
+        .trust_domain
+        .unwrap_or_else(|| "cluster.local".to_owned());
+    let service_account = raw.service_account.unwrap_or_else(|| service.clone());
+    let identity = format!("spiffe://{trust_domain}/ns/{namespace}/sa/{service_account}");
+    if !is_dns_label(&service_account)
+        || trust_domain.is_empty()
+        || !trust_domain
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"._-".contains(&b))
+    {
+        return Err(field_error(
+            "service_account",
+            format!("`{identity}` is not a valid SPIFFE workload identity"),
+        ));
+    }
+    let token = match (raw.token, raw.token_file) {
+        (Some(_), Some(_)) => {
+            return Err(field_error(
+                "token",
+                "give `token` or `token_file`, not both".into(),
+            ))
+        }
+        (Some(t), None) => Some(TokenSource::Inline(t)),
+        (None, Some(f)) => Some(TokenSource::File(beside(f))),
+        (None, None) => None,
+    };
+    let trust_bundle = raw
+        .trust_bundle_file
+        .map(beside)
+        .map(|file| {
+            let pem = read_file(file.as_path()).map_err(|e| {
+                field_error(
+                    "trust_bundle_file",
+                    format!("cannot read {}: {e}", file.display()),
+                )
+            })?;
+            match crate::tls::count_certificates(&pem) {
+                Ok(0) => Err(field_error(
+                    "trust_bundle_file",
+                    format!("{} holds no PEM certificate", file.display()),
+                )),
+                Ok(_) => Ok(crate::tls::TrustBundle { pem, file }),
+                Err(e) => Err(field_error(
+                    "trust_bundle_file",
+                    format!("{}: {e}", file.display()),
+                )),
+            }
+        })
+        .transpose()?;
+    let access_log = match raw.access_log.as_deref() {
+        None | Some("stdout") => Destination::Stdout,
+        Some("off") => Destination::Off,
+        Some("") => {
+            return Err(field_error(
+                "access_log",
+                "give stdout, off or a file path".into(),
+            ))
+        }
+        Some(path) => Destination::File(PathBuf::from(path)),
+    };
+    let tracing = raw
+        .tracing
+        .map(|t| {
+            let collector = t
+                .collector
+                .parse::<http::Uri>()
+                .ok()
+                .filter(|u| matches!(u.scheme_str(), Some("http")) && u.authority().is_some())
+                .ok_or_else(|| {
+                    field_error(
+                        "tracing.collector",
+                        format!(
+                            "`{}` is not an http://host:port address of an OTLP/gRPC collector",
+                            t.collector
+                        ),
+                    )
+                })?;
+            let sample_rate = t.sample_rate.unwrap_or(DEFAULT_SAMPLE_RATE);
+            if !(0.0..=1.0).contains(&sample_rate) {
+                return Err(field_error(
+                    "tracing.sample_rate",
+                    format!("{sample_rate} is not a share between 0 and 1"),
+                ));
+            }
+            Ok(crate::telemetry::trace::Settings {
+                collector,
+                sample_rate,
+            })
+        })
+        .transpose()?;
+    let metrics = match raw.metrics.as_deref() {
+        None | Some("on") => true,
+        Some("off") => false,
+        Some(other) => return Err(field_error("metrics", format!("`{other}`: give on or off"))),
+    };
+    let limits = raw
+        .limits
+        .unwrap_or_default()
+        .resolve()
+        .map_err(|e| field_error("limits", format!("{}: {e}", e.field)))?;
+    let drain = raw
+        .drain
+        .unwrap_or_default()
+        .resolve()
+        .map_err(|e| field_error("drain", format!("{}: {e}", e.field)))?;
+    let raw_sidecar = sidecar::RawSidecar {
+        upstreams: raw.upstreams,
+        detect: raw.detect,
+        transparent: raw.transparent,
+        app_ports: raw.app_ports,
+    };
+    let sidecar = sidecar::resolve(raw_sidecar, &namespace)
+        .map_err(|(field, message)| origin.sidecar_error(field, message))?;
+    let state_dir = match raw.state_dir {
+        Some(dir) if dir.as_os_str().is_empty() => {
+            return Err(field_error(
+                "state_dir",
+                "give a folder, or leave the field out".into(),
+            ))
+        }
+        Some(dir) => Some(origin.beside(dir)),
+        None => None,
+    };
+    Ok(Bootstrap {
+        state_dir,
+        drain,
+        sidecar,
+        limits,
+        metrics,
+        report_interval: std::time::Duration::from_millis(
+            raw.report_interval_ms.unwrap_or(DEFAULT_REPORT_INTERVAL_MS),
+        ),
+        tracing,
+        access_log,
+        trust_bundle,
+        trust_domain,
+        service_account,
+        token,
+        node_id: raw
+            .node_id
+            .unwrap_or_else(|| format!("{service}-{}", std::process::id())),
+        control_plane: addr("control_plane", raw.control_plane, loopback(7700))?,
+        app,
+        outbound: addr("outbound", raw.outbound, loopback(7001))?,
+        inbound: addr(
+            "inbound",
+            raw.inbound,
+            SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), 7002),
+        )?,
+        admin: addr("admin", raw.admin, loopback(7900))?,
+        advertise: raw
+            .advertise
+            .map(|v| addr("advertise", Some(v), loopback(0)))
+            .transpose()?,
+        service,
+        namespace,
+    })
 }
 
 /// `ip:port`, or `localhost:port` (as 127.0.0.1: apps listen on IPv4

@@ -64,8 +64,8 @@ pub(super) struct RawUpstream {
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct RawDetect {
-    timeout_ms: Option<u64>,
-    opaque_ports: Option<Vec<u16>>,
+    pub timeout_ms: Option<u64>,
+    pub opaque_ports: Option<Vec<u16>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
