@@ -539,7 +539,7 @@ pub struct ControlArgs {
     pub webhook_namespace: String,
     /// The proxy image the webhook injects (default: remora-proxy:VERSION,
     /// as remora inject).
-    #[arg(long, value_name = "IMAGE")]
+    #[arg(long, value_name = "IMAGE", env = "REMORA_PROXY_IMAGE")]
     pub proxy_image: Option<String>,
 }
 
