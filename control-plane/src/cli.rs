@@ -895,4 +895,35 @@ mod tests {
         assert!(parse(&["--kubernetes", "--config-dir", "cfg"]).is_err());
         assert_eq!(parse(&["--config-dir", "cfg"]).unwrap().kubernetes, None);
     }
+
+    #[test]
+    fn check_takes_a_file_or_kubernetes_and_install_its_flags() {
+        let check = |args: &[&str]| {
+            let mut all = vec!["remora", "check"];
+            all.extend_from_slice(args);
+            Cli::try_parse_from(all).map(|cli| match cli.command {
+                Command::Check(a) => a,
+                _ => panic!("not check"),
+            })
+        };
+        assert_eq!(
+            check(&["-f", "cfg"]).unwrap().path,
+            Some(PathBuf::from("cfg"))
+        );
+        let k = check(&["--kubernetes", "--context", "prod"]).unwrap();
+        assert!(k.kubernetes && k.path.is_none());
+        assert_eq!(k.namespace, crate::kubernetes::DEFAULT_NAMESPACE);
+        assert!(check(&[]).is_err(), "a file or --kubernetes");
+        assert!(check(&["-f", "cfg", "--kubernetes"]).is_err());
+        assert!(check(&["-f", "cfg", "--context", "prod"]).is_err());
+
+        let cli = Cli::try_parse_from(["remora", "install", "-n", "mesh", "--image", "r/remora:1"])
+            .unwrap();
+        let Command::Install(args) = cli.command else {
+            panic!("not install");
+        };
+        assert_eq!(args.namespace, "mesh");
+        assert_eq!(args.image.as_deref(), Some("r/remora:1"));
+        assert_eq!(args.proxy_image, None);
+    }
 }
