@@ -6,7 +6,8 @@
 //!
 //! Labels, not annotations: they are what the webhook's selectors see. A pod
 //! annotated `remora.io/inject: disabled`, one on the host's network (the
-//! injector leaves both alone) and one that has finished are not counted.
+//! injector leaves both alone) and one that has finished or is being deleted
+//! are not counted.
 
 use std::collections::BTreeSet;
 
@@ -113,7 +114,8 @@ pub(super) fn should_have_proxy(pod: &Pod) -> bool {
         .as_ref()
         .and_then(|s| s.phase.as_deref())
         .is_some_and(|p| p == "Succeeded" || p == "Failed");
-    !disabled && !host_network && !finished
+    let terminating = pod.metadata.deletion_timestamp.is_some();
+    !disabled && !host_network && !finished && !terminating
 }
 
 /// A `remora-proxy` container, or init container (the native sidecar).

@@ -44,9 +44,12 @@ fn pods_the_injector_leaves_alone_are_not_counted() {
     let mut host = base.clone();
     host["spec"]["hostNetwork"] = true.into();
     assert!(!should_have_proxy(&pod(host)));
-    let mut done = base;
+    let mut done = base.clone();
     done["status"] = serde_json::json!({"phase": "Succeeded"});
     assert!(!should_have_proxy(&pod(done)));
+    let mut leaving = base;
+    leaving["metadata"]["deletionTimestamp"] = "2025-01-01T00:00:00Z".into();
+    assert!(!should_have_proxy(&pod(leaving)));
 }
 
 fn hook(value: serde_json::Value) -> MutatingWebhook {
