@@ -30,6 +30,7 @@ pub enum Command {
     /// Run the control plane, reading resources from a directory of YAML files.
     Control(ControlArgs),
     /// Validate resources offline: print every problem, exit 1 if there is any.
+    /// With --kubernetes: what is wrong with an installation in a cluster.
     Check(CheckArgs),
     /// Create or change resources through the control plane: it validates them
     /// against everything it holds, then stores all of them or none.
@@ -59,6 +60,9 @@ pub enum Command {
     /// Add the remora-proxy sidecar to the pods of Kubernetes manifests (or take
     /// it out), printing the manifests on standard output.
     Inject(InjectArgs),
+    /// Print the manifests that install Remora on a cluster (what `kubectl
+    /// kustomize deploy/base` renders).
+    Install(InstallArgs),
 }
 
 /// Where the control plane's API is, and the admin token to show it.
@@ -531,7 +535,7 @@ pub struct ControlArgs {
     pub webhook_server_names: Vec<crate::ca::HostName>,
     /// The proxy image the webhook injects (default: remora-proxy:VERSION,
     /// as remora inject).
-    #[arg(long, value_name = "IMAGE")]
+    #[arg(long, value_name = "IMAGE", env = "REMORA_PROXY_IMAGE")]
     pub proxy_image: Option<String>,
 }
 
@@ -631,10 +635,66 @@ pub struct InjectArgs {
 }
 
 #[derive(Debug, Args)]
+#[command(after_help = concat!(
+    "Examples:\n",
+    "  remora check -f config/\n",
+    "  remora check --kubernetes\n",
+    "  remora check --kubernetes --context prod --namespace remora-system\n",
+    "\n",
+    "--kubernetes prints one line per item (OK, WARN or FAIL with the reason): Remora's\n",
+    "CRDs and HTTPRoute's, the control plane's Deployment, Services and endpoints, the\n",
+    "injector's webhook, and every pod that should have a proxy and does not.\n",
+    "\n",
+    "Exit codes: 0 ok (warnings allowed); 1 a problem; 2 usage; 3 (--kubernetes) the API\n",
+    "server cannot be reached."
+))]
 pub struct CheckArgs {
     /// A YAML file, or a directory of them.
-    #[arg(short = 'f', long = "file", value_name = "FILE_OR_DIR")]
-    pub path: PathBuf,
+    #[arg(
+        short = 'f',
+        long = "file",
+        value_name = "FILE_OR_DIR",
+        required_unless_present = "kubernetes",
+        conflicts_with = "kubernetes"
+    )]
+    pub path: Option<PathBuf>,
+    /// Check an installation in a cluster instead (in-cluster config or a
+    /// kubeconfig, as kubectl finds it).
+    #[arg(long)]
+    pub kubernetes: bool,
+    /// With --kubernetes: the kubeconfig (default $KUBECONFIG or ~/.kube/config).
+    #[arg(long, value_name = "FILE", requires = "kubernetes")]
+    pub kubeconfig: Option<PathBuf>,
+    /// With --kubernetes: the kubeconfig context (default its current one).
+    #[arg(long, value_name = "NAME", requires = "kubernetes")]
+    pub context: Option<String>,
+    /// With --kubernetes: the control plane's namespace.
+    #[arg(short, long, default_value = crate::kubernetes::DEFAULT_NAMESPACE)]
+    pub namespace: String,
+}
+
+#[derive(Debug, Args)]
+#[command(after_help = concat!(
+    "Examples:\n",
+    "  remora install | kubectl apply -f -\n",
+    "  remora install --namespace mesh --image registry.example.com/remora:0.1.0 > remora.yaml\n",
+    "\n",
+    "Prints the CRDs, the control plane's namespace, ServiceAccount, RBAC, Deployment and\n",
+    "Services, and the injector's MutatingWebhookConfiguration. The Gateway API's CRDs\n",
+    "(HTTPRoute) are not included: install them from the Gateway API's release.\n",
+    "\n",
+    "Exit codes: 0 printed; 1 an invalid namespace or image; 2 usage."
+))]
+pub struct InstallArgs {
+    /// The control plane's namespace (never injected).
+    #[arg(short, long, default_value = crate::kubernetes::DEFAULT_NAMESPACE)]
+    pub namespace: String,
+    /// The control plane's image (default: remora:VERSION).
+    #[arg(long, value_name = "IMAGE")]
+    pub image: Option<String>,
+    /// The image the injector gives pods (default: remora-proxy:VERSION).
+    #[arg(long, value_name = "IMAGE")]
+    pub proxy_image: Option<String>,
 }
 
 #[cfg(test)]
@@ -842,5 +902,36 @@ mod tests {
         );
         assert!(parse(&["--kubernetes", "--config-dir", "cfg"]).is_err());
         assert_eq!(parse(&["--config-dir", "cfg"]).unwrap().kubernetes, None);
+    }
+
+    #[test]
+    fn check_takes_a_file_or_kubernetes_and_install_its_flags() {
+        let check = |args: &[&str]| {
+            let mut all = vec!["remora", "check"];
+            all.extend_from_slice(args);
+            Cli::try_parse_from(all).map(|cli| match cli.command {
+                Command::Check(a) => a,
+                _ => panic!("not check"),
+            })
+        };
+        assert_eq!(
+            check(&["-f", "cfg"]).unwrap().path,
+            Some(PathBuf::from("cfg"))
+        );
+        let k = check(&["--kubernetes", "--context", "prod"]).unwrap();
+        assert!(k.kubernetes && k.path.is_none());
+        assert_eq!(k.namespace, crate::kubernetes::DEFAULT_NAMESPACE);
+        assert!(check(&[]).is_err(), "a file or --kubernetes");
+        assert!(check(&["-f", "cfg", "--kubernetes"]).is_err());
+        assert!(check(&["-f", "cfg", "--context", "prod"]).is_err());
+
+        let cli = Cli::try_parse_from(["remora", "install", "-n", "mesh", "--image", "r/remora:1"])
+            .unwrap();
+        let Command::Install(args) = cli.command else {
+            panic!("not install");
+        };
+        assert_eq!(args.namespace, "mesh");
+        assert_eq!(args.image.as_deref(), Some("r/remora:1"));
+        assert_eq!(args.proxy_image, None);
     }
 }

@@ -10,7 +10,7 @@
 pub mod api; //       HTTP API: status, resources, endpoints, stat, the dashboard; apply/delete; admin tokens
 pub mod authority; // which proxies may serve a Service (endpoint authority)
 pub mod ca; //        the certificate authority: root or operator CA, SPIFFE leaves from CSRs or made here (remora certificate create)
-pub mod check; //     `remora check`: offline validation
+pub mod check; //     `remora check`: offline validation; --kubernetes: an installation in a cluster
 pub mod cli; //       the command line (clap)
 pub mod client; //    `remora apply/delete/get/status/stat`: requests to the API, printed answers
 pub mod control; //   `run_control`: bind, load, watch, serve
@@ -21,6 +21,7 @@ mod error; //         the library's error type
 pub mod escape; //    outside text made safe to print and log
 pub mod identity; //  bootstrap tokens and the Identity gRPC service (CSR -> certificate)
 pub mod inject; //    sidecar injection: manifests in, manifests with remora-proxy out (pure)
+pub mod install; //   `remora install`: the manifests of deploy/base, built in
 pub mod kubernetes; // the Kubernetes source, TokenReview, the webhook's cluster side
 pub mod problem; //   a config problem: file, resource, field, message
 pub mod resources; // the typed resources users write (Service, HTTPRoute)

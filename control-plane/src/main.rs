@@ -31,7 +31,11 @@ async fn main() -> ExitCode {
                 .map(|()| ExitCode::SUCCESS)
                 .map_err(anyhow::Error::from)
         }
-        Command::Check(args) => check(&args.path),
+        Command::Check(args) => match (args.kubernetes, args.path.clone()) {
+            (true, _) => check_kubernetes(args).await,
+            (false, Some(path)) => check(&path),
+            (false, None) => Ok(Exit::Usage.into()),
+        },
         // Ctrl-C or SIGTERM drops the demo, and with it every process it
         // started (they are killed on drop), before this one exits.
         Command::Demo(args) => tokio::select! {
@@ -49,6 +53,7 @@ async fn main() -> ExitCode {
         Command::Get(args) => get(args).await,
         Command::Status(args) => status(args).await,
         Command::Inject(args) => inject(args),
+        Command::Install(args) => install(args),
     };
     result.unwrap_or_else(|error| {
         eprintln!("remora: {error:#}");
@@ -141,6 +146,43 @@ fn inject(args: remora_control::cli::InjectArgs) -> anyhow::Result<ExitCode> {
         .with_context(|| format!("inject {}", args.file.display()))?;
     print!("{out}");
     Ok(ExitCode::SUCCESS)
+}
+
+/// `remora install`: the manifests of deploy/base, with the namespace and
+/// images asked for.
+fn install(args: remora_control::cli::InstallArgs) -> anyhow::Result<ExitCode> {
+    use remora_control::install::{render, InstallOptions};
+    let mut options = InstallOptions::new(env!("CARGO_PKG_VERSION"));
+    options.namespace = args.namespace;
+    if let Some(image) = args.image {
+        options.image = image;
+    }
+    if let Some(image) = args.proxy_image {
+        options.proxy_image = image;
+    }
+    print!("{}", render(&options)?);
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `remora check --kubernetes`: one line per item (stdout: it is the
+/// command's output); 3 when the API server cannot be reached.
+async fn check_kubernetes(args: remora_control::cli::CheckArgs) -> anyhow::Result<ExitCode> {
+    use remora_control::check::kubernetes;
+    let options = remora_control::kubernetes::KubernetesOptions {
+        kubeconfig: args.kubeconfig,
+        context: args.context,
+        namespace: args.namespace,
+    };
+    match kubernetes::run(&options).await {
+        Ok(report) => {
+            print!("{report}");
+            Ok(report.exit().into())
+        }
+        Err(error) => {
+            eprintln!("remora: {}", remora_control::Chain(&error));
+            Ok(error.exit().into())
+        }
+    }
 }
 
 /// Logs to stderr; `RUST_LOG` filters (default `info`).

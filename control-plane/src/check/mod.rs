@@ -1,6 +1,11 @@
 //! `remora check`: validate a file or a directory offline, exactly as the control
 //! plane would. References are checked against the files given, so check the whole
 //! directory to check references between files.
+//!
+//! [`kubernetes`]: `remora check --kubernetes`, what is wrong with an
+//! installation in a cluster.
+
+pub mod kubernetes;
 
 use std::collections::BTreeMap;
 use std::path::Path;
