@@ -663,10 +663,10 @@ pub struct CheckArgs {
     #[arg(long)]
     pub kubernetes: bool,
     /// With --kubernetes: the kubeconfig (default $KUBECONFIG or ~/.kube/config).
-    #[arg(long, value_name = "FILE", requires = "kubernetes")]
+    #[arg(long, value_name = "FILE", requires = "kubernetes", conflicts_with = "path")]
     pub kubeconfig: Option<PathBuf>,
     /// With --kubernetes: the kubeconfig context (default its current one).
-    #[arg(long, value_name = "NAME", requires = "kubernetes")]
+    #[arg(long, value_name = "NAME", requires = "kubernetes", conflicts_with = "path")]
     pub context: Option<String>,
     /// With --kubernetes: the control plane's namespace.
     #[arg(short, long, default_value = crate::kubernetes::DEFAULT_NAMESPACE)]

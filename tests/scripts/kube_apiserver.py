@@ -623,7 +623,10 @@ class Store:
         with self.cond:
             self.rv += 1
             self.oldest_ok = self.rv
-            self.events_base += len(self.events)
+            # One past the end: open watches find themselves behind the
+            # compaction and end with 410 Expired, as an API server ends a
+            # watch that fell out of its window; clients then relist.
+            self.events_base += len(self.events) + 1
             self.events = []
             self.snapshots.clear()
             self.cond.notify_all()

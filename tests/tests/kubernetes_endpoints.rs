@@ -91,6 +91,7 @@ impl Cluster {
         let loopback = IpAddr::from([127, 0, 0, 1]);
         let spec = ProxySpec::new("orders", self.cp.xds_addr, backend.addr)
             .node_id(name)
+            .extra(&format!("service_account: {sa}\n"))
             .token_file(&token)
             .listen(any(loopback), any(ip), any(loopback));
         let proxy = Proxy::start(spec).await.unwrap();
@@ -268,9 +269,8 @@ async fn pods_the_service_selects_serve_it_with_their_service_accounts() {
         metrics
             .lines()
             .any(|l| l.starts_with("remora_requests_total{")
-                && l.contains(
-                    "destination_identity=\"spiffe://cluster.local/ns/default/sa/orders-canary\""
-                )),
+                // The cluster's identities of orders (a label per cluster).
+                && l.contains("spiffe://cluster.local/ns/default/sa/orders-canary")),
         "{metrics}"
     );
     assert_eq!(intruder.app.requests(), 0, "the unselected pod got traffic");

@@ -73,7 +73,7 @@ async fn mesh(double: &KubeDouble, root: &Path) -> (ControlPlane, TestApp, Proxy
     );
     double.kubectl_stdin(
         &["apply", "-f", "-"],
-        &split_route("orders", "orders", &[("orders", 100)]),
+        &split_route("orders", "orders", &[("orders", 90), ("orders-v2", 10)]),
     );
     let cp = ControlPlane::start_kubernetes(root.join("config"), double.kubeconfig(), &[])
         .await
@@ -83,7 +83,7 @@ async fn mesh(double: &KubeDouble, root: &Path) -> (ControlPlane, TestApp, Proxy
         .await
         .unwrap();
     wait_config(&web, WAIT, "the orders route from the cluster", |d| {
-        routed_weight(d, "orders", "orders") == 100
+        routed_weight(d, "orders", "orders") == 90
     })
     .await;
     (cp, app, web)

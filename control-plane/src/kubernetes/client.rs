@@ -25,6 +25,8 @@ pub enum KubeError {
         path: PathBuf,
         source: kube::config::KubeconfigError,
     },
+    #[error("cannot read the kubeconfig ($KUBECONFIG or ~/.kube/config)")]
+    DefaultKubeconfig(#[source] kube::config::KubeconfigError),
     #[error("no Kubernetes configuration: not in a cluster and no kubeconfig found")]
     NoConfig(#[source] kube::config::InferConfigError),
     #[error("cannot make a Kubernetes client")]
@@ -60,6 +62,10 @@ pub async fn connect(options: &KubernetesOptions) -> Result<kube::Client, KubeEr
                     source,
                 })?
         }
+        // A context names a kubeconfig entry: read $KUBECONFIG or ~/.kube/config.
+        None if options.context.is_some() => kube::Config::from_kubeconfig(&config_options)
+            .await
+            .map_err(KubeError::DefaultKubeconfig)?,
         None => kube::Config::infer().await.map_err(KubeError::NoConfig)?,
     };
     kube::Client::try_from(config).map_err(KubeError::Client)
