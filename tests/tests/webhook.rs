@@ -293,7 +293,11 @@ async fn the_api_server_injects_pods_of_opted_in_namespaces_through_the_webhook(
     let root = tempfile::tempdir().unwrap();
     let double = KubeDouble::start();
     for (namespace, opted_in) in [("shop", true), ("other", false), ("remora-system", true)] {
-        double.kubectl_ok(&["create", "namespace", namespace]);
+        // `kubectl create namespace` sends protobuf, which the double does not read.
+        double.kubectl_stdin(
+            &["apply", "-f", "-"],
+            &format!("apiVersion: v1\nkind: Namespace\nmetadata:\n  name: {namespace}\n"),
+        );
         if opted_in {
             // remora-system is opted in too, so the webhook itself must
             // refuse to touch the control plane's namespace.
