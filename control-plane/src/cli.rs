@@ -26,6 +26,8 @@ pub struct Cli {
 }
 
 #[derive(Debug, Subcommand)]
+// Parsed once per process: the size of the largest variant does not matter.
+#[allow(clippy::large_enum_variant)]
 pub enum Command {
     /// Run the control plane, reading resources from a directory of YAML files.
     Control(ControlArgs),
@@ -663,10 +665,20 @@ pub struct CheckArgs {
     #[arg(long)]
     pub kubernetes: bool,
     /// With --kubernetes: the kubeconfig (default $KUBECONFIG or ~/.kube/config).
-    #[arg(long, value_name = "FILE", requires = "kubernetes", conflicts_with = "path")]
+    #[arg(
+        long,
+        value_name = "FILE",
+        requires = "kubernetes",
+        conflicts_with = "path"
+    )]
     pub kubeconfig: Option<PathBuf>,
     /// With --kubernetes: the kubeconfig context (default its current one).
-    #[arg(long, value_name = "NAME", requires = "kubernetes", conflicts_with = "path")]
+    #[arg(
+        long,
+        value_name = "NAME",
+        requires = "kubernetes",
+        conflicts_with = "path"
+    )]
     pub context: Option<String>,
     /// With --kubernetes: the control plane's namespace.
     #[arg(short, long, default_value = crate::kubernetes::DEFAULT_NAMESPACE)]

@@ -129,17 +129,21 @@ fn parse_key(path: &Path, pem: &str) -> Result<KeyPair, CaError> {
     })
 }
 
-/// Refuses a key that others can read: it signs every identity in the mesh.
+/// Refuses a key that others can read or anyone else can write: it signs every
+/// identity in the mesh. Group read is allowed: the kubelet mounts a Secret's
+/// files group-readable for the pod's fsGroup whatever `defaultMode` says.
 fn check_private(path: &Path) -> Result<(), CaError> {
     let meta = std::fs::metadata(path).map_err(|source| CaError::Io {
         path: path.to_owned(),
         source,
     })?;
     let mode = meta.permissions().mode() & 0o777;
-    if mode & 0o077 != 0 {
+    if mode & 0o037 != 0 {
         return Err(CaError::Invalid {
             path: path.to_owned(),
-            message: format!("mode {mode:o} lets others read the CA key; it must be 0600"),
+            message: format!(
+                "mode {mode:o} lets others read or change the CA key; it must be 0600 (or 0640 for a Secret mounted with an fsGroup)"
+            ),
         });
     }
     Ok(())

@@ -88,6 +88,17 @@ fn a_readable_key_is_refused() {
 }
 
 #[test]
+fn a_group_readable_key_is_taken_as_a_secret_mounted_with_an_fs_group_gives_it() {
+    let dir = tempfile::tempdir().unwrap();
+    CertificateAuthority::load_or_create(dir.path(), None, "cluster.local").unwrap();
+    let key = dir.path().join(CA_KEY_FILE);
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o440)).unwrap();
+    CertificateAuthority::load_or_create(dir.path(), None, "cluster.local").unwrap();
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o660)).unwrap();
+    assert!(CertificateAuthority::load_or_create(dir.path(), None, "cluster.local").is_err());
+}
+
+#[test]
 fn a_csr_for_the_granted_identity_gets_a_leaf_that_chains_to_the_root() {
     let dir = tempfile::tempdir().unwrap();
     let ca = CertificateAuthority::load_or_create(dir.path(), None, "cluster.local").unwrap();

@@ -280,12 +280,7 @@ fn the_webhook_is_off_unless_given_an_address_and_injects_what_remora_inject_doe
     assert_eq!(options(&base).webhook, None);
 
     let mut args = base.to_vec();
-    args.extend([
-        "--webhook-addr",
-        "0.0.0.0:8443",
-        "--namespace",
-        "mesh",
-    ]);
+    args.extend(["--webhook-addr", "0.0.0.0:8443", "--namespace", "mesh"]);
     let webhook = options(&args).webhook.unwrap();
     assert_eq!(
         webhook.hosts().unwrap(),

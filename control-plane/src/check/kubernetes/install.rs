@@ -222,7 +222,7 @@ pub(super) fn judge_webhook(hook: &MutatingWebhook, namespace: &str, report: &mu
         );
         return;
     }
-    if !config.ca_bundle.as_ref().is_some_and(|b| !b.0.is_empty()) {
+    if config.ca_bundle.as_ref().is_none_or(|b| b.0.is_empty()) {
         report.fail(
             subject,
             format!("no caBundle: the control plane writes it when it starts (is it running? kubectl -n {namespace} logs deploy/{DEPLOYMENT})"),

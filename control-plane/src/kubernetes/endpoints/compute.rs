@@ -213,7 +213,7 @@ fn candidate(
     let c = e.conditions;
     let ready = c.ready && !pod.deleting;
     let terminating = c.terminating || pod.deleting;
-    if !ready && !(c.serving && terminating) {
+    if !(ready || (c.serving && terminating)) {
         return Ok(None);
     }
     Ok(Some(Candidate {
