@@ -15,6 +15,7 @@ use std::time::Duration;
 use remora_tests::app::TestApp;
 use remora_tests::harness::{http, wait_for, wait_for_some, ControlPlane, Proxy, ProxySpec};
 use remora_tests::kube::KubeDouble;
+use support::kube::{endpoint_slice, pod_running, set_endpoint_conditions, Conditions};
 use support::{endpoint_count, mint_token, wait_config};
 
 const WAIT: Duration = Duration::from_secs(30);
@@ -106,19 +107,7 @@ impl Cluster {
                  containers: [{{name: app, image: example/app}}]\n"
             ),
         );
-        self.double.kubectl_ok(&[
-            "patch",
-            "pod",
-            name,
-            "-n",
-            "default",
-            "--subresource=status",
-            "--type=merge",
-            "-p",
-            &format!(
-                r#"{{"status":{{"phase":"Running","podIP":"{ip}","podIPs":[{{"ip":"{ip}"}}]}}}}"#
-            ),
-        ]);
+        pod_running(&self.double, "default", name, ip);
         Backend {
             pod: name.to_owned(),
             app: backend,
@@ -128,23 +117,9 @@ impl Cluster {
 
     /// The EndpointSlice of orders listing `pods` (name, IP), all ready.
     fn slice(&self, pods: &[(&str, IpAddr)]) {
-        let endpoints: String = pods
-            .iter()
-            .map(|(name, ip)| {
-                format!(
-                    "- addresses: [\"{ip}\"]\n  conditions: {{ready: true, serving: true, terminating: false}}\n  \
-                     targetRef: {{kind: Pod, name: {name}, namespace: default}}\n"
-                )
-            })
-            .collect();
         self.double.kubectl_stdin(
             &["apply", "-f", "-"],
-            &format!(
-                "apiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\nmetadata:\n  name: orders-x1\n  \
-                 namespace: default\n  labels: {{kubernetes.io/service-name: orders}}\n\
-                 addressType: IPv4\nports: [{{name: http, port: 8080, protocol: TCP}}]\n\
-                 endpoints:\n{endpoints}"
-            ),
+            &endpoint_slice("default", "orders-x1", "orders", 8080, pods),
         );
     }
 
@@ -301,16 +276,12 @@ async fn an_endpoint_turning_terminating_gets_no_new_requests() {
     c.reach_all(&["orders-a", "orders-b"]).await;
 
     // The kubelet marks orders-b terminating (it still serves what it has).
-    c.double.kubectl_ok(&[
-        "patch",
-        "endpointslice",
-        "orders-x1",
-        "-n",
-        "default",
-        "--type=json",
-        "-p",
-        r#"[{"op":"replace","path":"/endpoints/1/conditions","value":{"ready":false,"serving":true,"terminating":true}}]"#,
-    ]);
+    let terminating = |serving| Conditions {
+        ready: false,
+        serving,
+        terminating: true,
+    };
+    set_endpoint_conditions(&c.double, "default", "orders-x1", 1, terminating(true));
     c.wait_orders_endpoints(&BTreeSet::from([endpoint(&a, "orders")]))
         .await;
     wait_config(&c.web, WAIT, "orders-b withdrawn", |d| {
@@ -336,16 +307,7 @@ async fn an_endpoint_turning_terminating_gets_no_new_requests() {
 
     // orders-a goes too: with no ready endpoint left, the serving and
     // terminating ones answer (as kube-proxy does), so orders-b is back.
-    c.double.kubectl_ok(&[
-        "patch",
-        "endpointslice",
-        "orders-x1",
-        "-n",
-        "default",
-        "--type=json",
-        "-p",
-        r#"[{"op":"replace","path":"/endpoints/0/conditions","value":{"ready":false,"serving":false,"terminating":true}}]"#,
-    ]);
+    set_endpoint_conditions(&c.double, "default", "orders-x1", 0, terminating(false));
     c.wait_orders_endpoints(&BTreeSet::from([endpoint(&b, "orders")]))
         .await;
     wait_for(WAIT, || async {

@@ -14,6 +14,7 @@ use std::time::Duration;
 use remora_tests::app::TestApp;
 use remora_tests::harness::{bin_path, wait_for_some, ControlPlane, Proxy, ProxySpec};
 use remora_tests::kube::KubeDouble;
+use support::kube::wait_route_condition;
 use support::{routed_weight, split_route, wait_config};
 
 const WAIT: Duration = Duration::from_secs(30);
@@ -32,36 +33,15 @@ fn services(names: &[&str]) -> String {
         .join("---\n")
 }
 
-/// The condition `kind` of Remora's entry in an HTTPRoute's status.
-fn route_condition(double: &KubeDouble, route: &str, kind: &str) -> Option<serde_json::Value> {
-    let text = double.kubectl_ok(&["get", "httproute", route, "-n", "default", "-o", "json"]);
-    let route: serde_json::Value = serde_json::from_str(&text).ok()?;
-    route["status"]["parents"]
-        .as_array()?
-        .iter()
-        .find(|p| p["controllerName"] == "remora.dev/mesh")?["conditions"]
-        .as_array()?
-        .iter()
-        .find(|c| c["type"] == kind)
-        .cloned()
-}
-
+/// Waits until HTTPRoute `route` (namespace default) has condition `kind`
+/// with `status`.
 async fn wait_condition(
     double: &KubeDouble,
     route: &str,
     kind: &str,
     status: &str,
 ) -> serde_json::Value {
-    wait_for_some(WAIT, || async {
-        route_condition(double, route, kind).filter(|c| c["status"] == status)
-    })
-    .await
-    .unwrap_or_else(|e| {
-        panic!(
-            "{route}: {kind} never {status}: {e}; now {:?}",
-            route_condition(double, route, kind)
-        )
-    })
+    wait_route_condition(double, "default", route, kind, status, WAIT).await
 }
 
 /// A control plane on the double, and web's plaintext proxy holding the

@@ -12,10 +12,13 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::Duration;
 
-use remora_tests::harness::{bin_path, wait_for, Process, START_TIMEOUT};
+mod support;
+
+use remora_tests::harness::{bin_path, Process, START_TIMEOUT};
 use remora_tests::kube::KubeDouble;
 use serde::Deserialize;
 use serde_json::{json, Value};
+use support::kube::{namespace, wait_ca_bundles};
 
 /// The name `remora-webhook.<namespace>.svc` the certificate carries by default.
 const SERVICE_NAME: &str = "remora-webhook.remora-system.svc";
@@ -292,17 +295,10 @@ fn init_containers(double: &KubeDouble, namespace: &str, name: &str) -> Vec<Stri
 async fn the_api_server_injects_pods_of_opted_in_namespaces_through_the_webhook() {
     let root = tempfile::tempdir().unwrap();
     let double = KubeDouble::start();
-    for (namespace, opted_in) in [("shop", true), ("other", false), ("remora-system", true)] {
-        // `kubectl create namespace` sends protobuf, which the double does not read.
-        double.kubectl_stdin(
-            &["apply", "-f", "-"],
-            &format!("apiVersion: v1\nkind: Namespace\nmetadata:\n  name: {namespace}\n"),
-        );
-        if opted_in {
-            // remora-system is opted in too, so the webhook itself must
-            // refuse to touch the control plane's namespace.
-            double.kubectl_ok(&["label", "namespace", namespace, "remora.io/inject=enabled"]);
-        }
+    // remora-system is opted in too, so the webhook itself must refuse to
+    // touch the control plane's namespace.
+    for (name, opted_in) in [("shop", true), ("other", false), ("remora-system", true)] {
+        namespace(&double, name, opted_in);
     }
     let kubeconfig = double.kubeconfig().to_str().unwrap().to_owned();
     let hook = start(
@@ -315,26 +311,8 @@ async fn the_api_server_injects_pods_of_opted_in_namespaces_through_the_webhook(
     double.kubectl_stdin(&["apply", "-f", "-"], &config);
 
     // The control plane writes its CA into the configuration.
-    let bundle = || {
-        let text = double.kubectl_ok(&[
-            "get",
-            "mutatingwebhookconfiguration",
-            "remora-injector",
-            "-o",
-            "json",
-        ]);
-        let config: Value = serde_json::from_str(&text).unwrap();
-        config["webhooks"][0]["clientConfig"]["caBundle"]
-            .as_str()
-            .map(str::to_owned)
-    };
-    wait_for(Duration::from_secs(20), || {
-        let found = bundle();
-        async move { found.is_some() }
-    })
-    .await
-    .unwrap_or_else(|e| panic!("no caBundle: {e}\n{}", hook.process.logs()));
-    let written = base64_decode(&bundle().unwrap());
+    let bundles = wait_ca_bundles(&double, Duration::from_secs(20)).await;
+    let written = base64_decode(&bundles[0]);
     assert_eq!(String::from_utf8(written).unwrap(), hook.ca_pem);
 
     double.kubectl_stdin(&["create", "-f", "-"], &pod("shop", "web", ""));

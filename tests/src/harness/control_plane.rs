@@ -28,6 +28,9 @@ pub struct ControlPlane {
     pub xds_addr: SocketAddr,
     /// HTTP API address (`/api/v1/...`).
     pub api_addr: SocketAddr,
+    /// The admission webhook's HTTPS address, when started with
+    /// `--webhook-addr`.
+    pub webhook_addr: Option<SocketAddr>,
     /// The config directory it watches.
     pub config_dir: PathBuf,
     process: Process,
@@ -50,6 +53,9 @@ struct LaunchOptions {
 struct Addresses {
     xds: SocketAddr,
     api: SocketAddr,
+    /// Only when the webhook is served.
+    #[serde(default)]
+    webhook: Option<SocketAddr>,
 }
 
 impl ControlPlane {
@@ -109,11 +115,27 @@ impl ControlPlane {
     ) -> Result<Self> {
         let mut args: Vec<String> = args.iter().map(|a| (*a).to_owned()).collect();
         args.push(ALLOW_PLAINTEXT.to_owned());
+        Self::kubernetes(config_dir.as_ref(), kubeconfig, args).await
+    }
+
+    /// As it runs in a cluster: `remora control --kubernetes --kubeconfig
+    /// KUBECONFIG` with `args`, every proxy presenting a client certificate
+    /// (no `--allow-plaintext-proxies`).
+    pub async fn start_kubernetes_secure(
+        config_dir: impl AsRef<Path>,
+        kubeconfig: &Path,
+        args: &[&str],
+    ) -> Result<Self> {
+        let args: Vec<String> = args.iter().map(|a| (*a).to_owned()).collect();
+        Self::kubernetes(config_dir.as_ref(), kubeconfig, args).await
+    }
+
+    async fn kubernetes(config_dir: &Path, kubeconfig: &Path, args: Vec<String>) -> Result<Self> {
         let options = LaunchOptions {
             kubeconfig: Some(kubeconfig.to_path_buf()),
             ..LaunchOptions::default()
         };
-        match Self::launch_with(config_dir.as_ref(), 0, 0, &args, options).await {
+        match Self::launch_with(config_dir, 0, 0, &args, options).await {
             Ok(cp) => Ok(cp),
             Err(LaunchError::Exited(e) | LaunchError::Other(e)) => Err(e),
         }
@@ -192,7 +214,10 @@ impl ControlPlane {
             .unwrap_or(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST));
         command.arg("control");
         match &options.kubeconfig {
+            // Its own namespace is the one `remora install` makes, whatever
+            // the test runner's environment says.
             Some(kubeconfig) => command
+                .env_remove("POD_NAMESPACE")
                 .arg("--kubernetes")
                 .arg("--kubeconfig")
                 .arg(kubeconfig),
@@ -218,6 +243,7 @@ impl ControlPlane {
                 Ok(Self {
                     xds_addr: addresses.xds,
                     api_addr: addresses.api,
+                    webhook_addr: addresses.webhook,
                     config_dir: config_dir.to_path_buf(),
                     process,
                 })

@@ -1,6 +1,8 @@
 //! Fixtures shared by the end-to-end tests: config files and convergence checks.
 #![allow(dead_code)]
 
+pub mod kube;
+
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
