@@ -149,6 +149,8 @@ fn the_base_and_the_example_overlay_render_and_validate() {
         "ServiceAccount remora-system/remora",
         "ClusterRole /remora",
         "ClusterRoleBinding /remora",
+        "Role remora-system/remora-ca",
+        "RoleBinding remora-system/remora-ca",
         "Service remora-system/remora",
         "Service remora-system/remora-webhook",
         "Deployment remora-system/remora",

@@ -177,11 +177,23 @@ impl ControlPlane {
             Some(webhook) => Some(bind(webhook.addr).await?),
             None => None,
         };
-        let ca = crate::ca::CertificateAuthority::load_or_create(
-            &options.data_dir,
-            options.ca_files.as_ref(),
-            &options.trust_domain,
-        )?;
+        let ca = match (&kube, &options.kubernetes, &options.ca_files) {
+            // In a cluster the data dir is an emptyDir: the CA made there is
+            // kept in a Secret, or proxies would not trust a restarted pod.
+            (Some(client), Some(cluster), None) => crate::kubernetes::ca_secret::load_or_create(
+                client,
+                &cluster.namespace,
+                &options.data_dir,
+                &options.trust_domain,
+            )
+            .await
+            .map_err(crate::kubernetes::KubeError::from)?,
+            _ => crate::ca::CertificateAuthority::load_or_create(
+                &options.data_dir,
+                options.ca_files.as_ref(),
+                &options.trust_domain,
+            )?,
+        };
         Ok(ControlPlane {
             ca: std::sync::Arc::new(ca),
             options,

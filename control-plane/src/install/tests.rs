@@ -46,6 +46,8 @@ fn every_namespaced_object_is_in_the_namespace_as_kustomize_sets_it() {
             "ServiceAccount",
             "ClusterRole",
             "ClusterRoleBinding",
+            "Role",
+            "RoleBinding",
             "Service",
             "Service",
             "Deployment",
@@ -106,6 +108,16 @@ fn the_namespace_flag_moves_everything_that_names_it() {
         Some("mesh"),
         "the role binding's subject"
     );
+    // The CA's Secret is read and made in the control plane's namespace.
+    let role = one(&docs, "Role", "remora-ca");
+    assert_eq!(str_at(role, &["metadata", "namespace"]), Some("mesh"));
+    let ca_binding = one(&docs, "RoleBinding", "remora-ca");
+    assert_eq!(str_at(ca_binding, &["metadata", "namespace"]), Some("mesh"));
+    assert_eq!(
+        ca_binding["subjects"][0]["namespace"].as_str(),
+        Some("mesh"),
+        "the CA role binding's subject"
+    );
     let deployment = one(&docs, "Deployment", "remora");
     let args = &deployment["spec"]["template"]["spec"]["containers"][0]["args"];
     let args: Vec<_> = args
@@ -133,6 +145,41 @@ fn the_namespace_flag_moves_everything_that_names_it() {
         assert_eq!(exclusion["operator"].as_str(), Some("NotIn"));
         assert_eq!(exclusion["values"][0].as_str(), Some("mesh"));
     }
+}
+
+#[test]
+fn the_control_plane_may_read_only_its_ca_secret_and_no_secret_cluster_wide() {
+    let docs = documents(&render(&InstallOptions::new(VERSION)).unwrap());
+    let cluster_role = one(&docs, "ClusterRole", "remora");
+    for rule in cluster_role["rules"].as_sequence().unwrap() {
+        let resources = rule["resources"].as_sequence().unwrap();
+        assert!(
+            !resources.iter().any(|r| r.as_str() == Some("secrets")),
+            "{rule:?}"
+        );
+    }
+    let role = one(&docs, "Role", "remora-ca");
+    let rules = role["rules"].as_sequence().unwrap();
+    let get = rules
+        .iter()
+        .find(|r| r["verbs"][0].as_str() == Some("get"))
+        .unwrap();
+    assert_eq!(get["resourceNames"][0].as_str(), Some("remora-ca"));
+    assert_eq!(get["verbs"].as_sequence().unwrap().len(), 1);
+    for rule in rules {
+        assert_eq!(rule["resources"][0].as_str(), Some("secrets"), "{rule:?}");
+        let verbs: Vec<_> = rule["verbs"]
+            .as_sequence()
+            .unwrap()
+            .iter()
+            .filter_map(Value::as_str)
+            .collect();
+        assert!(verbs == ["get"] || verbs == ["create"], "{verbs:?}");
+    }
+    let binding = one(&docs, "RoleBinding", "remora-ca");
+    assert_eq!(str_at(binding, &["roleRef", "kind"]), Some("Role"));
+    assert_eq!(str_at(binding, &["roleRef", "name"]), Some("remora-ca"));
+    assert_eq!(binding["subjects"][0]["name"].as_str(), Some("remora"));
 }
 
 #[test]

@@ -39,6 +39,8 @@ pub enum KubeError {
         code: u16,
         message: String,
     },
+    #[error(transparent)]
+    CaSecret(#[from] super::ca_secret::CaSecretError),
 }
 
 /// A client for the cluster `options` names.

@@ -19,6 +19,9 @@ pub mod tokenreview;
 mod watch; //     one watch per kind (list, watch, bookmarks, 410 relist, backoff)
 mod writer; //    the status writer task: patches the status subresource // proxies' service-account tokens, checked by the API server
 
+// The CA the control plane makes, kept in a Secret so it outlives the pod.
+pub mod ca_secret;
+
 pub use client::{connect, KubeError, KubernetesOptions, DEFAULT_NAMESPACE};
 pub use kinds::CONTROLLER_NAME;
 pub use source::KubeSource;

@@ -141,6 +141,38 @@ impl ControlPlane {
         }
     }
 
+    /// As [`ControlPlane::start_kubernetes`], on the given loopback ports (0 =
+    /// any): a restart where the proxies expect it.
+    pub async fn start_kubernetes_on(
+        config_dir: impl AsRef<Path>,
+        kubeconfig: &Path,
+        xds_port: u16,
+        api_port: u16,
+        args: &[&str],
+    ) -> Result<Self> {
+        let mut args: Vec<String> = args.iter().map(|a| (*a).to_owned()).collect();
+        args.push(ALLOW_PLAINTEXT.to_owned());
+        let mut attempt = 1;
+        loop {
+            let options = LaunchOptions {
+                kubeconfig: Some(kubeconfig.to_path_buf()),
+                ..LaunchOptions::default()
+            };
+            match Self::launch_with(config_dir.as_ref(), xds_port, api_port, &args, options).await {
+                Ok(cp) => return Ok(cp),
+                // A port just released by a killed predecessor.
+                Err(LaunchError::Exited(e))
+                    if attempt < START_ATTEMPTS && (xds_port, api_port) != (0, 0) =>
+                {
+                    tracing::warn!(attempt, error = %e, "control plane exited at start; trying again");
+                    attempt += 1;
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+                Err(LaunchError::Exited(e) | LaunchError::Other(e)) => return Err(e),
+            }
+        }
+    }
+
     /// Where this control plane keeps its CA and token hashes.
     pub fn data_dir(&self) -> std::path::PathBuf {
         data_dir_for(&self.config_dir)

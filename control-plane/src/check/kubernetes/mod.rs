@@ -5,6 +5,7 @@
 //! - `install`: Remora's CRDs (and the Gateway API's HTTPRoute), the control
 //!   plane's namespace, Deployment, Services and their endpoints, and the
 //!   injector's webhook configuration (caBundle written, failurePolicy).
+//! - `ca_secret`: the Secret the control plane keeps its CA in.
 //! - `pods`: every pod that should have a proxy and does not: in a namespace
 //!   labelled `remora.io/inject=enabled`, or labelled so itself.
 //!
@@ -12,6 +13,7 @@
 //! A WARN does not fail the check; a FAIL does; an API server that cannot be
 //! reached is an error of its own (exit 3), not a FAIL.
 
+mod ca_secret;
 mod install;
 mod pods;
 mod report;
@@ -60,6 +62,7 @@ pub async fn run(options: &KubernetesOptions) -> Result<Report, CheckError> {
     let mut report = Report::default();
     install::crds(&client, &mut report).await?;
     install::control_plane(&client, &options.namespace, &mut report).await?;
+    ca_secret::secret(&client, &options.namespace, &mut report).await?;
     install::webhook(&client, &options.namespace, &mut report).await?;
     pods::without_proxy(&client, &options.namespace, &mut report).await?;
     Ok(report)

@@ -114,3 +114,38 @@ fn the_report_fails_on_a_fail_and_says_how_many() {
         "{text}"
     );
 }
+
+fn deployment(args: serde_json::Value) -> k8s_openapi::api::apps::v1::Deployment {
+    serde_json::from_value(serde_json::json!({
+        "metadata": {"name": "remora", "namespace": "remora-system"},
+        "spec": {
+            "selector": {"matchLabels": {"app.kubernetes.io/name": "remora"}},
+            "template": {"spec": {"containers": [
+                {"name": "remora", "command": ["remora"], "args": args}
+            ]}}
+        }
+    }))
+    .unwrap()
+}
+
+#[test]
+fn an_operator_ca_is_seen_in_the_deployment_args_either_way() {
+    use super::ca_secret::gives_ca_cert;
+    assert!(!gives_ca_cert(&deployment(serde_json::json!([
+        "control",
+        "--kubernetes"
+    ]))));
+    assert!(gives_ca_cert(&deployment(serde_json::json!([
+        "control",
+        "--ca-cert=/etc/remora/ca/tls.crt"
+    ]))));
+    assert!(gives_ca_cert(&deployment(serde_json::json!([
+        "control",
+        "--ca-cert",
+        "/etc/ca.crt"
+    ]))));
+    // --ca-bundle alone is not a CA.
+    assert!(!gives_ca_cert(&deployment(serde_json::json!([
+        "--ca-bundle=/x"
+    ]))));
+}
