@@ -1215,6 +1215,7 @@ class Handler(BaseHTTPRequestHandler):
                 self.store.requests.append({"method": method, "path": path,
                                             "query": url.query, "params": q,
                                             "accept": self.headers.get("Accept", ""),
+                                            "userAgent": self.headers.get("User-Agent", ""),
                                             "contentType": self.headers.get("Content-Type", "")})
                 if len(self.store.requests) > MAX_REQUESTS:
                     del self.store.requests[:len(self.store.requests) - MAX_REQUESTS]

@@ -30,8 +30,8 @@ use remora_tests::kube::KubeDouble;
 use serde::Deserialize;
 use serde_json::Value;
 use support::kube::{
-    endpoint_slice, install, namespace, pod_running, set_endpoint_conditions, wait_ca_bundles,
-    wait_route_condition, Conditions,
+    assert_control_plane_requests_allowed, endpoint_slice, install, namespace, pod_running,
+    set_endpoint_conditions, wait_ca_bundles, wait_route_condition, Conditions,
 };
 
 const WAIT: Duration = Duration::from_secs(20);
@@ -596,4 +596,9 @@ async fn pods_written_by_a_user_are_injected_and_call_each_other_over_mtls() {
         "the terminating pod got new requests"
     );
     assert_eq!(orders2.app.requests(), before.1 + 20);
+
+    // Everything the control plane asked the API server for along the way
+    // (watches, status, TokenReviews, its CA Secret, the webhook's caBundle)
+    // is allowed by the RBAC `remora install` grants it.
+    assert_control_plane_requests_allowed(&double);
 }

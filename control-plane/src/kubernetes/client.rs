@@ -43,8 +43,22 @@ pub enum KubeError {
     CaSecret(#[from] super::ca_secret::CaSecretError),
 }
 
-/// A client for the cluster `options` names.
+/// A client for the cluster `options` names, as the control plane.
 pub async fn connect(options: &KubernetesOptions) -> Result<kube::Client, KubeError> {
+    connect_as(
+        options,
+        concat!("remora-control/", env!("CARGO_PKG_VERSION")),
+    )
+    .await
+}
+
+/// A client for the cluster `options` names that says it is `agent`
+/// (`User-Agent`), so the API server's audit log tells the control plane from
+/// `remora check`.
+pub async fn connect_as(
+    options: &KubernetesOptions,
+    agent: &'static str,
+) -> Result<kube::Client, KubeError> {
     let config_options = kube::config::KubeConfigOptions {
         context: options.context.clone(),
         ..Default::default()
@@ -70,5 +84,10 @@ pub async fn connect(options: &KubernetesOptions) -> Result<kube::Client, KubeEr
             .map_err(KubeError::DefaultKubeconfig)?,
         None => kube::Config::infer().await.map_err(KubeError::NoConfig)?,
     };
+    let mut config = config;
+    config.headers.push((
+        http::header::USER_AGENT,
+        http::HeaderValue::from_static(agent),
+    ));
     kube::Client::try_from(config).map_err(KubeError::Client)
 }

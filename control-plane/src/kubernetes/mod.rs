@@ -20,6 +20,6 @@ pub mod tokenreview; // proxies' service-account tokens, checked by the API serv
 mod watch; //          one watch per kind (list, watch, bookmarks, 410 relist, backoff)
 mod writer; //         the status writer task: patches the status subresource
 
-pub use client::{connect, KubeError, KubernetesOptions, DEFAULT_NAMESPACE};
+pub use client::{connect, connect_as, KubeError, KubernetesOptions, DEFAULT_NAMESPACE};
 pub use kinds::CONTROLLER_NAME;
 pub use source::KubeSource;

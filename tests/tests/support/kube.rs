@@ -220,3 +220,137 @@ pub fn install(double: &KubeDouble, webhook: SocketAddr) {
     );
     double.kubectl_stdin(&["apply", "-f", "-"], &pointed);
 }
+
+/// One RBAC rule of a ClusterRole (`namespace: None`) or a Role.
+#[derive(Debug)]
+struct Rule {
+    namespace: Option<String>,
+    groups: Vec<String>,
+    resources: Vec<String>,
+    names: Vec<String>,
+    verbs: Vec<String>,
+}
+
+/// The rules of every ClusterRole and Role in `remora install`'s output.
+fn installed_rules() -> Vec<Rule> {
+    let out = std::process::Command::new(bin_path("remora").unwrap())
+        .arg("install")
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let text = String::from_utf8(out.stdout).unwrap();
+    let strings = |v: &serde_yaml_ng::Value| -> Vec<String> {
+        v.as_sequence()
+            .into_iter()
+            .flatten()
+            .filter_map(|s| s.as_str().map(str::to_owned))
+            .collect()
+    };
+    let mut rules = Vec::new();
+    for doc in serde_yaml_ng::Deserializer::from_str(&text) {
+        let doc = <serde_yaml_ng::Value as serde::Deserialize>::deserialize(doc).unwrap();
+        let kind = doc["kind"].as_str().unwrap_or_default();
+        if kind != "ClusterRole" && kind != "Role" {
+            continue;
+        }
+        let namespace =
+            (kind == "Role").then(|| doc["metadata"]["namespace"].as_str().unwrap().to_owned());
+        for rule in doc["rules"].as_sequence().into_iter().flatten() {
+            rules.push(Rule {
+                namespace: namespace.clone(),
+                groups: strings(&rule["apiGroups"]),
+                resources: strings(&rule["resources"]),
+                names: strings(&rule["resourceNames"]),
+                verbs: strings(&rule["verbs"]),
+            });
+        }
+    }
+    rules
+}
+
+/// What RBAC sees of one API request: verb, group, resource (with its
+/// subresource), namespace and name.
+fn authorization_of(request: &Value) -> (String, String, String, Option<String>, Option<String>) {
+    let method = request["method"].as_str().unwrap_or_default();
+    let path = request["path"].as_str().unwrap_or_default();
+    let params = &request["params"];
+    let parts: Vec<&str> = path.trim_matches('/').split('/').collect();
+    // /api/v1/... or /apis/GROUP/VERSION/...
+    let (group, rest) = match parts.as_slice() {
+        ["api", _version, rest @ ..] => (String::new(), rest),
+        ["apis", group, _version, rest @ ..] => ((*group).to_owned(), rest),
+        _ => panic!("not an API path: {path}"),
+    };
+    let (namespace, rest) = match rest {
+        ["namespaces", ns, rest @ ..] if !rest.is_empty() => (Some((*ns).to_owned()), rest),
+        rest => (None, rest),
+    };
+    let (resource, name, sub) = match rest {
+        [resource] => (*resource, None, None),
+        [resource, name] => (*resource, Some((*name).to_owned()), None),
+        [resource, name, sub] => (*resource, Some((*name).to_owned()), Some(*sub)),
+        _ => panic!("unexpected API path: {path}"),
+    };
+    let resource = match sub {
+        Some(sub) => format!("{resource}/{sub}"),
+        None => resource.to_owned(),
+    };
+    let watch = matches!(params["watch"].as_str(), Some("1" | "true"));
+    // A list or watch narrowed to one name is authorized against resourceNames.
+    let by_field = params["fieldSelector"]
+        .as_str()
+        .and_then(|f| f.strip_prefix("metadata.name="))
+        .map(str::to_owned);
+    let (verb, name) = match (method, name) {
+        ("GET", _) if watch => ("watch", by_field),
+        ("GET", None) => ("list", by_field),
+        ("GET", Some(name)) => ("get", Some(name)),
+        ("POST", _) => ("create", None),
+        ("PATCH", name) => ("patch", name),
+        ("PUT", name) => ("update", name),
+        ("DELETE", name) => ("delete", name),
+        (other, _) => panic!("unexpected method {other} on {path}"),
+    };
+    (verb.to_owned(), group, resource, namespace, name)
+}
+
+/// Every request the control plane made to the double (its `User-Agent` says
+/// `remora-control/`) is one the RBAC of `remora install` allows: the
+/// ClusterRole and Role are exactly what the code needs, no less (a request
+/// they refuse would fail in a cluster), checked against real requests.
+pub fn assert_control_plane_requests_allowed(double: &KubeDouble) {
+    let rules = installed_rules();
+    let requests: Vec<Value> = double
+        .requests()
+        .into_iter()
+        .filter(|r| {
+            r["userAgent"]
+                .as_str()
+                .is_some_and(|a| a.starts_with("remora-control/"))
+        })
+        .collect();
+    assert!(
+        !requests.is_empty(),
+        "no request from the control plane was recorded"
+    );
+    for request in &requests {
+        let (verb, group, resource, namespace, name) = authorization_of(request);
+        let allows = |rule: &Rule| {
+            // A Role's rules hold in its own namespace only.
+            let in_scope = rule.namespace.is_none() || rule.namespace == namespace;
+            let named =
+                rule.names.is_empty() || name.as_ref().is_some_and(|n| rule.names.contains(n));
+            in_scope
+                && named
+                && rule.groups.iter().any(|g| *g == group || g == "*")
+                && rule.resources.iter().any(|r| *r == resource || r == "*")
+                && rule.verbs.iter().any(|v| *v == verb || v == "*")
+        };
+        let allowed = rules.iter().any(allows);
+        assert!(
+            allowed,
+            "remora install's RBAC does not allow the control plane's {verb} on \
+             {group}/{resource} (namespace {namespace:?}, name {name:?}): {request}"
+        );
+    }
+}

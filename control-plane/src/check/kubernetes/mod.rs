@@ -27,7 +27,7 @@ use std::time::Duration;
 pub use report::{Item, Report, Verdict};
 
 use crate::client::Exit;
-use crate::kubernetes::{connect, KubeError, KubernetesOptions};
+use crate::kubernetes::{connect_as, KubeError, KubernetesOptions};
 
 /// How long one request may take before the API server counts as unreachable.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(15);
@@ -58,7 +58,7 @@ impl CheckError {
 
 /// Every item, in a fixed order: the installation first, then the pods.
 pub async fn run(options: &KubernetesOptions) -> Result<Report, CheckError> {
-    let client = connect(options).await?;
+    let client = connect_as(options, concat!("remora-check/", env!("CARGO_PKG_VERSION"))).await?;
     let mut report = Report::default();
     install::crds(&client, &mut report).await?;
     install::control_plane(&client, &options.namespace, &mut report).await?;
