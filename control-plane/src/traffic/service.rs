@@ -36,7 +36,11 @@ impl Telemetry for TelemetryService {
             .get::<XdsPeer>()
             .cloned()
             .unwrap_or_default();
-        let report = request.into_inner();
+        let mut report = request.into_inner();
+        // Counters are cumulative: a hop that never carried a request adds
+        // nothing to any window, and a proxy of a large mesh has one per
+        // configured route and backend. Only hops with traffic are kept.
+        report.hops.retain(|h| h.requests > 0);
         check(&report, peer.identity.as_deref())?;
         if let Err(message) = self.check_reporter(&report, &peer) {
             tracing::warn!(node_id = %escape(&report.node_id), remote = ?peer.remote, message = %escape(&message), "telemetry report refused");
@@ -83,6 +87,11 @@ impl TelemetryService {
 
 /// Ejected endpoints one report may list.
 const MAX_EJECTED: usize = 4096;
+/// Hops with traffic one report may hold, and histogram buckets: reports are
+/// kept for minutes, so one proxy must not make the control plane keep
+/// whatever a 4 MiB message holds, every two seconds.
+const MAX_HOPS: usize = 4096;
+const MAX_BUCKETS: usize = 64;
 
 /// A report must come from its namespace's certificate (when there is one) and
 /// have histograms that fit its bounds.
@@ -108,6 +117,18 @@ fn check(report: &HopReport, identity: Option<&str>) -> Result<(), Status> {
         return Err(Status::invalid_argument(format!(
             "report: {} ejected endpoints, more than {MAX_EJECTED}",
             report.ejected.len()
+        )));
+    }
+    if report.hops.len() > MAX_HOPS {
+        return Err(Status::invalid_argument(format!(
+            "report: {} hops with traffic, more than {MAX_HOPS}",
+            report.hops.len()
+        )));
+    }
+    if report.bucket_bounds.len() > MAX_BUCKETS {
+        return Err(Status::invalid_argument(format!(
+            "report: {} histogram buckets, more than {MAX_BUCKETS}",
+            report.bucket_bounds.len()
         )));
     }
     let buckets = report.bucket_bounds.len() + 1;
@@ -154,5 +175,31 @@ mod tests {
         r.hops[0].overhead_counts.pop();
         let err = check(&r, None).unwrap_err();
         assert!(err.message().contains("hops[0].overhead_counts"), "{err:?}");
+    }
+
+    #[test]
+    fn a_report_too_large_to_keep_is_refused() {
+        let hop = Hop {
+            requests: 1,
+            duration_counts: vec![1, 0],
+            overhead_counts: vec![1, 0],
+            ..Default::default()
+        };
+        let mut r = HopReport {
+            node_id: "web-1".into(),
+            service: "web".into(),
+            namespace: "shop".into(),
+            bucket_bounds: vec![0.1],
+            hops: vec![hop; MAX_HOPS],
+            ..Default::default()
+        };
+        assert!(check(&r, None).is_ok());
+        r.hops.push(r.hops[0].clone());
+        let err = check(&r, None).unwrap_err();
+        assert!(err.message().contains("4097 hops"), "{err:?}");
+        r.hops.truncate(1);
+        r.bucket_bounds = vec![0.1; MAX_BUCKETS + 1];
+        let err = check(&r, None).unwrap_err();
+        assert!(err.message().contains("histogram buckets"), "{err:?}");
     }
 }

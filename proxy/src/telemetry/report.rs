@@ -79,8 +79,12 @@ impl Reporter {
 
     fn report(&self, started_unix_ms: u64) -> HopReport {
         let m = &self.metrics;
-        let mut hops: Vec<Hop> = m.hops().iter().map(|h| hop(h)).collect();
-        hops.extend(m.inbound().iter().map(|h| hop(h)));
+        // Only hops that carried a request: counters are cumulative, so the
+        // others say nothing, and there is one per configured route backend
+        // (a thousand Services, a thousand hops every report).
+        let carried = |h: &&std::sync::Arc<HopStats>| h.requests_and_failures().0 > 0;
+        let mut hops: Vec<Hop> = m.hops().iter().filter(carried).map(|h| hop(h)).collect();
+        hops.extend(m.inbound().iter().filter(carried).map(|h| hop(h)));
         HopReport {
             node_id: self.node_id.clone(),
             service: m.service.clone(),
