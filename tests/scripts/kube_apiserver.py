@@ -1065,6 +1065,9 @@ def token_review(store, body):
                     "uid": entry.get("uid", str(uuid.uuid5(uuid.NAMESPACE_URL, f"{ns}/{sa}"))),
                     "groups": ["system:serviceaccounts", f"system:serviceaccounts:{ns}",
                                "system:authenticated"],
+                    # As for a projected token: bound to a pod.
+                    "extra": {"authentication.kubernetes.io/pod-uid": [
+                        str(uuid.uuid5(uuid.NAMESPACE_URL, "pod/" + spec.get("token", "")))]},
                 },
                 "audiences": common,
             }

@@ -72,7 +72,12 @@ async fn serves_proxy_over_mtls(cp: &ControlPlane) -> bool {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_control_plane_started_again_with_an_empty_data_dir_keeps_the_ca() {
     let double = KubeDouble::start();
-    double.add_token("jwt-orders", "shop", "orders", &["remora"]);
+    double.add_token(
+        "eyJhbGciOiJSUzI1NiJ9.orders.c2ln",
+        "shop",
+        "orders",
+        &["remora"],
+    );
     let line = check_line(&double);
     assert!(
         line.starts_with("WARN") && line.contains("made by the control plane at first start"),
@@ -102,7 +107,7 @@ async fn a_control_plane_started_again_with_an_empty_data_dir_keeps_the_ca() {
     let bundle_file = first_root.path().join("ca.pem");
     std::fs::write(&bundle_file, &bundle).unwrap();
     let token_file = first_root.path().join("orders.token");
-    std::fs::write(&token_file, "jwt-orders").unwrap();
+    std::fs::write(&token_file, "eyJhbGciOiJSUzI1NiJ9.orders.c2ln").unwrap();
     let app = TestApp::http("orders");
     let proxy = Proxy::start(
         ProxySpec::new("orders", first.xds_addr, app.addr)

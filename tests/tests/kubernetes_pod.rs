@@ -208,8 +208,18 @@ fn a_bad_variable_is_refused_naming_it() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_service_account_token_gets_a_certificate_through_token_review() {
     let double = KubeDouble::start();
-    double.add_token("jwt-abc", "shop", "orders", &["remora"]);
-    double.add_token("jwt-vault", "shop", "orders", &["vault"]);
+    double.add_token(
+        "eyJhbGciOiJSUzI1NiJ9.abc.c2ln",
+        "shop",
+        "orders",
+        &["remora"],
+    );
+    double.add_token(
+        "eyJhbGciOiJSUzI1NiJ9.vault.c2ln",
+        "shop",
+        "orders",
+        &["vault"],
+    );
     let root = tempfile::tempdir().unwrap();
     let cp = ControlPlane::start_kubernetes(root.path().join("config"), double.kubeconfig(), &[])
         .await
@@ -222,7 +232,11 @@ async fn a_service_account_token_gets_a_certificate_through_token_review() {
         env
     };
 
-    let good = PodProxy::start(&token_proxy("good.token", "jwt-abc\n")).await;
+    let good = PodProxy::start(&token_proxy(
+        "good.token",
+        "eyJhbGciOiJSUzI1NiJ9.abc.c2ln\n",
+    ))
+    .await;
     let certified = wait_for(WAIT, || async {
         good.config_dump().await["certificate"]["identity"]
             == "spiffe://cluster.local/ns/shop/sa/orders"
@@ -238,11 +252,19 @@ async fn a_service_account_token_gets_a_certificate_through_token_review() {
     assert!(cp.logs().contains("certificate issued"), "{}", cp.logs());
 
     // A token projected for another audience, and one the cluster never issued.
-    let vault = PodProxy::start(&token_proxy("vault.token", "jwt-vault")).await;
+    let vault = PodProxy::start(&token_proxy(
+        "vault.token",
+        "eyJhbGciOiJSUzI1NiJ9.vault.c2ln",
+    ))
+    .await;
     vault
         .wait_log("is invalid for the target audiences [\"remora\"]")
         .await;
-    let unknown = PodProxy::start(&token_proxy("unknown.token", "jwt-nobody")).await;
+    let unknown = PodProxy::start(&token_proxy(
+        "unknown.token",
+        "eyJhbGciOiJSUzI1NiJ9.nobody.c2ln",
+    ))
+    .await;
     unknown
         .wait_log("the service-account token is not authenticated")
         .await;

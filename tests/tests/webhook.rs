@@ -2,7 +2,7 @@
 //! --webhook-addr` serves HTTPS with a certificate from the mesh CA, answers
 //! an AdmissionReview with a JSONPatch that injects the sidecar, refuses
 //! plain HTTP, a client that checks another host name, and an oversized
-//! body; and, against the API server double driven by the real `kubectl`,
+//! body; lets no one address hold all its connections; and, against the API server double driven by the real `kubectl`,
 //! writes its CA into the `remora-injector` configuration, after which a pod
 //! created in an opted-in namespace comes out with the proxy, others do not,
 //! and a pod with a bad annotation is refused with the reason.
@@ -232,9 +232,10 @@ async fn the_webhook_answers_a_review_over_tls_with_a_patch_that_injects() {
         String::from_utf8_lossy(&wrong.stderr)
     );
 
-    // Over 4 MiB: 413, before the body is read (curl waits for 100-continue).
+    // Over 2 MiB (etcd stores no object over 1.5 MiB): 413, before the
+    // body is read (curl waits for 100-continue).
     let big = root.path().join("big.json");
-    std::fs::write(&big, vec![b' '; 5 * 1024 * 1024]).unwrap();
+    std::fs::write(&big, vec![b' '; 3 * 1024 * 1024]).unwrap();
     let (status, text) = answer(curl(
         &hook,
         SERVICE_NAME,
@@ -248,6 +249,58 @@ async fn the_webhook_answers_a_review_over_tls_with_a_patch_that_injects() {
     let (status, text) = answer(curl(&hook, SERVICE_NAME, &body, &[]));
     assert_eq!(status, 400, "{text}");
     assert!(text.contains("not JSON"), "{text}");
+}
+
+/// How many connections one address may hold open (the webhook's limit).
+const CONNECTIONS_PER_ADDRESS: usize = 16;
+
+#[tokio::test]
+async fn one_address_cannot_take_every_connection_of_the_webhook() {
+    let root = tempfile::tempdir().unwrap();
+    let config = root.path().join("config");
+    std::fs::create_dir_all(&config).unwrap();
+    let config_arg = config.to_str().unwrap().to_owned();
+    let hook = start(root.path(), &["--config-dir", &config_arg], &[]).await;
+    let body = root.path().join("review.json");
+    std::fs::write(&body, review("shop").to_string()).unwrap();
+
+    // Connections from 127.0.0.1 that never start their TLS handshake (the
+    // webhook waits 10 s for one), up to the limit.
+    let idle: Vec<std::net::TcpStream> = (0..CONNECTIONS_PER_ADDRESS)
+        .map(|_| std::net::TcpStream::connect(hook.addr).unwrap())
+        .collect();
+    // Accepted after them, one more from the same address is closed at once.
+    let refused = curl(&hook, SERVICE_NAME, &body, &[]);
+    assert!(
+        !refused.status.success(),
+        "served past the limit: {}\n{}",
+        String::from_utf8_lossy(&refused.stdout),
+        hook.process.logs()
+    );
+    // Another address (127.0.0.2 is loopback too) is served all along.
+    let other = curl(&hook, SERVICE_NAME, &body, &["--interface", "127.0.0.2"]);
+    let (status, text) = answer(other);
+    assert_eq!(status, 200, "{text}");
+    assert!(
+        hook.process
+            .logs()
+            .contains("this address is at its connection limit"),
+        "{}",
+        hook.process.logs()
+    );
+
+    // Closed, they give the address its connections back.
+    drop(idle);
+    let mut served = false;
+    for _ in 0..50 {
+        let out = curl(&hook, SERVICE_NAME, &body, &[]);
+        if out.status.success() {
+            served = answer(out).0 == 200;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(served, "{}", hook.process.logs());
 }
 
 const WEBHOOK_CONFIGURATION: &str = r#"apiVersion: admissionregistration.k8s.io/v1

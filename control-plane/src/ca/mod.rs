@@ -8,11 +8,14 @@
 //! - [`CertificateAuthority::issue`]: a leaf with a key made here (the control
 //!   plane's own certificate; `remora certificate create`).
 //! - [`workload`]: such a leaf written as the files a gRPC client reads.
+//! - [`serving`]: the control plane's own serving certificates (xDS port,
+//!   admission webhook), renewed in memory.
 //!
 //! Not here: who may ask for which identity (tokens), or the gRPC service.
 
 mod files;
 mod host;
+pub mod serving;
 mod spiffe;
 pub mod workload;
 
@@ -27,6 +30,7 @@ use rcgen::{
 
 pub use files::{CaFiles, CA_CERT_FILE, CA_KEY_FILE};
 pub use host::{HostName, InvalidHostName};
+pub use serving::{control_plane_identity, ServingCert, ServingError};
 pub use spiffe::{InvalidSpiffeId, SpiffeId};
 
 /// Default leaf lifetime.

@@ -283,10 +283,14 @@ impl ControlPlane {
             writes,
             certificates: certificates.clone(),
         };
+        // Who the control plane is: what its xDS and webhook certificates
+        // carry, and what no proxy is ever issued.
+        let own_identity = transport::control_plane_identity(&self.options)?;
         let mut identity = crate::identity::IdentityService::new(
             self.ca.clone(),
             crate::identity::TokenStore::new(&self.options.data_dir),
             self.options.leaf_ttl,
+            own_identity.clone(),
         )
         .recording(certificates);
         // In a cluster, pods prove who they are with their service-account
@@ -301,6 +305,7 @@ impl ControlPlane {
             (Some((listener, _)), Some(options)) => Some(crate::webhook::spawn(
                 listener,
                 options,
+                own_identity.clone(),
                 self.ca.clone(),
                 self.options.leaf_ttl,
                 self.kube.clone(),
@@ -329,6 +334,7 @@ impl ControlPlane {
         );
         let tls = std::sync::Arc::new(transport::XdsTls::new(
             self.ca.clone(),
+            own_identity,
             self.options.leaf_ttl,
             hosts,
         )?);

@@ -5,11 +5,13 @@
 //! by the first byte) serves the first Certify call otherwise and proxies without
 //! an identity.
 //!
-//! The control plane's own certificate comes from its CA, for
-//! `spiffe://<trust-domain>/ns/remora-system/sa/remora-control` (what Remora
-//! proxies check), and is renewed in memory at half its lifetime. It also
-//! carries DNS and IP names ([`serving_hosts`]): gRPC's own xDS client checks
-//! the control plane by the host it dialled, as TLS clients do.
+//! The control plane's own certificate comes from its CA
+//! ([`crate::ca::ServingCert`]), for
+//! `spiffe://<trust-domain>/ns/<namespace>/sa/remora-control`
+//! ([`control_plane_identity`]: what Remora proxies check), and is renewed in
+//! memory at half its lifetime. It also carries DNS and IP names
+//! ([`serving_hosts`]): gRPC's own xDS client checks the control plane by the
+//! host it dialled, as TLS clients do.
 
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
@@ -18,12 +20,9 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use arc_swap::ArcSwap;
-use rustls::crypto::CryptoProvider;
 use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer};
-use rustls::server::{ClientHello, ResolvesServerCert, WebPkiClientVerifier};
-use rustls::sign::CertifiedKey;
+use rustls::pki_types::CertificateDer;
+use rustls::server::WebPkiClientVerifier;
 use rustls::{RootCertStore, ServerConfig};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
@@ -37,22 +36,53 @@ use x509_parser::prelude::FromDer;
 
 use remora_net::{Activity, IdleTimeout, Slot, Slots};
 
-use crate::ca::{CertificateAuthority, HostName, SpiffeId};
+use super::ControlOptions;
+use crate::ca::serving::HANDSHAKE_TIMEOUT;
+use crate::ca::{
+    CertificateAuthority, HostName, InvalidSpiffeId, ServingCert, ServingError, SpiffeId,
+};
 use crate::xds::XdsPeer;
 
-pub const CONTROL_PLANE_NAMESPACE: &str = "remora-system";
-pub const CONTROL_PLANE_ACCOUNT: &str = "remora-control";
-/// How long a client gets to finish its TLS handshake.
-const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+pub use crate::ca::serving::{CONTROL_PLANE_ACCOUNT, CONTROL_PLANE_NAMESPACE};
 
 #[derive(Debug, thiserror::Error)]
 pub enum TransportError {
-    #[error("cannot issue the control plane's certificate: {0}")]
-    Issue(String),
+    #[error(transparent)]
+    Serving(#[from] ServingError),
+    #[error("the control plane's identity in namespace `{namespace}`")]
+    Identity {
+        namespace: String,
+        #[source]
+        source: InvalidSpiffeId,
+    },
+    #[error("the trust bundle of the xDS client verifier: {0}")]
+    TrustBundle(String),
     #[error("TLS config: {0}")]
     Rustls(#[from] rustls::Error),
     #[error("client verifier: {0}")]
     Verifier(#[from] rustls::server::VerifierBuilderError),
+}
+
+/// The control plane's namespace: the cluster's `--namespace` in Kubernetes
+/// mode; outside a cluster, `remora-system` (what proxies outside a cluster
+/// expect).
+pub fn control_plane_namespace(options: &ControlOptions) -> &str {
+    options
+        .kubernetes
+        .as_ref()
+        .map_or(CONTROL_PLANE_NAMESPACE, |k| k.namespace.as_str())
+}
+
+/// The control plane's SPIFFE id: the xDS and the webhook certificates carry
+/// it, and no proxy is ever issued it.
+pub fn control_plane_identity(options: &ControlOptions) -> Result<SpiffeId, TransportError> {
+    let namespace = control_plane_namespace(options);
+    crate::ca::control_plane_identity(&options.trust_domain, namespace).map_err(|source| {
+        TransportError::Identity {
+            namespace: namespace.to_owned(),
+            source,
+        }
+    })
 }
 
 /// The DNS and IP names of the control plane's serving certificate:
@@ -78,94 +108,27 @@ pub fn serving_hosts(bound: SocketAddr, extra: &[HostName]) -> Vec<HostName> {
     hosts
 }
 
-/// The control plane's serving certificate, swapped whole on renewal.
-#[derive(Debug)]
-pub struct ServingCert {
-    current: ArcSwap<CertifiedKey>,
-    provider: Arc<CryptoProvider>,
-    hosts: Vec<HostName>,
-}
-
-impl ResolvesServerCert for ServingCert {
-    fn resolve(&self, _hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
-        Some(self.current.load_full())
-    }
-}
-
-impl ServingCert {
-    fn issue(
-        ca: &CertificateAuthority,
-        provider: &CryptoProvider,
-        ttl: Duration,
-        hosts: &[HostName],
-    ) -> Result<CertifiedKey, TransportError> {
-        let err = |e: String| TransportError::Issue(e);
-        let id = SpiffeId::new(
-            ca.trust_domain(),
-            CONTROL_PLANE_NAMESPACE,
-            CONTROL_PLANE_ACCOUNT,
-        )
-        .map_err(|e| err(e.to_string()))?;
-        let issued = ca.issue(&id, hosts, ttl).map_err(|e| err(e.to_string()))?;
-        let mut chain = Vec::new();
-        for pem in [&issued.signed.leaf_pem, &issued.signed.chain_pem] {
-            for c in CertificateDer::pem_slice_iter(pem.as_bytes()) {
-                chain.push(c.map_err(|e| err(e.to_string()))?);
-            }
-        }
-        let key = PrivateKeyDer::from_pem_slice(issued.key_pem.as_bytes())
-            .map_err(|e| err(e.to_string()))?;
-        Ok(CertifiedKey::from_der(chain, key, provider)?)
-    }
-
-    /// Renews the certificate at half its lifetime, until the task is dropped.
-    async fn renew(self: Arc<Self>, ca: Arc<CertificateAuthority>, ttl: Duration) {
-        loop {
-            tokio::time::sleep(ttl / 2).await;
-            match Self::issue(&ca, &self.provider, ttl, &self.hosts) {
-                Ok(cert) => {
-                    self.current.store(Arc::new(cert));
-                    tracing::info!("control plane certificate renewed");
-                }
-                // The current one is still valid for half its lifetime; try again soon.
-                Err(error) => {
-                    tracing::error!(%error, "cannot renew the control plane certificate");
-                    tokio::time::sleep(Duration::from_secs(10).min(ttl / 4)).await;
-                }
-            }
-        }
-    }
-}
-
-/// The TLS side of the xDS port: its config and the task that renews its
-/// certificate.
+/// The TLS side of the xDS port: its config and its certificate (renewed by
+/// a task that stops when this is dropped).
 pub struct XdsTls {
     config: Arc<ServerConfig>,
-    renewal: tokio::task::JoinHandle<()>,
-}
-
-impl Drop for XdsTls {
-    fn drop(&mut self) {
-        self.renewal.abort();
-    }
+    _cert: ServingCert,
 }
 
 impl XdsTls {
-    /// `hosts`: the DNS and IP names of its certificate ([`serving_hosts`]).
+    /// A certificate for `identity` (the control plane's) and `hosts` (see
+    /// [`serving_hosts`]).
     pub fn new(
         ca: Arc<CertificateAuthority>,
+        identity: SpiffeId,
         ttl: Duration,
         hosts: Vec<HostName>,
     ) -> Result<Self, TransportError> {
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let cert = Arc::new(ServingCert {
-            current: ArcSwap::from_pointee(ServingCert::issue(&ca, &provider, ttl, &hosts)?),
-            provider: provider.clone(),
-            hosts,
-        });
+        let cert = ServingCert::start(ca.clone(), identity, hosts, ttl, "xDS")?;
+        let provider = cert.provider();
         let mut roots = RootCertStore::empty();
         for c in CertificateDer::pem_slice_iter(ca.trust_bundle_pem().as_bytes()) {
-            let c = c.map_err(|e| TransportError::Issue(format!("trust bundle: {e}")))?;
+            let c = c.map_err(|e| TransportError::TrustBundle(e.to_string()))?;
             roots.add(c)?;
         }
         // A client certificate is optional: a proxy asks for its first certificate
@@ -177,12 +140,11 @@ impl XdsTls {
         let mut config = ServerConfig::builder_with_provider(provider)
             .with_protocol_versions(&[&rustls::version::TLS13])?
             .with_client_cert_verifier(verifier)
-            .with_cert_resolver(cert.clone());
+            .with_cert_resolver(cert.resolver());
         config.alpn_protocols = vec![b"h2".to_vec()];
-        let renewal = tokio::spawn(cert.renew(ca, ttl));
         Ok(Self {
             config: Arc::new(config),
-            renewal,
+            _cert: cert,
         })
     }
 }
@@ -442,16 +404,44 @@ mod tests {
     }
 
     #[test]
-    fn the_serving_certificate_names_the_control_plane_and_every_host() {
+    fn the_control_plane_is_in_the_clusters_namespace_else_in_remora_system() {
+        let mut options = ControlOptions::new("config");
+        assert_eq!(
+            control_plane_identity(&options).unwrap().to_string(),
+            "spiffe://cluster.local/ns/remora-system/sa/remora-control"
+        );
+        options.kubernetes = Some(crate::kubernetes::KubernetesOptions {
+            namespace: "mesh".into(),
+            ..Default::default()
+        });
+        assert_eq!(
+            control_plane_identity(&options).unwrap().to_string(),
+            "spiffe://cluster.local/ns/mesh/sa/remora-control"
+        );
+    }
+
+    #[tokio::test]
+    async fn the_serving_certificate_names_the_control_plane_and_every_host() {
         let dir = tempfile::tempdir().unwrap();
-        let ca = CertificateAuthority::load_or_create(dir.path(), None, "cluster.local").unwrap();
+        let ca = Arc::new(
+            CertificateAuthority::load_or_create(dir.path(), None, "cluster.local").unwrap(),
+        );
         let provider = rustls::crypto::ring::default_provider();
         let hosts = serving_hosts(
             "127.0.0.1:7700".parse().unwrap(),
             &hosts(&["xds.example.com", "10.1.2.3"]),
         );
-        let cert = ServingCert::issue(&ca, &provider, Duration::from_secs(3600), &hosts).unwrap();
-        let leaf = &cert.cert[0];
+        let identity = control_plane_identity(&ControlOptions::new("config")).unwrap();
+        let cert = ServingCert::start(
+            ca.clone(),
+            identity,
+            hosts,
+            Duration::from_secs(3600),
+            "xDS",
+        )
+        .unwrap();
+        let chain = cert.chain();
+        let leaf = &chain[0];
         let id = "spiffe://cluster.local/ns/remora-system/sa/remora-control";
         assert_eq!(
             sans(leaf),
@@ -480,7 +470,7 @@ mod tests {
         let verify = |name: &str| {
             verifier.verify_server_cert(
                 leaf,
-                &cert.cert[1..],
+                &chain[1..],
                 &ServerName::try_from(name).unwrap(),
                 &[],
                 UnixTime::now(),

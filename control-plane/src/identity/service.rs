@@ -6,6 +6,11 @@
 //! laptops) and, when the control plane runs with `--kubernetes`, a pod's
 //! projected service-account token, checked by the API server (TokenReview,
 //! see [`crate::kubernetes::tokenreview`]).
+//!
+//! Whatever a token says, the control plane's own identity
+//! (`spiffe://<trust-domain>/ns/<its namespace>/sa/remora-control`, which
+//! proxies check the control plane by) is never issued: a token for that
+//! service account must not let a workload pose as the control plane.
 
 use std::sync::Arc;
 use std::time::{Duration, UNIX_EPOCH};
@@ -17,13 +22,15 @@ use tonic::{Request, Response, Status};
 use super::issued::{Issued, IssuedCertificates};
 use super::tokens::{Grant, TokenError, TokenStore, PREFIX};
 use crate::ca::{CaError, CertificateAuthority, SpiffeId};
-use crate::kubernetes::tokenreview::{ReviewError, TokenReviewer};
+use crate::kubernetes::tokenreview::{Refusal, ReviewError, TokenReviewer};
 use crate::xds::XdsPeer;
 
 pub struct IdentityService {
     ca: Arc<CertificateAuthority>,
     tokens: TokenStore,
     leaf_ttl: Duration,
+    /// The control plane's own identity: never issued.
+    control_plane: SpiffeId,
     /// What was issued to whom, for `remora status`.
     issued: Arc<IssuedCertificates>,
     /// With `--kubernetes`: service-account tokens, reviewed by the API server.
@@ -31,11 +38,19 @@ pub struct IdentityService {
 }
 
 impl IdentityService {
-    pub fn new(ca: Arc<CertificateAuthority>, tokens: TokenStore, leaf_ttl: Duration) -> Self {
+    /// Issues certificates from `ca`, valid for `leaf_ttl`, to whoever
+    /// `tokens` grant, except `control_plane`'s own identity.
+    pub fn new(
+        ca: Arc<CertificateAuthority>,
+        tokens: TokenStore,
+        leaf_ttl: Duration,
+        control_plane: SpiffeId,
+    ) -> Self {
         Self {
             ca,
             tokens,
             leaf_ttl,
+            control_plane,
             issued: Arc::default(),
             reviewer: None,
         }
@@ -62,6 +77,13 @@ impl IdentityService {
             .identity
             .parse()
             .map_err(|e: crate::ca::InvalidSpiffeId| Status::invalid_argument(e.to_string()))?;
+        // Before any token is looked at: no token grants it.
+        if identity == self.control_plane {
+            tracing::warn!(%identity, remote = ?peer.remote, "certificate refused: the control plane's own identity");
+            return Err(Status::permission_denied(format!(
+                "{identity} is the control plane's own identity: it is never issued"
+            )));
+        }
         let grant = self.grant(&req.token, &identity).await?;
         let granted = SpiffeId {
             trust_domain: self.ca.trust_domain().to_owned(),
@@ -121,13 +143,20 @@ impl IdentityService {
                 namespace: account.namespace,
                 service_account: account.name,
             }),
-            Err(error @ ReviewError::Api(_)) => {
+            // Nothing to look up: not worth a warning per call.
+            Err(ReviewError::Refused(refusal @ Refusal::Malformed(_))) => {
+                tracing::debug!(error = %refusal, identity = %asked, "certificate refused: not a token");
+                Err(Status::unauthenticated(refusal.to_string()))
+            }
+            Err(ReviewError::Refused(refusal)) => {
+                tracing::warn!(error = %refusal, identity = %asked, "certificate refused: the service-account token");
+                Err(Status::unauthenticated(refusal.to_string()))
+            }
+            // Not reviewed now (API unreachable, slow or busy): the proxy
+            // retries UNAVAILABLE with backoff.
+            Err(error) => {
                 tracing::warn!(%error, identity = %asked, "cannot review a service-account token");
                 Err(Status::unavailable(error.to_string()))
-            }
-            Err(error) => {
-                tracing::warn!(%error, identity = %asked, "certificate refused: the service-account token");
-                Err(Status::unauthenticated(error.to_string()))
             }
         }
     }
@@ -162,3 +191,6 @@ impl Identity for IdentityService {
             .map(Response::new)
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -4,32 +4,44 @@
 //!
 //! A token is good for a certificate when the review says it is authenticated,
 //! for the audience `remora` (a token made for another service cannot be
-//! replayed here), and for a service account (`system:serviceaccount:NS:SA`),
-//! never a person or a node.
+//! replayed here), for a service account (`system:serviceaccount:NS:SA`,
+//! never a person or a node), and bound to a pod (the review names the pod's
+//! uid: another authenticator may map its users to service-account names,
+//! only the service-account authenticator binds tokens to pods).
 //!
-//! Positive reviews are kept for a minute, keyed by the token's SHA-256 (the
-//! token itself is not kept), so a restart storm of proxies asks the API server
-//! once per pod; refusals are never kept, so a token that becomes valid (or a
-//! fixed RBAC rule) works at the proxy's next try. The cost: a token revoked by
-//! deleting its pod still gets certificates for up to a minute.
+//! Whoever reaches the xDS port may call Certify without a certificate, so a
+//! review must cost the API server little and be hard to multiply:
+//! - a token over 8 KiB or not shaped as a JWT is refused before any review;
+//! - at most [`Limits::concurrent`] reviews are in flight; a call waits at
+//!   most [`Limits::permit_wait`] for its turn, and a review gets
+//!   [`Limits::timeout`]: past either it is answered "try again"
+//!   (UNAVAILABLE, which the proxy retries with backoff);
+//! - answers are kept by the token's SHA-256 (the token itself is not kept):
+//!   an accepted token for a minute, so a restart storm of proxies asks the
+//!   API server once per pod; a refused one for ten seconds, so a caller
+//!   repeating a bad token costs one review per ten seconds, while a token
+//!   that becomes valid (or a fixed RBAC rule) works soon after. The cost: a
+//!   token revoked by deleting its pod still gets certificates for up to a
+//!   minute.
 
-use std::collections::HashMap;
-use std::sync::{Mutex, PoisonError};
+mod cache;
+mod judge;
+
+use std::sync::Arc;
 use std::time::Duration;
 
+use futures::future::BoxFuture;
 use k8s_openapi::api::authentication::v1::{TokenReview, TokenReviewSpec, TokenReviewStatus};
 use kube::api::PostParams;
-use ring::digest::{digest, SHA256};
+use tokio::sync::Semaphore;
 use tokio::time::Instant;
+
+use cache::{cache_key, ReviewCache};
+pub use judge::{account_of, check_shape, service_account, Refusal, MAX_TOKEN_BYTES, POD_UID};
 
 /// The audience proxies' tokens are projected for (injection's
 /// `serviceAccountToken.audience`).
 pub const AUDIENCE: &str = "remora";
-/// How long a positive review is used again.
-const CACHE_TTL: Duration = Duration::from_secs(60);
-/// The most reviews kept: one per pod of a large mesh.
-const CACHE_MAX: usize = 10_000;
-const SERVICE_ACCOUNT_PREFIX: &str = "system:serviceaccount:";
 
 /// Who a token belongs to: a namespace's service account.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -38,48 +50,72 @@ pub struct ServiceAccount {
     pub name: String,
 }
 
-/// Why a token gets no certificate.
+/// Why a token gets no certificate now.
 #[derive(Debug, thiserror::Error)]
 pub enum ReviewError {
-    #[error("the service-account token is not authenticated: {0}")]
-    NotAuthenticated(String),
-    #[error("the service-account token is not for the audience `remora` (it is for: {0}); project it with `audience: remora`")]
-    WrongAudience(String),
-    #[error(
-        "the token belongs to `{0}`, not a service account (system:serviceaccount:NAMESPACE:NAME)"
-    )]
-    NotServiceAccount(String),
+    /// The token itself was refused.
+    #[error(transparent)]
+    Refused(#[from] Refusal),
     #[error("cannot review the token with the Kubernetes API: {0}")]
     Api(#[source] kube::Error),
+    #[error("the Kubernetes API did not review the token within {0:?}")]
+    TimedOut(Duration),
+    #[error("too many token reviews in flight; try again")]
+    Busy,
 }
 
 impl ReviewError {
-    /// Whether the token itself was refused (rather than the API unreachable).
+    /// Whether the token itself was refused (rather than not reviewed now).
     pub fn is_refusal(&self) -> bool {
-        !matches!(self, ReviewError::Api(_))
+        matches!(self, ReviewError::Refused(_))
     }
 }
 
-/// Reviews tokens with the API server, keeping positive answers briefly.
-pub struct TokenReviewer {
-    client: kube::Client,
-    cache: ReviewCache,
+/// How much reviewing the API server is asked to do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Reviews in flight at once, at most.
+    pub concurrent: usize,
+    /// How long a call waits for one of them.
+    pub permit_wait: Duration,
+    /// How long one review may take.
+    pub timeout: Duration,
+    /// How long an accepted token is used again without a review.
+    pub accepted_for: Duration,
+    /// How long a refused token is refused again without a review.
+    pub refused_for: Duration,
 }
 
-impl TokenReviewer {
-    pub fn new(client: kube::Client) -> Self {
+impl Default for Limits {
+    fn default() -> Self {
         Self {
-            client,
-            cache: ReviewCache::default(),
+            concurrent: 32,
+            permit_wait: Duration::from_secs(5),
+            timeout: Duration::from_secs(5),
+            accepted_for: Duration::from_secs(60),
+            refused_for: Duration::from_secs(10),
         }
     }
+}
 
-    /// The service account `token` belongs to, or why it gets nothing.
-    pub async fn review(&self, token: &str) -> Result<ServiceAccount, ReviewError> {
-        let key = cache_key(token);
-        if let Some(account) = self.cache.get(&key, Instant::now()) {
-            return Ok(account);
-        }
+/// Where reviews are sent: the API server, or a test's stand-in.
+pub trait ReviewApi: Send + Sync + 'static {
+    /// The status of the review of `token` for [`AUDIENCE`].
+    fn review(
+        &self,
+        token: &str,
+    ) -> BoxFuture<'static, Result<Option<TokenReviewStatus>, kube::Error>>;
+}
+
+/// `POST /apis/authentication.k8s.io/v1/tokenreviews`.
+struct KubeApi(kube::Client);
+
+impl ReviewApi for KubeApi {
+    fn review(
+        &self,
+        token: &str,
+    ) -> BoxFuture<'static, Result<Option<TokenReviewStatus>, kube::Error>> {
+        let api = kube::Api::<TokenReview>::all(self.0.clone());
         let review = TokenReview {
             spec: TokenReviewSpec {
                 audiences: Some(vec![AUDIENCE.to_owned()]),
@@ -87,106 +123,83 @@ impl TokenReviewer {
             },
             ..Default::default()
         };
-        let answered = kube::Api::<TokenReview>::all(self.client.clone())
-            .create(&PostParams::default(), &review)
-            .await
-            .map_err(ReviewError::Api)?;
-        let account = account_of(answered.status.as_ref())?;
-        self.cache.put(key, account.clone(), Instant::now());
-        Ok(account)
+        Box::pin(async move {
+            api.create(&PostParams::default(), &review)
+                .await
+                .map(|answered| answered.status)
+        })
     }
 }
 
-/// What a review's status grants: pure, so every refusal is tested.
-pub fn account_of(status: Option<&TokenReviewStatus>) -> Result<ServiceAccount, ReviewError> {
-    let Some(status) = status else {
-        return Err(ReviewError::NotAuthenticated(
-            "the API server's review has no status".into(),
-        ));
-    };
-    if status.authenticated != Some(true) {
-        let why = status
-            .error
-            .clone()
-            .filter(|e| !e.is_empty())
-            .unwrap_or_else(|| "unknown or expired token".into());
-        return Err(ReviewError::NotAuthenticated(why));
+/// Reviews tokens with the API server, within [`Limits`], keeping answers
+/// briefly.
+pub struct TokenReviewer {
+    api: Arc<dyn ReviewApi>,
+    limits: Limits,
+    permits: Semaphore,
+    accepted: ReviewCache<ServiceAccount>,
+    refused: ReviewCache<Refusal>,
+}
+
+impl TokenReviewer {
+    /// Reviews with the cluster's API server, within the default limits.
+    pub fn new(client: kube::Client) -> Self {
+        Self::with_api(Arc::new(KubeApi(client)), Limits::default())
     }
-    // An API server that ignores `spec.audiences` answers without them: that
-    // is no proof the token was made for this control plane.
-    let audiences = status.audiences.clone().unwrap_or_default();
-    if !audiences.iter().any(|a| a == AUDIENCE) {
-        let listed = match audiences.is_empty() {
-            true => "no audience listed".to_owned(),
-            false => audiences.join(", "),
+
+    pub fn with_api(api: Arc<dyn ReviewApi>, limits: Limits) -> Self {
+        Self {
+            api,
+            limits,
+            permits: Semaphore::new(limits.concurrent),
+            accepted: ReviewCache::new(limits.accepted_for),
+            refused: ReviewCache::new(limits.refused_for),
+        }
+    }
+
+    /// The service account `token` belongs to, or why it gets nothing now.
+    pub async fn review(&self, token: &str) -> Result<ServiceAccount, ReviewError> {
+        check_shape(token)?;
+        let key = cache_key(token);
+        if let Some(known) = self.known(&key) {
+            return known;
+        }
+        let permit = tokio::time::timeout(self.limits.permit_wait, self.permits.acquire()).await;
+        // The semaphore is never closed: an error is as good as a timeout.
+        let Ok(Ok(_permit)) = permit else {
+            return Err(ReviewError::Busy);
         };
-        return Err(ReviewError::WrongAudience(listed));
-    }
-    let username = status
-        .user
-        .as_ref()
-        .and_then(|u| u.username.clone())
-        .unwrap_or_default();
-    service_account(&username).ok_or(ReviewError::NotServiceAccount(username))
-}
-
-/// `system:serviceaccount:NS:NAME` -> the account; anything else -> `None`.
-pub fn service_account(username: &str) -> Option<ServiceAccount> {
-    let (namespace, name) = username
-        .strip_prefix(SERVICE_ACCOUNT_PREFIX)?
-        .split_once(':')?;
-    let label = |s: &str| {
-        !s.is_empty()
-            && s.len() <= 253
-            && s.bytes()
-                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"-.".contains(&b))
-    };
-    (label(namespace) && label(name)).then(|| ServiceAccount {
-        namespace: namespace.to_owned(),
-        name: name.to_owned(),
-    })
-}
-
-fn cache_key(token: &str) -> [u8; 32] {
-    let mut key = [0u8; 32];
-    key.copy_from_slice(digest(&SHA256, token.as_bytes()).as_ref());
-    key
-}
-
-/// Positive reviews by token hash, each good for [`CACHE_TTL`]; at most
-/// [`CACHE_MAX`], the expired dropped first and then everything (a full
-/// cache only costs reviews again).
-#[derive(Default)]
-struct ReviewCache {
-    entries: Mutex<HashMap<[u8; 32], (ServiceAccount, Instant)>>,
-}
-
-impl ReviewCache {
-    fn get(&self, key: &[u8; 32], now: Instant) -> Option<ServiceAccount> {
-        let entries = self.entries.lock().unwrap_or_else(PoisonError::into_inner);
-        entries
-            .get(key)
-            .filter(|(_, until)| now < *until)
-            .map(|(account, _)| account.clone())
-    }
-
-    fn put(&self, key: [u8; 32], account: ServiceAccount, now: Instant) {
-        let mut entries = self.entries.lock().unwrap_or_else(PoisonError::into_inner);
-        if entries.len() >= CACHE_MAX {
-            entries.retain(|_, (_, until)| now < *until);
-            if entries.len() >= CACHE_MAX {
-                entries.clear();
+        // Another call may have reviewed the same token while this one waited.
+        if let Some(known) = self.known(&key) {
+            return known;
+        }
+        let status = match tokio::time::timeout(self.limits.timeout, self.api.review(token)).await {
+            Err(_) => return Err(ReviewError::TimedOut(self.limits.timeout)),
+            Ok(Err(error)) => return Err(ReviewError::Api(error)),
+            Ok(Ok(status)) => status,
+        };
+        let now = Instant::now();
+        match account_of(status.as_ref()) {
+            Ok(account) => {
+                self.accepted.put(key, account.clone(), now);
+                Ok(account)
+            }
+            Err(refusal) => {
+                self.refused.put(key, refusal.clone(), now);
+                Err(refusal.into())
             }
         }
-        entries.insert(key, (account, now + CACHE_TTL));
     }
 
-    #[cfg(test)]
-    fn len(&self) -> usize {
-        self.entries
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .len()
+    /// A kept answer for the token of `key`, if any.
+    fn known(&self, key: &[u8; 32]) -> Option<Result<ServiceAccount, ReviewError>> {
+        let now = Instant::now();
+        if let Some(account) = self.accepted.get(key, now) {
+            return Some(Ok(account));
+        }
+        self.refused
+            .get(key, now)
+            .map(|refusal| Err(refusal.into()))
     }
 }
 

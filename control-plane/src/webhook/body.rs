@@ -8,9 +8,10 @@ use bytes::Bytes;
 use http::{header, HeaderMap, StatusCode};
 use http_body_util::{BodyExt, LengthLimitError, Limited};
 
-/// The largest review read (a pod is a few KiB; the API server's own limit
-/// on an object is about 1.5 MiB).
-pub const MAX_REVIEW_BYTES: usize = 4 * 1024 * 1024;
+/// The largest review read: a pod is a few KiB, and etcd stores no object
+/// over 1.5 MiB, so a review (the object and a little around it) of a pod
+/// the API server could store fits with room to spare.
+pub const MAX_REVIEW_BYTES: usize = 2 * 1024 * 1024;
 /// A client gets this long to send the whole body (the API server's default
 /// webhook timeout is 10 s).
 pub const BODY_TIMEOUT: Duration = Duration::from_secs(10);
@@ -74,6 +75,13 @@ mod tests {
     use http_body_util::{Full, StreamBody};
 
     use super::*;
+
+    #[tokio::test]
+    async fn a_review_of_the_largest_object_etcd_stores_is_read() {
+        let etcd_object_limit = 1536 * 1024;
+        let review = Full::new(Bytes::from(vec![b' '; etcd_object_limit + 64 * 1024]));
+        assert!(read(&HeaderMap::new(), review).await.is_ok());
+    }
 
     #[tokio::test]
     async fn a_body_over_the_limit_is_refused_declared_or_not() {

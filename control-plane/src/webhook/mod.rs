@@ -13,10 +13,12 @@
 //!
 //! - `review`: AdmissionReview in, AdmissionReview out (pure).
 //! - `patch`: the object as JSON -> injected -> the JSONPatch between them.
-//! - `tls`: the serving certificate, issued by the mesh's CA for the
-//!   webhook's DNS names and renewed in memory before it expires.
+//! - `tls`: the TLS config around the control plane's serving certificate
+//!   ([`crate::ca::ServingCert`]) for the webhook's DNS names.
 //! - `body`: reading a request body: size cap and timeout.
-//! - `server`: HTTPS (HTTP/1.1) on `--webhook-addr`; one path, `POST /inject`.
+//! - `per_ip`: open connections counted per client address.
+//! - `server`: HTTPS (HTTP/1.1) on `--webhook-addr`; one path, `POST /inject`;
+//!   reviews computed off the async runtime, a few at a time.
 //! - `ca_bundle`: keeps the `caBundle` of the `remora-injector`
 //!   MutatingWebhookConfiguration equal to the CA's trust bundle.
 //!
@@ -25,6 +27,7 @@
 mod body;
 mod ca_bundle;
 mod patch;
+mod per_ip;
 mod review;
 mod server;
 mod tls;
@@ -39,7 +42,7 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
-use crate::ca::{CertificateAuthority, HostName};
+use crate::ca::{CertificateAuthority, HostName, SpiffeId};
 use crate::inject::InjectSettings;
 
 pub use ca_bundle::{bundle_patch, WEBHOOK_CONFIGURATION};
@@ -50,9 +53,6 @@ pub use tls::WebhookTls;
 pub const PATH: &str = "/inject";
 /// The Service `remora install` puts in front of the webhook.
 pub const SERVICE_NAME: &str = "remora-webhook";
-/// The control plane's service account: the webhook's certificate names it
-/// as its SPIFFE id (any client that checks the host ignores it).
-pub const ACCOUNT: &str = "remora-control";
 
 /// `--webhook-*`: where and as whom the webhook serves, and what it injects.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -88,18 +88,21 @@ pub enum WebhookError {
         #[source]
         source: crate::ca::InvalidHostName,
     },
-    #[error("cannot issue the webhook's certificate for {hosts}: {message}")]
-    Issue { hosts: String, message: String },
+    #[error(transparent)]
+    Serving(#[from] crate::ca::ServingError),
     #[error("the webhook's TLS config")]
     Rustls(#[from] rustls::Error),
 }
 
 /// Serves the webhook on `listener` until `shutdown` turns `true`; with a
 /// cluster client, also keeps the webhook configuration's `caBundle` current.
-/// Fails at once when its certificate cannot be issued.
+/// Its certificate carries `identity`, the control plane's SPIFFE id (a
+/// client that checks the host ignores it). Fails at once when its
+/// certificate cannot be issued.
 pub fn spawn(
     listener: TcpListener,
     options: &WebhookOptions,
+    identity: SpiffeId,
     ca: Arc<CertificateAuthority>,
     ttl: Duration,
     kube: Option<kube::Client>,
@@ -109,7 +112,7 @@ pub fn spawn(
         name: source.name.clone(),
         source,
     })?;
-    let tls = WebhookTls::new(ca.clone(), &options.namespace, ttl, hosts)?;
+    let tls = WebhookTls::new(ca.clone(), identity, ttl, hosts)?;
     tracing::info!(
         addr = ?listener.local_addr().ok(),
         names = %tls.hosts().iter().map(ToString::to_string).collect::<Vec<_>>().join(", "),

@@ -94,13 +94,20 @@ pub struct Answer {
 
 /// Reads the review in `body` and decides.
 pub fn answer(body: &[u8], policy: &Policy) -> Result<Answer, BadReview> {
-    let raw: Value = serde_json::from_slice(body).map_err(|e| BadReview::NotJson(e.to_string()))?;
+    let mut raw: Value =
+        serde_json::from_slice(body).map_err(|e| BadReview::NotJson(e.to_string()))?;
     // The object exactly as sent: the patch is computed against it, not
-    // against what it becomes after a round trip through typed fields.
+    // against what it becomes after a round trip through typed fields. It
+    // is taken out of the review rather than copied, and the old object
+    // (none for a CREATE) is dropped, so the typed review below holds
+    // neither: a large pod is held once, not three times.
     let object = raw
-        .pointer("/request/object")
+        .pointer_mut("/request/object")
         .filter(|o| o.is_object())
-        .cloned();
+        .map(Value::take);
+    if let Some(old) = raw.pointer_mut("/request/oldObject") {
+        *old = Value::Null;
+    }
     let review: AdmissionReview<DynamicObject> =
         serde_json::from_value(raw).map_err(|e| BadReview::Shape(e.to_string()))?;
     if review.types.kind != META_KIND || review.types.api_version != META_API_VERSION_V1 {

@@ -1,8 +1,13 @@
 //! HTTPS for the API server: TLS 1.3 with the webhook's certificate, then
 //! HTTP/1.1 with one path, `POST /inject` taking `application/json`. A client
-//! that does not start a TLS handshake is dropped; limits on connections,
-//! handshake time, header time, body size and time, and idle time keep one
-//! bad client from hurting the others.
+//! that does not start a TLS handshake is dropped; limits on connections (in
+//! all and per client address), handshake time, header time, body size and
+//! time, and idle time keep one bad client from hurting the others.
+//!
+//! A review (parse, inject, diff, encode) is CPU work on an object of up to
+//! 2 MiB: it runs on tokio's blocking pool, at most [`REVIEWS_AT_ONCE`] at a
+//! time, so neither the async runtime (the xDS server shares it) nor memory
+//! grows with the number of clients.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -17,21 +22,32 @@ use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::watch;
+use tokio::sync::{watch, Semaphore};
 use tokio_rustls::TlsAcceptor;
 
+use crate::ca::serving::HANDSHAKE_TIMEOUT;
 use crate::signal::stopped;
 
 use super::body;
-use super::review::{self, Outcome, Policy};
+use super::per_ip::PerIp;
+use super::review::{self, BadReview, Outcome, Policy};
 use super::{WebhookTls, PATH};
 
 /// Open connections at most (the API server keeps a few alive); more are
 /// closed at once.
 const MAX_CONNECTIONS: usize = 128;
-/// How long a client gets to finish its TLS handshake.
-const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
-/// ... and to send a request's headers.
+/// Open connections per client address at most: the API server opens one
+/// HTTP/1.1 connection per review in flight, so this covers a burst of pod
+/// creations from one API server, while one address can never take all of
+/// [`MAX_CONNECTIONS`].
+const MAX_CONNECTIONS_PER_IP: usize = 16;
+/// Reviews computed at once, at most; each holds its object parsed and
+/// injected in memory.
+const REVIEWS_AT_ONCE: usize = 8;
+/// How long a review waits for its turn before it is answered 503 (the API
+/// server's own timeout for the webhook is 10 s by default).
+const REVIEW_WAIT: Duration = Duration::from_secs(5);
+/// How long a client gets to send a request's headers.
 const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
 /// A connection with no request and no byte for this long is closed.
 const IDLE_TIMEOUT: Duration = Duration::from_secs(90);
@@ -53,6 +69,8 @@ struct Counts {
 struct State {
     policy: Arc<Policy>,
     counts: Counts,
+    /// [`REVIEWS_AT_ONCE`] permits.
+    reviews: Arc<Semaphore>,
 }
 
 /// Serves until `shutdown` turns `true`.
@@ -65,10 +83,12 @@ pub(super) async fn serve(
     let state = Arc::new(State {
         policy,
         counts: Counts::default(),
+        reviews: Arc::new(Semaphore::new(REVIEWS_AT_ONCE)),
     });
     let acceptor = TlsAcceptor::from(tls.config());
     let graceful = GracefulShutdown::new();
     let slots = remora_net::Slots::new(MAX_CONNECTIONS);
+    let per_ip = PerIp::new(MAX_CONNECTIONS_PER_IP);
     loop {
         let accepted = tokio::select! {
             accepted = listener.accept() => accepted,
@@ -83,6 +103,14 @@ pub(super) async fn serve(
                 continue;
             }
         };
+        // A flood of refusals must not become a flood of log lines: the
+        // 1st, 2nd, 4th, 8th... are logged, each with the count.
+        let Some(ip_slot) = per_ip.take(remote.ip()) else {
+            if per_ip.refused().is_power_of_two() {
+                tracing::warn!(%remote, limit = per_ip.max(), refused = per_ip.refused(), "webhook connection refused: this address is at its connection limit");
+            }
+            continue;
+        };
         let Some(slot) = slots.take() else {
             if slots.refused().is_power_of_two() {
                 tracing::warn!(%remote, limit = MAX_CONNECTIONS, refused = slots.refused(), "webhook connection refused: at the connection limit");
@@ -92,7 +120,7 @@ pub(super) async fn serve(
         let (acceptor, state) = (acceptor.clone(), state.clone());
         let watcher = graceful.watcher();
         tokio::spawn(async move {
-            let _slot = slot;
+            let _slots = (slot, ip_slot);
             connection(stream, remote, acceptor, state, watcher).await;
         });
     }
@@ -176,8 +204,12 @@ where
             return text(e.status(), &format!("{e}\n"));
         }
     };
-    let answer = match review::answer(&bytes, &state.policy) {
-        Ok(answer) => answer,
+    let computed = match compute(state, bytes).await {
+        Ok(computed) => computed,
+        Err(response) => return response,
+    };
+    let (answer, encoded) = match computed {
+        Ok(computed) => computed,
         Err(e) => {
             let bad = state.counts.bad.fetch_add(1, Ordering::Relaxed) + 1;
             tracing::warn!(error = %e, bad_total = bad, "admission review refused: not a review");
@@ -185,7 +217,7 @@ where
         }
     };
     log(state, &answer);
-    match review::encode(&answer.review) {
+    match encoded {
         Ok(json) => {
             let mut response = Response::new(Full::new(Bytes::from(json)));
             response.headers_mut().insert(
@@ -203,6 +235,41 @@ where
         }
     }
 }
+
+/// The review's answer and its encoding, computed on the blocking pool once
+/// one of [`REVIEWS_AT_ONCE`] permits is free; a response instead when none
+/// frees up within [`REVIEW_WAIT`] or the computation failed.
+async fn compute(state: &State, bytes: Bytes) -> Result<Computed, Response<Body>> {
+    let waited = tokio::time::timeout(REVIEW_WAIT, state.reviews.clone().acquire_owned()).await;
+    let Ok(Ok(permit)) = waited else {
+        tracing::warn!(
+            limit = REVIEWS_AT_ONCE,
+            "admission review refused: too many reviews in flight"
+        );
+        return Err(text(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "too many admission reviews in flight; try again\n",
+        ));
+    };
+    let policy = state.policy.clone();
+    // The permit moves into the work: a client that hangs up does not free
+    // it before the work is done.
+    let work = tokio::task::spawn_blocking(move || -> Computed {
+        let _permit = permit;
+        let answer = review::answer(&bytes, &policy)?;
+        drop(bytes);
+        let encoded = review::encode(&answer.review);
+        Ok((answer, encoded))
+    });
+    work.await.map_err(|error| {
+        tracing::error!(%error, "admission review failed");
+        text(StatusCode::INTERNAL_SERVER_ERROR, "the review failed\n")
+    })
+}
+
+/// What a review's work gives back: the answer and its JSON, or why the body
+/// is no review.
+type Computed = Result<(review::Answer, Result<Vec<u8>, serde_json::Error>), BadReview>;
 
 fn log(state: &State, answer: &review::Answer) {
     let counts = &state.counts;
