@@ -1,9 +1,11 @@
 //! `remora control --kubernetes` against the API server double, driven by the
 //! real kubectl: Services and HTTPRoutes applied with kubectl reach a proxy;
 //! problems come back as status (`ResolvedRefs`, `Accepted`) with the text
-//! `remora check` prints; watches resume, relist after 410 Gone and use
-//! bookmarks; an API server outage keeps the config served; writes through
-//! `remora apply` are refused with a pointer to kubectl.
+//! `remora check` prints; a Gateway's routes are left to their controller, and
+//! other controllers' entries in a mesh route's status survive Remora's
+//! writes; watches resume, relist after 410 Gone and use bookmarks; an API
+//! server outage keeps the config served; writes through `remora apply` are
+//! refused with a pointer to kubectl.
 
 mod support;
 
@@ -12,9 +14,9 @@ use std::process::Output;
 use std::time::Duration;
 
 use remora_tests::app::TestApp;
-use remora_tests::harness::{bin_path, wait_for_some, ControlPlane, Proxy, ProxySpec};
+use remora_tests::harness::{bin_path, wait_for, wait_for_some, ControlPlane, Proxy, ProxySpec};
 use remora_tests::kube::KubeDouble;
-use support::kube::wait_route_condition;
+use support::kube::{wait_route_condition, CONTROLLER_NAME};
 use support::{routed_weight, split_route, wait_config};
 
 const WAIT: Duration = Duration::from_secs(30);
@@ -194,6 +196,98 @@ async fn kubectl_changes_reach_the_proxy_and_problems_come_back_as_status() {
     );
 }
 
+/// A route of a Gateway (north-south): `kind` omitted in its parentRef is
+/// the Gateway API's default, `Gateway`.
+const GATEWAY_ROUTE: &str = "apiVersion: gateway.networking.k8s.io/v1\nkind: HTTPRoute\n\
+    metadata: {name: north-south, namespace: default}\n\
+    spec:\n  parentRefs: [{name: public-gateway}]\n  \
+    rules:\n  - backendRefs: [{name: web, port: 80}]\n";
+
+/// HTTPRoute `name`'s `status.parents`.
+fn route_parents(double: &KubeDouble, name: &str) -> Vec<serde_json::Value> {
+    let path = format!("/apis/gateway.networking.k8s.io/v1/namespaces/default/httproutes/{name}");
+    double.get_json(&path)["status"]["parents"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_gateways_route_is_left_alone_and_other_controllers_entries_survive_our_writes() {
+    let double = KubeDouble::start();
+    let root = tempfile::tempdir().unwrap();
+    double.kubectl_stdin(
+        &["apply", "-f", "-"],
+        &services(&["web", "orders", "orders-v2"]),
+    );
+    double.kubectl_stdin(&["apply", "-f", "-"], GATEWAY_ROUTE);
+    double.kubectl_stdin(
+        &["apply", "-f", "-"],
+        &split_route("orders", "orders", &[("orders", 90), ("orders-v2", 10)]),
+    );
+    let cp = ControlPlane::start_kubernetes(root.path().join("config"), double.kubeconfig(), &[])
+        .await
+        .unwrap();
+
+    // The first status round covers both routes (north-south first, in name
+    // order): once orders has its status, north-south was seen.
+    wait_condition(&double, "orders", "Accepted", "True").await;
+    let theirs = route_parents(&double, "north-south");
+    assert!(
+        theirs
+            .iter()
+            .all(|p| p["controllerName"] != CONTROLLER_NAME),
+        "a Gateway's route got Remora's status: {theirs:#?}"
+    );
+    assert!(
+        !cp.logs().contains("HTTPRoute default/north-south"),
+        "a Gateway's route was reported as a problem:\n{}",
+        cp.logs()
+    );
+
+    // A Gateway controller adds its entry to the mesh route (an atomic
+    // append) just as a change makes Remora write its own: whichever lands
+    // first, Remora's write does not drop it (a write planned before it is
+    // refused as stale and planned again).
+    double.kubectl_stdin(
+        &["apply", "-f", "-"],
+        &split_route("orders", "orders", &[("orders", 50), ("nowhere", 50)]),
+    );
+    let entry = serde_json::json!({
+        "parentRef": {"name": "public-gateway"},
+        "controllerName": "example.com/gateway",
+        "conditions": [{"type": "Accepted", "status": "True", "reason": "Accepted",
+                        "message": "", "lastTransitionTime": "2025-01-01T00:00:00Z"}],
+    });
+    let append = serde_json::json!([{"op": "add", "path": "/status/parents/-", "value": entry}]);
+    double.kubectl_ok(&[
+        "patch",
+        "httproute",
+        "orders",
+        "-n",
+        "default",
+        "--subresource=status",
+        "--type=json",
+        "-p",
+        &append.to_string(),
+    ]);
+    let resolved = wait_condition(&double, "orders", "ResolvedRefs", "False").await;
+    assert_eq!(resolved["reason"], "BackendNotFound");
+    let parents = route_parents(&double, "orders");
+    assert!(
+        parents.contains(&entry),
+        "the Gateway controller's entry was dropped: {parents:#?}"
+    );
+    assert_eq!(
+        parents
+            .iter()
+            .filter(|p| p["controllerName"] == CONTROLLER_NAME)
+            .count(),
+        1,
+        "{parents:#?}"
+    );
+}
+
 /// The double's requests for `resource` (`httproutes`).
 fn requests(double: &KubeDouble, resource: &str) -> Vec<serde_json::Value> {
     let all = double.get_json("/_double/requests");
@@ -209,6 +303,22 @@ fn requests(double: &KubeDouble, resource: &str) -> Vec<serde_json::Value> {
         .cloned()
         .collect()
 }
+
+/// What the control plane logs when a watch loses the API server.
+const LOST: &str = "lost the API server; serving the last config";
+
+/// The resources the control plane watches: the source's kinds and the
+/// endpoints' (Services by both).
+const WATCHED: [&str; 8] = [
+    "namespaces",
+    "services",
+    "httproutes",
+    "meshtlses",
+    "authorizationpolicies",
+    "trafficpolicies",
+    "endpointslices",
+    "pods",
+];
 
 fn is_watch(request: &serde_json::Value) -> bool {
     matches!(request["params"]["watch"].as_str(), Some("true" | "1"))
@@ -231,27 +341,41 @@ async fn watches_relist_after_410_and_the_config_outlives_an_api_server_outage()
         routed_weight(d, "orders", "orders-v2") == 30
     })
     .await;
+    // Every watched kind was watched, with bookmarks, from a resourceVersion.
+    for resource in WATCHED {
+        let watches: Vec<_> = requests(&double, resource)
+            .into_iter()
+            .filter(is_watch)
+            .collect();
+        assert!(!watches.is_empty(), "{resource} was never watched");
+        assert!(
+            watches
+                .iter()
+                .all(|w| w["params"]["allowWatchBookmarks"] == "true"),
+            "{resource}: {watches:#?}"
+        );
+        assert!(
+            watches.iter().all(|w| w["params"]["resourceVersion"]
+                .as_str()
+                .is_some_and(|v| !v.is_empty())),
+            "every watch of {resource} resumes from a resourceVersion: {watches:#?}"
+        );
+    }
     let routes = requests(&double, "httproutes");
-    let watches: Vec<_> = routes.iter().filter(|r| is_watch(r)).collect();
-    assert!(
-        watches
-            .iter()
-            .all(|w| w["params"]["allowWatchBookmarks"] == "true"),
-        "{watches:#?}"
-    );
-    assert!(
-        watches.iter().all(|w| w["params"]["resourceVersion"]
-            .as_str()
-            .is_some_and(|v| !v.is_empty())),
-        "every watch resumes from a resourceVersion: {watches:#?}"
-    );
     let lists = routes.iter().filter(|r| !is_watch(r)).count();
     assert!(lists >= 2, "no relist after 410 Gone: {routes:#?}");
 
-    // The API server goes away: the proxy keeps its config, the control
-    // plane keeps serving.
+    // The API server goes away: once the control plane knows, the proxy
+    // still has its config and the control plane keeps serving.
+    let lost = |cp: &ControlPlane| cp.logs().matches(LOST).count();
+    let before = lost(&cp);
     double.stop();
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    wait_for(WAIT, || {
+        let now = lost(&cp);
+        async move { now > before }
+    })
+    .await
+    .unwrap_or_else(|e| panic!("the outage was not noticed: {e}\n{}", cp.logs()));
     let dump = web.config_dump().await.unwrap();
     assert_eq!(routed_weight(&dump, "orders", "orders-v2"), 30, "{dump:#}");
     let config = cp.api_get("/api/v1/config").await.unwrap();
@@ -271,9 +395,4 @@ async fn watches_relist_after_410_and_the_config_outlives_an_api_server_outage()
         |d| routed_weight(d, "orders", "orders-v2") == 90,
     )
     .await;
-    assert!(
-        cp.logs().contains("lost the API server"),
-        "the outage was not logged:\n{}",
-        cp.logs()
-    );
 }

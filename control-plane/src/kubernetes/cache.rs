@@ -89,6 +89,9 @@ impl Caches {
             let changed = objects
                 .get(&at)
                 .is_none_or(|old| old.object != compact.object);
+            if changed {
+                not_the_meshs(kind, &at, &compact);
+            }
             objects.insert(at, compact);
             changed
         });
@@ -107,6 +110,11 @@ impl Caches {
         self.write(|kinds| {
             let old = kinds.insert(kind, objects).unwrap_or_default();
             let new = &kinds[&kind];
+            for (at, compact) in new {
+                if old.get(at).is_none_or(|o| o.object != compact.object) {
+                    not_the_meshs(kind, at, compact);
+                }
+            }
             old.len() != new.len()
                 || old
                     .iter()
@@ -131,13 +139,42 @@ impl Caches {
         });
     }
 
-    /// The status the API server now has, after we wrote it (the watch event
-    /// that follows says the same): no second write meanwhile.
-    pub fn record_status(&self, kind: Watched, at: &ObjectRef, status: Value) {
+    /// The status the API server now has, after we wrote it on the version
+    /// `planned_from`, and the object's new resourceVersion (the watch event
+    /// that follows says the same): no second write meanwhile, and the next
+    /// one is not refused as stale. Nothing is recorded if the watch already
+    /// brought a newer object: that one stays.
+    pub fn record_status(
+        &self,
+        kind: Watched,
+        at: &ObjectRef,
+        planned_from: Option<&str>,
+        status: Value,
+        resource_version: Option<String>,
+    ) {
         let mut kinds = self.kinds.lock().unwrap_or_else(PoisonError::into_inner);
-        if let Some(object) = kinds.get_mut(&kind).and_then(|o| o.get_mut(at)) {
-            object.status = Some(status);
+        let Some(object) = kinds.get_mut(&kind).and_then(|o| o.get_mut(at)) else {
+            return;
+        };
+        if object.resource_version.as_deref() != planned_from {
+            return;
         }
+        object.status = Some(status);
+        if resource_version.is_some() {
+            object.resource_version = resource_version;
+        }
+    }
+}
+
+/// Says once per change of the object (not on every reload) that a route is
+/// left to its own controller.
+fn not_the_meshs(kind: Watched, at: &ObjectRef, compact: &Compact) {
+    if !compact.is_mesh {
+        tracing::debug!(
+            %kind,
+            object = %at,
+            "no Service among its parentRefs: not the mesh's, left to its controller"
+        );
     }
 }
 
@@ -147,11 +184,7 @@ mod tests {
     use serde_json::json;
 
     fn object(spec: Value, status: Option<Value>) -> Compact {
-        Compact {
-            object: json!({ "spec": spec }),
-            generation: None,
-            status,
-        }
+        Compact::new(json!({ "spec": spec }), None, status)
     }
 
     fn at(name: &str) -> ObjectRef {
@@ -205,5 +238,39 @@ mod tests {
         rx.borrow_and_update();
         caches.replace(Watched::Service, listed);
         assert!(!rx.has_changed().unwrap(), "the same list again");
+    }
+
+    #[test]
+    fn our_write_is_recorded_unless_the_watch_brought_a_newer_object() {
+        let caches = Caches::default();
+        let mut planned = object(json!(1), None);
+        planned.resource_version = Some("5".into());
+        caches.apply(Watched::HttpRoute, at("r"), planned);
+        // Before our write (planned from 5, answered 6) is recorded, the
+        // watch brings it and someone else's after it (7): 7 stays.
+        let mut newer = object(json!(1), Some(json!(["theirs", "ours"])));
+        newer.resource_version = Some("7".into());
+        caches.apply(Watched::HttpRoute, at("r"), newer.clone());
+        caches.record_status(
+            Watched::HttpRoute,
+            &at("r"),
+            Some("5"),
+            json!(["ours"]),
+            Some("6".into()),
+        );
+        let held = caches.read(|k| k[&Watched::HttpRoute][&at("r")].clone());
+        assert_eq!(held, newer);
+
+        // Planned from what is held: recorded, with the new version.
+        caches.record_status(
+            Watched::HttpRoute,
+            &at("r"),
+            Some("7"),
+            json!(["theirs", "ours again"]),
+            Some("8".into()),
+        );
+        let held = caches.read(|k| k[&Watched::HttpRoute][&at("r")].clone());
+        assert_eq!(held.status, Some(json!(["theirs", "ours again"])));
+        assert_eq!(held.resource_version.as_deref(), Some("8"));
     }
 }

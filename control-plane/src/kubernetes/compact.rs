@@ -3,6 +3,8 @@
 //! last-applied annotation, `status` (except the part Remora writes, to compare
 //! with) and every field the mesh does not read are dropped on arrival.
 
+use std::sync::Arc;
+
 use kube::api::DynamicObject;
 use serde_json::{json, Map, Value};
 
@@ -32,19 +34,103 @@ impl std::fmt::Display for ObjectRef {
     }
 }
 
+/// An object's document as the validator reads it (YAML), made once when the
+/// object arrives and shared: a reload clones the `Arc`, not the object. The
+/// error, if JSON ever failed to convert, is reported as the object's problem.
+pub type Yaml = Result<Arc<serde_yaml_ng::Value>, String>;
+
 /// What is kept of one object.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Compact {
-    /// The document the mesh validates: apiVersion, kind, metadata (name,
+    /// The object as the mesh reads it: apiVersion, kind, metadata (name,
     /// namespace, labels, annotations, generation) and the spec it reads. For
     /// a Namespace: `{"terminating": bool}`.
     pub object: Value,
+    /// The document the mesh validates: `object` as YAML, an HTTPRoute's
+    /// parentRefs narrowed to its Services ([`service_parents`]).
+    pub document: Yaml,
+    /// Whether the object is the mesh's: false for an HTTPRoute with no
+    /// Service among its parents (a Gateway's route, another controller's).
+    pub is_mesh: bool,
     /// `metadata.generation`, for `observedGeneration`.
     pub generation: Option<i64>,
+    /// `metadata.resourceVersion`: a status write names it, so that it fails
+    /// (409) rather than overwrite what another controller wrote meanwhile.
+    pub resource_version: Option<String>,
     /// The part of the status Remora writes, as the API server has it
     /// (`parents` of an HTTPRoute, `conditions` of Remora's kinds): a status
     /// is written only when it differs.
     pub status: Option<Value>,
+}
+
+impl Compact {
+    /// `object` kept, its document made once; no resourceVersion yet.
+    pub fn new(object: Value, generation: Option<i64>, status: Option<Value>) -> Compact {
+        let is_route = object["kind"].as_str() == Some(Watched::HttpRoute.kind());
+        let services = service_parents(&object);
+        let is_mesh = !is_route || !services.is_empty();
+        let document = if is_route && is_mesh {
+            yaml(&narrowed(&object, &services))
+        } else {
+            yaml(&object)
+        };
+        Compact {
+            object,
+            document,
+            is_mesh,
+            generation,
+            resource_version: None,
+            status,
+        }
+    }
+}
+
+fn yaml(object: &Value) -> Yaml {
+    serde_yaml_ng::to_value(object)
+        .map(Arc::new)
+        .map_err(|e| e.to_string())
+}
+
+/// Whether a parentRef names a Service: `kind: Service` in the core group
+/// (`group` absent, `""` or `core`, as the validator accepts). Any other
+/// parent (a `Gateway`, the Gateway API's default kind) is another
+/// controller's.
+pub fn is_service_parent(parent: &Value) -> bool {
+    let core = match parent.get("group") {
+        None | Some(Value::Null) => true,
+        Some(group) => matches!(group.as_str(), Some("" | "core")),
+    };
+    core && parent["kind"].as_str() == Some("Service")
+}
+
+/// The positions in `spec.parentRefs` of the parents that are Services: the
+/// mesh's document holds only these, in this order, so a problem's
+/// `spec.parentRefs[j]` is the object's `spec.parentRefs[services[j]]`.
+pub fn service_parents(object: &Value) -> Vec<usize> {
+    object["spec"]["parentRefs"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .enumerate()
+        .filter(|(_, p)| is_service_parent(p))
+        .map(|(i, _)| i)
+        .collect()
+}
+
+/// `route` with only the parentRefs at `services`: a route that is also
+/// attached to a Gateway is the mesh's for its Services, and the Gateway's
+/// parent is not the mesh's to judge.
+fn narrowed(route: &Value, services: &[usize]) -> Value {
+    let Some(refs) = route["spec"]["parentRefs"].as_array() else {
+        return route.clone();
+    };
+    if refs.len() == services.len() {
+        return route.clone();
+    }
+    let mut route = route.clone();
+    let kept = services.iter().filter_map(|&i| refs.get(i).cloned());
+    route["spec"]["parentRefs"] = Value::Array(kept.collect());
+    route
 }
 
 /// The compact form of `object`, or `None` for an object without a name.
@@ -59,12 +145,10 @@ pub fn compact(kind: Watched, object: &DynamicObject) -> Option<(ObjectRef, Comp
     if kind == Watched::Namespace {
         let phase = object.data.pointer("/status/phase").and_then(Value::as_str);
         let terminating = meta.deletion_timestamp.is_some() || phase == Some("Terminating");
-        let compact = Compact {
-            object: json!({ "terminating": terminating }),
-            generation: None,
-            status: None,
-        };
-        return Some((at, compact));
+        return Some((
+            at,
+            Compact::new(json!({ "terminating": terminating }), None, None),
+        ));
     }
     let mut metadata = Map::new();
     metadata.insert("name".into(), Value::String(name));
@@ -109,11 +193,8 @@ pub fn compact(kind: Watched, object: &DynamicObject) -> Option<(ObjectRef, Comp
         k if k.has_status() => object.data.pointer("/status/conditions").cloned(),
         _ => None,
     };
-    let compact = Compact {
-        object: Value::Object(document),
-        generation: meta.generation,
-        status,
-    };
+    let mut compact = Compact::new(Value::Object(document), meta.generation, status);
+    compact.resource_version.clone_from(&meta.resource_version);
     Some((at, compact))
 }
 
@@ -178,6 +259,63 @@ mod tests {
         assert!(compact.object["metadata"].get("managedFields").is_none());
         assert_eq!(compact.status, Some(json!([{"controllerName": "other"}])));
         assert_eq!(compact.generation, Some(3));
+    }
+
+    fn route_with(parent_refs: Value) -> Compact {
+        let route = object(json!({
+            "apiVersion": "gateway.networking.k8s.io/v1", "kind": "HTTPRoute",
+            "metadata": {"name": "r", "namespace": "shop", "resourceVersion": "12"},
+            "spec": {"parentRefs": parent_refs, "rules": []},
+        }));
+        compact(Watched::HttpRoute, &route).unwrap().1
+    }
+
+    #[test]
+    fn a_route_of_a_gateway_only_is_not_the_meshs() {
+        // `kind` omitted is a Gateway (the Gateway API's default).
+        for refs in [
+            json!([{"name": "public"}]),
+            json!([{"group": "gateway.networking.k8s.io", "kind": "Gateway", "name": "gw"}]),
+            json!([{"group": "example.com", "kind": "Service", "name": "orders"}]),
+            json!([]),
+        ] {
+            assert!(!route_with(refs.clone()).is_mesh, "{refs}");
+        }
+        for refs in [
+            json!([{"kind": "Service", "name": "orders"}]),
+            json!([{"group": "", "kind": "Service", "name": "orders"}]),
+            json!([{"group": "core", "kind": "Service", "name": "orders"}]),
+        ] {
+            assert!(route_with(refs.clone()).is_mesh, "{refs}");
+        }
+    }
+
+    #[test]
+    fn a_route_of_a_gateway_and_a_service_is_validated_with_its_service_only() {
+        let route = route_with(json!([
+            {"kind": "Gateway", "name": "gw"},
+            {"group": "", "kind": "Service", "name": "orders"},
+        ]));
+        assert!(route.is_mesh);
+        assert_eq!(service_parents(&route.object), [1]);
+        let document = route.document.unwrap();
+        let refs = document["spec"]["parentRefs"].as_sequence().unwrap();
+        assert_eq!(refs.len(), 1);
+        assert_eq!(refs[0]["name"].as_str(), Some("orders"));
+        // The object itself, which status is planned from, keeps both.
+        assert_eq!(
+            route.object["spec"]["parentRefs"].as_array().map(Vec::len),
+            Some(2)
+        );
+    }
+
+    #[test]
+    fn the_document_is_the_object_as_yaml_and_the_resource_version_is_kept() {
+        let route = route_with(json!([{"kind": "Service", "name": "orders"}]));
+        assert_eq!(route.resource_version.as_deref(), Some("12"));
+        let document = route.document.clone().unwrap();
+        assert_eq!(*document, serde_yaml_ng::to_value(&route.object).unwrap());
+        assert!(route.object["metadata"].get("resourceVersion").is_none());
     }
 
     #[test]

@@ -3,12 +3,19 @@
 //! object (`Service shop/orders`) where a file source names a file.
 //!
 //! Objects in a namespace being deleted are left out: their Services are on
-//! their way out, and a route there would only report the Services gone.
+//! their way out, and a route there would only report the Services gone. So
+//! are HTTPRoutes with no Service among their parents: a Gateway's routes are
+//! its controller's, not the mesh's to judge.
+//!
+//! Each document was converted to YAML once, when its object arrived
+//! ([`super::compact::Compact::document`]): under the caches' lock, which the
+//! watches need, a reload only clones `Arc`s ([`picked`]); the documents are
+//! made after ([`documents_of`]).
 
 use std::collections::BTreeSet;
 
 use super::cache::Kinds;
-use super::compact::ObjectRef;
+use super::compact::{ObjectRef, Yaml};
 use super::kinds::Watched;
 use crate::problem::Problem;
 use crate::source::{Document, Loaded};
@@ -18,8 +25,17 @@ pub fn location(kind: Watched, at: &ObjectRef) -> String {
     format!("{kind} {at}")
 }
 
-/// Every object of a document kind, in kind then name order.
-pub fn documents(kinds: &Kinds) -> Loaded {
+/// One object the mesh reads, as taken out of the caches.
+#[derive(Debug)]
+pub struct Picked {
+    kind: Watched,
+    at: ObjectRef,
+    document: Yaml,
+}
+
+/// Every object of a document kind that the mesh reads, in kind then name
+/// order. Cheap: meant to run under the caches' lock.
+pub fn picked(kinds: &Kinds) -> Vec<Picked> {
     let terminating: BTreeSet<&str> = kinds
         .get(&Watched::Namespace)
         .into_iter()
@@ -27,28 +43,49 @@ pub fn documents(kinds: &Kinds) -> Loaded {
         .filter(|(_, ns)| ns.object["terminating"].as_bool() == Some(true))
         .map(|(at, _)| at.name.as_str())
         .collect();
-    let mut loaded = Loaded::default();
+    let mut picked = Vec::new();
     for kind in Watched::ALL.into_iter().filter(|k| k.is_document()) {
         for (at, object) in kinds.get(&kind).into_iter().flatten() {
-            if terminating.contains(at.namespace.as_str()) {
+            if !object.is_mesh || terminating.contains(at.namespace.as_str()) {
                 continue;
             }
-            let file = location(kind, at);
-            match serde_yaml_ng::to_value(&object.object) {
-                Ok(value) => loaded.documents.push(Document {
-                    file,
-                    index: 1,
-                    value,
-                }),
-                // JSON always converts to YAML; reported rather than assumed.
-                Err(e) => loaded.problems.push(Problem::in_file(
-                    file,
-                    format!("cannot read the object: {e}"),
-                )),
-            }
+            picked.push(Picked {
+                kind,
+                at: at.clone(),
+                document: object.document.clone(),
+            });
+        }
+    }
+    picked
+}
+
+/// The documents of `picked`, outside the lock.
+pub fn documents_of(picked: Vec<Picked>) -> Loaded {
+    let mut loaded = Loaded::default();
+    for Picked { kind, at, document } in picked {
+        let file = location(kind, &at);
+        match document {
+            Ok(value) => loaded.documents.push(Document {
+                file,
+                index: 1,
+                value: (*value).clone(),
+            }),
+            // JSON always converts to YAML; reported rather than assumed.
+            Err(e) => loaded.problems.push(Problem::in_file(
+                file,
+                format!("cannot read the object: {e}"),
+            )),
         }
     }
     loaded
+}
+
+/// Every object of a document kind that the mesh reads, in kind then name
+/// order (the source takes [`picked`] under the lock and makes the documents
+/// after).
+#[cfg(test)]
+pub fn documents(kinds: &Kinds) -> Loaded {
+    documents_of(picked(kinds))
 }
 
 #[cfg(test)]
@@ -62,12 +99,10 @@ mod tests {
             namespace: ns.into(),
             name: name.into(),
         };
-        let compact = Compact {
-            object,
-            generation: None,
-            status: None,
-        };
-        kinds.entry(kind).or_default().insert(at, compact);
+        kinds
+            .entry(kind)
+            .or_default()
+            .insert(at, Compact::new(object, None, None));
     }
 
     fn service(ns: &str, name: &str) -> serde_json::Value {
@@ -151,5 +186,25 @@ mod tests {
         let loaded = documents(&kinds);
         let files: Vec<&str> = loaded.documents.iter().map(|d| d.file.as_str()).collect();
         assert_eq!(files, ["Service shop/orders"]);
+    }
+
+    #[test]
+    fn a_route_with_no_service_parent_is_not_a_document() {
+        let mut kinds = Kinds::new();
+        put(
+            &mut kinds,
+            Watched::HttpRoute,
+            "shop",
+            "north-south",
+            json!({
+            "apiVersion": "gateway.networking.k8s.io/v1", "kind": "HTTPRoute",
+            "metadata": {"name": "north-south", "namespace": "shop"},
+            "spec": {"parentRefs": [{"name": "public-gateway"}],
+                     "rules": [{"backendRefs": [{"name": "web", "port": 80}]}]}}),
+        );
+        let loaded = documents(&kinds);
+        assert!(loaded.documents.is_empty(), "{loaded:?}");
+        let outcome = crate::validate::validate_loaded(&loaded);
+        assert!(outcome.problems.is_empty(), "{:?}", outcome.problems);
     }
 }

@@ -12,7 +12,7 @@ use tokio::task::JoinHandle;
 
 use super::cache::{Caches, Progress};
 use super::client::KubeError;
-use super::documents::documents;
+use super::documents::{documents_of, picked};
 use super::{watch as watches, writer};
 use crate::problem::Problem;
 use crate::source::{Change, Loaded, Source, Staged};
@@ -97,7 +97,11 @@ impl Source for KubeSource {
     }
 
     fn load(&self) -> BoxFuture<'_, Result<Loaded, Error>> {
-        Box::pin(async move { Ok(self.caches.read(documents)) })
+        Box::pin(async move {
+            // Only `Arc`s are cloned under the lock the watches need.
+            let picked = self.caches.read(picked);
+            Ok(documents_of(picked))
+        })
     }
 
     fn changed(&self) -> BoxFuture<'_, ()> {
@@ -158,12 +162,7 @@ mod tests {
         };
         let object = serde_json::json!({"apiVersion": "v1", "kind": "Service",
             "metadata": {"name": name, "namespace": "shop"}, "spec": {"ports": [{"port": 80}]}});
-        let compact = Compact {
-            object,
-            generation: None,
-            status: None,
-        };
-        (at, compact)
+        (at, Compact::new(object, None, None))
     }
 
     #[tokio::test(start_paused = true)]

@@ -7,15 +7,22 @@ const NOW: &str = "2025-01-02T03:04:05Z";
 const LATER: &str = "2025-01-02T09:09:09Z";
 
 fn route(status: Option<Value>) -> Compact {
-    Compact {
-        object: json!({
+    route_to(
+        json!([{"kind": "Service", "name": "orders", "port": 80}]),
+        status,
+    )
+}
+
+fn route_to(parent_refs: Value, status: Option<Value>) -> Compact {
+    Compact::new(
+        json!({
             "apiVersion": "gateway.networking.k8s.io/v1", "kind": "HTTPRoute",
             "metadata": {"name": "split", "namespace": "shop", "generation": 4},
-            "spec": {"parentRefs": [{"kind": "Service", "name": "orders", "port": 80}]},
+            "spec": {"parentRefs": parent_refs},
         }),
-        generation: Some(4),
+        Some(4),
         status,
-    }
+    )
 }
 
 fn at() -> ObjectRef {
@@ -133,11 +140,11 @@ fn a_problem_with_the_route_itself_is_accepted_false() {
 
 #[test]
 fn a_policy_with_a_problem_is_not_accepted() {
-    let policy = Compact {
-        object: json!({"kind": "TrafficPolicy", "metadata": {"name": "split"}}),
-        generation: Some(2),
-        status: None,
-    };
+    let policy = Compact::new(
+        json!({"kind": "TrafficPolicy", "metadata": {"name": "split"}}),
+        Some(2),
+        None,
+    );
     let problem = Problem {
         kind: Some("TrafficPolicy".into()),
         field: Some("spec.loadBalancer".into()),
@@ -181,4 +188,127 @@ fn a_policy_with_a_problem_is_not_accepted() {
         },
     );
     assert!(plan(&settled, &[], LATER).is_empty());
+}
+
+fn ours(parents: &Value) -> Vec<&Value> {
+    parents
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["controllerName"] == CONTROLLER_NAME)
+        .collect()
+}
+
+#[test]
+fn only_a_service_parent_gets_our_entry() {
+    let mixed = route_to(
+        json!([
+            {"group": "gateway.networking.k8s.io", "kind": "Gateway", "name": "public"},
+            {"group": "", "kind": "Service", "name": "orders", "port": 81},
+        ]),
+        None,
+    );
+    // The mesh validated a document with the Service parent only: its
+    // problems number it 0.
+    let bad_port = Problem {
+        field: Some("spec.parentRefs[0].port".into()),
+        message: "Service \"orders\" has no port 81 (it has 80)".into(),
+        ..bad_backend()
+    };
+    let writes = plan(&kinds_with(Watched::HttpRoute, mixed), &[bad_port], NOW);
+    let [write] = writes.as_slice() else {
+        panic!("{writes:?}")
+    };
+    let parents = &write.status;
+    let mine = ours(parents);
+    let [entry] = mine.as_slice() else {
+        panic!("{parents:#}")
+    };
+    assert_eq!(entry["parentRef"]["kind"], "Service");
+    assert_eq!(entry["parentRef"]["name"], "orders");
+    let accepted = condition_of(parents, "Accepted");
+    assert_eq!(accepted["status"], "False");
+    // Named as the object numbers it.
+    assert!(
+        accepted["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("spec.parentRefs[1].port")),
+        "{accepted}"
+    );
+}
+
+#[test]
+fn a_route_of_a_gateway_only_gets_no_status() {
+    // `kind` omitted is a Gateway.
+    let gateway_only = route_to(json!([{"name": "public"}]), None);
+    assert!(plan(&kinds_with(Watched::HttpRoute, gateway_only), &[], NOW).is_empty());
+
+    // The Gateway controller's entry stays as it is: nothing to write.
+    let theirs =
+        json!([{"controllerName": "example.com/gateway", "parentRef": {"name": "public"}}]);
+    let with_theirs = route_to(json!([{"name": "public"}]), Some(theirs));
+    assert!(plan(&kinds_with(Watched::HttpRoute, with_theirs), &[], NOW).is_empty());
+}
+
+#[test]
+fn an_entry_of_ours_on_a_route_no_longer_the_meshs_is_taken_back() {
+    let before = route_parents(&route(None), &[], NOW);
+    let moved = route_to(json!([{"name": "public"}]), Some(before));
+    let writes = plan(&kinds_with(Watched::HttpRoute, moved), &[], LATER);
+    let [write] = writes.as_slice() else {
+        panic!("{writes:?}")
+    };
+    assert_eq!(write.status, json!([]));
+}
+
+#[test]
+fn the_write_names_the_resource_version_it_was_planned_from() {
+    let mut planned = route(None);
+    planned.resource_version = Some("41".into());
+    let writes = plan(&kinds_with(Watched::HttpRoute, planned), &[], NOW);
+    assert_eq!(writes[0].patch["metadata"]["resourceVersion"], "41");
+    // Without one (never from the API server), no precondition.
+    let writes = plan(&kinds_with(Watched::HttpRoute, route(None)), &[], NOW);
+    assert!(writes[0].patch.get("metadata").is_none());
+}
+
+#[test]
+fn a_long_message_is_cut_to_the_apis_limit_on_a_character_boundary() {
+    assert_eq!(truncated("short".into()), "short");
+    // 3-byte characters: the limit falls inside one.
+    let long = "é€".repeat(MAX_MESSAGE);
+    let cut = truncated(long.clone());
+    assert!(cut.len() <= MAX_MESSAGE, "{}", cut.len());
+    assert!(cut.ends_with('…'));
+    assert!(long.starts_with(cut.trim_end_matches('…')));
+
+    let huge = Problem {
+        message: "x".repeat(MAX_MESSAGE * 2),
+        ..bad_backend()
+    };
+    let parents = route_parents(&route(None), &[&huge], NOW);
+    let message = condition_of(&parents, "ResolvedRefs")["message"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(message.len() <= MAX_MESSAGE && message.ends_with('…'));
+}
+
+#[test]
+fn parents_are_at_most_the_apis_limit_and_other_controllers_keep_theirs() {
+    let theirs: Vec<Value> = (0..MAX_PARENTS - 1)
+        .map(|i| json!({"controllerName": "example.com/gateway", "parentRef": {"name": format!("gw-{i}")}}))
+        .collect();
+    let refs: Vec<Value> = (0..3)
+        .map(|i| json!({"kind": "Service", "name": format!("svc-{i}")}))
+        .collect();
+    let parents = route_parents(
+        &route_to(Value::Array(refs), Some(Value::Array(theirs.clone()))),
+        &[],
+        NOW,
+    );
+    let parents = parents.as_array().unwrap();
+    assert_eq!(parents.len(), MAX_PARENTS);
+    assert_eq!(parents[..MAX_PARENTS - 1], theirs[..]);
+    assert_eq!(parents[MAX_PARENTS - 1]["parentRef"]["name"], "svc-0");
 }
