@@ -66,6 +66,8 @@ mod tests {
         let mut got = Vec::new();
         assert_eq!(gather(&mut items, |i| got.push(i)).await, End::Quiet);
         assert_eq!(got, [0, 1, 2]);
+        // The late one is queued by now.
+        tokio::time::sleep(QUIET * 4).await;
         let mut next = Vec::new();
         assert_eq!(gather(&mut items, |i| next.push(i)).await, End::Quiet);
         assert_eq!(next, [99]);
