@@ -16,7 +16,12 @@
 //! EndpointSlice endpoint whose pod the Service selects, with the pod's service
 //! account as identity (`kubernetes::endpoints` checks that). The Service's
 //! selector is its authority there, as it is for kube-proxy, so such an
-//! endpoint passes without the annotation or an xDS peer.
+//! endpoint needs no certificate of its own or xDS peer address, and the
+//! default "the account named like the Service" does not apply (it is a
+//! file-mode default). But a selector only says which labels a pod carries,
+//! and anyone who may create pods in the namespace can carry them: a Service
+//! that names its accounts explicitly (`remora.io/service-accounts`) is served
+//! only by pods running as one of them.
 
 use std::net::{IpAddr, SocketAddr};
 
@@ -77,44 +82,25 @@ pub struct Claim<'a> {
 
 /// Whether `claim` may serve `service` in `trust_domain`.
 pub fn check(service: &Service, trust_domain: &str, claim: Claim<'_>) -> Result<(), Refusal> {
-    if claim.origin == Origin::Cluster {
-        // The selector check already happened where the cluster's facts are
-        // (the pod is the Service's, in its namespace): nothing a proxy says
-        // about itself is involved.
-        return Ok(());
-    }
     let authority = &service.authority;
     let name = || service.key.to_string();
+    if claim.origin == Origin::Cluster {
+        // The selector check already happened where the cluster's facts are
+        // (the pod is the Service's, in its namespace), and nothing a proxy
+        // says about itself is involved: only explicit accounts are checked,
+        // against the pod's.
+        if !authority.explicit {
+            return Ok(());
+        }
+        let identity = claim.identity.unwrap_or("(none)");
+        return identity_admitted(service, trust_domain, identity);
+    }
     match claim.identity {
         None if !authority.allow_unauthenticated => {
             return Err(Refusal::Unauthenticated { service: name() })
         }
         None => {}
-        Some(identity) => {
-            let admitted = identity.parse::<SpiffeId>().is_ok_and(|id| {
-                id.trust_domain == trust_domain
-                    && id.namespace == service.key.namespace
-                    && authority.allows_account(&id.service_account)
-            });
-            if !admitted {
-                let accounts = authority
-                    .service_accounts
-                    .iter()
-                    .map(|a| {
-                        format!(
-                            "spiffe://{trust_domain}/ns/{}/sa/{a}",
-                            service.key.namespace
-                        )
-                    })
-                    .collect::<Vec<_>>()
-                    .join(", ");
-                return Err(Refusal::Identity {
-                    identity: identity.to_owned(),
-                    service: name(),
-                    admitted: accounts,
-                });
-            }
-        }
+        Some(identity) => identity_admitted(service, trust_domain, identity)?,
     }
     if !authority.allow_any_address && !address_is_peers(claim.address, claim.peer) {
         return Err(Refusal::Address {
@@ -126,6 +112,36 @@ pub fn check(service: &Service, trust_domain: &str, claim: Claim<'_>) -> Result<
         });
     }
     Ok(())
+}
+
+/// Whether `identity` is one of the accounts `service` admits, in its
+/// namespace and `trust_domain`.
+fn identity_admitted(service: &Service, trust_domain: &str, identity: &str) -> Result<(), Refusal> {
+    let authority = &service.authority;
+    let admitted = identity.parse::<SpiffeId>().is_ok_and(|id| {
+        id.trust_domain == trust_domain
+            && id.namespace == service.key.namespace
+            && authority.allows_account(&id.service_account)
+    });
+    if admitted {
+        return Ok(());
+    }
+    let accounts = authority
+        .service_accounts
+        .iter()
+        .map(|a| {
+            format!(
+                "spiffe://{trust_domain}/ns/{}/sa/{a}",
+                service.key.namespace
+            )
+        })
+        .collect::<Vec<_>>()
+        .join(", ");
+    Err(Refusal::Identity {
+        identity: identity.to_owned(),
+        service: service.key.to_string(),
+        admitted: accounts,
+    })
 }
 
 /// Whether `announced` can be the registering peer's own inbound address: the
@@ -263,6 +279,36 @@ mod tests {
         };
         let e = check(&strict, TD, registered).unwrap_err();
         assert!(matches!(e, Refusal::Identity { .. }), "{e}");
+    }
+
+    #[test]
+    fn in_a_cluster_explicit_accounts_bind_the_selected_pods() {
+        // `remora.io/service-accounts: orders`, written: a pod the selector
+        // picks but running as another account (anyone who may create pods
+        // can label one `app: orders`) does not serve.
+        let mut a = EndpointAuthority::named_like("orders");
+        a.explicit = true;
+        let s = orders(a);
+        fn pod(identity: &str) -> Claim<'_> {
+            Claim {
+                identity: Some(identity),
+                address: "10.0.0.9:7002".parse().unwrap(),
+                peer: None,
+                origin: Origin::Cluster,
+            }
+        }
+        check(&s, TD, pod("spiffe://cluster.local/ns/shop/sa/orders")).unwrap();
+        let e = check(&s, TD, pod("spiffe://cluster.local/ns/shop/sa/intruder")).unwrap_err();
+        assert!(matches!(e, Refusal::Identity { .. }), "{e}");
+        let message = e.to_string();
+        assert!(message.contains("sa/intruder"), "{message}");
+        assert!(message.contains("shop/orders"), "{message}");
+        // Still no certificate or peer address needed from the cluster's pod.
+        let none = Claim {
+            identity: None,
+            ..pod("x")
+        };
+        assert!(check(&s, TD, none).is_err(), "a pod without an identity");
     }
 
     #[test]

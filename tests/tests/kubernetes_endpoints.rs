@@ -3,7 +3,10 @@
 //! real kubectl against the API server double reach a caller's proxy as
 //! endpoints with their pods' service accounts as identities, and real
 //! proxies serve them over mTLS. A pod the Service does not select is no
-//! endpoint; an endpoint turning terminating gets no new requests.
+//! endpoint, nor one running as an account the Service's explicit
+//! `remora.io/service-accounts` does not list; an endpoint turning
+//! terminating gets no new requests; a restarted control plane sends no
+//! endpoints before it has listed the cluster's.
 
 mod support;
 
@@ -15,14 +18,14 @@ use std::time::Duration;
 use remora_tests::app::TestApp;
 use remora_tests::harness::{http, wait_for, wait_for_some, ControlPlane, Proxy, ProxySpec};
 use remora_tests::kube::KubeDouble;
+use remora_tests::load::{Load, LoadSpec};
 use support::kube::{endpoint_slice, pod_running, set_endpoint_conditions, Conditions};
-use support::{endpoint_count, mint_token, wait_config};
+use support::{assert_no_errors, endpoint_count, mint_token, wait_config};
 
 const WAIT: Duration = Duration::from_secs(30);
 
-/// web and orders, each selecting the pods labelled `app: <name>`; orders
-/// admits only its own account by annotation, which the cluster's facts
-/// override for the pods it selects.
+/// web and orders, each selecting the pods labelled `app: <name>`, with no
+/// `remora.io/service-accounts`: any account of a selected pod serves.
 const SERVICES: &str = "\
 apiVersion: v1
 kind: Service
@@ -59,11 +62,15 @@ struct Backend {
 
 impl Cluster {
     async fn start() -> Cluster {
-        let double = KubeDouble::start();
+        Self::start_on(KubeDouble::start(), &[]).await
+    }
+
+    /// On `double`, the control plane started with `args`.
+    async fn start_on(double: KubeDouble, args: &[&str]) -> Cluster {
         double.kubectl_stdin(&["apply", "-f", "-"], SERVICES);
         let root = tempfile::tempdir().unwrap();
         let cp =
-            ControlPlane::start_kubernetes(root.path().join("config"), double.kubeconfig(), &[])
+            ControlPlane::start_kubernetes(root.path().join("config"), double.kubeconfig(), args)
                 .await
                 .unwrap();
         let web_app = TestApp::http("web");
@@ -317,4 +324,97 @@ async fn an_endpoint_turning_terminating_gets_no_new_requests() {
     })
     .await
     .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_service_that_lists_its_accounts_is_served_only_by_pods_running_as_one() {
+    let c = Cluster::start().await;
+    c.double.kubectl_ok(&[
+        "annotate",
+        "service",
+        "orders",
+        "-n",
+        "default",
+        "remora.io/service-accounts=orders",
+    ]);
+    let a = c.pod("orders-a", "orders", "orders", ip(2)).await;
+    // Anyone who may create pods here can label one `app: orders`, and run
+    // it under an account of their own.
+    let intruder = c.pod("intruder", "intruder", "orders", ip(4)).await;
+    c.slice(&[("orders-a", ip(2)), ("intruder", ip(4))]);
+
+    c.wait_orders_endpoints(&BTreeSet::from([endpoint(&a, "orders")]))
+        .await;
+    c.reach_all(&["orders-a"]).await;
+    for _ in 0..20 {
+        let reply = http::get_with_host(c.web.outbound, "orders", "/")
+            .await
+            .unwrap();
+        assert_eq!(reply.status, 200, "{}\n{}", reply.text(), c.web.logs());
+        assert_eq!(reply.header("x-backend"), Some("orders-a"));
+    }
+    assert_eq!(intruder.app.requests(), 0, "the intruder got traffic");
+    let warned = wait_for(WAIT, || async {
+        c.cp.logs().lines().any(|l| {
+            l.contains("not a mesh endpoint of its Service")
+                && l.contains("default/intruder")
+                && l.contains("default/orders")
+                && l.contains("service account intruder")
+        })
+    })
+    .await;
+    assert!(
+        warned.is_ok(),
+        "the refusal names the pod, its account and the Service:\n{}",
+        c.cp.logs()
+    );
+}
+
+/// A control plane restarted in a cluster lists pods, Services and slices
+/// before it knows any endpoint; a proxy reconnecting before that keeps the
+/// endpoints it has (however short the reconnect grace: here none) rather
+/// than be sent an empty set. Many pods make the lists take a while.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restarted_control_plane_keeps_the_callers_endpoints_until_it_has_listed_the_cluster() {
+    let double = KubeDouble::start_with(&["--preload-services", "100", "--preload-pods", "5000"]);
+    let grace = ["--reconnect-grace", "0"];
+    let mut c = Cluster::start_on(double, &grace).await;
+    let a = c.pod("orders-a", "orders", "orders", ip(2)).await;
+    c.slice(&[("orders-a", ip(2))]);
+    c.wait_orders_endpoints(&BTreeSet::from([endpoint(&a, "orders")]))
+        .await;
+    wait_config(&c.web, WAIT, "orders' endpoint", |d| {
+        endpoint_count(d, "orders") == 1
+    })
+    .await;
+
+    let load = Load::start(LoadSpec::rate(c.web.outbound, "orders", 50.0).connections(2));
+    let (xds_port, api_port) = (c.cp.xds_addr.port(), c.cp.api_addr.port());
+    c.cp.kill();
+    wait_config(&c.web, WAIT, "web's stream ended", |d| {
+        d["xds"]["connected"] == false
+    })
+    .await;
+    c.cp = ControlPlane::start_kubernetes_on(
+        c.root.path().join("config"),
+        c.double.kubeconfig(),
+        xds_port,
+        api_port,
+        &grace,
+    )
+    .await
+    .unwrap();
+    wait_config(&c.web, WAIT, "web reconnected", |d| {
+        d["xds"]["connected"] == true
+    })
+    .await;
+    // The new control plane has listed the cluster and fed its endpoints.
+    c.wait_orders_endpoints(&BTreeSet::from([endpoint(&a, "orders")]))
+        .await;
+    wait_config(&c.web, WAIT, "orders' endpoint after the restart", |d| {
+        endpoint_count(d, "orders") == 1
+    })
+    .await;
+    let report = load.stop().await;
+    assert_no_errors(&report);
 }

@@ -129,6 +129,13 @@ pub struct ControlPlane {
     api_addr: SocketAddr,
     /// The webhook's listener and its bound address, when it is served.
     webhook: Option<(TcpListener, SocketAddr)>,
+    /// The connected proxies and endpoint discovery.
+    registry: std::sync::Arc<Registry>,
+    /// Kubernetes: the endpoint watch, started at bind so its first lists run
+    /// while the rest starts.
+    cluster_endpoints: Option<crate::kubernetes::endpoints::EndpointWatch>,
+    /// Stops every task (sent by `serve`; dropped with an unserved plane).
+    stop: watch::Sender<bool>,
 }
 
 impl std::fmt::Debug for ControlPlane {
@@ -161,6 +168,22 @@ impl ControlPlane {
             }
         };
         let snapshots = config::first_load(source.as_ref()).await?;
+        let (stop, stop_rx) = watch::channel(false);
+        // In Kubernetes the cluster says who serves: proxies are listed but
+        // register no endpoint, and EndpointSlices feed endpoint discovery.
+        // The xDS server holds endpoints back until the first feed is done.
+        let registry = match &kube {
+            Some(_) => Registry::without_self_registration(snapshots.clone()),
+            None => Registry::new(snapshots.clone()),
+        };
+        let cluster_endpoints = kube.clone().map(|client| {
+            crate::kubernetes::endpoints::spawn(
+                client,
+                registry.discovery().clone(),
+                options.trust_domain.clone(),
+                stop_rx,
+            )
+        });
 
         let bind = |addr: SocketAddr| async move {
             let listener = TcpListener::bind(addr)
@@ -205,6 +228,9 @@ impl ControlPlane {
             xds_addr,
             api_addr,
             webhook,
+            registry,
+            cluster_endpoints,
+            stop,
         })
     }
 
@@ -229,7 +255,8 @@ impl ControlPlane {
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> Result<(), Error> {
-        let (stop_tx, stop_rx) = watch::channel(false);
+        let stop_tx = self.stop;
+        let stop_rx = stop_tx.subscribe();
         let trigger = {
             let stop_tx = stop_tx.clone();
             tokio::spawn(async move {
@@ -251,20 +278,8 @@ impl ControlPlane {
             );
         }
 
-        // In Kubernetes the cluster says who serves: proxies are listed but
-        // register no endpoint, and EndpointSlices feed endpoint discovery.
-        let registry = match &self.kube {
-            Some(_) => Registry::without_self_registration(self.snapshots.clone()),
-            None => Registry::new(self.snapshots.clone()),
-        };
-        let cluster_endpoints = self.kube.clone().map(|client| {
-            tokio::spawn(crate::kubernetes::endpoints::run(
-                client,
-                registry.discovery().clone(),
-                self.options.trust_domain.clone(),
-                stop_rx.clone(),
-            ))
-        });
+        let registry = self.registry;
+        let cluster_endpoints = self.cluster_endpoints;
         let traffic = std::sync::Arc::new(crate::traffic::TrafficStore::default());
         let certificates = std::sync::Arc::new(crate::identity::IssuedCertificates::default());
         let (writes, write_requests) = api::writes::channel();
@@ -326,7 +341,8 @@ impl ControlPlane {
             self.options.reconnect_grace,
             &self.options.trust_domain,
         )
-        .allow_plaintext(self.options.allow_plaintext_proxies);
+        .allow_plaintext(self.options.allow_plaintext_proxies)
+        .hold_endpoints_until(cluster_endpoints.as_ref().map(|w| w.ready()));
         let hosts = transport::serving_hosts(self.xds_addr, &self.options.xds_server_names);
         tracing::info!(
             names = %hosts.iter().map(ToString::to_string).collect::<Vec<_>>().join(", "),
@@ -359,8 +375,8 @@ impl ControlPlane {
         if let Some(webhook) = webhook {
             let _ = webhook.await;
         }
-        if let Some(task) = cluster_endpoints {
-            let _ = task.await;
+        if let Some(endpoints) = cluster_endpoints {
+            endpoints.stopped().await;
         }
         tracing::info!("control plane stopped");
         served.map_err(Error::from)

@@ -1,7 +1,7 @@
 //! The endpoint set and what it is made of: proxies' registrations and the
 //! cluster's feed.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
@@ -25,9 +25,28 @@ impl std::fmt::Debug for Discovery {
         let state = self.lock();
         f.debug_struct("Discovery")
             .field("registrations", &state.by_id.len())
-            .field("fed", &state.feed.len())
+            .field("fed", &state.feed.endpoints.len())
             .field("leaving", &state.leaving.len())
             .finish()
+    }
+}
+
+/// What a cluster says serves: the endpoints, and how to find a pod's
+/// endpoints by any of its IPs.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Feed {
+    pub endpoints: Vec<MeshEndpoint>,
+    /// A dual-stack pod's other IPs -> the IP its endpoints use: a proxy that
+    /// leaves is found by whichever its xDS connection comes from.
+    pub aliases: BTreeMap<IpAddr, IpAddr>,
+}
+
+impl From<Vec<MeshEndpoint>> for Feed {
+    fn from(endpoints: Vec<MeshEndpoint>) -> Self {
+        Feed {
+            endpoints,
+            aliases: BTreeMap::new(),
+        }
     }
 }
 
@@ -37,10 +56,12 @@ struct Registrations {
     /// In registration order: a later registration of the same address wins.
     by_id: BTreeMap<u64, Entry>,
     /// The cluster's endpoints, replaced whole by each feed.
-    feed: Vec<MeshEndpoint>,
+    feed: Feed,
     /// Proxies that said they are leaving while the cluster still lists
-    /// their pod (see [`Discovery::withdraw`]).
-    leaving: BTreeMap<u64, Leaving>,
+    /// their pod (see [`Discovery::withdraw`]), by the IP they connect from
+    /// and the identity they prove; the count of their streams (a proxy may
+    /// reconnect while it leaves).
+    leaving: BTreeMap<(IpAddr, String), usize>,
 }
 
 #[derive(Debug)]
@@ -48,24 +69,6 @@ struct Entry {
     endpoint: MeshEndpoint,
     /// Withdrawn: the proxy is leaving and must get no new requests.
     draining: bool,
-}
-
-/// A leaving proxy, as its xDS connection proves it: the IP it connects from
-/// and the identity its certificate carries.
-#[derive(Debug)]
-struct Leaving {
-    ip: IpAddr,
-    identity: String,
-}
-
-impl Leaving {
-    /// Whether `e` is this proxy's pod: a fed endpoint at its IP with its
-    /// identity. Both must match, so a proxy withdraws nobody else's pod.
-    fn is(&self, e: &MeshEndpoint) -> bool {
-        e.origin == Origin::Cluster
-            && canonical(e.address.ip()) == self.ip
-            && e.identity.as_deref() == Some(self.identity.as_str())
-    }
 }
 
 impl Discovery {
@@ -98,15 +101,16 @@ impl Discovery {
         }
     }
 
-    /// Replaces the cluster's endpoints with `endpoints` (a whole set, as
-    /// computed from the cluster's facts) and publishes if they changed.
-    pub fn replace_feed(&self, mut endpoints: Vec<MeshEndpoint>) {
-        endpoints.sort();
+    /// Replaces the cluster's endpoints with `feed` (a whole set, as computed
+    /// from the cluster's facts) and publishes if they changed.
+    pub fn replace_feed(&self, feed: impl Into<Feed>) {
+        let mut feed = feed.into();
+        feed.endpoints.sort();
         let mut registrations = self.lock();
-        if registrations.feed == endpoints {
+        if registrations.feed == feed {
             return;
         }
-        registrations.feed = endpoints;
+        registrations.feed = feed;
         self.publish(&registrations);
     }
 
@@ -114,20 +118,20 @@ impl Discovery {
     /// are withdrawn until the returned guard is dropped (its stream ends),
     /// ahead of the cluster marking the pod terminating.
     pub fn withdraw(self: &Arc<Self>, ip: IpAddr, identity: String) -> Withdrawal {
+        let key = (canonical(ip), identity);
         let mut registrations = self.lock();
-        let id = registrations.next_id;
-        registrations.next_id += 1;
-        registrations.leaving.insert(
-            id,
-            Leaving {
-                ip: canonical(ip),
-                identity,
-            },
-        );
-        self.publish(&registrations);
+        let first = {
+            let count = registrations.leaving.entry(key.clone()).or_insert(0);
+            *count += 1;
+            *count == 1
+        };
+        // Another stream of the same proxy withdrew it already: no change.
+        if first {
+            self.publish(&registrations);
+        }
         Withdrawal {
             discovery: Arc::clone(self),
-            id,
+            key,
         }
     }
 
@@ -146,16 +150,28 @@ impl Discovery {
 /// and a newest one that is draining takes the address out. The cluster's
 /// feed goes over registrations (its facts are the authority where it is
 /// used; a cluster's proxies do not register), less the pods of leaving
-/// proxies.
+/// proxies: one lookup per fed endpoint, by its IP and identity.
 fn current(registrations: &Registrations) -> Vec<MeshEndpoint> {
     let mut latest: BTreeMap<(&ObjectKey, SocketAddr), Option<&MeshEndpoint>> = BTreeMap::new();
     for entry in registrations.by_id.values() {
         let e = &entry.endpoint;
         latest.insert((&e.service, e.address), (!entry.draining).then_some(e));
     }
-    for e in &registrations.feed {
-        let leaving = registrations.leaving.values().any(|l| l.is(e));
-        latest.insert((&e.service, e.address), (!leaving).then_some(e));
+    let feed = &registrations.feed;
+    // Leaving pods by the IP their endpoints use (a dual-stack pod's proxy
+    // may connect from its other one).
+    let leaving: BTreeSet<(IpAddr, &str)> = registrations
+        .leaving
+        .keys()
+        .map(|(ip, identity)| (*feed.aliases.get(ip).unwrap_or(ip), identity.as_str()))
+        .collect();
+    for e in &feed.endpoints {
+        let gone = !leaving.is_empty()
+            && e.origin == Origin::Cluster
+            && e.identity
+                .as_deref()
+                .is_some_and(|id| leaving.contains(&(canonical(e.address.ip()), id)));
+        latest.insert((&e.service, e.address), (!gone).then_some(e));
     }
     let mut set: Vec<MeshEndpoint> = latest.into_values().flatten().cloned().collect();
     set.sort();
@@ -195,17 +211,27 @@ impl Drop for Registration {
     }
 }
 
-/// A leaving proxy's withdrawal of its pod; dropping it ends the withdrawal.
+/// A leaving proxy's withdrawal of its pod; dropping it ends the withdrawal
+/// (once no other stream of the same proxy still withdraws it).
 #[derive(Debug)]
 pub struct Withdrawal {
     discovery: Arc<Discovery>,
-    id: u64,
+    key: (IpAddr, String),
 }
 
 impl Drop for Withdrawal {
     fn drop(&mut self) {
         let mut registrations = self.discovery.lock();
-        registrations.leaving.remove(&self.id);
-        self.discovery.publish(&registrations);
+        let last = match registrations.leaving.get_mut(&self.key) {
+            Some(count) => {
+                *count = count.saturating_sub(1);
+                *count == 0
+            }
+            None => false,
+        };
+        if last {
+            registrations.leaving.remove(&self.key);
+            self.discovery.publish(&registrations);
+        }
     }
 }

@@ -15,8 +15,9 @@
 //! the endpoints `kubernetes::endpoints` computes from EndpointSlices, Pods
 //! and Service selectors, replaced whole on every change) and proxies do not
 //! register; a proxy that says it is leaving withdraws its own pod's endpoint
-//! ([`Discovery::withdraw`]) before the cluster marks it terminating. Both
-//! inputs are published as one set.
+//! ([`Discovery::withdraw`], the pod found by any of its IPs, see [`Feed`])
+//! before the cluster marks it terminating. Both inputs are published as one
+//! set.
 //!
 //! Not here: a Service's static `endpoints` (backends without a proxy), which
 //! are part of the Service resource and read by translation with it; nor when
@@ -27,7 +28,7 @@ mod admission;
 mod discovery;
 
 pub use admission::{admit, Admission};
-pub use discovery::{Discovery, Registration, Withdrawal};
+pub use discovery::{Discovery, Feed, Registration, Withdrawal};
 
 #[cfg(test)]
 mod tests;

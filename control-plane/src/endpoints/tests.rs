@@ -191,6 +191,52 @@ fn a_leaving_proxy_cannot_withdraw_another_identitys_pod() {
     assert!(last(&published).is_empty());
 }
 
+#[test]
+fn a_dual_stack_pods_proxy_leaving_from_its_other_ip_withdraws_its_pod() {
+    let (d, published) = discovery();
+    let v4 = "10.0.0.2".parse().unwrap();
+    let v6 = "fd00::2".parse().unwrap();
+    d.replace_feed(Feed {
+        endpoints: vec![
+            fed("pod/default/b", "10.0.0.2:7002", "orders"),
+            fed("pod/default/c", "10.0.0.3:7002", "orders"),
+        ],
+        aliases: [(v6, v4)].into_iter().collect(),
+    });
+    // Its xDS connection comes over IPv6; its endpoint is at its IPv4.
+    let _leaving = d.withdraw(v6, "spiffe://cluster.local/ns/default/sa/orders".into());
+    assert_eq!(last(&published), ["pod/default/c"]);
+}
+
+#[test]
+fn a_proxy_leaving_on_two_streams_is_back_only_when_both_end() {
+    let (d, published) = discovery();
+    d.replace_feed(vec![
+        fed("pod/default/b", "10.0.0.2:7002", "orders"),
+        fed("pod/default/c", "10.0.0.3:7002", "orders"),
+    ]);
+    let ip: std::net::IpAddr = "10.0.0.2".parse().unwrap();
+    let id = || "spiffe://cluster.local/ns/default/sa/orders".to_owned();
+    let first = d.withdraw(ip, id());
+    let publishes = published.lock().unwrap().len();
+    // It reconnected while leaving: a second stream withdraws it too.
+    let second = d.withdraw(ip, id());
+    assert_eq!(
+        published.lock().unwrap().len(),
+        publishes,
+        "nothing changed: nothing published"
+    );
+    drop(first);
+    assert_eq!(published.lock().unwrap().len(), publishes);
+    assert_eq!(
+        d.endpoints().len(),
+        1,
+        "still withdrawn by its other stream"
+    );
+    drop(second);
+    assert_eq!(last(&published), ["pod/default/b", "pod/default/c"]);
+}
+
 fn store(authority: EndpointAuthority) -> Store {
     let orders = Service {
         key: ObjectKey::new("default", "orders"),

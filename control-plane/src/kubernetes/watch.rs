@@ -28,9 +28,10 @@ pub fn spawn_all(client: &kube::Client, caches: &Arc<Caches>) -> Vec<JoinHandle<
         .collect()
 }
 
-/// What an error says about the API server's answer.
+/// What an error says about the API server's answer (the endpoint watches,
+/// `endpoints::watch`, read errors the same way).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Failure {
+pub(super) enum Failure {
     /// The kind is not served (a CRD not installed).
     Missing,
     /// 401/403: the control plane may not read it.
@@ -41,7 +42,7 @@ enum Failure {
     Outage,
 }
 
-fn classify(error: &watcher::Error) -> (Failure, &'static str) {
+pub(super) fn classify(error: &watcher::Error) -> (Failure, &'static str) {
     let (status, verb) = match error {
         watcher::Error::InitialListFailed(kube::Error::Api(s)) => (Some(s.code), "list"),
         watcher::Error::InitialListFailed(_) => (None, "list"),
@@ -120,7 +121,12 @@ async fn run(client: kube::Client, kind: Watched, caches: Arc<Caches>) {
                         .insert(at, compact);
                 }
             }
-            Event::InitDone => caches.replace(kind, listing.take().unwrap_or_default()),
+            // No relist begun: nothing to replace the kind with (not an empty list).
+            Event::InitDone => {
+                if let Some(listed) = listing.take() {
+                    caches.replace(kind, listed);
+                }
+            }
             Event::Apply(object) => {
                 if let Some((at, compact)) = compact(kind, &object) {
                     caches.apply(kind, at, compact);

@@ -22,14 +22,20 @@ pub struct Service {
     pub cluster_ip: Option<IpAddr>,
 }
 
-/// Who may serve a Service (file mode: its `remora.io/*` annotations). A proxy
-/// registers as an endpoint only when its client certificate proves one of these
-/// service accounts, in the Service's namespace.
+/// Who may serve a Service (its `remora.io/*` annotations). A proxy registers
+/// as an endpoint only when its client certificate proves one of these service
+/// accounts, in the Service's namespace. In Kubernetes mode only an explicit
+/// `remora.io/service-accounts` applies, to the pods the Service selects (see
+/// [`crate::authority`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EndpointAuthority {
     /// `remora.io/service-accounts` (comma-separated); by default the one named
     /// like the Service.
     pub service_accounts: Vec<String>,
+    /// `remora.io/service-accounts` was written (not the default). In a
+    /// cluster the default does not apply (the selector is the authority), an
+    /// explicit list does: a selected pod must run as one of its accounts.
+    pub explicit: bool,
     /// `remora.io/allow-unauthenticated-endpoints: "true"`: proxies without a
     /// certificate may serve it, and callers send to them in plaintext.
     pub allow_unauthenticated: bool,
@@ -48,6 +54,7 @@ impl EndpointAuthority {
     pub fn named_like(service: &str) -> Self {
         EndpointAuthority {
             service_accounts: vec![service.to_owned()],
+            explicit: false,
             allow_unauthenticated: false,
             allow_any_address: false,
         }

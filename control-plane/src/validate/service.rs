@@ -82,6 +82,7 @@ fn authority(top: &Mapping, service: &str, d: &mut Decoder) -> EndpointAuthority
             d.error(&at, "lists no service account");
         }
         out.service_accounts = accounts;
+        out.explicit = true;
     }
     out.allow_unauthenticated = flag(
         annotations,
@@ -289,4 +290,37 @@ fn endpoints(spec: &Mapping, ports: &[ServicePort], d: &mut Decoder) -> Vec<Stat
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::resources::{EndpointAuthority, ObjectKey};
+    use crate::source::parse;
+
+    fn authority(annotations: &str) -> EndpointAuthority {
+        let text = format!(
+            "apiVersion: v1\nkind: Service\nmetadata: {{name: orders, namespace: shop{annotations}}}\nspec:\n  ports: [{{port: 80}}]\n"
+        );
+        let outcome = crate::validate::validate_loaded(&parse("orders.yaml", &text));
+        assert!(outcome.problems.is_empty(), "{:?}", outcome.problems);
+        outcome
+            .store
+            .service(&ObjectKey::new("shop", "orders"))
+            .expect("the Service is valid")
+            .authority
+            .clone()
+    }
+
+    #[test]
+    fn the_accounts_annotation_is_explicit_and_the_default_is_not() {
+        let default = authority("");
+        assert_eq!(default.service_accounts, ["orders"]);
+        assert!(
+            !default.explicit,
+            "named like the Service: a file-mode default"
+        );
+        let written = authority(", annotations: {remora.io/service-accounts: 'orders, orders-v2'}");
+        assert_eq!(written.service_accounts, ["orders", "orders-v2"]);
+        assert!(written.explicit);
+    }
 }

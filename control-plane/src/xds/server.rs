@@ -51,6 +51,10 @@ struct Inner {
     /// Until then, proxies that reconnect (they already hold config) get no
     /// endpoints: the other proxies have not all re-registered yet.
     reconnect_grace_until: Instant,
+    /// Kubernetes: turns `true` once the cluster's endpoints are fed. Until
+    /// then no stream gets endpoints: the set is empty or partial, and a
+    /// proxy reconnecting to a restarted control plane would lose its own.
+    cluster_fed: Option<watch::Receiver<bool>>,
     trust_domain: String,
     /// Streams without a client certificate are served (`--allow-plaintext-proxies`).
     allow_plaintext: bool,
@@ -80,6 +84,7 @@ impl AdsServer {
                 nonce_prefix: format!("{:08x}", rand::random::<u32>()),
                 next_stream: AtomicU64::new(0),
                 reconnect_grace_until: Instant::now() + reconnect_grace,
+                cluster_fed: None,
                 trust_domain: trust_domain.to_owned(),
                 allow_plaintext: false,
             }),
@@ -92,6 +97,16 @@ impl AdsServer {
     pub fn allow_plaintext(mut self, allow: bool) -> Self {
         if let Some(inner) = Arc::get_mut(&mut self.inner) {
             inner.allow_plaintext = allow;
+        }
+        self
+    }
+
+    /// Holds every stream's endpoints until `fed` turns `true` (the
+    /// cluster's first endpoint feed; `None`: nothing to wait for). Call
+    /// before serving.
+    pub fn hold_endpoints_until(mut self, fed: Option<watch::Receiver<bool>>) -> Self {
+        if let Some(inner) = Arc::get_mut(&mut self.inner) {
+            inner.cluster_fed = fed;
         }
         self
     }
@@ -167,8 +182,11 @@ impl Inner {
         };
         // A proxy that sends a version already holds config from before a restart.
         let reconnecting = !first.version_info.is_empty();
-        let mut hold_until = (reconnecting && Instant::now() < self.reconnect_grace_until)
-            .then_some(self.reconnect_grace_until);
+        let mut hold = Hold::new(
+            (reconnecting && Instant::now() < self.reconnect_grace_until)
+                .then_some(self.reconnect_grace_until),
+            self.cluster_fed.clone(),
+        );
         let mut identity = ProxyIdentity::from_node(first.node.as_ref());
         let checked = authenticate(&mut identity, &peer, self.allow_plaintext)
             .and_then(|()| self.authorize_endpoint(&identity));
@@ -205,8 +223,13 @@ impl Inner {
             node_id.clone(),
             format!("{}-{stream_id}", self.nonce_prefix),
         );
-        if hold_until.is_some() {
+        if hold.grace() {
             tracing::info!(node_id = %escape(&node_id), "proxy reconnected during the grace period: its endpoints stay as they are until the other proxies are back");
+        }
+        if hold.feed() {
+            tracing::info!(node_id = %escape(&node_id), "the cluster's endpoints are not listed yet: the proxy's endpoints stay as they are until they are");
+        }
+        if hold.holding() {
             state.hold_endpoints();
         }
 
@@ -240,7 +263,6 @@ impl Inner {
                     state.on_change(&resources)
                 }
                 Event::ReleaseEndpoints => {
-                    hold_until = None;
                     let snapshot = snapshots.borrow_and_update().clone();
                     watch_service(&mut services, &snapshot, &connection);
                     generation = snapshot.generation;
@@ -291,7 +313,7 @@ impl Inner {
                     Ok(()) => Event::Changed,
                     Err(_) => Event::Shutdown,
                 },
-                () = sleep_until_some(hold_until) => Event::ReleaseEndpoints,
+                () = hold.released() => Event::ReleaseEndpoints,
             };
             if tx.is_closed() {
                 break;
@@ -420,11 +442,57 @@ fn authenticate(
 /// What a stream without a client certificate is told.
 pub const NO_CERTIFICATE: &str = "this control plane requires a client certificate (mTLS) for xDS: give the proxy a bootstrap token (remora token create), a proxyless gRPC client a certificate (remora certificate create), or start the control plane with --allow-plaintext-proxies for local experiments";
 
-/// Sleeps until `deadline`, or forever when there is none.
-async fn sleep_until_some(deadline: Option<Instant>) {
-    match deadline {
-        Some(d) => tokio::time::sleep_until(d).await,
-        None => std::future::pending().await,
+/// Why a stream's endpoints are held back: the reconnect grace, the
+/// cluster's first feed, or both. Released once every reason is over.
+#[derive(Debug)]
+struct Hold {
+    /// The reconnect grace's end, for a proxy that reconnected within it.
+    until: Option<Instant>,
+    /// The cluster's first feed, while not done.
+    feed: Option<watch::Receiver<bool>>,
+    /// Something was held, and not released yet.
+    held: bool,
+}
+
+impl Hold {
+    fn new(until: Option<Instant>, feed: Option<watch::Receiver<bool>>) -> Self {
+        let feed = feed.filter(|fed| !*fed.borrow());
+        let held = until.is_some() || feed.is_some();
+        Hold { until, feed, held }
+    }
+
+    fn grace(&self) -> bool {
+        self.until.is_some()
+    }
+
+    fn feed(&self) -> bool {
+        self.feed.is_some()
+    }
+
+    fn holding(&self) -> bool {
+        self.held
+    }
+
+    /// Resolves once, when the last reason to hold is over; pending forever
+    /// when nothing is held (any more). Cancel-safe: what is over stays over.
+    async fn released(&mut self) {
+        if !self.held {
+            return std::future::pending().await;
+        }
+        if let Some(until) = self.until {
+            tokio::time::sleep_until(until).await;
+            self.until = None;
+        }
+        if let Some(feed) = &mut self.feed {
+            // The sender gone without a feed (the watch ended: the control
+            // plane is stopping): keep holding rather than send what is
+            // not the cluster's.
+            if feed.wait_for(|fed| *fed).await.is_err() {
+                return std::future::pending().await;
+            }
+            self.feed = None;
+        }
+        self.held = false;
     }
 }
 
@@ -504,6 +572,66 @@ mod tests {
             .map(|e| e.node_id.clone())
             .collect();
         assert_eq!(left, ["orders-2"]);
+    }
+
+    /// Whether `hold` is released within `wait` (paused time: at once).
+    async fn released_within(hold: &mut Hold, wait: Duration) -> bool {
+        tokio::time::timeout(wait, hold.released()).await.is_ok()
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn endpoints_are_held_until_the_clusters_first_feed() {
+        let (fed, rx) = watch::channel(false);
+        let mut hold = Hold::new(None, Some(rx));
+        assert!(hold.holding() && hold.feed() && !hold.grace());
+        // However long the lists take (longer than any reconnect grace).
+        assert!(!released_within(&mut hold, Duration::from_secs(60)).await);
+        fed.send_replace(true);
+        assert!(released_within(&mut hold, Duration::from_secs(1)).await);
+        assert!(!hold.holding());
+        assert!(
+            !released_within(&mut hold, Duration::from_secs(60)).await,
+            "released once"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_feed_done_before_the_stream_holds_nothing() {
+        let (_fed, rx) = watch::channel(true);
+        let mut hold = Hold::new(None, Some(rx));
+        assert!(!hold.holding());
+        assert!(!released_within(&mut hold, Duration::from_secs(60)).await);
+        assert!(!Hold::new(None, None).holding(), "file mode, no grace");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn with_the_grace_and_the_feed_both_must_be_over() {
+        let (fed, rx) = watch::channel(false);
+        let until = Instant::now() + Duration::from_secs(6);
+        let mut hold = Hold::new(Some(until), Some(rx));
+        assert!(hold.grace() && hold.feed());
+        assert!(
+            !released_within(&mut hold, Duration::from_secs(10)).await,
+            "the grace is over, the feed is not"
+        );
+        fed.send_replace(true);
+        assert!(released_within(&mut hold, Duration::from_secs(1)).await);
+
+        // The feed first, then the grace.
+        let (_fed, rx) = watch::channel(true);
+        let until = Instant::now() + Duration::from_secs(6);
+        let mut hold = Hold::new(Some(until), Some(rx));
+        assert!(hold.holding() && !hold.feed());
+        assert!(!released_within(&mut hold, Duration::from_secs(5)).await);
+        assert!(released_within(&mut hold, Duration::from_secs(2)).await);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_feed_that_never_comes_keeps_holding() {
+        let (fed, rx) = watch::channel(false);
+        let mut hold = Hold::new(None, Some(rx));
+        drop(fed);
+        assert!(!released_within(&mut hold, Duration::from_secs(60)).await);
     }
 
     #[test]

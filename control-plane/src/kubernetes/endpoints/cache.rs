@@ -59,7 +59,11 @@ impl<T: PartialEq> KindCache<T> {
                 false
             }
             Change::InitDone => {
-                let fresh = self.relist.take().unwrap_or_default();
+                // A completion with no relist begun replaces nothing: taking
+                // it for an empty list would wipe the kind.
+                let Some(fresh) = self.relist.take() else {
+                    return false;
+                };
                 let first = !std::mem::replace(&mut self.listed, true);
                 let changed = first || fresh != self.live;
                 self.live = fresh;
@@ -129,5 +133,19 @@ mod tests {
         c.apply(Change::Init);
         c.apply(Change::InitApply(k("a"), 1));
         assert!(!c.apply(Change::InitDone));
+    }
+
+    #[test]
+    fn a_completion_without_a_relist_wipes_nothing() {
+        let mut c = KindCache::<u32>::default();
+        c.apply(Change::Init);
+        c.apply(Change::InitApply(k("a"), 1));
+        c.apply(Change::InitDone);
+        assert!(!c.apply(Change::InitDone), "nothing was staged");
+        assert_eq!(c.live().len(), 1);
+        // An empty relist that did begin is a real "nothing left".
+        c.apply(Change::Init);
+        assert!(c.apply(Change::InitDone));
+        assert!(c.live().is_empty());
     }
 }

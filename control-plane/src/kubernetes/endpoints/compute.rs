@@ -6,7 +6,16 @@
 //! pod has a proxy (`remora.io/injected`), and the endpoint's address is one
 //! of the pod's IPs. It is served at that address on the proxy's inbound port,
 //! with the pod's service account as identity: the slice alone proves
-//! nothing, the pod and the Service do.
+//! nothing, the pod and the Service do. A Service that lists its accounts
+//! (`remora.io/service-accounts`) is served only by pods running as one of
+//! them: its selector alone is labels anyone who may create pods can set.
+//!
+//! One endpoint per (Service, pod): a dual-stack pod is in one slice per IP
+//! family, and serves at the family of its first IP.
+//!
+//! Endpoints that are no mesh endpoints because their pod has no proxy (or
+//! names no pod of the namespace) are told about only for Services that have
+//! pods with a proxy: most of a cluster is not in the mesh.
 //!
 //! Conditions, as kube-proxy reads them: a Service's `ready` endpoints are
 //! used; when it has none, its `serving` and `terminating` ones (so a Service
@@ -14,13 +23,15 @@
 //! endpoint gets no new requests. A pod being deleted counts as terminating
 //! even before its slice says so.
 
+use std::collections::btree_map::Entry;
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::net::{IpAddr, SocketAddr};
 
 use super::facts::{Inbound, PodFacts, ServiceFacts, SliceEndpoint, SliceFacts};
+use crate::authority::canonical;
 use crate::ca::SpiffeId;
-use crate::resources::ObjectKey;
+use crate::resources::{EndpointAuthority, ObjectKey};
 use crate::translate::{MeshEndpoint, Origin};
 
 /// Everything known of the cluster, by namespace and name.
@@ -35,8 +46,11 @@ pub struct Cluster<'a> {
 /// with why.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Computed {
-    /// Sorted, one per (Service, address).
+    /// Sorted, one per (Service, pod).
     pub endpoints: Vec<MeshEndpoint>,
+    /// Each served pod's other IPs -> the IP its endpoints use (a dual-stack
+    /// pod): a proxy that leaves is found by whichever it connects from.
+    pub aliases: BTreeMap<IpAddr, IpAddr>,
     pub skipped: BTreeSet<Skipped>,
 }
 
@@ -68,6 +82,12 @@ pub enum Reason {
     NoSelector,
     /// The Service's selector does not select its pod.
     NotSelected,
+    /// Its pod runs as `account`, which the Service's explicit
+    /// `remora.io/service-accounts` (`listed`) does not name.
+    AccountNotListed {
+        account: String,
+        listed: Vec<String>,
+    },
     /// It has no IP address.
     NoAddress,
     /// Its address is not one of its pod's IPs.
@@ -81,6 +101,17 @@ impl Reason {
     /// delivered yet, or one that finished, is the normal course of things.
     pub fn is_warning(&self) -> bool {
         !matches!(self, Reason::UnknownPod | Reason::Finished)
+    }
+
+    /// Whether it is told only for a Service that has pods with a proxy: in
+    /// a cluster of thousands of pods, most Services are not in the mesh
+    /// (and `default/kubernetes` lists no pods), and their endpoints being
+    /// no mesh endpoints is no news.
+    fn only_for_meshed_services(&self) -> bool {
+        matches!(
+            self,
+            Reason::NoPod | Reason::OtherNamespace | Reason::NotInjected
+        )
     }
 }
 
@@ -103,6 +134,16 @@ impl fmt::Display for Reason {
             ),
             Reason::NoSelector => write!(f, "the Service has no selector"),
             Reason::NotSelected => write!(f, "the Service's selector does not select its pod"),
+            Reason::AccountNotListed { account, listed } => write!(
+                f,
+                "its pod runs as service account {account}, which annotation {} of the Service does not list (it lists {})",
+                EndpointAuthority::SERVICE_ACCOUNTS,
+                if listed.is_empty() {
+                    "none".to_owned()
+                } else {
+                    listed.join(", ")
+                }
+            ),
             Reason::NoAddress => write!(f, "it has no IP address"),
             Reason::AddressNotPods(ip) => write!(f, "its address {ip} is not an IP of its pod"),
             Reason::InvalidIdentity(e) => write!(f, "{e}"),
@@ -113,6 +154,11 @@ impl fmt::Display for Reason {
 /// A slice endpoint that may serve, and how ready it is.
 struct Candidate {
     endpoint: MeshEndpoint,
+    /// Its pod.
+    pod: ObjectKey,
+    /// Its address is of the family of the pod's first IP: of a dual-stack
+    /// pod listed in a slice per family, this one is used.
+    preferred: bool,
     ready: bool,
     /// `serving` and `terminating`: used only when no endpoint is ready.
     serving_terminating: bool,
@@ -122,6 +168,9 @@ struct Candidate {
 pub fn compute(cluster: Cluster<'_>, trust_domain: &str) -> Computed {
     let mut candidates: BTreeMap<ObjectKey, Vec<Candidate>> = BTreeMap::new();
     let mut skipped = BTreeSet::new();
+    // Skips told only if their Service turns out to have a pod with a proxy.
+    let mut unmeshed: BTreeMap<ObjectKey, Vec<Skipped>> = BTreeMap::new();
+    let mut meshed: BTreeSet<ObjectKey> = BTreeSet::new();
     for (slice_key, slice) in cluster.slices {
         let Some(name) = &slice.service else {
             continue;
@@ -132,11 +181,14 @@ pub fn compute(cluster: Cluster<'_>, trust_domain: &str) -> Computed {
             continue;
         };
         for e in &slice.endpoints {
+            if has_proxy(cluster, &service_key, e) {
+                meshed.insert(service_key.clone());
+            }
             match candidate(cluster, &service_key, service, e, trust_domain) {
                 Ok(Some(c)) => candidates.entry(service_key.clone()).or_default().push(c),
                 Ok(None) => {}
                 Err(reason) => {
-                    skipped.insert(Skipped {
+                    let s = Skipped {
                         service: service_key.clone(),
                         endpoint: e.pod.as_ref().map_or_else(
                             || {
@@ -146,12 +198,22 @@ pub fn compute(cluster: Cluster<'_>, trust_domain: &str) -> Computed {
                             ToString::to_string,
                         ),
                         reason,
-                    });
+                    };
+                    if s.reason.only_for_meshed_services() {
+                        unmeshed.entry(service_key.clone()).or_default().push(s);
+                    } else {
+                        skipped.insert(s);
+                    }
                 }
             }
         }
     }
-    let mut endpoints: BTreeMap<(ObjectKey, SocketAddr), MeshEndpoint> = BTreeMap::new();
+    for (service, list) in unmeshed {
+        if meshed.contains(&service) {
+            skipped.extend(list);
+        }
+    }
+    let mut chosen: BTreeMap<(ObjectKey, ObjectKey), Candidate> = BTreeMap::new();
     for (service, list) in candidates {
         let any_ready = list.iter().any(|c| c.ready);
         for c in list {
@@ -160,18 +222,49 @@ pub fn compute(cluster: Cluster<'_>, trust_domain: &str) -> Computed {
             } else {
                 c.serving_terminating
             };
-            if used {
-                // The same pod in two slices (while they are rebalanced): once.
-                endpoints
-                    .entry((service.clone(), c.endpoint.address))
-                    .or_insert(c.endpoint);
+            if !used {
+                continue;
+            }
+            // A pod in two slices (one per IP family, or two while they are
+            // rebalanced) is one endpoint, at the family of its first IP.
+            match chosen.entry((service.clone(), c.pod.clone())) {
+                Entry::Vacant(v) => {
+                    v.insert(c);
+                }
+                Entry::Occupied(mut o) => {
+                    if c.preferred && !o.get().preferred {
+                        o.insert(c);
+                    }
+                }
             }
         }
     }
+    let mut aliases = BTreeMap::new();
+    for c in chosen.values() {
+        let used = c.endpoint.address.ip();
+        let ips = cluster.pods.get(&c.pod).map(|p| p.ips.as_slice());
+        for ip in ips.unwrap_or_default() {
+            if *ip != used {
+                aliases.insert(canonical(*ip), canonical(used));
+            }
+        }
+    }
+    let mut endpoints: Vec<MeshEndpoint> = chosen.into_values().map(|c| c.endpoint).collect();
+    endpoints.sort();
     Computed {
-        endpoints: endpoints.into_values().collect(),
+        endpoints,
+        aliases,
         skipped,
     }
+}
+
+/// Whether `e` names a pod of the Service's namespace that has a proxy.
+fn has_proxy(cluster: Cluster<'_>, service_key: &ObjectKey, e: &SliceEndpoint) -> bool {
+    e.pod
+        .as_ref()
+        .filter(|p| p.namespace == service_key.namespace)
+        .and_then(|p| cluster.pods.get(p))
+        .is_some_and(|p| p.inbound != Inbound::NotInjected)
 }
 
 /// `e` as an endpoint of `service`: `Ok(None)` when it is neither ready nor
@@ -204,6 +297,17 @@ fn candidate(
     if !selector.iter().all(|(k, v)| pod.labels.get(k) == Some(v)) {
         return Err(Reason::NotSelected);
     }
+    // A selector is only labels, which anyone who may create pods here can
+    // set: explicit accounts bind the pods too (translation checks it again,
+    // see `crate::authority`; here it is told about).
+    if let Some(listed) = &service.service_accounts {
+        if !listed.contains(&pod.service_account) {
+            return Err(Reason::AccountNotListed {
+                account: pod.service_account.clone(),
+                listed: listed.clone(),
+            });
+        }
+    }
     let address = e.address.ok_or(Reason::NoAddress)?;
     if !pod.ips.contains(&address) {
         return Err(Reason::AddressNotPods(address));
@@ -216,6 +320,10 @@ fn candidate(
     if !(ready || (c.serving && terminating)) {
         return Ok(None);
     }
+    let preferred = pod
+        .ips
+        .first()
+        .is_some_and(|first| first.is_ipv4() == address.is_ipv4());
     Ok(Some(Candidate {
         endpoint: MeshEndpoint {
             service: service_key.clone(),
@@ -225,6 +333,8 @@ fn candidate(
             peer: None,
             origin: Origin::Cluster,
         },
+        pod: pod_key.clone(),
+        preferred,
         ready,
         serving_terminating: c.serving && terminating,
     }))

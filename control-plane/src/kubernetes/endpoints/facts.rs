@@ -11,7 +11,7 @@ use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
 use crate::inject::INJECTED;
-use crate::resources::ObjectKey;
+use crate::resources::{EndpointAuthority, ObjectKey};
 
 /// The port of the injected proxy's inbound listener, when not the default.
 pub const INBOUND_PORT: &str = "remora.io/inbound-port";
@@ -51,10 +51,14 @@ pub enum Inbound {
 }
 
 /// What is known of one Service: its selector (`None`: it has none, and
-/// selects no pod).
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// selects no pod), and the accounts its pods must run as.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ServiceFacts {
     pub selector: Option<BTreeMap<String, String>>,
+    /// `remora.io/service-accounts`, when written: a selected pod running as
+    /// another account does not serve (`None`: any account). Read as
+    /// validation reads it; validation reports a malformed list.
+    pub service_accounts: Option<Vec<String>>,
 }
 
 /// What is known of one EndpointSlice.
@@ -162,7 +166,25 @@ pub fn pod(pod: &Pod) -> Option<(ObjectKey, PodFacts)> {
 pub fn service(service: &Service) -> Option<(ObjectKey, ServiceFacts)> {
     let key = key(&service.metadata)?;
     let selector = service.spec.as_ref().and_then(|s| s.selector.clone());
-    Some((key, ServiceFacts { selector }))
+    let service_accounts = service
+        .metadata
+        .annotations
+        .as_ref()
+        .and_then(|a| a.get(EndpointAuthority::SERVICE_ACCOUNTS))
+        .map(|list| {
+            list.split(',')
+                .map(str::trim)
+                .filter(|a| !a.is_empty())
+                .map(str::to_owned)
+                .collect()
+        });
+    Some((
+        key,
+        ServiceFacts {
+            selector,
+            service_accounts,
+        },
+    ))
 }
 
 /// The facts of `slice`.

@@ -68,6 +68,7 @@ impl World {
             key("orders"),
             ServiceFacts {
                 selector: Some(labels(&[("app", "orders")])),
+                ..Default::default()
             },
         );
         w
@@ -201,6 +202,7 @@ fn every_label_of_the_selector_must_match() {
         key("orders"),
         ServiceFacts {
             selector: Some(labels(&[("app", "orders"), ("tier", "backend")])),
+            ..Default::default()
         },
     );
     let w = w.slice(
@@ -219,7 +221,13 @@ fn every_label_of_the_selector_must_match() {
 fn a_service_without_a_selector_has_no_endpoints() {
     for selector in [None, Some(BTreeMap::new())] {
         let mut w = World::orders().pod("orders-a", pod("orders", "orders", "10.0.0.2"));
-        w.services.insert(key("orders"), ServiceFacts { selector });
+        w.services.insert(
+            key("orders"),
+            ServiceFacts {
+                selector,
+                ..Default::default()
+            },
+        );
         let w = w.slice(
             "orders-x1",
             "orders",
@@ -237,16 +245,42 @@ fn a_service_without_a_selector_has_no_endpoints() {
 fn a_pod_without_a_proxy_is_no_endpoint() {
     let mut plain = pod("orders", "orders", "10.0.0.2");
     plain.inbound = Inbound::NotInjected;
-    let w = World::orders().pod("orders-a", plain).slice(
-        "orders-x1",
-        "orders",
-        vec![endpoint("orders-a", "10.0.0.2", ready())],
-    );
-    assert!(w.endpoints().is_empty());
+    let w = World::orders()
+        .pod("orders-a", plain)
+        .pod("orders-b", pod("orders", "orders", "10.0.0.3"))
+        .slice(
+            "orders-x1",
+            "orders",
+            vec![
+                endpoint("orders-a", "10.0.0.2", ready()),
+                endpoint("orders-b", "10.0.0.3", ready()),
+            ],
+        );
+    assert_eq!(w.endpoints(), [ep("orders-b", "10.0.0.3:7002", "orders")]);
+    // orders has a pod with a proxy: the one without is worth telling.
     assert_eq!(
         w.skipped(),
         [("shop/orders-a".to_owned(), Reason::NotInjected)]
     );
+}
+
+#[test]
+fn a_service_outside_the_mesh_is_not_told_about() {
+    // No pod of it has a proxy (most of a cluster), or its endpoints name no
+    // pod (default/kubernetes): no endpoints, and nothing to warn about.
+    let mut plain = pod("orders", "orders", "10.0.0.2");
+    plain.inbound = Inbound::NotInjected;
+    let no_target = SliceEndpoint {
+        pod: None,
+        ..endpoint("x", "10.0.0.7", ready())
+    };
+    let w = World::orders().pod("orders-a", plain).slice(
+        "orders-x1",
+        "orders",
+        vec![endpoint("orders-a", "10.0.0.2", ready()), no_target],
+    );
+    assert!(w.endpoints().is_empty());
+    assert!(w.skipped().is_empty(), "{:?}", w.skipped());
 }
 
 #[test]
@@ -298,6 +332,105 @@ fn any_of_a_dual_stack_pods_ips_is_its_address() {
 }
 
 #[test]
+fn a_dual_stack_pod_in_a_slice_per_family_is_one_endpoint_at_its_first_ips_family() {
+    let mut v4_first = pod("orders", "orders", "10.0.0.2");
+    v4_first.ips.push("fd00::2".parse().unwrap());
+    let mut v6_first = pod("orders", "orders", "fd00::3");
+    v6_first.ips.push("10.0.0.3".parse().unwrap());
+    let w = World::orders()
+        .pod("orders-a", v4_first)
+        .pod("orders-b", v6_first)
+        // The v6 slice sorts first: the order of slices decides nothing.
+        .slice(
+            "orders-a6",
+            "orders",
+            vec![
+                endpoint("orders-a", "fd00::2", ready()),
+                endpoint("orders-b", "fd00::3", ready()),
+            ],
+        )
+        .slice(
+            "orders-b4",
+            "orders",
+            vec![
+                endpoint("orders-a", "10.0.0.2", ready()),
+                endpoint("orders-b", "10.0.0.3", ready()),
+            ],
+        );
+    assert_eq!(
+        w.endpoints(),
+        [
+            ep("orders-a", "10.0.0.2:7002", "orders"),
+            ep("orders-b", "[fd00::3]:7002", "orders"),
+        ]
+    );
+    // Either IP finds the pod's endpoint (a leaving proxy connects from one).
+    let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+    assert_eq!(
+        w.compute().aliases,
+        BTreeMap::from([
+            (ip("10.0.0.3"), ip("fd00::3")),
+            (ip("fd00::2"), ip("10.0.0.2")),
+        ])
+    );
+}
+
+#[test]
+fn a_service_that_lists_its_accounts_is_served_only_by_pods_running_as_one() {
+    // Anyone who may create pods in shop can label one `app: orders`.
+    let mut w = World::orders()
+        .pod("orders-a", pod("orders", "orders", "10.0.0.2"))
+        .pod("intruder", pod("orders", "intruder", "10.0.0.9"));
+    w.services.insert(
+        key("orders"),
+        ServiceFacts {
+            selector: Some(labels(&[("app", "orders")])),
+            service_accounts: Some(vec!["orders".into()]),
+        },
+    );
+    let w = w.slice(
+        "orders-x1",
+        "orders",
+        vec![
+            endpoint("orders-a", "10.0.0.2", ready()),
+            endpoint("intruder", "10.0.0.9", ready()),
+        ],
+    );
+    assert_eq!(w.endpoints(), [ep("orders-a", "10.0.0.2:7002", "orders")]);
+    let skipped = w.skipped();
+    assert_eq!(
+        skipped,
+        [(
+            "shop/intruder".to_owned(),
+            Reason::AccountNotListed {
+                account: "intruder".into(),
+                listed: vec!["orders".into()],
+            }
+        )]
+    );
+    // What the warning says names the account and the annotation.
+    let message = skipped[0].1.to_string();
+    assert!(message.contains("intruder"), "{message}");
+    assert!(message.contains("remora.io/service-accounts"), "{message}");
+    assert!(skipped[0].1.is_warning());
+}
+
+#[test]
+fn without_the_accounts_annotation_any_selected_pods_account_serves() {
+    let w = World::orders()
+        .pod("orders-a", pod("orders", "orders-canary", "10.0.0.2"))
+        .slice(
+            "orders-x1",
+            "orders",
+            vec![endpoint("orders-a", "10.0.0.2", ready())],
+        );
+    assert_eq!(
+        w.endpoints(),
+        [ep("orders-a", "10.0.0.2:7002", "orders-canary")]
+    );
+}
+
+#[test]
 fn a_target_that_is_no_pod_of_the_services_namespace_is_no_endpoint() {
     let mut w = World::orders().pod("orders-a", pod("orders", "orders", "10.0.0.2"));
     w.pods.insert(
@@ -312,8 +445,16 @@ fn a_target_that_is_no_pod_of_the_services_namespace_is_no_endpoint() {
         pod: None,
         ..endpoint("orders-a", "10.0.0.7", ready())
     };
-    let w = w.slice("orders-x1", "orders", vec![elsewhere, no_target]);
-    assert!(w.endpoints().is_empty());
+    let w = w.slice(
+        "orders-x1",
+        "orders",
+        vec![
+            elsewhere,
+            no_target,
+            endpoint("orders-a", "10.0.0.2", ready()),
+        ],
+    );
+    assert_eq!(w.endpoints(), [ep("orders-a", "10.0.0.2:7002", "orders")]);
     assert_eq!(
         w.skipped(),
         [
@@ -424,6 +565,7 @@ fn the_fallback_is_per_service() {
         key("web"),
         ServiceFacts {
             selector: Some(labels(&[("app", "web")])),
+            ..Default::default()
         },
     );
     let w = w
@@ -619,4 +761,15 @@ fn a_services_facts_are_its_selector() {
     let (k, f) = facts::service(&s).unwrap();
     assert_eq!(k, key("orders"));
     assert_eq!(f.selector, Some(labels(&[("app", "orders")])));
+    assert_eq!(f.service_accounts, None, "no annotation: any account");
+    let annotated: k8s_openapi::api::core::v1::Service = from_json(serde_json::json!({
+        "metadata": {"name": "orders", "namespace": "shop",
+                     "annotations": {"remora.io/service-accounts": "orders, orders-v2,"}},
+        "spec": {"selector": {"app": "orders"}, "ports": [{"port": 80}]}
+    }));
+    let (_, f) = facts::service(&annotated).unwrap();
+    assert_eq!(
+        f.service_accounts,
+        Some(vec!["orders".to_owned(), "orders-v2".to_owned()])
+    );
 }
