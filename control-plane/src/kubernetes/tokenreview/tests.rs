@@ -298,6 +298,7 @@ async fn a_cache_expires_and_is_bounded() {
     );
     assert_eq!(cache.get(&cache_key("jwt-other"), start), None);
 
+    let cache = ReviewCache::new(Duration::from_secs(60));
     for i in 0..CACHE_MAX {
         cache.put(cache_key(&format!("t{i}")), orders(), start);
     }

@@ -49,11 +49,14 @@ fn gaps(seen: &Seen) -> Vec<Duration> {
     seen.windows(2).map(|w| w[1].0 - w[0].0).collect()
 }
 
+/// Where the writer's problems come from.
+type Problems = watch::Sender<Option<Arc<[Problem]>>>;
+
 /// A writer task whose API server answers with `answer(attempt, write)`.
 fn writer(
     caches: &Arc<Caches>,
     mut answer: impl FnMut(usize, &StatusWrite) -> Outcome + Send + 'static,
-) -> (watch::Sender<Option<Arc<[Problem]>>>, Seen, JoinHandle<()>) {
+) -> (Problems, Seen, JoinHandle<()>) {
     let (tx, rx) = watch::channel(None);
     let seen: Seen = Arc::default();
     let log = Arc::clone(&seen);
