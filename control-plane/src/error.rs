@@ -56,13 +56,19 @@ pub struct Chain<'a>(pub &'a (dyn std::error::Error + 'static));
 
 impl fmt::Display for Chain<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}", self.0)?;
+        let mut said = self.0.to_string();
         let mut cause = self.0.source();
         while let Some(e) = cause {
-            write!(f, ": {e}")?;
+            // Some errors (kube's, io's wrappers) already print their cause:
+            // say each thing once.
+            let text = e.to_string();
+            if !said.contains(&text) {
+                said.push_str(": ");
+                said.push_str(&text);
+            }
             cause = e.source();
         }
-        Ok(())
+        f.write_str(&said)
     }
 }
 
@@ -77,5 +83,22 @@ mod tests {
             source: std::io::Error::new(std::io::ErrorKind::NotFound, "not found"),
         };
         assert_eq!(Chain(&e).to_string(), "cannot read /x: not found");
+    }
+
+    /// An error whose message already holds its cause's.
+    #[derive(Debug, thiserror::Error)]
+    #[error("failed to read kubeconfig: {0}")]
+    struct Repeats(#[source] std::io::Error);
+
+    #[test]
+    fn a_cause_already_said_is_not_said_again() {
+        let e = Repeats(std::io::Error::new(
+            std::io::ErrorKind::NotFound,
+            "No such file",
+        ));
+        assert_eq!(
+            Chain(&e).to_string(),
+            "failed to read kubeconfig: No such file"
+        );
     }
 }

@@ -56,7 +56,7 @@ async fn main() -> ExitCode {
         Command::Install(args) => install(args),
     };
     result.unwrap_or_else(|error| {
-        eprintln!("remora: {error:#}");
+        eprintln!("remora: {}", remora_control::Chain(error.as_ref()));
         // Scripts tell "the control plane is down" (3) from "it said no" (1).
         match error.downcast_ref::<ClientError>() {
             Some(e) => e.exit().into(),
