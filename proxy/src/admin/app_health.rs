@@ -55,15 +55,19 @@ async fn attempt(action: ProbeAction) -> Result<(StatusCode, String), String> {
                 hyper::client::conn::http1::handshake::<_, Empty<Bytes>>(TokioIo::new(stream))
                     .await
                     .map_err(|e| format!("{addr}: {e}"))?;
-            // Ends when the response is read and `sender` is dropped.
-            tokio::spawn(async move {
-                let _ = connection.await;
-            });
             let request = build(addr, &path, headers).map_err(|e| format!("{path}: {e}"))?;
-            let response = sender
-                .send_request(request)
-                .await
-                .map_err(|e| format!("GET {addr}{path}: {e}"))?;
+            // The connection is driven here, not in a task of its own: when
+            // the probe times out this future is dropped and the socket with
+            // it, so an app that never answers leaks nothing, probe after
+            // probe. The body is never read.
+            let send = sender.send_request(request);
+            tokio::pin!(send, connection);
+            let response = tokio::select! {
+                response = &mut send => response,
+                // Ended first: an answer it read is waiting in `send`.
+                _ = &mut connection => send.await,
+            }
+            .map_err(|e| format!("GET {addr}{path}: {e}"))?;
             let status = response.status();
             tracing::debug!(%addr, %path, status = status.as_u16(), "app probe");
             Ok((status, format!("the app answered {status}\n")))

@@ -126,19 +126,19 @@ fn one(path: &str, raw: RawProbe) -> Result<AppProbe, String> {
     }
     let blank = |host: &Option<String>| host.as_deref().is_none_or(|h| h.trim().is_empty());
     let action = match (raw.http_get, raw.tcp_socket) {
-        (Some(http), None) => {
-            if !http
+        (Some(get), None) => {
+            if !get
                 .scheme
                 .as_deref()
                 .is_none_or(|s| s.eq_ignore_ascii_case("HTTP"))
             {
                 return Err("httpGet.scheme: only HTTP probes are run by the proxy".into());
             }
-            if !blank(&http.host) {
+            if !blank(&get.host) {
                 return Err("httpGet.host: the proxy probes the app on 127.0.0.1".into());
             }
             let mut headers = Vec::new();
-            for h in http.http_headers.unwrap_or_default() {
+            for h in get.http_headers.unwrap_or_default() {
                 let name = HeaderName::from_bytes(h.name.as_bytes()).map_err(|_| {
                     format!("httpGet.httpHeaders: `{}` is not a header name", h.name)
                 })?;
@@ -150,7 +150,7 @@ fn one(path: &str, raw: RawProbe) -> Result<AppProbe, String> {
                 })?;
                 headers.push((name, value));
             }
-            let path = match http.path.unwrap_or_default() {
+            let path = match get.path.unwrap_or_default() {
                 p if p.is_empty() => "/".to_owned(),
                 p if p.starts_with('/') => p,
                 p => format!("/{p}"),
@@ -159,7 +159,7 @@ fn one(path: &str, raw: RawProbe) -> Result<AppProbe, String> {
                 return Err(format!("httpGet.path: `{path}` is not a request path"));
             }
             ProbeAction::Http {
-                port: nonzero(http.port, "httpGet.port")?,
+                port: nonzero(get.port, "httpGet.port")?,
                 path,
                 headers,
             }
