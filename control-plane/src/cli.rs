@@ -599,8 +599,11 @@ impl From<ControlArgs> for ControlOptions {
 #[derive(Debug, Args)]
 #[command(after_help = concat!(
     "Examples:\n",
-    "  remora inject -f deployment.yaml | kubectl apply -f -\n",
-    "  kubectl get deploy -n shop -o yaml | remora inject -f - | kubectl apply -f -\n",
+    "  kubectl -n remora-system exec deploy/remora -- \\\n",
+    "      remora trust-bundle --data-dir /var/lib/remora > bundle.pem\n",
+    "  remora inject --trust-bundle bundle.pem -f deployment.yaml | kubectl apply -f -\n",
+    "  kubectl get deploy -n shop -o yaml | remora inject --trust-bundle bundle.pem -f - \\\n",
+    "      | kubectl apply -f -\n",
     "  remora inject --uninject -f injected.yaml\n",
     "\n",
     "Pods, Deployments, StatefulSets, DaemonSets, ReplicaSets, Jobs, CronJobs and Lists\n",
@@ -627,9 +630,14 @@ pub struct InjectArgs {
     /// The proxy's image (default: remora-proxy:VERSION).
     #[arg(long, value_name = "IMAGE")]
     pub proxy_image: Option<String>,
-    /// The mesh's trust bundle (PEM, from `remora trust-bundle`), given to the
-    /// proxies so their first certificate request goes over verified TLS.
-    #[arg(long, value_name = "FILE")]
+    /// The mesh's trust bundle (PEM), given to every proxy so its first
+    /// certificate request, which carries the pod's token, goes over TLS to a
+    /// control plane it verified: the proxy refuses to start without it.
+    /// Print it with `remora trust-bundle --data-dir DIR` where the control
+    /// plane runs (in a cluster: `kubectl -n remora-system exec deploy/remora
+    /// -- remora trust-bundle --data-dir /var/lib/remora > bundle.pem`).
+    /// Required unless --uninject.
+    #[arg(long, value_name = "FILE", required_unless_present = "uninject")]
     pub trust_bundle: Option<PathBuf>,
     /// Where the proxies reach the control plane (host:port).
     #[arg(long, value_name = "HOST:PORT", default_value = crate::inject::DEFAULT_CONTROL_PLANE)]

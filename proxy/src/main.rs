@@ -19,7 +19,7 @@ use remora_proxy::run::{run, Options};
     name = "remora-proxy",
     version,
     about = "Remora's data-plane proxy",
-    after_help = ENV_HELP
+    after_help = env_help()
 )]
 struct Args {
     #[command(subcommand)]
@@ -52,15 +52,26 @@ enum Command {
     Drain(DrainArgs),
 }
 
-const ENV_HELP: &str = "\
-With REMORA_BOOTSTRAP_FROM_ENV=1 (and no --bootstrap) the bootstrap comes from
-these environment variables (an injected sidecar's; see `remora inject`):
-  REMORA_SERVICE, POD_NAMESPACE, POD_NAME, POD_IP, SERVICE_ACCOUNT,
-  REMORA_CONTROL_PLANE, REMORA_TOKEN_FILE, REMORA_TRUST_BUNDLE or
-  REMORA_TRUST_BUNDLE_FILE, REMORA_TRUST_DOMAIN, REMORA_APP, REMORA_APP_PORTS,
-  REMORA_OPAQUE_PORTS, REMORA_INBOUND, REMORA_OUTBOUND, REMORA_ADMIN,
-  REMORA_STATE_DIR, REMORA_ACCESS_LOG, REMORA_METRICS.
-Logs: REMORA_LOG (else RUST_LOG), e.g. info,remora_proxy::xds=debug.";
+/// `--help`'s list of the environment bootstrap's variables, made from the
+/// list the bootstrap keeps (whose test checks it against what is read), so
+/// the help cannot drift from the code.
+fn env_help() -> String {
+    use remora_proxy::bootstrap::env::VARIABLES;
+    let width = VARIABLES
+        .iter()
+        .map(|(name, _)| name.len())
+        .max()
+        .unwrap_or(0);
+    let mut help = String::from(
+        "With REMORA_BOOTSTRAP_FROM_ENV=1 (and no --bootstrap) the bootstrap comes from\n\
+         these environment variables (an injected sidecar's; see `remora inject`):\n",
+    );
+    for (name, what) in VARIABLES {
+        help.push_str(&format!("  {name:<width$}  {what}\n"));
+    }
+    help.push_str("Logs: REMORA_LOG (else RUST_LOG), e.g. info,remora_proxy::xds=debug.");
+    help
+}
 
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();

@@ -14,8 +14,8 @@ use tokio::net::TcpListener;
 use crate::accept::inbound::InboundConnections;
 use crate::accept::outbound::OutboundConnections;
 use crate::accept::upstreams::UpstreamConnections;
-use crate::accept::{serve, Context, DetectSettings, HttpOnly};
-use crate::admin::Admin;
+use crate::accept::{serve, Context, DetectSettings};
+use crate::admin::{Admin, AdminConnections};
 use crate::bootstrap::Bootstrap;
 use crate::detect::{DetectStats, OpaquePorts};
 use crate::drain::{Drain, Phase};
@@ -260,6 +260,7 @@ pub async fn run(options: Options, shutdown: impl Future<Output = ()>) -> Result
         metrics: metrics.clone(),
         detect: detect_stats,
         state: config_state,
+        app_probes: b.app_probes.clone(),
     };
     let outbound_http = Arc::new(
         HttpServer::new(
@@ -281,10 +282,12 @@ pub async fn run(options: Options, shutdown: impl Future<Output = ()>) -> Result
             .with_drain(drain.clone(), Phase::Leaving),
         mesh,
     });
-    let admin_connections = Arc::new(HttpOnly(HttpServer::new(
-        Arc::new(admin_handler),
+    // Callers off loopback (the kubelet, other pods) get the probe paths
+    // only, a few connections each.
+    let admin_connections = Arc::new(AdminConnections::new(
+        admin_handler,
         ListenerLimits::admin(&b.limits),
-    )));
+    ));
     let upstream_servers =
         futures::future::join_all(upstream_listeners.into_iter().map(|(upstream, listener)| {
             let connections = Arc::new(UpstreamConnections::new(

@@ -210,8 +210,22 @@ fn remora_install_and_inject_output_validates_against_the_kubernetes_schemas() {
         .collect();
     inputs.sort();
     assert!(inputs.len() >= 5, "inputs in {}", testdata.display());
+    // `remora inject` requires one; only its presence matters here.
+    let bundle_file = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(
+        bundle_file.path(),
+        "-----BEGIN CERTIFICATE-----\nMA==\n-----END CERTIFICATE-----\n",
+    )
+    .unwrap();
+    let bundle = bundle_file.path().to_str().unwrap().to_owned();
     for input in &inputs {
-        texts.push(remora(&["inject", "-f", input.to_str().unwrap()]));
+        texts.push(remora(&[
+            "inject",
+            "--trust-bundle",
+            &bundle,
+            "-f",
+            input.to_str().unwrap(),
+        ]));
     }
     kubernetes_validate("generated", &texts);
 }

@@ -148,7 +148,17 @@ fn an_installation_is_checked_and_pods_without_a_proxy_are_named() {
     // The pods first: once the webhook is installed, creating a pod in an
     // opted-in namespace would call it, and no injector runs here.
     kube.kubectl_stdin(&["apply", "-f", "-"], SHOP);
-    let injected = stdout_of(remora(&["inject", "-f", "-"], INJECTED));
+    let bundle = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(
+        bundle.path(),
+        "-----BEGIN CERTIFICATE-----\nMA==\n-----END CERTIFICATE-----\n",
+    )
+    .unwrap();
+    let bundle_path = bundle.path().display().to_string();
+    let injected = stdout_of(remora(
+        &["inject", "--trust-bundle", &bundle_path, "-f", "-"],
+        INJECTED,
+    ));
     kube.kubectl_stdin(&["apply", "-f", "-"], &injected);
 
     let install = stdout_of(remora(&["install"], ""));

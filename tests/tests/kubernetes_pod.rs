@@ -32,8 +32,21 @@ struct PodProxy {
     process: Process,
 }
 
+/// A PEM the bootstrap accepts, for proxies that stop before using it.
+const SOME_PEM: &str = "-----BEGIN CERTIFICATE-----\nMA==\n-----END CERTIFICATE-----\n";
+
+/// The control plane's trust bundle, which every pod's proxy needs.
+async fn trust_bundle(cp: &ControlPlane) -> String {
+    cp.api_get("/api/v1/trust-bundle").await.unwrap().text()
+}
+
 /// The variables a pod's proxy gets, with the listeners moved to port 0.
-fn pod_env(service: &str, namespace: &str, control_plane: SocketAddr) -> Vec<(String, String)> {
+fn pod_env(
+    service: &str,
+    namespace: &str,
+    control_plane: SocketAddr,
+    trust_bundle: &str,
+) -> Vec<(String, String)> {
     [
         ("REMORA_BOOTSTRAP_FROM_ENV", "1".to_owned()),
         ("REMORA_SERVICE", service.to_owned()),
@@ -42,6 +55,7 @@ fn pod_env(service: &str, namespace: &str, control_plane: SocketAddr) -> Vec<(St
         ("POD_IP", "127.0.0.1".to_owned()),
         ("SERVICE_ACCOUNT", service.to_owned()),
         ("REMORA_CONTROL_PLANE", control_plane.to_string()),
+        ("REMORA_TRUST_BUNDLE", trust_bundle.to_owned()),
         ("REMORA_INBOUND", "127.0.0.1:0".to_owned()),
         ("REMORA_OUTBOUND", "127.0.0.1:0".to_owned()),
         ("REMORA_ADMIN", "127.0.0.1:0".to_owned()),
@@ -128,15 +142,14 @@ async fn a_proxy_configured_only_by_environment_variables_joins_the_mesh() {
     let config = config_dir(root.path());
     write_config(&config, "services.yaml", WEB_AND_ORDERS);
     let cp = ControlPlane::start_secure(&config, &[]).await.unwrap();
-    let bundle = cp.api_get("/api/v1/trust-bundle").await.unwrap().text();
+    let bundle = trust_bundle(&cp).await;
     let token = root.path().join("orders.token");
     std::fs::write(&token, mint_token(&cp.data_dir(), "default", "orders")).unwrap();
 
     let orders_app = TestApp::http("orders");
-    let mut env = pod_env("orders", "default", cp.xds_addr);
+    let mut env = pod_env("orders", "default", cp.xds_addr, &bundle);
     set(&mut env, "REMORA_APP", &orders_app.addr.to_string());
     set(&mut env, "REMORA_TOKEN_FILE", &token.display().to_string());
-    set(&mut env, "REMORA_TRUST_BUNDLE", &bundle);
     let orders = PodProxy::start(&env).await;
     orders.wait_ready().await;
     let dump = orders.config_dump().await;
@@ -177,7 +190,7 @@ fn a_bad_variable_is_refused_naming_it() {
         ("REMORA_OPAQUE_PORTS", "3306,mysql"),
         ("REMORA_CONTROL_PLANE", "remora"),
     ] {
-        let mut env = pod_env("orders", "default", control_plane);
+        let mut env = pod_env("orders", "default", control_plane, SOME_PEM);
         set(&mut env, variable, value);
         let out = proxy_command(&env).output().unwrap();
         assert!(!out.status.success(), "{variable}={value} was accepted");
@@ -187,11 +200,25 @@ fn a_bad_variable_is_refused_naming_it() {
             "{variable}={value}: {err}"
         );
     }
-    let mut env = pod_env("orders", "default", control_plane);
+    let mut env = pod_env("orders", "default", control_plane, SOME_PEM);
     env.retain(|(k, _)| k != "REMORA_SERVICE");
     let out = proxy_command(&env).output().unwrap();
     assert!(
         stderr(&out).contains("REMORA_SERVICE: is required"),
+        "{}",
+        stderr(&out)
+    );
+    // No trust bundle: the token would go out before the control plane is
+    // verified, so the proxy does not start.
+    let mut env = pod_env("orders", "default", control_plane, SOME_PEM);
+    env.retain(|(k, _)| k != "REMORA_TRUST_BUNDLE");
+    let out = proxy_command(&env).output().unwrap();
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains(
+            "REMORA_TRUST_BUNDLE or REMORA_TRUST_BUNDLE_FILE is required: the pod's token must \
+             not cross the network before the control plane is verified"
+        ),
         "{}",
         stderr(&out)
     );
@@ -224,10 +251,11 @@ async fn a_service_account_token_gets_a_certificate_through_token_review() {
     let cp = ControlPlane::start_kubernetes(root.path().join("config"), double.kubeconfig(), &[])
         .await
         .unwrap();
+    let bundle = trust_bundle(&cp).await;
     let token_proxy = |name: &str, token: &str| {
         let file = root.path().join(name);
         std::fs::write(&file, token).unwrap();
-        let mut env = pod_env("orders", "shop", cp.xds_addr);
+        let mut env = pod_env("orders", "shop", cp.xds_addr, &bundle);
         set(&mut env, "REMORA_TOKEN_FILE", &file.display().to_string());
         env
     };
@@ -288,7 +316,7 @@ async fn a_service_account_token_gets_a_certificate_through_token_review() {
 async fn wait_times_out_naming_why_and_drain_makes_the_proxy_exit() {
     let (_root, cp) = control_plane_with(&[("orders", 80, "http")], &[]).await;
     let app = TestApp::http("orders");
-    let mut env = pod_env("orders", "default", cp.xds_addr);
+    let mut env = pod_env("orders", "default", cp.xds_addr, &trust_bundle(&cp).await);
     set(&mut env, "REMORA_APP", &app.addr.to_string());
     // No token file: a proxy without an identity (the control plane allows it).
     set(&mut env, "REMORA_TOKEN_FILE", "/nonexistent/token");
@@ -319,7 +347,7 @@ async fn wait_times_out_naming_why_and_drain_makes_the_proxy_exit() {
 async fn wait_exits_zero_once_the_proxy_is_ready() {
     let (_root, cp) = control_plane_with(&[("orders", 80, "http")], &[]).await;
     let app = TestApp::http("orders");
-    let mut env = pod_env("orders", "default", cp.xds_addr);
+    let mut env = pod_env("orders", "default", cp.xds_addr, &trust_bundle(&cp).await);
     set(&mut env, "REMORA_APP", &app.addr.to_string());
     // A bootstrap token, so the proxy gets a certificate and becomes ready.
     let root = tempfile::tempdir().unwrap();

@@ -12,6 +12,8 @@
 //!   `List`s); any other kind passes through unchanged.
 //! - `annotations`: the pod template's `remora.io/*` annotations, checked.
 //! - `sidecar`: the containers and annotations added, and taking them out.
+//! - `probes`: the app's kubelet probes pointed at the proxy's admin port
+//!   (STRICT mTLS would refuse the kubelet), and back.
 //! - `documents`: multi-document YAML text in and out, for the CLI.
 //!
 //! The proxy in the pod reads its bootstrap from environment variables
@@ -26,6 +28,7 @@
 
 mod annotations;
 mod documents;
+mod probes;
 mod sidecar;
 mod walk;
 
@@ -42,6 +45,7 @@ pub use annotations::{
     SKIP_OUTBOUND_PORTS,
 };
 pub use documents::{rewrite, Direction, DocumentError};
+pub use probes::APP_PROBES_ENV;
 pub use sidecar::{ADMIN_PORT, INIT_NAME, PROXY_NAME, TOKEN_AUDIENCE, TOKEN_VOLUME};
 
 /// What injection needs to know that is not in the manifest.
@@ -58,8 +62,9 @@ pub struct InjectSettings {
     pub resources: ProxyResources,
     /// The mesh's trust bundle (PEM), written as `REMORA_TRUST_BUNDLE`: the
     /// proxy's first certificate request (which carries its token) then goes
-    /// over TLS to a control plane it verified. `None`: the proxy asks in
-    /// plaintext and warns.
+    /// over TLS to a control plane it verified. The proxy refuses to start
+    /// without one, so `remora inject` requires it and the webhook always
+    /// sets it; `None` only serves uninjecting and tests.
     pub trust_bundle: Option<String>,
     /// Where proxies reach the control plane (`REMORA_CONTROL_PLANE`):
     /// `host:port`, resolved by the proxy at start.
@@ -143,6 +148,19 @@ pub enum InjectError {
         object: ObjectRef,
         field: String,
         message: String,
+    },
+    /// The Service name taken from a label or the workload's name is not one
+    /// the proxy accepts: caught here, or the proxy would exit at start and
+    /// a native sidecar's pod would never start.
+    #[error(
+        "{object}: the Service name `{value}` (from {from}) is not a lowercase DNS label \
+         (a-z, 0-9, -, at most 63): set the annotation `remora.io/service` to the Service's name"
+    )]
+    ServiceName {
+        object: ObjectRef,
+        /// `label `app``, or `the workload's name`.
+        from: String,
+        value: String,
     },
 }
 

@@ -16,15 +16,17 @@
 //!
 //! The proxy's bootstrap is its environment (`REMORA_BOOTSTRAP_FROM_ENV=1`):
 //! the Service name written here, the control plane and trust bundle from the
-//! settings, the app's port from its first container port, and the pod's name,
-//! namespace, IP and service account from the downward API.
+//! settings, the app's port from its first container port, the app's own
+//! probes it runs for the kubelet (`probes`), and the pod's name, namespace,
+//! IP and service account from the downward API.
 //!
 //! The classic hooks run `remora-proxy wait` and `remora-proxy drain` inside
 //! the proxy's image: no shell or `wget` needed.
 
 use serde_yaml_ng::{Mapping, Value};
 
-use super::annotations::{self, Mode, PodOptions, INJECTED};
+use super::annotations::{self, Mode, PodOptions, INJECTED, SIDECAR_MODE};
+use super::probes::{self, APP_PROBES_ENV};
 use super::walk::Site;
 use super::{InjectSettings, ProxyResources};
 
@@ -85,12 +87,24 @@ pub(super) fn inject(
     if !spec.get("containers").is_some_and(Value::is_sequence) {
         return Err(site.field_error("spec.containers", "is not a list of containers"));
     }
+    let service = match options.service.clone() {
+        Some(service) => service,
+        None => service_from_labels(site, labels.as_ref())?,
+    };
+    if options.mode == Mode::Classic {
+        refuse_app_init_containers(site, spec)?;
+    }
+    let app_port = first_container_port(spec);
+    // The kubelet's probes of the app would meet STRICT mTLS: they go to the
+    // admin port, and the proxy runs them (see `probes`).
+    let originals = match spec.get_mut("containers").and_then(Value::as_sequence_mut) {
+        Some(containers) => probes::rewrite(containers),
+        None => Mapping::new(),
+    };
     let pod = Pod {
-        service: options
-            .service
-            .clone()
-            .unwrap_or_else(|| service_from_labels(site, labels.as_ref())),
-        app_port: first_container_port(spec),
+        service,
+        app_port,
+        app_probes: (!originals.is_empty()).then(|| probes::to_json(&originals)),
     };
     let proxy = proxy_container(settings, &options, &pod);
     let volumes = child_list(site, spec, "volumes", "spec.volumes")?;
@@ -120,6 +134,18 @@ pub(super) fn inject(
 /// Takes out what [`inject`] added; a template without it is left as it was.
 pub(super) fn uninject(site: &Site, template: &mut Mapping) -> Result<(), super::InjectError> {
     if let Some(spec) = template.get_mut("spec").and_then(Value::as_mapping_mut) {
+        // The app's probes first: their originals are in the proxy's env.
+        if let Some(text) = proxy_env(spec, APP_PROBES_ENV) {
+            let originals = probes::from_json(&text).map_err(|message| {
+                site.field_error(
+                    "spec",
+                    format!("container `{PROXY_NAME}`, env `{APP_PROBES_ENV}`: {message}"),
+                )
+            })?;
+            if let Some(containers) = spec.get_mut("containers").and_then(Value::as_sequence_mut) {
+                probes::restore(containers, &originals);
+            }
+        }
         let ours = |c: &Value| {
             c.get("name")
                 .and_then(Value::as_str)
@@ -232,25 +258,99 @@ struct Pod {
     service: String,
     /// The app's first container port: where inbound HTTP goes.
     app_port: Option<u16>,
+    /// `REMORA_APP_PROBES`: the app's probes the proxy runs, when any.
+    app_probes: Option<String>,
+}
+
+/// The value of the variable `name` of an injected proxy's container.
+fn proxy_env(spec: &Mapping, name: &str) -> Option<String> {
+    ["initContainers", "containers"]
+        .into_iter()
+        .filter_map(|key| spec.get(key).and_then(Value::as_sequence))
+        .flatten()
+        .find(|c| c.get("name").and_then(Value::as_str) == Some(PROXY_NAME))?
+        .get("env")?
+        .as_sequence()?
+        .iter()
+        .find(|e| e.get("name").and_then(Value::as_str) == Some(name))?
+        .get("value")?
+        .as_str()
+        .map(str::to_owned)
 }
 
 /// The Service's name when no `remora.io/service` says: the labels workloads
 /// usually carry it in, else the workload's own name. An environment
 /// variable's `fieldRef` cannot pick a label by a key chosen per pod, so the
 /// name is written literally.
-fn service_from_labels(site: &Site, labels: Option<&Mapping>) -> String {
-    let label = |key: &str| {
+///
+/// The name is checked as `remora.io/service` is: `app: Orders` or a
+/// workload called `orders.v1` would inject fine and then stop the proxy at
+/// start (and, native, the whole pod), far from the cause.
+fn service_from_labels(
+    site: &Site,
+    labels: Option<&Mapping>,
+) -> Result<String, super::InjectError> {
+    let label = |key: &'static str| {
         labels
             .and_then(|l| l.get(key))
             .and_then(Value::as_str)
             .map(str::trim)
             .filter(|v| !v.is_empty())
+            .map(|v| (format!("label `{key}`"), v.to_owned()))
     };
-    match label("app.kubernetes.io/name").or_else(|| label("app")) {
-        Some(name) => name.to_owned(),
-        // A `generateName` prefix ends in `-`.
-        None => site.object.name.trim_end_matches('-').to_owned(),
+    let (from, name) = label("app.kubernetes.io/name")
+        .or_else(|| label("app"))
+        .unwrap_or_else(|| {
+            // A `generateName` prefix ends in `-`.
+            (
+                "the workload's name".to_owned(),
+                site.object.name.trim_end_matches('-').to_owned(),
+            )
+        });
+    if annotations::is_dns_label(&name) {
+        Ok(name)
+    } else {
+        Err(super::InjectError::ServiceName {
+            object: site.object.clone(),
+            from,
+            value: name,
+        })
     }
+}
+
+/// Classic mode: the app's own init containers run after `remora-init` has
+/// redirected the pod's traffic but before the proxy (a regular container)
+/// has started, so every connection they open goes to a port nobody listens
+/// on. Refused, naming them, rather than a pod stuck in `Init`.
+fn refuse_app_init_containers(site: &Site, spec: &Mapping) -> Result<(), super::InjectError> {
+    let names: Vec<String> = spec
+        .get("initContainers")
+        .and_then(Value::as_sequence)
+        .into_iter()
+        .flatten()
+        .map(|c| {
+            c.get("name")
+                .and_then(Value::as_str)
+                .unwrap_or("(no name)")
+                .to_owned()
+        })
+        .collect();
+    if names.is_empty() {
+        return Ok(());
+    }
+    let list = names
+        .iter()
+        .map(|n| format!("`{n}`"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    Err(site.field_error(
+        "spec.initContainers",
+        format!(
+            "{list}: in classic mode ({SIDECAR_MODE}: classic) the app's init containers run after \
+             the traffic redirection and before the proxy, so their connections fail; use the \
+             native mode (Kubernetes 1.29+), or move their work into the app's containers"
+        ),
+    ))
 }
 
 /// The first TCP `containerPort` of the app's containers.
@@ -317,6 +417,9 @@ fn proxy_container(settings: &InjectSettings, options: &PodOptions, pod: &Pod) -
             "REMORA_OPAQUE_PORTS",
             &join(&options.opaque_ports),
         ));
+    }
+    if let Some(probes) = &pod.app_probes {
+        env.push(value_env(APP_PROBES_ENV, probes));
     }
     let ready = || {
         map([

@@ -26,6 +26,7 @@ const CASES: &[&str] = &[
     "disabled",
     "classic",
     "annotations",
+    "probes",
 ];
 
 /// Inputs that already carry a sidecar: uninjecting them gives no "input back".
@@ -329,4 +330,108 @@ fn a_workload_without_a_pod_template_is_an_error_naming_the_field() {
         error.to_string(),
         "CronJob nightly: field `spec.jobTemplate`: is missing (a pod template is expected here)"
     );
+}
+
+#[test]
+fn a_service_name_from_a_label_or_the_name_must_be_a_dns_label() {
+    let error = |labels: &str| {
+        inject(deployment(labels, ""), &settings())
+            .unwrap_err()
+            .to_string()
+    };
+    assert_eq!(
+        error("app: Orders"),
+        "Deployment shop/orders-v2: the Service name `Orders` (from label `app`) is not a \
+         lowercase DNS label (a-z, 0-9, -, at most 63): set the annotation `remora.io/service` \
+         to the Service's name"
+    );
+    let message = error("app.kubernetes.io/name: orders.v1, app: orders");
+    assert!(
+        message.contains("`orders.v1` (from label `app.kubernetes.io/name`)"),
+        "{message}"
+    );
+    // The annotation wins over a bad label.
+    let doc = inject(
+        deployment("app: Orders", "remora.io/service: orders"),
+        &settings(),
+    )
+    .unwrap();
+    assert_eq!(env_value(&doc, "REMORA_SERVICE").unwrap(), "orders");
+    // No label: the workload's own name.
+    let doc = documents(
+        "apiVersion: v1\nkind: Pod\nmetadata: {name: web.v1}\nspec: {containers: [{name: web}]}\n",
+    )
+    .remove(0);
+    let message = inject(doc, &settings()).unwrap_err().to_string();
+    assert!(
+        message.contains("`web.v1` (from the workload's name)"),
+        "{message}"
+    );
+}
+
+#[test]
+fn classic_mode_refuses_app_init_containers_naming_them() {
+    let text = "\
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: old, namespace: shop}
+spec:
+  template:
+    metadata:
+      labels: {app: old}
+      annotations: {remora.io/sidecar-mode: classic}
+    spec:
+      initContainers: [{name: migrate}, {name: warm-cache}]
+      containers: [{name: app}]
+";
+    let doc = documents(text).remove(0);
+    let message = inject(doc.clone(), &settings()).unwrap_err().to_string();
+    assert!(
+        message.starts_with(
+            "Deployment shop/old: field `spec.template.spec.initContainers`: `migrate`, `warm-cache`: "
+        ),
+        "{message}"
+    );
+    assert!(message.contains("native mode"), "{message}");
+    // Native mode starts the proxy before them: fine.
+    let native = serde_yaml_ng::to_string(&doc).unwrap().replace(
+        "remora.io/sidecar-mode: classic",
+        "remora.io/sidecar-mode: native",
+    );
+    assert!(inject(documents(&native).remove(0), &settings()).is_ok());
+}
+
+#[test]
+fn the_apps_probes_go_to_the_proxy_which_is_told_the_originals() {
+    let doc = documents(&read("probes", "in")).remove(0);
+    let injected = inject(doc.clone(), &settings()).unwrap();
+    let app = &injected["spec"]["template"]["spec"]["containers"][0];
+    for (probe, path) in [
+        ("livenessProbe", "/app-health/app/livez"),
+        ("readinessProbe", "/app-health/app/readyz"),
+        ("startupProbe", "/app-health/app/startupz"),
+    ] {
+        assert_eq!(
+            app[probe]["httpGet"]["path"].as_str(),
+            Some(path),
+            "{probe}"
+        );
+        assert_eq!(
+            app[probe]["httpGet"]["port"].as_u64(),
+            Some(u64::from(ADMIN_PORT))
+        );
+    }
+    let probes: serde_json::Value =
+        serde_json::from_str(&env_value(&injected, APP_PROBES_ENV).unwrap()).unwrap();
+    assert_eq!(
+        probes["/app-health/app/livez"]["httpGet"]["port"], 8080,
+        "the named port resolved"
+    );
+    assert_eq!(probes["/app-health/app/readyz"]["tcpSocket"]["port"], 8080);
+    // The other container's exec, gRPC and HTTPS probes stay with the kubelet.
+    assert_eq!(
+        injected["spec"]["template"]["spec"]["containers"][1],
+        doc["spec"]["template"]["spec"]["containers"][1]
+    );
+    assert_eq!(uninject(injected).unwrap(), doc);
 }

@@ -1,6 +1,16 @@
 //! The admin listener: liveness, readiness and a dump of the active config.
+//!
+//! - `metrics`: `/metrics` in Prometheus text.
+//! - `app_health`: `/app-health/...`, the app's own kubelet probes, run by
+//!   the proxy.
+//! - `exposure`: what callers off loopback may ask, and how many
+//!   connections each may hold.
 
+mod app_health;
+mod exposure;
 mod metrics;
+
+pub use exposure::{AdminConnections, MAX_CONNECTIONS_PER_REMOTE_IP, REMOTE_HEADER_READ_TIMEOUT};
 
 use std::sync::Arc;
 
@@ -11,6 +21,8 @@ use http_body_util::{Either, Full};
 use hyper::body::Incoming;
 use serde_json::json;
 
+use crate::bootstrap::probes::APP_HEALTH_PREFIX;
+use crate::bootstrap::{AppProbe, AppProbes};
 use crate::http::{InboundStats, ResponseBody};
 use crate::identity::CertStore;
 use crate::snapshot::{RouteAction, Snapshot, Target};
@@ -34,26 +46,50 @@ pub struct Admin {
     pub log_filter: Option<LogFilter>,
     /// Bootstrap `state_dir`: whether the config in force came from it.
     pub state: Option<Arc<crate::state::ConfigState>>,
+    /// The app's kubelet probes, by their `/app-health/...` path.
+    pub app_probes: AppProbes,
 }
 
 /// Sets the log filter (`level,target=level`, as `RUST_LOG`); the error says why
 /// a filter is not valid.
 pub type LogFilter = Arc<dyn Fn(&str) -> Result<(), String> + Send + Sync>;
 
-/// `/shutdown` and `/logging` change the proxy: only a caller on this machine may.
-/// Decided by the connection's peer address, never by a header, so it holds
-/// when the admin listens on the pod's IP for the kubelet's probes.
+/// Whether the caller is on this machine (see [`exposure`]): decided by the
+/// connection's peer address, never by a header, so it holds when the admin
+/// listens on the pod's IP for the kubelet's probes.
 fn is_local(req: &Request<Incoming>) -> bool {
-    is_local_peer(req.extensions().get::<crate::http::Remote>().map(|r| r.0))
+    exposure::is_local_peer(req.extensions().get::<crate::http::Remote>().map(|r| r.0))
 }
 
-/// A loopback peer; an unknown peer is not local. An IPv4-mapped IPv6 address
-/// is not loopback either: refused, which is the safe side.
-fn is_local_peer(peer: Option<std::net::SocketAddr>) -> bool {
-    peer.is_some_and(|p| p.ip().is_loopback())
+/// What a request gets: an answer now, or the app's probe run first.
+/// (Boxed: a response is several times a probe's size.)
+enum Answer {
+    Now(Box<Response<ResponseBody>>),
+    Probe(AppProbe),
 }
 
 impl Admin {
+    fn route(&self, req: &Request<Incoming>) -> Answer {
+        let path = req.uri().path();
+        if !is_local(req) && !exposure::allowed_remotely(req.method(), path) {
+            return Answer::Now(Box::new(text(
+                StatusCode::FORBIDDEN,
+                "from outside the pod only GET /ready, /live, /metrics and /app-health/... \
+                 answer; ask from inside it (kubectl exec, or kubectl port-forward)\n",
+            )));
+        }
+        if path.starts_with(APP_HEALTH_PREFIX) {
+            return match (req.method(), self.app_probes.get(path)) {
+                (&Method::GET, Some(probe)) => Answer::Probe(probe.clone()),
+                _ => Answer::Now(Box::new(text(
+                    StatusCode::NOT_FOUND,
+                    "no app probe here (injection lists them in REMORA_APP_PROBES)\n",
+                ))),
+            };
+        }
+        Answer::Now(Box::new(self.answer(req)))
+    }
+
     fn answer(&self, req: &Request<Incoming>) -> Response<ResponseBody> {
         match (req.method(), req.uri().path()) {
             (&Method::GET, "/") => text(StatusCode::OK, index(&self.node_id)),
@@ -370,8 +406,13 @@ impl crate::http::server::Handler for Admin {
         self: Arc<Self>,
         req: Request<Incoming>,
     ) -> impl std::future::Future<Output = Response<ResponseBody>> + Send + 'static {
-        let response = self.answer(&req);
-        async move { response }
+        let answer = self.route(&req);
+        async move {
+            match answer {
+                Answer::Now(response) => *response,
+                Answer::Probe(probe) => app_health::run(probe).await,
+            }
+        }
     }
 }
 
@@ -387,6 +428,10 @@ const ENDPOINTS: &[(&str, &str)] = &[
         "the config in force: clusters, routes, certificate, inbound, xDS (JSON)",
     ),
     ("GET  /metrics", "Prometheus text"),
+    (
+        "GET  /app-health/<container>/<probe>",
+        "the app's kubelet probe, run by the proxy (in a pod)",
+    ),
     ("POST /shutdown", "drain and stop (from localhost only)"),
     (
         "POST /logging?level=debug",
@@ -434,21 +479,10 @@ mod tests {
             "/metrics",
             "/shutdown",
             "/logging",
+            "/app-health/",
         ] {
             assert!(page.contains(path), "{path} missing:\n{page}");
         }
-    }
-
-    #[test]
-    fn only_a_loopback_peer_may_shut_down_or_change_logging() {
-        let peer = |a: &str| Some(a.parse().unwrap());
-        assert!(is_local_peer(peer("127.0.0.1:50000")));
-        assert!(is_local_peer(peer("[::1]:50000")));
-        // The kubelet, another pod, or another container calling the pod's IP.
-        assert!(!is_local_peer(peer("10.1.2.3:50000")));
-        assert!(!is_local_peer(peer("[fd00::3]:50000")));
-        assert!(!is_local_peer(peer("[::ffff:10.1.2.3]:50000")));
-        assert!(!is_local_peer(None), "no peer address: refused");
     }
 
     #[test]

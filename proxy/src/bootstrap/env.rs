@@ -5,10 +5,14 @@
 //!
 //! The variables fill in the same fields a bootstrap file has and go through
 //! the same checks; an error names the variable. The differences from a file's
-//! defaults are the pod's: the admin listener is on `0.0.0.0:7900` (the
-//! kubelet probes it from the node; `/shutdown` and `/logging` still answer
-//! only callers on loopback), the control plane is the `remora` Service, and
-//! the proxy always presents its projected service-account token.
+//! defaults are the pod's: the admin listener is on `0.0.0.0:7900` (`[::]:7900`
+//! when the pod's IP is IPv6: the kubelet probes it from the node; callers
+//! off loopback get only the probe and metrics paths, see the admin module),
+//! the control plane is the `remora` Service, the proxy always presents its
+//! projected service-account token, and a trust bundle is required: the
+//! token must not cross the network before the control plane is verified.
+//! The app's own probes, which the proxy runs for the kubelet, come in
+//! `REMORA_APP_PROBES` (see [`super::probes`]).
 
 use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
@@ -28,6 +32,10 @@ pub const DEFAULT_TOKEN_FILE: &str = "/var/run/secrets/remora/token";
 pub const DEFAULT_APP: &str = "127.0.0.1:8080";
 /// The admin listener in a pod: reachable by the kubelet's probes.
 pub const DEFAULT_ADMIN: &str = "0.0.0.0:7900";
+/// The admin listener in a pod whose IP is IPv6: the kubelet probes that
+/// address, which `0.0.0.0` does not accept (`[::]` takes IPv4 too where the
+/// host allows dual-stack sockets, Linux's default).
+pub const DEFAULT_ADMIN_IPV6: &str = "[::]:7900";
 
 /// Every variable read, and what it sets (for `--help` and the docs).
 pub const VARIABLES: &[(&str, &str)] = &[
@@ -38,7 +46,7 @@ pub const VARIABLES: &[(&str, &str)] = &[
     ("SERVICE_ACCOUNT", "the service account in the identity (default: the Service)"),
     ("REMORA_CONTROL_PLANE", "host:port or ip:port, resolved once at start (default: remora.remora-system.svc:7700)"),
     ("REMORA_TOKEN_FILE", "the projected token, read at every certificate request (default: /var/run/secrets/remora/token)"),
-    ("REMORA_TRUST_BUNDLE", "the mesh's trust bundle, PEM text"),
+    ("REMORA_TRUST_BUNDLE", "the mesh's trust bundle, PEM text (this or the file is required)"),
     ("REMORA_TRUST_BUNDLE_FILE", "the mesh's trust bundle, a PEM file"),
     ("REMORA_TRUST_DOMAIN", "the SPIFFE trust domain (default: cluster.local)"),
     ("REMORA_APP", "where the app serves HTTP (default: 127.0.0.1:8080)"),
@@ -46,7 +54,8 @@ pub const VARIABLES: &[(&str, &str)] = &[
     ("REMORA_OPAQUE_PORTS", "ports carried as opaque TCP without detection, comma-separated"),
     ("REMORA_INBOUND", "the inbound listener (default: 0.0.0.0:7002)"),
     ("REMORA_OUTBOUND", "the outbound listener (default: 127.0.0.1:7001)"),
-    ("REMORA_ADMIN", "the admin listener (default: 0.0.0.0:7900)"),
+    ("REMORA_ADMIN", "the admin listener (default: 0.0.0.0:7900, [::]:7900 when POD_IP is IPv6)"),
+    ("REMORA_APP_PROBES", "the app's kubelet probes the proxy runs at /app-health/... (JSON, written by injection)"),
     ("REMORA_STATE_DIR", "keep the last config and certificate here"),
     ("REMORA_ACCESS_LOG", "stdout (default), off, or a file"),
     ("REMORA_METRICS", "on (default) or off"),
@@ -83,6 +92,7 @@ impl Names {
             "state_dir" => "REMORA_STATE_DIR",
             "access_log" => "REMORA_ACCESS_LOG",
             "metrics" => "REMORA_METRICS",
+            "app_probes" => super::probes::APP_PROBES,
             // Fields no variable sets cannot be wrong; name the switch.
             _ => FROM_ENV,
         }
@@ -119,14 +129,18 @@ impl Bootstrap {
         let namespace = get("POD_NAMESPACE");
         let node_id = get("POD_NAME")
             .map(|pod| format!("{pod}.{}", namespace.as_deref().unwrap_or("default")));
-        let advertise = get("POD_IP")
+        let pod_ip = get("POD_IP")
             .map(|ip| {
                 ip.parse::<IpAddr>()
-                    // Port 0: the port the inbound listener binds.
-                    .map(|ip| SocketAddr::new(ip, 0).to_string())
                     .map_err(|e| wrong("POD_IP", format!("`{ip}` is not an IP address: {e}")))
             })
             .transpose()?;
+        // Port 0: the port the inbound listener binds.
+        let advertise = pod_ip.map(|ip| SocketAddr::new(ip, 0).to_string());
+        let default_admin = match pod_ip {
+            Some(IpAddr::V6(_)) => DEFAULT_ADMIN_IPV6,
+            _ => DEFAULT_ADMIN,
+        };
         let control_plane = control_plane(
             get("REMORA_CONTROL_PLANE")
                 .as_deref()
@@ -141,20 +155,28 @@ impl Bootstrap {
                         "give REMORA_TRUST_BUNDLE or REMORA_TRUST_BUNDLE_FILE, not both".into(),
                     ))
                 }
+                // Without it the first certificate request, which carries the
+                // token, would go in plaintext to whoever answers at the
+                // control plane's address.
+                (None, None) => {
+                    return Err(wrong(
+                        "REMORA_TRUST_BUNDLE",
+                        "REMORA_TRUST_BUNDLE or REMORA_TRUST_BUNDLE_FILE is required: the pod's \
+                         token must not cross the network before the control plane is verified \
+                         (`remora inject --trust-bundle FILE` writes it)"
+                            .into(),
+                    ))
+                }
                 (Some(pem), None) => (
                     Some(pem),
                     Names {
                         trust_bundle: "REMORA_TRUST_BUNDLE",
                     },
                 ),
-                (None, file) => (
+                (None, Some(_)) => (
                     None,
                     Names {
-                        trust_bundle: if file.is_some() {
-                            "REMORA_TRUST_BUNDLE_FILE"
-                        } else {
-                            "REMORA_TRUST_BUNDLE"
-                        },
+                        trust_bundle: "REMORA_TRUST_BUNDLE_FILE",
                     },
                 ),
             };
@@ -170,7 +192,7 @@ impl Bootstrap {
             app: Some(get("REMORA_APP").unwrap_or_else(|| DEFAULT_APP.to_owned())),
             outbound: get("REMORA_OUTBOUND"),
             inbound: get("REMORA_INBOUND"),
-            admin: Some(get("REMORA_ADMIN").unwrap_or_else(|| DEFAULT_ADMIN.to_owned())),
+            admin: Some(get("REMORA_ADMIN").unwrap_or_else(|| default_admin.to_owned())),
             advertise,
             trust_domain: get("REMORA_TRUST_DOMAIN"),
             service_account: get("SERVICE_ACCOUNT"),
@@ -194,12 +216,20 @@ impl Bootstrap {
             state_dir: get("REMORA_STATE_DIR").map(PathBuf::from),
             ..RawBootstrap::default()
         };
+        let app_probes = get(super::probes::APP_PROBES)
+            .map(|text| super::probes::parse(&text))
+            .transpose()
+            .map_err(|message| wrong(super::probes::APP_PROBES, message))?
+            .unwrap_or_default();
         // The inline bundle is "read" from its variable; other files from disk.
         let read = |path: &Path| match &trust_bundle {
             Some(pem) if path == Path::new(INLINE_BUNDLE) => Ok(pem.clone()),
             _ => read_file(path),
         };
-        resolve(raw, &Origin::Env(names), read)
+        let mut bootstrap = resolve(raw, &Origin::Env(names), read)?;
+        // Not a bootstrap file's field: only injection knows the pod's probes.
+        bootstrap.app_probes = app_probes;
+        Ok(bootstrap)
     }
 }
 

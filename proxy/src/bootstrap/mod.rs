@@ -12,7 +12,9 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 
 pub mod env;
+pub mod probes;
 mod sidecar;
+pub use probes::{AppProbe, AppProbes, ProbeAction};
 pub use sidecar::{Sidecar, Upstream, DEFAULT_DETECT_TIMEOUT};
 
 use crate::identity::TokenSource;
@@ -95,6 +97,9 @@ pub struct Bootstrap {
     pub state_dir: Option<PathBuf>,
     /// Bootstrap `drain`: the propagation window and the hard cap of a drain.
     pub drain: crate::drain::Settings,
+    /// The app's kubelet probes the admin port runs (`REMORA_APP_PROBES`, a
+    /// pod's only); empty from a file.
+    pub app_probes: AppProbes,
 }
 
 /// Bootstrap `tracing`.
@@ -404,6 +409,7 @@ fn resolve(
         None => None,
     };
     Ok(Bootstrap {
+        app_probes: AppProbes::default(),
         state_dir,
         drain,
         sidecar,

@@ -210,6 +210,13 @@ impl<H: Handler> HttpServer<H> {
         }
     }
 
+    /// How long an HTTP/1 client gets to send a request's headers (30 s
+    /// unless set): the admin port gives callers off loopback less.
+    pub fn with_header_read_timeout(mut self, timeout: Duration) -> Self {
+        self.builder.http1().header_read_timeout(timeout);
+        self
+    }
+
     /// From `from` on (see [`crate::drain`]), every HTTP/1 response carries
     /// `Connection: close` and its connection closes after it.
     pub fn with_drain(mut self, drain: Arc<Drain>, from: Phase) -> Self {

@@ -14,6 +14,7 @@ fn pod() -> HashMap<&'static str, String> {
         ("POD_IP", "10.1.2.3"),
         ("SERVICE_ACCOUNT", "orders-sa"),
         ("REMORA_CONTROL_PLANE", "10.96.0.20:7700"),
+        ("REMORA_TRUST_BUNDLE", PEM),
     ]
     .into_iter()
     .map(|(k, v)| (k, v.to_owned()))
@@ -57,8 +58,9 @@ fn a_pods_variables_make_the_bootstrap() {
         Some(TokenSource::File(f)) => assert_eq!(f, Path::new(DEFAULT_TOKEN_FILE)),
         other => panic!("the projected token file is the default: {other:?}"),
     }
-    assert!(b.trust_bundle.is_none());
+    assert_eq!(b.trust_bundle.unwrap().pem.trim(), PEM.trim());
     assert!(b.sidecar.passthrough);
+    assert!(b.app_probes.is_empty());
 }
 
 #[test]
@@ -131,9 +133,22 @@ fn the_control_plane_by_name_is_resolved_once() {
 }
 
 #[test]
+fn a_trust_bundle_is_required() {
+    let mut env = pod();
+    env.remove("REMORA_TRUST_BUNDLE");
+    assert_eq!(
+        error(&env),
+        "bootstrap from the environment: REMORA_TRUST_BUNDLE: REMORA_TRUST_BUNDLE or \
+         REMORA_TRUST_BUNDLE_FILE is required: the pod's token must not cross the network \
+         before the control plane is verified (`remora inject --trust-bundle FILE` writes it)"
+    );
+    env.insert("REMORA_TRUST_BUNDLE", " \n".into());
+    assert!(error(&env).contains("is required"), "blank is unset");
+}
+
+#[test]
 fn a_trust_bundle_comes_inline_or_from_a_file_not_both() {
     let mut env = pod();
-    env.insert("REMORA_TRUST_BUNDLE", PEM.into());
     let b = build(&env).unwrap();
     assert_eq!(b.trust_bundle.unwrap().pem.trim(), PEM.trim());
     env.insert("REMORA_TRUST_BUNDLE_FILE", "/etc/remora/ca.pem".into());
@@ -169,6 +184,7 @@ fn every_bad_variable_is_named() {
         ("REMORA_OUTBOUND", "localhost"),
         ("REMORA_ADMIN", "0.0.0.0"),
         ("REMORA_METRICS", "maybe"),
+        ("REMORA_APP_PROBES", "{\"/live\": {}}"),
     ];
     for (variable, value) in cases {
         let mut env = pod();
@@ -210,28 +226,71 @@ fn without_the_pods_name_and_account_the_files_defaults_apply() {
 }
 
 #[test]
-fn every_variable_is_documented() {
-    for variable in [
-        "REMORA_SERVICE",
-        "POD_NAMESPACE",
-        "POD_NAME",
-        "POD_IP",
-        "SERVICE_ACCOUNT",
-        "REMORA_CONTROL_PLANE",
-        "REMORA_TOKEN_FILE",
-        "REMORA_TRUST_BUNDLE",
-        "REMORA_TRUST_BUNDLE_FILE",
-        "REMORA_APP",
-        "REMORA_APP_PORTS",
-        "REMORA_OPAQUE_PORTS",
-        "REMORA_INBOUND",
-        "REMORA_OUTBOUND",
-        "REMORA_ADMIN",
-        "REMORA_STATE_DIR",
-    ] {
-        assert!(
-            VARIABLES.iter().any(|(name, _)| *name == variable),
-            "{variable}"
-        );
-    }
+fn every_variable_read_is_documented_and_every_documented_one_is_read() {
+    // Every variable set, so no early return skips one.
+    let mut env = pod();
+    env.insert(
+        "REMORA_APP_PROBES",
+        r#"{"/app-health/app/livez":{"tcpSocket":{"port":8080}}}"#.into(),
+    );
+    let asked = std::cell::RefCell::new(std::collections::BTreeSet::new());
+    let b = Bootstrap::from_env_with(
+        |name| {
+            asked.borrow_mut().insert(name.to_owned());
+            env.get(name).cloned()
+        },
+        |path: &Path| Err(std::io::Error::other(format!("no file {}", path.display()))),
+        |name: &str| Err(std::io::Error::other(format!("no DNS for {name}"))),
+    )
+    .unwrap();
+    assert_eq!(b.app_probes.len(), 1);
+    let documented: std::collections::BTreeSet<String> = VARIABLES
+        .iter()
+        .map(|(name, _)| (*name).to_owned())
+        .collect();
+    assert_eq!(asked.into_inner(), documented);
+}
+
+#[test]
+fn an_ipv6_pod_gets_its_admin_listener_on_ipv6() {
+    let mut env = pod();
+    env.insert("POD_IP", "fd00::3".into());
+    let b = build(&env).unwrap();
+    assert_eq!(b.admin, DEFAULT_ADMIN_IPV6.parse().unwrap());
+    assert_eq!(
+        b.advertised_inbound("0.0.0.0:7002".parse().unwrap()),
+        "[fd00::3]:7002".parse().unwrap()
+    );
+    // Inbound and outbound stay on IPv4 and get their IPv6 twins when bound
+    // (`accept::listener::ipv6_twin`), as from a file.
+    assert_eq!(b.inbound, "0.0.0.0:7002".parse().unwrap());
+    assert_eq!(b.outbound, "127.0.0.1:7001".parse().unwrap());
+    env.insert("REMORA_ADMIN", "127.0.0.1:7901".into());
+    assert_eq!(
+        build(&env).unwrap().admin,
+        "127.0.0.1:7901".parse().unwrap()
+    );
+}
+
+#[test]
+fn the_apps_probes_are_read_and_a_bad_one_is_named() {
+    let mut env = pod();
+    env.insert(
+        "REMORA_APP_PROBES",
+        r#"{"/app-health/app/livez":{"httpGet":{"path":"/healthz","port":8080},"timeoutSeconds":3}}"#.into(),
+    );
+    let b = build(&env).unwrap();
+    let probe = b.app_probes.get("/app-health/app/livez").unwrap();
+    assert_eq!(probe.timeout, std::time::Duration::from_secs(3));
+    env.insert(
+        "REMORA_APP_PROBES",
+        r#"{"/app-health/app/livez":{"httpGet":{"port":443,"scheme":"HTTPS"}}}"#.into(),
+    );
+    let err = error(&env);
+    assert!(
+        err.starts_with(
+            "bootstrap from the environment: REMORA_APP_PROBES: `/app-health/app/livez`: "
+        ),
+        "{err}"
+    );
 }
