@@ -86,9 +86,9 @@ fn rewrite_probe(probe: &mut Mapping, path: &str, ports: Option<&Value>) -> Opti
     }
     // The kubelet's default scheme is HTTP; HTTPS is left to the kubelet.
     if key == "httpGet"
-        && !action
+        && action
             .get("scheme")
-            .is_none_or(|s| s.as_str() == Some("HTTP"))
+            .is_some_and(|s| s.as_str() != Some("HTTP"))
     {
         return None;
     }
