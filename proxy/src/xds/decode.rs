@@ -167,3 +167,27 @@ fn decode_all<T: Message + Default>(
     }
     Ok(out)
 }
+
+#[cfg(test)]
+mod tests {
+    use remora_proto::prost::Message;
+    use remora_proto::xds::envoy::config::endpoint::v3::{
+        ClusterLoadAssignment, LocalityLbEndpoints,
+    };
+
+    use super::cluster_name;
+
+    #[test]
+    fn the_name_is_read_without_decoding_the_rest() {
+        let cla = ClusterLoadAssignment {
+            cluster_name: "outbound|80||orders.default.svc.cluster.local".into(),
+            endpoints: vec![LocalityLbEndpoints::default(); 3],
+            ..Default::default()
+        };
+        assert_eq!(
+            cluster_name(&cla.encode_to_vec()).as_deref(),
+            Some("outbound|80||orders.default.svc.cluster.local")
+        );
+        assert_eq!(cluster_name(&[0x0a, 0x05, b'a']), None, "cut short");
+    }
+}
