@@ -62,7 +62,7 @@ impl Snapshot {
 }
 
 /// The Service ports a connection can be for, from the outbound listener.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub struct Destinations {
     /// By a Service's `clusterIP:port` (transparent mode).
     pub by_address: HashMap<SocketAddr, Arc<Destination>>,
@@ -151,7 +151,10 @@ impl Snapshot {
 #[derive(Debug)]
 pub struct RouteTable {
     pub name: String,
-    pub virtual_hosts: Vec<VirtualHost>,
+    /// Shared with the next snapshot when neither the virtual host nor the
+    /// clusters it points at change (an endpoint update recompiles only the
+    /// virtual hosts that send to the cluster whose endpoints changed).
+    pub virtual_hosts: Vec<Arc<VirtualHost>>,
     /// Exact domains (lowercase) to the index of their virtual host.
     pub exact: HashMap<Box<str>, usize>,
     /// Suffix wildcards like `*.example.com`, stored as `.example.com`.
@@ -169,7 +172,10 @@ impl RouteTable {
             let host = authority.rsplit_once(':').map(|(h, _)| h)?;
             self.lookup(host)
         });
-        index.or(self.any).and_then(|i| self.virtual_hosts.get(i))
+        index
+            .or(self.any)
+            .and_then(|i| self.virtual_hosts.get(i))
+            .map(|vh| &**vh)
     }
 
     fn lookup(&self, authority: &str) -> Option<usize> {

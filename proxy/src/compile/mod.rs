@@ -8,6 +8,7 @@ mod filters;
 mod inbound;
 mod lb_policy;
 mod listener;
+mod memo;
 mod origin;
 mod policy;
 mod route;
@@ -24,9 +25,10 @@ use remora_proto::xds::envoy::config::{
 use remora_proto::xds::google::protobuf::Any;
 
 pub use error::CompileError;
+pub use memo::Memo;
 pub use tcp::DEFAULT_IDLE_TIMEOUT as DEFAULT_TCP_IDLE_TIMEOUT;
 
-use crate::snapshot::{Snapshot, Versions};
+use crate::snapshot::{Destinations, Snapshot, Versions};
 use crate::upstream::EndpointRegistry;
 
 /// The listener whose routes carry the app's outbound traffic.
@@ -42,8 +44,8 @@ pub fn inbound_listener(service: &str, namespace: &str) -> String {
 /// The accepted resources of every type, as the xDS client holds them: encoded, as
 /// they arrived (checked to decode). A decoded Envoy `Cluster` or `Listener` is
 /// several kilobytes of mostly empty fields; with hundreds of services the encoded
-/// form is what keeps the proxy small. Compiling decodes them again, which costs
-/// microseconds per resource and happens only when config changes.
+/// form is what keeps the proxy small. Compiling decodes again only what
+/// changed since the last compile (see `memo`).
 #[derive(Debug, Default, Clone)]
 pub struct Resources {
     pub listeners: BTreeMap<String, Any>,
@@ -51,6 +53,8 @@ pub struct Resources {
     pub clusters: BTreeMap<String, Any>,
     pub endpoints: BTreeMap<String, Any>,
     pub versions: Versions,
+    /// What compiling these maps made, to reuse in the next compile.
+    pub memo: Memo,
 }
 
 /// An xDS duration, checked: a negative one or out-of-range nanos is the error
@@ -83,6 +87,15 @@ pub struct Subscriptions {
 }
 
 impl Resources {
+    /// What these resources subscribe to: remembered from their compile, or
+    /// worked out (decoding the listeners and every cluster).
+    pub fn current_subscriptions(&self) -> Result<Subscriptions, CompileError> {
+        match self.memo.subscriptions() {
+            Some(subs) => Ok(subs.clone()),
+            None => self.subscriptions(),
+        }
+    }
+
     pub fn subscriptions(&self) -> Result<Subscriptions, CompileError> {
         let mut routes = Vec::new();
         if let Some(l) = self.listeners.get(OUTBOUND_LISTENER) {
@@ -110,34 +123,89 @@ pub fn compile(
     resources: &Resources,
     registry: &EndpointRegistry,
 ) -> Result<Snapshot, CompileError> {
-    let mut assignments = BTreeMap::new();
+    compile_from(None, resources, registry).map(|(snapshot, _)| snapshot)
+}
+
+/// Compiles `resources` as [`compile`] does, reusing what `previous` (the
+/// resources accepted before, with their memo) compiled into wherever the bytes
+/// are the same; also returns the memo for `resources`. Rejects exactly what
+/// [`compile`] rejects, with the same error: what is reused compiled before
+/// from the same bytes.
+pub fn compile_from(
+    previous: Option<&Resources>,
+    resources: &Resources,
+    registry: &EndpointRegistry,
+) -> Result<(Snapshot, Memo), CompileError> {
+    let before = previous.and_then(|p| p.memo.0.as_deref().map(|m| (p, m)));
+    let was = |pick: fn(&Resources) -> &BTreeMap<String, Any>| before.map(|(p, _)| pick(p));
+    // Only the assignments whose bytes changed are decoded and checked here;
+    // the others passed before (a cluster recompiled for another reason
+    // decodes its own below).
+    let mut assignments: BTreeMap<String, ClusterLoadAssignment> = BTreeMap::new();
     for (name, cla) in &resources.endpoints {
+        if same(was(endpoints_of), &resources.endpoints, name) {
+            continue;
+        }
         let cla: ClusterLoadAssignment = decode("ClusterLoadAssignment", name, cla)?;
         cluster::check_assignment(name, &cla)?;
         assignments.insert(name.clone(), cla);
     }
+    let same_outbound = same(was(listeners_of), &resources.listeners, OUTBOUND_LISTENER);
     // The outbound listener's fault filters name the clusters they apply to: each
     // cluster gets its fault when it compiles, so a request needs no lookup.
-    let faults = match resources.listeners.get(OUTBOUND_LISTENER) {
-        Some(l) => listener::faults(&decode("Listener", OUTBOUND_LISTENER, l)?)?,
-        None => listener::Faults::new(),
+    let faults = match (before, resources.listeners.get(OUTBOUND_LISTENER)) {
+        (Some((_, memo)), _) if same_outbound => memo.faults.clone(),
+        (_, Some(l)) => listener::faults(&decode("Listener", OUTBOUND_LISTENER, l)?)?,
+        (_, None) => listener::Faults::new(),
     };
     let mut clusters = HashMap::with_capacity(resources.clusters.len());
-    for (name, c) in &resources.clusters {
-        let c: XdsCluster = decode("Cluster", name, c)?;
-        let mut compiled = cluster::compile(&c, &assignments, registry)?;
-        compiled.fault = faults
+    let mut compiled_clusters = HashMap::with_capacity(resources.clusters.len());
+    for (name, any) in &resources.clusters {
+        let fault = faults
             .get(name.as_str())
             .or_else(|| faults.get(""))
             .cloned();
-        clusters.insert(Arc::from(name.as_str()), Arc::new(compiled));
+        if let Some((p, memo)) = before {
+            if let Some(kept) = memo.cluster(p, resources, name, any, &fault) {
+                let service = memo
+                    .clusters
+                    .get(name.as_str())
+                    .and_then(|(_, s)| s.clone());
+                clusters.insert(kept.name.clone(), kept.clone());
+                compiled_clusters.insert(kept.name.clone(), (kept.clone(), service));
+                continue;
+            }
+        }
+        let c: XdsCluster = decode("Cluster", name, any)?;
+        // Errors are left to `cluster::compile`, which reports them in its order.
+        let service = cluster::eds_service_name(&c).ok().flatten();
+        if let Some(service) = &service {
+            if let (false, Some(cla)) = (
+                assignments.contains_key(service),
+                resources.endpoints.get(service),
+            ) {
+                let cla: ClusterLoadAssignment = decode("ClusterLoadAssignment", service, cla)?;
+                assignments.insert(service.clone(), cla);
+            }
+        }
+        let mut compiled = cluster::compile(&c, &assignments, registry)?;
+        compiled.fault = fault;
+        let compiled = Arc::new(compiled);
+        let key: Arc<str> = Arc::from(name.as_str());
+        clusters.insert(key.clone(), compiled.clone());
+        compiled_clusters.insert(key, (compiled, service));
     }
-    let mut outbound_source = None;
-    let mut destinations = Default::default();
+    // The Service ports by address and name follow the listener and the names
+    // of the clusters; the endpoints pinned for transparent mode follow the
+    // clusters' endpoints.
+    let same_names = before.is_some_and(|(p, _)| p.clusters.keys().eq(resources.clusters.keys()));
+    let mut source = None;
+    let mut ports = None;
+    let mut destinations = Destinations::default();
     let mut inbound = None;
     for (name, l) in &resources.listeners {
-        let l: Listener = decode("Listener", name, l)?;
         if name.starts_with(INBOUND_PREFIX) {
+            let l: Listener = decode("Listener", name, l)?;
             let policy = inbound::compile(&l, registry)?;
             if let Some(other) = inbound.replace(policy) {
                 return Err(CompileError::new(
@@ -149,37 +217,147 @@ pub fn compile(
             }
             continue;
         }
-        let source = listener::route_source(&l)?;
         if name == OUTBOUND_LISTENER {
-            outbound_source = Some(source);
-            destinations = tcp::outbound(&l, &clusters)?;
+            let kept = before
+                .and_then(|(_, memo)| memo.outbound.as_ref())
+                .filter(|_| same_outbound && same_names);
+            if let Some(kept) = kept {
+                // Unchanged, against clusters of the same names: only the
+                // endpoints are pinned again.
+                destinations = Destinations {
+                    by_address: kept.destinations.by_address.clone(),
+                    by_name: kept.destinations.by_name.clone(),
+                    by_endpoint: tcp::pin_endpoints(&kept.chains, &clusters),
+                };
+                source = Some(Pending::Kept(&kept.source, l));
+                ports = Some((kept.destinations.clone(), kept.chains.clone()));
+                continue;
+            }
+            let l: Listener = decode("Listener", name, l)?;
+            source = Some(Pending::New(listener::route_source(&l)?));
+            let (compiled, chains) = tcp::outbound(&l, &clusters)?;
+            let kept = Destinations {
+                by_address: compiled.by_address.clone(),
+                by_name: compiled.by_name.clone(),
+                by_endpoint: HashMap::new(),
+            };
+            destinations = compiled;
+            ports = Some((kept, chains));
+            continue;
+        }
+        // Another listener is only checked, when it is new or changed.
+        if !same(was(listeners_of), &resources.listeners, name) {
+            listener::route_source(&decode("Listener", name, l)?)?;
         }
     }
     let mut outbound = None;
-    let wanted = match &outbound_source {
-        Some(listener::RouteSource::Inline(rc)) => {
-            outbound = Some(route::compile(rc, &clusters, registry)?);
-            None
-        }
-        Some(listener::RouteSource::Rds(name)) => Some(name.as_str()),
+    let source = match source {
         None => None,
+        Some(Pending::New(listener::RouteSource::Rds(name))) => Some(memo::Source::Rds(name)),
+        Some(Pending::Kept(memo::Source::Rds(name), _)) => Some(memo::Source::Rds(name.clone())),
+        Some(Pending::New(listener::RouteSource::Inline(rc))) => {
+            let table = route::compile(&rc, &clusters, registry)?;
+            outbound = Some(route::share(&table));
+            Some(memo::Source::Inline(table))
+        }
+        Some(Pending::Kept(memo::Source::Inline(table), l)) => {
+            let table = route::refresh(table, &|| inline_routes(l), &clusters, registry)?;
+            outbound = Some(route::share(&table));
+            Some(memo::Source::Inline(table))
+        }
+    };
+    let wanted = match &source {
+        Some(memo::Source::Rds(name)) => Some(name.as_str()),
+        _ => None,
     };
     // Route configurations nobody uses yet are still checked, so errors surface early.
+    let mut tables = HashMap::with_capacity(resources.routes.len());
     for (name, rc) in &resources.routes {
-        let rc: RouteConfiguration = decode("RouteConfiguration", name, rc)?;
-        let table = route::compile(&rc, &clusters, registry)?;
+        let kept = before
+            .filter(|_| same(was(routes_of), &resources.routes, name))
+            .and_then(|(_, memo)| memo.routes.get(name));
+        let table = match kept {
+            Some(kept) => route::refresh(
+                kept,
+                &|| decode::<RouteConfiguration>("RouteConfiguration", name, rc),
+                &clusters,
+                registry,
+            )?,
+            None => route::compile(
+                &decode("RouteConfiguration", name, rc)?,
+                &clusters,
+                registry,
+            )?,
+        };
         if wanted == Some(name.as_str()) {
-            outbound = Some(table);
+            outbound = Some(route::share(&table));
         }
+        tables.insert(name.clone(), table);
     }
-
-    Ok(Snapshot {
+    let memo = memo::Compiled {
+        clusters: compiled_clusters,
+        faults,
+        outbound: source
+            .zip(ports)
+            .map(|(source, (destinations, chains))| memo::Outbound {
+                source,
+                destinations,
+                chains,
+            }),
+        routes: tables,
+        subscriptions: None,
+    };
+    let snapshot = Snapshot {
         versions: resources.versions.clone(),
         clusters,
         outbound,
         inbound,
         destinations,
-    })
+    };
+    Ok((snapshot, Memo(Some(Arc::new(memo)))))
+}
+
+/// The outbound listener's route source, found while its listeners are read
+/// and compiled after them (so errors come in the order they always did).
+enum Pending<'a> {
+    New(listener::RouteSource),
+    /// Unchanged since the last compile; the listener's bytes, to decode its
+    /// inline routes only if a virtual host must compile again.
+    Kept(&'a memo::Source, &'a Any),
+}
+
+/// The inline route configuration of the outbound listener.
+fn inline_routes(l: &Any) -> Result<RouteConfiguration, CompileError> {
+    let l: Listener = decode("Listener", OUTBOUND_LISTENER, l)?;
+    match listener::route_source(&l)? {
+        listener::RouteSource::Inline(rc) => Ok(*rc),
+        listener::RouteSource::Rds(_) => Err(CompileError::new(
+            "Listener",
+            OUTBOUND_LISTENER,
+            "",
+            "its routes are no longer inline though its bytes are the same",
+        )),
+    }
+}
+
+type Map = BTreeMap<String, Any>;
+
+fn endpoints_of(r: &Resources) -> &Map {
+    &r.endpoints
+}
+
+fn listeners_of(r: &Resources) -> &Map {
+    &r.listeners
+}
+
+fn routes_of(r: &Resources) -> &Map {
+    &r.routes
+}
+
+/// Whether `name` is the same bytes (or as absent) in `now` as `before`;
+/// false when there was no compile before.
+fn same(before: Option<&Map>, now: &Map, name: &str) -> bool {
+    before.is_some_and(|b| b.get(name) == now.get(name))
 }
 
 #[cfg(test)]

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use http::{HeaderName, HeaderValue, Method};
 use remora_proto::xds::envoy::config::route::v3::{
     header_matcher::HeaderMatchSpecifier, route, route_action::ClusterSpecifier,
-    route_match::PathSpecifier, HeaderMatcher, RouteConfiguration,
+    route_match::PathSpecifier, HeaderMatcher, RouteConfiguration, VirtualHost as XdsVirtualHost,
 };
 use remora_proto::xds::envoy::r#type::matcher::v3::string_matcher::MatchPattern;
 
@@ -19,6 +19,7 @@ use crate::upstream::{Cluster, EndpointRegistry};
 
 type Clusters = HashMap<Arc<str>, Arc<Cluster>>;
 
+/// Compiles every virtual host of `rc`.
 pub fn compile(
     rc: &RouteConfiguration,
     clusters: &Clusters,
@@ -61,112 +62,203 @@ pub fn compile(
                 ));
             }
         }
-        let mut routes = Vec::with_capacity(vh.routes.len());
-        for (r, xr) in vh.routes.iter().enumerate() {
-            let field = format!("virtual_hosts[{i}].routes[{r}]");
-            let matcher = route_match(xr.r#match.as_ref(), &field).map_err(|(f, m)| err(f, m))?;
-            let action =
-                action(xr.action.as_ref(), clusters, &field).map_err(|(f, m)| err(f, m))?;
-            let mut policy = match &xr.action {
-                Some(route::Action::Route(a)) => {
-                    super::policy::compile(a, &format!("{field}.route"))
-                        .map_err(|(f, m)| err(f, m))?
-                }
-                _ => Default::default(),
-            };
-            policy.request_headers = header_mods(
-                &xr.request_headers_to_add,
-                &xr.request_headers_to_remove,
-                &format!("{field}.request_headers_to_add"),
-            )
-            .map_err(|(f, m)| err(f, m))?;
-            policy.response_headers = header_mods(
-                &xr.response_headers_to_add,
-                &xr.response_headers_to_remove,
-                &format!("{field}.response_headers_to_add"),
-            )
-            .map_err(|(f, m)| err(f, m))?;
-            if let Some(route::Action::Route(a)) = &xr.action {
-                for (i, m) in a.request_mirror_policies.iter().enumerate() {
-                    let f = format!("{field}.route.request_mirror_policies[{i}]");
-                    if m.cluster.is_empty() {
-                        return Err(err(
-                            f,
-                            "a cluster is required (cluster_header is not supported)".into(),
-                        ));
-                    }
-                    let share = match m.runtime_fraction.as_ref().and_then(|r| r.default_value) {
-                        None => 1_000_000,
-                        Some(p) => {
-                            let scale = match p.denominator {
-                                0 => 10_000,
-                                1 => 100,
-                                _ => 1,
-                            };
-                            p.numerator.saturating_mul(scale).min(1_000_000)
-                        }
-                    };
-                    let target = match clusters.get(m.cluster.as_str()) {
-                        Some(c) => Target::Cluster(c.clone()),
-                        None => Target::Missing(m.cluster.as_str().into()),
-                    };
-                    policy.mirrors.push((target, share));
-                }
-            }
-            for (name, config) in &xr.typed_per_filter_config {
-                let f = format!("{field}.typed_per_filter_config[{name}]");
-                if name != super::filters::RATE_LIMIT_FILTER {
-                    return Err(err(
-                        f,
-                        "only envoy.filters.http.local_ratelimit is supported".into(),
-                    ));
-                }
-                policy.rate_limit =
-                    super::filters::rate_limit(config, &f, registry).map_err(|(f, m)| err(f, m))?;
-            }
-            let name = if xr.name.is_empty() {
-                format!("{}/{r}", vh.name)
-            } else {
-                xr.name.clone()
-            };
-            let RouteAction::Split(split) = &action;
-            let (parent, parent_namespace) = parent_service(&vh.name);
-            let hops = split
-                .targets
-                .iter()
-                .map(|(_, target)| match target {
-                    _ if registry.metrics().off => None,
-                    Target::Cluster(c) => Some(registry.metrics().hop(vec![
-                        ("direction", "outbound".to_owned()),
-                        ("source_service", registry.metrics().service.clone()),
-                        ("source_namespace", registry.metrics().namespace.clone()),
-                        ("destination_service", c.destination.0.clone()),
-                        ("destination_namespace", c.destination.1.clone()),
-                        ("destination_identity", c.destination_identity.clone()),
-                        ("route", name.clone()),
-                        ("backend", c.name.to_string()),
-                        ("parent_service", parent.to_owned()),
-                        ("parent_namespace", parent_namespace.to_owned()),
-                    ])),
-                    Target::Missing(_) => None,
-                })
-                .collect();
-            routes.push(Route {
-                name: name.into(),
-                matcher,
-                action,
-                policy,
-                hops,
-            });
-        }
-        table.virtual_hosts.push(VirtualHost {
-            name: vh.name.clone(),
-            routes,
-        });
+        table
+            .virtual_hosts
+            .push(Arc::new(virtual_host(&rc.name, i, vh, clusters, registry)?));
     }
     // Longest suffix wins, as in Envoy.
     table.suffixes.sort_by_key(|s| std::cmp::Reverse(s.0.len()));
     Ok(table)
+}
+
+/// `previous` (what the same RouteConfiguration compiled into) against
+/// `clusters`: a virtual host whose every target is still the same cluster
+/// object (or still missing) is shared as it is; the others are compiled again
+/// from the configuration, which `decode` gives, decoded only if one is. An
+/// endpoint update thus recompiles only the virtual hosts that send to the
+/// cluster it changed. The domains are the same as before, since the bytes are.
+pub fn refresh(
+    previous: &RouteTable,
+    decode: &dyn Fn() -> Result<RouteConfiguration, CompileError>,
+    clusters: &Clusters,
+    registry: &EndpointRegistry,
+) -> Result<RouteTable, CompileError> {
+    let mut decoded: Option<RouteConfiguration> = None;
+    let mut virtual_hosts = Vec::with_capacity(previous.virtual_hosts.len());
+    for (i, vh) in previous.virtual_hosts.iter().enumerate() {
+        if points_at(vh, clusters) {
+            virtual_hosts.push(vh.clone());
+            continue;
+        }
+        let rc = match decoded.take() {
+            Some(rc) => rc,
+            None => decode()?,
+        };
+        let xvh = rc.virtual_hosts.get(i).ok_or_else(|| {
+            CompileError::new(
+                "RouteConfiguration",
+                &previous.name,
+                format!("virtual_hosts[{i}]"),
+                "missing from a configuration that compiled with it",
+            )
+        })?;
+        virtual_hosts.push(Arc::new(virtual_host(
+            &previous.name,
+            i,
+            xvh,
+            clusters,
+            registry,
+        )?));
+        decoded = Some(rc);
+    }
+    Ok(RouteTable {
+        name: previous.name.clone(),
+        virtual_hosts,
+        exact: previous.exact.clone(),
+        suffixes: previous.suffixes.clone(),
+        any: previous.any,
+    })
+}
+
+/// The same table, sharing its virtual hosts: what a later compile starts from.
+pub fn share(table: &RouteTable) -> RouteTable {
+    RouteTable {
+        name: table.name.clone(),
+        virtual_hosts: table.virtual_hosts.clone(),
+        exact: table.exact.clone(),
+        suffixes: table.suffixes.clone(),
+        any: table.any,
+    }
+}
+
+/// Whether every target of `vh` (split and mirrors) resolves in `clusters` to
+/// the object it points at: then compiling it again would give the same.
+fn points_at(vh: &VirtualHost, clusters: &Clusters) -> bool {
+    vh.routes.iter().all(|r| {
+        let RouteAction::Split(split) = &r.action;
+        split
+            .targets
+            .iter()
+            .map(|(_, t)| t)
+            .chain(r.policy.mirrors.iter().map(|(t, _)| t))
+            .all(|t| match t {
+                Target::Cluster(c) => clusters
+                    .get(&*c.name)
+                    .is_some_and(|now| Arc::ptr_eq(now, c)),
+                Target::Missing(name) => !clusters.contains_key(&**name),
+            })
+    })
+}
+
+/// One virtual host's routes, resolved against `clusters`.
+fn virtual_host(
+    rc_name: &str,
+    i: usize,
+    vh: &XdsVirtualHost,
+    clusters: &Clusters,
+    registry: &EndpointRegistry,
+) -> Result<VirtualHost, CompileError> {
+    let err = |field: String, m: String| CompileError::new("RouteConfiguration", rc_name, field, m);
+    let mut routes = Vec::with_capacity(vh.routes.len());
+    for (r, xr) in vh.routes.iter().enumerate() {
+        let field = format!("virtual_hosts[{i}].routes[{r}]");
+        let matcher = route_match(xr.r#match.as_ref(), &field).map_err(|(f, m)| err(f, m))?;
+        let action = action(xr.action.as_ref(), clusters, &field).map_err(|(f, m)| err(f, m))?;
+        let mut policy = match &xr.action {
+            Some(route::Action::Route(a)) => {
+                super::policy::compile(a, &format!("{field}.route")).map_err(|(f, m)| err(f, m))?
+            }
+            _ => Default::default(),
+        };
+        policy.request_headers = header_mods(
+            &xr.request_headers_to_add,
+            &xr.request_headers_to_remove,
+            &format!("{field}.request_headers_to_add"),
+        )
+        .map_err(|(f, m)| err(f, m))?;
+        policy.response_headers = header_mods(
+            &xr.response_headers_to_add,
+            &xr.response_headers_to_remove,
+            &format!("{field}.response_headers_to_add"),
+        )
+        .map_err(|(f, m)| err(f, m))?;
+        if let Some(route::Action::Route(a)) = &xr.action {
+            for (i, m) in a.request_mirror_policies.iter().enumerate() {
+                let f = format!("{field}.route.request_mirror_policies[{i}]");
+                if m.cluster.is_empty() {
+                    return Err(err(
+                        f,
+                        "a cluster is required (cluster_header is not supported)".into(),
+                    ));
+                }
+                let share = match m.runtime_fraction.as_ref().and_then(|r| r.default_value) {
+                    None => 1_000_000,
+                    Some(p) => {
+                        let scale = match p.denominator {
+                            0 => 10_000,
+                            1 => 100,
+                            _ => 1,
+                        };
+                        p.numerator.saturating_mul(scale).min(1_000_000)
+                    }
+                };
+                let target = match clusters.get(m.cluster.as_str()) {
+                    Some(c) => Target::Cluster(c.clone()),
+                    None => Target::Missing(m.cluster.as_str().into()),
+                };
+                policy.mirrors.push((target, share));
+            }
+        }
+        for (name, config) in &xr.typed_per_filter_config {
+            let f = format!("{field}.typed_per_filter_config[{name}]");
+            if name != super::filters::RATE_LIMIT_FILTER {
+                return Err(err(
+                    f,
+                    "only envoy.filters.http.local_ratelimit is supported".into(),
+                ));
+            }
+            policy.rate_limit =
+                super::filters::rate_limit(config, &f, registry).map_err(|(f, m)| err(f, m))?;
+        }
+        let name = if xr.name.is_empty() {
+            format!("{}/{r}", vh.name)
+        } else {
+            xr.name.clone()
+        };
+        let RouteAction::Split(split) = &action;
+        let (parent, parent_namespace) = parent_service(&vh.name);
+        let hops = split
+            .targets
+            .iter()
+            .map(|(_, target)| match target {
+                _ if registry.metrics().off => None,
+                Target::Cluster(c) => Some(registry.metrics().hop(vec![
+                    ("direction", "outbound".to_owned()),
+                    ("source_service", registry.metrics().service.clone()),
+                    ("source_namespace", registry.metrics().namespace.clone()),
+                    ("destination_service", c.destination.0.clone()),
+                    ("destination_namespace", c.destination.1.clone()),
+                    ("destination_identity", c.destination_identity.clone()),
+                    ("route", name.clone()),
+                    ("backend", c.name.to_string()),
+                    ("parent_service", parent.to_owned()),
+                    ("parent_namespace", parent_namespace.to_owned()),
+                ])),
+                Target::Missing(_) => None,
+            })
+            .collect();
+        routes.push(Route {
+            name: name.into(),
+            matcher,
+            action,
+            policy,
+            hops,
+        });
+    }
+    Ok(VirtualHost {
+        name: vh.name.clone(),
+        routes,
+    })
 }
 
 type FieldError = (String, String);

@@ -41,13 +41,16 @@ pub fn is_tcp(chain: &FilterChain) -> bool {
 
 /// The outbound listener's chains after the first (the HTTP one): every Service
 /// port the proxy can reach by address or name. A chain naming a cluster this
-/// snapshot lacks is an error, as a route naming one is.
+/// snapshot lacks is an error, as a route naming one is. Also returns each
+/// chain's destination, in order, to pin endpoints again when only they change
+/// ([`pin_endpoints`]).
 pub fn outbound(
     l: &Listener,
     clusters: &HashMap<Arc<str>, Arc<Cluster>>,
-) -> Result<Destinations, CompileError> {
+) -> Result<(Destinations, Vec<Arc<Destination>>), CompileError> {
     let err = |(field, message): Field| CompileError::new("Listener", &l.name, field, message);
     let mut out = Destinations::default();
+    let mut chains = Vec::with_capacity(l.filter_chains.len().saturating_sub(1));
     for (i, chain) in l.filter_chains.iter().enumerate().skip(1) {
         let path = format!("filter_chains[{i}]");
         let destination = Arc::new(destination(chain, &path, clusters).map_err(err)?);
@@ -63,9 +66,23 @@ pub fn outbound(
         }
         let key = Destinations::key(&destination.service, &destination.namespace, port);
         endpoints_of(&destination, clusters, &mut out.by_endpoint);
+        chains.push(destination.clone());
         out.by_name.insert(key, destination);
     }
-    Ok(out)
+    Ok((out, chains))
+}
+
+/// The endpoints of the chains' destinations by address, as [`outbound`] pins
+/// them, against `clusters` (whose endpoints may have changed since).
+pub fn pin_endpoints(
+    chains: &[Arc<Destination>],
+    clusters: &HashMap<Arc<str>, Arc<Cluster>>,
+) -> HashMap<SocketAddr, Option<PinnedDestination>> {
+    let mut out = HashMap::new();
+    for destination in chains {
+        endpoints_of(destination, clusters, &mut out);
+    }
+    out
 }
 
 /// Adds `destination`'s endpoints by IP and the Service port; an address two

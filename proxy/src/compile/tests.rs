@@ -483,3 +483,131 @@ fn route_timeouts_and_retries_compile_and_unknown_conditions_are_refused() {
     );
     assert!(e.message.contains("`sometimes`"), "{e}");
 }
+
+/// Compiles `r` after `previous` as the xDS client does, keeping the memo.
+fn compiled_after(
+    previous: Option<&Resources>,
+    mut r: Resources,
+    registry: &EndpointRegistry,
+) -> (Resources, Snapshot) {
+    let (snapshot, memo) = compile_from(previous, &r, registry).unwrap();
+    r.memo = memo;
+    (r, snapshot)
+}
+
+fn routed_to(snapshot: &Snapshot, draw: u32) -> Arc<crate::upstream::Cluster> {
+    let table = snapshot.outbound.as_ref().unwrap();
+    let route = &table.virtual_hosts[0].routes[0];
+    let crate::snapshot::RouteAction::Split(split) = &route.action;
+    match split.pick(draw) {
+        Some(Target::Cluster(c)) => c.clone(),
+        other => panic!("unexpected target {other:?}"),
+    }
+}
+
+#[test]
+fn an_endpoint_update_recompiles_only_the_cluster_whose_assignment_changed() {
+    let registry = EndpointRegistry::default();
+    let (first, before) = compiled_after(None, resources(), &registry);
+    let mut next = first.clone();
+    next.endpoints
+        .insert("v2".into(), any(&assignment("v2", "127.0.0.1", 9102)));
+    let (_, after) = compiled_after(Some(&first), next, &registry);
+    assert!(Arc::ptr_eq(&before.clusters["v1"], &after.clusters["v1"]));
+    assert!(!Arc::ptr_eq(&before.clusters["v2"], &after.clusters["v2"]));
+    let addrs: Vec<_> = after.clusters["v2"]
+        .endpoints
+        .iter()
+        .map(|e| e.endpoint.addr())
+        .collect();
+    assert_eq!(addrs, vec!["127.0.0.1:9102".parse().unwrap()]);
+    // The route sends to the new v2 and the same v1.
+    assert!(Arc::ptr_eq(&routed_to(&after, 85), &after.clusters["v2"]));
+    assert!(Arc::ptr_eq(&routed_to(&after, 0), &after.clusters["v1"]));
+}
+
+#[test]
+fn an_unchanged_update_shares_every_cluster_and_virtual_host() {
+    let registry = EndpointRegistry::default();
+    let (first, before) = compiled_after(None, resources(), &registry);
+    let (_, after) = compiled_after(Some(&first), first.clone(), &registry);
+    for name in ["v1", "v2"] {
+        assert!(Arc::ptr_eq(&before.clusters[name], &after.clusters[name]));
+    }
+    let (a, b) = (
+        &before.outbound.as_ref().unwrap().virtual_hosts[0],
+        &after.outbound.as_ref().unwrap().virtual_hosts[0],
+    );
+    assert!(Arc::ptr_eq(a, b));
+}
+
+#[test]
+fn a_removed_assignment_leaves_its_cluster_without_endpoints() {
+    let registry = EndpointRegistry::default();
+    let (first, before) = compiled_after(None, resources(), &registry);
+    let mut next = first.clone();
+    next.endpoints.remove("v2");
+    let (_, after) = compiled_after(Some(&first), next, &registry);
+    assert!(after.clusters["v2"].endpoints.is_empty());
+    assert!(Arc::ptr_eq(&before.clusters["v1"], &after.clusters["v1"]));
+}
+
+#[test]
+fn a_cluster_update_recompiles_that_cluster_and_the_routes_to_it() {
+    let registry = EndpointRegistry::default();
+    let (first, before) = compiled_after(None, resources(), &registry);
+    let mut next = first.clone();
+    let mut v1 = cluster("v1");
+    v1.lb_policy = LbPolicy::RoundRobin as i32;
+    next.clusters.insert("v1".into(), any(&v1));
+    let (_, after) = compiled_after(Some(&first), next, &registry);
+    assert!(!Arc::ptr_eq(&before.clusters["v1"], &after.clusters["v1"]));
+    assert!(matches!(
+        after.clusters["v1"].balancer,
+        crate::balance::Balancer::RoundRobin(_)
+    ));
+    assert!(Arc::ptr_eq(&before.clusters["v2"], &after.clusters["v2"]));
+    assert!(Arc::ptr_eq(&routed_to(&after, 0), &after.clusters["v1"]));
+}
+
+#[test]
+fn endpoint_state_is_kept_for_unchanged_and_changed_clusters() {
+    let registry = EndpointRegistry::default();
+    let (first, before) = compiled_after(None, resources(), &registry);
+    let endpoint = |s: &Snapshot, c: &str, i: usize| s.clusters[c].endpoints[i].endpoint.clone();
+    // v2 gains an endpoint; the one it had stays the same object (its
+    // outlier state and latency estimate with it), as does v1's.
+    let mut grown = assignment("v2", "127.0.0.1", 9002);
+    let mut extra = assignment("v2", "127.0.0.1", 9012).endpoints;
+    grown.endpoints.append(&mut extra);
+    let mut next = first.clone();
+    next.endpoints.insert("v2".into(), any(&grown));
+    let (_, after) = compiled_after(Some(&first), next, &registry);
+    assert!(Arc::ptr_eq(
+        &endpoint(&before, "v1", 0),
+        &endpoint(&after, "v1", 0)
+    ));
+    assert!(Arc::ptr_eq(
+        &endpoint(&before, "v2", 0),
+        &endpoint(&after, "v2", 0)
+    ));
+    assert_eq!(after.clusters["v2"].endpoints.len(), 2);
+    assert!(Arc::ptr_eq(
+        &before.clusters["v2"].state,
+        &after.clusters["v2"].state
+    ));
+}
+
+#[test]
+fn a_bad_assignment_is_refused_as_a_full_compile_refuses_it() {
+    let registry = EndpointRegistry::default();
+    let (first, _) = compiled_after(None, resources(), &registry);
+    let mut next = first.clone();
+    next.endpoints
+        .insert("v2".into(), any(&assignment("v2", "not-an-ip", 9002)));
+    let incremental = compile_from(Some(&first), &next, &registry).unwrap_err();
+    next.memo = Memo::default();
+    let full = compile(&next, &registry).unwrap_err();
+    assert_eq!(incremental, full);
+    assert_eq!(incremental.kind, "ClusterLoadAssignment");
+}

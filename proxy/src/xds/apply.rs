@@ -1,8 +1,11 @@
 //! One response applied to the accepted resources: decoded, pruned to what is
-//! subscribed, and compiled as a whole. Used for every response from the control
-//! plane and for the config restored from the state dir, so both are checked
-//! alike.
+//! subscribed, and compiled, reusing what the accepted resources compiled into
+//! wherever the bytes are the same (an endpoint update recompiles only the
+//! clusters whose assignment changed). Used for every response from the
+//! control plane and for the config restored from the state dir, so both are
+//! checked alike.
 
+use remora_proto::type_url;
 use remora_proto::xds::google::protobuf::Any;
 
 use super::decode;
@@ -24,13 +27,19 @@ pub(crate) fn apply_response(
     let mut candidate = accepted.clone();
     decode::apply(&mut candidate, t, resources)?;
     candidate.versions.insert(t, version.to_owned());
-    let subs = candidate.subscriptions()?;
+    // Only listeners and clusters decide the subscriptions: an endpoint or
+    // route update keeps the ones worked out when they last changed.
+    let subs = match (t, accepted.memo.subscriptions()) {
+        (type_url::ENDPOINT | type_url::ROUTE, Some(subs)) => subs.clone(),
+        _ => candidate.subscriptions()?,
+    };
     candidate
         .routes
         .retain(|name, _| subs.routes.contains(name));
     candidate
         .endpoints
         .retain(|name, _| subs.endpoints.contains(name));
-    let snapshot = compile::compile(&candidate, registry)?;
+    let (snapshot, memo) = compile::compile_from(Some(accepted), &candidate, registry)?;
+    candidate.memo = memo.with_subscriptions(subs);
     Ok((candidate, snapshot))
 }

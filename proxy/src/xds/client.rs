@@ -203,7 +203,7 @@ impl XdsClient {
         let mut left = self.mark_if_leaving();
 
         // Resume with what we hold: versions let the server skip what we already have.
-        let subs = self.accepted.subscriptions().unwrap_or_default();
+        let subs = self.accepted.current_subscriptions().unwrap_or_default();
         // Clusters: all of them (wildcard). Listeners: only ours (outbound and
         // this service's inbound) by name; the control plane also serves one API
         // listener per service for gRPC clients and the other services' inbound.
@@ -295,7 +295,7 @@ impl XdsClient {
                     state.accepted(super::restore::to_saved(&self.accepted));
                 }
                 out.push(self.request(t, types, None));
-                if let Ok(subs) = self.accepted.subscriptions() {
+                if let Ok(subs) = self.accepted.current_subscriptions() {
                     out.extend(self.resubscribe(subs, types));
                 }
             }

@@ -45,14 +45,91 @@ pub fn apply(
             "RouteConfiguration",
             |r: &RouteConfiguration| &r.name,
         )?),
-        _ => into.endpoints.extend(decode_all(
-            resources,
-            type_url,
-            "ClusterLoadAssignment",
-            |c: &ClusterLoadAssignment| &c.cluster_name,
-        )?),
+        _ => {
+            let changed = decode_changed(resources, type_url, &into.endpoints)?;
+            into.endpoints.extend(changed);
+        }
     }
     Ok(())
+}
+
+/// The assignments of an endpoint response that differ from `held`, decoded
+/// and checked as `decode_all` does. An endpoint response carries every
+/// assignment the proxy holds though one changed: one whose bytes are those
+/// already held (decoded when they arrived) is only read for its name.
+fn decode_changed(
+    resources: &[Any],
+    type_url: &str,
+    held: &BTreeMap<String, Any>,
+) -> Result<BTreeMap<String, Any>, CompileError> {
+    let kind = "ClusterLoadAssignment";
+    let mut seen = std::collections::HashSet::with_capacity(resources.len());
+    let mut out = BTreeMap::new();
+    for (i, any) in resources.iter().enumerate() {
+        if any.type_url != type_url {
+            return Err(CompileError::new(
+                kind,
+                format!("resources[{i}]"),
+                "type_url",
+                format!("expected {type_url}, got {}", any.type_url),
+            ));
+        }
+        let kept = cluster_name(&any.value).filter(|n| held.get(n) == Some(any));
+        let n = match kept {
+            Some(n) => n,
+            None => {
+                let value = ClusterLoadAssignment::decode(any.value.as_slice()).map_err(|e| {
+                    CompileError::new(
+                        kind,
+                        format!("resources[{i}]"),
+                        "",
+                        format!("cannot decode: {e}"),
+                    )
+                })?;
+                if value.cluster_name.is_empty() {
+                    return Err(CompileError::new(
+                        kind,
+                        format!("resources[{i}]"),
+                        "name",
+                        "empty",
+                    ));
+                }
+                out.insert(value.cluster_name.clone(), any.clone());
+                value.cluster_name
+            }
+        };
+        if !seen.insert(n.clone()) {
+            return Err(CompileError::new(
+                kind,
+                n,
+                "name",
+                "sent twice in one response",
+            ));
+        }
+    }
+    Ok(out)
+}
+
+/// A ClusterLoadAssignment's `cluster_name` (field 1) read from its encoding
+/// without decoding the rest; `None` when the bytes do not parse. The last
+/// occurrence wins, as when decoding.
+fn cluster_name(mut buf: &[u8]) -> Option<String> {
+    use remora_proto::prost::encoding::{
+        decode_key, decode_varint, skip_field, DecodeContext, WireType,
+    };
+    let mut name = None;
+    while !buf.is_empty() {
+        let (tag, wire_type) = decode_key(&mut buf).ok()?;
+        if tag == 1 && wire_type == WireType::LengthDelimited {
+            let len = usize::try_from(decode_varint(&mut buf).ok()?).ok()?;
+            let value = buf.get(..len)?;
+            name = Some(std::str::from_utf8(value).ok()?.to_owned());
+            buf = &buf[len..];
+        } else {
+            skip_field(wire_type, tag, &mut buf, DecodeContext::default()).ok()?;
+        }
+    }
+    name
 }
 
 fn decode_all<T: Message + Default>(
@@ -89,4 +166,28 @@ fn decode_all<T: Message + Default>(
         }
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use remora_proto::prost::Message;
+    use remora_proto::xds::envoy::config::endpoint::v3::{
+        ClusterLoadAssignment, LocalityLbEndpoints,
+    };
+
+    use super::cluster_name;
+
+    #[test]
+    fn the_name_is_read_without_decoding_the_rest() {
+        let cla = ClusterLoadAssignment {
+            cluster_name: "outbound|80||orders.default.svc.cluster.local".into(),
+            endpoints: vec![LocalityLbEndpoints::default(); 3],
+            ..Default::default()
+        };
+        assert_eq!(
+            cluster_name(&cla.encode_to_vec()).as_deref(),
+            Some("outbound|80||orders.default.svc.cluster.local")
+        );
+        assert_eq!(cluster_name(&[0x0a, 0x05, b'a']), None, "cut short");
+    }
 }

@@ -36,10 +36,10 @@ fn table(target: Target) -> RouteTable {
     };
     RouteTable {
         name: "outbound".into(),
-        virtual_hosts: vec![VirtualHost {
+        virtual_hosts: vec![Arc::new(VirtualHost {
             name: "orders".into(),
             routes: vec![route],
-        }],
+        })],
         exact: HashMap::from([(Box::from("orders"), 0)]),
         suffixes: vec![],
         any: None,
