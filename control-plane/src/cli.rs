@@ -557,6 +557,7 @@ impl From<ControlArgs> for ControlOptions {
         // namespace (deploy/: Service `remora`, xDS port 7700).
         let mut settings = inject_settings(a.proxy_image);
         settings.control_plane = format!("remora.{}.svc:7700", a.namespace);
+        settings.control_plane_namespace = a.namespace.clone();
         ControlOptions {
             config_dir: a.config_dir.unwrap_or_default(),
             kubernetes: a.kubernetes.then(|| crate::kubernetes::KubernetesOptions {
@@ -642,6 +643,10 @@ pub struct InjectArgs {
     /// Where the proxies reach the control plane (host:port).
     #[arg(long, value_name = "HOST:PORT", default_value = crate::inject::DEFAULT_CONTROL_PLANE)]
     pub control_plane: String,
+    /// The control plane's namespace (remora install --namespace): proxies
+    /// verify the control plane's certificate by its identity there.
+    #[arg(long, value_name = "NAMESPACE", default_value = crate::ca::CONTROL_PLANE_NAMESPACE)]
+    pub control_plane_namespace: String,
 }
 
 #[derive(Debug, Args)]

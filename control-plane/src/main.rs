@@ -138,6 +138,7 @@ fn inject(args: remora_control::cli::InjectArgs) -> anyhow::Result<ExitCode> {
         settings.trust_bundle = Some(pem);
     }
     settings.control_plane = args.control_plane;
+    settings.control_plane_namespace = args.control_plane_namespace;
     let direction = match args.uninject {
         true => Direction::Uninject,
         false => Direction::Inject,

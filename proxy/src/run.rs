@@ -106,7 +106,8 @@ pub async fn run(options: Options, shutdown: impl Future<Output = ()>) -> Result
 
     let snapshot = Arc::new(ArcSwap::from_pointee(Snapshot::default()));
     let status = Arc::new(XdsStatus::default());
-    let control_plane_identity = crate::tls::control_plane_identity(&b.trust_domain);
+    let control_plane_identity =
+        crate::tls::control_plane_identity(&b.trust_domain, &b.control_plane_namespace);
     // Bootstrap `state_dir`: the last accepted config and the certificate are
     // kept there and used at start, before the control plane answers.
     let state_dir = match &b.state_dir {

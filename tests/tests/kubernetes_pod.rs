@@ -370,3 +370,57 @@ async fn wait_exits_zero_once_the_proxy_is_ready() {
     let ready = http::get(proxy.admin, "/ready").await.unwrap();
     assert_eq!(ready.status, 200);
 }
+
+/// A control plane installed in another namespace (`remora install --namespace
+/// mesh`) proves `.../ns/mesh/sa/remora-control`: proxies told that namespace
+/// trust it, proxies expecting the default refuse it (they would otherwise
+/// trust any workload certificate named remora-control elsewhere).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn proxies_verify_a_control_plane_in_its_own_namespace() {
+    let double = KubeDouble::start();
+    double.add_token(
+        "eyJhbGciOiJSUzI1NiJ9.mesh.c2ln",
+        "shop",
+        "orders",
+        &["remora"],
+    );
+    let root = tempfile::tempdir().unwrap();
+    let cp = ControlPlane::start_kubernetes(
+        root.path().join("config"),
+        double.kubeconfig(),
+        &["--namespace", "mesh"],
+    )
+    .await
+    .unwrap();
+    let bundle = trust_bundle(&cp).await;
+    let file = root.path().join("mesh.token");
+    std::fs::write(&file, "eyJhbGciOiJSUzI1NiJ9.mesh.c2ln").unwrap();
+    let proxy_env = |namespace: Option<&str>| {
+        let mut env = pod_env("orders", "shop", cp.xds_addr, &bundle);
+        set(&mut env, "REMORA_TOKEN_FILE", &file.display().to_string());
+        if let Some(ns) = namespace {
+            set(&mut env, "REMORA_CONTROL_PLANE_NAMESPACE", ns);
+        }
+        env
+    };
+
+    let told = PodProxy::start(&proxy_env(Some("mesh"))).await;
+    let certified = wait_for(WAIT, || async {
+        told.config_dump().await["certificate"]["identity"]
+            == "spiffe://cluster.local/ns/shop/sa/orders"
+    })
+    .await;
+    assert!(
+        certified.is_ok(),
+        "{}\ncontrol plane:\n{}",
+        told.process.logs(),
+        cp.logs()
+    );
+
+    let untold = PodProxy::start(&proxy_env(None)).await;
+    untold
+        .wait_log("spiffe://cluster.local/ns/remora-system/sa/remora-control")
+        .await;
+    let ready = http::get(untold.admin, "/ready").await.unwrap();
+    assert_eq!(ready.status, 503, "{}", ready.text());
+}

@@ -30,7 +30,10 @@ use rcgen::{
 
 pub use files::{CaFiles, CA_CERT_FILE, CA_KEY_FILE};
 pub use host::{HostName, InvalidHostName};
-pub use serving::{control_plane_identity, ServingCert, ServingError};
+pub use serving::{
+    control_plane_identity, ServingCert, ServingError, CONTROL_PLANE_ACCOUNT,
+    CONTROL_PLANE_NAMESPACE,
+};
 pub use spiffe::{InvalidSpiffeId, SpiffeId};
 
 /// Default leaf lifetime.

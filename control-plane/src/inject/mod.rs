@@ -69,6 +69,10 @@ pub struct InjectSettings {
     /// Where proxies reach the control plane (`REMORA_CONTROL_PLANE`):
     /// `host:port`, resolved by the proxy at start.
     pub control_plane: String,
+    /// The control plane's namespace, part of the SPIFFE id proxies verify it
+    /// by; written as `REMORA_CONTROL_PLANE_NAMESPACE` when it is not the
+    /// default `remora-system`.
+    pub control_plane_namespace: String,
 }
 
 /// The control plane's Service as `remora install` creates it.
@@ -84,6 +88,7 @@ impl InjectSettings {
             resources: ProxyResources::default(),
             trust_bundle: None,
             control_plane: DEFAULT_CONTROL_PLANE.to_owned(),
+            control_plane_namespace: crate::ca::CONTROL_PLANE_NAMESPACE.to_owned(),
         }
     }
 }

@@ -400,6 +400,12 @@ fn proxy_container(settings: &InjectSettings, options: &PodOptions, pod: &Pod) -
         value_env("REMORA_SERVICE", &pod.service),
         value_env("REMORA_CONTROL_PLANE", &settings.control_plane),
     ];
+    if settings.control_plane_namespace != crate::ca::CONTROL_PLANE_NAMESPACE {
+        env.push(value_env(
+            "REMORA_CONTROL_PLANE_NAMESPACE",
+            &settings.control_plane_namespace,
+        ));
+    }
     if let Some(bundle) = &settings.trust_bundle {
         env.push(value_env("REMORA_TRUST_BUNDLE", bundle));
     }

@@ -40,6 +40,7 @@ fn settings() -> InjectSettings {
         resources: ProxyResources::default(),
         trust_bundle: None,
         control_plane: DEFAULT_CONTROL_PLANE.into(),
+        control_plane_namespace: "remora-system".into(),
     }
 }
 

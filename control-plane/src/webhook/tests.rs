@@ -22,6 +22,7 @@ fn policy() -> Policy {
             resources: ProxyResources::default(),
             trust_bundle: None,
             control_plane: "remora.remora-system.svc:7700".into(),
+            control_plane_namespace: "remora-system".into(),
         },
         own_namespace: "remora-system".into(),
     }

@@ -49,6 +49,7 @@ pub const VARIABLES: &[(&str, &str)] = &[
     ("REMORA_TRUST_BUNDLE", "the mesh's trust bundle, PEM text (this or the file is required)"),
     ("REMORA_TRUST_BUNDLE_FILE", "the mesh's trust bundle, a PEM file"),
     ("REMORA_TRUST_DOMAIN", "the SPIFFE trust domain (default: cluster.local)"),
+    ("REMORA_CONTROL_PLANE_NAMESPACE", "the control plane's namespace, in the identity its certificate must prove (default: remora-system)"),
     ("REMORA_APP", "where the app serves HTTP (default: 127.0.0.1:8080)"),
     ("REMORA_APP_PORTS", "PORT=ip:port,...: where the app listens for a TCP port of its Service"),
     ("REMORA_OPAQUE_PORTS", "ports carried as opaque TCP without detection, comma-separated"),
@@ -83,6 +84,7 @@ impl Names {
             "token" | "token_file" => "REMORA_TOKEN_FILE",
             "trust_bundle_file" => self.trust_bundle,
             "trust_domain" => "REMORA_TRUST_DOMAIN",
+            "control_plane_namespace" => "REMORA_CONTROL_PLANE_NAMESPACE",
             "app" => "REMORA_APP",
             "app_ports" => "REMORA_APP_PORTS",
             "detect" => "REMORA_OPAQUE_PORTS",
@@ -195,6 +197,7 @@ impl Bootstrap {
             admin: Some(get("REMORA_ADMIN").unwrap_or_else(|| default_admin.to_owned())),
             advertise,
             trust_domain: get("REMORA_TRUST_DOMAIN"),
+            control_plane_namespace: get("REMORA_CONTROL_PLANE_NAMESPACE"),
             service_account: get("SERVICE_ACCOUNT"),
             token_file: Some(PathBuf::from(
                 get("REMORA_TOKEN_FILE").unwrap_or_else(|| DEFAULT_TOKEN_FILE.to_owned()),

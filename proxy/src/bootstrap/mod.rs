@@ -67,6 +67,9 @@ pub struct Bootstrap {
     pub advertise: Option<SocketAddr>,
     /// The workload identity this proxy asks certificates for.
     pub trust_domain: String,
+    /// The control plane's namespace: the proxy verifies the control plane's
+    /// certificate as `spiffe://<trust_domain>/ns/<this>/sa/remora-control`.
+    pub control_plane_namespace: String,
     pub service_account: String,
     /// The bootstrap token that grants the identity; without one the proxy runs
     /// without a certificate (plaintext only, until mTLS is required).
@@ -129,6 +132,7 @@ struct RawBootstrap {
     admin: Option<String>,
     advertise: Option<String>,
     trust_domain: Option<String>,
+    control_plane_namespace: Option<String>,
     service_account: Option<String>,
     token: Option<String>,
     token_file: Option<PathBuf>,
@@ -288,6 +292,15 @@ fn resolve(
         .trust_domain
         .unwrap_or_else(|| "cluster.local".to_owned());
     let service_account = raw.service_account.unwrap_or_else(|| service.clone());
+    let control_plane_namespace = raw
+        .control_plane_namespace
+        .unwrap_or_else(|| "remora-system".to_owned());
+    if !is_dns_label(&control_plane_namespace) {
+        return Err(field_error(
+            "control_plane_namespace",
+            format!("`{control_plane_namespace}` is not a namespace name"),
+        ));
+    }
     let identity = format!("spiffe://{trust_domain}/ns/{namespace}/sa/{service_account}");
     if !is_dns_label(&service_account)
         || trust_domain.is_empty()
@@ -422,6 +435,7 @@ fn resolve(
         access_log,
         trust_bundle,
         trust_domain,
+        control_plane_namespace,
         service_account,
         token,
         node_id: raw

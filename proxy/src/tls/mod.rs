@@ -65,9 +65,9 @@ pub const ALPN_H2: &[u8] = b"h2";
 pub const ALPN_TCP: &[u8] = b"remora-tcp/1";
 
 /// The control plane's SPIFFE id, which the proxy verifies on its xDS and identity
-/// connections.
-pub fn control_plane_identity(trust_domain: &str) -> String {
-    format!("spiffe://{trust_domain}/ns/remora-system/sa/remora-control")
+/// connections: its account in its namespace (bootstrap `control_plane_namespace`).
+pub fn control_plane_identity(trust_domain: &str, namespace: &str) -> String {
+    format!("spiffe://{trust_domain}/ns/{namespace}/sa/remora-control")
 }
 
 /// How many certificates a PEM bundle holds; an error for malformed PEM.
