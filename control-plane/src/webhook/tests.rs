@@ -289,6 +289,7 @@ fn the_webhook_is_off_unless_given_an_address_and_injects_what_remora_inject_doe
     );
     let mut expected = crate::cli::inject_settings(None);
     expected.control_plane = "remora.mesh.svc:7700".into();
+    expected.control_plane_namespace = "mesh".into();
     assert_eq!(webhook.settings, expected);
 
     args.extend([
