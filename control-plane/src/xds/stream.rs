@@ -79,6 +79,7 @@ impl StreamState {
         let previous = self.types.get(&t).map(|s| &s.subscription);
         let subscription = Subscription::from_request(t, &req.resource_names, previous);
         let initial = req.response_nonce.is_empty();
+        let held = self.held(t);
         let state = self
             .types
             .entry(t)
@@ -112,20 +113,23 @@ impl StreamState {
 
         let changed = state.subscription != subscription;
         state.subscription = subscription;
-        let current = state.subscription.select(all.get(t));
-        let version = version::of(&current);
+        // Versions first, from references: the copy is made only to send.
+        let version = version::of(state.subscription.selected(all.get(t)));
         let send = match &state.sent {
             // The first request for a type is always answered, except when a
             // named type has nothing to say (nothing subscribed exists yet).
-            None => t.is_full_set() || !current.is_empty(),
+            None => {
+                t.is_full_set() || state.subscription.selected(all.get(t)).next().is_some()
+            }
             Some(sent) => {
                 (changed && sent.version != version) || (initial && req.version_info != version)
             }
         };
-        if !send || self.held(t) {
+        if !send || held {
             return Vec::new();
         }
-        vec![self.respond(t, current)]
+        let current = state.subscription.select(all.get(t));
+        vec![self.respond(t, current, version)]
     }
 
     /// The resources changed: push every type whose version changed, make before
@@ -140,35 +144,49 @@ impl StreamState {
             let Some(state) = self.types.get(&t) else {
                 continue; // never asked for
             };
-            let current = state.subscription.select(all.get(t));
-            let version = version::of(&current);
+            // Most changes touch one type (an endpoint moved): the others are
+            // found unchanged from references, without copying them.
+            let version = version::of(state.subscription.selected(all.get(t)));
             match &state.sent {
-                None if !t.is_full_set() && current.is_empty() => continue,
+                None if !t.is_full_set()
+                    && state.subscription.selected(all.get(t)).next().is_none() =>
+                {
+                    continue
+                }
                 Some(sent) if sent.version == version => continue,
                 _ => {}
             }
+            let current = state.subscription.select(all.get(t));
             if let (ResourceType::Cluster, Some(sent)) = (t, &state.sent) {
                 // Keep the clusters being removed until routes stop using them.
                 let mut union = sent.resources.clone();
                 union.extend(current.clone());
                 if union.len() > current.len() {
-                    if version::of(&union) != sent.version {
-                        out.push(self.respond(t, union));
+                    let union_version = version::of(&union);
+                    if union_version != sent.version {
+                        out.push(self.respond(t, union, union_version));
                     }
                     clusters_after = Some(current);
                     continue;
                 }
             }
-            out.push(self.respond(t, current));
+            out.push(self.respond(t, current, version));
         }
         if let Some(current) = clusters_after {
-            out.push(self.respond(ResourceType::Cluster, current));
+            let version = version::of(&current);
+            out.push(self.respond(ResourceType::Cluster, current, version));
         }
         out
     }
 
-    fn respond(&mut self, t: ResourceType, resources: ResourceMap) -> DiscoveryResponse {
-        let version = version::of(&resources);
+    /// `version` is `version::of(&resources)`, which the caller has already
+    /// worked out.
+    fn respond(
+        &mut self,
+        t: ResourceType,
+        resources: ResourceMap,
+        version: String,
+    ) -> DiscoveryResponse {
         let nonce = format!("{}-{}", self.nonce_prefix, self.next_nonce);
         self.next_nonce += 1;
         tracing::debug!(node_id = %escape(&self.node_id), type_url = t.type_url(), %version, %nonce, count = resources.len(), "sending");

@@ -5,6 +5,7 @@ use std::collections::BTreeSet;
 
 use super::registry::{Nack, TypeStatus};
 use crate::translate::{ResourceMap, ResourceType};
+use remora_proto::xds::google::protobuf::Any;
 
 /// The resource names a client asked for.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -32,6 +33,19 @@ impl Subscription {
             Subscription::Wildcard
         } else {
             Subscription::Names(names.iter().cloned().collect())
+        }
+    }
+
+    /// The subscribed resources that exist, by reference and in name order
+    /// (what [`Subscription::select`] copies): enough to tell whether
+    /// anything changed without copying a thousand resources to find out.
+    pub fn selected<'a>(
+        &'a self,
+        all: &'a ResourceMap,
+    ) -> Box<dyn Iterator<Item = (&'a String, &'a Any)> + 'a> {
+        match self {
+            Subscription::Wildcard => Box::new(all.iter()),
+            Subscription::Names(names) => Box::new(names.iter().filter_map(|n| all.get_key_value(n))),
         }
     }
 
