@@ -26,6 +26,7 @@ mod tcp_proxy;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
+use std::sync::Arc;
 
 use remora_proto::type_url;
 use remora_proto::xds::envoy::config::core::v3::{
@@ -80,13 +81,16 @@ impl ResourceType {
 /// Resources by name.
 pub type ResourceMap = BTreeMap<String, Any>;
 
-/// All the resources of one proxy, by type.
+/// All the resources of one proxy, by type. Each map is shared: the proxies
+/// of one namespace hold the same clusters, endpoints and routes, and differ
+/// only in their inbound listener, so a proxy's view copies the listeners
+/// and no more (`xds::TranslationCache::resources_for`).
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Resources {
-    pub clusters: ResourceMap,
-    pub endpoints: ResourceMap,
-    pub listeners: ResourceMap,
-    pub routes: ResourceMap,
+    pub clusters: Arc<ResourceMap>,
+    pub endpoints: Arc<ResourceMap>,
+    pub listeners: Arc<ResourceMap>,
+    pub routes: Arc<ResourceMap>,
 }
 
 impl Resources {
@@ -154,15 +158,15 @@ pub fn translate(
         for port in &service.ports {
             let policy = store.traffic_policy(&PolicyTarget::Service(service.key.clone()));
             let c = cluster::cluster(service, port, policy);
-            out.clusters.insert(c.name.clone(), encode::cluster(&c));
+            Arc::make_mut(&mut out.clusters).insert(c.name.clone(), encode::cluster(&c));
             let cla = endpoint::assignment(service, port, meshed);
-            out.endpoints
+            Arc::make_mut(&mut out.endpoints)
                 .insert(cla.cluster_name.clone(), encode::assignment(&cla));
         }
         // A proxy fronts a Service of its own namespace.
         if service.key.namespace == namespace {
             let l = inbound::listener(store, service, trust_domain);
-            out.listeners.insert(l.name.clone(), encode::listener(&l));
+            Arc::make_mut(&mut out.listeners).insert(l.name.clone(), encode::listener(&l));
         }
     }
     // Each HTTP port's virtual host, for proxies in one RouteConfiguration, for
@@ -174,11 +178,9 @@ pub fn translate(
         virtual_hosts.push(host.virtual_host);
     }
     let routes = route::outbound(virtual_hosts);
-    out.routes
-        .insert(routes.name.clone(), encode::message(&routes));
+    Arc::make_mut(&mut out.routes).insert(routes.name.clone(), encode::message(&routes));
     let outbound = listener::outbound(store);
-    out.listeners
-        .insert(outbound.name.clone(), encode::listener(&outbound));
+    Arc::make_mut(&mut out.listeners).insert(outbound.name.clone(), encode::listener(&outbound));
     out
 }
 

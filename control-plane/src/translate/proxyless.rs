@@ -23,6 +23,7 @@
 
 use remora_proto::xds::envoy::config::listener::v3::{ApiListener, Listener};
 use remora_proto::xds::envoy::config::route::v3::{route::Action, RouteConfiguration, VirtualHost};
+use std::sync::Arc;
 
 use super::route::PortHost;
 use super::{encode, listener, names, Resources};
@@ -31,7 +32,7 @@ use super::{encode, listener, names, Resources};
 pub fn add(host: &PortHost<'_>, out: &mut Resources) {
     let routes = names::listener(&host.service.key, host.port.port);
     for name in host.virtual_host.domains.iter().filter(|d| is_listener(d)) {
-        out.listeners
+        Arc::make_mut(&mut out.listeners)
             .insert(name.clone(), encode::listener(&api_listener(name, &routes)));
     }
     let config = RouteConfiguration {
@@ -39,7 +40,7 @@ pub fn add(host: &PortHost<'_>, out: &mut Resources) {
         virtual_hosts: vec![for_grpc(host.virtual_host.clone())],
         ..Default::default()
     };
-    out.routes.insert(routes, encode::message(&config));
+    Arc::make_mut(&mut out.routes).insert(routes, encode::message(&config));
 }
 
 /// A `host:port` domain.

@@ -118,9 +118,7 @@ impl StreamState {
         let send = match &state.sent {
             // The first request for a type is always answered, except when a
             // named type has nothing to say (nothing subscribed exists yet).
-            None => {
-                t.is_full_set() || state.subscription.selected(all.get(t)).next().is_some()
-            }
+            None => t.is_full_set() || state.subscription.selected(all.get(t)).next().is_some(),
             Some(sent) => {
                 (changed && sent.version != version) || (initial && req.version_info != version)
             }

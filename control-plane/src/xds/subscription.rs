@@ -45,7 +45,9 @@ impl Subscription {
     ) -> Box<dyn Iterator<Item = (&'a String, &'a Any)> + 'a> {
         match self {
             Subscription::Wildcard => Box::new(all.iter()),
-            Subscription::Names(names) => Box::new(names.iter().filter_map(|n| all.get_key_value(n))),
+            Subscription::Names(names) => {
+                Box::new(names.iter().filter_map(|n| all.get_key_value(n)))
+            }
         }
     }
 

@@ -24,10 +24,10 @@ fn map(t: ResourceType, items: &[(&str, &str)]) -> ResourceMap {
 
 fn resources(clusters: &[(&str, &str)], endpoints: &[(&str, &str)]) -> Resources {
     Resources {
-        clusters: map(CDS, clusters),
-        endpoints: map(EDS, endpoints),
-        listeners: map(LDS, &[("outbound", "l1")]),
-        routes: map(RDS, &[("outbound", "r1")]),
+        clusters: map(CDS, clusters).into(),
+        endpoints: map(EDS, endpoints).into(),
+        listeners: map(LDS, &[("outbound", "l1")]).into(),
+        routes: map(RDS, &[("outbound", "r1")]).into(),
     }
 }
 
@@ -261,8 +261,8 @@ fn a_change_is_pushed_make_before_break() {
     let mut s = synced(&base());
     // b is removed and c added; routes and listeners change too.
     let mut all = resources(&[("a", "a1"), ("c", "c1")], &[("a", "ea1"), ("c", "ec1")]);
-    all.listeners = map(LDS, &[("outbound", "l2")]);
-    all.routes = map(RDS, &[("outbound", "r2")]);
+    all.listeners = map(LDS, &[("outbound", "l2")]).into();
+    all.routes = map(RDS, &[("outbound", "r2")]).into();
     assert_eq!(
         summary(&s.on_change(&all)),
         [
@@ -287,7 +287,7 @@ fn a_removal_alone_sends_clusters_once() {
 fn a_removed_route_config_that_is_still_subscribed_is_omitted() {
     let mut s = synced(&base());
     let mut all = base();
-    all.routes.clear();
+    all.routes = Default::default();
     let r = one(s.on_change(&all));
     assert_eq!(r.type_url, RDS.type_url());
     assert!(r.resources.is_empty());
@@ -335,7 +335,7 @@ fn types_never_requested_are_never_pushed() {
     let r = one(s.on_request(&request(CDS, &[], "", ""), &base()));
     s.on_request(&ack(CDS, &[], &r), &base());
     let mut all = base();
-    all.routes = map(RDS, &[("outbound", "r2")]);
+    all.routes = map(RDS, &[("outbound", "r2")]).into();
     assert!(s.on_change(&all).is_empty());
 }
 
