@@ -1,5 +1,7 @@
-//! Reading a request body: at most [`MAX_BODY_BYTES`], within [`BODY_TIMEOUT`].
-//! Only writes read their bodies; every other request's body is ignored.
+//! Reading a request body: at most [`MAX_BODY_BYTES`], within [`BODY_TIMEOUT`]
+//! for the API ([`read`]), or within other [`Limits`] ([`read_within`]: the
+//! admission webhook's reviews). Only writes read their bodies; every other
+//! request's body is ignored.
 
 use std::time::Duration;
 
@@ -12,12 +14,25 @@ pub const MAX_BODY_BYTES: usize = crate::source::MAX_FILE_BYTES as usize;
 /// A client gets this long to send the whole body.
 pub const BODY_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// How much a body may hold and how long it may take to arrive.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    pub max_bytes: usize,
+    pub timeout: Duration,
+}
+
+/// The API's: [`MAX_BODY_BYTES`] within [`BODY_TIMEOUT`].
+pub const API_LIMITS: Limits = Limits {
+    max_bytes: MAX_BODY_BYTES,
+    timeout: BODY_TIMEOUT,
+};
+
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum BodyError {
-    #[error("the request body is over the limit of {MAX_BODY_BYTES} bytes")]
-    TooLarge,
-    #[error("the request body did not arrive within {BODY_TIMEOUT:?}")]
-    Timeout,
+    #[error("the request body is over the limit of {limit} bytes")]
+    TooLarge { limit: usize },
+    #[error("the request body did not arrive within {after:?}")]
+    Timeout { after: Duration },
     #[error("the request body could not be read: {0}")]
     Read(String),
 }
@@ -25,30 +40,49 @@ pub enum BodyError {
 impl BodyError {
     pub fn status(&self) -> StatusCode {
         match self {
-            BodyError::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
-            BodyError::Timeout => StatusCode::REQUEST_TIMEOUT,
+            BodyError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            BodyError::Timeout { .. } => StatusCode::REQUEST_TIMEOUT,
             BodyError::Read(_) => StatusCode::BAD_REQUEST,
         }
     }
 }
 
-/// The whole body. A `Content-Length` over the limit is refused before a byte
-/// is read.
+/// The whole body within the API's limits.
 pub async fn read<B>(headers: &HeaderMap, body: B) -> Result<Bytes, BodyError>
 where
     B: hyper::body::Body,
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
+    read_within(headers, body, API_LIMITS).await
+}
+
+/// The whole body within `limits`. A `Content-Length` over the limit is
+/// refused before a byte is read.
+pub async fn read_within<B>(
+    headers: &HeaderMap,
+    body: B,
+    limits: Limits,
+) -> Result<Bytes, BodyError>
+where
+    B: hyper::body::Body,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let too_large = BodyError::TooLarge {
+        limit: limits.max_bytes,
+    };
     let declared = headers
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
-    if declared.is_some_and(|n| n > MAX_BODY_BYTES as u64) {
-        return Err(BodyError::TooLarge);
+    if declared.is_some_and(|n| n > limits.max_bytes as u64) {
+        return Err(too_large);
     }
-    match tokio::time::timeout(BODY_TIMEOUT, Limited::new(body, MAX_BODY_BYTES).collect()).await {
-        Err(_) => Err(BodyError::Timeout),
-        Ok(Err(e)) if e.downcast_ref::<LengthLimitError>().is_some() => Err(BodyError::TooLarge),
+    let collected = Limited::new(body, limits.max_bytes).collect();
+    match tokio::time::timeout(limits.timeout, collected).await {
+        Err(_) => Err(BodyError::Timeout {
+            after: limits.timeout,
+        }),
+        Ok(Err(e)) if e.downcast_ref::<LengthLimitError>().is_some() => Err(too_large),
         Ok(Err(e)) => Err(BodyError::Read(e.to_string())),
         Ok(Ok(collected)) => Ok(collected.to_bytes()),
     }
@@ -72,12 +106,22 @@ mod tests {
     #[tokio::test]
     async fn a_body_over_the_limit_is_refused_declared_or_not() {
         let big = Full::new(Bytes::from(vec![b'a'; MAX_BODY_BYTES + 1]));
-        assert_eq!(read(&HeaderMap::new(), big).await, Err(BodyError::TooLarge));
+        assert_eq!(
+            read(&HeaderMap::new(), big).await,
+            Err(BodyError::TooLarge {
+                limit: MAX_BODY_BYTES
+            })
+        );
         let mut headers = HeaderMap::new();
         headers.insert(header::CONTENT_LENGTH, "999999999".parse().unwrap());
         let small = Full::new(Bytes::from_static(b"a"));
         let err = read(&headers, small).await.unwrap_err();
-        assert_eq!(err, BodyError::TooLarge);
+        assert_eq!(
+            err,
+            BodyError::TooLarge {
+                limit: MAX_BODY_BYTES
+            }
+        );
         assert_eq!(err.status(), StatusCode::PAYLOAD_TOO_LARGE);
     }
 
@@ -87,7 +131,12 @@ mod tests {
         let err = read(&HeaderMap::new(), StreamBody::new(frames))
             .await
             .unwrap_err();
-        assert_eq!(err, BodyError::Timeout);
+        assert_eq!(
+            err,
+            BodyError::Timeout {
+                after: BODY_TIMEOUT
+            }
+        );
         assert_eq!(err.status(), StatusCode::REQUEST_TIMEOUT);
     }
 }

@@ -6,7 +6,7 @@
 //! control plane's config task through its source.
 
 pub mod auth;
-mod body; //      request bodies: size cap and timeout
+pub(crate) mod body; // request bodies: size cap and timeout (the webhook reads its reviews with it)
 pub mod kinds; // kind names and aliases (`svc`, `httproutes`, ...)
 pub mod query; // percent-encoding of query values
 mod resources; // /api/v1/resources and /api/v1/endpoints

@@ -5,8 +5,7 @@
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::{header, HeaderMap, StatusCode};
-use http_body_util::{BodyExt, LengthLimitError, Limited};
+use http::{header, HeaderMap};
 
 /// The largest review read: a pod is a few KiB, and etcd stores no object
 /// over 1.5 MiB, so a review (the object and a little around it) of a pod
@@ -16,47 +15,20 @@ pub const MAX_REVIEW_BYTES: usize = 2 * 1024 * 1024;
 /// webhook timeout is 10 s).
 pub const BODY_TIMEOUT: Duration = Duration::from_secs(10);
 
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum BodyError {
-    #[error("the review is over the limit of {MAX_REVIEW_BYTES} bytes")]
-    TooLarge,
-    #[error("the review did not arrive within {BODY_TIMEOUT:?}")]
-    Timeout,
-    #[error("the review could not be read: {0}")]
-    Read(String),
-}
+pub use crate::api::body::BodyError;
 
-impl BodyError {
-    pub fn status(&self) -> StatusCode {
-        match self {
-            BodyError::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
-            BodyError::Timeout => StatusCode::REQUEST_TIMEOUT,
-            BodyError::Read(_) => StatusCode::BAD_REQUEST,
-        }
-    }
-}
+const REVIEW_LIMITS: crate::api::body::Limits = crate::api::body::Limits {
+    max_bytes: MAX_REVIEW_BYTES,
+    timeout: BODY_TIMEOUT,
+};
 
-/// The whole body. A `Content-Length` over the limit is refused before a byte
-/// is read.
+/// The whole review, within [`MAX_REVIEW_BYTES`] and [`BODY_TIMEOUT`].
 pub async fn read<B>(headers: &HeaderMap, body: B) -> Result<Bytes, BodyError>
 where
     B: hyper::body::Body,
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
-    let declared = headers
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
-    if declared.is_some_and(|n| n > MAX_REVIEW_BYTES as u64) {
-        return Err(BodyError::TooLarge);
-    }
-    let collected = Limited::new(body, MAX_REVIEW_BYTES).collect();
-    match tokio::time::timeout(BODY_TIMEOUT, collected).await {
-        Err(_) => Err(BodyError::Timeout),
-        Ok(Err(e)) if e.downcast_ref::<LengthLimitError>().is_some() => Err(BodyError::TooLarge),
-        Ok(Err(e)) => Err(BodyError::Read(e.to_string())),
-        Ok(Ok(collected)) => Ok(collected.to_bytes()),
-    }
+    crate::api::body::read_within(headers, body, REVIEW_LIMITS).await
 }
 
 /// `application/json`, with or without parameters (`; charset=utf-8`).
@@ -74,6 +46,8 @@ mod tests {
 
     use http_body_util::{Full, StreamBody};
 
+    use http::StatusCode;
+
     use super::*;
 
     #[tokio::test]
@@ -86,7 +60,12 @@ mod tests {
     #[tokio::test]
     async fn a_body_over_the_limit_is_refused_declared_or_not() {
         let big = Full::new(Bytes::from(vec![b'a'; MAX_REVIEW_BYTES + 1]));
-        assert_eq!(read(&HeaderMap::new(), big).await, Err(BodyError::TooLarge));
+        assert_eq!(
+            read(&HeaderMap::new(), big).await,
+            Err(BodyError::TooLarge {
+                limit: MAX_REVIEW_BYTES
+            })
+        );
         let mut headers = HeaderMap::new();
         headers.insert(header::CONTENT_LENGTH, "999999999".parse().unwrap());
         let small = Full::new(Bytes::from_static(b"{}"));
@@ -100,7 +79,12 @@ mod tests {
         let err = read(&HeaderMap::new(), StreamBody::new(frames))
             .await
             .unwrap_err();
-        assert_eq!(err, BodyError::Timeout);
+        assert_eq!(
+            err,
+            BodyError::Timeout {
+                after: BODY_TIMEOUT
+            }
+        );
     }
 
     #[test]
