@@ -13,11 +13,10 @@
 //!   schemas are checked to have teeth, not just to parse.
 
 use std::collections::BTreeMap;
-use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Output};
 
-use remora_tests::harness::bin_path;
+use remora_tests::harness::{bin_path, run_with_stdin};
 use serde::Deserialize;
 
 fn repo() -> PathBuf {
@@ -28,19 +27,7 @@ fn repo() -> PathBuf {
 }
 
 fn run(command: &mut Command, stdin: &str) -> Output {
-    let mut child = command
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| panic!("{command:?}: {e}"));
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(stdin.as_bytes())
-        .unwrap();
-    child.wait_with_output().unwrap()
+    run_with_stdin(command, stdin)
 }
 
 fn stdout(command: &mut Command, stdin: &str) -> String {

@@ -3,10 +3,9 @@
 //! back (the app's probes included), a bad annotation is refused naming the
 //! object, with nothing printed, and the trust bundle is required.
 
-use std::io::Write;
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Output};
 
-use remora_tests::harness::bin_path;
+use remora_tests::harness::{bin_path, run_with_stdin};
 
 const MANIFESTS: &str = r#"apiVersion: apps/v1
 kind: Deployment
@@ -31,20 +30,7 @@ data: {a: b}
 "#;
 
 fn remora(args: &[&str], stdin: &str) -> Output {
-    let mut child = Command::new(bin_path("remora").unwrap())
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(stdin.as_bytes())
-        .unwrap();
-    child.wait_with_output().unwrap()
+    run_with_stdin(Command::new(bin_path("remora").unwrap()).args(args), stdin)
 }
 
 /// A trust bundle file, as `remora trust-bundle` prints one (injection only

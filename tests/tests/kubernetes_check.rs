@@ -4,27 +4,13 @@
 //! pods that should have a proxy and don't are named; an API server that
 //! cannot be reached is exit 3.
 
-use std::io::Write;
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Output};
 
-use remora_tests::harness::bin_path;
+use remora_tests::harness::{bin_path, run_with_stdin};
 use remora_tests::kube::KubeDouble;
 
 fn remora(args: &[&str], stdin: &str) -> Output {
-    let mut child = Command::new(bin_path("remora").unwrap())
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(stdin.as_bytes())
-        .unwrap();
-    child.wait_with_output().unwrap()
+    run_with_stdin(Command::new(bin_path("remora").unwrap()).args(args), stdin)
 }
 
 /// `remora check --kubernetes` against the double: (exit code, stdout).

@@ -13,6 +13,7 @@
 //! - [`OtlpReceiver`]: an OTLP/gRPC trace collector that keeps what it receives.
 
 mod bin_path;
+mod command;
 mod control_plane;
 pub mod http;
 mod otlp;
@@ -22,6 +23,7 @@ mod proxy;
 mod wait;
 
 pub use bin_path::bin_path;
+pub use command::run_with_stdin;
 pub use control_plane::ControlPlane;
 pub use otlp::{OtlpReceiver, ReceivedSpan};
 pub use process::Process;
