@@ -37,7 +37,7 @@ pub struct ControlPlane {
 }
 
 /// How to start the process, beyond its flags.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 struct LaunchOptions {
     /// A command the binary runs under (`ip netns exec NAME`).
     wrapper: Vec<String>,
@@ -135,10 +135,7 @@ impl ControlPlane {
             kubeconfig: Some(kubeconfig.to_path_buf()),
             ..LaunchOptions::default()
         };
-        match Self::launch_with(config_dir, 0, 0, &args, options).await {
-            Ok(cp) => Ok(cp),
-            Err(LaunchError::Exited(e) | LaunchError::Other(e)) => Err(e),
-        }
+        Self::launch_retrying(config_dir, 0, 0, &args, options).await
     }
 
     /// As [`ControlPlane::start_kubernetes`], on the given loopback ports (0 =
@@ -152,25 +149,11 @@ impl ControlPlane {
     ) -> Result<Self> {
         let mut args: Vec<String> = args.iter().map(|a| (*a).to_owned()).collect();
         args.push(ALLOW_PLAINTEXT.to_owned());
-        let mut attempt = 1;
-        loop {
-            let options = LaunchOptions {
-                kubeconfig: Some(kubeconfig.to_path_buf()),
-                ..LaunchOptions::default()
-            };
-            match Self::launch_with(config_dir.as_ref(), xds_port, api_port, &args, options).await {
-                Ok(cp) => return Ok(cp),
-                // A port just released by a killed predecessor.
-                Err(LaunchError::Exited(e))
-                    if attempt < START_ATTEMPTS && (xds_port, api_port) != (0, 0) =>
-                {
-                    tracing::warn!(attempt, error = %e, "control plane exited at start; trying again");
-                    attempt += 1;
-                    tokio::time::sleep(Duration::from_millis(200)).await;
-                }
-                Err(LaunchError::Exited(e) | LaunchError::Other(e)) => return Err(e),
-            }
-        }
+        let options = LaunchOptions {
+            kubeconfig: Some(kubeconfig.to_path_buf()),
+            ..LaunchOptions::default()
+        };
+        Self::launch_retrying(config_dir.as_ref(), xds_port, api_port, &args, options).await
     }
 
     /// Where this control plane keeps its CA and token hashes.
@@ -185,11 +168,29 @@ impl ControlPlane {
         xds_port: u16,
         api_port: u16,
     ) -> Result<Self> {
-        let config_dir = config_dir.as_ref().to_path_buf();
+        let plaintext = [ALLOW_PLAINTEXT.to_owned()];
+        Self::launch_retrying(
+            config_dir.as_ref(),
+            xds_port,
+            api_port,
+            &plaintext,
+            LaunchOptions::default(),
+        )
+        .await
+    }
+
+    /// Launches; on fixed ports, tries again while the process exits at start
+    /// (a port just released by a killed predecessor).
+    async fn launch_retrying(
+        config_dir: &Path,
+        xds_port: u16,
+        api_port: u16,
+        args: &[String],
+        options: LaunchOptions,
+    ) -> Result<Self> {
         let mut attempt = 1;
         loop {
-            let plaintext = [ALLOW_PLAINTEXT.to_owned()];
-            match Self::launch(&config_dir, xds_port, api_port, &plaintext).await {
+            match Self::launch_with(config_dir, xds_port, api_port, args, options.clone()).await {
                 Ok(cp) => return Ok(cp),
                 Err(LaunchError::Exited(e))
                     if attempt < START_ATTEMPTS && (xds_port, api_port) != (0, 0) =>
