@@ -19,7 +19,7 @@ use remora_tests::app::TestApp;
 use remora_tests::harness::{http, wait_for, wait_for_some, ControlPlane, Proxy, ProxySpec};
 use remora_tests::kube::KubeDouble;
 use remora_tests::load::{Load, LoadSpec};
-use support::kube::{endpoint_slice, pod_running, set_endpoint_conditions, Conditions};
+use support::kube::{endpoint_slice, ip, pod_running, set_endpoint_conditions, Conditions};
 use support::{assert_no_errors, endpoint_count, mint_token, wait_config};
 
 const WAIT: Duration = Duration::from_secs(30);
@@ -192,10 +192,6 @@ fn token_file(cp: &ControlPlane, dir: &Path, sa: &str) -> std::path::PathBuf {
     let path = dir.join(format!("{sa}.token"));
     std::fs::write(&path, mint_token(&cp.data_dir(), "default", sa)).unwrap();
     path
-}
-
-fn ip(last: u8) -> IpAddr {
-    IpAddr::from([127, 0, 0, last])
 }
 
 fn endpoint(b: &Backend, sa: &str) -> (String, String, String, String) {

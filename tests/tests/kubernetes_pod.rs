@@ -13,6 +13,7 @@ use remora_tests::app::TestApp;
 use remora_tests::harness::{bin_path, http, wait_for, ControlPlane, Process, START_TIMEOUT};
 use remora_tests::kube::KubeDouble;
 use serde::Deserialize;
+use support::kube::set;
 use support::*;
 
 const WAIT: Duration = Duration::from_secs(15);
@@ -63,11 +64,6 @@ fn pod_env(
     .into_iter()
     .map(|(k, v)| (k.to_owned(), v))
     .collect()
-}
-
-fn set(env: &mut Vec<(String, String)>, name: &str, value: &str) {
-    env.retain(|(k, _)| k != name);
-    env.push((name.to_owned(), value.to_owned()));
 }
 
 /// The command, with nothing of the test's own environment that the proxy

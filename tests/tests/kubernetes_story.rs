@@ -30,8 +30,8 @@ use remora_tests::kube::KubeDouble;
 use serde::Deserialize;
 use serde_json::Value;
 use support::kube::{
-    assert_control_plane_requests_allowed, endpoint_slice, install, namespace, pod_running,
-    set_endpoint_conditions, wait_ca_bundles, wait_route_condition, Conditions,
+    assert_control_plane_requests_allowed, endpoint_slice, install, ip, namespace, pod_running,
+    set, set_endpoint_conditions, wait_ca_bundles, wait_route_condition, Conditions,
 };
 
 const WAIT: Duration = Duration::from_secs(20);
@@ -139,11 +139,6 @@ fn environment(pod: &Value, container: &Value) -> Vec<(String, String)> {
 
 fn get(env: &[(String, String)], name: &str) -> Option<String> {
     env.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone())
-}
-
-fn set(env: &mut Vec<(String, String)>, name: &str, value: &str) {
-    env.retain(|(k, _)| k != name);
-    env.push((name.to_owned(), value.to_owned()));
 }
 
 /// The projected service-account token the container mounts: (the file the
@@ -364,10 +359,6 @@ fn remora(args: &[&str]) -> std::process::Output {
         .env_remove("REMORA_API_ADDR")
         .output()
         .unwrap()
-}
-
-fn ip(last: u8) -> IpAddr {
-    IpAddr::from([127, 0, 0, last])
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

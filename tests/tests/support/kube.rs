@@ -354,3 +354,14 @@ pub fn assert_control_plane_requests_allowed(double: &KubeDouble) {
         );
     }
 }
+
+/// `127.0.0.<last>`: a pod's IP on loopback.
+pub fn ip(last: u8) -> IpAddr {
+    IpAddr::from([127, 0, 0, last])
+}
+
+/// Sets `name` in a pod's environment, replacing what it had.
+pub fn set(env: &mut Vec<(String, String)>, name: &str, value: &str) {
+    env.retain(|(k, _)| k != name);
+    env.push((name.to_owned(), value.to_owned()));
+}
