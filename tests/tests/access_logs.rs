@@ -82,15 +82,19 @@ async fn every_request_gets_a_json_line_with_ids_and_flags() {
         "{limited:#?}"
     );
 
-    // The inbound side logs the same request id.
-    let inbound = wait_for(Duration::from_secs(5), || async {
-        !lines(&m.orders[0]).is_empty()
+    // The inbound side logs the same request ids. Its lines are written as each
+    // request ends, so wait for all of them rather than for the first.
+    let inbound_ids = || {
+        lines(&m.orders[0])
+            .iter()
+            .map(|l| l["request_id"].clone())
+            .collect::<Vec<_>>()
+    };
+    let inbound = wait_for(Duration::from_secs(5), || {
+        let ids = inbound_ids();
+        let all = ok.iter().all(|l| ids.contains(&l["request_id"]));
+        async move { all }
     })
     .await;
-    assert!(inbound.is_ok());
-    let ids: Vec<_> = lines(&m.orders[0])
-        .iter()
-        .map(|l| l["request_id"].clone())
-        .collect();
-    assert!(ok.iter().all(|l| ids.contains(&l["request_id"])), "{ids:?}");
+    assert!(inbound.is_ok(), "{:?}", inbound_ids());
 }
