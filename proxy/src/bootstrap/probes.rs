@@ -9,13 +9,15 @@
 //! ```json
 //! {"/app-health/app/livez": {"httpGet": {"path": "/healthz", "port": 8080,
 //!   "httpHeaders": [{"name": "x-probe", "value": "1"}]}, "timeoutSeconds": 2},
-//!  "/app-health/app/readyz": {"tcpSocket": {"port": 8080}}}
+//!  "/app-health/app/readyz": {"tcpSocket": {"port": 8080}},
+//!  "/app-health/app/startupz": {"grpc": {"port": 9090, "service": "orders"}}}
 //! ```
 //!
 //! Ports are numbers (injection resolved named ones); other fields an entry
 //! carries for injection's own use (`portName`) are ignored. Only HTTP
 //! (`scheme` absent or `HTTP`) and no `host`: the proxy probes the app on
-//! 127.0.0.1.
+//! 127.0.0.1. A `grpc` probe's `service` is optional, `""` (the server as a
+//! whole) when absent, as for the kubelet.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -74,6 +76,9 @@ pub enum ProbeAction {
     },
     /// A TCP connect to 127.0.0.1:<port>.
     Tcp { port: u16 },
+    /// The standard gRPC health check (`grpc.health.v1.Health/Check`) of
+    /// `service` over h2c at 127.0.0.1:<port>: only SERVING succeeds.
+    Grpc { port: u16, service: String },
 }
 
 #[derive(Deserialize)]
@@ -81,6 +86,7 @@ pub enum ProbeAction {
 struct RawProbe {
     http_get: Option<RawHttpGet>,
     tcp_socket: Option<RawTcpSocket>,
+    grpc: Option<RawGrpc>,
     timeout_seconds: Option<u64>,
 }
 
@@ -99,6 +105,15 @@ struct RawHttpGet {
 struct RawTcpSocket {
     port: u16,
     host: Option<String>,
+}
+
+/// Kubernetes' `GRPCAction`: a number for a port (no named ports), and no
+/// host or scheme to refuse.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawGrpc {
+    port: u16,
+    service: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -125,8 +140,8 @@ fn one(path: &str, raw: RawProbe) -> Result<AppProbe, String> {
         return Err(format!("the path must start with {APP_HEALTH_PREFIX}"));
     }
     let blank = |host: &Option<String>| host.as_deref().is_none_or(|h| h.trim().is_empty());
-    let action = match (raw.http_get, raw.tcp_socket) {
-        (Some(get), None) => {
+    let action = match (raw.http_get, raw.tcp_socket, raw.grpc) {
+        (Some(get), None, None) => {
             if !get
                 .scheme
                 .as_deref()
@@ -164,7 +179,7 @@ fn one(path: &str, raw: RawProbe) -> Result<AppProbe, String> {
                 headers,
             }
         }
-        (None, Some(tcp)) => {
+        (None, Some(tcp), None) => {
             if !blank(&tcp.host) {
                 return Err("tcpSocket.host: the proxy probes the app on 127.0.0.1".into());
             }
@@ -172,7 +187,11 @@ fn one(path: &str, raw: RawProbe) -> Result<AppProbe, String> {
                 port: nonzero(tcp.port, "tcpSocket.port")?,
             }
         }
-        _ => return Err("give one of httpGet or tcpSocket".into()),
+        (None, None, Some(grpc)) => ProbeAction::Grpc {
+            port: nonzero(grpc.port, "grpc.port")?,
+            service: grpc.service.unwrap_or_default(),
+        },
+        _ => return Err("give one of httpGet, tcpSocket or grpc".into()),
     };
     let timeout = raw
         .timeout_seconds
@@ -220,6 +239,52 @@ mod tests {
         assert!(matches!(&startup.action, ProbeAction::Http { path, .. } if path == "/started"));
         assert_eq!(startup.timeout, MAX_TIMEOUT, "capped");
         assert!(probes.get("/app-health/app/other").is_none());
+    }
+
+    #[test]
+    fn a_grpc_probe_is_read_with_its_service_or_the_whole_server() {
+        let probes = parse(
+            r#"{"/app-health/app/livez":{"grpc":{"port":9090,"service":"orders"},"timeoutSeconds":3},"/app-health/app/readyz":{"grpc":{"port":9090}}}"#,
+        )
+        .unwrap();
+        let live = probes.get("/app-health/app/livez").unwrap();
+        assert_eq!(
+            live.action,
+            ProbeAction::Grpc {
+                port: 9090,
+                service: "orders".into()
+            }
+        );
+        assert_eq!(live.timeout, Duration::from_secs(3));
+        let ready = probes.get("/app-health/app/readyz").unwrap();
+        assert_eq!(
+            ready.action,
+            ProbeAction::Grpc {
+                port: 9090,
+                service: String::new()
+            },
+            "no service: the server as a whole"
+        );
+        assert_eq!(ready.timeout, DEFAULT_TIMEOUT, "the kubelet's default");
+    }
+
+    #[test]
+    fn a_grpc_probe_without_a_usable_port_or_service_is_refused() {
+        for (grpc, expected) in [
+            (r#"{"service":"x"}"#, "missing field `port`"),
+            (r#"{"port":0}"#, "grpc.port: ports are 1-65535"),
+            (r#"{"port":70000}"#, "is not the JSON"),
+            (r#"{"port":"grpc"}"#, "is not the JSON"),
+            (r#"{"port":9090,"service":5}"#, "is not the JSON"),
+            (r#"{"port":9090,"host":"10.0.0.1"}"#, "unknown field `host`"),
+            (r#"9090"#, "is not the JSON"),
+        ] {
+            let text = format!(r#"{{"/app-health/a/livez":{{"grpc":{grpc}}}}}"#);
+            let err = parse(&text).unwrap_err();
+            assert!(err.contains(expected), "{text}: {err}");
+        }
+        let both = r#"{"/app-health/a/livez":{"grpc":{"port":1},"tcpSocket":{"port":1}}}"#;
+        assert!(parse(both).unwrap_err().contains("give one of"));
     }
 
     #[test]
