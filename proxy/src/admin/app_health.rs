@@ -5,8 +5,10 @@
 //! never redirect, so the probe reaches the app as it would without a mesh.
 //! An `httpGet` probe answers the app's own status (the kubelet counts 2xx and
 //! 3xx as success); a `tcpSocket` probe answers 200 when the port accepts a
-//! connection, else 503. Both give up after the probe's timeout (the kubelet's
-//! `timeoutSeconds`, at most ten seconds) with 503.
+//! connection, else 503; a `grpc` probe answers 200 when the app's gRPC
+//! health service says SERVING, else 503 with what it said
+//! ([`super::grpc_health`]). All give up after the probe's timeout (the
+//! kubelet's `timeoutSeconds`, at most ten seconds) with 503.
 
 use std::net::{Ipv4Addr, SocketAddr};
 
@@ -16,6 +18,7 @@ use http_body_util::{Either, Empty, Full};
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
 
+use super::grpc_health;
 use crate::bootstrap::{AppProbe, ProbeAction};
 use crate::http::ResponseBody;
 
@@ -72,6 +75,9 @@ async fn attempt(action: ProbeAction) -> Result<(StatusCode, String), String> {
             tracing::debug!(%addr, %path, status = status.as_u16(), "app probe");
             Ok((status, format!("the app answered {status}\n")))
         }
+        ProbeAction::Grpc { port, service } => grpc_health::check(app(port), &service)
+            .await
+            .map(|text| (StatusCode::OK, text)),
     }
 }
 
@@ -177,7 +183,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_closed_port_is_503_for_both_kinds() {
+    async fn a_closed_port_is_503_for_every_kind() {
         // Bound then dropped: nothing listens there now.
         let port = TcpListener::bind("127.0.0.1:0")
             .await
@@ -194,6 +200,12 @@ mod tests {
         }))
         .await;
         assert_eq!(http.status(), StatusCode::SERVICE_UNAVAILABLE);
+        let grpc = run(probe(ProbeAction::Grpc {
+            port,
+            service: String::new(),
+        }))
+        .await;
+        assert_eq!(grpc.status(), StatusCode::SERVICE_UNAVAILABLE);
     }
 
     #[tokio::test]
@@ -220,5 +232,38 @@ mod tests {
         .await;
         assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
         drop(listener);
+    }
+
+    #[tokio::test]
+    async fn a_grpc_probe_the_app_never_answers_is_503_and_leaves_no_connection() {
+        // Reads what comes (the preface, the call) but never answers.
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let app = tokio::spawn(async move {
+            let (mut stream, _) = listener.accept().await?;
+            let mut seen = Vec::new();
+            stream.read_to_end(&mut seen).await?;
+            Ok::<_, std::io::Error>(seen)
+        });
+        let response = run(AppProbe {
+            action: ProbeAction::Grpc {
+                port,
+                service: "orders".into(),
+            },
+            timeout: Duration::from_millis(500),
+        })
+        .await;
+        assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+        // hyper's connection task ends once the probe is dropped: the app
+        // reads to the end of a closed connection.
+        let seen = tokio::time::timeout(Duration::from_secs(5), app)
+            .await
+            .expect("the probe's connection outlived it")
+            .unwrap()
+            .unwrap();
+        assert!(
+            seen.starts_with(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"),
+            "h2c with prior knowledge: {seen:?}"
+        );
     }
 }

@@ -3,11 +3,13 @@
 //! - `metrics`: `/metrics` in Prometheus text.
 //! - `app_health`: `/app-health/...`, the app's own kubelet probes, run by
 //!   the proxy.
+//! - `grpc_health`: the gRPC health check a `grpc` probe makes of the app.
 //! - `exposure`: what callers off loopback may ask, and how many
 //!   connections each may hold.
 
 mod app_health;
 mod exposure;
+mod grpc_health;
 mod metrics;
 
 pub use exposure::{AdminConnections, MAX_CONNECTIONS_PER_REMOTE_IP, REMOTE_HEADER_READ_TIMEOUT};
