@@ -3,25 +3,31 @@
 //! The kubelet probes an app container at the pod's IP; iptables redirects
 //! that to the proxy's inbound listener, which under STRICT mTLS refuses the
 //! kubelet's plaintext, and the app restarts for ever. So, as Istio does,
-//! each `httpGet` (scheme HTTP) and `tcpSocket` liveness, readiness and
-//! startup probe of an app container becomes an `httpGet` on the admin port
-//! at `/app-health/<container>/<livez|readyz|startupz>`, keeping every other
-//! field (periods, thresholds, timeout, `httpHeaders`). The originals go to
-//! the proxy as JSON in `REMORA_APP_PROBES`, keyed by that path, with named
-//! ports resolved to numbers:
+//! each `httpGet` (scheme HTTP), `tcpSocket` and `grpc` liveness, readiness
+//! and startup probe of an app container becomes an `httpGet` on the admin
+//! port at `/app-health/<container>/<livez|readyz|startupz>`, keeping every
+//! other field (periods, thresholds, timeout, `httpHeaders`). The originals
+//! go to the proxy as JSON in `REMORA_APP_PROBES`, keyed by that path, with
+//! named ports resolved to numbers:
 //!
 //! ```json
 //! {"/app-health/app/livez": {"httpGet": {"path": "/healthz", "port": 8080}, "timeoutSeconds": 2},
-//!  "/app-health/app/readyz": {"tcpSocket": {"port": 8080}, "portName": "http"}}
+//!  "/app-health/app/readyz": {"tcpSocket": {"port": 8080}, "portName": "http"},
+//!  "/app-health/app/startupz": {"grpc": {"port": 9090, "service": "orders"}}}
 //! ```
 //!
 //! The proxy probes the app on 127.0.0.1 from its own uid, which the
-//! iptables rules never redirect. `portName` (the name the original used) and
-//! the original's own fields are what [`restore`] puts back, so uninjecting
-//! gives the manifest back exactly.
+//! iptables rules never redirect; a `grpc` probe becomes the standard gRPC
+//! health check, as the kubelet makes it. `timeoutSeconds` is copied only
+//! when the probe has one: the proxy applies the kubelet's default (1) too.
+//! `portName` (the name the original used) and the original's own fields
+//! are what [`restore`] puts back, so uninjecting gives the manifest back
+//! exactly.
 //!
-//! Left as they are: `exec` and `grpc` probes, HTTPS, a `host` other than
-//! the pod's, and a named port the container does not declare.
+//! Left as they are: `exec` probes, HTTPS, a `host` other than the pod's, a
+//! named port the container does not declare, and a `grpc` probe whose port
+//! is not a number or whose `service` is not a string (Kubernetes allows
+//! neither; the proxy would refuse them).
 
 use serde_yaml_ng::{Mapping, Value};
 
@@ -29,6 +35,9 @@ use super::sidecar::ADMIN_PORT;
 
 /// The proxy's variable holding the original probes.
 pub const APP_PROBES_ENV: &str = "REMORA_APP_PROBES";
+
+/// The probe handlers the proxy can run for the kubelet.
+const ACTIONS: [&str; 3] = ["httpGet", "tcpSocket", "grpc"];
 
 /// The probe fields, and the last part of their admin path.
 const KINDS: [(&str, &str); 3] = [
@@ -76,7 +85,7 @@ pub(super) fn rewrite(containers: &mut [Value]) -> Mapping {
 /// `REMORA_APP_PROBES`; `None` (the probe untouched) when it is not one the
 /// proxy can run for the kubelet.
 fn rewrite_probe(probe: &mut Mapping, path: &str, ports: Option<&Value>) -> Option<Mapping> {
-    let (key, action) = ["httpGet", "tcpSocket"]
+    let (key, action) = ACTIONS
         .into_iter()
         .find_map(|key| probe.get(key).map(|a| (key, a)))?;
     let action = action.as_mapping()?;
@@ -92,10 +101,14 @@ fn rewrite_probe(probe: &mut Mapping, path: &str, ports: Option<&Value>) -> Opti
     {
         return None;
     }
+    if key == "grpc" && !is_plain_grpc(action) {
+        return None;
+    }
     let written = action.get("port")?;
     let (port, port_name) = match written {
         Value::Number(n) => (n.as_u64().filter(|p| (1..=65535).contains(p))?, None),
-        Value::String(name) => (named_port(ports, name)?, Some(name.clone())),
+        // Kubernetes' grpc probe has no named ports.
+        Value::String(name) if key != "grpc" => (named_port(ports, name)?, Some(name.clone())),
         _ => return None,
     };
     let mut original = action.clone();
@@ -150,7 +163,7 @@ pub(super) fn restore(containers: &mut [Value], originals: &Mapping) {
             if !ours {
                 continue;
             }
-            let Some((key, action)) = ["httpGet", "tcpSocket"]
+            let Some((key, action)) = ACTIONS
                 .into_iter()
                 .find_map(|key| entry.get(key).map(|a| (key, a)))
             else {
@@ -191,6 +204,19 @@ fn named_port(ports: Option<&Value>, name: &str) -> Option<u64> {
         .get("containerPort")?
         .as_u64()
         .filter(|p| (1..=65535).contains(p))
+}
+
+/// Whether a `grpc` action has only Kubernetes' `GRPCAction` fields, its
+/// `service` a name (or nothing: the server as a whole). The proxy refuses
+/// anything else, and a proxy that refuses its probes does not start.
+fn is_plain_grpc(action: &Mapping) -> bool {
+    let known = action
+        .keys()
+        .all(|k| matches!(k.as_str(), Some("port" | "service")));
+    let service = action
+        .get("service")
+        .is_none_or(|s| s.is_null() || s.is_string());
+    known && service
 }
 
 fn is_blank(value: &Value) -> bool {
@@ -279,16 +305,64 @@ mod tests {
     }
 
     #[test]
+    fn grpc_probes_point_at_the_admin_port_and_come_back() {
+        let original = containers(
+            "
+- name: app
+  livenessProbe:
+    grpc: {port: 9090, service: orders}
+    timeoutSeconds: 3
+    periodSeconds: 7
+  readinessProbe:
+    grpc: {port: 9090}
+    failureThreshold: 5
+  startupProbe:
+    grpc: {port: 9090, service: null}
+",
+        );
+        let mut rewritten = original.clone();
+        let originals = rewrite(&mut rewritten);
+        let app = &rewritten[0];
+        for (field, path) in [
+            ("livenessProbe", "/app-health/app/livez"),
+            ("readinessProbe", "/app-health/app/readyz"),
+            ("startupProbe", "/app-health/app/startupz"),
+        ] {
+            assert_eq!(app[field]["httpGet"]["path"].as_str(), Some(path));
+            assert_eq!(app[field]["httpGet"]["port"].as_u64(), Some(7900));
+            assert!(app[field].get("grpc").is_none(), "{field}");
+        }
+        assert_eq!(app["livenessProbe"]["timeoutSeconds"].as_u64(), Some(3));
+        assert_eq!(app["livenessProbe"]["periodSeconds"].as_u64(), Some(7));
+        assert_eq!(app["readinessProbe"]["failureThreshold"].as_u64(), Some(5));
+        // No timeoutSeconds: the proxy applies the kubelet's default of 1.
+        assert_eq!(
+            to_json(&originals),
+            r#"{"/app-health/app/livez":{"grpc":{"port":9090,"service":"orders"},"timeoutSeconds":3},"/app-health/app/readyz":{"grpc":{"port":9090}},"/app-health/app/startupz":{"grpc":{"port":9090,"service":null}}}"#
+        );
+        let parsed = from_json(&to_json(&originals)).unwrap();
+        assert_eq!(parsed, originals);
+        restore(&mut rewritten, &parsed);
+        assert_eq!(rewritten, original);
+    }
+
+    #[test]
     fn probes_the_proxy_cannot_run_are_left_alone() {
         let original = containers(
             "
 - name: app
+  ports: [{name: grpc, containerPort: 9090}]
   livenessProbe: {httpGet: {path: /, port: 8443, scheme: HTTPS}}
   readinessProbe: {httpGet: {path: /, port: 8080, host: 10.0.0.9}}
-  startupProbe: {grpc: {port: 9090}}
+  startupProbe: {grpc: {port: grpc}}
 - name: side
   livenessProbe: {httpGet: {path: /, port: metrics}}
   readinessProbe: {tcpSocket: {port: 0}}
+  startupProbe: {grpc: {port: 9090, service: 7}}
+- name: third
+  livenessProbe: {grpc: {port: 9090, host: 10.0.0.9}}
+  readinessProbe: {grpc: {port: 9090, tls: true}}
+  startupProbe: {grpc: {port: 0}}
 ",
         );
         let mut rewritten = original.clone();

@@ -429,10 +429,20 @@ fn the_apps_probes_go_to_the_proxy_which_is_told_the_originals() {
         "the named port resolved"
     );
     assert_eq!(probes["/app-health/app/readyz"]["tcpSocket"]["port"], 8080);
-    // The other container's exec, gRPC and HTTPS probes stay with the kubelet.
+    // The other container's gRPC probe goes to the proxy too...
+    let metrics = &injected["spec"]["template"]["spec"]["containers"][1];
+    let original = &doc["spec"]["template"]["spec"]["containers"][1];
     assert_eq!(
-        injected["spec"]["template"]["spec"]["containers"][1],
-        doc["spec"]["template"]["spec"]["containers"][1]
+        metrics["readinessProbe"]["httpGet"]["path"].as_str(),
+        Some("/app-health/metrics/readyz")
     );
+    assert_eq!(
+        probes["/app-health/metrics/readyz"],
+        serde_json::json!({"grpc": {"port": 9090}}),
+        "no timeoutSeconds: the proxy's default is the kubelet's, 1"
+    );
+    // ...while its exec and HTTPS probes stay with the kubelet.
+    assert_eq!(metrics["livenessProbe"], original["livenessProbe"]);
+    assert_eq!(metrics["startupProbe"], original["startupProbe"]);
     assert_eq!(uninject(injected).unwrap(), doc);
 }

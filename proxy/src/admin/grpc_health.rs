@@ -70,13 +70,12 @@ pub(super) async fn check(addr: SocketAddr, service: &str) -> Result<String, Str
     // the sender, the request and `connection` with it: that task is left
     // with no stream and no handle, sends GOAWAY and ends, closing the
     // socket. So an app that never answers leaks nothing, probe after probe.
-    let (mut sender, connection) =
-        hyper::client::conn::http2::handshake::<_, _, Full<Bytes>>(
-            TokioExecutor::new(),
-            TokioIo::new(stream),
-        )
-        .await
-        .map_err(|e| format!("{addr}: HTTP/2 handshake: {e}"))?;
+    let (mut sender, connection) = hyper::client::conn::http2::handshake::<_, _, Full<Bytes>>(
+        TokioExecutor::new(),
+        TokioIo::new(stream),
+    )
+    .await
+    .map_err(|e| format!("{addr}: HTTP/2 handshake: {e}"))?;
     let exchange = async {
         let response = sender
             .send_request(request)
@@ -264,7 +263,10 @@ mod tests {
             (&[1, 0, 0, 0, 2, 0x08, 1][..], "compressed"),
             (&[0, 0, 0, 0, 9, 0x08, 1][..], "cut short: 2 of 9 bytes"),
             // A key whose varint never ends.
-            (&[0, 0, 0, 0, 2, 0xff, 0xff][..], "not a HealthCheckResponse"),
+            (
+                &[0, 0, 0, 0, 2, 0xff, 0xff][..],
+                "not a HealthCheckResponse",
+            ),
             // Field 1 as a string, not a varint.
             (
                 &[0, 0, 0, 0, 3, 0x0a, 1, b'x'][..],
