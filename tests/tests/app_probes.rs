@@ -1,8 +1,9 @@
 //! The admin port in a pod: the app's own kubelet probes, which injection
 //! points at `/app-health/...` because STRICT mTLS would refuse the kubelet's
-//! plaintext, are run by the proxy against the app (`REMORA_APP_PROBES`); and
-//! a caller off loopback (the kubelet, another pod) gets only the probe and
-//! metrics paths, a few connections per address.
+//! plaintext, are run by the proxy against the app (`REMORA_APP_PROBES`),
+//! `grpc` ones as the standard gRPC health check; and a caller off loopback
+//! (the kubelet, another pod) gets only the probe and metrics paths, a few
+//! connections per address.
 //!
 //! The proxy is started from environment variables only, as injection runs
 //! it. 127.0.0.1 is "local" to the admin port and the rest of 127/8 is not,
@@ -10,10 +11,17 @@
 
 mod support;
 
+use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::process::Command;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
+use bytes::Bytes;
+use http_body_util::{BodyExt, StreamBody};
+use hyper::body::{Frame, Incoming};
+use hyper::header::HeaderValue;
+use hyper::{HeaderMap, Request, Response};
+use hyper_util::rt::{TokioExecutor, TokioIo};
 use remora_tests::app::TestApp;
 use remora_tests::harness::{bin_path, http, wait_for, ControlPlane, Process, START_TIMEOUT};
 use serde::Deserialize;
@@ -85,6 +93,81 @@ fn closed_port() -> u16 {
         .port()
 }
 
+/// A gRPC answer's body: the message, then the trailers.
+type GrpcBody =
+    StreamBody<futures::stream::Iter<std::vec::IntoIter<Result<Frame<Bytes>, Infallible>>>>;
+
+/// An app's gRPC health service (`grpc.health.v1.Health/Check`) on a
+/// loopback port, over h2c: SERVING for the server as a whole (`""`),
+/// NOT_SERVING for `down`, no answer ever for `hang`, NOT_FOUND for another
+/// service (as grpc-go's and tonic's health services do), UNIMPLEMENTED for
+/// another method. Written with hyper: the workspace has no tonic-health.
+async fn grpc_health_app() -> u16 {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            tokio::spawn(
+                hyper::server::conn::http2::Builder::new(TokioExecutor::new())
+                    .serve_connection(TokioIo::new(stream), hyper::service::service_fn(health)),
+            );
+        }
+    });
+    port
+}
+
+async fn health(request: Request<Incoming>) -> Result<Response<GrpcBody>, Infallible> {
+    if request.uri().path() != "/grpc.health.v1.Health/Check" {
+        return Ok(grpc_answer(None, 12));
+    }
+    let body = match request.into_body().collect().await {
+        Ok(collected) => collected.to_bytes(),
+        Err(_) => return Ok(grpc_answer(None, 13)),
+    };
+    let Some(service) = requested_service(&body) else {
+        return Ok(grpc_answer(None, 3));
+    };
+    match service.as_str() {
+        "" => Ok(grpc_answer(Some(1), 0)),
+        "down" => Ok(grpc_answer(Some(2), 0)),
+        "hang" => std::future::pending().await,
+        _ => Ok(grpc_answer(None, 5)),
+    }
+}
+
+/// The service a `HealthCheckRequest` names: an empty message (`""`), or
+/// field 1 (0x0a) with a one-byte length, enough for these tests' names.
+fn requested_service(body: &[u8]) -> Option<String> {
+    match body {
+        [0, 0, 0, 0, 0] => Some(String::new()),
+        [0, _, _, _, _, 0x0a, len, name @ ..] if usize::from(*len) == name.len() => {
+            String::from_utf8(name.to_vec()).ok()
+        }
+        _ => None,
+    }
+}
+
+/// A `HealthCheckResponse` with `serving` as its status and `grpc-status`
+/// `code` in the trailers; without one, a trailers-only answer (the status
+/// in the headers), as servers fail a call.
+fn grpc_answer(serving: Option<u8>, code: u32) -> Response<GrpcBody> {
+    let mut frames = Vec::new();
+    let mut response = Response::builder().header("content-type", "application/grpc");
+    match serving {
+        Some(status) => {
+            let message = vec![0, 0, 0, 0, 2, 0x08, status];
+            frames.push(Ok(Frame::data(Bytes::from(message))));
+            let mut trailers = HeaderMap::new();
+            trailers.insert("grpc-status", HeaderValue::from(code));
+            frames.push(Ok(Frame::trailers(trailers)));
+        }
+        None => response = response.header("grpc-status", code),
+    }
+    response
+        .body(StreamBody::new(futures::stream::iter(frames)))
+        .unwrap()
+}
+
 /// One HTTP/1.1 request to `admin` from a socket bound to `source`; the
 /// status, or `None` when the connection closed without an answer.
 async fn request_from(source: &str, admin: SocketAddr, method: &str, path: &str) -> Option<u16> {
@@ -140,6 +223,65 @@ async fn the_apps_probes_are_run_by_the_proxy_and_answer_as_the_app_does() {
     let unknown = get("/app-health/app/other").await;
     assert_eq!(unknown.status, 404, "{}", unknown.text());
     assert_eq!(get("/app-health/web/livez").await.status, 404);
+
+    // The kubelet calls from the node, off loopback: the probes answer it.
+    assert_eq!(
+        request_from(REMOTE, admin, "GET", "/app-health/app/livez").await,
+        Some(200)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn grpc_probes_are_the_apps_health_check_run_by_the_proxy() {
+    let (root, cp) = control_plane_with(&[("orders", 80, "http")], &[]).await;
+    let health = grpc_health_app().await;
+    // A real gRPC server without the health service.
+    let echo = TestApp::grpc("orders");
+    let probes = json!({
+        "/app-health/app/livez": {"grpc": {"port": health}},
+        "/app-health/app/readyz": {"grpc": {"port": health, "service": "down"}},
+        "/app-health/app/startupz": {"grpc": {"port": health, "service": "hang"}, "timeoutSeconds": 1},
+        "/app-health/db/livez": {"grpc": {"port": closed_port()}},
+        "/app-health/db/readyz": {"grpc": {"port": echo.addr.port()}},
+        "/app-health/db/startupz": {"grpc": {"port": health, "service": "payments"}},
+    });
+    let (admin, process) = pod_proxy(&cp, root.path(), &probes.to_string()).await;
+    let get = |path: &'static str| async move { http::get(admin, path).await.unwrap() };
+
+    let serving = get("/app-health/app/livez").await;
+    assert_eq!(
+        serving.status,
+        200,
+        "{}\n{}",
+        serving.text(),
+        process.logs()
+    );
+    assert!(serving.text().contains("SERVING"), "{}", serving.text());
+    for (path, reason) in [
+        ("/app-health/app/readyz", "status NOT_SERVING"),
+        ("/app-health/db/livez", "cannot connect"),
+        ("/app-health/db/readyz", "grpc-status 12 (UNIMPLEMENTED)"),
+        ("/app-health/db/startupz", "grpc-status 5 (NOT_FOUND)"),
+    ] {
+        let failed = get(path).await;
+        assert_eq!(failed.status, 503, "{path}: {}", failed.text());
+        assert!(failed.text().contains(reason), "{path}: {}", failed.text());
+    }
+
+    // An app that never answers: 503 at the probe's timeout, not later.
+    let asked = Instant::now();
+    let hung = get("/app-health/app/startupz").await;
+    let took = asked.elapsed();
+    assert_eq!(hung.status, 503, "{}", hung.text());
+    assert!(
+        hung.text().contains("did not answer within"),
+        "{}",
+        hung.text()
+    );
+    assert!(
+        took >= Duration::from_millis(900) && took < Duration::from_secs(5),
+        "the 1 s timeout bounds it: {took:?}"
+    );
 
     // The kubelet calls from the node, off loopback: the probes answer it.
     assert_eq!(
