@@ -265,6 +265,7 @@ mod tests {
                 name: None,
                 port: 443,
                 protocol: AppProtocol::Grpc,
+                target_port: None,
             }],
             endpoints: Vec::new(),
             tls,

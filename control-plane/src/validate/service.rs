@@ -1,14 +1,14 @@
 //! Decoding a Service's `spec`: ports, `clusterIP` and Remora's static endpoints.
 //!
 //! Kubernetes fields that do not matter to the mesh (`selector`, `type`,
-//! `clusterIPs`, ...) are accepted and ignored, so a cluster's manifests can be
+//! `clusterIPs`, `nodePort`, ...) are accepted and ignored, so a cluster's manifests can be
 //! used unchanged. That no two Services share a cluster IP is checked across
 //! Services (`cluster_ip.rs`).
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 
-use serde_yaml_ng::Mapping;
+use serde_yaml_ng::{Mapping, Value};
 
 use super::decode::{field, get, index, Decoder};
 use super::names;
@@ -212,15 +212,34 @@ fn ports(spec: &Mapping, d: &mut Decoder) -> Vec<ServicePort> {
                 );
             }
         }
+        let target_port = target_port(m, &path, d);
         if let (Some(port), Some(protocol)) = (port, protocol) {
             out.push(ServicePort {
                 name,
                 port,
                 protocol,
+                target_port,
             });
         }
     }
     out
+}
+
+/// `targetPort`: a number. In a cluster a name is resolved from the
+/// Service's EndpointSlices before validation (`kubernetes::target_ports`);
+/// a name here is in a file, where nothing resolves it.
+fn target_port(m: &Mapping, path: &str, d: &mut Decoder) -> Option<u16> {
+    if let Some(Value::String(name)) = get(m, "targetPort") {
+        d.error(
+            field(path, "targetPort"),
+            format!(
+                "\"{name}\" is a port name, which only a cluster resolves (from the \
+                 Service's EndpointSlices): give the number the app listens on"
+            ),
+        );
+        return None;
+    }
+    d.port(m, path, "targetPort")
 }
 
 /// Names what is accepted, HTTP and opaque TCP apart, so the user sees that
