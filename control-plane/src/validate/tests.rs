@@ -480,7 +480,10 @@ fn a_target_port_is_a_port_number_named_by_its_field() {
         .unwrap();
     assert_eq!(svc.ports[0].target_port, Some(8080));
     assert_eq!(svc.ports[0].target(), 8080);
-    assert_eq!(svc.ports[1].target_port, None, "a file without it: today's behaviour");
+    assert_eq!(
+        svc.ports[1].target_port, None,
+        "a file without it: today's behaviour"
+    );
     assert_eq!(svc.ports[1].target(), 81);
 }
 
