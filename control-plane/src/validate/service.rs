@@ -225,18 +225,16 @@ fn ports(spec: &Mapping, d: &mut Decoder) -> Vec<ServicePort> {
     out
 }
 
-/// `targetPort`: a number. In a cluster a name is resolved from the
-/// Service's EndpointSlices before validation (`kubernetes::target_ports`);
-/// a name here is in a file, where nothing resolves it.
+/// `targetPort`: a number, or (as Kubernetes allows) a container port's name.
+/// A cluster resolves a name from the Service's EndpointSlices before
+/// validation (`kubernetes::target_ports`). In a file nothing can: a name
+/// means no target (HTTP to the proxy's `app`, opaque TCP to the Service port),
+/// so that a cluster's manifest still reads unchanged.
 fn target_port(m: &Mapping, path: &str, d: &mut Decoder) -> Option<u16> {
     if let Some(Value::String(name)) = get(m, "targetPort") {
-        d.error(
-            field(path, "targetPort"),
-            format!(
-                "\"{name}\" is a port name, which only a cluster resolves (from the \
-                 Service's EndpointSlices): give the number the app listens on"
-            ),
-        );
+        if let Err(message) = names::port_name(name) {
+            d.error(field(path, "targetPort"), message);
+        }
         return None;
     }
     d.port(m, path, "targetPort")
