@@ -89,6 +89,8 @@ impl Connections for InboundConnections {
             identity,
             plaintext: plaintext && self.mesh.is_some(),
             default_authority: None,
+            // A plaintext HTTP caller is taken to the app port it dialled.
+            original_destination: original,
         };
         self.http.serve_connection(io, peer, info, watcher).await
     }
