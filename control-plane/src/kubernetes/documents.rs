@@ -48,7 +48,7 @@ pub fn picked(kinds: &Kinds) -> Vec<Picked> {
         .filter(|(_, ns)| ns.object["terminating"].as_bool() == Some(true))
         .map(|(at, _)| at.name.as_str())
         .collect();
-    let mut slice_ports = target_ports::slice_ports(kinds);
+    let mut by_service = target_ports::slice_ports(kinds);
     let mut picked = Vec::new();
     for kind in Watched::ALL.into_iter().filter(|k| k.is_document()) {
         for (at, object) in kinds.get(&kind).into_iter().flatten() {
@@ -56,7 +56,7 @@ pub fn picked(kinds: &Kinds) -> Vec<Picked> {
                 continue;
             }
             let slice_ports = match kind {
-                Watched::Service => slice_ports.remove(at).unwrap_or_default(),
+                Watched::Service => by_service.remove(at).unwrap_or_default(),
                 _ => SlicePorts::new(),
             };
             picked.push(Picked {

@@ -210,7 +210,7 @@ impl Inbound {
     async fn admit_and_forward(&self, mut req: Request<Incoming>) -> Response<ResponseBody> {
         let app = match self.admit(&mut req) {
             Ok(app) => app,
-            Err(refused) => return refused,
+            Err(refused) => return *refused,
         };
         if super::upgrade::is_extended_connect(&req) {
             return super::upgrade::inbound(app, req).await;
@@ -220,16 +220,17 @@ impl Inbound {
 
     /// The app address a request goes to, or the inbound policy's refusal
     /// (authorization, the app port it asks for, then the rate limit); the
-    /// snapshot is loaded once and not held across the forwarding.
-    fn admit(&self, req: &mut Request<Incoming>) -> Result<SocketAddr, Response<ResponseBody>> {
+    /// snapshot is loaded once and not held across the forwarding. A refusal
+    /// is boxed: the common answer, an address, stays small.
+    fn admit(&self, req: &mut Request<Incoming>) -> Result<SocketAddr, Refusal> {
         if let Some(refused) = super::limits::refuse(&*req, &self.limits) {
-            return Err(refused);
+            return Err(Box::new(refused));
         }
         let snapshot = self.snapshot.load();
         let policy = snapshot.inbound.as_ref();
         if let Err(reason) = Self::authorize(policy, &*req) {
             self.stats.requests_denied.fetch_add(1, Ordering::Relaxed);
-            return Err(forbidden(reason));
+            return Err(Box::new(forbidden(reason)));
         }
         let app = self.app_for(policy, req)?;
         let limited = policy
@@ -238,7 +239,7 @@ impl Inbound {
         if limited {
             self.stats.rate_limited.fetch_add(1, Ordering::Relaxed);
             crate::telemetry::flag(|f| f.rate_limited = true);
-            return Err(rate_limited(is_grpc(req.headers())));
+            return Err(Box::new(rate_limited(is_grpc(req.headers()))));
         }
         Ok(app)
     }
@@ -250,7 +251,7 @@ impl Inbound {
         &self,
         policy: Option<&InboundPolicy>,
         req: &mut Request<Incoming>,
-    ) -> Result<SocketAddr, Response<ResponseBody>> {
+    ) -> Result<SocketAddr, Refusal> {
         let target = req.headers_mut().remove(TARGET_PORT);
         let peer = req.extensions().get::<PeerIdentity>();
         let caller = match peer {
@@ -274,12 +275,15 @@ impl Inbound {
                     target_port = %refused.port,
                     "request refused: not an HTTP port of this Service"
                 );
-                explained(
+                Box::new(explained(
                     StatusCode::NOT_FOUND,
                     refused.to_string(),
                     "not an HTTP port of this Service",
-                )
+                ))
             },
         )
     }
 }
+
+/// The proxy's own answer to a request it does not forward.
+type Refusal = Box<Response<ResponseBody>>;

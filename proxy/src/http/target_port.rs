@@ -53,7 +53,7 @@ pub enum Caller {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("port {port} is not an HTTP port of this Service")]
 pub struct NotAnHttpPort {
-    /// As the peer wrote it, cut to [`SHOWN`] bytes.
+    /// As the peer wrote it, cut to `SHOWN` bytes.
     pub port: String,
 }
 
@@ -87,7 +87,7 @@ pub fn app_for(
     }
 }
 
-/// `value` as a refusal repeats it: at most [`SHOWN`] bytes, lossily.
+/// `value` as a refusal repeats it: at most `SHOWN` bytes, lossily.
 fn shown(value: &HeaderValue) -> String {
     let bytes = value.as_bytes();
     let mut text = String::from_utf8_lossy(&bytes[..bytes.len().min(SHOWN)]).into_owned();
