@@ -208,7 +208,8 @@ pub async fn run(options: Options, shutdown: impl Future<Output = ()>) -> Result
     let stats = Arc::new(InboundStats::default());
     let inbound_handler = Inbound::new(b.app, snapshot.clone(), stats.clone(), metrics.clone())
         .map_err(|_| RunError::AppAddress(b.app))?
-        .with_limits(b.limits);
+        .with_limits(b.limits)
+        .with_app_ports(b.sidecar.app_ports.clone());
     let data_limits = ListenerLimits::data(&b.limits);
     tracing::info!(
         max_connections = b.limits.max_connections,

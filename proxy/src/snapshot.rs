@@ -119,6 +119,11 @@ pub struct InboundPolicy {
     pub rate_limit: Option<Limiter>,
     /// The app ports that take opaque TCP from the mesh, and who may connect.
     pub tcp: HashMap<u16, TcpPort>,
+    /// The app ports behind the Service's HTTP ports (`metadata.remora.http_ports`
+    /// of the HTTP chains): the only ones a mesh peer may ask for with
+    /// `remora-target-port`, and those a redirected plaintext request is taken
+    /// to by its original destination port. Empty: every request to `app`.
+    pub http_ports: std::collections::BTreeSet<u16>,
 }
 
 /// An app port carried as opaque TCP, as the inbound listener declares it.

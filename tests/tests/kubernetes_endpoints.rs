@@ -97,9 +97,14 @@ impl Cluster {
         let token = token_file(&self.cp, self.root.path(), sa);
         let any = |ip: IpAddr| SocketAddr::new(ip, 0);
         let loopback = IpAddr::from([127, 0, 0, 1]);
+        // The app serves the Service's targetPort 8080, here on the port the
+        // system picked.
         let spec = ProxySpec::new("orders", self.cp.xds_addr, backend.addr)
             .node_id(name)
-            .extra(&format!("service_account: {sa}\n"))
+            .extra(&format!(
+                "service_account: {sa}\napp_ports: {{8080: \"{}\"}}\n",
+                backend.addr
+            ))
             .token_file(&token)
             .listen(any(loopback), any(ip), any(loopback));
         let proxy = Proxy::start(spec).await.unwrap();

@@ -226,7 +226,9 @@ impl Pod {
 
         // Only what a test must change: the control plane's address (in a
         // cluster, its Service's name), listeners on the pod's IP with ports
-        // the system picks, the token's file, the app.
+        // the system picks, the token's file, the app (which a pod serves on
+        // its containerPort 8080, the Services' targetPort, and the test on a
+        // port the system picks).
         let app = TestApp::http(name);
         let any = SocketAddr::new(ip, 0).to_string();
         set(&mut env, "REMORA_CONTROL_PLANE", &cp.xds_addr.to_string());
@@ -239,6 +241,7 @@ impl Pod {
             &token_file.display().to_string(),
         );
         set(&mut env, "REMORA_APP", &app.addr.to_string());
+        set(&mut env, "REMORA_APP_PORTS", &format!("8080={}", app.addr));
 
         let dir = tempfile::Builder::new()
             .prefix(&format!("remora-pod-{name}-"))

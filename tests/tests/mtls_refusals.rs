@@ -8,33 +8,13 @@ mod support;
 use std::process::{Command, Stdio};
 use std::time::{Duration, SystemTime};
 
-use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair, SanType};
+use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair};
 use remora_tests::app::TestApp;
-use remora_tests::harness::{http, wait_for, ControlPlane, Proxy, ProxySpec};
+use remora_tests::harness::{http, wait_for, Proxy, ProxySpec};
 use remora_tests::load::{Load, LoadSpec};
 use support::*;
 
 const WEB: &str = "spiffe://cluster.local/ns/default/sa/web";
-
-/// The control plane's own CA, read from its data directory, to sign test leaves.
-fn mesh_issuer(cp: &ControlPlane) -> Issuer<'static, KeyPair> {
-    let read = |name: &str| std::fs::read_to_string(cp.data_dir().join(name)).unwrap();
-    let key = KeyPair::from_pem(&read("ca.key")).unwrap();
-    Issuer::from_ca_cert_pem(&read("ca.crt"), key).unwrap()
-}
-
-/// A leaf for `uri` signed by `issuer`, valid until `not_after`; (cert, key) PEM.
-fn leaf(issuer: &Issuer<'_, KeyPair>, uri: &str, not_after: SystemTime) -> (String, String) {
-    let key = KeyPair::generate().unwrap();
-    let mut params = CertificateParams::default();
-    params.subject_alt_names = vec![SanType::URI(uri.try_into().unwrap())];
-    params.not_before = (SystemTime::now().min(not_after) - Duration::from_secs(3600)).into();
-    params.not_after = not_after.into();
-    (
-        params.signed_by(&key, issuer).unwrap().pem(),
-        key.serialize_pem(),
-    )
-}
 
 fn s_client(
     dir: &std::path::Path,

@@ -11,7 +11,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use remora_tests::harness::{wait_for, ControlPlane, Proxy, ProxySpec};
-use support::{config_dir, mint_token, wait_config, write_config};
+use support::{config_dir, echo_peer, echoes, mint_token, wait_config, write_config};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
@@ -421,42 +421,6 @@ async fn a_server_first_protocol_on_its_declared_port_is_not_held_for_detection(
     })
     .await;
     assert!(logged.is_ok(), "{}", mesh.web.logs());
-}
-
-/// An echo server that, for a client whose first bytes are "RESET", sends part
-/// of a reply and resets the connection.
-async fn echo_peer() -> SocketAddr {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let echo = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        while let Ok((mut s, _)) = listener.accept().await {
-            tokio::spawn(async move {
-                let mut buf = vec![0u8; 64 * 1024];
-                while let Ok(n) = s.read(&mut buf).await {
-                    if n == 0 {
-                        return;
-                    }
-                    if buf[..n].starts_with(b"RESET") {
-                        let _ = s.write_all(b"partial").await;
-                        s.set_zero_linger().unwrap();
-                        return;
-                    }
-                    if s.write_all(&buf[..n]).await.is_err() {
-                        return;
-                    }
-                }
-            });
-        }
-    });
-    echo
-}
-
-async fn echoes(upstream: SocketAddr, message: &[u8]) {
-    let mut c = TcpStream::connect(upstream).await.unwrap();
-    c.write_all(message).await.unwrap();
-    let mut back = vec![0u8; message.len()];
-    c.read_exact(&mut back).await.unwrap();
-    assert_eq!(back, message);
 }
 
 #[tokio::test]

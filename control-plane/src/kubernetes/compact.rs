@@ -8,7 +8,7 @@ use std::sync::Arc;
 use kube::api::DynamicObject;
 use serde_json::{json, Map, Value};
 
-use super::kinds::Watched;
+use super::kinds::{Watched, SERVICE_NAME_LABEL};
 
 /// `kubectl apply` keeps the whole manifest here: as large as the object.
 const LAST_APPLIED: &str = "kubectl.kubernetes.io/last-applied-configuration";
@@ -142,6 +142,10 @@ pub fn compact(kind: Watched, object: &DynamicObject) -> Option<(ObjectRef, Comp
         namespace: namespace.clone(),
         name: name.clone(),
     };
+    if kind == Watched::EndpointSlice {
+        let slice = slice_ports(meta.labels.as_ref(), &object.data);
+        return Some((at, Compact::new(slice, None, None)));
+    }
     if kind == Watched::Namespace {
         let phase = object.data.pointer("/status/phase").and_then(Value::as_str);
         let terminating = meta.deletion_timestamp.is_some() || phase == Some("Terminating");
@@ -196,6 +200,27 @@ pub fn compact(kind: Watched, object: &DynamicObject) -> Option<(ObjectRef, Comp
     let mut compact = Compact::new(Value::Object(document), meta.generation, status);
     compact.resource_version.clone_from(&meta.resource_version);
     Some((at, compact))
+}
+
+/// What is kept of an EndpointSlice: its Service (the label) and what each
+/// of its ports resolved to (`[{name, port}]`, `""` for an unnamed port),
+/// which is all a Service's named `targetPort` needs. Its endpoints,
+/// annotations and generation change with every pod and are dropped, so a
+/// slice changes (and the config reloads) only when a port number may.
+fn slice_ports(labels: Option<&std::collections::BTreeMap<String, String>>, data: &Value) -> Value {
+    let service = labels.and_then(|l| l.get(SERVICE_NAME_LABEL)).cloned();
+    let ports: Vec<Value> = data
+        .get("ports")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(|p| {
+            let port = p.get("port")?.as_u64()?;
+            let name = p.get("name").and_then(Value::as_str).unwrap_or_default();
+            Some(json!({"name": name, "port": port}))
+        })
+        .collect();
+    json!({"service": service, "ports": ports})
 }
 
 #[cfg(test)]
@@ -316,6 +341,33 @@ mod tests {
         let document = route.document.clone().unwrap();
         assert_eq!(*document, serde_yaml_ng::to_value(&route.object).unwrap());
         assert!(route.object["metadata"].get("resourceVersion").is_none());
+    }
+
+    #[test]
+    fn a_slice_keeps_its_service_and_port_numbers_and_nothing_that_changes_with_pods() {
+        let slice = |generation: i64, ip: &str| {
+            object(json!({
+                "apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
+                "metadata": {
+                    "name": "orders-abc", "namespace": "shop", "generation": generation,
+                    "labels": {"kubernetes.io/service-name": "orders", "app": "orders"},
+                    "annotations": {"endpoints.kubernetes.io/last-change-trigger-time": ip},
+                },
+                "addressType": "IPv4",
+                "endpoints": [{"addresses": [ip]}],
+                "ports": [{"name": "redis", "port": 16379, "protocol": "TCP"},
+                          {"port": 8080, "protocol": "TCP"}, {"name": "broken"}],
+            }))
+        };
+        let (at, first) = compact(Watched::EndpointSlice, &slice(1, "10.0.0.1")).unwrap();
+        assert_eq!(at.to_string(), "shop/orders-abc");
+        assert_eq!(
+            first.object,
+            json!({"service": "orders",
+                   "ports": [{"name": "redis", "port": 16379}, {"name": "", "port": 8080}]})
+        );
+        let (_, moved) = compact(Watched::EndpointSlice, &slice(2, "10.0.0.2")).unwrap();
+        assert_eq!(moved.object, first.object, "a pod came and went: no change");
     }
 
     #[test]

@@ -9,14 +9,17 @@
 //!
 //! Each document was converted to YAML once, when its object arrived
 //! ([`super::compact::Compact::document`]): under the caches' lock, which the
-//! watches need, a reload only clones `Arc`s ([`picked`]); the documents are
-//! made after ([`documents_of`]).
+//! watches need, a reload only clones `Arc`s and the few port numbers of the
+//! EndpointSlices ([`picked`]); the documents are made after
+//! ([`documents_of`]), a Service's `targetPort`s made numbers on the way
+//! ([`super::target_ports`]).
 
 use std::collections::BTreeSet;
 
 use super::cache::Kinds;
 use super::compact::{ObjectRef, Yaml};
 use super::kinds::Watched;
+use super::target_ports::{self, SlicePorts, Warned};
 use crate::problem::Problem;
 use crate::source::{Document, Loaded};
 
@@ -31,6 +34,8 @@ pub struct Picked {
     kind: Watched,
     at: ObjectRef,
     document: Yaml,
+    /// A Service's: what its EndpointSlices resolved its ports to.
+    slice_ports: SlicePorts,
 }
 
 /// Every object of a document kind that the mesh reads, in kind then name
@@ -43,33 +48,53 @@ pub fn picked(kinds: &Kinds) -> Vec<Picked> {
         .filter(|(_, ns)| ns.object["terminating"].as_bool() == Some(true))
         .map(|(at, _)| at.name.as_str())
         .collect();
+    let mut by_service = target_ports::slice_ports(kinds);
     let mut picked = Vec::new();
     for kind in Watched::ALL.into_iter().filter(|k| k.is_document()) {
         for (at, object) in kinds.get(&kind).into_iter().flatten() {
             if !object.is_mesh || terminating.contains(at.namespace.as_str()) {
                 continue;
             }
+            let slice_ports = match kind {
+                Watched::Service => by_service.remove(at).unwrap_or_default(),
+                _ => SlicePorts::new(),
+            };
             picked.push(Picked {
                 kind,
                 at: at.clone(),
                 document: object.document.clone(),
+                slice_ports,
             });
         }
     }
     picked
 }
 
-/// The documents of `picked`, outside the lock.
-pub fn documents_of(picked: Vec<Picked>) -> Loaded {
+/// The documents of `picked`, outside the lock; `targetPort` names left
+/// unresolved are told to `warned`.
+pub fn documents_of(picked: Vec<Picked>, warned: &Warned) -> Loaded {
     let mut loaded = Loaded::default();
-    for Picked { kind, at, document } in picked {
+    let mut unresolved = BTreeSet::new();
+    for Picked {
+        kind,
+        at,
+        document,
+        slice_ports,
+    } in picked
+    {
         let file = location(kind, &at);
         match document {
-            Ok(value) => loaded.documents.push(Document {
-                file,
-                index: 1,
-                value: (*value).clone(),
-            }),
+            Ok(value) => {
+                let mut value = (*value).clone();
+                if kind == Watched::Service {
+                    unresolved.extend(target_ports::resolve(&mut value, &at, &slice_ports));
+                }
+                loaded.documents.push(Document {
+                    file,
+                    index: 1,
+                    value,
+                });
+            }
             // JSON always converts to YAML; reported rather than assumed.
             Err(e) => loaded.problems.push(Problem::in_file(
                 file,
@@ -77,6 +102,7 @@ pub fn documents_of(picked: Vec<Picked>) -> Loaded {
             )),
         }
     }
+    warned.observe(unresolved);
     loaded
 }
 
@@ -85,7 +111,7 @@ pub fn documents_of(picked: Vec<Picked>) -> Loaded {
 /// after).
 #[cfg(test)]
 pub fn documents(kinds: &Kinds) -> Loaded {
-    documents_of(picked(kinds))
+    documents_of(picked(kinds), &Warned::default())
 }
 
 #[cfg(test)]
@@ -149,6 +175,54 @@ mod tests {
         assert_eq!(
             problem.field.as_deref(),
             Some("spec.rules[0].backendRefs[0].name")
+        );
+    }
+
+    #[test]
+    fn target_ports_are_numbers_by_kubernetes_rules_and_names_are_resolved_from_slices() {
+        let mut kinds = Kinds::new();
+        put(
+            &mut kinds,
+            Watched::Service,
+            "shop",
+            "orders",
+            json!({"apiVersion": "v1", "kind": "Service",
+                   "metadata": {"name": "orders", "namespace": "shop"},
+                   "spec": {"ports": [
+                       {"name": "api", "port": 80, "targetPort": 8080},
+                       {"name": "admin", "port": 81},
+                       {"name": "redis", "port": 6379, "targetPort": "redis", "appProtocol": "redis"},
+                       {"name": "metrics", "port": 9090, "targetPort": "metrics"}]}}),
+        );
+        // Slices as `compact` keeps them; one of another namespace's orders.
+        put(
+            &mut kinds,
+            Watched::EndpointSlice,
+            "shop",
+            "orders-abc",
+            json!({"service": "orders", "ports": [{"name": "redis", "port": 16379}]}),
+        );
+        put(
+            &mut kinds,
+            Watched::EndpointSlice,
+            "other",
+            "orders-xyz",
+            json!({"service": "orders", "ports": [{"name": "metrics", "port": 9100}]}),
+        );
+        let loaded = documents(&kinds);
+        let files: Vec<&str> = loaded.documents.iter().map(|d| d.file.as_str()).collect();
+        assert_eq!(files, ["Service shop/orders"], "a slice is no document");
+        let outcome = crate::validate::validate_loaded(&loaded);
+        assert!(outcome.problems.is_empty(), "{:?}", outcome.problems);
+        let orders = outcome
+            .store
+            .service(&crate::resources::ObjectKey::new("shop", "orders"))
+            .unwrap();
+        let targets: Vec<Option<u16>> = orders.ports.iter().map(|p| p.target_port).collect();
+        assert_eq!(
+            targets,
+            [Some(8080), Some(81), Some(16379), None],
+            "a number, the port itself, a resolved name, an unresolved one"
         );
     }
 

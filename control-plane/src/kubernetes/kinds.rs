@@ -9,6 +9,8 @@ use kube::api::{ApiResource, GroupVersionKind};
 pub enum Watched {
     Namespace,
     Service,
+    /// Only its ports: what a Service's named `targetPort` resolves to.
+    EndpointSlice,
     HttpRoute,
     MeshTls,
     AuthorizationPolicy,
@@ -18,10 +20,14 @@ pub enum Watched {
 /// The controller name Remora writes in `HTTPRoute.status.parents[]`.
 pub const CONTROLLER_NAME: &str = "remora.dev/mesh";
 
+/// The label that names an EndpointSlice's Service.
+pub const SERVICE_NAME_LABEL: &str = "kubernetes.io/service-name";
+
 impl Watched {
-    pub const ALL: [Watched; 6] = [
+    pub const ALL: [Watched; 7] = [
         Watched::Namespace,
         Watched::Service,
+        Watched::EndpointSlice,
         Watched::HttpRoute,
         Watched::MeshTls,
         Watched::AuthorizationPolicy,
@@ -33,6 +39,7 @@ impl Watched {
         match self {
             Watched::Namespace => "Namespace",
             Watched::Service => "Service",
+            Watched::EndpointSlice => "EndpointSlice",
             Watched::HttpRoute => "HTTPRoute",
             Watched::MeshTls => "MeshTLS",
             Watched::AuthorizationPolicy => "AuthorizationPolicy",
@@ -43,6 +50,7 @@ impl Watched {
     fn group_version(self) -> (&'static str, &'static str) {
         match self {
             Watched::Namespace | Watched::Service => ("", "v1"),
+            Watched::EndpointSlice => ("discovery.k8s.io", "v1"),
             Watched::HttpRoute => ("gateway.networking.k8s.io", "v1"),
             Watched::MeshTls | Watched::AuthorizationPolicy | Watched::TrafficPolicy => {
                 ("policy.remora.dev", "v1alpha1")
@@ -55,6 +63,7 @@ impl Watched {
         match self {
             Watched::Namespace => "namespaces",
             Watched::Service => "services",
+            Watched::EndpointSlice => "endpointslices",
             Watched::HttpRoute => "httproutes",
             Watched::MeshTls => "meshtlses",
             Watched::AuthorizationPolicy => "authorizationpolicies",
@@ -81,7 +90,10 @@ impl Watched {
     /// Whether a missing kind is expected (a CRD not installed yet): the
     /// others are served meanwhile.
     pub fn is_custom(self) -> bool {
-        !matches!(self, Watched::Namespace | Watched::Service)
+        !matches!(
+            self,
+            Watched::Namespace | Watched::Service | Watched::EndpointSlice
+        )
     }
 
     /// Whether Remora writes this kind's status.
@@ -90,9 +102,10 @@ impl Watched {
     }
 
     /// Whether the mesh reads objects of this kind as documents (Namespaces
-    /// only decide which Services count).
+    /// only decide which Services count, EndpointSlices what their named
+    /// target ports are).
     pub fn is_document(self) -> bool {
-        self != Watched::Namespace
+        !matches!(self, Watched::Namespace | Watched::EndpointSlice)
     }
 }
 

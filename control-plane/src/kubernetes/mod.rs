@@ -16,6 +16,7 @@ pub mod endpoints; //  EndpointSlices + Pods + Service selectors -> mesh endpoin
 mod kinds; //          the watched kinds: API group, version, plural
 mod source; //         `KubeSource`: the cluster as a `Source`
 mod status; //         problems -> HTTPRoute and CRD status (pure)
+mod target_ports; //   a Service port's targetPort -> a number (names from EndpointSlices)
 pub mod tokenreview; // proxies' service-account tokens, checked by the API server
 mod watch; //          one watch per kind (list, watch, bookmarks, 410 relist, backoff)
 mod writer; //         the status writer task: patches the status subresource

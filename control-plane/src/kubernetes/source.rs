@@ -13,6 +13,7 @@ use tokio::task::JoinHandle;
 use super::cache::{Caches, Progress};
 use super::client::KubeError;
 use super::documents::{documents_of, picked};
+use super::target_ports::Warned;
 use super::{watch as watches, writer};
 use crate::problem::Problem;
 use crate::source::{Change, Loaded, Source, Staged};
@@ -32,6 +33,9 @@ pub struct KubeSource {
     changes: Mutex<watch::Receiver<u64>>,
     /// The latest problems, for the status writer.
     reports: watch::Sender<Option<Arc<[Problem]>>>,
+    /// Named target ports already told unresolved (once per change, not per
+    /// reload).
+    unresolved: Warned,
     /// The watches and the status writer, stopped with the source.
     tasks: Vec<JoinHandle<()>>,
 }
@@ -51,6 +55,7 @@ impl KubeSource {
             caches,
             changes: Mutex::new(changes.clone()),
             reports,
+            unresolved: Warned::default(),
             tasks,
         };
         tracing::info!("waiting for the first list of every watched kind");
@@ -100,7 +105,7 @@ impl Source for KubeSource {
         Box::pin(async move {
             // Only `Arc`s are cloned under the lock the watches need.
             let picked = self.caches.read(picked);
-            Ok(documents_of(picked))
+            Ok(documents_of(picked, &self.unresolved))
         })
     }
 
@@ -151,6 +156,7 @@ mod tests {
             caches,
             changes,
             reports: watch::channel(None).0,
+            unresolved: Warned::default(),
             tasks: Vec::new(),
         }
     }

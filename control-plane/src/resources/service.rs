@@ -79,6 +79,17 @@ pub struct ServicePort {
     pub name: Option<String>,
     pub port: u16,
     pub protocol: AppProtocol,
+    /// `targetPort`: where the Service's workloads serve this port. `None`
+    /// (file mode without `targetPort`, or a name the cluster did not
+    /// resolve): HTTP goes to the proxy's `app`, opaque TCP to the port itself.
+    pub target_port: Option<u16>,
+}
+
+impl ServicePort {
+    /// The app port behind this Service port: `targetPort`, else the port.
+    pub fn target(&self) -> u16 {
+        self.target_port.unwrap_or(self.port)
+    }
 }
 
 /// What a port speaks (`spec.ports[].appProtocol`): HTTP, routed by request, or

@@ -125,7 +125,9 @@ pub fn cluster(service: &Service, port: &ServicePort, policy: Option<&TrafficPol
 /// `allow_unauthenticated_endpoints: true` only for a Service annotated so
 /// (without it a Remora proxy sends nothing to a meshed endpoint that proves no
 /// identity); `protocol: tcp` only for an opaque port (a proxy balances its
-/// connections, not requests, and speaks no HTTP to it).
+/// connections, not requests, and speaks no HTTP to it); `target_port` when
+/// the port has one (a proxy names it to a meshed endpoint, whose proxy
+/// serves every port of the Service, as the app port to reach).
 fn cluster_metadata(
     service: &Service,
     port: &ServicePort,
@@ -149,6 +151,11 @@ fn cluster_metadata(
                 .fields
                 .insert(PROTOCOL.to_owned(), metadata::string(TCP));
         }
+        if let Some(target) = port.target_port {
+            remora
+                .fields
+                .insert(TARGET_PORT.to_owned(), metadata::number(target.into()));
+        }
     }
     m
 }
@@ -159,6 +166,8 @@ pub const ALLOW_UNAUTHENTICATED_ENDPOINTS: &str = "allow_unauthenticated_endpoin
 /// The cluster metadata field that marks an opaque TCP cluster, and its value.
 pub const PROTOCOL: &str = "protocol";
 pub const TCP: &str = "tcp";
+/// The cluster metadata field naming the app port behind the Service port.
+pub const TARGET_PORT: &str = "target_port";
 
 fn lb_policy(balancer: &LoadBalancer) -> LbPolicy {
     match balancer {
@@ -265,6 +274,7 @@ mod tests {
                 name: None,
                 port: 443,
                 protocol: AppProtocol::Grpc,
+                target_port: None,
             }],
             endpoints: Vec::new(),
             tls,
@@ -281,6 +291,23 @@ mod tests {
         };
         assert_eq!(any.type_url, remora_proto::type_url::UPSTREAM_TLS_CONTEXT);
         prost::Message::decode(any.value.as_slice()).unwrap()
+    }
+
+    #[test]
+    fn the_metadata_names_the_target_port_only_when_the_port_has_one() {
+        use remora_proto::xds::google::protobuf::value::Kind;
+        let remora = |c: &Cluster| {
+            c.metadata.as_ref().unwrap().filter_metadata[names::METADATA_KEY]
+                .fields
+                .clone()
+        };
+        let mut s = service(None);
+        let without = remora(&cluster(&s, &s.ports[0], None));
+        assert!(!without.contains_key(TARGET_PORT), "{without:?}");
+        s.ports[0].target_port = Some(8443);
+        let with = remora(&cluster(&s, &s.ports[0], None));
+        assert_eq!(with[TARGET_PORT].kind, Some(Kind::NumberValue(8443.0)));
+        assert_eq!(with["port"].kind, Some(Kind::NumberValue(443.0)));
     }
 
     #[test]

@@ -4,15 +4,19 @@
 //! workload certificate and forwards to its app as its bootstrap says, so the TLS
 //! context carries no certificate and the route table is empty.
 //!
-//! HTTP comes first (`mtls`, then `plaintext`); then each opaque TCP port has its
-//! own chains (`tcp|<port>`, then `tcp|<port>|plaintext`), matched by the port and,
-//! over mTLS, by the ALPN a caller's proxy offers for TCP ([`TCP_ALPN`]), with
-//! network RBAC filters before a TCP proxy to the app.
+//! HTTP comes first (`mtls`, then `plaintext`), their metadata listing the app
+//! ports behind the HTTP ports (`http_ports`) when any has a `targetPort`; then
+//! each opaque TCP port has its own chains (`tcp|<target>`, then
+//! `tcp|<target>|plaintext`), keyed by the app port behind it (what a peer's
+//! transport header names, and where a redirected connection was going),
+//! matched by that port and, over mTLS, by the ALPN a caller's proxy offers for
+//! TCP ([`TCP_ALPN`]), with network RBAC filters before a TCP proxy to the app.
 
+use std::collections::BTreeSet;
 use std::net::{Ipv4Addr, SocketAddr};
 
 use remora_proto::xds::envoy::config::core::v3::{
-    transport_socket, TrafficDirection, TransportSocket,
+    transport_socket, Metadata, TrafficDirection, TransportSocket,
 };
 use remora_proto::xds::envoy::config::listener::v3::{
     filter, listener_filter, Filter, FilterChain, FilterChainMatch, Listener, ListenerFilter,
@@ -42,6 +46,8 @@ pub const HTTP_ALPN: &str = "h2";
 pub const TCP_ALPN: &str = "remora-tcp/1";
 const TLS: &str = "tls";
 const RAW_BUFFER: &str = "raw_buffer";
+/// The HTTP chains' metadata field listing the app ports behind the HTTP ports.
+pub const HTTP_PORTS: &str = "http_ports";
 /// Informational: a proxy binds what its bootstrap says.
 const INBOUND_ADDRESS: SocketAddr =
     SocketAddr::new(std::net::IpAddr::V4(Ipv4Addr::UNSPECIFIED), 7002);
@@ -54,6 +60,7 @@ pub fn listener(store: &Store, service: &Service, trust_domain: &str) -> Listene
             &http_connection_manager(&name, store, service, trust_domain),
         ))),
     };
+    let http_metadata = http_ports(service);
     let mut filter_chains = vec![FilterChain {
         name: "mtls".to_owned(),
         filter_chain_match: Some(FilterChainMatch {
@@ -62,6 +69,7 @@ pub fn listener(store: &Store, service: &Service, trust_domain: &str) -> Listene
         }),
         transport_socket: Some(mesh_tls(HTTP_ALPN)),
         filters: vec![hcm.clone()],
+        metadata: http_metadata.clone(),
         ..Default::default()
     }];
     let mode = store.tls_mode(&service.key);
@@ -73,6 +81,7 @@ pub fn listener(store: &Store, service: &Service, trust_domain: &str) -> Listene
                 ..Default::default()
             }),
             filters: vec![hcm],
+            metadata: http_metadata,
             ..Default::default()
         });
     }
@@ -93,9 +102,31 @@ pub fn listener(store: &Store, service: &Service, trust_domain: &str) -> Listene
     }
 }
 
-/// The chains of each opaque port, in port order: mTLS, and plaintext when
-/// PERMISSIVE. Both carry the same RBAC filters: a plaintext connection proves no
-/// caller, so only rules without `from` can allow it, as on the HTTP chains.
+/// `metadata.remora.http_ports`: the app ports behind the Service's HTTP
+/// ports, sorted, which a peer may name in `remora-target-port`; `None` when no
+/// HTTP port has a target (every request goes to the proxy's `app`, and the
+/// listener encodes as it did before targets existed).
+fn http_ports(service: &Service) -> Option<Metadata> {
+    let ports: BTreeSet<u16> = service
+        .ports
+        .iter()
+        .filter(|p| !p.protocol.is_opaque())
+        .filter_map(|p| p.target_port)
+        .collect();
+    (!ports.is_empty()).then(|| {
+        metadata::remora([(
+            HTTP_PORTS,
+            metadata::numbers(ports.into_iter().map(f64::from)),
+        )])
+    })
+}
+
+/// The chains of each opaque port, by the app port behind it (its target), in
+/// that order: mTLS, and plaintext when PERMISSIVE. Both carry the same RBAC
+/// filters: a plaintext connection proves no caller, so only rules without
+/// `from` can allow it, as on the HTTP chains. Two Service ports with one
+/// target share its chains (the lower port's protocol labels them): they
+/// reach the same app port.
 fn tcp_chains(
     store: &Store,
     service: &Service,
@@ -107,10 +138,12 @@ fn tcp_chains(
         .iter()
         .filter(|p| p.protocol.is_opaque())
         .collect();
-    ports.sort_by_key(|p| p.port);
+    ports.sort_by_key(|p| (p.target(), p.port));
+    ports.dedup_by_key(|p| p.target());
     let mut out = Vec::new();
     for port in ports {
-        let cluster = names::inbound_cluster(port.port);
+        let target = port.target();
+        let cluster = names::inbound_cluster(target);
         let mut filters: Vec<Filter> =
             authorization::network_filters(store, service, trust_domain, &cluster)
                 .into_iter()
@@ -121,14 +154,14 @@ fn tcp_chains(
                 .collect();
         filters.push(tcp_proxy::filter(store, &service.key, &cluster, &cluster));
         let metadata = metadata::remora([
-            ("port", metadata::number(port.port.into())),
+            ("port", metadata::number(target.into())),
             ("protocol", metadata::string(port.protocol.as_str())),
         ]);
         let destination_port = Some(UInt32Value {
-            value: port.port.into(),
+            value: target.into(),
         });
         out.push(FilterChain {
-            name: names::inbound_tcp_chain(port.port),
+            name: names::inbound_tcp_chain(target),
             filter_chain_match: Some(FilterChainMatch {
                 destination_port,
                 transport_protocol: TLS.to_owned(),
@@ -142,7 +175,7 @@ fn tcp_chains(
         });
         if mode == TlsMode::Permissive {
             out.push(FilterChain {
-                name: names::inbound_plaintext_tcp_chain(port.port),
+                name: names::inbound_plaintext_tcp_chain(target),
                 filter_chain_match: Some(FilterChainMatch {
                     destination_port,
                     transport_protocol: RAW_BUFFER.to_owned(),

@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 
 use remora_proto::xds::envoy::config::core::v3::Metadata;
-use remora_proto::xds::google::protobuf::{value::Kind, Struct, Value};
+use remora_proto::xds::google::protobuf::{value::Kind, ListValue, Struct, Value};
 
 use super::names::METADATA_KEY;
 
@@ -31,5 +31,13 @@ pub fn number(n: f64) -> Value {
 pub fn boolean(b: bool) -> Value {
     Value {
         kind: Some(Kind::BoolValue(b)),
+    }
+}
+
+pub fn numbers(ns: impl IntoIterator<Item = f64>) -> Value {
+    Value {
+        kind: Some(Kind::ListValue(ListValue {
+            values: ns.into_iter().map(number).collect(),
+        })),
     }
 }

@@ -210,4 +210,6 @@ mod opaque_tests;
 #[cfg(test)]
 mod policy_tests;
 #[cfg(test)]
+mod target_port_tests;
+#[cfg(test)]
 mod tests;

@@ -101,7 +101,7 @@ fn mesh_endpoint(service: &str, address: &str, node_id: &str) -> MeshEndpoint {
     }
 }
 
-fn decode<M: Message + Default>(map: &ResourceMap, name: &str) -> M {
+pub(super) fn decode<M: Message + Default>(map: &ResourceMap, name: &str) -> M {
     let any = map.get(name).unwrap_or_else(|| {
         panic!(
             "no resource {name}; have {:?}",
@@ -116,7 +116,7 @@ fn unpack<M: Message + Default + prost::Name>(any: &Any) -> M {
     M::decode(any.value.as_slice()).unwrap()
 }
 
-fn remora_fields(m: Option<&Metadata>) -> std::collections::BTreeMap<String, Kind> {
+pub(super) fn remora_fields(m: Option<&Metadata>) -> std::collections::BTreeMap<String, Kind> {
     m.and_then(|m| m.filter_metadata.get("remora"))
         .map(|s| {
             s.fields

@@ -48,6 +48,27 @@ fn label(name: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// A container port's name, as a Service's `targetPort` may give it (Kubernetes'
+/// IANA_SVC_NAME): at most 15 lower-case letters, digits and `-`, with at least
+/// one letter, not starting or ending with `-`, no `--`.
+pub fn port_name(name: &str) -> Result<(), String> {
+    let well_formed = (1..=15).contains(&name.len())
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+        && name.chars().any(|c| c.is_ascii_lowercase())
+        && !name.starts_with('-')
+        && !name.ends_with('-')
+        && !name.contains("--");
+    if well_formed {
+        return Ok(());
+    }
+    Err(format!(
+        "\"{name}\" is neither a port number nor a port name (at most 15 lower-case letters, \
+         digits and '-', with a letter, no '-' at either end or twice in a row)"
+    ))
+}
+
 /// An HTTP header name (RFC 9110 token).
 pub fn header_name(name: &str) -> Result<(), String> {
     let token = |c: char| c.is_ascii_alphanumeric() || "!#$%&'*+-.^_`|~".contains(c);
@@ -77,6 +98,25 @@ mod tests {
         assert!(dns1123_subdomain("orders.split").is_ok());
         assert!(dns1123_subdomain("orders..split").is_err());
         assert!(dns1123_subdomain("Orders").is_err());
+    }
+
+    #[test]
+    fn port_names_are_short_with_a_letter() {
+        for good in ["http", "redis", "h2c", "metrics-9090", "a"] {
+            assert!(port_name(good).is_ok(), "{good}");
+        }
+        for bad in [
+            "8080",
+            "",
+            "-http",
+            "http-",
+            "ht--tp",
+            "HTTP",
+            "a-very-long-name",
+            "ht_tp",
+        ] {
+            assert!(port_name(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]

@@ -1,14 +1,14 @@
 //! Decoding a Service's `spec`: ports, `clusterIP` and Remora's static endpoints.
 //!
 //! Kubernetes fields that do not matter to the mesh (`selector`, `type`,
-//! `clusterIPs`, ...) are accepted and ignored, so a cluster's manifests can be
+//! `clusterIPs`, `nodePort`, ...) are accepted and ignored, so a cluster's manifests can be
 //! used unchanged. That no two Services share a cluster IP is checked across
 //! Services (`cluster_ip.rs`).
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 
-use serde_yaml_ng::Mapping;
+use serde_yaml_ng::{Mapping, Value};
 
 use super::decode::{field, get, index, Decoder};
 use super::names;
@@ -212,15 +212,32 @@ fn ports(spec: &Mapping, d: &mut Decoder) -> Vec<ServicePort> {
                 );
             }
         }
+        let target_port = target_port(m, &path, d);
         if let (Some(port), Some(protocol)) = (port, protocol) {
             out.push(ServicePort {
                 name,
                 port,
                 protocol,
+                target_port,
             });
         }
     }
     out
+}
+
+/// `targetPort`: a number, or (as Kubernetes allows) a container port's name.
+/// A cluster resolves a name from the Service's EndpointSlices before
+/// validation (`kubernetes::target_ports`). In a file nothing can: a name
+/// means no target (HTTP to the proxy's `app`, opaque TCP to the Service port),
+/// so that a cluster's manifest still reads unchanged.
+fn target_port(m: &Mapping, path: &str, d: &mut Decoder) -> Option<u16> {
+    if let Some(Value::String(name)) = get(m, "targetPort") {
+        if let Err(message) = names::port_name(name) {
+            d.error(field(path, "targetPort"), message);
+        }
+        return None;
+    }
+    d.port(m, path, "targetPort")
 }
 
 /// Names what is accepted, HTTP and opaque TCP apart, so the user sees that

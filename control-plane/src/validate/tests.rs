@@ -454,6 +454,46 @@ fn bad_app_protocol_and_port_out_of_range() {
 }
 
 #[test]
+fn a_target_port_is_a_number_or_a_port_name_and_errors_name_the_field() {
+    let outcome = run(&[(
+        "s.yaml",
+        &service_with_ports(
+            "[{port: 80, targetPort: 8080}, {port: 81, targetPort: 0}, {port: 82, targetPort: '8080'}]",
+        ),
+    )]);
+    assert_eq!(
+        messages(&outcome),
+        [
+            "s.yaml: Service default/svc: spec.ports[1].targetPort: 0 is out of range (1 to 65535)",
+            "s.yaml: Service default/svc: spec.ports[2].targetPort: \"8080\" is neither a port number nor a port name (at most 15 lower-case letters, digits and '-', with a letter, no '-' at either end or twice in a row)",
+        ]
+    );
+
+    let outcome = run(&[(
+        "s.yaml",
+        &service_with_ports(
+            "[{port: 80, targetPort: 8080}, {port: 81}, {port: 6379, targetPort: redis, appProtocol: redis}]",
+        ),
+    )]);
+    assert_eq!(messages(&outcome), Vec::<String>::new());
+    let svc = outcome
+        .store
+        .service(&ObjectKey::new("default", "svc"))
+        .unwrap();
+    assert_eq!(svc.ports[0].target_port, Some(8080));
+    assert_eq!(svc.ports[0].target(), 8080);
+    assert_eq!(
+        svc.ports[1].target_port, None,
+        "a file without it: today's behaviour"
+    );
+    assert_eq!(svc.ports[1].target(), 81);
+    assert_eq!(
+        svc.ports[2].target_port, None,
+        "a name: only a cluster resolves it, and a cluster's manifest still reads"
+    );
+}
+
+#[test]
 fn duplicate_ports_and_no_ports() {
     let outcome = run(&[
         ("a.yaml", &service_with_ports("[{port: 80}, {port: 80}]")),

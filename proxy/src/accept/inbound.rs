@@ -4,8 +4,10 @@
 //! A peer proxy asks for opaque TCP with ALPN `remora-tcp/1` and names the app
 //! port in the transport header; a redirected plaintext connection (transparent
 //! mode) names it by its original destination port. Either way the port must be
-//! one the Service declares as TCP, and the caller must be authorized for it:
-//! a caller cannot reach any other port of the app's host.
+//! the app port behind one of the Service's TCP ports (its `targetPort`, else
+//! the port), and the caller must be authorized for it: a caller cannot reach
+//! any other port of the app's host. HTTP goes to the app port the request
+//! asks for (`http::target_port`), which needs the original destination too.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -89,6 +91,8 @@ impl Connections for InboundConnections {
             identity,
             plaintext: plaintext && self.mesh.is_some(),
             default_authority: None,
+            // A plaintext HTTP caller is taken to the app port it dialled.
+            original_destination: original,
         };
         self.http.serve_connection(io, peer, info, watcher).await
     }

@@ -254,6 +254,7 @@ impl Admin {
                 json!({
                     "name": &*c.name,
                     "protocol": format!("{:?}", c.protocol),
+                    "target_port": c.target_port.as_ref().map(|t| t.port),
                     "endpoints": endpoints,
                     "stats": c.state.stats.to_json(),
                     "circuit_breakers": c.breakers_json(),
@@ -354,6 +355,12 @@ impl Admin {
             .collect();
         tcp_ports.sort_by_key(|p| p["port"].as_u64());
         inbound["tcp_ports"] = json!(tcp_ports);
+        let http_ports: Vec<u16> = snapshot
+            .inbound
+            .iter()
+            .flat_map(|p| p.http_ports.iter().copied())
+            .collect();
+        inbound["http_ports"] = json!(http_ports);
         json!({
             "node_id": self.node_id,
             "source": self.config_source(),

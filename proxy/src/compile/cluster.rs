@@ -23,8 +23,8 @@ use super::lb_policy::balancer;
 use super::origin::origin_tls;
 use super::CompileError;
 use crate::upstream::{
-    Cluster, ConnectionTimeouts, EndpointRegistry, Peer, Protocol, Transport, WeightedEndpoint,
-    DEFAULT_CONNECT_TIMEOUT,
+    Cluster, ConnectionTimeouts, EndpointRegistry, Peer, Protocol, TargetPort, Transport,
+    WeightedEndpoint, DEFAULT_CONNECT_TIMEOUT,
 };
 
 /// The name under which a cluster's endpoints arrive over EDS, if it uses EDS.
@@ -71,6 +71,7 @@ pub fn compile(
         return Err(CompileError::new("Cluster", "", "name", "empty"));
     }
     let protocol = protocol(c)?;
+    let target_port = target_port(c)?;
     let origin = origin_tls(c, protocol)?;
     let idle = idle_timeout(c)?;
     let connect_timeout = match &c.connect_timeout {
@@ -157,8 +158,38 @@ pub fn compile(
         limits,
         concurrency,
         fault: None,
+        target_port,
         state: registry.cluster_state(&c.name),
     })
+}
+
+/// `metadata.remora.target_port`: the app port behind the Service port, which
+/// a meshed endpoint's proxy is asked for; absent when the Service port has no
+/// `targetPort`. Anything but a whole number from 1 to 65535 rejects the
+/// cluster: a wrong port would reach another app port.
+fn target_port(c: &XdsCluster) -> Result<Option<TargetPort>, CompileError> {
+    let Some(value) = c
+        .metadata
+        .as_ref()
+        .and_then(|m| m.filter_metadata.get("remora"))
+        .and_then(|s| s.fields.get("target_port"))
+    else {
+        return Ok(None);
+    };
+    let shown = match &value.kind {
+        Some(Kind::NumberValue(n)) if n.fract() == 0.0 && (1.0..=65535.0).contains(n) => {
+            return Ok(Some(TargetPort::new(*n as u16)));
+        }
+        Some(Kind::NumberValue(n)) => n.to_string(),
+        Some(Kind::StringValue(s)) => format!("\"{s}\""),
+        _ => "a value that is not a number".to_owned(),
+    };
+    Err(CompileError::new(
+        "Cluster",
+        &c.name,
+        "metadata.filter_metadata.remora.target_port",
+        format!("{shown} is not a port (a whole number from 1 to 65535)"),
+    ))
 }
 
 fn protocol(c: &XdsCluster) -> Result<Protocol, CompileError> {

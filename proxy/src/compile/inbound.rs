@@ -1,9 +1,10 @@
 //! The inbound listener -> [`InboundPolicy`]: which transports its filter chains
-//! accept (an mTLS chain always; a plaintext one when PERMISSIVE) and the
-//! authorization each chain's RBAC filters describe.
+//! accept (an mTLS chain always; a plaintext one when PERMISSIVE), the
+//! authorization each chain's RBAC filters describe, and the app ports behind
+//! the Service's HTTP ports (the HTTP chains' `metadata.remora.http_ports`).
 
 use std::collections::hash_map::Entry;
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 
 use remora_proto::prost::Message;
 use remora_proto::type_url;
@@ -19,6 +20,7 @@ use remora_proto::xds::envoy::extensions::transport_sockets::tls::v3::Downstream
 use remora_proto::xds::envoy::r#type::matcher::v3::{
     path_matcher, string_matcher::MatchPattern, StringMatcher,
 };
+use remora_proto::xds::google::protobuf::value::Kind;
 
 use super::listener::http_connection_manager;
 use super::route::{header_match, method_match};
@@ -42,6 +44,7 @@ pub fn compile(l: &Listener, registry: &EndpointRegistry) -> Result<InboundPolic
     let mut plaintext = None;
     let mut rate_limit = None;
     let mut tcp = HashMap::<u16, TcpPort>::new();
+    let mut http_ports = BTreeSet::new();
     for (i, chain) in l.filter_chains.iter().enumerate() {
         let path = format!("filter_chains[{i}]");
         let is_tls = transport(chain, &path).map_err(err)?;
@@ -74,6 +77,7 @@ pub fn compile(l: &Listener, registry: &EndpointRegistry) -> Result<InboundPolic
             }
             continue;
         }
+        http_ports.extend(chain_http_ports(chain, &path).map_err(err)?);
         let (authorization, limit) = authorization(l, i, registry)?;
         // Every chain carries the same limit (one bucket, by its stat_prefix).
         rate_limit = rate_limit.or(limit);
@@ -95,7 +99,39 @@ pub fn compile(l: &Listener, registry: &EndpointRegistry) -> Result<InboundPolic
         plaintext,
         rate_limit,
         tcp,
+        http_ports,
     })
+}
+
+/// An HTTP chain's `metadata.remora.http_ports`: whole numbers from 1 to 65535
+/// (absent: none). A bad one rejects the listener: a wrong port would let a
+/// peer reach another app port.
+fn chain_http_ports(chain: &FilterChain, path: &str) -> Result<BTreeSet<u16>, Field> {
+    let field = format!("{path}.metadata.filter_metadata.remora.http_ports");
+    let Some(value) = chain
+        .metadata
+        .as_ref()
+        .and_then(|m| m.filter_metadata.get("remora"))
+        .and_then(|s| s.fields.get("http_ports"))
+    else {
+        return Ok(BTreeSet::new());
+    };
+    let Some(Kind::ListValue(list)) = &value.kind else {
+        return Err((field, "must be a list of ports".into()));
+    };
+    list.values
+        .iter()
+        .enumerate()
+        .map(|(i, v)| match &v.kind {
+            Some(Kind::NumberValue(n)) if n.fract() == 0.0 && (1.0..=65535.0).contains(n) => {
+                Ok(*n as u16)
+            }
+            _ => Err((
+                format!("{field}[{i}]"),
+                "is not a port (a whole number from 1 to 65535)".into(),
+            )),
+        })
+        .collect()
 }
 
 /// Whether the chain takes TLS connections; its TLS settings must be mesh mTLS.

@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 
 use remora_proto::prost::{Message, Name};
-use remora_proto::xds::envoy::config::core::v3::{transport_socket, TransportSocket};
+use remora_proto::xds::envoy::config::core::v3::{transport_socket, Metadata, TransportSocket};
 use remora_proto::xds::envoy::config::listener::v3::{
     filter, Filter, FilterChain, FilterChainMatch, Listener,
 };
@@ -19,7 +19,7 @@ use remora_proto::xds::envoy::extensions::filters::network::http_connection_mana
 };
 use remora_proto::xds::envoy::extensions::transport_sockets::tls::v3::DownstreamTlsContext;
 use remora_proto::xds::envoy::r#type::matcher::v3::{string_matcher::MatchPattern, StringMatcher};
-use remora_proto::xds::google::protobuf::{Any, BoolValue};
+use remora_proto::xds::google::protobuf::{value::Kind, Any, BoolValue, ListValue, Struct, Value};
 
 use super::inbound;
 use crate::snapshot::InboundPolicy;
@@ -189,4 +189,53 @@ fn the_router_must_come_last() {
     c.filters[0].config_type = Some(filter::ConfigType::TypedConfig(any(&hcm)));
     let e = compile(&listener(vec![c])).unwrap_err();
     assert!(e.field.ends_with("http_filters[0]"), "{e}");
+}
+
+/// `metadata.remora.http_ports` holding `ports`.
+fn http_ports(ports: &[Kind]) -> Metadata {
+    let list = Value {
+        kind: Some(Kind::ListValue(ListValue {
+            values: ports
+                .iter()
+                .map(|p| Value {
+                    kind: Some(p.clone()),
+                })
+                .collect(),
+        })),
+    };
+    Metadata {
+        filter_metadata: HashMap::from([(
+            "remora".to_owned(),
+            Struct {
+                fields: HashMap::from([("http_ports".to_owned(), list)]),
+            },
+        )]),
+        ..Default::default()
+    }
+}
+
+#[test]
+fn the_http_target_ports_are_kept_and_a_bad_one_is_named() {
+    let p = compile(&listener(vec![chain("tls", Some(true), vec![])])).unwrap();
+    assert!(p.http_ports.is_empty(), "none listed: every request to app");
+
+    let mut listed = chain("tls", Some(true), vec![]);
+    listed.metadata = Some(http_ports(&[
+        Kind::NumberValue(8080.0),
+        Kind::NumberValue(9090.0),
+    ]));
+    let p = compile(&listener(vec![listed.clone()])).unwrap();
+    assert_eq!(p.http_ports.into_iter().collect::<Vec<_>>(), [8080, 9090]);
+
+    listed.metadata = Some(http_ports(&[
+        Kind::NumberValue(8080.0),
+        Kind::StringValue("admin".into()),
+    ]));
+    let e = compile(&listener(vec![listed])).unwrap_err();
+    assert_eq!(e.kind, "Listener");
+    assert_eq!(
+        e.field,
+        "filter_chains[0].metadata.filter_metadata.remora.http_ports[1]"
+    );
+    assert_eq!(e.message, "is not a port (a whole number from 1 to 65535)");
 }

@@ -209,11 +209,12 @@ fn endpoint_state_survives_a_recompile() {
     assert!(Arc::ptr_eq(&endpoint(&first), &endpoint(&second)));
 }
 
-#[test]
-fn a_meshed_endpoint_without_identity_is_used_only_where_the_cluster_allows_it() {
-    use remora_proto::xds::envoy::config::core::v3::Metadata;
-    use remora_proto::xds::google::protobuf::{value::Kind, Struct, Value};
-    let remora = |fields: &[(&str, Kind)]| Metadata {
+/// `metadata.filter_metadata["remora"]` with these fields.
+fn remora(
+    fields: &[(&str, remora_proto::xds::google::protobuf::value::Kind)],
+) -> remora_proto::xds::envoy::config::core::v3::Metadata {
+    use remora_proto::xds::google::protobuf::{Struct, Value};
+    remora_proto::xds::envoy::config::core::v3::Metadata {
         filter_metadata: [(
             "remora".to_owned(),
             Struct {
@@ -232,7 +233,12 @@ fn a_meshed_endpoint_without_identity_is_used_only_where_the_cluster_allows_it()
         )]
         .into(),
         ..Default::default()
-    };
+    }
+}
+
+#[test]
+fn a_meshed_endpoint_without_identity_is_used_only_where_the_cluster_allows_it() {
+    use remora_proto::xds::google::protobuf::value::Kind;
     let mut r = resources();
     let mut cla = assignment("v1", "127.0.0.1", 9001);
     cla.endpoints[0].lb_endpoints[0].metadata = Some(remora(&[
@@ -252,6 +258,40 @@ fn a_meshed_endpoint_without_identity_is_used_only_where_the_cluster_allows_it()
     r.clusters.insert("v1".into(), any(&allowing));
     let snapshot = compile(&r, &registry).unwrap();
     assert_eq!(snapshot.clusters["v1"].endpoints.len(), 1);
+}
+
+#[test]
+fn a_cluster_carries_its_target_port_and_a_bad_one_is_rejected_naming_the_field() {
+    use remora_proto::xds::google::protobuf::value::Kind;
+    let mut r = resources();
+    let registry = EndpointRegistry::default();
+    let snapshot = compile(&r, &registry).unwrap();
+    assert_eq!(snapshot.clusters["v1"].target_port, None);
+
+    let mut targeted = cluster("v1");
+    targeted.metadata = Some(remora(&[("target_port", Kind::NumberValue(8080.0))]));
+    r.clusters.insert("v1".into(), any(&targeted));
+    let snapshot = compile(&r, &registry).unwrap();
+    let target = snapshot.clusters["v1"].target_port.clone().unwrap();
+    assert_eq!(target.port, 8080);
+    assert_eq!(target.header, "8080");
+
+    for (bad, shown) in [
+        (Kind::NumberValue(0.0), "0"),
+        (Kind::NumberValue(65536.0), "65536"),
+        (Kind::NumberValue(80.5), "80.5"),
+        (Kind::StringValue("http".into()), "\"http\""),
+    ] {
+        targeted.metadata = Some(remora(&[("target_port", bad)]));
+        r.clusters.insert("v1".into(), any(&targeted));
+        let err = compile(&r, &registry).unwrap_err();
+        assert_eq!((err.kind, err.name.as_str()), ("Cluster", "v1"));
+        assert_eq!(err.field, "metadata.filter_metadata.remora.target_port");
+        assert_eq!(
+            err.message,
+            format!("{shown} is not a port (a whole number from 1 to 65535)")
+        );
+    }
 }
 
 #[test]

@@ -1,6 +1,8 @@
 //! Inbound: a request from another proxy (or a plain client) -> the local app, in the
-//! protocol the calling app used.
+//! protocol the calling app used, at the app port its Service port maps to
+//! (see [`super::target_port`]).
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -12,21 +14,23 @@ use http::{header, Request, Response, StatusCode, Version};
 use http_body_util::Either;
 use hyper::body::Incoming;
 
+use super::app_clients::AppClients;
 use super::body::Tracked;
 use super::headers::{parse_version, retarget, set_host, strip_hop_by_hop};
-use super::reply::{forbidden, local, rate_limited, upstream_failure};
-use super::server::{Handler, InboundStats, PeerIdentity, Plaintext};
-use super::{grpc_status, is_grpc, ResponseBody, CLIENT_ID, ORIG_PROTO};
+use super::reply::{explained, forbidden, local, rate_limited, upstream_failure};
+use super::server::{Handler, InboundStats, OriginalDestination, PeerIdentity, Plaintext};
+use super::target_port::{self, AppAddresses, Caller};
+use super::{grpc_status, is_grpc, ResponseBody, CLIENT_ID, ORIG_PROTO, TARGET_PORT};
 use crate::authz;
 use crate::snapshot::{InboundPolicy, Snapshot};
 use crate::telemetry::Metrics;
-use crate::upstream::{Endpoint, RequestBody, Transport};
+use crate::upstream::RequestBody;
 use tokio::time::Instant;
 
 pub struct Inbound {
-    app_h1: Endpoint,
-    app_h2: Endpoint,
-    app_authority: Authority,
+    /// A client per app address (`app`, and the target ports asked for).
+    apps: AppClients,
+    addresses: AppAddresses,
     snapshot: Arc<ArcSwap<Snapshot>>,
     stats: Arc<InboundStats>,
     metrics: Arc<Metrics>,
@@ -41,9 +45,11 @@ impl Inbound {
         metrics: Arc<Metrics>,
     ) -> Result<Self, http::uri::InvalidUri> {
         Ok(Self {
-            app_h1: Endpoint::new(app, Transport::PlainH1),
-            app_h2: Endpoint::new(app, Transport::PlainH2),
-            app_authority: Authority::try_from(app.to_string())?,
+            apps: AppClients::new(app)?,
+            addresses: AppAddresses {
+                app,
+                app_ports: BTreeMap::new(),
+            },
             snapshot,
             stats,
             metrics,
@@ -54,6 +60,13 @@ impl Inbound {
     /// The request limits enforced before anything else (see [`super::limits`]).
     pub fn with_limits(mut self, limits: crate::limits::Limits) -> Self {
         self.limits = limits;
+        self
+    }
+
+    /// Where the app serves ports other than at its IP (the bootstrap's
+    /// `app_ports`), for requests to a Service port's target.
+    pub fn with_app_ports(mut self, app_ports: BTreeMap<u16, SocketAddr>) -> Self {
+        self.addresses.app_ports = app_ports;
         self
     }
 
@@ -95,7 +108,11 @@ impl Inbound {
         })
     }
 
-    async fn forward(&self, req: Request<Incoming>) -> Response<ResponseBody> {
+    /// Sends `req` to the app at `app`.
+    async fn forward(&self, req: Request<Incoming>, app: SocketAddr) -> Response<ResponseBody> {
+        let Ok(client) = self.apps.get(app) else {
+            return local(StatusCode::BAD_GATEWAY, "invalid app address");
+        };
         let (mut parts, body) = req.into_parts();
         let downstream_version = parts.version;
         let app_version = parts
@@ -123,8 +140,8 @@ impl Inbound {
             parts.version = Version::HTTP_2;
             parts.headers.remove(header::HOST);
             (
-                &self.app_h2,
-                authority.unwrap_or_else(|| self.app_authority.clone()),
+                &client.h2,
+                authority.unwrap_or_else(|| client.authority.clone()),
             )
         } else {
             parts.version = Version::HTTP_11;
@@ -132,7 +149,7 @@ impl Inbound {
             if let (Some(a), false) = (&authority, parts.headers.contains_key(header::HOST)) {
                 set_host(&mut parts.headers, a);
             }
-            (&self.app_h1, self.app_authority.clone())
+            (&client.h1, client.authority.clone())
         };
         if retarget(&mut parts, uri_authority).is_err() {
             return local(StatusCode::BAD_REQUEST, "invalid request target");
@@ -190,37 +207,83 @@ impl Handler for Inbound {
 }
 
 impl Inbound {
-    async fn admit_and_forward(&self, req: Request<Incoming>) -> Response<ResponseBody> {
-        if let Some(refused) = self.admit(&req) {
-            return refused;
-        }
+    async fn admit_and_forward(&self, mut req: Request<Incoming>) -> Response<ResponseBody> {
+        let app = match self.admit(&mut req) {
+            Ok(app) => app,
+            Err(refused) => return *refused,
+        };
         if super::upgrade::is_extended_connect(&req) {
-            return super::upgrade::inbound(self.app_h1.addr(), req).await;
+            return super::upgrade::inbound(app, req).await;
         }
-        self.forward(req).await
+        self.forward(req, app).await
     }
 
-    /// The inbound policy's refusal of a request (authorization, then the rate
-    /// limit), if any; the snapshot is loaded once and not held across the
-    /// forwarding.
-    fn admit(&self, req: &Request<Incoming>) -> Option<Response<ResponseBody>> {
-        if let Some(refused) = super::limits::refuse(req, &self.limits) {
-            return Some(refused);
+    /// The app address a request goes to, or the inbound policy's refusal
+    /// (authorization, the app port it asks for, then the rate limit); the
+    /// snapshot is loaded once and not held across the forwarding. A refusal
+    /// is boxed: the common answer, an address, stays small.
+    fn admit(&self, req: &mut Request<Incoming>) -> Result<SocketAddr, Refusal> {
+        if let Some(refused) = super::limits::refuse(&*req, &self.limits) {
+            return Err(Box::new(refused));
         }
         let snapshot = self.snapshot.load();
         let policy = snapshot.inbound.as_ref();
-        if let Err(reason) = Self::authorize(policy, req) {
+        if let Err(reason) = Self::authorize(policy, &*req) {
             self.stats.requests_denied.fetch_add(1, Ordering::Relaxed);
-            return Some(forbidden(reason));
+            return Err(Box::new(forbidden(reason)));
         }
+        let app = self.app_for(policy, req)?;
         let limited = policy
             .and_then(|p| p.rate_limit.as_ref())
             .is_some_and(|limit| !limit.allow());
         if limited {
             self.stats.rate_limited.fetch_add(1, Ordering::Relaxed);
             crate::telemetry::flag(|f| f.rate_limited = true);
-            return Some(rate_limited(is_grpc(req.headers())));
+            return Err(Box::new(rate_limited(is_grpc(req.headers()))));
         }
-        None
+        Ok(app)
+    }
+
+    /// The app address of `req` (see [`super::target_port`]), taking its
+    /// `remora-target-port` out (the app never sees it); a peer asking for a
+    /// port its Service does not serve over HTTP is answered 404.
+    fn app_for(
+        &self,
+        policy: Option<&InboundPolicy>,
+        req: &mut Request<Incoming>,
+    ) -> Result<SocketAddr, Refusal> {
+        let target = req.headers_mut().remove(TARGET_PORT);
+        let peer = req.extensions().get::<PeerIdentity>();
+        let caller = match peer {
+            Some(_) => Caller::Verified,
+            None => Caller::Unverified {
+                original_port: req
+                    .extensions()
+                    .get::<OriginalDestination>()
+                    .map(|o| o.0.port()),
+            },
+        };
+        let none = BTreeSet::new();
+        let http_ports = policy.map_or(&none, |p| &p.http_ports);
+        target_port::app_for(target.as_ref(), caller, http_ports, &self.addresses).map_err(
+            |refused| {
+                self.stats.unknown_ports.fetch_add(1, Ordering::Relaxed);
+                tracing::info!(
+                    peer_identity = peer.map_or("none", |p| &*p.id),
+                    method = %req.method(),
+                    path = req.uri().path(),
+                    target_port = %refused.port,
+                    "request refused: not an HTTP port of this Service"
+                );
+                Box::new(explained(
+                    StatusCode::NOT_FOUND,
+                    refused.to_string(),
+                    "not an HTTP port of this Service",
+                ))
+            },
+        )
     }
 }
+
+/// The proxy's own answer to a request it does not forward.
+type Refusal = Box<Response<ResponseBody>>;

@@ -65,6 +65,9 @@ pub struct InboundStats {
     pub plaintext_refused: AtomicU64,
     pub requests_denied: AtomicU64,
     pub rate_limited: AtomicU64,
+    /// Requests refused for naming an app port that is not one of the
+    /// Service's HTTP ports (`remora-target-port`).
+    pub unknown_ports: AtomicU64,
     /// Opaque TCP connections refused by authorization.
     pub tcp_denied: AtomicU64,
 }
@@ -79,6 +82,7 @@ impl InboundStats {
             "plaintext_connections_refused": n(&self.plaintext_refused),
             "requests_denied": n(&self.requests_denied),
             "rate_limited": n(&self.rate_limited),
+            "requests_for_unknown_ports": n(&self.unknown_ports),
             "tcp_connections_denied": n(&self.tcp_denied),
         })
     }
@@ -96,6 +100,11 @@ pub struct Remote(pub SocketAddr);
 /// listener (PERMISSIVE).
 #[derive(Debug, Clone, Copy)]
 pub struct Plaintext;
+
+/// Where a redirected connection was going (transparent mode), in its
+/// requests' extensions.
+#[derive(Debug, Clone, Copy)]
+pub struct OriginalDestination(pub SocketAddr);
 
 /// The verified identity of the connection's peer, in every request's extensions
 /// (mTLS connections only). The header form is made once per connection, not per
@@ -179,6 +188,8 @@ pub struct ConnectionInfo {
     /// A request whose `Host` names no known Service goes to this authority
     /// (the Service whose cluster IP the app dialled).
     pub default_authority: Option<Arc<str>>,
+    /// Where the connection was going before a redirect sent it here.
+    pub original_destination: Option<SocketAddr>,
 }
 
 /// The authority of the Service whose cluster IP the connection was for, in
@@ -241,7 +252,9 @@ impl<H: Handler> HttpServer<H> {
             identity,
             plaintext,
             default_authority,
+            original_destination,
         } = info;
+        let original_destination = original_destination.map(OriginalDestination);
         let default_authority = default_authority.map(DefaultAuthority);
         let closing = self.closing.clone();
         let service = service_fn(move |mut req: Request<Incoming>| {
@@ -262,6 +275,9 @@ impl<H: Handler> HttpServer<H> {
             }
             if let Some(authority) = &default_authority {
                 req.extensions_mut().insert(authority.clone());
+            }
+            if let Some(original) = original_destination {
+                req.extensions_mut().insert(original);
             }
             req.extensions_mut().insert(Remote(peer));
             let in_flight = activity.request();

@@ -22,7 +22,7 @@ use tokio::net::TcpStream;
 use super::body::Tracked;
 use super::headers::{retarget, set_host, strip_hop_by_hop};
 use super::reply::{local, upstream_failure};
-use super::ResponseBody;
+use super::{ResponseBody, TARGET_PORT};
 use crate::upstream::{Cluster, RequestBody, Transport};
 
 /// How long the app gets to accept the connection and answer the upgrade.
@@ -73,6 +73,11 @@ pub async fn outbound(
     let (mut parts, _) = req.into_parts();
     strip_hop_by_hop(&mut parts.headers);
     parts.headers.remove(header::HOST);
+    // The peer's app port, as `endpoint::shape` names it for requests.
+    match &cluster.target_port {
+        Some(target) => parts.headers.insert(TARGET_PORT, target.header.clone()),
+        None => parts.headers.remove(TARGET_PORT),
+    };
     parts.method = Method::CONNECT;
     parts.version = Version::HTTP_2;
     parts.extensions = http::Extensions::new();

@@ -137,7 +137,8 @@ fn end_label(end: End) -> (&'static str, String) {
 }
 
 /// Outbound: to one of `cluster`'s endpoints (mesh mTLS to a peer proxy, which
-/// gets `port` in the transport header), then bytes both ways.
+/// gets the app port in the transport header: the cluster's target port, else
+/// `port`), then bytes both ways.
 #[allow(clippy::too_many_arguments)]
 pub async fn to_cluster<C>(
     client: C,

@@ -63,12 +63,15 @@ pub struct Connected {
 
 /// Balances over `cluster`'s endpoints, connecting to the first that answers
 /// (at most [`MAX_ATTEMPTS`], each a different pick when there are several);
-/// or to `pinned` alone, when the app dialled that endpoint itself.
+/// or to `pinned` alone, when the app dialled that endpoint itself. A peer
+/// proxy is told the app port: the cluster's target port, else `port` (the
+/// Service port).
 pub async fn connect(
     cluster: &Cluster,
     port: u16,
     pinned: Option<&Endpoint>,
 ) -> Result<Connected, ConnectError> {
+    let port = cluster.target_port.as_ref().map_or(port, |t| t.port);
     let place = match cluster.limits.max_connections {
         None => None,
         Some(limit) => match cluster.state.open_connection(limit) {

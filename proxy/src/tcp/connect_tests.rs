@@ -1,6 +1,7 @@
 //! The connect step on real loopback sockets: a refused endpoint is passed over
 //! for a live one, its failures go to outlier detection, a pinned endpoint is
-//! the only one tried, and a cluster with nothing to connect to says so.
+//! the only one tried, a cluster with nothing to connect to says so, and a
+//! peer proxy is told the app port (the target port, when there is one).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -42,6 +43,7 @@ fn cluster(endpoints: Vec<WeightedEndpoint>) -> Cluster {
         limits: crate::upstream::Limits::default(),
         concurrency: None,
         fault: None,
+        target_port: None,
         state: Arc::default(),
     }
 }
@@ -145,4 +147,31 @@ async fn over_max_connections_a_connection_is_refused_until_one_ends() {
         connect(&c, 6379, None).await.is_ok(),
         "its place is free again"
     );
+}
+
+#[tokio::test]
+async fn a_peer_proxy_is_told_the_target_port_when_the_cluster_has_one() {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (told, mut heard) = tokio::sync::mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = listener.accept().await {
+            let told = told.clone();
+            tokio::spawn(async move {
+                let port = super::header::read(&mut s, Duration::from_secs(5)).await;
+                let _ = told.send(port.ok());
+            });
+        }
+    });
+    // A meshed endpoint reached without a certificate: plaintext, header first.
+    let peer = WeightedEndpoint {
+        endpoint: Arc::new(Endpoint::new(addr, Transport::MeshH2)),
+        weight: 1,
+    };
+    let mut c = cluster(vec![peer]);
+    let _service_port = connect(&c, 6379, None).await.unwrap();
+    assert_eq!(heard.recv().await, Some(Some(6379)), "no target: the port");
+    c.target_port = Some(crate::upstream::TargetPort::new(16379));
+    let _target_port = connect(&c, 6379, None).await.unwrap();
+    assert_eq!(heard.recv().await, Some(Some(16379)));
 }

@@ -44,6 +44,25 @@ impl Candidate for WeightedEndpoint {
     }
 }
 
+/// The app port a meshed endpoint's proxy is asked for: the Service port's
+/// `targetPort`, from the cluster's metadata.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TargetPort {
+    pub port: u16,
+    /// `remora-target-port`'s value, made once: each request to a meshed
+    /// endpoint clones it (a reference count, no allocation).
+    pub header: http::HeaderValue,
+}
+
+impl TargetPort {
+    pub fn new(port: u16) -> Self {
+        Self {
+            port,
+            header: http::HeaderValue::from(port),
+        }
+    }
+}
+
 #[derive(Debug)]
 pub struct Cluster {
     pub name: Arc<str>,
@@ -64,6 +83,10 @@ pub struct Cluster {
     pub concurrency: Option<Concurrency>,
     /// The fault injected into requests to this cluster, if any.
     pub fault: Option<Arc<Fault>>,
+    /// The app port to ask a meshed endpoint for (HTTP header, or the opaque
+    /// TCP transport header); `None`: the Service port, and HTTP to the far
+    /// proxy's `app`.
+    pub target_port: Option<TargetPort>,
     /// What outlives this snapshot: the budget's window and the counters.
     pub state: Arc<ClusterState>,
 }
@@ -255,6 +278,7 @@ mod tests {
             limits: Limits::default(),
             concurrency: None,
             fault: None,
+            target_port: None,
             state: Arc::default(),
         }
     }

@@ -13,7 +13,7 @@ mod registry;
 
 pub use body::{Recorded, RequestBody};
 pub use breaker::{ActiveRequest, BreakerState, Concurrency, Limit, Limits, OpenConnection};
-pub use cluster::{Cluster, ClusterState, ClusterStats, Protocol, WeightedEndpoint};
+pub use cluster::{Cluster, ClusterState, ClusterStats, Protocol, TargetPort, WeightedEndpoint};
 pub use endpoint::{Endpoint, InFlight, Transport, UpstreamError};
 pub use h2::{H2Connection, TlsTarget, CONNECTION_WINDOW, STREAM_WINDOW};
 pub use origin::{OriginClient, OriginTls};

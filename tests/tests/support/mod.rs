@@ -484,3 +484,70 @@ pub async fn echo_calls_succeed(outbound: std::net::SocketAddr, service: &str, n
         assert!(reply.is_ok(), "call {i}: {reply:?}");
     }
 }
+
+/// The control plane's own CA, read from its data directory, to sign test
+/// leaves (a mesh peer's certificate without a proxy).
+pub fn mesh_issuer(
+    cp: &remora_tests::harness::ControlPlane,
+) -> rcgen::Issuer<'static, rcgen::KeyPair> {
+    let read = |name: &str| std::fs::read_to_string(cp.data_dir().join(name)).unwrap();
+    let key = rcgen::KeyPair::from_pem(&read("ca.key")).unwrap();
+    rcgen::Issuer::from_ca_cert_pem(&read("ca.crt"), key).unwrap()
+}
+
+/// A leaf for `uri` signed by `issuer`, valid until `not_after`; (cert, key) PEM.
+pub fn leaf(
+    issuer: &rcgen::Issuer<'_, rcgen::KeyPair>,
+    uri: &str,
+    not_after: std::time::SystemTime,
+) -> (String, String) {
+    let key = rcgen::KeyPair::generate().unwrap();
+    let mut params = rcgen::CertificateParams::default();
+    params.subject_alt_names = vec![rcgen::SanType::URI(uri.try_into().unwrap())];
+    params.not_before =
+        (std::time::SystemTime::now().min(not_after) - Duration::from_secs(3600)).into();
+    params.not_after = not_after.into();
+    (
+        params.signed_by(&key, issuer).unwrap().pem(),
+        key.serialize_pem(),
+    )
+}
+
+/// An echo server on loopback that, for a client whose first bytes are
+/// "RESET", sends part of a reply and resets the connection.
+pub async fn echo_peer() -> std::net::SocketAddr {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let echo = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut buf = vec![0u8; 64 * 1024];
+                while let Ok(n) = s.read(&mut buf).await {
+                    if n == 0 {
+                        return;
+                    }
+                    if buf[..n].starts_with(b"RESET") {
+                        let _ = s.write_all(b"partial").await;
+                        s.set_zero_linger().unwrap();
+                        return;
+                    }
+                    if s.write_all(&buf[..n]).await.is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    echo
+}
+
+/// Sends `message` to `upstream` on a new connection and checks it comes back.
+pub async fn echoes(upstream: std::net::SocketAddr, message: &[u8]) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut c = tokio::net::TcpStream::connect(upstream).await.unwrap();
+    c.write_all(message).await.unwrap();
+    let mut back = vec![0u8; message.len()];
+    c.read_exact(&mut back).await.unwrap();
+    assert_eq!(back, message);
+}

@@ -17,8 +17,9 @@ use crate::resources::{EndpointAuthority, ObjectKey};
 pub const INBOUND_PORT: &str = "remora.io/inbound-port";
 /// The injected proxy's inbound listener (see docs/architecture.md).
 pub const DEFAULT_INBOUND_PORT: u16 = 7002;
-/// The label that names an EndpointSlice's Service.
-pub const SERVICE_NAME_LABEL: &str = "kubernetes.io/service-name";
+// The label that names an EndpointSlice's Service: defined beside the
+// source's kinds, whose slice watch reads it too.
+pub use super::super::kinds::SERVICE_NAME_LABEL;
 /// The account of a pod that names none.
 const DEFAULT_SERVICE_ACCOUNT: &str = "default";
 

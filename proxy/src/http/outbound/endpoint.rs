@@ -2,8 +2,9 @@
 //! sent. Hop-by-hop headers are removed (`te: trailers` kept for gRPC). To a
 //! meshed endpoint the request goes over its shared HTTP/2 connection with the
 //! service name as `:authority` (an HTTP/1 request carries `remora-orig-proto`
-//! so the far proxy restores it); to a plain HTTP/1.1 server with `Host`; to a
-//! server outside the mesh under its own name. A gRPC attempt carries what is
+//! so the far proxy restores it, and `remora-target-port` names the app port
+//! when the cluster has a target port); to a plain HTTP/1.1 server with `Host`;
+//! to a server outside the mesh under its own name. A gRPC attempt carries what is
 //! left of its deadline in `grpc-timeout`.
 //!
 //! The endpoint keeps its latency estimate (a failure counts as a slow answer,
@@ -21,9 +22,9 @@ use super::service::{Attempt, Picked, Serve};
 use crate::http::body::Tracked;
 use crate::http::headers::{retarget, set_host, strip_hop_by_hop, version_name};
 use crate::http::reply::{explained, local};
-use crate::http::{ResponseBody, ORIG_PROTO};
+use crate::http::{ResponseBody, ORIG_PROTO, TARGET_PORT};
 use crate::resilience::deadline::{format_grpc_timeout, GRPC_TIMEOUT};
-use crate::upstream::{Endpoint, RequestBody, Transport, UpstreamError};
+use crate::upstream::{Endpoint, RequestBody, TargetPort, Transport, UpstreamError};
 
 /// How much a failed attempt counts against an endpoint's latency estimate, so the
 /// balancer steers away from endpoints that fail fast.
@@ -62,7 +63,8 @@ impl<'a> Serve<Picked<'a>> for Client {
         *req.headers_mut() = parts.headers.clone();
         let (mut p, body) = req.into_parts();
         strip_hop_by_hop(&mut p.headers);
-        if shape(endpoint, &mut p, authority, parts.version).is_err() {
+        let target = cluster.target_port.as_ref();
+        if shape(endpoint, &mut p, authority, parts.version, target).is_err() {
             let refused = local(StatusCode::BAD_REQUEST, "invalid request target");
             return Either::Left(future::ready(Sent::Refused(refused)));
         }
@@ -108,15 +110,27 @@ fn needs_certificate(service: &str, error: &UpstreamError) -> Response<ResponseB
 }
 
 /// Shapes a request for `endpoint`'s transport: HTTP/2 with the authority in the
-/// URI (and the app's protocol in `remora-orig-proto` between proxies), or
-/// HTTP/1.1 with `Host`; a server outside the mesh is addressed by its own name.
+/// URI (and between proxies the app's protocol in `remora-orig-proto` and the
+/// cluster's `target` port in `remora-target-port`), or HTTP/1.1 with `Host`; a
+/// server outside the mesh is addressed by its own name.
 pub fn shape(
     endpoint: &Endpoint,
     parts: &mut http::request::Parts,
     authority: &Authority,
     downstream_version: Version,
+    target: Option<&TargetPort>,
 ) -> Result<(), InvalidTarget> {
     let authority = endpoint.origin_authority().unwrap_or(authority);
+    // Only this proxy names the app port a peer is asked for: a value the app
+    // sent, or a route's header filter set, never leaves.
+    match (endpoint.transport(), target) {
+        (Transport::MeshH2, Some(target)) => {
+            parts.headers.insert(TARGET_PORT, target.header.clone());
+        }
+        _ => {
+            parts.headers.remove(TARGET_PORT);
+        }
+    }
     let uri_authority = match endpoint.transport() {
         Transport::MeshH2 | Transport::PlainH2 | Transport::TlsH2 => {
             parts.version = Version::HTTP_2;
@@ -235,6 +249,35 @@ mod tests {
             &anonymous,
             &refused(addr())
         ));
+    }
+
+    /// The `remora-target-port` a request shaped for `endpoint` carries, when
+    /// the app had sent its own.
+    fn target_sent(endpoint: &Endpoint, target: Option<&TargetPort>) -> Option<HeaderValue> {
+        let (mut parts, ()) = Request::builder()
+            .uri("/orders")
+            .header(TARGET_PORT, "9999")
+            .body(())
+            .unwrap()
+            .into_parts();
+        let authority = Authority::from_static("orders:80");
+        assert!(shape(endpoint, &mut parts, &authority, Version::HTTP_11, target).is_ok());
+        parts.headers.get(TARGET_PORT).cloned()
+    }
+
+    #[tokio::test]
+    async fn only_a_meshed_endpoint_is_told_the_target_port_and_never_the_apps() {
+        let registry = EndpointRegistry::new(None);
+        let timeouts = ConnectionTimeouts::DEFAULT;
+        let meshed = registry.endpoint(addr(), Transport::MeshH2, Peer::Mesh(ORDERS), timeouts);
+        let plain = registry.endpoint(addr(), Transport::PlainH1, Peer::None, timeouts);
+        let target = TargetPort::new(8080);
+        assert_eq!(
+            target_sent(&meshed, Some(&target)),
+            Some(HeaderValue::from_static("8080"))
+        );
+        assert_eq!(target_sent(&meshed, None), None, "no target: none sent");
+        assert_eq!(target_sent(&plain, Some(&target)), None, "not a proxy");
     }
 
     #[tokio::test]

@@ -35,6 +35,7 @@ pub fn cluster(endpoints: Vec<WeightedEndpoint>) -> Cluster {
         limits: crate::upstream::Limits::default(),
         concurrency: None,
         fault: None,
+        target_port: None,
         state: Arc::default(),
     }
 }

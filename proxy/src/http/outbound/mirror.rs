@@ -127,7 +127,8 @@ fn spawn(
         *req.version_mut() = head.version;
         *req.headers_mut() = head.headers.clone();
         let (mut parts, body) = req.into_parts();
-        if shape(&endpoint, &mut parts, &shadow, head.version).is_err() {
+        let target = cluster.target_port.as_ref();
+        if shape(&endpoint, &mut parts, &shadow, head.version, target).is_err() {
             continue;
         }
         ClusterStats::count(&cluster.state.stats.mirrored);

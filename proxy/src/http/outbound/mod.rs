@@ -147,14 +147,17 @@ impl Outbound {
     }
 
     /// Everything before the stack: the limits, the snapshot (loaded once and
-    /// held until the answer), and `CONNECT`, which becomes a tunnel.
+    /// held until the answer), and `CONNECT`, which becomes a tunnel. A
+    /// `remora-target-port` the app sent is removed: only this proxy names the
+    /// port a peer is asked for (the endpoint layer, from the cluster).
     async fn route(
         &self,
-        req: Request<Incoming>,
+        mut req: Request<Incoming>,
     ) -> (Response<ResponseBody>, Option<Arc<HopStats>>) {
         if let Some(refused) = super::limits::refuse(&req, &self.limits) {
             return (refused, None);
         }
+        req.headers_mut().remove(super::TARGET_PORT);
         let snapshot = self.snapshot.load_full();
         if req.method() == Method::CONNECT {
             let namespace = &self.metrics.namespace;

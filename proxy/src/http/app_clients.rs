@@ -1,0 +1,104 @@
+//! The inbound side's clients to the local app, one per app address: the
+//! bootstrap's `app`, and each other port a request was sent to (a Service
+//! port's target). Each address has its own HTTP/1 pool and HTTP/2
+//! connection, so two ports never share a connection.
+//!
+//! Made on first use and kept, read without a lock: the addresses come from
+//! the config's HTTP target ports, a handful, and the clients outlive config
+//! changes like the outbound endpoints do.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
+use http::uri::{Authority, InvalidUri};
+
+use crate::upstream::{Endpoint, Transport};
+
+/// One app address, as the inbound side reaches it.
+pub struct AppClient {
+    pub h1: Endpoint,
+    pub h2: Endpoint,
+    /// The address as an authority: HTTP/1 request URIs carry it.
+    pub authority: Authority,
+}
+
+impl AppClient {
+    fn new(addr: SocketAddr) -> Result<Self, InvalidUri> {
+        Ok(Self {
+            h1: Endpoint::new(addr, Transport::PlainH1),
+            h2: Endpoint::new(addr, Transport::PlainH2),
+            authority: Authority::try_from(addr.to_string())?,
+        })
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.h1.addr()
+    }
+}
+
+/// How many other addresses keep their clients. A Service has a few HTTP
+/// ports; past this (config after config naming new ports), a request gets a
+/// client of its own rather than the set growing.
+const MAX_KEPT: usize = 64;
+
+pub struct AppClients {
+    app: Arc<AppClient>,
+    others: ArcSwap<HashMap<SocketAddr, Arc<AppClient>>>,
+}
+
+impl AppClients {
+    /// The clients, starting with the bootstrap's `app`.
+    pub fn new(app: SocketAddr) -> Result<Self, InvalidUri> {
+        Ok(Self {
+            app: Arc::new(AppClient::new(app)?),
+            others: ArcSwap::default(),
+        })
+    }
+
+    /// The client of `addr`, made on first use.
+    pub fn get(&self, addr: SocketAddr) -> Result<Arc<AppClient>, InvalidUri> {
+        if addr == self.app.addr() {
+            return Ok(self.app.clone());
+        }
+        let kept = self.others.load();
+        if let Some(client) = kept.get(&addr) {
+            return Ok(client.clone());
+        }
+        let made = Arc::new(AppClient::new(addr)?);
+        if kept.len() >= MAX_KEPT {
+            return Ok(made);
+        }
+        drop(kept);
+        // Two requests racing for a new address keep one client.
+        self.others.rcu(|others| {
+            let mut others: HashMap<_, _> = (**others).clone();
+            others.entry(addr).or_insert_with(|| made.clone());
+            others
+        });
+        Ok(self.others.load().get(&addr).cloned().unwrap_or(made))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn each_address_has_one_client_kept_and_app_is_its_own() {
+        let app: SocketAddr = ([127, 0, 0, 1], 3000).into();
+        let clients = AppClients::new(app).unwrap();
+        let first = clients.get(app).unwrap();
+        assert!(Arc::ptr_eq(&first, &clients.get(app).unwrap()));
+        let other: SocketAddr = ([127, 0, 0, 1], 8080).into();
+        let made = clients.get(other).unwrap();
+        assert_eq!(made.addr(), other);
+        assert_eq!(made.authority.as_str(), "127.0.0.1:8080");
+        assert!(
+            Arc::ptr_eq(&made, &clients.get(other).unwrap()),
+            "kept for the next request"
+        );
+        assert!(!Arc::ptr_eq(&made, &first), "not app's pool");
+    }
+}
