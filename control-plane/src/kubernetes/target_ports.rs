@@ -266,7 +266,7 @@ mod tests {
             found: Vec::new(),
         };
         let now = BTreeSet::from([redis.clone()]);
-        assert_eq!(warned.observe(now.clone()), [redis.clone()]);
+        assert_eq!(warned.observe(now.clone()), std::slice::from_ref(&redis));
         assert!(
             warned.observe(now.clone()).is_empty(),
             "reloaded, nothing new"
