@@ -94,6 +94,11 @@ pub async fn run(options: Options, shutdown: impl Future<Output = ()>) -> Result
         tracing::info!(listen = %addr, service = %u.service, namespace = %u.namespace, port = u.port, "upstream listening");
         upstream_addrs.push(addr);
     }
+    let own_listeners = crate::http::target_port::OwnListeners::new(
+        [outbound_addr, inbound_addr, admin_addr]
+            .into_iter()
+            .chain(upstream_addrs.iter().copied()),
+    );
     if let Some(path) = &options.addresses_file {
         write_addresses(
             path,
@@ -209,7 +214,8 @@ pub async fn run(options: Options, shutdown: impl Future<Output = ()>) -> Result
     let inbound_handler = Inbound::new(b.app, snapshot.clone(), stats.clone(), metrics.clone())
         .map_err(|_| RunError::AppAddress(b.app))?
         .with_limits(b.limits)
-        .with_app_ports(b.sidecar.app_ports.clone());
+        .with_app_ports(b.sidecar.app_ports.clone())
+        .with_own_listeners(own_listeners.clone());
     let data_limits = ListenerLimits::data(&b.limits);
     tracing::info!(
         max_connections = b.limits.max_connections,
@@ -246,6 +252,7 @@ pub async fn run(options: Options, shutdown: impl Future<Output = ()>) -> Result
         connect_timeout: crate::upstream::DEFAULT_CONNECT_TIMEOUT,
         app_ip: b.app.ip(),
         app_ports: b.sidecar.app_ports.clone(),
+        own_listeners,
         inbound_stats: stats.clone(),
     });
     // `POST /shutdown` on the admin port stops the proxy like SIGTERM does.

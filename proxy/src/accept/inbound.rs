@@ -213,6 +213,15 @@ impl InboundConnections {
             .get(&port)
             .copied()
             .unwrap_or(SocketAddr::new(ctx.app_ip, port));
+        if ctx.own_listeners.contains(app) {
+            let why = format!("port {port} is one of the proxy's own listeners");
+            tracing::warn!(
+                port,
+                peer_identity = identity.unwrap_or("none"),
+                "opaque TCP connection refused: the Service's port is the proxy's own"
+            );
+            return carry::refused(&ctx.metrics, key, facts, "no_destination", why);
+        }
         carry::to_address(io, app, key, ctx.connect_timeout, idle, &ctx.metrics, facts).await
     }
 }

@@ -132,5 +132,7 @@ pub struct Context {
     pub app_ip: IpAddr,
     /// ...unless the bootstrap's `app_ports` says otherwise.
     pub app_ports: std::collections::BTreeMap<u16, std::net::SocketAddr>,
+    /// The proxy's own listeners, never an app port.
+    pub own_listeners: crate::http::target_port::OwnListeners,
     pub inbound_stats: Arc<InboundStats>,
 }

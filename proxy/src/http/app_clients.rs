@@ -44,7 +44,7 @@ impl AppClient {
 const MAX_KEPT: usize = 64;
 
 pub struct AppClients {
-    app: Arc<AppClient>,
+    app: AppClient,
     others: ArcSwap<HashMap<SocketAddr, Arc<AppClient>>>,
 }
 
@@ -52,23 +52,24 @@ impl AppClients {
     /// The clients, starting with the bootstrap's `app`.
     pub fn new(app: SocketAddr) -> Result<Self, InvalidUri> {
         Ok(Self {
-            app: Arc::new(AppClient::new(app)?),
+            app: AppClient::new(app)?,
             others: ArcSwap::default(),
         })
     }
 
-    /// The client of `addr`, made on first use.
-    pub fn get(&self, addr: SocketAddr) -> Result<Arc<AppClient>, InvalidUri> {
+    /// The client of `addr`, made on first use. The bootstrap's `app` (nearly
+    /// every request) is borrowed: no reference count is touched per request.
+    pub fn get(&self, addr: SocketAddr) -> Result<ClientRef<'_>, InvalidUri> {
         if addr == self.app.addr() {
-            return Ok(self.app.clone());
+            return Ok(ClientRef::App(&self.app));
         }
         let kept = self.others.load();
         if let Some(client) = kept.get(&addr) {
-            return Ok(client.clone());
+            return Ok(ClientRef::Other(client.clone()));
         }
         let made = Arc::new(AppClient::new(addr)?);
         if kept.len() >= MAX_KEPT {
-            return Ok(made);
+            return Ok(ClientRef::Other(made));
         }
         drop(kept);
         // Two requests racing for a new address keep one client.
@@ -77,7 +78,26 @@ impl AppClients {
             others.entry(addr).or_insert_with(|| made.clone());
             others
         });
-        Ok(self.others.load().get(&addr).cloned().unwrap_or(made))
+        Ok(ClientRef::Other(
+            self.others.load().get(&addr).cloned().unwrap_or(made),
+        ))
+    }
+}
+
+/// A client as [`AppClients::get`] hands it out.
+pub enum ClientRef<'a> {
+    App(&'a AppClient),
+    Other(Arc<AppClient>),
+}
+
+impl std::ops::Deref for ClientRef<'_> {
+    type Target = AppClient;
+
+    fn deref(&self) -> &AppClient {
+        match self {
+            ClientRef::App(client) => client,
+            ClientRef::Other(client) => client,
+        }
     }
 }
 
@@ -90,15 +110,32 @@ mod tests {
         let app: SocketAddr = ([127, 0, 0, 1], 3000).into();
         let clients = AppClients::new(app).unwrap();
         let first = clients.get(app).unwrap();
-        assert!(Arc::ptr_eq(&first, &clients.get(app).unwrap()));
+        assert!(std::ptr::eq(&*first, &*clients.get(app).unwrap()));
+        assert!(matches!(first, ClientRef::App(_)), "app is borrowed");
         let other: SocketAddr = ([127, 0, 0, 1], 8080).into();
         let made = clients.get(other).unwrap();
         assert_eq!(made.addr(), other);
         assert_eq!(made.authority.as_str(), "127.0.0.1:8080");
         assert!(
-            Arc::ptr_eq(&made, &clients.get(other).unwrap()),
+            std::ptr::eq(&*made, &*clients.get(other).unwrap()),
             "kept for the next request"
         );
-        assert!(!Arc::ptr_eq(&made, &first), "not app's pool");
+        assert!(!std::ptr::eq(&*made, &*first), "not app's pool");
+    }
+
+    #[tokio::test]
+    async fn past_the_cap_a_new_address_gets_a_client_of_its_own() {
+        let clients = AppClients::new(([127, 0, 0, 1], 3000).into()).unwrap();
+        for port in 0..MAX_KEPT as u16 {
+            clients.get(([127, 0, 0, 1], 10_000 + port).into()).unwrap();
+        }
+        let past: SocketAddr = ([127, 0, 0, 1], 20_000).into();
+        let once = clients.get(past).unwrap();
+        assert!(!std::ptr::eq(&*once, &*clients.get(past).unwrap()));
+        assert_eq!(
+            clients.others.load().len(),
+            MAX_KEPT,
+            "the set stops growing"
+        );
     }
 }

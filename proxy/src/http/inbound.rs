@@ -2,7 +2,7 @@
 //! protocol the calling app used, at the app port its Service port maps to
 //! (see [`super::target_port`]).
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -19,7 +19,7 @@ use super::body::Tracked;
 use super::headers::{parse_version, retarget, set_host, strip_hop_by_hop};
 use super::reply::{explained, forbidden, local, rate_limited, upstream_failure};
 use super::server::{Handler, InboundStats, OriginalDestination, PeerIdentity, Plaintext};
-use super::target_port::{self, AppAddresses, Caller};
+use super::target_port::{self, AppAddresses, Caller, OwnListeners};
 use super::{grpc_status, is_grpc, ResponseBody, CLIENT_ID, ORIG_PROTO, TARGET_PORT};
 use crate::authz;
 use crate::snapshot::{InboundPolicy, Snapshot};
@@ -49,6 +49,7 @@ impl Inbound {
             addresses: AppAddresses {
                 app,
                 app_ports: BTreeMap::new(),
+                own: OwnListeners::default(),
             },
             snapshot,
             stats,
@@ -67,6 +68,12 @@ impl Inbound {
     /// `app_ports`), for requests to a Service port's target.
     pub fn with_app_ports(mut self, app_ports: BTreeMap<u16, SocketAddr>) -> Self {
         self.addresses.app_ports = app_ports;
+        self
+    }
+
+    /// The proxy's own listeners, never forwarded to (see [`OwnListeners`]).
+    pub fn with_own_listeners(mut self, own: OwnListeners) -> Self {
+        self.addresses.own = own;
         self
     }
 
@@ -226,13 +233,16 @@ impl Inbound {
         if let Some(refused) = super::limits::refuse(&*req, &self.limits) {
             return Err(Box::new(refused));
         }
+        // Out before authorization, so no policy or route matches on what
+        // routing itself reads apart.
+        let target = req.headers_mut().remove(TARGET_PORT);
         let snapshot = self.snapshot.load();
         let policy = snapshot.inbound.as_ref();
         if let Err(reason) = Self::authorize(policy, &*req) {
             self.stats.requests_denied.fetch_add(1, Ordering::Relaxed);
             return Err(Box::new(forbidden(reason)));
         }
-        let app = self.app_for(policy, req)?;
+        let app = self.app_for(policy, target, req)?;
         let limited = policy
             .and_then(|p| p.rate_limit.as_ref())
             .is_some_and(|limit| !limit.allow());
@@ -244,15 +254,21 @@ impl Inbound {
         Ok(app)
     }
 
-    /// The app address of `req` (see [`super::target_port`]), taking its
-    /// `remora-target-port` out (the app never sees it); a peer asking for a
-    /// port its Service does not serve over HTTP is answered 404.
+    /// The app address of `req` (see [`super::target_port`]), which carried
+    /// `target` as its `remora-target-port` (taken out: the app never sees
+    /// it); a peer asking for a port its Service does not serve over HTTP is
+    /// answered 404. Until the inbound listener arrives there is nothing to
+    /// check a port against, and every request goes to `app`, as before
+    /// target ports.
     fn app_for(
         &self,
         policy: Option<&InboundPolicy>,
-        req: &mut Request<Incoming>,
+        target: Option<http::HeaderValue>,
+        req: &Request<Incoming>,
     ) -> Result<SocketAddr, Refusal> {
-        let target = req.headers_mut().remove(TARGET_PORT);
+        let Some(policy) = policy else {
+            return Ok(self.addresses.app);
+        };
         let peer = req.extensions().get::<PeerIdentity>();
         let caller = match peer {
             Some(_) => Caller::Verified,
@@ -263,9 +279,7 @@ impl Inbound {
                     .map(|o| o.0.port()),
             },
         };
-        let none = BTreeSet::new();
-        let http_ports = policy.map_or(&none, |p| &p.http_ports);
-        target_port::app_for(target.as_ref(), caller, http_ports, &self.addresses).map_err(
+        target_port::app_for(target.as_ref(), caller, &policy.http_ports, &self.addresses).map_err(
             |refused| {
                 self.stats.unknown_ports.fetch_add(1, Ordering::Relaxed);
                 tracing::info!(

@@ -11,7 +11,7 @@ mod limits;
 mod outbound;
 mod reply;
 pub(crate) mod server;
-mod target_port;
+pub(crate) mod target_port;
 mod upgrade;
 
 pub use body::ResponseBody;

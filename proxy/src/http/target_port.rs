@@ -27,6 +27,8 @@ use http::HeaderValue;
 pub struct AppAddresses {
     pub app: SocketAddr,
     pub app_ports: BTreeMap<u16, SocketAddr>,
+    /// The proxy's own listeners, which no target may name.
+    pub own: OwnListeners,
 }
 
 impl AppAddresses {
@@ -36,6 +38,31 @@ impl AppAddresses {
             .get(&port)
             .copied()
             .unwrap_or(SocketAddr::new(self.app.ip(), port))
+    }
+}
+
+/// The addresses the proxy itself listens on. A Service whose `targetPort`
+/// (or opaque port) is one of them would hand a peer the proxy's admin port
+/// as a loopback caller (`/shutdown`, `/config_dump`), or its outbound
+/// listener to call other Services as this workload, so no peer's request is
+/// ever forwarded to one.
+#[derive(Debug, Clone, Default)]
+pub struct OwnListeners(Vec<SocketAddr>);
+
+impl OwnListeners {
+    pub fn new(addresses: impl IntoIterator<Item = SocketAddr>) -> Self {
+        Self(addresses.into_iter().collect())
+    }
+
+    /// Whether connecting to `addr` could reach one of the listeners: the same
+    /// port, and a listener on every address, on `addr`'s, or both on loopback.
+    pub fn contains(&self, addr: SocketAddr) -> bool {
+        self.0.iter().any(|own| {
+            own.port() == addr.port()
+                && (own.ip().is_unspecified()
+                    || own.ip() == addr.ip()
+                    || (own.ip().is_loopback() && addr.ip().is_loopback()))
+        })
     }
 }
 
@@ -79,11 +106,14 @@ pub fn app_for(
                 .and_then(|text| text.parse::<u16>().ok())
                 .filter(|port| http_ports.contains(port))
                 .map(|port| apps.port(port))
+                .filter(|addr| !apps.own.contains(*addr))
                 .ok_or_else(|| NotAnHttpPort { port: shown(value) })
         }
         Caller::Unverified { original_port } => Ok(original_port
             .filter(|port| http_ports.contains(port))
-            .map_or(apps.app, |port| apps.port(port))),
+            .map(|port| apps.port(port))
+            .filter(|addr| !apps.own.contains(*addr))
+            .unwrap_or(apps.app)),
     }
 }
 
@@ -105,7 +135,40 @@ mod tests {
         AppAddresses {
             app: ([127, 0, 0, 1], 3000).into(),
             app_ports: BTreeMap::from([(9090, ([127, 0, 0, 1], 19090).into())]),
+            own: OwnListeners::new([([0, 0, 0, 0], 7900).into(), ([127, 0, 0, 1], 7001).into()]),
         }
+    }
+
+    #[test]
+    fn no_target_reaches_the_proxys_own_listeners() {
+        let mut http_ports = ports();
+        http_ports.extend([7900, 7001]);
+        for port in ["7900", "7001"] {
+            let to = app_for(Some(&header(port)), Caller::Verified, &http_ports, &apps());
+            assert_eq!(
+                to,
+                Err(NotAnHttpPort { port: port.into() }),
+                "a Service naming {port} does not open the proxy to its peers"
+            );
+        }
+        let redirected = Caller::Unverified {
+            original_port: Some(7900),
+        };
+        assert_eq!(
+            app_for(None, redirected, &http_ports, &apps()),
+            Ok(apps().app)
+        );
+        let own = apps().own;
+        assert!(
+            own.contains(([10, 0, 0, 5], 7900).into()),
+            "0.0.0.0 is every address"
+        );
+        assert!(own.contains(([127, 0, 0, 1], 7001).into()));
+        assert!(
+            !own.contains(([10, 0, 0, 5], 7001).into()),
+            "7001 is on loopback only"
+        );
+        assert!(!own.contains(([127, 0, 0, 1], 8080).into()));
     }
 
     fn ports() -> BTreeSet<u16> {
