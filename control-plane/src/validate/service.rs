@@ -164,6 +164,7 @@ fn ports(spec: &Mapping, d: &mut Decoder) -> Vec<ServicePort> {
     let mut out = Vec::new();
     let mut seen_numbers = BTreeMap::new();
     let mut seen_names = BTreeMap::new();
+    let mut at = Vec::new();
     for (i, item) in d
         .required_sequence(spec, "spec", "ports")
         .iter()
@@ -220,9 +221,45 @@ fn ports(spec: &Mapping, d: &mut Decoder) -> Vec<ServicePort> {
                 protocol,
                 target_port,
             });
+            at.push(i);
         }
     }
+    one_protocol_per_app_port(&out, &at, d);
     out
+}
+
+/// An app port is served as HTTP or as opaque TCP, never both: a peer could
+/// otherwise open opaque TCP to an HTTP port and speak HTTP past the routes'
+/// authorization, and a redirected connection to it would be taken as TCP.
+/// `at[k]` is the index in `spec.ports` of `ports[k]`.
+fn one_protocol_per_app_port(ports: &[ServicePort], at: &[usize], d: &mut Decoder) {
+    let http: BTreeMap<u16, usize> = ports
+        .iter()
+        .zip(at)
+        .filter(|(p, _)| !matches!(p.protocol, AppProtocol::Opaque(_)))
+        .filter_map(|(p, i)| p.target_port.map(|t| (t, *i)))
+        .collect();
+    for (p, i) in ports.iter().zip(at) {
+        if !matches!(p.protocol, AppProtocol::Opaque(_)) {
+            continue;
+        }
+        let app_port = p.target();
+        if let Some(first) = http.get(&app_port) {
+            let path = index("spec.ports", *i);
+            let which = if p.target_port.is_some() {
+                "targetPort"
+            } else {
+                "port"
+            };
+            d.error(
+                field(&path, which),
+                format!(
+                    "app port {app_port} is already the target of the HTTP port spec.ports[{first}]: \
+                     a port is served as HTTP or as opaque TCP, not both"
+                ),
+            );
+        }
+    }
 }
 
 /// `targetPort`: a number, or (as Kubernetes allows) a container port's name.

@@ -494,6 +494,25 @@ fn a_target_port_is_a_number_or_a_port_name_and_errors_name_the_field() {
 }
 
 #[test]
+fn an_app_port_is_either_http_or_opaque_tcp() {
+    let outcome = run(&[(
+        "s.yaml",
+        &service_with_ports(
+            "[{port: 80, targetPort: 8080}, {port: 8080, appProtocol: tcp}, \
+             {port: 6379, targetPort: 8080, appProtocol: redis}, {port: 81, targetPort: 9090}, \
+             {port: 9091, targetPort: 9091, appProtocol: tcp}]",
+        ),
+    )]);
+    assert_eq!(
+        messages(&outcome),
+        [
+            "s.yaml: Service default/svc: spec.ports[1].port: app port 8080 is already the target of the HTTP port spec.ports[0]: a port is served as HTTP or as opaque TCP, not both",
+            "s.yaml: Service default/svc: spec.ports[2].targetPort: app port 8080 is already the target of the HTTP port spec.ports[0]: a port is served as HTTP or as opaque TCP, not both",
+        ]
+    );
+}
+
+#[test]
 fn duplicate_ports_and_no_ports() {
     let outcome = run(&[
         ("a.yaml", &service_with_ports("[{port: 80}, {port: 80}]")),
