@@ -12,7 +12,8 @@
 //! numbers (pods serving it on different ports, as during a rollout that
 //! changes it), is dropped: HTTP to that port then goes to the proxy's `app`
 //! and opaque TCP to the Service port, as in a file without `targetPort`, and
-//! a warning names the Service and the port, once per change ([`Warned`]).
+//! a warning names the Service and the port, once per change ([`Warned`]; only at debug when no
+//! slice lists the port at all, as for a Service no pod serves yet).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Mutex, PoisonError};
@@ -167,13 +168,26 @@ impl Warned {
         let mut told = self.0.lock().unwrap_or_else(PoisonError::into_inner);
         let new: Vec<Unresolved> = now.difference(&told).cloned().collect();
         for u in &new {
-            tracing::warn!(
-                service = %u.service,
-                port = %u.port,
-                target_port = %u.target,
-                reason = %u.reason(),
-                "a named targetPort is not resolved: HTTP to this port goes to the proxy's app, opaque TCP to the Service port"
-            );
+            // A Service no pod serves yet (or scaled to zero) is ordinary in
+            // a cluster, and every Service of it is resolved: only pods that
+            // disagree are worth a warning.
+            if u.found.is_empty() {
+                tracing::debug!(
+                    service = %u.service,
+                    port = %u.port,
+                    target_port = %u.target,
+                    reason = %u.reason(),
+                    "a named targetPort is not resolved yet"
+                );
+            } else {
+                tracing::warn!(
+                    service = %u.service,
+                    port = %u.port,
+                    target_port = %u.target,
+                    reason = %u.reason(),
+                    "a named targetPort is not resolved: HTTP to this port goes to the proxy's app, opaque TCP to the Service port"
+                );
+            }
         }
         *told = now;
         new
