@@ -24,7 +24,7 @@ const WAIT: Duration = Duration::from_secs(10);
 const WEB: &str = "spiffe://cluster.local/ns/default/sa/web";
 
 /// web, and orders with ports 80 and 81 (HTTP) and 6379 (redis), each to its
-/// own app port.
+/// own app port, and 82 (HTTP) without a target: to orders' bootstrap `app`.
 fn services(api: u16, admin: u16, cache: u16) -> String {
     format!(
         "apiVersion: v1\nkind: Service\nmetadata: {{name: web, namespace: default}}\n\
@@ -32,7 +32,8 @@ fn services(api: u16, admin: u16, cache: u16) -> String {
          apiVersion: v1\nkind: Service\nmetadata: {{name: orders, namespace: default}}\n\
          spec:\n  ports: [{{name: api, port: 80, targetPort: {api}}}, \
          {{name: admin, port: 81, targetPort: {admin}}}, \
-         {{name: cache, port: 6379, targetPort: {cache}, appProtocol: redis}}]\n"
+         {{name: cache, port: 6379, targetPort: {cache}, appProtocol: redis}}, \
+         {{name: plain, port: 82}}]\n"
     )
 }
 
@@ -105,7 +106,7 @@ impl Mesh {
         ];
         targets.sort_unstable();
         wait_config(&web, WAIT, "orders' endpoint and target ports", |d| {
-            endpoint_count(d, "orders") == 3 && cluster_targets(d, "orders") == targets
+            endpoint_count(d, "orders") == 4 && cluster_targets(d, "orders") == targets
         })
         .await;
         let mut http_ports = vec![api_port, admin_port];
@@ -153,11 +154,28 @@ async fn each_service_port_reaches_the_app_port_behind_it() {
     assert_eq!(reply.status, 200, "{}", reply.text());
     assert_eq!(reply.header("x-backend"), Some("orders-api"));
 
+    // Nor on a port without a target, whose requests name no port: the
+    // header the app wrote is removed, not carried to the peer.
+    let before = mesh.app.requests();
+    let request = ::http::Request::get("/")
+        .header("host", "orders:82")
+        .header("remora-target-port", mesh.admin.addr.port().to_string())
+        .body(Full::new(Bytes::new()))
+        .unwrap();
+    let reply = http::send(mesh.web.outbound, request).await.unwrap();
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    assert_eq!(reply.header("x-backend"), Some("orders-app"));
+    assert_eq!(mesh.app.requests(), before + 1);
+
     // Opaque TCP: the transport header names the port's target.
     echoes(mesh.web.upstreams[0], b"to the cache port's target").await;
 
     assert!(mesh.api.requests() >= 3 && mesh.admin.requests() >= 1);
-    assert_eq!(mesh.app.requests(), 0, "nothing fell back to the app");
+    assert_eq!(
+        mesh.app.requests(),
+        before + 1,
+        "only port 82 fell back to the app"
+    );
 }
 
 /// One request over mesh mTLS to `target` as a peer holding `cert`, with
