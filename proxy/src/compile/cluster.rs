@@ -20,6 +20,7 @@ use remora_proto::xds::google::protobuf::value::Kind;
 
 use super::cluster_policy::{idle_timeout, limits, outlier, retry_budget};
 use super::lb_policy::balancer;
+use super::metadata;
 use super::origin::origin_tls;
 use super::CompileError;
 use crate::upstream::{
@@ -168,18 +169,13 @@ pub fn compile(
 /// `targetPort`. Anything but a whole number from 1 to 65535 rejects the
 /// cluster: a wrong port would reach another app port.
 fn target_port(c: &XdsCluster) -> Result<Option<TargetPort>, CompileError> {
-    let Some(value) = c
-        .metadata
-        .as_ref()
-        .and_then(|m| m.filter_metadata.get("remora"))
-        .and_then(|s| s.fields.get("target_port"))
-    else {
+    let Some(value) = metadata::remora(c.metadata.as_ref(), "target_port") else {
         return Ok(None);
     };
+    if let Some(port) = metadata::port(value) {
+        return Ok(Some(TargetPort::new(port)));
+    }
     let shown = match &value.kind {
-        Some(Kind::NumberValue(n)) if n.fract() == 0.0 && (1.0..=65535.0).contains(n) => {
-            return Ok(Some(TargetPort::new(*n as u16)));
-        }
         Some(Kind::NumberValue(n)) => n.to_string(),
         Some(Kind::StringValue(s)) => format!("\"{s}\""),
         _ => "a value that is not a number".to_owned(),
@@ -306,14 +302,10 @@ pub fn endpoints(
 /// `metadata.remora.{service, namespace}`; the cluster name when absent.
 fn destination(c: &XdsCluster) -> (String, String) {
     let field = |key: &str| {
-        c.metadata
-            .as_ref()
-            .and_then(|m| m.filter_metadata.get("remora"))
-            .and_then(|s| s.fields.get(key))
-            .and_then(|v| match &v.kind {
-                Some(Kind::StringValue(s)) => Some(s.clone()),
-                _ => None,
-            })
+        metadata::remora(c.metadata.as_ref(), key).and_then(|v| match &v.kind {
+            Some(Kind::StringValue(s)) => Some(s.clone()),
+            _ => None,
+        })
     };
     (
         field("service").unwrap_or_else(|| c.name.clone()),
@@ -321,14 +313,11 @@ fn destination(c: &XdsCluster) -> (String, String) {
     )
 }
 
-fn identity(metadata: Option<&Metadata>) -> Option<String> {
-    metadata
-        .and_then(|m| m.filter_metadata.get("remora"))
-        .and_then(|s| s.fields.get("identity"))
-        .and_then(|v| match &v.kind {
-            Some(Kind::StringValue(s)) if !s.is_empty() => Some(s.clone()),
-            _ => None,
-        })
+fn identity(m: Option<&Metadata>) -> Option<String> {
+    metadata::remora(m, "identity").and_then(|v| match &v.kind {
+        Some(Kind::StringValue(s)) if !s.is_empty() => Some(s.clone()),
+        _ => None,
+    })
 }
 
 /// Whether every endpoint is reached over one shared HTTP/2 connection.
@@ -343,26 +332,17 @@ fn shares_connections(endpoints: &[WeightedEndpoint]) -> bool {
 
 /// `metadata.remora.protocol: tcp`: an opaque TCP cluster.
 fn is_opaque(c: &XdsCluster) -> bool {
-    c.metadata
-        .as_ref()
-        .and_then(|m| m.filter_metadata.get("remora"))
-        .and_then(|s| s.fields.get("protocol"))
+    metadata::remora(c.metadata.as_ref(), "protocol")
         .is_some_and(|v| matches!(&v.kind, Some(Kind::StringValue(p)) if p == "tcp"))
 }
 
 /// `metadata.remora.allow_unauthenticated_endpoints: true` (the Service's
 /// `remora.io/allow-unauthenticated-endpoints` annotation).
 fn allows_unauthenticated_endpoints(c: &XdsCluster) -> bool {
-    c.metadata
-        .as_ref()
-        .and_then(|m| m.filter_metadata.get("remora"))
-        .and_then(|s| s.fields.get("allow_unauthenticated_endpoints"))
+    metadata::remora(c.metadata.as_ref(), "allow_unauthenticated_endpoints")
         .is_some_and(|v| matches!(v.kind, Some(Kind::BoolValue(true))))
 }
 
-fn is_meshed(metadata: Option<&Metadata>) -> bool {
-    metadata
-        .and_then(|m| m.filter_metadata.get("remora"))
-        .and_then(|s| s.fields.get("meshed"))
-        .is_some_and(|v| matches!(v.kind, Some(Kind::BoolValue(true))))
+fn is_meshed(m: Option<&Metadata>) -> bool {
+    metadata::remora(m, "meshed").is_some_and(|v| matches!(v.kind, Some(Kind::BoolValue(true))))
 }

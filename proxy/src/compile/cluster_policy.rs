@@ -22,11 +22,7 @@ pub fn balancer(c: &XdsCluster, endpoints: &[WeightedEndpoint]) -> Result<Balanc
     let err = |f: &str, m: String| CompileError::new("Cluster", &c.name, f, m);
     match LbPolicy::try_from(c.lb_policy) {
         Ok(LbPolicy::LeastRequest) => {
-            let peak_ewma = c
-                .metadata
-                .as_ref()
-                .and_then(|m| m.filter_metadata.get("remora"))
-                .and_then(|s| s.fields.get("balancer"))
+            let peak_ewma = super::metadata::remora(c.metadata.as_ref(), "balancer")
                 .is_some_and(|v| matches!(&v.kind, Some(Kind::StringValue(b)) if b == "peak-ewma"));
             Ok(if peak_ewma {
                 Balancer::PeakEwma

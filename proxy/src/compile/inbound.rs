@@ -23,6 +23,7 @@ use remora_proto::xds::envoy::r#type::matcher::v3::{
 use remora_proto::xds::google::protobuf::value::Kind;
 
 use super::listener::http_connection_manager;
+use super::metadata;
 use super::route::{header_match, method_match};
 use super::CompileError;
 use crate::authz::{Authorization, Permission, Policy, Principal, StringMatch};
@@ -108,12 +109,7 @@ pub fn compile(l: &Listener, registry: &EndpointRegistry) -> Result<InboundPolic
 /// peer reach another app port.
 fn chain_http_ports(chain: &FilterChain, path: &str) -> Result<BTreeSet<u16>, Field> {
     let field = format!("{path}.metadata.filter_metadata.remora.http_ports");
-    let Some(value) = chain
-        .metadata
-        .as_ref()
-        .and_then(|m| m.filter_metadata.get("remora"))
-        .and_then(|s| s.fields.get("http_ports"))
-    else {
+    let Some(value) = metadata::remora(chain.metadata.as_ref(), "http_ports") else {
         return Ok(BTreeSet::new());
     };
     let Some(Kind::ListValue(list)) = &value.kind else {
@@ -122,14 +118,13 @@ fn chain_http_ports(chain: &FilterChain, path: &str) -> Result<BTreeSet<u16>, Fi
     list.values
         .iter()
         .enumerate()
-        .map(|(i, v)| match &v.kind {
-            Some(Kind::NumberValue(n)) if n.fract() == 0.0 && (1.0..=65535.0).contains(n) => {
-                Ok(*n as u16)
-            }
-            _ => Err((
-                format!("{field}[{i}]"),
-                "is not a port (a whole number from 1 to 65535)".into(),
-            )),
+        .map(|(i, v)| {
+            metadata::port(v).ok_or_else(|| {
+                (
+                    format!("{field}[{i}]"),
+                    "is not a port (a whole number from 1 to 65535)".into(),
+                )
+            })
         })
         .collect()
 }

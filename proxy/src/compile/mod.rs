@@ -9,6 +9,7 @@ mod inbound;
 mod lb_policy;
 mod listener;
 mod memo;
+mod metadata;
 mod origin;
 mod policy;
 mod route;

@@ -288,7 +288,7 @@ fn typed_config<'a>(f: &'a Filter, field: &str, expected: &str) -> Result<&'a An
 }
 
 fn metadata_string(m: Option<&Metadata>, key: &str) -> Option<String> {
-    let value = m?.filter_metadata.get("remora")?.fields.get(key)?;
+    let value = super::metadata::remora(m, key)?;
     match &value.kind {
         Some(Kind::StringValue(s)) if !s.is_empty() => Some(s.clone()),
         Some(Kind::NumberValue(n)) => Some(n.to_string()),
