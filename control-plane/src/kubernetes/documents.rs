@@ -9,8 +9,8 @@
 //!
 //! Each document was converted to YAML once, when its object arrived
 //! ([`super::compact::Compact::document`]): under the caches' lock, which the
-//! watches need, a reload only clones `Arc`s and the few port numbers of the
-//! EndpointSlices ([`picked`]); the documents are made after
+//! watches need, a reload only clones `Arc`s, the EndpointSlices' too
+//! ([`picked`]); the documents are made after
 //! ([`documents_of`]), a Service's `targetPort`s made numbers on the way
 //! ([`super::target_ports`]).
 
@@ -19,7 +19,7 @@ use std::collections::BTreeSet;
 use super::cache::Kinds;
 use super::compact::{ObjectRef, Yaml};
 use super::kinds::Watched;
-use super::target_ports::{self, SlicePorts, Warned};
+use super::target_ports::{self, PickedSlice, Warned};
 use crate::problem::Problem;
 use crate::source::{Document, Loaded};
 
@@ -28,19 +28,25 @@ pub fn location(kind: Watched, at: &ObjectRef) -> String {
     format!("{kind} {at}")
 }
 
-/// One object the mesh reads, as taken out of the caches.
+/// What a reload takes out of the caches: the objects the mesh reads, and the
+/// EndpointSlices their Services' named target ports resolve against.
 #[derive(Debug)]
 pub struct Picked {
+    objects: Vec<PickedObject>,
+    slices: Vec<PickedSlice>,
+}
+
+/// One object the mesh reads, as taken out of the caches.
+#[derive(Debug)]
+struct PickedObject {
     kind: Watched,
     at: ObjectRef,
     document: Yaml,
-    /// A Service's: what its EndpointSlices resolved its ports to.
-    slice_ports: SlicePorts,
 }
 
 /// Every object of a document kind that the mesh reads, in kind then name
-/// order. Cheap: meant to run under the caches' lock.
-pub fn picked(kinds: &Kinds) -> Vec<Picked> {
+/// order, and the slices. Cheap: meant to run under the caches' lock.
+pub fn picked(kinds: &Kinds) -> Picked {
     let terminating: BTreeSet<&str> = kinds
         .get(&Watched::Namespace)
         .into_iter()
@@ -48,46 +54,39 @@ pub fn picked(kinds: &Kinds) -> Vec<Picked> {
         .filter(|(_, ns)| ns.object["terminating"].as_bool() == Some(true))
         .map(|(at, _)| at.name.as_str())
         .collect();
-    let mut by_service = target_ports::slice_ports(kinds);
-    let mut picked = Vec::new();
+    let mut objects = Vec::new();
     for kind in Watched::ALL.into_iter().filter(|k| k.is_document()) {
         for (at, object) in kinds.get(&kind).into_iter().flatten() {
             if !object.is_mesh || terminating.contains(at.namespace.as_str()) {
                 continue;
             }
-            let slice_ports = match kind {
-                Watched::Service => by_service.remove(at).unwrap_or_default(),
-                _ => SlicePorts::new(),
-            };
-            picked.push(Picked {
+            objects.push(PickedObject {
                 kind,
                 at: at.clone(),
                 document: object.document.clone(),
-                slice_ports,
             });
         }
     }
-    picked
+    Picked {
+        objects,
+        slices: target_ports::picked_slices(kinds),
+    }
 }
 
 /// The documents of `picked`, outside the lock; `targetPort` names left
 /// unresolved are told to `warned`.
-pub fn documents_of(picked: Vec<Picked>, warned: &Warned) -> Loaded {
+pub fn documents_of(picked: Picked, warned: &Warned) -> Loaded {
     let mut loaded = Loaded::default();
     let mut unresolved = BTreeSet::new();
-    for Picked {
-        kind,
-        at,
-        document,
-        slice_ports,
-    } in picked
-    {
+    let mut by_service = target_ports::slice_ports(&picked.slices);
+    for PickedObject { kind, at, document } in picked.objects {
         let file = location(kind, &at);
         match document {
             Ok(value) => {
                 let mut value = (*value).clone();
                 if kind == Watched::Service {
-                    unresolved.extend(target_ports::resolve(&mut value, &at, &slice_ports));
+                    let ports = by_service.remove(&at).unwrap_or_default();
+                    unresolved.extend(target_ports::resolve(&mut value, &at, &ports));
                 }
                 loaded.documents.push(Document {
                     file,

@@ -16,7 +16,7 @@
 //! slice lists the port at all, as for a Service no pod serves yet).
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::sync::{Mutex, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError};
 
 use serde_yaml_ng::Value;
 
@@ -28,21 +28,42 @@ use super::kinds::Watched;
 /// unnamed port), over all its slices.
 pub type SlicePorts = BTreeMap<String, BTreeSet<u16>>;
 
-/// Every Service's [`SlicePorts`], from the slices' compact objects
-/// (`compact::slice_ports`). Cheap: meant to run under the caches' lock.
-pub fn slice_ports(kinds: &Kinds) -> BTreeMap<ObjectRef, SlicePorts> {
+/// An EndpointSlice as a reload takes it from the caches: its namespace
+/// (shared by the slices of one namespace) and its compact document
+/// (`compact::slice_ports`), so only reference counts are touched under the
+/// caches' lock.
+pub type PickedSlice = (Arc<str>, Arc<serde_yaml_ng::Value>);
+
+/// The slices of `kinds`, in namespace order. Cheap: meant to run under the
+/// caches' lock.
+pub fn picked_slices(kinds: &Kinds) -> Vec<PickedSlice> {
+    let mut namespace: Arc<str> = Arc::from("");
+    let mut out = Vec::new();
+    for (at, slice) in kinds.get(&Watched::EndpointSlice).into_iter().flatten() {
+        let Ok(document) = &slice.document else {
+            continue;
+        };
+        if *namespace != *at.namespace {
+            namespace = Arc::from(at.namespace.as_str());
+        }
+        out.push((namespace.clone(), document.clone()));
+    }
+    out
+}
+
+/// Every Service's [`SlicePorts`], from its slices; outside the lock.
+pub fn slice_ports(slices: &[PickedSlice]) -> BTreeMap<ObjectRef, SlicePorts> {
     let mut out: BTreeMap<ObjectRef, SlicePorts> = BTreeMap::new();
-    let slices = kinds.get(&Watched::EndpointSlice).into_iter().flatten();
-    for (at, slice) in slices {
-        let Some(service) = slice.object["service"].as_str() else {
+    for (namespace, slice) in slices {
+        let Some(service) = slice["service"].as_str() else {
             continue;
         };
         let service = ObjectRef {
-            namespace: at.namespace.clone(),
+            namespace: namespace.to_string(),
             name: service.to_owned(),
         };
         let ports = out.entry(service).or_default();
-        for p in slice.object["ports"].as_array().into_iter().flatten() {
+        for p in slice["ports"].as_sequence().into_iter().flatten() {
             let number = p["port"]
                 .as_u64()
                 .and_then(|n| u16::try_from(n).ok())
