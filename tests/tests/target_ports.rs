@@ -14,9 +14,9 @@ use std::time::{Duration, SystemTime};
 use bytes::Bytes;
 use http_body_util::Full;
 use remora_tests::app::TestApp;
-use remora_tests::harness::{http, ControlPlane, Proxy, ProxySpec};
+use remora_tests::harness::{http, ControlPlane, Proxy};
 use support::{
-    config_dir, echo_peer, echoes, endpoint_count, leaf, mesh_issuer, meshed_proxy, mint_token,
+    config_dir, echo_peer, echoes, endpoint_count, leaf, mesh_issuer, meshed_proxy, meshed_spec,
     wait_config, write_config,
 };
 
@@ -89,11 +89,8 @@ impl Mesh {
         // the app's IP and their own ports.
         let orders = meshed_proxy(&cp, root.path(), "orders", &app).await;
         let web_app = TestApp::http("web");
-        let token = root.path().join("web.token");
-        std::fs::write(&token, mint_token(&cp.data_dir(), "default", "web")).unwrap();
         let web = Proxy::start(
-            ProxySpec::new("web", cp.xds_addr, web_app.addr)
-                .token_file(&token)
+            meshed_spec(&cp, root.path(), "web", &web_app)
                 .extra("upstreams: [{service: orders, port: 6379, listen: \"127.0.0.1:0\"}]\n"),
         )
         .await
@@ -144,25 +141,24 @@ async fn each_service_port_reaches_the_app_port_behind_it() {
         assert_eq!(reply.header("x-backend"), Some(backend), "{host}");
     }
 
-    // The calling app cannot pick another port for itself.
-    let request = ::http::Request::get("/")
-        .header("host", "orders:80")
-        .header("remora-target-port", mesh.admin.addr.port().to_string())
-        .body(Full::new(Bytes::new()))
-        .unwrap();
-    let reply = http::send(mesh.web.outbound, request).await.unwrap();
+    // The calling app cannot pick another port for itself: a request to
+    // `host` naming the admin port's target as its own.
+    let asking_for_admin = |host: &'static str| {
+        let request = ::http::Request::get("/")
+            .header("host", host)
+            .header("remora-target-port", mesh.admin.addr.port().to_string())
+            .body(Full::new(Bytes::new()))
+            .unwrap();
+        http::send(mesh.web.outbound, request)
+    };
+    let reply = asking_for_admin("orders:80").await.unwrap();
     assert_eq!(reply.status, 200, "{}", reply.text());
     assert_eq!(reply.header("x-backend"), Some("orders-api"));
 
     // Nor on a port without a target, whose requests name no port: the
     // header the app wrote is removed, not carried to the peer.
     let before = mesh.app.requests();
-    let request = ::http::Request::get("/")
-        .header("host", "orders:82")
-        .header("remora-target-port", mesh.admin.addr.port().to_string())
-        .body(Full::new(Bytes::new()))
-        .unwrap();
-    let reply = http::send(mesh.web.outbound, request).await.unwrap();
+    let reply = asking_for_admin("orders:82").await.unwrap();
     assert_eq!(reply.status, 200, "{}", reply.text());
     assert_eq!(reply.header("x-backend"), Some("orders-app"));
     assert_eq!(mesh.app.requests(), before + 1);

@@ -313,18 +313,28 @@ pub fn mint_token(data_dir: &Path, namespace: &str, service_account: &str) -> St
     String::from_utf8(out.stdout).unwrap().trim().to_owned()
 }
 
-/// Starts a proxy for `service` (namespace default) with a token for the service
-/// account of the same name, and waits until it holds a certificate and config.
+/// The spec of a proxy for `service` (namespace default) in front of `app`,
+/// with a token (written in `dir`) for the service account of the same name.
+pub fn meshed_spec(
+    cp: &remora_tests::harness::ControlPlane,
+    dir: &Path,
+    service: &str,
+    app: &remora_tests::app::TestApp,
+) -> remora_tests::harness::ProxySpec {
+    let token = dir.join(format!("{service}.token"));
+    std::fs::write(&token, mint_token(&cp.data_dir(), "default", service)).unwrap();
+    remora_tests::harness::ProxySpec::new(service, cp.xds_addr, app.addr).token_file(&token)
+}
+
+/// Starts a proxy of [`meshed_spec`], and waits until it holds a certificate
+/// and config.
 pub async fn meshed_proxy(
     cp: &remora_tests::harness::ControlPlane,
     dir: &Path,
     service: &str,
     app: &remora_tests::app::TestApp,
 ) -> Proxy {
-    use remora_tests::harness::ProxySpec;
-    let token = dir.join(format!("{service}.token"));
-    std::fs::write(&token, mint_token(&cp.data_dir(), "default", service)).unwrap();
-    let proxy = Proxy::start(ProxySpec::new(service, cp.xds_addr, app.addr).token_file(&token))
+    let proxy = Proxy::start(meshed_spec(cp, dir, service, app))
         .await
         .unwrap();
     proxy.wait_ready(Duration::from_secs(10)).await.unwrap();
