@@ -40,10 +40,9 @@ async fn attempt(action: ProbeAction) -> Result<(StatusCode, String), String> {
     match action {
         ProbeAction::Tcp { port } => {
             let addr = app(port);
-            TcpStream::connect(addr)
+            connect(addr)
                 .await
                 .map(|_| (StatusCode::OK, format!("{addr} accepts connections\n")))
-                .map_err(|e| format!("cannot connect to {addr}: {e}"))
         }
         ProbeAction::Http {
             port,
@@ -51,9 +50,7 @@ async fn attempt(action: ProbeAction) -> Result<(StatusCode, String), String> {
             headers,
         } => {
             let addr = app(port);
-            let stream = TcpStream::connect(addr)
-                .await
-                .map_err(|e| format!("cannot connect to {addr}: {e}"))?;
+            let stream = connect(addr).await?;
             let (mut sender, connection) =
                 hyper::client::conn::http1::handshake::<_, Empty<Bytes>>(TokioIo::new(stream))
                     .await
@@ -110,6 +107,13 @@ fn build(
 
 fn app(port: u16) -> SocketAddr {
     SocketAddr::from((Ipv4Addr::LOCALHOST, port))
+}
+
+/// A connection to the app at `addr`, or the reason a probe reports.
+pub(super) async fn connect(addr: SocketAddr) -> Result<TcpStream, String> {
+    TcpStream::connect(addr)
+        .await
+        .map_err(|e| format!("cannot connect to {addr}: {e}"))
 }
 
 fn answer(status: StatusCode, body: String) -> Response<ResponseBody> {

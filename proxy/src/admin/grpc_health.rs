@@ -20,9 +20,8 @@ use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use prost::Message;
-use tokio::net::TcpStream;
 
-use crate::grpc::grpc_status;
+use crate::grpc::{code_name, grpc_status};
 
 /// The health service's unary method.
 const CHECK_PATH: &str = "/grpc.health.v1.Health/Check";
@@ -62,9 +61,7 @@ struct HealthCheckResponse {
 pub(super) async fn check(addr: SocketAddr, service: &str) -> Result<String, String> {
     let body = request_body(service)?;
     let request = build(addr, body).map_err(|e| format!("{CHECK_PATH}: {e}"))?;
-    let stream = TcpStream::connect(addr)
-        .await
-        .map_err(|e| format!("cannot connect to {addr}: {e}"))?;
+    let stream = super::app_health::connect(addr).await?;
     // hyper's HTTP/2 client runs the connection's I/O in a task of its own
     // (the executor's). When the probe times out this future is dropped, and
     // the sender, the request and `connection` with it: that task is left
@@ -203,30 +200,6 @@ fn failed(code: u32, headers: &HeaderMap) -> String {
         .map(|m| format!(": {}", m.chars().take(MAX_QUOTED).collect::<String>()))
         .unwrap_or_default();
     format!("grpc-status {code}{name}{message}")
-}
-
-/// The gRPC status codes' names, by number.
-fn code_name(code: u32) -> Option<&'static str> {
-    const NAMES: [&str; 17] = [
-        "OK",
-        "CANCELLED",
-        "UNKNOWN",
-        "INVALID_ARGUMENT",
-        "DEADLINE_EXCEEDED",
-        "NOT_FOUND",
-        "ALREADY_EXISTS",
-        "PERMISSION_DENIED",
-        "RESOURCE_EXHAUSTED",
-        "FAILED_PRECONDITION",
-        "ABORTED",
-        "OUT_OF_RANGE",
-        "UNIMPLEMENTED",
-        "INTERNAL",
-        "UNAVAILABLE",
-        "DATA_LOSS",
-        "UNAUTHENTICATED",
-    ];
-    NAMES.get(usize::try_from(code).ok()?).copied()
 }
 
 #[cfg(test)]
