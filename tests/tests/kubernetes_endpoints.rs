@@ -167,6 +167,12 @@ impl Cluster {
                 self.cp.logs()
             );
         }
+        // The control plane's view comes first; web's proxy ACKs the
+        // assignment a moment later, and a call in between finds none.
+        wait_config(&self.web, WAIT, "orders' endpoints at web", |d| {
+            endpoint_count(d, "orders") == expected.len()
+        })
+        .await;
     }
 
     /// Calls orders through web's proxy until every backend in `names` has
